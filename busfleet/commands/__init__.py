@@ -1,0 +1,1 @@
+"""Subcommands of the busfleet CLI, one module per group."""

@@ -1,0 +1,193 @@
+"""`busfleet demo`: broker, central and a fleet of simulated buses, then the dashboard.
+
+Every part runs as its own process, as in production: the broker, `busfleet central serve`
+and one `busfleet sim bus` per bus (a real agent on simulated GPS and CAN). The demo owns
+them: they die with it (PR_SET_PDEATHSIG) and it stops them all on the way out.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from busfleet.broker import Broker, run_broker
+from busfleet.simbus import DEFAULT_GTFS
+
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+@dataclass
+class Fleet:
+    """The demo's child processes and where they write."""
+
+    workdir: Path
+    broker: Broker
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    @property
+    def db(self) -> Path:
+        return self.workdir / "central.sqlite"
+
+    def spawn(self, name: str, args: list[str]) -> None:
+        log = (self.workdir / "logs").joinpath(f"{name}.log")
+        log.parent.mkdir(parents=True, exist_ok=True)
+        self.procs[name] = subprocess.Popen(
+            [sys.executable, "-m", "busfleet.cli", *args],
+            stdout=subprocess.DEVNULL,
+            stderr=log.open("ab"),
+            stdin=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent,
+            start_new_session=True,  # a Ctrl-C reaches the demo, which then stops its children
+        )
+
+    def crashed(self) -> list[str]:
+        return [name for name, p in self.procs.items() if p.poll() not in (None, 0, -15)]
+
+    def stop(self) -> None:
+        for p in self.procs.values():
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 5
+        for p in self.procs.values():
+            try:
+                p.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+
+
+def broker_args(broker: Broker) -> list[str]:
+    protocol = "5" if broker.kind == "mosquitto" else "4"  # amqtt speaks MQTT 3.1.1 only
+    return ["--mqtt-host", broker.host, "--mqtt-port", str(broker.port), "--mqtt-protocol", protocol]
+
+
+def pick_trips(gtfs: Path, n: int) -> list[str]:
+    from protocols.gtfs import demo_trips, read_feed
+
+    return demo_trips(read_feed(gtfs), n)
+
+
+@contextlib.contextmanager
+def running_fleet(workdir: Path, buses: int, *, rate_hz: float = 1.0, gtfs: Path = DEFAULT_GTFS,
+                  progress: bool = True) -> Iterator[Fleet]:
+    def say(text: str) -> None:
+        if progress:
+            print(f"[demo] {text}", file=sys.stderr, flush=True)
+
+    with run_broker(workdir / "broker") as broker:
+        say(f"broker: {broker.kind} on {broker.host}:{broker.port}")
+        fleet = Fleet(workdir, broker)
+        try:
+            fleet.spawn("central", ["central", "serve", "--db", str(fleet.db), *broker_args(broker)])
+            say(f"central: serving, database {fleet.db}")
+            trips = pick_trips(gtfs, buses)
+            for i in range(buses):
+                bus_id = f"bus-{i + 1:02d}"
+                trip = trips[i % len(trips)]
+                fleet.spawn(bus_id, [
+                    "sim", "bus", "--id", bus_id, "--trip", trip, "--gtfs", str(gtfs),
+                    "--data-dir", str(workdir / bus_id), "--seed", str(i + 1),
+                    "--rate", str(rate_hz), "--start-fraction", str((i * 0.13) % 0.6),
+                    "--truth-log", str(workdir / f"{bus_id}.truth.jsonl"),
+                    *broker_args(broker),
+                ])
+                say(f"{bus_id}: driving trip {trip}")
+            say(f"logs in {workdir / 'logs'}")
+            yield fleet
+        finally:
+            say("stopping")
+            fleet.stop()
+
+
+def figures(fleet: Fleet) -> dict[str, int]:
+    """What central has stored so far, read from its database."""
+    if not fleet.db.exists():
+        return {"buses_seen": 0, "positions_stored": 0}
+    with contextlib.closing(sqlite3.connect(f"file:{fleet.db}?mode=ro", uri=True)) as db:
+        try:
+            buses, positions = db.execute(
+                "SELECT COUNT(DISTINCT bus), COUNT(lat) FROM telemetry"
+            ).fetchone()
+        except sqlite3.OperationalError:  # central has not created its tables yet
+            return {"buses_seen": 0, "positions_stored": 0}
+    return {"buses_seen": int(buses), "positions_stored": int(positions)}
+
+
+def rejected_by_central(fleet: Fleet) -> int:
+    """Central's rejection counter, from the retained stats it publishes."""
+    import paho.mqtt.subscribe as subscribe
+
+    from protocols import codec, topics
+    from protocols.schemas import CentralStats
+
+    protocol = 5 if fleet.broker.kind == "mosquitto" else 4
+    try:
+        msg = subscribe.simple(
+            topics.central_stats(), hostname=fleet.broker.host, port=fleet.broker.port,
+            client_id="", protocol=protocol, keepalive=5,
+        )
+        stats = codec.decode(CentralStats, msg.payload)  # type: ignore[union-attr]
+    except Exception:  # noqa: BLE001 - any failure to read the stats counts as an error
+        return 1
+    return int(stats.counters.get("rejected", 0))
+
+
+def run_headless(buses: int, seconds: float, workdir: Path | None, rate_hz: float) -> int:
+    with contextlib.ExitStack() as stack:
+        if workdir is None:
+            workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="busfleet-demo-")))
+        with running_fleet(workdir, buses, rate_hz=rate_hz) as fleet:
+            start = time.monotonic()
+            next_report = start + 5
+            try:
+                while (elapsed := time.monotonic() - start) < seconds:
+                    time.sleep(0.2)
+                    if time.monotonic() >= next_report:
+                        next_report += 5
+                        f = figures(fleet)
+                        print(f"[demo] {elapsed:4.0f}/{seconds:.0f} s: {f['buses_seen']} buses seen, "
+                              f"{f['positions_stored']} positions stored", file=sys.stderr, flush=True)
+            except KeyboardInterrupt:
+                print("[demo] interrupted", file=sys.stderr)
+            crashed = fleet.crashed()
+            for name in crashed:
+                print(f"[demo] {name} exited unexpectedly, see {workdir}/logs/{name}.log",
+                      file=sys.stderr)
+            result = figures(fleet)
+            result["errors"] = len(crashed) + rejected_by_central(fleet)
+        print(json.dumps(result), flush=True)
+    return 0 if result["errors"] == 0 else 1
+
+
+def run_interactive(buses: int, workdir: Path | None, rate_hz: float) -> int:
+    import dataclasses
+
+    from central.config import CentralConfig
+    from central.dashboard.app import create_app
+
+    with contextlib.ExitStack() as stack:
+        if workdir is None:
+            workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="busfleet-demo-")))
+        fleet = stack.enter_context(running_fleet(workdir, buses, rate_hz=rate_hz))
+        config = dataclasses.replace(
+            CentralConfig(), mqtt_host=fleet.broker.host, mqtt_port=fleet.broker.port,
+            mqtt_username="dispatcher", mqtt_protocol=5 if fleet.broker.kind == "mosquitto" else 4,
+        )
+        with contextlib.suppress(KeyboardInterrupt):
+            create_app(config).run()
+    return 0

@@ -1,0 +1,56 @@
+"""Central's TOML configuration with documented defaults (see deploy/central.example.toml)."""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+
+class CentralConfigError(Exception):
+    """central.toml is missing, unreadable or invalid."""
+
+
+@dataclass(frozen=True, slots=True)
+class CentralConfig:
+    db: str = "central.sqlite"  # fleet history and state (SQLite, WAL)
+    mqtt_host: str = "127.0.0.1"
+    mqtt_port: int = 1883
+    mqtt_username: str = "central"
+    mqtt_password_file: str = ""
+    mqtt_ca_file: str = ""
+    mqtt_protocol: int = 5  # 4 = MQTT 3.1.1
+    client_id: str = "central"
+    offline_after_s: float = 30.0  # no message from a bus for this long: offline
+    fleet_publish_s: float = 0.5  # how often changed fleet entries go to dashboards
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def parse_central_config(text: str, path: str = "<string>") -> CentralConfig:
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise CentralConfigError(f"{path}: {exc}") from exc
+    section = raw.get("central", {})
+    known = {f.name for f in fields(CentralConfig)} - {"extra"}
+    unknown = set(section) - known
+    if unknown:
+        raise CentralConfigError(f"{path}: unknown key central.{sorted(unknown)[0]}")
+    defaults = CentralConfig()
+    values: dict[str, Any] = {}
+    for key, value in section.items():
+        want = type(getattr(defaults, key))
+        if want is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, want):
+            raise CentralConfigError(f"{path}: central.{key} must be {want.__name__}")
+        values[key] = value
+    return CentralConfig(**values)
+
+
+def load_central_config(path: str | Path) -> CentralConfig:
+    try:
+        return parse_central_config(Path(path).read_text(), str(path))
+    except OSError as exc:
+        raise CentralConfigError(f"cannot read {path}: {exc.strerror}") from exc

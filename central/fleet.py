@@ -1,0 +1,76 @@
+"""Fleet state at central: pure functions from (entry, event) to the new entry.
+
+Presence carries a session number that grows with each connection of a bus: a death (last
+will) or birth with a session older than the newest one seen is stale and ignored, so a
+will that the broker delivers late can never mark a reconnected bus offline.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from protocols.schemas import FleetEntry, Presence, ReportedState, TelemetryBatch
+
+
+class BusState(msgspec.Struct, frozen=True, kw_only=True):
+    entry: FleetEntry
+    session: int = 0
+
+
+def new_bus(bus: str) -> BusState:
+    return BusState(entry=FleetEntry(bus=bus, online=False))
+
+
+def on_presence(state: BusState, p: Presence, now: float) -> BusState | None:
+    """Apply a birth or death; None if it is stale (an older session than one already seen)."""
+    if p.session < state.session:
+        return None
+    entry = msgspec.structs.replace(
+        state.entry, online=p.online, last_seen=now if p.online else state.entry.last_seen
+    )
+    return BusState(entry=entry, session=p.session)
+
+
+def on_telemetry(state: BusState, batch: TelemetryBatch, new_records: int, now: float) -> BusState:
+    """Apply a telemetry batch: the latest position and vehicle data, last seen, record count.
+
+    Backfilled batches update the history but never move the live position backwards.
+    """
+    entry = state.entry
+    updates: dict[str, object] = {"online": True, "last_seen": now,
+                                  "records": entry.records + new_records}
+    latest = max(batch.records, key=lambda r: r.t, default=None)
+    if latest is not None and (entry.t is None or latest.t >= entry.t):
+        if latest.pos is not None:
+            updates.update(t=latest.t, lat=latest.pos.lat, lon=latest.pos.lon,
+                           speed=latest.pos.speed)
+        if latest.veh is not None and latest.veh.doors_open is not None:
+            updates["doors_open"] = latest.veh.doors_open
+    return msgspec.structs.replace(state, entry=msgspec.structs.replace(entry, **updates))
+
+
+def on_reported(state: BusState, r: ReportedState, now: float) -> BusState:
+    a = r.assignment
+    entry = msgspec.structs.replace(
+        state.entry, reported_version=r.version, last_seen=now,
+        route_id=a.route_id if a else None, trip_id=a.trip_id if a else None,
+    )
+    return msgspec.structs.replace(state, entry=entry)
+
+
+def on_desired(state: BusState, version: int) -> BusState:
+    return msgspec.structs.replace(
+        state, entry=msgspec.structs.replace(state.entry, desired_version=version)
+    )
+
+
+def on_tick(state: BusState, now: float, offline_after_s: float) -> BusState | None:
+    """Mark a silent bus offline (its link may be dead without a will yet); None if unchanged."""
+    e = state.entry
+    if e.online and e.last_seen is not None and now - e.last_seen > offline_after_s:
+        return msgspec.structs.replace(state, entry=msgspec.structs.replace(e, online=False))
+    return None
+
+
+def out_of_sync(entry: FleetEntry) -> bool:
+    return entry.desired_version != entry.reported_version

@@ -1,0 +1,120 @@
+"""Ingest: every message from the buses goes through `Ingest.handle`, transport-agnostic.
+
+Bad input never raises out of here: an unknown topic, a payload that does not parse or
+validate, or a payload naming another bus than its topic is counted and logged (rate-limited).
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import time
+
+from central import fleet
+from central.store import CentralStore, record_row
+from protocols import codec, topics
+from protocols.errors import ProtocolError
+from protocols.schemas import DesiredState, FleetEntry, Presence, ReportedState, TelemetryBatch
+
+log = logging.getLogger("busfleet.central.ingest")
+
+
+class Ingest:
+    def __init__(self, store: CentralStore, offline_after_s: float = 30.0) -> None:
+        self.store = store
+        self.offline_after_s = offline_after_s
+        self.buses: dict[str, fleet.BusState] = {}
+        self.dirty: set[str] = set()  # buses whose fleet entry changed since last publish
+        self.counters: collections.Counter[str] = collections.Counter()
+        self._last_warning = 0.0
+        for row in store.buses():
+            if row["body"]:
+                entry = codec.decode(FleetEntry, row["body"].encode())
+                self.buses[row["bus"]] = fleet.BusState(entry=entry, session=row["session"])
+
+    def handle(self, topic: str, payload: bytes, now: float | None = None) -> None:
+        now = time.time() if now is None else now
+        self.counters["messages"] += 1
+        try:
+            parsed = topics.parse(topic)
+            bus = parsed.bus_id
+            if bus is None:
+                return
+            if parsed.kind is topics.Kind.TELEMETRY:
+                self._telemetry(bus, codec.decode(TelemetryBatch, payload), now)
+            elif parsed.kind is topics.Kind.PRESENCE:
+                self._presence(bus, codec.decode(Presence, payload), now)
+            elif parsed.kind is topics.Kind.REPORTED:
+                self._reported(bus, payload, codec.decode(ReportedState, payload), now)
+            elif parsed.kind is topics.Kind.DESIRED:
+                desired = codec.decode(DesiredState, payload)
+                self._check_bus(bus, desired.bus)
+                self._set(bus, fleet.on_desired(self._state(bus), desired.version))
+            else:
+                return
+        except ProtocolError as exc:
+            self.reject(type(exc).__name__, f"{topic}: {exc}")
+
+    def reject(self, reason: str, detail: str) -> None:
+        self.counters["rejected"] += 1
+        self.counters[f"rejected_{reason}"] += 1
+        now = time.monotonic()
+        if now - self._last_warning > 1.0:  # a flood of garbage must not flood the log
+            self._last_warning = now
+            log.warning("rejected (%d so far): %s", self.counters["rejected"], detail[:300])
+
+    def _state(self, bus: str) -> fleet.BusState:
+        state = self.buses.get(bus)
+        return state if state is not None else fleet.new_bus(bus)
+
+    def _set(self, bus: str, state: fleet.BusState) -> None:
+        self.buses[bus] = state
+        self.dirty.add(bus)
+
+    def _check_bus(self, bus: str, claimed: str) -> None:
+        if claimed != bus:
+            raise BusMismatch(f"payload names bus {claimed!r} on the topic of {bus!r}")
+
+    def _telemetry(self, bus: str, batch: TelemetryBatch, now: float) -> None:
+        self._check_bus(bus, batch.bus)
+        rows = [record_row(bus, r, batch.backfill, now) for r in batch.records]
+        new = self.store.add_records(rows)
+        self.counters["records"] += new
+        self.counters["duplicates"] += len(rows) - new
+        self._set(bus, fleet.on_telemetry(self._state(bus), batch, new, now))
+
+    def _presence(self, bus: str, p: Presence, now: float) -> None:
+        self._check_bus(bus, p.bus)
+        state = fleet.on_presence(self._state(bus), p, now)
+        if state is None:
+            self.counters["stale_presence"] += 1
+            log.info("ignored stale presence of %s (session %d)", bus, p.session)
+            return
+        log.info("%s %s (session %d)", bus, "online" if p.online else "offline", p.session)
+        self._set(bus, state)
+
+    def _reported(self, bus: str, payload: bytes, r: ReportedState, now: float) -> None:
+        self._check_bus(bus, r.bus)
+        self.store.save_reported(bus, r.version, payload)
+        self._set(bus, fleet.on_reported(self._state(bus), r, now))
+
+    def tick(self, now: float | None = None) -> None:
+        now = time.time() if now is None else now
+        for bus, state in self.buses.items():
+            changed = fleet.on_tick(state, now, self.offline_after_s)
+            if changed is not None:
+                log.info("%s offline: silent for %.0f s", bus, self.offline_after_s)
+                self._set(bus, changed)
+
+    def take_dirty(self) -> list[FleetEntry]:
+        """Fleet entries changed since the last call; also persisted, so a restart keeps them."""
+        entries = [self.buses[b].entry for b in sorted(self.dirty)]
+        for e in entries:
+            s = self.buses[e.bus]
+            self.store.save_bus(e.bus, e.online, s.session, e.last_seen, codec.encode(e).decode())
+        self.dirty.clear()
+        return entries
+
+
+class BusMismatch(ProtocolError):
+    """A payload that claims to come from another bus than its topic says."""

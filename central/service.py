@@ -1,0 +1,79 @@
+"""`busfleet central serve`: ingest from the buses, keep fleet state, publish it to dashboards."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+
+import aiomqtt
+
+from central import mqtt
+from central.config import CentralConfig
+from central.ingest import Ingest
+from central.store import CentralStore
+from protocols import codec, topics
+from protocols.schemas import CentralStats
+
+log = logging.getLogger("busfleet.central.service")
+
+# Desired states are published by the assign tools (retained); central follows them too, so
+# that fleet state knows which buses are out of sync.
+SUBSCRIPTIONS = (
+    topics.Kind.PRESENCE, topics.Kind.TELEMETRY, topics.Kind.REPORTED, topics.Kind.DESIRED,
+)
+
+
+class CentralService:
+    def __init__(self, config: CentralConfig) -> None:
+        self.config = config
+        self.store = CentralStore(config.db)
+        self.ingest = Ingest(self.store, config.offline_after_s)
+        self.ready = asyncio.Event()  # subscribed and ingesting
+
+    async def run(self) -> None:
+        delay = 0.5
+        try:
+            while True:
+                try:
+                    await self._session()
+                except aiomqtt.MqttError as exc:
+                    if self.ready.is_set():
+                        delay = 0.5
+                    log.warning("broker connection lost: %s; reconnect in %.1f s", exc, delay)
+                self.ready.clear()
+                await asyncio.sleep(delay * random.uniform(0.7, 1.3))
+                delay = min(delay * 2, 30.0)
+        finally:
+            self.store.close()
+
+    async def _session(self) -> None:
+        async with mqtt.client(self.config, max_queued_incoming_messages=0) as client:
+            for kind in SUBSCRIPTIONS:
+                await client.subscribe(topics.all_buses(kind), qos=1)
+            log.info("central subscribed on %s:%d", self.config.mqtt_host, self.config.mqtt_port)
+            self.ready.set()
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self._receive(client), name="ingest")
+                tg.create_task(self._publish_fleet(client), name="fleet-publish")
+
+    async def _receive(self, client: aiomqtt.Client) -> None:
+        async for message in client.messages:
+            payload = message.payload
+            if not isinstance(payload, bytes):
+                payload = str(payload).encode()
+            self.ingest.handle(message.topic.value, payload)
+
+    async def _publish_fleet(self, client: aiomqtt.Client) -> None:
+        last_stats = 0.0
+        while True:
+            await asyncio.sleep(self.config.fleet_publish_s)
+            self.ingest.tick()
+            for entry in self.ingest.take_dirty():
+                await client.publish(topics.fleet(entry.bus), codec.encode(entry), qos=0, retain=True)
+            now = time.time()
+            if now - last_stats >= 2.0:
+                last_stats = now
+                stats = CentralStats(t=now, counters=dict(self.ingest.counters))
+                await client.publish(topics.central_stats(), codec.encode(stats), qos=0, retain=True)

@@ -1,0 +1,136 @@
+"""Central's SQLite store (sqlite-utils, WAL): fleet history and state, migrations in code.
+
+Telemetry is keyed on (bus, seq): a record the bus sends twice (after an outage, a crash, a
+lost PUBACK) is stored once. `add_records` says how many were new.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from protocols.schemas import TelemetryRecord
+
+TELEMETRY_COLUMNS = (
+    "bus", "seq", "t", "lat", "lon", "speed", "track", "mode", "hdop", "sats", "estimated",
+    "speed_kmh", "rpm", "doors_open", "coolant_c", "fuel_pct", "odometer_m", "backfill",
+    "received",
+)
+
+MIGRATIONS: list[str] = [
+    # 1: the foundation
+    """
+    CREATE TABLE telemetry (
+        bus TEXT NOT NULL, seq INTEGER NOT NULL, t REAL NOT NULL,
+        lat REAL, lon REAL, speed REAL, track REAL, mode INTEGER, hdop REAL, sats INTEGER,
+        estimated INTEGER, speed_kmh REAL, rpm REAL, doors_open INTEGER, coolant_c REAL,
+        fuel_pct REAL, odometer_m REAL, backfill INTEGER NOT NULL, received REAL NOT NULL,
+        PRIMARY KEY (bus, seq)
+    ) WITHOUT ROWID;
+    CREATE INDEX telemetry_t ON telemetry (t);
+    CREATE TABLE buses (
+        bus TEXT PRIMARY KEY, online INTEGER NOT NULL, session INTEGER NOT NULL,
+        last_seen REAL, body TEXT
+    );
+    CREATE TABLE desired (bus TEXT PRIMARY KEY, version INTEGER NOT NULL, body BLOB NOT NULL);
+    CREATE TABLE reported (bus TEXT PRIMARY KEY, version INTEGER NOT NULL, body BLOB NOT NULL);
+    """,
+]
+
+
+def record_row(bus: str, rec: TelemetryRecord, backfill: bool, received: float) -> tuple[Any, ...]:
+    p, v = rec.pos, rec.veh
+    return (
+        bus, rec.seq, rec.t,
+        p.lat if p else None, p.lon if p else None, p.speed if p else None,
+        p.track if p else None, p.mode if p else None, p.hdop if p else None,
+        p.sats if p else None, int(p.estimated) if p else None,
+        v.speed_kmh if v else None, v.rpm if v else None,
+        None if v is None or v.doors_open is None else int(v.doors_open),
+        v.coolant_c if v else None, v.fuel_pct if v else None, v.odometer_m if v else None,
+        int(backfill), received,
+    )
+
+
+class CentralStore:
+    def __init__(self, path: str | Path) -> None:
+        if str(path) != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+        self.db = sqlite_utils.Database(conn)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.execute("PRAGMA busy_timeout=5000")
+        self._migrate()
+        marks = ",".join("?" * len(TELEMETRY_COLUMNS))
+        self._insert = f"INSERT OR IGNORE INTO telemetry ({','.join(TELEMETRY_COLUMNS)}) VALUES ({marks})"
+
+    def _migrate(self) -> None:
+        version = int(self.db.execute("PRAGMA user_version").fetchone()[0])
+        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+            self.db.conn.executescript(f"BEGIN; {script}; PRAGMA user_version = {number}; COMMIT;")
+
+    def add_records(self, rows: Sequence[tuple[Any, ...]]) -> int:
+        """Insert telemetry rows; duplicates (same bus and seq) are ignored. Returns new rows."""
+        conn = self.db.conn
+        before = conn.total_changes
+        conn.execute("BEGIN")
+        try:
+            conn.executemany(self._insert, rows)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        return conn.total_changes - before
+
+    def telemetry(self, bus: str | None = None) -> list[dict[str, Any]]:
+        if bus is None:
+            return list(self.db.query("SELECT * FROM telemetry ORDER BY bus, seq"))
+        return list(self.db.query("SELECT * FROM telemetry WHERE bus = ? ORDER BY seq", [bus]))
+
+    def seqs(self, bus: str) -> list[int]:
+        return [r[0] for r in self.db.execute("SELECT seq FROM telemetry WHERE bus = ? ORDER BY seq", [bus])]
+
+    def count(self) -> int:
+        return int(self.db.execute("SELECT COUNT(*) FROM telemetry").fetchone()[0])
+
+    def save_bus(self, bus: str, online: bool, session: int, last_seen: float | None, body: str) -> None:
+        self.db.execute(
+            "INSERT INTO buses (bus, online, session, last_seen, body) VALUES (?, ?, ?, ?, ?)"
+            " ON CONFLICT(bus) DO UPDATE SET online = excluded.online, session = excluded.session,"
+            " last_seen = excluded.last_seen, body = excluded.body",
+            (bus, int(online), session, last_seen, body),
+        )
+
+    def buses(self) -> Iterable[dict[str, Any]]:
+        return self.db.query("SELECT * FROM buses ORDER BY bus")
+
+    def put_desired(self, bus: str, body_for_version: Any) -> int:
+        """Store the next desired document of `bus`; `body_for_version(v)` builds it. Returns v."""
+        row = self.db.execute("SELECT version FROM desired WHERE bus = ?", [bus]).fetchone()
+        version = (row[0] if row else 0) + 1
+        body: bytes = body_for_version(version)
+        self.db.execute(
+            "INSERT INTO desired (bus, version, body) VALUES (?, ?, ?)"
+            " ON CONFLICT(bus) DO UPDATE SET version = excluded.version, body = excluded.body",
+            (bus, version, body),
+        )
+        return version
+
+    def desired(self, bus: str) -> tuple[int, bytes] | None:
+        row = self.db.execute("SELECT version, body FROM desired WHERE bus = ?", [bus]).fetchone()
+        return (int(row[0]), bytes(row[1])) if row else None
+
+    def save_reported(self, bus: str, version: int, body: bytes) -> None:
+        self.db.execute(
+            "INSERT INTO reported (bus, version, body) VALUES (?, ?, ?)"
+            " ON CONFLICT(bus) DO UPDATE SET version = excluded.version, body = excluded.body",
+            (bus, version, body),
+        )
+
+    def close(self) -> None:
+        self.db.conn.close()

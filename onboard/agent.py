@@ -1,0 +1,135 @@
+"""The bus agent: GPS, CAN, telemetry into the outbox, the fleet link, desired state.
+
+Every long-running loop is a named task in one TaskGroup. Inputs only update the latest
+state; the telemetry task samples it once per interval, so a burst on the CAN bus or a fast
+GPS never grows a queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from pathlib import Path
+
+from onboard.applied import AppliedStore, Outcome, evaluate, reported
+from onboard.can_input import CanInput
+from onboard.config import AgentConfig
+from onboard.gps_serial import SerialGps
+from onboard.link import Link
+from onboard.outbox import Outbox
+from protocols import codec
+from protocols.nmea import Fix
+from protocols.schemas import Position, TelemetryRecord, Vehicle
+from protocols.vehicle import VehicleState
+
+log = logging.getLogger("busfleet.onboard.agent")
+
+COUNTERS_EVERY_S = 30.0
+
+
+class Agent:
+    def __init__(self, config: AgentConfig) -> None:
+        self.config = config
+        self.bus_id = config.bus.id
+        self.outbox = Outbox(Path(config.bus.data_dir) / "agent.sqlite")
+        self.applied_store = AppliedStore(self.outbox)
+        self.outcome = Outcome(self.applied_store.load())
+        self.link = Link(config, self.outbox, self.on_desired)
+        self.gps: SerialGps | None = None
+        if config.gps.source == "serial":
+            self.gps = SerialGps(config.gps.device, config.gps.baud, self.on_fix)
+        self.can: CanInput | None = None
+        if config.can.interface != "none":
+            self.can = CanInput(config.can.interface, config.can.channel, bitrate=config.can.bitrate)
+        self.fix: Fix | None = None
+        self.fix_at = 0.0  # monotonic time the fix arrived
+        self.records = 0
+        self.link.set_reported(self._reported_payload())
+
+    # -- inputs ---------------------------------------------------------------------------
+    def on_fix(self, fix: Fix, at: float) -> None:
+        self.fix = fix
+        self.fix_at = at
+
+    def on_desired(self, payload: bytes) -> None:
+        outcome = evaluate(self.outcome.applied, payload, self.bus_id)
+        if outcome.error:
+            log.warning("desired state rejected (version %s): %s", outcome.rejected_version,
+                        outcome.error)
+        elif outcome.applied is not None and outcome.applied != self.outcome.applied:
+            self.applied_store.save(outcome.applied)
+            log.info("desired state version %d applied", outcome.applied.version)
+        self.outcome = outcome
+        self.link.set_reported(self._reported_payload())
+
+    # -- outputs --------------------------------------------------------------------------
+    def counters(self) -> dict[str, int]:
+        return {
+            "nmea_rejected": self.gps.rejected if self.gps else 0,
+            "can_frames": self.can.frames if self.can else 0,
+            "can_rejected": int(self.can.decoder.stats.malformed) if self.can else 0,
+            "records": self.records,
+            "outbox": self.outbox.count(),
+        }
+
+    def _reported_payload(self) -> bytes:
+        return codec.encode(reported(self.outcome, self.bus_id, self.counters()))
+
+    def sample(self) -> TelemetryRecord:
+        """The record for this interval: the fresh fix, if any, and the vehicle summary."""
+        now = time.time()
+        pos = None
+        t = now
+        fix = self.fix
+        fresh = time.monotonic() - self.fix_at <= self.config.gps.stale_after_s
+        if fix is not None and fresh and fix.mode >= 2 and fix.lat is not None and fix.lon is not None:
+            pos = Position(lat=fix.lat, lon=fix.lon, speed=fix.speed, track=fix.track,
+                           mode=fix.mode, hdop=fix.hdop, sats=fix.sats_used)
+            if fix.time is not None:
+                t = fix.time.timestamp()
+        veh = _vehicle(self.can.state) if self.can and self.can.frames else None
+        return TelemetryRecord(seq=0, t=t, pos=pos, veh=veh)
+
+    async def _telemetry(self) -> None:
+        interval = self.config.telemetry.interval_s
+        next_at = time.monotonic()
+        while True:
+            next_at += interval
+            await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+            record = self.sample()
+            if record.pos is None and record.veh is None:
+                continue
+            self.outbox.append("telemetry", codec.encode(record))
+            self.records += 1
+            self.link.wake.set()
+
+    async def _counters(self) -> None:
+        while True:
+            await asyncio.sleep(COUNTERS_EVERY_S)
+            self.link.set_reported(self._reported_payload())
+
+    async def run(self) -> None:
+        log.info("agent %s starting (outbox %d records)", self.bus_id, self.outbox.count())
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self.link.run(), name="link")
+                tg.create_task(self._telemetry(), name="telemetry")
+                tg.create_task(self._counters(), name="counters")
+                if self.gps:
+                    tg.create_task(self.gps.run(), name="gps")
+                if self.can:
+                    tg.create_task(self.can.run(), name="can")
+        finally:
+            self.outbox.close()
+
+
+def _vehicle(state: VehicleState) -> Vehicle:
+    return Vehicle(
+        speed_kmh=state.speed_kmh,
+        rpm=state.engine_rpm,
+        doors_open=state.doors_open,
+        coolant_c=state.coolant_c,
+        fuel_pct=state.fuel_pct,
+        odometer_m=state.odometer_m,
+    )

@@ -1,0 +1,130 @@
+"""The agent's TOML configuration: typed sections with documented defaults.
+
+deploy/agent.example.toml shows every key with its default; keep the two in step (a test
+loads the example and compares it with these defaults).
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, TypeVar
+
+from onboard.errors import ConfigError
+from protocols.topics import valid_bus_id
+
+
+@dataclass(frozen=True, slots=True)
+class BusSection:
+    id: str = "bus-001"
+    data_dir: str = "/var/lib/busfleet"  # outbox and applied state (SQLite)
+
+
+@dataclass(frozen=True, slots=True)
+class MqttSection:
+    host: str = "127.0.0.1"
+    port: int = 1883
+    username: str = ""  # empty: the bus id
+    password_file: str = ""  # empty: no password (development brokers only)
+    ca_file: str = ""  # set to use TLS
+    keepalive_s: int = 30
+    protocol: int = 5  # MQTT 5; 4 means 3.1.1 (for brokers without MQTT 5)
+    backoff_max_s: float = 30.0  # reconnect backoff grows to this, with jitter
+
+
+@dataclass(frozen=True, slots=True)
+class GpsSection:
+    source: str = "serial"  # serial (NMEA on a serial port) | none
+    device: str = "/dev/ttyUSB0"
+    baud: int = 9600
+    stale_after_s: float = 3.0  # a fix older than this is not sent as a position
+
+
+@dataclass(frozen=True, slots=True)
+class CanSection:
+    interface: str = "socketcan"  # socketcan (a real bus) | virtual (tests, simulator) | none
+    channel: str = "can0"
+    bitrate: int = 250_000  # bus-FMS
+
+
+@dataclass(frozen=True, slots=True)
+class TelemetrySection:
+    interval_s: float = 1.0  # one record per interval
+    batch_max: int = 50  # records per MQTT message
+    backfill_after_s: float = 10.0  # records older than this when sent are marked backfill
+
+
+@dataclass(frozen=True, slots=True)
+class AgentConfig:
+    bus: BusSection = field(default_factory=BusSection)
+    mqtt: MqttSection = field(default_factory=MqttSection)
+    gps: GpsSection = field(default_factory=GpsSection)
+    can: CanSection = field(default_factory=CanSection)
+    telemetry: TelemetrySection = field(default_factory=TelemetrySection)
+
+    @property
+    def mqtt_username(self) -> str:
+        return self.mqtt.username or self.bus.id
+
+
+S = TypeVar("S")
+
+
+def _section(cls: type[S], raw: Any, name: str, path: str) -> S:
+    if raw is None:
+        return cls()
+    if not isinstance(raw, dict):
+        raise ConfigError(f"[{name}] must be a table", path=path, key=name)
+    known = {f.name: f for f in fields(cls)}  # type: ignore[arg-type]
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key not in known:
+            raise ConfigError(f"unknown key {name}.{key}", path=path, key=f"{name}.{key}")
+        default = getattr(cls(), key)
+        expected = float if isinstance(default, float) else type(default)
+        if expected is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, expected):
+            raise ConfigError(
+                f"{name}.{key} must be {expected.__name__}, not {type(value).__name__}",
+                path=path,
+                key=f"{name}.{key}",
+            )
+        values[key] = value
+    return cls(**values)
+
+
+def parse_config(text: str, path: str = "<string>") -> AgentConfig:
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: {exc}", path=path) from exc
+    unknown = set(raw) - {f.name for f in fields(AgentConfig)}
+    if unknown:
+        raise ConfigError(f"unknown section [{sorted(unknown)[0]}]", path=path)
+    config = AgentConfig(
+        bus=_section(BusSection, raw.get("bus"), "bus", path),
+        mqtt=_section(MqttSection, raw.get("mqtt"), "mqtt", path),
+        gps=_section(GpsSection, raw.get("gps"), "gps", path),
+        can=_section(CanSection, raw.get("can"), "can", path),
+        telemetry=_section(TelemetrySection, raw.get("telemetry"), "telemetry", path),
+    )
+    if not valid_bus_id(config.bus.id):
+        raise ConfigError(f"bus.id {config.bus.id!r} is not a valid bus id", path=path, key="bus.id")
+    if config.gps.source not in ("serial", "none"):
+        raise ConfigError(f"gps.source {config.gps.source!r} unknown", path=path, key="gps.source")
+    if config.can.interface not in ("socketcan", "virtual", "none"):
+        raise ConfigError(f"can.interface {config.can.interface!r} unknown", path=path, key="can.interface")
+    return config
+
+
+def load_config(path: str | Path) -> AgentConfig:
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}", path=str(path)) from exc
+    return parse_config(text, str(path))
+
+
+__all__ = ["AgentConfig", "ConfigError", "load_config", "parse_config"]

@@ -1,0 +1,50 @@
+"""Bytes <-> schema objects for every MQTT payload. The only place payloads are (de)serialised."""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+import msgspec
+
+from protocols.errors import CodecError
+from protocols.schemas import (
+    SCHEMA_VERSION,
+    CentralStats,
+    DesiredState,
+    FleetEntry,
+    Presence,
+    ReportedState,
+    TelemetryBatch,
+    TelemetryRecord,
+)
+
+T = TypeVar("T", bound=msgspec.Struct)
+
+# A payload larger than this is rejected before parsing; a 50-record batch is ~8 kB in JSON.
+MAX_PAYLOAD = 256 * 1024
+
+_encoder = msgspec.json.Encoder()
+_decoders: dict[type[Any], msgspec.json.Decoder[Any]] = {
+    t: msgspec.json.Decoder(t)
+    for t in (Presence, TelemetryBatch, TelemetryRecord, DesiredState, ReportedState, FleetEntry, CentralStats)
+}
+
+
+def encode(msg: msgspec.Struct) -> bytes:
+    """Serialise any schema object to its JSON payload."""
+    return _encoder.encode(msg)
+
+
+def decode(kind: type[T], data: bytes) -> T:
+    """Parse and validate a payload as `kind`; raise CodecError for anything that is not one."""
+    name = kind.__name__
+    if len(data) > MAX_PAYLOAD:
+        raise CodecError(f"{name}: payload of {len(data)} bytes exceeds {MAX_PAYLOAD}", schema=name)
+    try:
+        msg: T = _decoders[kind].decode(data)
+    except msgspec.DecodeError as exc:  # ValidationError is a subclass
+        raise CodecError(f"{name}: {exc}", schema=name) from exc
+    version = getattr(msg, "v", SCHEMA_VERSION)
+    if version != SCHEMA_VERSION:
+        raise CodecError(f"{name}: unsupported schema version {version}", schema=name)
+    return msg

@@ -1,0 +1,141 @@
+"""Versioned MQTT payload schemas: frozen msgspec Structs, validated at the bytes boundary.
+
+Every payload carries `v`, its schema version. Unknown fields are ignored, so a newer peer can
+add fields without breaking an older one; a payload that does not validate is a CodecError.
+Times are unix seconds (UTC) as floats; speeds in m/s unless the name says otherwise.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import msgspec
+
+from protocols.topics import BUS_ID_PATTERN
+
+SCHEMA_VERSION = 1
+
+Lat = Annotated[float, msgspec.Meta(ge=-90.0, le=90.0)]
+Lon = Annotated[float, msgspec.Meta(ge=-180.0, le=180.0)]
+BusId = Annotated[str, msgspec.Meta(pattern=f"^{BUS_ID_PATTERN}$")]
+
+
+class Presence(msgspec.Struct, frozen=True, kw_only=True):
+    """Birth (online=True, retained) and last will (online=False) of a bus.
+
+    `session` grows with every connection of the bus, so that central can ignore a stale
+    death that arrives after a newer birth.
+    """
+
+    v: int = SCHEMA_VERSION
+    bus: BusId
+    online: bool
+    session: int
+    t: float
+    agent: str = ""  # agent version
+
+
+class Position(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    lat: Lat
+    lon: Lon
+    speed: float | None = None  # m/s
+    track: float | None = None  # degrees true
+    mode: int = 3  # 2 = 2D, 3 = 3D, as gpsd
+    hdop: float | None = None
+    sats: int | None = None
+    estimated: bool = False  # dead reckoning, not a GNSS fix
+
+
+class Vehicle(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """The 1 Hz vehicle summary from the bus CAN (bus-FMS); None where the bus gave nothing."""
+
+    speed_kmh: float | None = None
+    rpm: float | None = None
+    doors_open: bool | None = None
+    coolant_c: float | None = None
+    fuel_pct: float | None = None
+    odometer_m: float | None = None
+
+
+class TelemetryRecord(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    seq: int  # per-bus sequence number, never reused: central deduplicates on (bus, seq)
+    t: float
+    pos: Position | None = None
+    veh: Vehicle | None = None
+
+
+class TelemetryBatch(msgspec.Struct, frozen=True, kw_only=True):
+    v: int = SCHEMA_VERSION
+    bus: BusId
+    records: list[TelemetryRecord]
+    backfill: bool = False  # sent from the outbox after an outage: store, raise no live alarms
+
+
+class Assignment(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """What the bus drives: a trip, a block (a day's trips) or a route (trip matched on board)."""
+
+    trip_id: str | None = None
+    block_id: str | None = None
+    route_id: str | None = None
+
+
+class PassengerMessage(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    id: str
+    text_de: str
+    text_en: str = ""
+    priority: int = 0
+    valid_from: float | None = None
+    valid_to: float | None = None
+
+
+class DesiredState(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """What central wants a bus to run: one retained document per bus, versioned as a whole."""
+
+    v: int = SCHEMA_VERSION
+    bus: BusId
+    version: int
+    assignment: Assignment | None = None
+    playlist: str | None = None  # playlist id (the advertising issue fills in the details)
+    messages: list[PassengerMessage] = msgspec.field(default_factory=list)
+    config: dict[str, str | int | float | bool] = msgspec.field(default_factory=dict)
+
+
+class ReportedState(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """What the bus runs now; `version` is the desired version it applied (0 = none yet)."""
+
+    v: int = SCHEMA_VERSION
+    bus: BusId
+    version: int
+    t: float
+    assignment: Assignment | None = None
+    playlist: str | None = None
+    messages: list[str] = msgspec.field(default_factory=list)  # message ids shown
+    config: dict[str, str | int | float | bool] = msgspec.field(default_factory=dict)
+    rejected_version: int | None = None  # a newer desired version the bus refused
+    error: str | None = None  # why it refused it
+    counters: dict[str, int] = msgspec.field(default_factory=dict)  # rejected inputs etc.
+
+
+class FleetEntry(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """Central's view of one bus, retained for dashboards."""
+
+    v: int = SCHEMA_VERSION
+    bus: BusId
+    online: bool
+    last_seen: float | None = None
+    t: float | None = None  # time of the last position
+    lat: Lat | None = None
+    lon: Lon | None = None
+    speed: float | None = None
+    doors_open: bool | None = None
+    route_id: str | None = None
+    trip_id: str | None = None
+    desired_version: int = 0
+    reported_version: int = 0
+    records: int = 0
+
+
+class CentralStats(msgspec.Struct, frozen=True, kw_only=True):
+    v: int = SCHEMA_VERSION
+    t: float
+    counters: dict[str, int]

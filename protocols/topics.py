@@ -1,0 +1,152 @@
+"""The MQTT topic tree: typed builders and one matcher. No other module formats topics.
+
+    busfleet/v1/bus/{bus}/presence         bus -> all, retained (birth; the last will says offline)
+    busfleet/v1/bus/{bus}/telemetry        bus -> central, QoS 1, sequence-numbered batches
+    busfleet/v1/bus/{bus}/state/desired    central -> bus, retained, one versioned document
+    busfleet/v1/bus/{bus}/state/reported   bus -> central, retained, what the bus runs now
+    busfleet/v1/bus/{bus}/cmd              central -> bus, commands with id and expiry
+    busfleet/v1/bus/{bus}/cmd/ack          bus -> central, command results
+    busfleet/v1/fleet/{bus}                central -> dashboards, retained fleet view of a bus
+    busfleet/v1/central/stats              central -> dashboards, counters
+
+Every bus topic has the bus id as its fourth level so that a broker ACL `pattern` rule with
+`%u` confines a bus to its own subtree.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import dataclass
+
+from protocols.errors import TopicError
+
+ROOT = "busfleet/v1"
+
+# Bus ids become MQTT usernames and topic levels: no wildcards, no separators, short.
+BUS_ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,31}"
+_BUS_ID = re.compile(BUS_ID_PATTERN)
+
+
+class Kind(enum.Enum):
+    """What a topic carries; the value is the topic suffix below the bus id."""
+
+    PRESENCE = "presence"
+    TELEMETRY = "telemetry"
+    DESIRED = "state/desired"
+    REPORTED = "state/reported"
+    COMMAND = "cmd"
+    COMMAND_ACK = "cmd/ack"
+    FLEET = "fleet"
+    CENTRAL_STATS = "central/stats"
+
+
+_BY_SUFFIX = {k.value: k for k in Kind if k not in (Kind.FLEET, Kind.CENTRAL_STATS)}
+
+
+@dataclass(frozen=True, slots=True)
+class Topic:
+    """A parsed topic: its kind and, for per-bus topics, the bus id."""
+
+    kind: Kind
+    bus_id: str | None = None
+
+
+def valid_bus_id(bus_id: str) -> bool:
+    return _BUS_ID.fullmatch(bus_id) is not None
+
+
+def check_bus_id(bus_id: str) -> str:
+    """Return `bus_id` if it may be used as a bus identity, else raise TopicError."""
+    if not valid_bus_id(bus_id):
+        raise TopicError(f"invalid bus id {bus_id!r}: use 1-32 of A-Z a-z 0-9 _ . -")
+    return bus_id
+
+
+def bus_topic(bus_id: str, kind: Kind) -> str:
+    if kind not in _BY_SUFFIX.values():
+        raise TopicError(f"{kind} is not a per-bus topic")
+    return f"{ROOT}/bus/{check_bus_id(bus_id)}/{kind.value}"
+
+
+def presence(bus_id: str) -> str:
+    return bus_topic(bus_id, Kind.PRESENCE)
+
+
+def telemetry(bus_id: str) -> str:
+    return bus_topic(bus_id, Kind.TELEMETRY)
+
+
+def desired(bus_id: str) -> str:
+    return bus_topic(bus_id, Kind.DESIRED)
+
+
+def reported(bus_id: str) -> str:
+    return bus_topic(bus_id, Kind.REPORTED)
+
+
+def command(bus_id: str) -> str:
+    return bus_topic(bus_id, Kind.COMMAND)
+
+
+def command_ack(bus_id: str) -> str:
+    return bus_topic(bus_id, Kind.COMMAND_ACK)
+
+
+def fleet(bus_id: str) -> str:
+    return f"{ROOT}/fleet/{check_bus_id(bus_id)}"
+
+
+def central_stats() -> str:
+    return f"{ROOT}/central/stats"
+
+
+def all_buses(kind: Kind) -> str:
+    """Subscription filter for one kind of topic from every bus."""
+    if kind is Kind.FLEET:
+        return f"{ROOT}/fleet/+"
+    if kind not in _BY_SUFFIX.values():
+        raise TopicError(f"{kind} is not a per-bus topic")
+    return f"{ROOT}/bus/+/{kind.value}"
+
+
+def shared(group: str, topic_filter: str) -> str:
+    """An MQTT 5 shared subscription: the broker spreads messages over the group's members."""
+    if not group or any(c in group for c in "/+#"):
+        raise TopicError(f"invalid share group {group!r}")
+    return f"$share/{group}/{topic_filter}"
+
+
+def parse(topic: str) -> Topic:
+    """Match a concrete topic onto the tree; raise TopicError for anything else."""
+    prefix = ROOT + "/"
+    if not topic.startswith(prefix):
+        raise TopicError(f"topic outside {ROOT}: {topic!r}")
+    rest = topic[len(prefix) :]
+    if rest == "central/stats":
+        return Topic(Kind.CENTRAL_STATS)
+    head, _, tail = rest.partition("/")
+    bus_id, _, suffix = tail.partition("/")
+    if not valid_bus_id(bus_id):
+        raise TopicError(f"invalid bus id in topic {topic!r}")
+    if head == "fleet" and not suffix:
+        return Topic(Kind.FLEET, bus_id)
+    if head == "bus" and suffix in _BY_SUFFIX:
+        return Topic(_BY_SUFFIX[suffix], bus_id)
+    raise TopicError(f"unknown topic {topic!r}")
+
+
+def matches(topic_filter: str, topic: str) -> bool:
+    """MQTT wildcard matching (`+` one level, `#` the rest), as a broker does it."""
+    if topic_filter.startswith("$share/"):
+        topic_filter = topic_filter.split("/", 2)[2]
+    f_levels = topic_filter.split("/")
+    t_levels = topic.split("/")
+    for i, level in enumerate(f_levels):
+        if level == "#":
+            return True  # also matches the parent level itself ("a/#" matches "a")
+        if i >= len(t_levels):
+            return False
+        if level != "+" and level != t_levels[i]:
+            return False
+    return len(f_levels) == len(t_levels)

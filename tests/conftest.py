@@ -1,0 +1,28 @@
+"""Shared fixtures: a real mosquitto per test on a free loopback port, output folders."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from busfleet.broker import Broker, run_mosquitto
+
+REPO = Path(__file__).resolve().parent.parent
+DATA = REPO / "data"
+
+
+@pytest.fixture
+def mosquitto(tmp_path: Path) -> Iterator[Broker]:
+    """A real mosquitto, started for this test and stopped after it."""
+    with run_mosquitto(tmp_path / "mosquitto") as broker:
+        yield broker
+
+
+@pytest.fixture
+def output_dir(request: pytest.FixtureRequest) -> Path:
+    """test-output/<test name>/ in the repo: screenshots and other artefacts to look at."""
+    path = REPO / "test-output" / request.node.name
+    path.mkdir(parents=True, exist_ok=True)
+    return path

@@ -1,0 +1,94 @@
+from __future__ import annotations
+
+import msgspec
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from protocols import codec
+from protocols.errors import CodecError
+from protocols.schemas import (
+    Assignment,
+    DesiredState,
+    FleetEntry,
+    PassengerMessage,
+    Position,
+    Presence,
+    ReportedState,
+    TelemetryBatch,
+    TelemetryRecord,
+    Vehicle,
+)
+
+finite = st.floats(allow_nan=False, allow_infinity=False, width=64)
+opt = st.one_of(st.none(), finite)
+positions = st.builds(
+    Position,
+    lat=st.floats(-90, 90), lon=st.floats(-180, 180), speed=opt, track=opt,
+    mode=st.integers(1, 3), hdop=opt, sats=st.one_of(st.none(), st.integers(0, 64)),
+    estimated=st.booleans(),
+)
+vehicles = st.builds(Vehicle, speed_kmh=opt, rpm=opt, doors_open=st.one_of(st.none(), st.booleans()),
+                     coolant_c=opt, fuel_pct=opt, odometer_m=opt)
+records = st.builds(TelemetryRecord, seq=st.integers(1, 2**53), t=finite,
+                    pos=st.one_of(st.none(), positions), veh=st.one_of(st.none(), vehicles))
+batches = st.builds(TelemetryBatch, bus=st.sampled_from(["bus-01", "B7", "x.y_z"]),
+                    records=st.lists(records, max_size=20), backfill=st.booleans())
+
+
+@given(batches)
+def test_a_telemetry_batch_survives_encode_and_decode(batch: TelemetryBatch) -> None:
+    assert codec.decode(TelemetryBatch, codec.encode(batch)) == batch
+
+
+@given(st.binary(max_size=300))
+def test_any_bytes_either_decode_or_raise_codec_error(data: bytes) -> None:
+    for kind in (TelemetryBatch, Presence, DesiredState, ReportedState, FleetEntry):
+        try:
+            codec.decode(kind, data)
+        except CodecError:
+            pass
+
+
+def test_other_schemas_round_trip() -> None:
+    desired = DesiredState(
+        bus="bus-01", version=3, assignment=Assignment(trip_id="T1"), playlist="p",
+        messages=[PassengerMessage(id="m1", text_de="Hallo", text_en="Hello")], config={"a": 1},
+    )
+    for msg in (
+        desired,
+        Presence(bus="bus-01", online=True, session=4, t=1.0),
+        ReportedState(bus="bus-01", version=3, t=2.0, counters={"x": 1}),
+        FleetEntry(bus="bus-01", online=False),
+    ):
+        assert codec.decode(type(msg), codec.encode(msg)) == msg
+
+
+def test_unknown_fields_are_ignored_so_newer_peers_can_add_them() -> None:
+    data = b'{"v":1,"bus":"b1","online":true,"session":1,"t":5,"future":"x"}'
+    assert codec.decode(Presence, data).session == 1
+
+
+@pytest.mark.parametrize(
+    ("payload", "why"),
+    [
+        (b'{"v":2,"bus":"b1","online":true,"session":1,"t":5}', "unsupported schema version"),
+        (b'{"v":1,"bus":"b/1","online":true,"session":1,"t":5}', "bus"),
+        (b'{"v":1,"bus":"b1","online":"yes","session":1,"t":5}', "online"),
+        (b"\xff\xfe", "Presence"),
+    ],
+)
+def test_invalid_payloads_are_rejected_with_a_reason(payload: bytes, why: str) -> None:
+    with pytest.raises(CodecError, match=why):
+        codec.decode(Presence, payload)
+
+
+def test_a_position_off_the_globe_is_rejected() -> None:
+    bad = msgspec.json.encode({"bus": "b1", "records": [{"seq": 1, "t": 0, "pos": {"lat": 91, "lon": 0}}]})
+    with pytest.raises(CodecError):
+        codec.decode(TelemetryBatch, bad)
+
+
+def test_an_oversized_payload_is_rejected_before_parsing() -> None:
+    with pytest.raises(CodecError, match="exceeds"):
+        codec.decode(TelemetryBatch, b" " * (codec.MAX_PAYLOAD + 1))
