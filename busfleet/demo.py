@@ -77,41 +77,54 @@ def broker_args(broker: Broker) -> list[str]:
 
 
 def pick_trips(gtfs: Path, n: int) -> list[str]:
+    """n trips on distinct routes, each bus a different one."""
     from protocols.gtfs import demo_trips, read_feed
 
     return demo_trips(read_feed(gtfs), n)
 
 
 @contextlib.contextmanager
-def running_fleet(workdir: Path, buses: int, *, rate_hz: float = 1.0, gtfs: Path = DEFAULT_GTFS,
-                  progress: bool = True) -> Iterator[Fleet]:
+def start_fleet(workdir: Path, broker: Broker, buses: int, *, rate_hz: float = 1.0,
+                gtfs: Path = DEFAULT_GTFS, progress: bool = True) -> Iterator[Fleet]:
+    """Central and `buses` simulated buses on `broker`, until the block ends."""
+
     def say(text: str) -> None:
         if progress:
             print(f"[demo] {text}", file=sys.stderr, flush=True)
 
+    fleet = Fleet(workdir, broker)
+    try:
+        fleet.spawn("central", ["central", "serve", "--db", str(fleet.db), *broker_args(broker)])
+        say(f"central: serving, database {fleet.db}")
+        for i, trip in enumerate(pick_trips(gtfs, buses)):
+            spawn_bus(fleet, f"bus-{i + 1:02d}", trip, i, rate_hz=rate_hz, gtfs=gtfs)
+            say(f"bus-{i + 1:02d}: driving trip {trip}")
+        say(f"logs in {workdir / 'logs'}")
+        yield fleet
+    finally:
+        say("stopping")
+        fleet.stop()
+
+
+def spawn_bus(fleet: Fleet, bus_id: str, trip: str, index: int, *, rate_hz: float = 1.0,
+              gtfs: Path = DEFAULT_GTFS) -> None:
+    """Start one simulated bus; its ground truth goes to <workdir>/<bus>.truth.jsonl."""
+    fleet.spawn(bus_id, [
+        "sim", "bus", "--id", bus_id, "--trip", trip, "--gtfs", str(gtfs),
+        "--data-dir", str(fleet.workdir / bus_id), "--seed", str(index + 1),
+        "--rate", str(rate_hz), "--start-fraction", str((index * 0.13) % 0.6),
+        "--truth-log", str(fleet.workdir / f"{bus_id}.truth.jsonl"),
+        *broker_args(fleet.broker),
+    ])
+
+
+@contextlib.contextmanager
+def running_fleet(workdir: Path, buses: int, *, rate_hz: float = 1.0) -> Iterator[Fleet]:
+    """A broker (mosquitto, else embedded), central and the simulated buses."""
     with run_broker(workdir / "broker") as broker:
-        say(f"broker: {broker.kind} on {broker.host}:{broker.port}")
-        fleet = Fleet(workdir, broker)
-        try:
-            fleet.spawn("central", ["central", "serve", "--db", str(fleet.db), *broker_args(broker)])
-            say(f"central: serving, database {fleet.db}")
-            trips = pick_trips(gtfs, buses)
-            for i in range(buses):
-                bus_id = f"bus-{i + 1:02d}"
-                trip = trips[i % len(trips)]
-                fleet.spawn(bus_id, [
-                    "sim", "bus", "--id", bus_id, "--trip", trip, "--gtfs", str(gtfs),
-                    "--data-dir", str(workdir / bus_id), "--seed", str(i + 1),
-                    "--rate", str(rate_hz), "--start-fraction", str((i * 0.13) % 0.6),
-                    "--truth-log", str(workdir / f"{bus_id}.truth.jsonl"),
-                    *broker_args(broker),
-                ])
-                say(f"{bus_id}: driving trip {trip}")
-            say(f"logs in {workdir / 'logs'}")
+        print(f"[demo] broker: {broker.kind} on {broker.host}:{broker.port}", file=sys.stderr)
+        with start_fleet(workdir, broker, buses, rate_hz=rate_hz) as fleet:
             yield fleet
-        finally:
-            say("stopping")
-            fleet.stop()
 
 
 def figures(fleet: Fleet) -> dict[str, int]:

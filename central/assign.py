@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 import msgspec
 
 from central import mqtt
@@ -33,6 +35,6 @@ async def assign(config: CentralConfig, bus: str, assignment: Assignment) -> int
         version, payload = next_desired(store, bus, assignment)
     finally:
         store.close()
-    async with mqtt.client(config, identifier=f"{config.client_id}-assign") as client:
+    async with mqtt.client(config, identifier=f"{config.client_id}-assign-{uuid.uuid4().hex[:8]}") as client:
         await client.publish(topics.desired(bus), payload, qos=1, retain=True)
     return version

@@ -54,9 +54,12 @@ class CentralService:
                 await client.subscribe(topics.all_buses(kind), qos=1)
             log.info("central subscribed on %s:%d", self.config.mqtt_host, self.config.mqtt_port)
             self.ready.set()
-            async with asyncio.TaskGroup() as tg:
-                tg.create_task(self._receive(client), name="ingest")
-                tg.create_task(self._publish_fleet(client), name="fleet-publish")
+            try:
+                async with asyncio.TaskGroup() as tg:
+                    tg.create_task(self._receive(client), name="ingest")
+                    tg.create_task(self._publish_fleet(client), name="fleet-publish")
+            except* aiomqtt.MqttError as group:
+                raise group.exceptions[0] from None
 
     async def _receive(self, client: aiomqtt.Client) -> None:
         async for message in client.messages:

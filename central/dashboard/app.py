@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 
 import aiomqtt
 from textual.app import App
@@ -67,7 +68,8 @@ class DashboardApp(App[None]):
     async def _follow_fleet(self) -> None:
         while True:
             try:
-                async with mqtt.client(self.config, identifier=None) as client:
+                identifier = f"dash-{uuid.uuid4().hex[:12]}"  # several dashboards at once
+                async with mqtt.client(self.config, identifier=identifier) as client:
                     await client.subscribe(topics.all_buses(topics.Kind.FLEET))
                     await client.subscribe(topics.central_stats())
                     self.post_message(LinkStatus(f"{self.config.mqtt_host}:{self.config.mqtt_port}"))

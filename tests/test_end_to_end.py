@@ -1,0 +1,143 @@
+"""The whole foundation live: real mosquitto, central, three simulated buses with real agents.
+
+Each bus is its own process (the hw_sim GPS on a pty, the CAN sim on a virtual channel, the
+production agent), as in `busfleet demo`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from busfleet.broker import Broker, run_mosquitto
+from busfleet.demo import Fleet, pick_trips, spawn_bus, start_fleet
+from busfleet.simbus import DEFAULT_GTFS
+from central.assign import assign
+from central.config import CentralConfig
+from protocols.schemas import Assignment
+from tests.fleet_helpers import FleetWatcher, Truth, rows, wait_for
+
+BUSES = ("bus-01", "bus-02", "bus-03")
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
+    with run_mosquitto(tmp_path_factory.mktemp("mosquitto")) as b:
+        yield b
+
+
+@pytest.fixture(scope="module")
+def fleet(broker: Broker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
+    with start_fleet(tmp_path_factory.mktemp("fleet"), broker, 3, progress=False) as f:
+        yield f
+
+
+@pytest.fixture
+def watcher(broker: Broker) -> Iterator[FleetWatcher]:
+    w = FleetWatcher(broker)
+    yield w
+    w.close()
+
+
+def positions(fleet: Fleet, bus: str) -> list[tuple[float, float, float]]:
+    return rows(fleet.db, "SELECT t, lat, lon FROM telemetry WHERE bus = ? AND lat IS NOT NULL "
+                "ORDER BY seq", bus)  # type: ignore[return-value]
+
+
+def test_positions_stored_at_central_match_the_simulators_ground_truth(fleet: Fleet) -> None:
+    for bus in BUSES:
+        wait_for(lambda bus=bus: len(positions(fleet, bus)) >= 8, 60, f"8 positions of {bus}")
+    for bus in BUSES:
+        truth = Truth(fleet.workdir / f"{bus}.truth.jsonl")
+        stored = positions(fleet, bus)
+        errors = [truth.error_m(t, lat, lon) for t, lat, lon in stored]
+        matched = [e for e in errors if e is not None]
+        assert len(matched) == len(stored), f"{bus}: stored fixes without a truth epoch"
+        assert max(matched) < 15.0, f"{bus}: worst position error {max(matched):.1f} m"
+
+
+def test_fleet_state_shows_every_bus_online_with_vehicle_data(
+    fleet: Fleet, watcher: FleetWatcher
+) -> None:
+    wait_for(lambda: watcher.online() >= set(BUSES), 60, "three buses online in fleet state")
+    wait_for(lambda: all(watcher.entries[b].lat is not None for b in BUSES), 30, "positions")
+    vehicle = rows(fleet.db, "SELECT COUNT(*) FROM telemetry WHERE rpm IS NOT NULL AND "
+                   "speed_kmh IS NOT NULL AND odometer_m IS NOT NULL")
+    assert vehicle[0][0] > 0, "no CAN vehicle data reached central"
+
+
+def test_an_assignment_reaches_the_bus_and_comes_back_as_reported_state(
+    fleet: Fleet, watcher: FleetWatcher
+) -> None:
+    wait_for(lambda: "bus-01" in watcher.online(), 60, "bus-01 online")
+    config = dataclasses.replace(
+        CentralConfig(), db=str(fleet.workdir / "assign.sqlite"),
+        mqtt_host=fleet.broker.host, mqtt_port=fleet.broker.port,
+    )
+    trip = pick_trips(DEFAULT_GTFS, 5)[4]
+    version = asyncio.run(assign(config, "bus-01", Assignment(trip_id=trip)))
+    entry = wait_for(
+        lambda: (e := watcher.entries.get("bus-01")) and e.reported_version == version and e,
+        20, "bus-01 to report the new version",
+    )
+    assert entry.trip_id == trip
+    assert entry.desired_version == version
+
+
+def test_a_killed_agent_is_marked_offline_by_its_last_will(
+    fleet: Fleet, watcher: FleetWatcher
+) -> None:
+    spawn_bus(fleet, "bus-09", pick_trips(DEFAULT_GTFS, 1)[0], 8)
+    wait_for(lambda: "bus-09" in watcher.online(), 60, "bus-09 online")
+    killed = fleet.procs.pop("bus-09")
+    killed.send_signal(signal.SIGKILL)
+    killed.wait(10)
+    # Well inside central's 30 s silence timeout: only the will can do it this fast.
+    wait_for(lambda: "bus-09" not in watcher.online(), 10, "bus-09 offline")
+    assert watcher.online() >= set(BUSES)
+
+
+def test_the_workdir_has_a_log_per_process(fleet: Fleet) -> None:
+    logs = {p.stem for p in Path(fleet.workdir / "logs").glob("*.log")}
+    assert {"central", *BUSES} <= logs
+    assert fleet.crashed() == []
+
+
+async def test_the_dashboard_shows_the_live_fleet_with_rows_that_update(
+    fleet: Fleet, output_dir: Path
+) -> None:
+    from central.dashboard.app import create_app
+    from central.dashboard.widgets.fleet_table import FleetTable
+
+    config = dataclasses.replace(
+        CentralConfig(), mqtt_host=fleet.broker.host, mqtt_port=fleet.broker.port,
+        mqtt_username="dispatcher",
+    )
+    app = create_app(config)
+    async with app.run_test(size=(160, 30)) as pilot:
+        table = app.screen.query_one(FleetTable)
+
+        async def until(check: object, what: str, timeout: float = 60) -> None:
+            for _ in range(int(timeout / 0.2)):
+                if check():  # type: ignore[operator]
+                    return
+                await pilot.pause(0.2)
+            raise AssertionError(
+                f"dashboard: timed out waiting for {what} ({app.updates} updates, "
+                f"link {app.sub_title!r}, rows {[k.value for k in table.rows]})"
+            )
+
+        await until(lambda: set(BUSES) <= {k.value for k in table.rows}, "three bus rows")
+        before = {b: table.get_row(b) for b in BUSES}
+        await until(lambda: all(table.get_row(b)[8] != before[b][8] for b in BUSES),
+                    "the record counts of all three rows to change")
+        assert all(table.get_row(b)[1] == "online" for b in BUSES)
+        assert all(table.get_row(b)[6] for b in BUSES), "every row shows a position"
+        await pilot.press("down")
+        assert table.cursor_row == 1
+        app.save_screenshot(str(output_dir / "dashboard.svg"))
