@@ -35,7 +35,9 @@ def free_port() -> int:
         return port
 
 
-def wait_for_port(host: str, port: int, timeout: float = 10.0, proc: subprocess.Popen[bytes] | None = None) -> None:
+def wait_for_port(
+    host: str, port: int, timeout: float = 10.0, proc: subprocess.Popen[bytes] | None = None
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
@@ -73,7 +75,9 @@ def mosquitto_config(port: int, workdir: Path, extra: str = "") -> str:
 
 
 @contextlib.contextmanager
-def run_mosquitto(workdir: Path, *, port: int | None = None, config: str | None = None) -> Iterator[Broker]:
+def run_mosquitto(
+    workdir: Path, *, port: int | None = None, config: str | None = None
+) -> Iterator[Broker]:
     """Run mosquitto with `config` (default: mosquitto_config) until the block ends."""
     exe = mosquitto_path()
     if exe is None:
@@ -82,7 +86,9 @@ def run_mosquitto(workdir: Path, *, port: int | None = None, config: str | None 
     port = port or free_port()
     conf = workdir / "mosquitto.conf"
     conf.write_text(config if config is not None else mosquitto_config(port, workdir))
-    proc = subprocess.Popen([exe, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [exe, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
     try:
         wait_for_port("127.0.0.1", port, proc=proc)
         yield Broker("127.0.0.1", port, "mosquitto")

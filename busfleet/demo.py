@@ -7,6 +7,7 @@ them: they die with it (PR_SET_PDEATHSIG) and it stops them all on the way out.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ctypes
 import json
@@ -20,8 +21,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import aiomqtt
+
 from busfleet.broker import Broker, run_broker
 from busfleet.simbus import DEFAULT_GTFS
+from protocols import codec, topics
+from protocols.errors import ProtocolError
+from protocols.schemas import CentralStats
 
 PR_SET_PDEATHSIG = 1
 
@@ -73,7 +79,14 @@ class Fleet:
 
 def broker_args(broker: Broker) -> list[str]:
     protocol = "5" if broker.kind == "mosquitto" else "4"  # amqtt speaks MQTT 3.1.1 only
-    return ["--mqtt-host", broker.host, "--mqtt-port", str(broker.port), "--mqtt-protocol", protocol]
+    return [
+        "--mqtt-host",
+        broker.host,
+        "--mqtt-port",
+        str(broker.port),
+        "--mqtt-protocol",
+        protocol,
+    ]
 
 
 def pick_trips(gtfs: Path, n: int) -> list[str]:
@@ -84,8 +97,15 @@ def pick_trips(gtfs: Path, n: int) -> list[str]:
 
 
 @contextlib.contextmanager
-def start_fleet(workdir: Path, broker: Broker, buses: int, *, rate_hz: float = 1.0,
-                gtfs: Path = DEFAULT_GTFS, progress: bool = True) -> Iterator[Fleet]:
+def start_fleet(
+    workdir: Path,
+    broker: Broker,
+    buses: int,
+    *,
+    rate_hz: float = 1.0,
+    gtfs: Path = DEFAULT_GTFS,
+    progress: bool = True,
+) -> Iterator[Fleet]:
     """Central and `buses` simulated buses on `broker`, until the block ends."""
 
     def say(text: str) -> None:
@@ -106,16 +126,40 @@ def start_fleet(workdir: Path, broker: Broker, buses: int, *, rate_hz: float = 1
         fleet.stop()
 
 
-def spawn_bus(fleet: Fleet, bus_id: str, trip: str, index: int, *, rate_hz: float = 1.0,
-              gtfs: Path = DEFAULT_GTFS) -> None:
+def spawn_bus(
+    fleet: Fleet,
+    bus_id: str,
+    trip: str,
+    index: int,
+    *,
+    rate_hz: float = 1.0,
+    gtfs: Path = DEFAULT_GTFS,
+) -> None:
     """Start one simulated bus; its ground truth goes to <workdir>/<bus>.truth.jsonl."""
-    fleet.spawn(bus_id, [
-        "sim", "bus", "--id", bus_id, "--trip", trip, "--gtfs", str(gtfs),
-        "--data-dir", str(fleet.workdir / bus_id), "--seed", str(index + 1),
-        "--rate", str(rate_hz), "--start-fraction", str((index * 0.13) % 0.6),
-        "--truth-log", str(fleet.workdir / f"{bus_id}.truth.jsonl"),
-        *broker_args(fleet.broker),
-    ])
+    fleet.spawn(
+        bus_id,
+        [
+            "sim",
+            "bus",
+            "--id",
+            bus_id,
+            "--trip",
+            trip,
+            "--gtfs",
+            str(gtfs),
+            "--data-dir",
+            str(fleet.workdir / bus_id),
+            "--seed",
+            str(index + 1),
+            "--rate",
+            str(rate_hz),
+            "--start-fraction",
+            str((index * 0.13) % 0.6),
+            "--truth-log",
+            str(fleet.workdir / f"{bus_id}.truth.jsonl"),
+            *broker_args(fleet.broker),
+        ],
+    )
 
 
 @contextlib.contextmanager
@@ -142,28 +186,34 @@ def figures(fleet: Fleet) -> dict[str, int]:
 
 
 def rejected_by_central(fleet: Fleet) -> int:
-    """Central's rejection counter, from the retained stats it publishes."""
-    import paho.mqtt.subscribe as subscribe
-
-    from protocols import codec, topics
-    from protocols.schemas import CentralStats
-
-    protocol = 5 if fleet.broker.kind == "mosquitto" else 4
+    """Central's rejection counter, from the retained stats it publishes (1 if unreadable)."""
     try:
-        msg = subscribe.simple(
-            topics.central_stats(), hostname=fleet.broker.host, port=fleet.broker.port,
-            client_id="", protocol=protocol, keepalive=5,
-        )
-        stats = codec.decode(CentralStats, msg.payload)  # type: ignore[union-attr]
-    except Exception:  # noqa: BLE001 - any failure to read the stats counts as an error
+        stats = asyncio.run(_central_stats(fleet.broker))
+    except (aiomqtt.MqttError, ProtocolError, TimeoutError) as exc:
+        print(f"[demo] cannot read central's stats: {exc}", file=sys.stderr)
         return 1
     return int(stats.counters.get("rejected", 0))
+
+
+async def _central_stats(broker: Broker) -> CentralStats:
+    protocol = (
+        aiomqtt.ProtocolVersion.V5 if broker.kind == "mosquitto" else aiomqtt.ProtocolVersion.V311
+    )
+    async with aiomqtt.Client(broker.host, broker.port, protocol=protocol) as client:
+        await client.subscribe(topics.central_stats())
+        async with asyncio.timeout(5):
+            async for message in client.messages:
+                if isinstance(message.payload, bytes):
+                    return codec.decode(CentralStats, message.payload)
+    raise TimeoutError("no stats from central")
 
 
 def run_headless(buses: int, seconds: float, workdir: Path | None, rate_hz: float) -> int:
     with contextlib.ExitStack() as stack:
         if workdir is None:
-            workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="busfleet-demo-")))
+            workdir = Path(
+                stack.enter_context(tempfile.TemporaryDirectory(prefix="busfleet-demo-"))
+            )
         with running_fleet(workdir, buses, rate_hz=rate_hz) as fleet:
             start = time.monotonic()
             next_report = start + 5
@@ -173,14 +223,20 @@ def run_headless(buses: int, seconds: float, workdir: Path | None, rate_hz: floa
                     if time.monotonic() >= next_report:
                         next_report += 5
                         f = figures(fleet)
-                        print(f"[demo] {elapsed:4.0f}/{seconds:.0f} s: {f['buses_seen']} buses seen, "
-                              f"{f['positions_stored']} positions stored", file=sys.stderr, flush=True)
+                        print(
+                            f"[demo] {elapsed:4.0f}/{seconds:.0f} s: {f['buses_seen']} buses seen, "
+                            f"{f['positions_stored']} positions stored",
+                            file=sys.stderr,
+                            flush=True,
+                        )
             except KeyboardInterrupt:
                 print("[demo] interrupted", file=sys.stderr)
             crashed = fleet.crashed()
             for name in crashed:
-                print(f"[demo] {name} exited unexpectedly, see {workdir}/logs/{name}.log",
-                      file=sys.stderr)
+                print(
+                    f"[demo] {name} exited unexpectedly, see {workdir}/logs/{name}.log",
+                    file=sys.stderr,
+                )
             result = figures(fleet)
             result["errors"] = len(crashed) + rejected_by_central(fleet)
         print(json.dumps(result), flush=True)
@@ -195,11 +251,16 @@ def run_interactive(buses: int, workdir: Path | None, rate_hz: float) -> int:
 
     with contextlib.ExitStack() as stack:
         if workdir is None:
-            workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="busfleet-demo-")))
+            workdir = Path(
+                stack.enter_context(tempfile.TemporaryDirectory(prefix="busfleet-demo-"))
+            )
         fleet = stack.enter_context(running_fleet(workdir, buses, rate_hz=rate_hz))
         config = dataclasses.replace(
-            CentralConfig(), mqtt_host=fleet.broker.host, mqtt_port=fleet.broker.port,
-            mqtt_username="dispatcher", mqtt_protocol=5 if fleet.broker.kind == "mosquitto" else 4,
+            CentralConfig(),
+            mqtt_host=fleet.broker.host,
+            mqtt_port=fleet.broker.port,
+            mqtt_username="dispatcher",
+            mqtt_protocol=5 if fleet.broker.kind == "mosquitto" else 4,
         )
         with contextlib.suppress(KeyboardInterrupt):
             create_app(config).run()

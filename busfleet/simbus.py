@@ -47,8 +47,9 @@ class SimBusSpec:
 def agent_config(spec: SimBusSpec, gps_device: str, can_channel: str) -> AgentConfig:
     return AgentConfig(
         bus=BusSection(id=spec.bus_id, data_dir=str(spec.data_dir)),
-        mqtt=MqttSection(host=spec.mqtt_host, port=spec.mqtt_port, protocol=spec.mqtt_protocol,
-                         backoff_max_s=5.0),
+        mqtt=MqttSection(
+            host=spec.mqtt_host, port=spec.mqtt_port, protocol=spec.mqtt_protocol, backoff_max_s=5.0
+        ),
         gps=GpsSection(source="serial", device=gps_device, baud=9600),
         can=CanSection(interface="virtual", channel=can_channel),
     )
@@ -84,8 +85,13 @@ async def run_sim_bus(spec: SimBusSpec, feed: Feed | None = None) -> None:
         async with asyncio.TaskGroup() as tg:
             tg.create_task(agent.run(), name="agent")
             tg.create_task(
-                run_gps_pty(gps, master_fd, rate_hz=spec.rate_hz, truth_log=spec.truth_log,
-                            on_truth=on_truth),
+                run_gps_pty(
+                    gps,
+                    master_fd,
+                    rate_hz=spec.rate_hz,
+                    truth_log=spec.truth_log,
+                    on_truth=on_truth,
+                ),
                 name="gps-sim",
             )
     finally:

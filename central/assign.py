@@ -35,6 +35,8 @@ async def assign(config: CentralConfig, bus: str, assignment: Assignment) -> int
         version, payload = next_desired(store, bus, assignment)
     finally:
         store.close()
-    async with mqtt.client(config, identifier=f"{config.client_id}-assign-{uuid.uuid4().hex[:8]}") as client:
+    async with mqtt.client(
+        config, identifier=f"{config.client_id}-assign-{uuid.uuid4().hex[:8]}"
+    ) as client:
         await client.publish(topics.desired(bus), payload, qos=1, retain=True)
     return version

@@ -37,13 +37,17 @@ def on_telemetry(state: BusState, batch: TelemetryBatch, new_records: int, now: 
     Backfilled batches update the history but never move the live position backwards.
     """
     entry = state.entry
-    updates: dict[str, object] = {"online": True, "last_seen": now,
-                                  "records": entry.records + new_records}
+    updates: dict[str, object] = {
+        "online": True,
+        "last_seen": now,
+        "records": entry.records + new_records,
+    }
     latest = max(batch.records, key=lambda r: r.t, default=None)
     if latest is not None and (entry.t is None or latest.t >= entry.t):
         if latest.pos is not None:
-            updates.update(t=latest.t, lat=latest.pos.lat, lon=latest.pos.lon,
-                           speed=latest.pos.speed)
+            updates.update(
+                t=latest.t, lat=latest.pos.lat, lon=latest.pos.lon, speed=latest.pos.speed
+            )
         if latest.veh is not None and latest.veh.doors_open is not None:
             updates["doors_open"] = latest.veh.doors_open
     return msgspec.structs.replace(state, entry=msgspec.structs.replace(entry, **updates))
@@ -52,8 +56,11 @@ def on_telemetry(state: BusState, batch: TelemetryBatch, new_records: int, now: 
 def on_reported(state: BusState, r: ReportedState, now: float) -> BusState:
     a = r.assignment
     entry = msgspec.structs.replace(
-        state.entry, reported_version=r.version, last_seen=now,
-        route_id=a.route_id if a else None, trip_id=a.trip_id if a else None,
+        state.entry,
+        reported_version=r.version,
+        last_seen=now,
+        route_id=a.route_id if a else None,
+        trip_id=a.trip_id if a else None,
     )
     return msgspec.structs.replace(state, entry=entry)
 

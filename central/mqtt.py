@@ -6,7 +6,6 @@ import ssl
 from pathlib import Path
 
 import aiomqtt
-from paho.mqtt.enums import MQTTProtocolVersion
 
 from central.config import CentralConfig
 
@@ -17,9 +16,9 @@ def client(config: CentralConfig, identifier: str | None = None, **extra: object
         "port": config.mqtt_port,
         "username": config.mqtt_username or None,
         "identifier": identifier or config.client_id,
-        "protocol": MQTTProtocolVersion.MQTTv5
+        "protocol": aiomqtt.ProtocolVersion.V5
         if config.mqtt_protocol == 5
-        else MQTTProtocolVersion.MQTTv311,
+        else aiomqtt.ProtocolVersion.V311,
         "max_inflight_messages": 100,
         "timeout": 10,
     }

@@ -21,7 +21,10 @@ log = logging.getLogger("busfleet.central.service")
 # Desired states are published by the assign tools (retained); central follows them too, so
 # that fleet state knows which buses are out of sync.
 SUBSCRIPTIONS = (
-    topics.Kind.PRESENCE, topics.Kind.TELEMETRY, topics.Kind.REPORTED, topics.Kind.DESIRED,
+    topics.Kind.PRESENCE,
+    topics.Kind.TELEMETRY,
+    topics.Kind.REPORTED,
+    topics.Kind.DESIRED,
 )
 
 
@@ -74,9 +77,13 @@ class CentralService:
             await asyncio.sleep(self.config.fleet_publish_s)
             self.ingest.tick()
             for entry in self.ingest.take_dirty():
-                await client.publish(topics.fleet(entry.bus), codec.encode(entry), qos=0, retain=True)
+                await client.publish(
+                    topics.fleet(entry.bus), codec.encode(entry), qos=0, retain=True
+                )
             now = time.time()
             if now - last_stats >= 2.0:
                 last_stats = now
                 stats = CentralStats(t=now, counters=dict(self.ingest.counters))
-                await client.publish(topics.central_stats(), codec.encode(stats), qos=0, retain=True)
+                await client.publish(
+                    topics.central_stats(), codec.encode(stats), qos=0, retain=True
+                )

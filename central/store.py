@@ -16,8 +16,24 @@ import sqlite_utils
 from protocols.schemas import TelemetryRecord
 
 TELEMETRY_COLUMNS = (
-    "bus", "seq", "t", "lat", "lon", "speed", "track", "mode", "hdop", "sats", "estimated",
-    "speed_kmh", "rpm", "doors_open", "coolant_c", "fuel_pct", "odometer_m", "backfill",
+    "bus",
+    "seq",
+    "t",
+    "lat",
+    "lon",
+    "speed",
+    "track",
+    "mode",
+    "hdop",
+    "sats",
+    "estimated",
+    "speed_kmh",
+    "rpm",
+    "doors_open",
+    "coolant_c",
+    "fuel_pct",
+    "odometer_m",
+    "backfill",
     "received",
 )
 
@@ -45,14 +61,25 @@ MIGRATIONS: list[str] = [
 def record_row(bus: str, rec: TelemetryRecord, backfill: bool, received: float) -> tuple[Any, ...]:
     p, v = rec.pos, rec.veh
     return (
-        bus, rec.seq, rec.t,
-        p.lat if p else None, p.lon if p else None, p.speed if p else None,
-        p.track if p else None, p.mode if p else None, p.hdop if p else None,
-        p.sats if p else None, int(p.estimated) if p else None,
-        v.speed_kmh if v else None, v.rpm if v else None,
+        bus,
+        rec.seq,
+        rec.t,
+        p.lat if p else None,
+        p.lon if p else None,
+        p.speed if p else None,
+        p.track if p else None,
+        p.mode if p else None,
+        p.hdop if p else None,
+        p.sats if p else None,
+        int(p.estimated) if p else None,
+        v.speed_kmh if v else None,
+        v.rpm if v else None,
         None if v is None or v.doors_open is None else int(v.doors_open),
-        v.coolant_c if v else None, v.fuel_pct if v else None, v.odometer_m if v else None,
-        int(backfill), received,
+        v.coolant_c if v else None,
+        v.fuel_pct if v else None,
+        v.odometer_m if v else None,
+        int(backfill),
+        received,
     )
 
 
@@ -67,7 +94,9 @@ class CentralStore:
         self.db.execute("PRAGMA busy_timeout=5000")
         self._migrate()
         marks = ",".join("?" * len(TELEMETRY_COLUMNS))
-        self._insert = f"INSERT OR IGNORE INTO telemetry ({','.join(TELEMETRY_COLUMNS)}) VALUES ({marks})"
+        self._insert = (
+            f"INSERT OR IGNORE INTO telemetry ({','.join(TELEMETRY_COLUMNS)}) VALUES ({marks})"
+        )
 
     def _migrate(self) -> None:
         version = int(self.db.execute("PRAGMA user_version").fetchone()[0])
@@ -93,12 +122,17 @@ class CentralStore:
         return list(self.db.query("SELECT * FROM telemetry WHERE bus = ? ORDER BY seq", [bus]))
 
     def seqs(self, bus: str) -> list[int]:
-        return [r[0] for r in self.db.execute("SELECT seq FROM telemetry WHERE bus = ? ORDER BY seq", [bus])]
+        return [
+            r[0]
+            for r in self.db.execute("SELECT seq FROM telemetry WHERE bus = ? ORDER BY seq", [bus])
+        ]
 
     def count(self) -> int:
         return int(self.db.execute("SELECT COUNT(*) FROM telemetry").fetchone()[0])
 
-    def save_bus(self, bus: str, online: bool, session: int, last_seen: float | None, body: str) -> None:
+    def save_bus(
+        self, bus: str, online: bool, session: int, last_seen: float | None, body: str
+    ) -> None:
         self.db.execute(
             "INSERT INTO buses (bus, online, session, last_seen, body) VALUES (?, ?, ?, ?, ?)"
             " ON CONFLICT(bus) DO UPDATE SET online = excluded.online, session = excluded.session,"

@@ -41,7 +41,9 @@ class Agent:
             self.gps = SerialGps(config.gps.device, config.gps.baud, self.on_fix)
         self.can: CanInput | None = None
         if config.can.interface != "none":
-            self.can = CanInput(config.can.interface, config.can.channel, bitrate=config.can.bitrate)
+            self.can = CanInput(
+                config.can.interface, config.can.channel, bitrate=config.can.bitrate
+            )
         self.fix: Fix | None = None
         self.fix_at = 0.0  # monotonic time the fix arrived
         self.records = 0
@@ -55,8 +57,9 @@ class Agent:
     def on_desired(self, payload: bytes) -> None:
         outcome = evaluate(self.outcome.applied, payload, self.bus_id)
         if outcome.error:
-            log.warning("desired state rejected (version %s): %s", outcome.rejected_version,
-                        outcome.error)
+            log.warning(
+                "desired state rejected (version %s): %s", outcome.rejected_version, outcome.error
+            )
         elif outcome.applied is not None and outcome.applied != self.outcome.applied:
             self.applied_store.save(outcome.applied)
             log.info("desired state version %d applied", outcome.applied.version)
@@ -83,9 +86,22 @@ class Agent:
         t = now
         fix = self.fix
         fresh = time.monotonic() - self.fix_at <= self.config.gps.stale_after_s
-        if fix is not None and fresh and fix.mode >= 2 and fix.lat is not None and fix.lon is not None:
-            pos = Position(lat=fix.lat, lon=fix.lon, speed=fix.speed, track=fix.track,
-                           mode=fix.mode, hdop=fix.hdop, sats=fix.sats_used)
+        if (
+            fix is not None
+            and fresh
+            and fix.mode >= 2
+            and fix.lat is not None
+            and fix.lon is not None
+        ):
+            pos = Position(
+                lat=fix.lat,
+                lon=fix.lon,
+                speed=fix.speed,
+                track=fix.track,
+                mode=fix.mode,
+                hdop=fix.hdop,
+                sats=fix.sats_used,
+            )
             if fix.time is not None:
                 t = fix.time.timestamp()
         veh = _vehicle(self.can.state) if self.can and self.can.frames else None

@@ -34,8 +34,9 @@ def evaluate(current: DesiredState | None, payload: bytes, bus_id: str) -> Outco
     if desired.bus != bus_id:
         return Outcome(current, desired.version, f"document is for bus {desired.bus!r}")
     if current is not None and desired.version < current.version:
-        return Outcome(current, desired.version, f"version {desired.version} is older than "
-                       f"{current.version}")
+        return Outcome(
+            current, desired.version, f"version {desired.version} is older than {current.version}"
+        )
     return Outcome(desired)
 
 

@@ -1,4 +1,4 @@
-"""The vehicle CAN bus (bus-FMS / J1939) through python-can: socketcan on a bus, virtual in tests."""
+"""The vehicle CAN bus (bus-FMS / J1939) via python-can: socketcan on a bus, virtual in tests."""
 
 from __future__ import annotations
 
@@ -40,16 +40,21 @@ class CanInput:
             try:
                 await self._read_bus()
             except (can.CanError, OSError) as exc:
-                log.warning("can %s:%s unavailable: %s; retry in %.1f s",
-                            self.interface, self.channel, exc, delay)
+                log.warning(
+                    "can %s:%s unavailable: %s; retry in %.1f s",
+                    self.interface,
+                    self.channel,
+                    exc,
+                    delay,
+                )
             await asyncio.sleep(delay * random.uniform(0.8, 1.2))
             delay = min(delay * 2, 10.0)
 
     async def _read_bus(self) -> None:
-        kwargs: dict[str, object] = {"interface": self.interface, "channel": self.channel}
         if self.interface == "socketcan":
-            kwargs["bitrate"] = self.bitrate
-        bus = can.Bus(**kwargs)
+            bus = can.Bus(interface="socketcan", channel=self.channel, bitrate=self.bitrate)
+        else:
+            bus = can.Bus(interface=self.interface, channel=self.channel)
         reader = can.AsyncBufferedReader()
         notifier = can.Notifier(bus, [reader], loop=asyncio.get_running_loop())
         log.info("can %s:%s open", self.interface, self.channel)

@@ -111,11 +111,15 @@ def parse_config(text: str, path: str = "<string>") -> AgentConfig:
         telemetry=_section(TelemetrySection, raw.get("telemetry"), "telemetry", path),
     )
     if not valid_bus_id(config.bus.id):
-        raise ConfigError(f"bus.id {config.bus.id!r} is not a valid bus id", path=path, key="bus.id")
+        raise ConfigError(
+            f"bus.id {config.bus.id!r} is not a valid bus id", path=path, key="bus.id"
+        )
     if config.gps.source not in ("serial", "none"):
         raise ConfigError(f"gps.source {config.gps.source!r} unknown", path=path, key="gps.source")
     if config.can.interface not in ("socketcan", "virtual", "none"):
-        raise ConfigError(f"can.interface {config.can.interface!r} unknown", path=path, key="can.interface")
+        raise ConfigError(
+            f"can.interface {config.can.interface!r} unknown", path=path, key="can.interface"
+        )
     return config
 
 

@@ -18,7 +18,6 @@ from pathlib import Path
 
 import aiomqtt
 import msgspec
-from paho.mqtt.enums import MQTTProtocolVersion
 
 from onboard.config import AgentConfig
 from onboard.outbox import Outbox, Pending
@@ -39,7 +38,7 @@ def client_kwargs(config: AgentConfig) -> dict[str, object]:
         "identifier": config.bus.id,
         "username": config.mqtt_username,
         "keepalive": m.keepalive_s,
-        "protocol": MQTTProtocolVersion.MQTTv5 if m.protocol == 5 else MQTTProtocolVersion.MQTTv311,
+        "protocol": aiomqtt.ProtocolVersion.V5 if m.protocol == 5 else aiomqtt.ProtocolVersion.V311,
         "max_inflight_messages": 20,
         "timeout": 10,
     }
@@ -90,8 +89,13 @@ class Link:
 
     def _presence(self, online: bool) -> bytes:
         return codec.encode(
-            Presence(bus=self.bus_id, online=online, session=self.session, t=time.time(),
-                     agent=AGENT_VERSION)
+            Presence(
+                bus=self.bus_id,
+                online=online,
+                session=self.session,
+                t=time.time(),
+                agent=AGENT_VERSION,
+            )
         )
 
     async def _connected_session(self) -> None:
@@ -100,7 +104,9 @@ class Link:
         async with aiomqtt.Client(will=will, **client_kwargs(self.config)) as client:  # type: ignore[arg-type]
             self.connects += 1
             log.info("link up (session %d)", self.session)
-            await client.publish(topics.presence(self.bus_id), self._presence(True), qos=1, retain=True)
+            await client.publish(
+                topics.presence(self.bus_id), self._presence(True), qos=1, retain=True
+            )
             await client.subscribe(topics.desired(self.bus_id), qos=1)
             self.connected.set()
             try:
@@ -128,7 +134,9 @@ class Link:
         while True:
             self._reported_changed.clear()
             if self.reported is not None:
-                await client.publish(topics.reported(self.bus_id), self.reported, qos=1, retain=True)
+                await client.publish(
+                    topics.reported(self.bus_id), self.reported, qos=1, retain=True
+                )
             await self._reported_changed.wait()
 
     async def _send_outbox(self, client: aiomqtt.Client) -> None:

@@ -26,7 +26,15 @@ MAX_PAYLOAD = 256 * 1024
 _encoder = msgspec.json.Encoder()
 _decoders: dict[type[Any], msgspec.json.Decoder[Any]] = {
     t: msgspec.json.Decoder(t)
-    for t in (Presence, TelemetryBatch, TelemetryRecord, DesiredState, ReportedState, FleetEntry, CentralStats)
+    for t in (
+        Presence,
+        TelemetryBatch,
+        TelemetryRecord,
+        DesiredState,
+        ReportedState,
+        FleetEntry,
+        CentralStats,
+    )
 }
 
 

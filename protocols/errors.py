@@ -34,7 +34,11 @@ class GtfsError(ProtocolError):
     """A GTFS feed that cannot be read: carries the file, line and field at fault."""
 
     def __init__(
-        self, message: str, *, file: str | None = None, line: int | None = None,
+        self,
+        message: str,
+        *,
+        file: str | None = None,
+        line: int | None = None,
         field: str | None = None,
     ) -> None:
         super().__init__(message)

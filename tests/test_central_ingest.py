@@ -20,8 +20,10 @@ def ingest(tmp_path: Path) -> Ingest:
 
 
 def batch(bus: str, seqs: range, backfill: bool = False) -> bytes:
-    records = [TelemetryRecord(seq=s, t=1000.0 + s, pos=Position(lat=-16.9, lon=145.7 + s / 1e4))
-               for s in seqs]
+    records = [
+        TelemetryRecord(seq=s, t=1000.0 + s, pos=Position(lat=-16.9, lon=145.7 + s / 1e4))
+        for s in seqs
+    ]
     return codec.encode(TelemetryBatch(bus=bus, records=records, backfill=backfill))
 
 
@@ -76,12 +78,19 @@ def test_fleet_state_survives_a_restart_of_central(tmp_path: Path) -> None:
 
 
 @settings(max_examples=300)
-@given(topic=st.sampled_from([topics.telemetry("b1"), topics.presence("b1"),
-                              topics.reported("b1"), "busfleet/v1/bus/b1/zzz", "x/y"]),
-       payload=st.binary(max_size=200))
-def test_garbage_payloads_are_counted_and_never_raise(
-    topic: str, payload: bytes
-) -> None:
+@given(
+    topic=st.sampled_from(
+        [
+            topics.telemetry("b1"),
+            topics.presence("b1"),
+            topics.reported("b1"),
+            "busfleet/v1/bus/b1/zzz",
+            "x/y",
+        ]
+    ),
+    payload=st.binary(max_size=200),
+)
+def test_garbage_payloads_are_counted_and_never_raise(topic: str, payload: bytes) -> None:
     ingest = Ingest(CentralStore(":memory:"))
     ingest.handle(topic, payload, now=1)
     assert ingest.counters["messages"] == 1

@@ -45,8 +45,11 @@ def watcher(broker: Broker) -> Iterator[FleetWatcher]:
 
 
 def positions(fleet: Fleet, bus: str) -> list[tuple[float, float, float]]:
-    return rows(fleet.db, "SELECT t, lat, lon FROM telemetry WHERE bus = ? AND lat IS NOT NULL "
-                "ORDER BY seq", bus)  # type: ignore[return-value]
+    return rows(
+        fleet.db,
+        "SELECT t, lat, lon FROM telemetry WHERE bus = ? AND lat IS NOT NULL ORDER BY seq",
+        bus,
+    )  # type: ignore[return-value]
 
 
 def test_positions_stored_at_central_match_the_simulators_ground_truth(fleet: Fleet) -> None:
@@ -66,8 +69,11 @@ def test_fleet_state_shows_every_bus_online_with_vehicle_data(
 ) -> None:
     wait_for(lambda: watcher.online() >= set(BUSES), 60, "three buses online in fleet state")
     wait_for(lambda: all(watcher.entries[b].lat is not None for b in BUSES), 30, "positions")
-    vehicle = rows(fleet.db, "SELECT COUNT(*) FROM telemetry WHERE rpm IS NOT NULL AND "
-                   "speed_kmh IS NOT NULL AND odometer_m IS NOT NULL")
+    vehicle = rows(
+        fleet.db,
+        "SELECT COUNT(*) FROM telemetry WHERE rpm IS NOT NULL AND "
+        "speed_kmh IS NOT NULL AND odometer_m IS NOT NULL",
+    )
     assert vehicle[0][0] > 0, "no CAN vehicle data reached central"
 
 
@@ -76,14 +82,17 @@ def test_an_assignment_reaches_the_bus_and_comes_back_as_reported_state(
 ) -> None:
     wait_for(lambda: "bus-01" in watcher.online(), 60, "bus-01 online")
     config = dataclasses.replace(
-        CentralConfig(), db=str(fleet.workdir / "assign.sqlite"),
-        mqtt_host=fleet.broker.host, mqtt_port=fleet.broker.port,
+        CentralConfig(),
+        db=str(fleet.workdir / "assign.sqlite"),
+        mqtt_host=fleet.broker.host,
+        mqtt_port=fleet.broker.port,
     )
     trip = pick_trips(DEFAULT_GTFS, 5)[4]
     version = asyncio.run(assign(config, "bus-01", Assignment(trip_id=trip)))
     entry = wait_for(
         lambda: (e := watcher.entries.get("bus-01")) and e.reported_version == version and e,
-        20, "bus-01 to report the new version",
+        20,
+        "bus-01 to report the new version",
     )
     assert entry.trip_id == trip
     assert entry.desired_version == version
@@ -115,15 +124,17 @@ async def test_the_dashboard_shows_the_live_fleet_with_rows_that_update(
     from central.dashboard.widgets.fleet_table import FleetTable
 
     config = dataclasses.replace(
-        CentralConfig(), mqtt_host=fleet.broker.host, mqtt_port=fleet.broker.port,
+        CentralConfig(),
+        mqtt_host=fleet.broker.host,
+        mqtt_port=fleet.broker.port,
         mqtt_username="dispatcher",
     )
     app = create_app(config)
     async with app.run_test(size=(160, 30)) as pilot:
         table = app.screen.query_one(FleetTable)
 
-        async def until(check: object, what: str, timeout: float = 60) -> None:
-            for _ in range(int(timeout / 0.2)):
+        async def until(check: object, what: str, seconds: float = 60) -> None:
+            for _ in range(int(seconds / 0.2)):
                 if check():  # type: ignore[operator]
                     return
                 await pilot.pause(0.2)
@@ -134,8 +145,10 @@ async def test_the_dashboard_shows_the_live_fleet_with_rows_that_update(
 
         await until(lambda: set(BUSES) <= {k.value for k in table.rows}, "three bus rows")
         before = {b: table.get_row(b) for b in BUSES}
-        await until(lambda: all(table.get_row(b)[8] != before[b][8] for b in BUSES),
-                    "the record counts of all three rows to change")
+        await until(
+            lambda: all(table.get_row(b)[8] != before[b][8] for b in BUSES),
+            "the record counts of all three rows to change",
+        )
         assert all(table.get_row(b)[1] == "online" for b in BUSES)
         assert all(table.get_row(b)[6] for b in BUSES), "every row shows a position"
         await pilot.press("down")

@@ -10,7 +10,9 @@ from protocols.errors import TopicError
 bus_ids = st.from_regex(topics.BUS_ID_PATTERN, fullmatch=True)
 
 
-@given(bus_ids, st.sampled_from([k for k in topics.Kind if k.value not in ("fleet", "central/stats")]))
+@given(
+    bus_ids, st.sampled_from([k for k in topics.Kind if k.value not in ("fleet", "central/stats")])
+)
 def test_every_built_bus_topic_parses_back_to_its_kind_and_bus(bus: str, kind: topics.Kind) -> None:
     parsed = topics.parse(topics.bus_topic(bus, kind))
     assert parsed == topics.Topic(kind, bus)
@@ -31,8 +33,14 @@ def test_a_bus_id_that_would_break_the_topic_tree_is_refused(bad: str) -> None:
 
 @pytest.mark.parametrize(
     "topic",
-    ["other/v1/bus/a/telemetry", "busfleet/v1/bus/a/unknown", "busfleet/v1/bus/a+/telemetry",
-     "busfleet/v1/bus", "busfleet/v1/fleet/a/b", "busfleet/v2/bus/a/telemetry"],
+    [
+        "other/v1/bus/a/telemetry",
+        "busfleet/v1/bus/a/unknown",
+        "busfleet/v1/bus/a+/telemetry",
+        "busfleet/v1/bus",
+        "busfleet/v1/fleet/a/b",
+        "busfleet/v2/bus/a/telemetry",
+    ],
 )
 def test_topics_outside_the_tree_are_rejected(topic: str) -> None:
     with pytest.raises(TopicError):
@@ -42,8 +50,12 @@ def test_topics_outside_the_tree_are_rejected(topic: str) -> None:
 @pytest.mark.parametrize(
     ("flt", "topic", "expected"),
     [
-        ("a/+/c", "a/b/c", True), ("a/+/c", "a/b/d", False), ("a/#", "a", True),
-        ("a/#", "a/b/c", True), ("a/+", "a/b/c", False), ("$share/g/a/+", "a/b", True),
+        ("a/+/c", "a/b/c", True),
+        ("a/+/c", "a/b/d", False),
+        ("a/#", "a", True),
+        ("a/#", "a/b/c", True),
+        ("a/+", "a/b/c", False),
+        ("$share/g/a/+", "a/b", True),
         ("a/b", "a/b/c", False),
     ],
 )

@@ -13,7 +13,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         description="Run the bus agent: GPS, CAN, telemetry with an on-disk outbox, the MQTT "
         "link to city hall and the desired/reported state. Stops cleanly on SIGTERM/Ctrl-C.",
     )
-    p.add_argument("--config", required=True, help="agent TOML file (see deploy/agent.example.toml)")
+    p.add_argument(
+        "--config", required=True, help="agent TOML file (see deploy/agent.example.toml)"
+    )
     p.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING (default INFO)")
     p.set_defaults(func=run)
 

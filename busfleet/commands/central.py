@@ -21,27 +21,38 @@ def _connection_args(p: argparse.ArgumentParser) -> None:
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("central", help="city-hall service, dashboard and dispatch tools",
-                       description="The city-hall side of busfleet.")
+    p = sub.add_parser(
+        "central",
+        help="city-hall service, dashboard and dispatch tools",
+        description="The city-hall side of busfleet.",
+    )
     csub = p.add_subparsers(dest="central_command", metavar="COMMAND", required=True)
 
-    serve = csub.add_parser("serve", help="ingest telemetry, keep fleet state",
-                            description="Run the central service: subscribes to every bus, "
-                            "stores telemetry exactly once in SQLite, keeps fleet state and "
-                            "publishes it for dashboards.")
+    serve = csub.add_parser(
+        "serve",
+        help="ingest telemetry, keep fleet state",
+        description="Run the central service: subscribes to every bus, "
+        "stores telemetry exactly once in SQLite, keeps fleet state and "
+        "publishes it for dashboards.",
+    )
     _connection_args(serve)
     serve.add_argument("--log-level", default="INFO")
     serve.set_defaults(func=serve_cmd)
 
-    dash = csub.add_parser("dash", help="the dispatcher dashboard (Textual)",
-                           description="Open the dispatcher dashboard: the fleet live. "
-                           "Keys: arrows move, q quits.")
+    dash = csub.add_parser(
+        "dash",
+        help="the dispatcher dashboard (Textual)",
+        description="Open the dispatcher dashboard: the fleet live. Keys: arrows move, q quits.",
+    )
     _connection_args(dash)
     dash.set_defaults(func=dash_cmd)
 
-    assign = csub.add_parser("assign", help="assign a bus to a trip, block or route",
-                             description="Push an assignment to a bus through its desired state "
-                             "(versioned, retained: the bus gets it whenever it is connected).")
+    assign = csub.add_parser(
+        "assign",
+        help="assign a bus to a trip, block or route",
+        description="Push an assignment to a bus through its desired state "
+        "(versioned, retained: the bus gets it whenever it is connected).",
+    )
     _connection_args(assign)
     assign.add_argument("bus", help="bus id")
     group = assign.add_argument_group("what to drive (at least one)")
@@ -58,8 +69,11 @@ def config_from(args: argparse.Namespace) -> CentralConfig:
 
     config = load_central_config(args.config) if args.config else CentralConfig()
     overrides = {
-        "db": args.db, "mqtt_host": args.mqtt_host, "mqtt_port": args.mqtt_port,
-        "mqtt_username": args.mqtt_username, "mqtt_protocol": args.mqtt_protocol,
+        "db": args.db,
+        "mqtt_host": args.mqtt_host,
+        "mqtt_port": args.mqtt_port,
+        "mqtt_username": args.mqtt_username,
+        "mqtt_protocol": args.mqtt_protocol,
     }
     return dataclasses.replace(config, **{k: v for k, v in overrides.items() if v is not None})
 
@@ -103,8 +117,11 @@ def assign_cmd(args: argparse.Namespace) -> int:
     config = config_from(args)
     try:
         version = asyncio.run(
-            assign(config, args.bus, Assignment(trip_id=args.trip, block_id=args.block,
-                                                route_id=args.route))
+            assign(
+                config,
+                args.bus,
+                Assignment(trip_id=args.trip, block_id=args.block, route_id=args.route),
+            )
         )
     except TopicError as exc:
         print(f"busfleet central assign: {exc}", file=sys.stderr)

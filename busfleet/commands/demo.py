@@ -15,13 +15,18 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "and CAN), then open the dispatcher dashboard. Ctrl-C (or q) stops everything.",
     )
     p.add_argument("--buses", type=int, default=5, help="number of simulated buses (default 5)")
-    p.add_argument("--headless", action="store_true",
-                   help="no dashboard: run --seconds, then print one JSON line of figures")
-    p.add_argument("--seconds", type=float, default=30.0,
-                   help="how long a headless demo runs (default 30)")
+    p.add_argument(
+        "--headless",
+        action="store_true",
+        help="no dashboard: run --seconds, then print one JSON line of figures",
+    )
+    p.add_argument(
+        "--seconds", type=float, default=30.0, help="how long a headless demo runs (default 30)"
+    )
     p.add_argument("--rate", type=float, default=1.0, help="GPS rate of each bus in Hz (1-10)")
-    p.add_argument("--workdir", type=Path,
-                   help="keep databases and logs here (default: a temporary directory)")
+    p.add_argument(
+        "--workdir", type=Path, help="keep databases and logs here (default: a temporary directory)"
+    )
     p.set_defaults(func=run)
 
 

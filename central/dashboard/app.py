@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from typing import ClassVar
 
 import aiomqtt
 from textual.app import App
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.message import Message
 
 from central import mqtt
@@ -40,7 +41,10 @@ class LinkStatus(Message):
 class DashboardApp(App[None]):
     CSS_PATH = "app.tcss"
     TITLE = "busfleet — dispatch"
-    BINDINGS = [Binding("q", "quit", "Quit"), Binding("ctrl+c", "quit", "Quit", show=False)]
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("q", "quit", "Quit"),
+        Binding("ctrl+c", "quit", "Quit", show=False),
+    ]
 
     def __init__(self, config: CentralConfig) -> None:
         super().__init__()
@@ -72,7 +76,9 @@ class DashboardApp(App[None]):
                 async with mqtt.client(self.config, identifier=identifier) as client:
                     await client.subscribe(topics.all_buses(topics.Kind.FLEET))
                     await client.subscribe(topics.central_stats())
-                    self.post_message(LinkStatus(f"{self.config.mqtt_host}:{self.config.mqtt_port}"))
+                    self.post_message(
+                        LinkStatus(f"{self.config.mqtt_host}:{self.config.mqtt_port}")
+                    )
                     await self._pump(client)
             except aiomqtt.MqttError as exc:
                 self.post_message(LinkStatus(f"broker unreachable: {exc}"))

@@ -9,9 +9,16 @@ from textual.widgets import DataTable
 from protocols.schemas import FleetEntry
 
 COLUMNS = (
-    ("bus", "Bus"), ("status", "Status"), ("route", "Route"), ("trip", "Trip"),
-    ("speed", "km/h"), ("doors", "Doors"), ("position", "Position"), ("seen", "Last seen"),
-    ("records", "Records"), ("sync", "State"),
+    ("bus", "Bus"),
+    ("status", "Status"),
+    ("route", "Route"),
+    ("trip", "Trip"),
+    ("speed", "km/h"),
+    ("doors", "Doors"),
+    ("position", "Position"),
+    ("seen", "Last seen"),
+    ("records", "Records"),
+    ("sync", "State"),
 )
 
 
@@ -20,11 +27,22 @@ def cells(e: FleetEntry, now: float) -> tuple[str, ...]:
     doors = {None: "", True: "OPEN", False: "closed"}[e.doors_open]
     position = "" if e.lat is None or e.lon is None else f"{e.lat:.5f}, {e.lon:.5f}"
     seen = "" if e.last_seen is None else f"{max(0.0, now - e.last_seen):.0f} s ago"
-    sync = (f"v{e.reported_version}" if e.desired_version == e.reported_version
-            else f"syncing v{e.reported_version}→v{e.desired_version}")
+    sync = (
+        f"v{e.reported_version}"
+        if e.desired_version == e.reported_version
+        else f"syncing v{e.reported_version}→v{e.desired_version}"
+    )
     return (
-        e.bus, "online" if e.online else "OFFLINE", e.route_id or "", e.trip_id or "",
-        speed, doors, position, seen, str(e.records), sync,
+        e.bus,
+        "online" if e.online else "OFFLINE",
+        e.route_id or "",
+        e.trip_id or "",
+        speed,
+        doors,
+        position,
+        seen,
+        str(e.records),
+        sync,
     )
 
 
