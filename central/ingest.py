@@ -10,11 +10,23 @@ import collections
 import logging
 import time
 
+import msgspec
+
 from central import fleet
 from central.store import CentralStore, record_row
 from protocols import codec, topics
 from protocols.errors import ProtocolError
-from protocols.schemas import DesiredState, FleetEntry, Presence, ReportedState, TelemetryBatch
+from protocols.ranges import ranges
+from protocols.schemas import (
+    DesiredState,
+    EventBatch,
+    FleetEntry,
+    Presence,
+    ReportedState,
+    Scalar,
+    Stored,
+    TelemetryBatch,
+)
 
 log = logging.getLogger("busfleet.central.ingest")
 
@@ -26,6 +38,9 @@ class Ingest:
         self.buses: dict[str, fleet.BusState] = {}
         self.dirty: set[str] = set()  # buses whose fleet entry changed since last publish
         self.counters: collections.Counter[str] = collections.Counter()
+        # Sequence numbers stored since the last receipts went out, per bus.
+        self.receipts: dict[str, list[int]] = collections.defaultdict(list)
+        self.offline_after: dict[str, float] = {}  # per-bus timeout announced in its birth
         self._last_warning = 0.0
         for row in store.buses():
             if row["body"]:
@@ -46,6 +61,8 @@ class Ingest:
                 self._presence(bus, codec.decode(Presence, payload), now)
             elif parsed.kind is topics.Kind.REPORTED:
                 self._reported(bus, payload, codec.decode(ReportedState, payload), now)
+            elif parsed.kind in (topics.Kind.EVENTS, topics.Kind.COMMAND_ACK):
+                self._events(bus, codec.decode(EventBatch, payload), now)
             elif parsed.kind is topics.Kind.DESIRED:
                 desired = codec.decode(DesiredState, payload)
                 self._check_bus(bus, desired.bus)
@@ -79,12 +96,54 @@ class Ingest:
         self._check_bus(bus, batch.bus)
         rows = [record_row(bus, r, batch.backfill, now) for r in batch.records]
         new = self.store.add_records(rows)
+        self.receipts[bus].extend(r.seq for r in batch.records)
         self.counters["records"] += new
         self.counters["duplicates"] += len(rows) - new
         self._set(bus, fleet.on_telemetry(self._state(bus), batch, new, now))
 
+    def _events(self, bus: str, batch: EventBatch, now: float) -> None:
+        self._check_bus(bus, batch.bus)
+        rows = [
+            (
+                bus,
+                e.seq,
+                e.t,
+                e.kind,
+                e.severity,
+                msgspec.json.encode(e.data).decode(),
+                int(batch.backfill),
+                now,
+            )
+            for e in batch.events
+        ]
+        new = self.store.add_events(rows)
+        self.receipts[bus].extend(e.seq for e in batch.events)
+        self.counters["events"] += new
+        self.counters["duplicates"] += len(rows) - new
+        for e in batch.events:
+            if e.kind == "cmd_ack":
+                self._command_answer(bus, e.data, e.t)
+
+    def _command_answer(self, bus: str, data: dict[str, Scalar], t: float) -> None:
+        cmd_id, result, reason = data.get("id"), data.get("result"), data.get("reason")
+        if not isinstance(cmd_id, str) or result not in ("ok", "failed", "expired"):
+            self.reject("BadAnswer", f"{bus}: command answer without id or result: {data}")
+            return
+        if self.store.answer_command(
+            cmd_id, str(result), None if reason is None else str(reason), t
+        ):
+            self.counters["command_answers"] += 1
+
+    def take_receipts(self) -> list[Stored]:
+        """Receipts for what was stored since the last call, one per bus."""
+        out = [Stored(bus=bus, ranges=ranges(seqs)) for bus, seqs in self.receipts.items() if seqs]
+        self.receipts.clear()
+        return out
+
     def _presence(self, bus: str, p: Presence, now: float) -> None:
         self._check_bus(bus, p.bus)
+        if p.offline_after_s is not None:
+            self.offline_after[bus] = p.offline_after_s
         state = fleet.on_presence(self._state(bus), p, now)
         if state is None:
             self.counters["stale_presence"] += 1
@@ -101,9 +160,10 @@ class Ingest:
     def tick(self, now: float | None = None) -> None:
         now = time.time() if now is None else now
         for bus, state in self.buses.items():
-            changed = fleet.on_tick(state, now, self.offline_after_s)
+            timeout = self.offline_after.get(bus, self.offline_after_s)
+            changed = fleet.on_tick(state, now, timeout)
             if changed is not None:
-                log.info("%s offline: silent for %.0f s", bus, self.offline_after_s)
+                log.info("%s offline: silent for %.0f s", bus, timeout)
                 self._set(bus, changed)
 
     def take_dirty(self) -> list[FleetEntry]:

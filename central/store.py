@@ -6,8 +6,9 @@ lost PUBACK) is stored once. `add_records` says how many were new.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +56,34 @@ MIGRATIONS: list[str] = [
     CREATE TABLE desired (bus TEXT PRIMARY KEY, version INTEGER NOT NULL, body BLOB NOT NULL);
     CREATE TABLE reported (bus TEXT PRIMARY KEY, version INTEGER NOT NULL, body BLOB NOT NULL);
     """,
+    # 2: events, alarms and command results; commands sent to buses
+    """
+    CREATE TABLE events (
+        bus TEXT NOT NULL, seq INTEGER NOT NULL, t REAL NOT NULL, kind TEXT NOT NULL,
+        severity INTEGER NOT NULL, data TEXT NOT NULL, backfill INTEGER NOT NULL,
+        received REAL NOT NULL, PRIMARY KEY (bus, seq)
+    ) WITHOUT ROWID;
+    CREATE INDEX events_t ON events (t);
+    CREATE TABLE commands (
+        id TEXT PRIMARY KEY, bus TEXT NOT NULL, name TEXT NOT NULL, args TEXT NOT NULL,
+        sent REAL NOT NULL, expires REAL NOT NULL, status TEXT NOT NULL,
+        reason TEXT, answered REAL
+    );
+    CREATE INDEX commands_open ON commands (status, expires);
+    """,
 ]
+
+
+@contextlib.contextmanager
+def transaction(conn: sqlite3.Connection) -> Iterator[None]:
+    """One explicit transaction (the connection is in autocommit mode otherwise)."""
+    conn.execute("BEGIN")
+    try:
+        yield
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
 
 
 def record_row(bus: str, rec: TelemetryRecord, backfill: bool, received: float) -> tuple[Any, ...]:
@@ -99,22 +127,70 @@ class CentralStore:
         )
 
     def _migrate(self) -> None:
-        version = int(self.db.execute("PRAGMA user_version").fetchone()[0])
-        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-            self.db.conn.executescript(f"BEGIN; {script}; PRAGMA user_version = {number}; COMMIT;")
+        """Bring the schema up to date; safe when several workers start at once."""
+        conn = self.db.conn
+        conn.execute("BEGIN IMMEDIATE")  # one migrator at a time; the others wait, then see it
+        try:
+            version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+            for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+                for statement in script.split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
+                conn.execute(f"PRAGMA user_version = {number}")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
 
     def add_records(self, rows: Sequence[tuple[Any, ...]]) -> int:
         """Insert telemetry rows; duplicates (same bus and seq) are ignored. Returns new rows."""
         conn = self.db.conn
         before = conn.total_changes
-        conn.execute("BEGIN")
-        try:
+        with transaction(conn):
             conn.executemany(self._insert, rows)
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
         return conn.total_changes - before
+
+    def add_events(self, rows: Sequence[tuple[Any, ...]]) -> int:
+        """Insert event rows (bus, seq, t, kind, severity, data, backfill, received)."""
+        conn = self.db.conn
+        before = conn.total_changes
+        with transaction(conn):
+            conn.executemany("INSERT OR IGNORE INTO events VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        return conn.total_changes - before
+
+    def add_command(
+        self, cmd_id: str, bus: str, name: str, args: str, sent: float, expires: float
+    ) -> None:
+        self.db.execute(
+            "INSERT INTO commands (id, bus, name, args, sent, expires, status)"
+            " VALUES (?, ?, ?, ?, ?, ?, 'sent')",
+            (cmd_id, bus, name, args, sent, expires),
+        )
+
+    def answer_command(self, cmd_id: str, status: str, reason: str | None, t: float) -> bool:
+        """Record a command's result; only the first answer counts."""
+        cur = self.db.execute(
+            "UPDATE commands SET status = ?, reason = ?, answered = ?"
+            " WHERE id = ? AND status = 'sent'",
+            (status, reason, t, cmd_id),
+        )
+        return cur.rowcount > 0
+
+    def expire_commands(self, now: float) -> int:
+        cur = self.db.execute(
+            "UPDATE commands SET status = 'expired', reason = 'no answer before expiry',"
+            " answered = ? WHERE status = 'sent' AND expires < ?",
+            (now, now),
+        )
+        return cur.rowcount
+
+    def commands(self, bus: str | None = None) -> list[dict[str, Any]]:
+        if bus is None:
+            return list(self.db.query("SELECT * FROM commands ORDER BY sent"))
+        return list(self.db.query("SELECT * FROM commands WHERE bus = ? ORDER BY sent", [bus]))
+
+    def all_desired(self) -> list[tuple[str, bytes]]:
+        return [(r[0], bytes(r[1])) for r in self.db.execute("SELECT bus, body FROM desired")]
 
     def telemetry(self, bus: str | None = None) -> list[dict[str, Any]]:
         if bus is None:

@@ -8,41 +8,60 @@ GPS never grows a queue.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from pathlib import Path
 
 from onboard.applied import AppliedStore, Outcome, evaluate, reported
 from onboard.can_input import CanInput
+from onboard.commands import Commands, Result
 from onboard.config import AgentConfig
 from onboard.gps_serial import SerialGps
 from onboard.link import Link
 from onboard.outbox import Outbox
 from protocols import codec
 from protocols.nmea import Fix
-from protocols.schemas import Position, TelemetryRecord, Vehicle
-from protocols.vehicle import VehicleState
+from protocols.schemas import Command, Event, Position, Scalar, TelemetryRecord, Vehicle
+from protocols.vehicle import VehicleEvent, VehicleState
 
 log = logging.getLogger("busfleet.onboard.agent")
 
 COUNTERS_EVERY_S = 30.0
+HOUSEKEEPING_EVERY_S = 60.0
 
 
 class Agent:
     def __init__(self, config: AgentConfig) -> None:
         self.config = config
         self.bus_id = config.bus.id
-        self.outbox = Outbox(Path(config.bus.data_dir) / "agent.sqlite")
+        self.outbox = Outbox(
+            Path(config.bus.data_dir) / "agent.sqlite",
+            budget_bytes=int(config.outbox.budget_mb * 1_000_000),
+        )
         self.applied_store = AppliedStore(self.outbox)
         self.outcome = Outcome(self.applied_store.load())
-        self.link = Link(config, self.outbox, self.on_desired)
+        self.commands = Commands(
+            self.outbox,
+            {
+                "resend": self._cmd_resend,
+                "announce": self._cmd_announce,
+                "restart": self._cmd_restart,
+            },
+        )
+        self.link = Link(config, self.outbox, self.on_desired, self._on_command)
+        self.announcements: list[str] = []
+        self.restart_requested = asyncio.Event()
         self.gps: SerialGps | None = None
         if config.gps.source == "serial":
             self.gps = SerialGps(config.gps.device, config.gps.baud, self.on_fix)
         self.can: CanInput | None = None
         if config.can.interface != "none":
             self.can = CanInput(
-                config.can.interface, config.can.channel, bitrate=config.can.bitrate
+                config.can.interface,
+                config.can.channel,
+                bitrate=config.can.bitrate,
+                on_event=self._on_vehicle_event,
             )
         self.fix: Fix | None = None
         self.fix_at = 0.0  # monotonic time the fix arrived
@@ -66,6 +85,48 @@ class Agent:
         self.outcome = outcome
         self.link.set_reported(self._reported_payload())
 
+    def _on_vehicle_event(self, event: VehicleEvent) -> None:
+        data: dict[str, Scalar] = {}
+        if event.door is not None:
+            data["door"] = event.door
+        if event.dtc is not None:
+            data.update(spn=event.dtc.spn, fmi=event.dtc.fmi)
+        self.record_event(event.kind, data, t=event.t)
+
+    def record_event(
+        self, kind: str, data: dict[str, Scalar], *, severity: int = 0, t: float | None = None
+    ) -> int:
+        """Put an event into the outbox (alarms, severity >= 3, go before everything else)."""
+        event = Event(
+            seq=0, t=time.time() if t is None else t, kind=kind, severity=severity, data=data
+        )
+        seq = self.outbox.append("alarm" if severity >= 3 else "event", codec.encode(event))
+        self.link.wake.set()
+        return seq
+
+    # -- commands -------------------------------------------------------------------------
+    def _on_command(self, payload: bytes) -> None:
+        if self.commands.receive(payload) is not None:
+            self.link.wake.set()
+
+    def _cmd_resend(self, cmd: Command) -> Result:
+        since = cmd.args.get("since")
+        if not isinstance(since, (int, float)) or isinstance(since, bool):
+            return Result("failed", "resend needs a numeric 'since' (unix seconds)")
+        count = self.outbox.requeue_since(float(since))
+        return Result("ok", data={"records": count})
+
+    def _cmd_announce(self, cmd: Command) -> Result:
+        text = cmd.args.get("text")
+        if not isinstance(text, str) or not text.strip():
+            return Result("failed", "announce needs a non-empty 'text'")
+        self.announcements.append(text[:500])
+        return Result("ok")
+
+    def _cmd_restart(self, cmd: Command) -> Result:
+        self.restart_requested.set()
+        return Result("ok")
+
     # -- outputs --------------------------------------------------------------------------
     def counters(self) -> dict[str, int]:
         return {
@@ -73,6 +134,8 @@ class Agent:
             "can_frames": self.can.frames if self.can else 0,
             "can_rejected": int(self.can.decoder.stats.malformed) if self.can else 0,
             "records": self.records,
+            "commands_rejected": self.commands.rejected,
+            "outbox_dropped": self.outbox.dropped,
             "outbox": self.outbox.count(),
         }
 
@@ -120,24 +183,53 @@ class Agent:
             self.records += 1
             self.link.wake.set()
 
+    async def _housekeeping(self) -> None:
+        history_s = self.config.outbox.history_h * 3600
+        while True:
+            self.outbox.forget_history(time.time() - history_s)
+            dropped = self.outbox.enforce_budget()
+            if dropped:
+                text = ",".join(f"{a}-{b}" for a, b in dropped)
+                count = sum(b - a + 1 for a, b in dropped)
+                log.warning("outbox over its disk budget: dropped %d telemetry records", count)
+                self.record_event("dropped", {"ranges": text[:4000], "records": count}, severity=2)
+            await asyncio.sleep(HOUSEKEEPING_EVERY_S)
+
     async def _counters(self) -> None:
         while True:
             await asyncio.sleep(COUNTERS_EVERY_S)
             self.link.set_reported(self._reported_payload())
 
     async def run(self) -> None:
+        """Run until cancelled or until a restart command (then return, to be run again)."""
         log.info("agent %s starting (outbox %d records)", self.bus_id, self.outbox.count())
         try:
             async with asyncio.TaskGroup() as tg:
-                tg.create_task(self.link.run(), name="link")
-                tg.create_task(self._telemetry(), name="telemetry")
-                tg.create_task(self._counters(), name="counters")
+                tasks = [
+                    tg.create_task(self.link.run(), name="link"),
+                    tg.create_task(self._telemetry(), name="telemetry"),
+                    tg.create_task(self._counters(), name="counters"),
+                    tg.create_task(self._housekeeping(), name="housekeeping"),
+                ]
                 if self.gps:
-                    tg.create_task(self.gps.run(), name="gps")
+                    tasks.append(tg.create_task(self.gps.run(), name="gps"))
                 if self.can:
-                    tg.create_task(self.can.run(), name="can")
+                    tasks.append(tg.create_task(self.can.run(), name="can"))
+                await self.restart_requested.wait()
+                await self._drain_acks()
+                log.info("restarting on command")
+                for task in tasks:
+                    task.cancel()
         finally:
             self.outbox.close()
+
+    async def _drain_acks(self) -> None:
+        """Give the restart command's result a moment (5 s at most) to reach central first."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(5.0):
+                # The condition lives in SQLite: no event to wait on, so poll (ASYNC110).
+                while self.outbox.pending(1, kind="cmd_ack"):  # noqa: ASYNC110
+                    await asyncio.sleep(0.1)
 
 
 def _vehicle(state: VehicleState) -> Vehicle:

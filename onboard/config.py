@@ -56,12 +56,19 @@ class TelemetrySection:
 
 
 @dataclass(frozen=True, slots=True)
+class OutboxSection:
+    budget_mb: float = 200.0  # disk budget of the outbox; see onboard/outbox.py for the policy
+    history_h: float = 48.0  # stored records are kept this long to resend on request
+
+
+@dataclass(frozen=True, slots=True)
 class AgentConfig:
     bus: BusSection = field(default_factory=BusSection)
     mqtt: MqttSection = field(default_factory=MqttSection)
     gps: GpsSection = field(default_factory=GpsSection)
     can: CanSection = field(default_factory=CanSection)
     telemetry: TelemetrySection = field(default_factory=TelemetrySection)
+    outbox: OutboxSection = field(default_factory=OutboxSection)
 
     @property
     def mqtt_username(self) -> str:
@@ -109,6 +116,7 @@ def parse_config(text: str, path: str = "<string>") -> AgentConfig:
         gps=_section(GpsSection, raw.get("gps"), "gps", path),
         can=_section(CanSection, raw.get("can"), "can", path),
         telemetry=_section(TelemetrySection, raw.get("telemetry"), "telemetry", path),
+        outbox=_section(OutboxSection, raw.get("outbox"), "outbox", path),
     )
     if not valid_bus_id(config.bus.id):
         raise ConfigError(

@@ -10,10 +10,14 @@ from protocols.errors import CodecError
 from protocols.schemas import (
     SCHEMA_VERSION,
     CentralStats,
+    Command,
     DesiredState,
+    Event,
+    EventBatch,
     FleetEntry,
     Presence,
     ReportedState,
+    Stored,
     TelemetryBatch,
     TelemetryRecord,
 )
@@ -27,6 +31,10 @@ _encoder = msgspec.json.Encoder()
 _decoders: dict[type[Any], msgspec.json.Decoder[Any]] = {
     t: msgspec.json.Decoder(t)
     for t in (
+        EventBatch,
+        Stored,
+        Command,
+        Event,
         Presence,
         TelemetryBatch,
         TelemetryRecord,
@@ -41,6 +49,19 @@ _decoders: dict[type[Any], msgspec.json.Decoder[Any]] = {
 def encode(msg: msgspec.Struct) -> bytes:
     """Serialise any schema object to its JSON payload."""
     return _encoder.encode(msg)
+
+
+def encode_json(value: object) -> str:
+    """Any JSON-able value as text (for SQLite columns and logs)."""
+    return _encoder.encode(value).decode()
+
+
+def decode_json(text: str | bytes) -> Any:
+    """Parse JSON text written by encode_json; raise CodecError if it is not JSON."""
+    try:
+        return msgspec.json.decode(text)
+    except msgspec.DecodeError as exc:
+        raise CodecError(f"not JSON: {exc}") from exc
 
 
 def decode(kind: type[T], data: bytes) -> T:

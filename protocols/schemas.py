@@ -33,6 +33,7 @@ class Presence(msgspec.Struct, frozen=True, kw_only=True):
     session: int
     t: float
     agent: str = ""  # agent version
+    offline_after_s: float | None = None  # silence after which central shows the bus offline
 
 
 class Position(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
@@ -69,6 +70,49 @@ class TelemetryBatch(msgspec.Struct, frozen=True, kw_only=True):
     bus: BusId
     records: list[TelemetryRecord]
     backfill: bool = False  # sent from the outbox after an outage: store, raise no live alarms
+
+
+Scalar = str | int | float | bool | None
+
+
+class Event(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """Something that happened on the bus: a vehicle event, GPS lost, a command result...
+
+    Events share the bus's sequence numbers with telemetry; alarms (severity >= 3) are sent
+    before anything else and never dropped by the outbox's disk budget.
+    """
+
+    seq: int
+    t: float
+    kind: str
+    severity: int = 0  # 0 info, 1 notice, 2 warning, 3 alarm, 4 emergency
+    data: dict[str, Scalar] = msgspec.field(default_factory=dict)
+
+
+class EventBatch(msgspec.Struct, frozen=True, kw_only=True):
+    v: int = SCHEMA_VERSION
+    bus: BusId
+    events: list[Event]
+    backfill: bool = False
+
+
+class Stored(msgspec.Struct, frozen=True, kw_only=True):
+    """Central's receipt: these sequence numbers are stored; the bus may forget them."""
+
+    v: int = SCHEMA_VERSION
+    bus: BusId
+    ranges: list[tuple[int, int]]  # inclusive [first, last] ranges
+
+
+class Command(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """A one-off order to a bus; it is acknowledged with a cmd_ack event (ok/failed/expired)."""
+
+    v: int = SCHEMA_VERSION
+    id: str
+    name: str  # resend | announce | restart
+    t: float
+    expires: float
+    args: dict[str, Scalar] = msgspec.field(default_factory=dict)
 
 
 class Assignment(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):

@@ -5,7 +5,9 @@
     busfleet/v1/bus/{bus}/state/desired    central -> bus, retained, one versioned document
     busfleet/v1/bus/{bus}/state/reported   bus -> central, retained, what the bus runs now
     busfleet/v1/bus/{bus}/cmd              central -> bus, commands with id and expiry
-    busfleet/v1/bus/{bus}/cmd/ack          bus -> central, command results
+    busfleet/v1/bus/{bus}/cmd/ack          bus -> central, command results (sequence-numbered)
+    busfleet/v1/bus/{bus}/events           bus -> central, events and alarms (sequence-numbered)
+    busfleet/v1/bus/{bus}/stored           central -> bus, which sequence numbers are stored
     busfleet/v1/fleet/{bus}                central -> dashboards, retained fleet view of a bus
     busfleet/v1/central/stats              central -> dashboards, counters
 
@@ -37,6 +39,8 @@ class Kind(enum.Enum):
     REPORTED = "state/reported"
     COMMAND = "cmd"
     COMMAND_ACK = "cmd/ack"
+    EVENTS = "events"
+    STORED = "stored"
     FLEET = "fleet"
     CENTRAL_STATS = "central/stats"
 
@@ -91,6 +95,14 @@ def command(bus_id: str) -> str:
 
 def command_ack(bus_id: str) -> str:
     return bus_topic(bus_id, Kind.COMMAND_ACK)
+
+
+def events(bus_id: str) -> str:
+    return bus_topic(bus_id, Kind.EVENTS)
+
+
+def stored(bus_id: str) -> str:
+    return bus_topic(bus_id, Kind.STORED)
 
 
 def fleet(bus_id: str) -> str:

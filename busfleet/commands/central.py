@@ -37,6 +37,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     _connection_args(serve)
     serve.add_argument("--log-level", default="INFO")
+    serve.add_argument(
+        "--group",
+        help="share the ingest with other workers of this group (MQTT 5 shared subscription)",
+    )
+    serve.add_argument("--client-id", help="MQTT client id (each worker needs its own)")
     serve.set_defaults(func=serve_cmd)
 
     dash = csub.add_parser(
@@ -61,6 +66,38 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     group.add_argument("--route", help="GTFS route_id (trip matched on board)")
     assign.set_defaults(func=assign_cmd)
 
+    command = csub.add_parser(
+        "command",
+        help="send a command to a bus (resend, announce, restart)",
+        description="Send a command with an id and an expiry; the bus answers ok, failed or "
+        "expired. Examples: `command bus-01 announce --arg text='Next stop: Cairns'`, "
+        "`command bus-01 resend --arg since=1795000000`, `command bus-01 restart`.",
+    )
+    _connection_args(command)
+    command.add_argument("bus", help="bus id")
+    command.add_argument("name", choices=("resend", "announce", "restart"))
+    command.add_argument(
+        "--arg",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an argument (numbers are sent as numbers)",
+    )
+    command.add_argument(
+        "--ttl", type=float, default=300.0, help="seconds until the command expires (default 300)"
+    )
+    command.set_defaults(func=command_cmd)
+
+    commands = csub.add_parser(
+        "commands",
+        help="list commands and their results",
+        description="List the commands sent to buses with their status: "
+        "sent, ok, failed or expired.",
+    )
+    _connection_args(commands)
+    commands.add_argument("--bus", help="only this bus")
+    commands.set_defaults(func=commands_cmd)
+
 
 def config_from(args: argparse.Namespace) -> CentralConfig:
     import dataclasses
@@ -79,6 +116,8 @@ def config_from(args: argparse.Namespace) -> CentralConfig:
 
 
 def serve_cmd(args: argparse.Namespace) -> int:
+    import dataclasses
+
     from busfleet.logs import setup_logging
     from busfleet.runner import run_service
     from central.config import CentralConfigError
@@ -90,7 +129,9 @@ def serve_cmd(args: argparse.Namespace) -> int:
         print(f"busfleet central serve: {exc}", file=sys.stderr)
         return 2
     setup_logging("central", args.log_level)
-    run_service(CentralService(config).run())
+    if args.client_id:
+        config = dataclasses.replace(config, client_id=args.client_id)
+    run_service(CentralService(config, group=args.group).run())
     return 0
 
 
@@ -127,4 +168,47 @@ def assign_cmd(args: argparse.Namespace) -> int:
         print(f"busfleet central assign: {exc}", file=sys.stderr)
         return 2
     print(f"{args.bus}: desired state version {version} published")
+    return 0
+
+
+def _scalar(text: str) -> str | int | float:
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def command_cmd(args: argparse.Namespace) -> int:
+    from central.commands import send_command
+    from protocols.errors import TopicError
+
+    pairs = [a.partition("=") for a in args.arg]
+    if any(not sep for _, sep, _ in pairs):
+        print("busfleet central command: --arg takes KEY=VALUE", file=sys.stderr)
+        return 2
+    cmd_args: dict[str, str | int | float | bool | None] = {k: _scalar(v) for k, _, v in pairs}
+    try:
+        cmd_id = asyncio.run(
+            send_command(config_from(args), args.bus, args.name, cmd_args, args.ttl)
+        )
+    except TopicError as exc:
+        print(f"busfleet central command: {exc}", file=sys.stderr)
+        return 2
+    print(f"{args.bus}: command {args.name} sent, id {cmd_id}")
+    return 0
+
+
+def commands_cmd(args: argparse.Namespace) -> int:
+    import json
+
+    from central.store import CentralStore
+
+    store = CentralStore(config_from(args).db)
+    try:
+        for row in store.commands(args.bus):
+            print(json.dumps(row))
+    finally:
+        store.close()
     return 0
