@@ -7,14 +7,20 @@ agent says goodbye on MQTT, SQLite files are closed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 from collections.abc import Coroutine
 from typing import Any
+
+from busfleet.watchdog import supervise
 
 
 async def _until_signal(coro: Coroutine[Any, Any, Any]) -> None:
     loop = asyncio.get_running_loop()
     task = asyncio.ensure_future(coro)
+    # Under systemd (Type=notify): READY=1, then watchdog pings while the event loop runs; a
+    # loop that hangs stops pinging and systemd restarts the service. A no-op elsewhere.
+    watchdog = asyncio.create_task(supervise(), name="watchdog")
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, task.cancel)
     try:
@@ -24,6 +30,9 @@ async def _until_signal(coro: Coroutine[Any, Any, Any]) -> None:
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
+        watchdog.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watchdog
 
 
 def run_service(coro: Coroutine[Any, Any, Any]) -> None:

@@ -21,7 +21,14 @@ from hw_sim.drive import Drive
 from hw_sim.gps_sim import GpsSimulator, open_pty, run_gps_pty
 from hw_sim.truth import VehicleTruth
 from onboard.agent import Agent
-from onboard.config import AgentConfig, BusSection, CanSection, GpsSection, MqttSection
+from onboard.config import (
+    AgentConfig,
+    BusSection,
+    CanSection,
+    GpsSection,
+    MqttSection,
+    TelemetrySection,
+)
 from protocols.gtfs import Feed, read_feed
 
 log = logging.getLogger("busfleet.simbus")
@@ -52,6 +59,8 @@ def agent_config(spec: SimBusSpec, gps_device: str, can_channel: str) -> AgentCo
         ),
         gps=GpsSection(source="serial", device=gps_device, baud=9600),
         can=CanSection(interface="virtual", channel=can_channel),
+        # The demo shows buses live: one message a second instead of the cellular default.
+        telemetry=TelemetrySection(send_every_s=1.0),
     )
 
 

@@ -14,7 +14,7 @@ import msgspec
 
 from central import fleet
 from central.store import CentralStore, record_row
-from protocols import codec, topics
+from protocols import codec, compact, topics
 from protocols.errors import ProtocolError
 from protocols.ranges import ranges
 from protocols.schemas import (
@@ -56,7 +56,7 @@ class Ingest:
             if bus is None:
                 return
             if parsed.kind is topics.Kind.TELEMETRY:
-                self._telemetry(bus, codec.decode(TelemetryBatch, payload), now)
+                self._telemetry(bus, compact.decode_batch(payload), now)
             elif parsed.kind is topics.Kind.PRESENCE:
                 self._presence(bus, codec.decode(Presence, payload), now)
             elif parsed.kind is topics.Kind.REPORTED:

@@ -17,12 +17,13 @@ from onboard.applied import AppliedStore, Outcome, evaluate, reported
 from onboard.can_input import CanInput
 from onboard.commands import Commands, Result
 from onboard.config import AgentConfig
-from onboard.gps_serial import SerialGps
+from onboard.gps_quality import GpsQuality, QualityLimits
+from onboard.gps_sources import GpsSource, make_gps_source
 from onboard.link import Link
 from onboard.outbox import Outbox
 from protocols import codec
 from protocols.nmea import Fix
-from protocols.schemas import Command, Event, Position, Scalar, TelemetryRecord, Vehicle
+from protocols.schemas import Command, Event, Scalar, TelemetryRecord, Vehicle
 from protocols.vehicle import VehicleEvent, VehicleState
 
 log = logging.getLogger("busfleet.onboard.agent")
@@ -52,9 +53,27 @@ class Agent:
         self.link = Link(config, self.outbox, self.on_desired, self._on_command)
         self.announcements: list[str] = []
         self.restart_requested = asyncio.Event()
-        self.gps: SerialGps | None = None
-        if config.gps.source == "serial":
-            self.gps = SerialGps(config.gps.device, config.gps.baud, self.on_fix)
+        g = config.gps
+        self.quality = GpsQuality(
+            QualityLimits(
+                stale_after_s=g.stale_after_s,
+                max_hdop=g.max_hdop,
+                max_speed_mps=g.max_speed_mps,
+                dead_reckon_max_s=g.dead_reckon_max_s,
+            )
+        )
+        self.gps: GpsSource | None = make_gps_source(
+            g.source,
+            device=g.device,
+            baud=g.baud,
+            gpsd_host=g.gpsd_host,
+            gpsd_port=g.gpsd_port,
+            replay_path=g.replay_path,
+            replay_speed=g.replay_speed,
+            replay_loop=g.replay_loop,
+            on_fix=self.on_fix,
+        )
+        self._can_frames_seen = 0
         self.can: CanInput | None = None
         if config.can.interface != "none":
             self.can = CanInput(
@@ -63,15 +82,12 @@ class Agent:
                 bitrate=config.can.bitrate,
                 on_event=self._on_vehicle_event,
             )
-        self.fix: Fix | None = None
-        self.fix_at = 0.0  # monotonic time the fix arrived
         self.records = 0
         self.link.set_reported(self._reported_payload())
 
     # -- inputs ---------------------------------------------------------------------------
     def on_fix(self, fix: Fix, at: float) -> None:
-        self.fix = fix
-        self.fix_at = at
+        self.quality.update_fix(fix, at)
 
     def on_desired(self, payload: bytes) -> None:
         outcome = evaluate(self.outcome.applied, payload, self.bus_id)
@@ -134,6 +150,7 @@ class Agent:
             "can_frames": self.can.frames if self.can else 0,
             "can_rejected": int(self.can.decoder.stats.malformed) if self.can else 0,
             "records": self.records,
+            "gps_lost": self.quality.stats.lost,
             "commands_rejected": self.commands.rejected,
             "outbox_dropped": self.outbox.dropped,
             "outbox": self.outbox.count(),
@@ -143,30 +160,23 @@ class Agent:
         return codec.encode(reported(self.outcome, self.bus_id, self.counters()))
 
     def sample(self) -> TelemetryRecord:
-        """The record for this interval: the fresh fix, if any, and the vehicle summary."""
-        now = time.time()
+        """The record for this interval: the position (a good fix, or dead reckoning while
+        the GPS is lost, marked estimated) and the vehicle summary."""
+        t = time.time()
         pos = None
-        t = now
-        fix = self.fix
-        fresh = time.monotonic() - self.fix_at <= self.config.gps.stale_after_s
-        if (
-            fix is not None
-            and fresh
-            and fix.mode >= 2
-            and fix.lat is not None
-            and fix.lon is not None
-        ):
-            pos = Position(
-                lat=fix.lat,
-                lon=fix.lon,
-                speed=fix.speed,
-                track=fix.track,
-                mode=fix.mode,
-                hdop=fix.hdop,
-                sats=fix.sats_used,
-            )
-            if fix.time is not None:
-                t = fix.time.timestamp()
+        if self.gps is not None:
+            can_speed = None
+            can = self.can
+            # Wheel speed counts only if CAN frames came since the last sample.
+            if can and can.frames > self._can_frames_seen and can.state.speed_kmh is not None:
+                can_speed = can.state.speed_kmh / 3.6
+            self._can_frames_seen = can.frames if can else 0
+            pos, events = self.quality.tick(time.monotonic(), can_speed)
+            for e in events:
+                self.record_event(e.kind, e.data, severity=e.severity)
+            last = self.quality.last_fix
+            if pos is not None and not pos.estimated and last is not None and last.time:
+                t = last.time.timestamp()
         veh = _vehicle(self.can.state) if self.can and self.can.frames else None
         return TelemetryRecord(seq=0, t=t, pos=pos, veh=veh)
 

@@ -35,10 +35,18 @@ class MqttSection:
 
 @dataclass(frozen=True, slots=True)
 class GpsSection:
-    source: str = "serial"  # serial (NMEA on a serial port) | none
+    source: str = "serial"  # serial | gpsd | replay | none (sim = serial on the simulator's pty)
     device: str = "/dev/ttyUSB0"
     baud: int = 9600
-    stale_after_s: float = 3.0  # a fix older than this is not sent as a position
+    gpsd_host: str = "127.0.0.1"
+    gpsd_port: int = 2947
+    replay_path: str = ""  # an NMEA log, for source = replay
+    replay_speed: float = 1.0  # <= 0: as fast as possible
+    replay_loop: bool = True
+    stale_after_s: float = 3.0  # no good fix for this long: GPS lost, dead reckoning from CAN
+    max_hdop: float = 10.0  # worse fixes are rejected
+    max_speed_mps: float = 60.0  # faster implied movement between fixes is a jump, rejected
+    dead_reckon_max_s: float = 120.0  # dead reckoning stops after this long
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +59,10 @@ class CanSection:
 @dataclass(frozen=True, slots=True)
 class TelemetrySection:
     interval_s: float = 1.0  # one record per interval
+    send_every_s: float = (
+        10.0  # telemetry waits up to this long to share a message (cellular bytes)
+    )
+    codec: str = "compact"  # compact (binary, ~16 bytes a record) | json (for debugging)
     batch_max: int = 50  # records per MQTT message
     backfill_after_s: float = 10.0  # records older than this when sent are marked backfill
 
@@ -122,8 +134,12 @@ def parse_config(text: str, path: str = "<string>") -> AgentConfig:
         raise ConfigError(
             f"bus.id {config.bus.id!r} is not a valid bus id", path=path, key="bus.id"
         )
-    if config.gps.source not in ("serial", "none"):
+    if config.gps.source not in ("serial", "gpsd", "replay", "none"):
         raise ConfigError(f"gps.source {config.gps.source!r} unknown", path=path, key="gps.source")
+    if config.telemetry.codec not in ("compact", "json"):
+        raise ConfigError(
+            f"telemetry.codec {config.telemetry.codec!r} unknown", path=path, key="telemetry.codec"
+        )
     if config.can.interface not in ("socketcan", "virtual", "none"):
         raise ConfigError(
             f"can.interface {config.can.interface!r} unknown", path=path, key="can.interface"

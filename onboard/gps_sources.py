@@ -1,7 +1,10 @@
 """GPS sources behind one small interface, chosen by `gps.source` in the agent's config.
 
 Every source has `async run()` (runs until cancelled, reconnecting by itself) and calls
-`on_fix(fix, monotonic_at)` for each receiver epoch; `rejected` counts the input it threw away.
+`on_fix(fix, monotonic_at)` for each fix: one per receiver epoch from our NMEA decoder, one per
+TPV report from gpsd (which reports an epoch several times as its sentences arrive, filling
+in). `rejected` counts the input a source threw away. A source never judges fixes: a receiver
+that goes quiet or loses its fix is onboard.gps_quality's business.
 
 - `serial`: NMEA from a receiver on a serial port, decoded by our own decoder
   (`onboard.gps_serial.SerialGps`); survives the receiver being unplugged and plugged back.
@@ -22,7 +25,7 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -144,6 +147,7 @@ class ReplayGps:
         retime: bool = True,
         max_gap_s: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.path = Path(path)
         self.on_fix = on_fix
@@ -152,6 +156,7 @@ class ReplayGps:
         self.retime = retime
         self.max_gap_s = max_gap_s
         self.clock = clock
+        self.sleep = sleep
         self.passes = 0  # complete passes through the log
         self.fixes = 0
         self._rejected_before = 0  # rejected by the decoders of earlier passes
@@ -173,10 +178,10 @@ class ReplayGps:
             self.decoder = NmeaDecoder()
             if self.fixes == before:
                 # A log without a single fix would loop flat out: pause like a missing receiver.
-                await asyncio.sleep(1.0)
+                await self.sleep(1.0)
 
     async def _one_pass(self) -> None:
-        pacer = _Pacer(self.speed, self.max_gap_s, self.clock)
+        pacer = _Pacer(self.speed, self.max_gap_s, self.clock, self.sleep)
         shift: timedelta | None = None
         stream: IO[bytes] = await asyncio.to_thread(self.path.open, "rb")
         rest = b""
@@ -189,9 +194,9 @@ class ReplayGps:
                 for line in lines:
                     if not line.startswith(b"#"):
                         self.decoder.receive_data(line + b"\n")
-                if not chunk:
-                    self.decoder.flush()  # the last epoch; it lands in the queue drained below
-                while (fix := self.decoder.next_fix()) is not None:
+                # At the end, flush() closes the last epoch and hands back the oldest fix left.
+                fix = self.decoder.next_fix() if chunk else self.decoder.flush()
+                while fix is not None:
                     if fix.time is not None:
                         await pacer.wait(fix.time)
                         if self.retime:
@@ -200,6 +205,7 @@ class ReplayGps:
                             fix = replace(fix, time=fix.time + shift)
                     self.fixes += 1
                     self.on_fix(fix, self.clock())
+                    fix = self.decoder.next_fix()
                 if not chunk:
                     return
         finally:
@@ -209,10 +215,17 @@ class ReplayGps:
 class _Pacer:
     """Sleeps so that receiver times are replayed at `speed` times their own pace."""
 
-    def __init__(self, speed: float, max_gap_s: float, clock: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        speed: float,
+        max_gap_s: float,
+        clock: Callable[[], float],
+        sleep: Callable[[float], Awaitable[None]],
+    ) -> None:
         self.speed = speed
         self.max_gap_s = max_gap_s
         self.clock = clock
+        self.sleep = sleep
         self._prev: datetime | None = None
         self._due = 0.0  # monotonic time the previous fix was due
 
@@ -229,7 +242,7 @@ class _Pacer:
         self._due += step / self.speed
         delay = self._due - self.clock()
         if delay > 0:
-            await asyncio.sleep(delay)
+            await self.sleep(delay)
         elif delay < -1.0:
             self._due = self.clock()  # far behind (suspended machine): do not burst to catch up
 
@@ -248,7 +261,7 @@ def make_gps_source(
 ) -> GpsSource | None:
     """The backend named by `source` (one of GPS_SOURCES); None for "none".
 
-    Raises ConfigError for an unknown source or a replay without a file.
+    Raises ConfigError for an unknown source, or a replay without a readable file.
     """
     if source == "serial":
         return SerialGps(device, baud, on_fix)
@@ -257,6 +270,10 @@ def make_gps_source(
     if source == "replay":
         if not replay_path:
             raise ConfigError("gps.source = 'replay' needs gps.replay_path", key="gps.replay_path")
+        if not Path(replay_path).is_file():
+            raise ConfigError(
+                f"gps.replay_path {replay_path!r}: no such file", key="gps.replay_path"
+            )
         return ReplayGps(replay_path, on_fix, speed=replay_speed, loop=replay_loop)
     if source == "none":
         return None

@@ -28,7 +28,7 @@ from paho.mqtt.properties import Properties
 
 from onboard.config import AgentConfig
 from onboard.outbox import Outbox, Pending
-from protocols import codec, topics
+from protocols import codec, compact, topics
 from protocols.errors import ProtocolError
 from protocols.schemas import (
     Event,
@@ -203,7 +203,7 @@ class Link:
             self._expire_inflight()
             batches_out = len(self.inflight) // max(1, limit)
             rows = [] if batches_out >= WINDOW else self._unsent(limit)
-            if not rows:
+            if not rows or not self._due(rows, limit):
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(1.0):  # also re-checks receipts that are late
                         await self.wake.wait()
@@ -216,6 +216,12 @@ class Link:
                 for r in batch:
                     self.inflight[r.seq] = now
                 self.sent_records += len(batch)
+
+    def _due(self, rows: list[Pending], limit: int) -> bool:
+        """Telemetry waits to fill a message (fewer bytes); anything else goes at once."""
+        if any(r.kind != "telemetry" for r in rows) or len(rows) >= limit:
+            return True
+        return time.time() - rows[0].created >= self.config.telemetry.send_every_s
 
     def _unsent(self, limit: int) -> list[Pending]:
         rows = self.outbox.pending(limit + len(self.inflight))
@@ -237,6 +243,8 @@ class Link:
                 for r in rows
             ]
             batch = TelemetryBatch(bus=self.bus_id, records=records, backfill=backfill)
+            if self.config.telemetry.codec == "compact":
+                return topics.telemetry(self.bus_id), compact.encode_batch(batch)
             return topics.telemetry(self.bus_id), codec.encode(batch)
         events = [msgspec.structs.replace(codec.decode(Event, r.body), seq=r.seq) for r in rows]
         topic = topics.command_ack(self.bus_id) if kind == "cmd_ack" else topics.events(self.bus_id)

@@ -1,0 +1,318 @@
+"""The agent's inputs: decode rates of NMEA and J1939, and the agent's footprint under load.
+
+Part 1, decode rates in this process, beside their baselines from the same run:
+- NMEA sentences/s through our NmeaDecoder on the real captures in data/nmea (one
+  receive_data() per line, as a fast serial reader delivers them, fixes drained), beside the
+  framing + checksum alone (parse_sentence: the least any decoder must do per sentence).
+- J1939 frames/s through protocols.j1939.J1939Decoder on a bus-FMS mix from hw_sim (every
+  signal PGN, tell-tales, DM1 with two DTCs by TP.BAM, the VIN every 60 cycles), and the same
+  plus protocols.vehicle.apply (what the agent's CAN input does per frame), beside raw cantools
+  (protocols/busfleet.dbc, Message.decode found by PGN) on the frames cantools can decode:
+  cantools has no TP.BAM and no n/a or error handling, so it is the floor, not a rival.
+
+Part 2, the agent's footprint: bench/agent_load.py in a child process runs a real agent
+(onboard.agent.Agent, link to a mosquitto on a free port) with 10 Hz NMEA from hw_sim on a pty
+and 2,000 bus-FMS frames/s on a python-can virtual channel, both fed inside that process
+(virtual CAN only works within one process). psutil measures the child's CPU time and RSS
+over `--seconds`. The same child then runs the feeders alone for the same window:
+agent_cpu_pct = CPU % of one core with the agent minus CPU % of the feeders alone.
+agent_rss_mb is the peak RSS of the process with the agent *and* the feeders in it (an upper
+bound; the feeders-alone RSS is printed beside it). Goal (DESIGN.md): under 10 % and 80 MB.
+The passenger portal's 50 clients of that goal are not part of this load.
+
+Run: .venv/bin/python bench/agent_inputs.py [--seconds 60] [--decode-seconds 3] [--part all]
+Progress goes to stderr; figures to stdout; the last line is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))  # run as a script from anywhere
+
+import cantools  # noqa: E402 - after the path fix above
+import psutil  # type: ignore[import-untyped]  # noqa: E402 - no stubs in the venv
+
+from busfleet.broker import run_mosquitto  # noqa: E402
+from hw_sim.can_sim import Faults, cycle_frames, placeholder_drive  # noqa: E402
+from protocols.errors import ProtocolError  # noqa: E402
+from protocols.j1939 import Dtc, J1939Decoder  # noqa: E402
+from protocols.nmea import NmeaDecoder, parse_sentence  # noqa: E402
+from protocols.vehicle import VehicleState, apply  # noqa: E402
+
+GOAL_CPU_PCT = 10.0
+GOAL_RSS_MB = 80.0
+VIN = "YV3R8R624EA123456"
+CAN_FPS = 2000  # bench/agent_load.py's default load
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def rate(work: Callable[[], int], seconds: float) -> float:
+    """Items per second: run `work` (returns items done) repeatedly for about `seconds`."""
+    work()  # warm caches and lazy tables
+    done = 0
+    start = time.perf_counter()
+    while (elapsed := time.perf_counter() - start) < seconds:
+        done += work()
+    return done / elapsed
+
+
+# -- part 1 ------------------------------------------------------------------------------------
+
+
+def nmea_lines() -> list[list[bytes]]:
+    """The real captures, one list of sentence lines per file (comments dropped)."""
+    out = []
+    for path in sorted((REPO / "data" / "nmea").glob("*.log")):
+        lines = [ln for ln in path.read_bytes().splitlines(keepends=True) if ln[:1] in b"$!"]
+        out.append(lines)
+    return out
+
+
+def bench_nmea(seconds: float) -> dict[str, float]:
+    captures = nmea_lines()
+    total = sum(len(c) for c in captures)
+    log(f"nmea: {len(captures)} captures, {total} sentences per pass")
+
+    def decode() -> int:
+        for lines in captures:
+            decoder = NmeaDecoder()
+            for line in lines:
+                decoder.receive_data(line)
+                while decoder.next_fix() is not None:
+                    pass
+            decoder.flush()
+        return total
+
+    def framing() -> int:
+        for lines in captures:
+            for line in lines:
+                try:  # noqa: SIM105 - contextlib.suppress costs more per call in this hot loop
+                    parse_sentence(line)
+                except ProtocolError:
+                    pass
+        return total
+
+    return {"nmea_per_s": rate(decode, seconds), "nmea_framing_per_s": rate(framing, seconds)}
+
+
+def j1939_frames(cycles: int = 600) -> list[tuple[int, bytes, float]]:
+    """`cycles` seconds of a bus-FMS gateway: (id, data, t) in bus order."""
+    truths = placeholder_drive(1_717_200_000.0)
+    faults = Faults(dm1=[Dtc(spn=110, fmi=0, occurrence=1), Dtc(spn=100, fmi=1, occurrence=3)])
+    out = []
+    for cycle in range(cycles):
+        truth = next(truths)
+        frames = cycle_frames(truth, faults=faults, vin=VIN, cycle=cycle)
+        out += [(ident, data, truth.t + i * 0.001) for i, (ident, data) in enumerate(frames)]
+    return out
+
+
+def bench_j1939(seconds: float) -> dict[str, float]:
+    frames = j1939_frames()
+    db = cantools.database.load_file(str(REPO / "protocols" / "busfleet.dbc"))
+    assert isinstance(db, cantools.database.can.Database)
+    by_pgn: dict[int, Any] = {}
+    for msg in db.messages:
+        pgn = msg.frame_id >> 8 & 0x3FFFF
+        by_pgn[pgn & 0x3FF00 if pgn >> 8 & 0xFF < 240 else pgn] = msg
+
+    def pgn_of(can_id: int) -> int:
+        pgn = can_id >> 8 & 0x3FFFF
+        return pgn & 0x3FF00 if pgn >> 8 & 0xFF < 240 else pgn
+
+    # cantools can only decode single-frame messages it has: TP.CM/TP.DT carry no signals.
+    simple = [(by_pgn[pgn_of(i)], i, d, t) for i, d, t in frames if pgn_of(i) in by_pgn]
+    log(
+        f"j1939: {len(frames)} frames per pass ({len(frames) - len(simple)} TP.BAM), "
+        f"{len(simple)} that cantools can decode"
+    )
+
+    def ours() -> int:
+        decoder = J1939Decoder()
+        for ident, data, t in frames:
+            decoder.decode(ident, data, t)
+        return len(frames)
+
+    def ours_same_frames() -> int:
+        decoder = J1939Decoder()
+        for _, ident, data, t in simple:
+            decoder.decode(ident, data, t)
+        return len(simple)
+
+    def ours_with_state() -> int:
+        decoder = J1939Decoder()
+        state = VehicleState()
+        for ident, data, t in frames:
+            for decoded in decoder.decode(ident, data, t):
+                state, _ = apply(state, decoded)
+        return len(frames)
+
+    def raw_cantools() -> int:
+        for msg, _, data, _ in simple:
+            msg.decode(data)
+        return len(simple)
+
+    return {
+        "j1939_per_s": rate(ours, seconds),
+        "j1939_same_frames_per_s": rate(ours_same_frames, seconds),
+        "j1939_with_state_per_s": rate(ours_with_state, seconds),
+        "cantools_raw_per_s": rate(raw_cantools, seconds),
+    }
+
+
+# -- part 2 ------------------------------------------------------------------------------------
+
+
+def run_load(mode: str, seconds: float, mqtt_port: int, workdir: Path) -> dict[str, Any]:
+    """Run bench/agent_load.py in `mode` and measure it for `seconds` after its warm-up."""
+    data_dir = workdir / f"agent-{mode}"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    cmd = [
+        sys.executable,
+        str(REPO / "bench" / "agent_load.py"),
+        f"--mode={mode}",
+        f"--mqtt-port={mqtt_port}",
+        f"--data-dir={data_dir}",
+    ]
+    with (workdir / f"{mode}.stderr").open("wb") as errors:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=errors, env=env, text=True)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline().strip()
+        if line != "READY":
+            raise RuntimeError(f"agent_load {mode} did not start: {line!r}; see {errors.name}")
+        child = psutil.Process(proc.pid)
+        cpu0 = child.cpu_times()
+        t0 = time.monotonic()
+        peak_rss = child.memory_info().rss
+        next_report = t0 + 10.0
+        while (now := time.monotonic()) < t0 + seconds:
+            time.sleep(min(1.0, t0 + seconds - now))
+            peak_rss = max(peak_rss, child.memory_info().rss)
+            if time.monotonic() >= next_report:
+                cpu = child.cpu_times()
+                used = cpu.user + cpu.system - cpu0.user - cpu0.system
+                log(
+                    f"  {mode}: {time.monotonic() - t0:4.0f} s, "
+                    f"CPU {100 * used / (time.monotonic() - t0):5.1f} %, "
+                    f"RSS {peak_rss / 1e6:5.1f} MB"
+                )
+                next_report += 10.0
+        cpu1 = child.cpu_times()
+        elapsed = time.monotonic() - t0
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    used = cpu1.user + cpu1.system - cpu0.user - cpu0.system
+    counters = json.loads(out.strip().splitlines()[-1]) if out.strip() else {}
+    return {
+        "cpu_pct": 100.0 * used / elapsed,
+        "rss_mb": peak_rss / 1e6,
+        "seconds": elapsed,
+        "counters": counters,
+    }
+
+
+def bench_agent(seconds: float) -> dict[str, Any]:
+    workdir = Path(tempfile.mkdtemp(prefix="busfleet-bench-"))
+    try:
+        with run_mosquitto(workdir / "mosquitto") as broker:
+            log(f"agent: mosquitto on port {broker.port}; {seconds:.0f} s per run")
+            log("  feeders alone (10 Hz NMEA on a pty, 2,000 CAN frames/s on a virtual bus)")
+            feeders = run_load("feeders", seconds, broker.port, workdir)
+            log("  agent with the same feeders")
+            agent = run_load("agent", seconds, broker.port, workdir)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return {"feeders": feeders, "agent": agent}
+
+
+# -- main --------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--seconds", type=float, default=60.0, help="measuring window of each load run (60)"
+    )
+    parser.add_argument(
+        "--decode-seconds", type=float, default=3.0, help="time per decode-rate figure (3)"
+    )
+    parser.add_argument(
+        "--part", choices=("all", "decode", "agent"), default="all", help="what to run (all)"
+    )
+    args = parser.parse_args(argv)
+    result: dict[str, Any] = {}
+    if args.part in ("all", "decode"):
+        log(f"part 1: decode rates ({args.decode_seconds:.0f} s each)")
+        nmea = bench_nmea(args.decode_seconds)
+        can = bench_j1939(args.decode_seconds)
+        print(f"NMEA decoder          {nmea['nmea_per_s']:>10,.0f} sentences/s")
+        print(f"  framing+checksum    {nmea['nmea_framing_per_s']:>10,.0f} sentences/s (baseline)")
+        print(f"J1939 decoder, mix    {can['j1939_per_s']:>10,.0f} frames/s (incl. TP.BAM)")
+        print(f"  same frames as ct   {can['j1939_same_frames_per_s']:>10,.0f} frames/s")
+        print(f"  + vehicle state     {can['j1939_with_state_per_s']:>10,.0f} frames/s")
+        print(f"  raw cantools        {can['cantools_raw_per_s']:>10,.0f} frames/s (baseline)")
+        result.update({k: round(v) for k, v in (nmea | can).items()})
+    if args.part in ("all", "agent"):
+        log(f"part 2: agent footprint ({args.seconds:.0f} s per run)")
+        runs = bench_agent(args.seconds)
+        feeders, agent = runs["feeders"], runs["agent"]
+        cpu = agent["cpu_pct"] - feeders["cpu_pct"]
+        print(
+            f"agent CPU             {cpu:>10.1f} % of one core "
+            f"(process {agent['cpu_pct']:.1f} % minus feeders alone {feeders['cpu_pct']:.1f} %; "
+            f"goal < {GOAL_CPU_PCT:.0f} %)"
+        )
+        print(
+            f"agent RSS             {agent['rss_mb']:>10.1f} MB peak, agent + feeders "
+            f"(feeders alone {feeders['rss_mb']:.1f} MB; goal < {GOAL_RSS_MB:.0f} MB)"
+        )
+        counters = agent["counters"]
+        window = agent["seconds"]
+        print(f"load (whole run)      {json.dumps(counters)}")
+        can_fps = float(counters.get("window_can_fps", 0.0))
+        if can_fps < 0.95 * CAN_FPS:
+            # The feeders share the agent's event loop: if it stalls, the load is not delivered
+            # and the CPU figure understates what the full load would cost.
+            print(
+                f"WARNING: only {can_fps:,.0f} of {CAN_FPS:,} CAN frames/s were delivered in the "
+                "window: the agent's event loop stalled; the figures are not at full load"
+            )
+        result.update(
+            agent_cpu_pct=round(cpu, 2),
+            agent_rss_mb=round(agent["rss_mb"], 1),
+            agent_process_cpu_pct=round(agent["cpu_pct"], 2),
+            feeders_cpu_pct=round(feeders["cpu_pct"], 2),
+            feeders_rss_mb=round(feeders["rss_mb"], 1),
+            window_s=round(window, 1),
+            agent_counters=counters,
+        )
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,386 @@
+"""The fleet link is secure by default: real mosquitto running deploy/mosquitto's config.
+
+One broker per module: TLS with development certificates, `central` and `dispatcher` users,
+buses provisioned by busfleet.provision. Every "is not delivered" check is made against a
+sentinel that the same publisher sends after the refused message and that the subscriber is
+allowed to get: the broker keeps each publisher's order, so when the sentinel arrives, a
+delivered forgery would already be there. No sleeping and hoping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import queue
+import ssl
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Protocol
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.reasoncodes import ReasonCode
+
+from busfleet.broker import mosquitto_path
+from busfleet.provision import remove_user
+from busfleet.secure_broker import SecureBroker, run_secure_mosquitto
+from central import mqtt as central_mqtt
+from onboard.agent import Agent
+from onboard.config import load_config
+from protocols import codec, compact, topics
+from protocols.schemas import Presence, ReportedState
+from tests.conftest import REPO
+from tests.test_deploy_files import DOWNLINK, UPLINK
+
+pytestmark = pytest.mark.skipif(mosquitto_path() is None, reason="mosquitto is not installed")
+
+WAIT = 15.0  # generous: a busy CI machine is slow, a missing message is a failure anyway
+NOT_AUTHORIZED = 0x87
+ACCEPTED = {0x00, 0x10}  # success; "no matching subscribers" (also a success in MQTT 5)
+# A bad password: mosquitto 2.0.11 answers "not authorized" (0x87), other versions may say
+# "bad user name or password" (0x86); either way there is no session.
+BAD_CREDENTIALS = {0x86, 0x87}
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureBroker]:
+    with run_secure_mosquitto(tmp_path_factory.mktemp("secure"), buses=("bus-a", "bus-b")) as b:
+        yield b
+
+
+class Session:
+    """A paho client (MQTT 5, TLS) whose events land in queues the test can wait on."""
+
+    def __init__(
+        self,
+        broker: SecureBroker,
+        user: str | None,
+        password: str | None = None,
+        *,
+        port: int | None = None,
+        client_id: str = "",
+        tls: bool = True,
+    ) -> None:
+        self.connacks: queue.Queue[ReasonCode] = queue.Queue()
+        self.messages: queue.Queue[mqtt.MQTTMessage] = queue.Queue()
+        self.acks: dict[int, queue.Queue[ReasonCode]] = {}
+        self.disconnects: list[ReasonCode] = []
+        self.disconnected = threading.Event()
+        c = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=client_id, protocol=MQTTProtocolVersion.MQTTv5
+        )
+        if tls:
+            c.tls_set(ca_certs=str(broker.ca_file))
+        if user is not None:
+            c.username_pw_set(user, password)
+        c.on_connect = lambda _c, _u, _f, rc, _p: self.connacks.put(rc)
+        c.on_message = lambda _c, _u, msg: self.messages.put(msg)
+        c.on_publish = lambda _c, _u, mid, rc, _p: self._ack(mid).put(rc)
+        c.on_disconnect = lambda _c, _u, _f, rc, _p: self._on_disconnect(rc)
+        c.connect_async(broker.host, port or broker.city_port)
+        c.loop_start()
+        self.client = c
+
+    def _on_disconnect(self, rc: ReasonCode) -> None:
+        self.disconnects.append(rc)
+        self.disconnected.set()
+
+    def _ack(self, mid: int) -> queue.Queue[ReasonCode]:
+        return self.acks.setdefault(mid, queue.Queue())
+
+    def connack(self) -> ReasonCode:
+        return self.connacks.get(timeout=WAIT)
+
+    def publish(self, topic: str, payload: bytes, *, retain: bool = False) -> int:
+        """QoS 1 publish; the PUBACK's reason code (MQTT 5 says "not authorized" there)."""
+        info = self.client.publish(topic, payload, qos=1, retain=retain)
+        return self._ack(info.mid).get(timeout=WAIT).value
+
+    def subscribe(self, *filters: str) -> None:
+        for f in filters:
+            self.client.subscribe(f, qos=1)
+
+    def until(self, topic: str, payload: bytes | None = None) -> list[tuple[str, bytes]]:
+        """Every message received up to and including the first on `topic` (with `payload`)."""
+        seen: list[tuple[str, bytes]] = []
+        while True:
+            msg = self.messages.get(timeout=WAIT)
+            seen.append((msg.topic, bytes(msg.payload)))
+            if msg.topic == topic and payload in (None, msg.payload):
+                return seen
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+class Connect(Protocol):
+    def __call__(self, user: str, *, bus_port: bool = False, client_id: str = "") -> Session: ...
+
+
+@pytest.fixture
+def sessions() -> Iterator[list[Session]]:
+    made: list[Session] = []
+    yield made
+    for s in made:
+        s.close()
+
+
+@pytest.fixture
+def connect(broker: SecureBroker, sessions: list[Session]) -> Connect:
+    """connect(user, bus_port=False, **kw): a connected session, its password looked up."""
+
+    def make(user: str, *, bus_port: bool = False, client_id: str = "") -> Session:
+        port = broker.port if bus_port else broker.city_port
+        s = Session(broker, user, broker.password(user), port=port, client_id=client_id)
+        sessions.append(s)
+        assert s.connack().value == 0, f"{user} was refused"
+        return s
+
+    return make
+
+
+def refused(
+    broker: SecureBroker,
+    sessions: list[Session],
+    user: str | None,
+    password: str | None = None,
+    *,
+    port: int | None = None,
+) -> int:
+    """The CONNACK reason code of a login that must fail."""
+    s = Session(broker, user, password, port=port)
+    sessions.append(s)
+    rc = s.connack()
+    assert rc.is_failure
+    return int(rc.value)
+
+
+def test_an_anonymous_client_is_refused_on_both_listeners(
+    broker: SecureBroker, sessions: list[Session]
+) -> None:
+    for port in (broker.port, broker.city_port):
+        assert refused(broker, sessions, None, port=port) == NOT_AUTHORIZED
+
+
+def test_a_wrong_password_or_unknown_user_is_refused(
+    broker: SecureBroker, sessions: list[Session]
+) -> None:
+    wrong = broker.password("bus-b")
+    assert refused(broker, sessions, "bus-a", wrong, port=broker.port) in BAD_CREDENTIALS
+    assert refused(broker, sessions, "central", wrong) in BAD_CREDENTIALS
+    assert refused(broker, sessions, "bus-z", wrong, port=broker.port) in BAD_CREDENTIALS
+
+
+def test_a_client_without_tls_never_gets_a_session(
+    broker: SecureBroker, sessions: list[Session]
+) -> None:
+    s = Session(broker, "bus-a", broker.password("bus-a"), port=broker.port, tls=False)
+    sessions.append(s)
+    with pytest.raises(queue.Empty):
+        s.connacks.get(timeout=3)
+
+
+def test_central_receives_a_bus_telemetry_and_presence(connect: Connect) -> None:
+    central = connect("central")
+    central.subscribe(
+        topics.all_buses(topics.Kind.TELEMETRY), topics.all_buses(topics.Kind.PRESENCE)
+    )
+    bus = connect("bus-a", bus_port=True)
+    assert bus.publish(topics.presence("bus-a"), b"born") in ACCEPTED
+    assert bus.publish(topics.telemetry("bus-a"), b"records") in ACCEPTED
+    got = central.until(topics.telemetry("bus-a"), b"records")
+    assert (topics.presence("bus-a"), b"born") in got
+
+
+@pytest.mark.parametrize("kind", UPLINK, ids=lambda k: k.value)
+def test_a_bus_publishes_its_own_uplink_topics_but_not_another_bus(
+    connect: Connect, kind: topics.Kind
+) -> None:
+    central = connect("central")
+    central.subscribe("busfleet/v1/bus/#")
+    bus_a = connect("bus-a", bus_port=True)
+    assert bus_a.publish(topics.bus_topic("bus-b", kind), b"forged") == NOT_AUTHORIZED
+    assert bus_a.publish(topics.bus_topic("bus-a", kind), b"sentinel") in ACCEPTED
+    got = central.until(topics.bus_topic("bus-a", kind), b"sentinel")
+    assert not [m for m in got if m[1] == b"forged"]
+    if kind is topics.Kind.REPORTED or kind is topics.Kind.PRESENCE:
+        assert bus_a.publish(topics.bus_topic("bus-a", kind), b"", retain=True) in ACCEPTED
+
+
+@pytest.mark.parametrize("kind", DOWNLINK, ids=lambda k: k.value)
+def test_only_the_addressed_bus_reads_a_downlink_topic_and_no_bus_writes_one(
+    connect: Connect, kind: topics.Kind
+) -> None:
+    central = connect("central")
+    mine, theirs = topics.bus_topic("bus-a", kind), topics.bus_topic("bus-b", kind)
+    assert central.publish(theirs, b"retained-b", retain=True) in ACCEPTED
+    bus_a = connect("bus-a", bus_port=True)
+    bus_b = connect("bus-b", bus_port=True)
+    assert bus_a.publish(mine, b"self-made") == NOT_AUTHORIZED
+    # mosquitto 2.0 grants these subscriptions in its SUBACK; the ACL filters delivery.
+    bus_a.subscribe(theirs, topics.all_buses(kind), mine)
+    bus_b.subscribe(theirs)
+    assert bus_b.until(theirs) == [(theirs, b"retained-b")]
+    assert central.publish(theirs, b"live-b") in ACCEPTED
+    assert central.publish(mine, b"sentinel") in ACCEPTED
+    assert bus_b.until(theirs) == [(theirs, b"live-b")]
+    assert bus_a.until(mine, b"sentinel") == [(mine, b"sentinel")]
+    assert central.publish(theirs, b"", retain=True) in ACCEPTED  # clear for the other tests
+
+
+def test_a_bus_cannot_write_the_fleet_view_or_central_stats(connect: Connect) -> None:
+    bus_a = connect("bus-a", bus_port=True)
+    for topic in (topics.fleet("bus-a"), topics.fleet("bus-b"), topics.central_stats()):
+        assert bus_a.publish(topic, b"forged") == NOT_AUTHORIZED, topic
+
+
+def test_a_bus_cannot_take_over_another_bus_connection(connect: Connect) -> None:
+    bus_b = connect("bus-b", bus_port=True, client_id="bus-b")
+    # Same client id: without use_username_as_clientid the broker would drop bus-b's session.
+    connect("bus-a", bus_port=True, client_id="bus-b")
+    assert bus_b.publish(topics.telemetry("bus-b"), b"still here") in ACCEPTED
+    assert bus_b.disconnects == []
+
+
+def test_a_dispatcher_cannot_publish_telemetry_or_steer_a_bus(connect: Connect) -> None:
+    central = connect("central")
+    central.subscribe("busfleet/v1/#")
+    dispatcher = connect("dispatcher")
+    forged = [
+        topics.telemetry("bus-a"),
+        # `pattern` rules apply to every user: the ACL must deny the dispatcher's own subtree.
+        topics.telemetry("dispatcher"),
+        topics.presence("bus-a"),
+        topics.reported("bus-a"),
+        topics.desired("bus-a"),
+        topics.command("bus-a"),
+        topics.fleet("bus-a"),
+        topics.central_stats(),
+    ]
+    for topic in forged:
+        assert dispatcher.publish(topic, b"forged") == NOT_AUTHORIZED, topic
+    bus = connect("bus-a", bus_port=True)
+    assert bus.publish(topics.telemetry("bus-a"), b"sentinel") in ACCEPTED
+    got = central.until(topics.telemetry("bus-a"), b"sentinel")
+    assert not [m for m in got if m[1] == b"forged"]
+
+
+def test_central_cannot_pose_as_a_bus_named_central(connect: Connect) -> None:
+    central = connect("central")
+    assert central.publish(topics.telemetry("central"), b"forged") == NOT_AUTHORIZED
+
+
+def test_a_dispatcher_reads_the_fleet_view_presence_and_reported_state_only(
+    connect: Connect,
+) -> None:
+    dispatcher = connect("dispatcher", client_id="dash-1")
+    dispatcher.subscribe("busfleet/v1/#")
+    bus = connect("bus-a", bus_port=True)
+    central = connect("central")
+    assert bus.publish(topics.telemetry("bus-a"), b"telemetry") in ACCEPTED
+    assert bus.publish(topics.presence("bus-a"), b"presence") in ACCEPTED
+    assert bus.publish(topics.reported("bus-a"), b"reported") in ACCEPTED
+    assert central.publish(topics.command("bus-a"), b"command") in ACCEPTED
+    assert central.publish(topics.fleet("bus-a"), b"fleet") in ACCEPTED
+    assert central.publish(topics.central_stats(), b"stats") in ACCEPTED
+    got = dispatcher.until(topics.central_stats(), b"stats")
+    payloads = {p for _, p in got}
+    assert {b"presence", b"reported", b"fleet", b"stats"} <= payloads
+    assert not payloads & {b"telemetry", b"command"}
+
+
+def test_central_ingest_workers_share_one_subscription(connect: Connect) -> None:
+    group = topics.shared("ingest", topics.all_buses(topics.Kind.TELEMETRY))
+    workers = [connect("central", client_id=f"central-ingest-{i}") for i in (1, 2)]
+    for w in workers:
+        w.subscribe(group)
+    bus = connect("bus-a", bus_port=True)
+    sent = [f"batch-{i}".encode() for i in range(40)]
+    for payload in sent:
+        assert bus.publish(topics.telemetry("bus-a"), payload) in ACCEPTED
+    got: dict[int, list[bytes]] = {0: [], 1: []}
+    deadline = time.monotonic() + WAIT
+    while sum(map(len, got.values())) < len(sent) and time.monotonic() < deadline:
+        for i, w in enumerate(workers):
+            with contextlib.suppress(queue.Empty):
+                got[i].append(bytes(w.messages.get(timeout=0.05).payload))
+    assert got[0] and got[1]  # the broker spread the batches over both workers
+    assert sorted(got[0] + got[1]) == sorted(sent)  # each batch exactly once over the group
+
+
+def test_a_revoked_bus_is_dropped_at_the_next_reload_and_refused_after(
+    broker: SecureBroker,
+    connect: Connect,
+    sessions: list[Session],
+) -> None:
+    broker.provision("bus-stolen")
+    password = broker.password("bus-stolen")
+    stolen = connect("bus-stolen", bus_port=True)
+    assert remove_user(broker.password_file, "bus-stolen")
+    broker.reload()
+    assert stolen.disconnected.wait(WAIT)
+    assert refused(broker, sessions, "bus-stolen", password, port=broker.port) in BAD_CREDENTIALS
+
+
+async def test_the_provisioned_agent_connects_over_tls_and_its_records_arrive(
+    broker: SecureBroker, tmp_path: Path
+) -> None:
+    done = broker.provision("bus-agent")
+    config = broker.agent_config("bus-agent")
+    assert config == load_config(done.agent_config)
+    assert config.mqtt.ca_file and config.mqtt.password_file  # provisioned for TLS + password
+    config = dataclasses.replace(
+        config,
+        bus=dataclasses.replace(config.bus, data_dir=str(tmp_path / "agent")),
+        can=dataclasses.replace(config.can, interface="none"),
+        gps=dataclasses.replace(
+            config.gps, source="replay", replay_path=str(REPO / "data/nmea/bu353s4.log")
+        ),
+        telemetry=dataclasses.replace(config.telemetry, interval_s=0.2, send_every_s=0.5),
+    )
+    (tmp_path / "agent").mkdir()
+    presence, reported, batch = None, None, None
+    async with central_mqtt.client(broker.central_config(client_id="central-test")) as central:
+        await central.subscribe(f"{topics.ROOT}/bus/bus-agent/#", qos=1)
+        bus = Agent(config)
+        agent = asyncio.create_task(bus.run(), name="agent")
+        try:
+            async with asyncio.timeout(WAIT):
+                async for message in central.messages:
+                    assert isinstance(message.payload, bytes)
+                    kind = topics.parse(message.topic.value).kind
+                    if kind is topics.Kind.PRESENCE:
+                        presence = codec.decode(Presence, message.payload)
+                    elif kind is topics.Kind.REPORTED:
+                        reported = codec.decode(ReportedState, message.payload)
+                    elif kind is topics.Kind.TELEMETRY:
+                        batch = compact.decode_batch(message.payload)
+                    if presence and reported and batch:
+                        break
+        finally:
+            agent.cancel()
+            await asyncio.gather(agent, return_exceptions=True)
+    assert presence is not None and presence.online and presence.bus == "bus-agent"
+    assert reported is not None and reported.bus == "bus-agent"
+    assert batch is not None and batch.bus == "bus-agent" and batch.records
+
+
+async def test_central_settings_refuse_a_broker_with_an_unknown_certificate(
+    broker: SecureBroker, tmp_path: Path
+) -> None:
+    from busfleet.tls import make_dev_certificates
+
+    other_ca = make_dev_certificates(tmp_path / "other").ca_file
+    config = broker.central_config(mqtt_ca_file=str(other_ca))
+    with pytest.raises(Exception) as caught:  # aiomqtt wraps the SSL error in MqttError
+        async with central_mqtt.client(config):
+            pass
+    chain = [caught.value, caught.value.__cause__, caught.value.__context__]
+    assert any(isinstance(e, ssl.SSLCertVerificationError) for e in chain) or (
+        "CERTIFICATE_VERIFY_FAILED" in str(caught.value)
+    )

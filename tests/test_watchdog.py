@@ -1,0 +1,124 @@
+"""sd_notify over a real unix datagram socket, as systemd hands it to a Type=notify service."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from busfleet.watchdog import Notifier, keep_alive, supervise, watchdog_interval
+
+
+@pytest.fixture
+def systemd_socket(tmp_path: Path) -> Iterator[tuple[socket.socket, str]]:
+    """What systemd listens on: a datagram socket; its path goes in NOTIFY_SOCKET."""
+    path = str(tmp_path / "notify")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(path)
+    sock.settimeout(5)
+    yield sock, path
+    sock.close()
+
+
+def received(sock: socket.socket) -> list[str]:
+    return sock.recv(4096).decode().split("\n")
+
+
+def test_a_notifier_sends_state_lines_as_one_datagram(
+    systemd_socket: tuple[socket.socket, str],
+) -> None:
+    sock, path = systemd_socket
+    notifier = Notifier(path)
+    assert notifier.ready("ingesting")
+    assert received(sock) == ["READY=1", "STATUS=ingesting"]
+    assert notifier.watchdog()
+    assert received(sock) == ["WATCHDOG=1"]
+    assert notifier.sent == 2
+
+
+def test_an_abstract_socket_name_is_understood() -> None:
+    name = f"busfleet-test-{os.getpid()}"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind("\0" + name)
+        sock.settimeout(5)
+        assert Notifier("@" + name).stopping()
+        assert received(sock) == ["STOPPING=1"]
+
+
+def test_without_systemd_every_call_does_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("NOTIFY_SOCKET", raising=False)
+    notifier = Notifier()
+    assert not notifier.enabled
+    assert not notifier.watchdog()
+
+
+def test_a_vanished_socket_is_reported_not_raised(tmp_path: Path) -> None:
+    assert Notifier(str(tmp_path / "gone")).watchdog() is False
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({"WATCHDOG_USEC": "30000000"}, 30.0),
+        ({"WATCHDOG_USEC": "30000000", "WATCHDOG_PID": "4242"}, 30.0),
+        ({"WATCHDOG_USEC": "30000000", "WATCHDOG_PID": "1"}, None),  # meant for another process
+        ({"WATCHDOG_USEC": "0"}, None),
+        ({"WATCHDOG_USEC": "soon"}, None),
+        ({}, None),
+    ],
+)
+def test_the_watchdog_interval_comes_from_systemds_environment(
+    env: dict[str, str], expected: float | None
+) -> None:
+    assert watchdog_interval(env, pid=4242) == expected
+
+
+async def test_keep_alive_pings_while_healthy_and_withholds_pings_when_not(
+    systemd_socket: tuple[socket.socket, str],
+) -> None:
+    sock, path = systemd_socket
+    sock.setblocking(False)
+    loop = asyncio.get_running_loop()
+    healthy = True
+    task = asyncio.create_task(keep_alive(Notifier(path), 0.02, lambda: healthy))
+    try:
+        for _ in range(3):
+            data = await asyncio.wait_for(loop.sock_recv(sock, 4096), 5)
+            assert data == b"WATCHDOG=1"
+        healthy = False
+        while True:  # drain what was sent before the change
+            try:
+                sock.recv(4096)
+            except BlockingIOError:
+                break
+        await asyncio.sleep(0.1)  # five intervals: a healthy loop would have pinged
+        with pytest.raises(BlockingIOError):
+            sock.recv(4096)
+    finally:
+        task.cancel()
+
+
+async def test_supervise_says_ready_pings_and_says_stopping_when_cancelled(
+    systemd_socket: tuple[socket.socket, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sock, path = systemd_socket
+    sock.setblocking(False)
+    monkeypatch.setenv("WATCHDOG_USEC", "40000")
+    monkeypatch.setenv("WATCHDOG_PID", str(os.getpid()))
+    loop = asyncio.get_running_loop()
+    task = asyncio.create_task(supervise(Notifier(path)))
+    assert await asyncio.wait_for(loop.sock_recv(sock, 4096), 5) == b"READY=1"
+    assert await asyncio.wait_for(loop.sock_recv(sock, 4096), 5) == b"WATCHDOG=1"
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    lines = []
+    while True:
+        try:
+            lines.append(sock.recv(4096))
+        except BlockingIOError:
+            break
+    assert lines[-1] == b"STOPPING=1"
