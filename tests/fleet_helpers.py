@@ -6,18 +6,22 @@ import bisect
 import contextlib
 import json
 import sqlite3
+import subprocess
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
-from busfleet.broker import Broker
+from busfleet.broker import Broker, run_mosquitto
+from onboard.outbox import Outbox
 from protocols import codec, topics
 from protocols.geo import haversine_m
-from protocols.schemas import FleetEntry
+from protocols.schemas import FleetEntry, Position, TelemetryRecord
 
 T = TypeVar("T")
 
@@ -87,3 +91,95 @@ class Truth:
     def error_m(self, t: float, lat: float, lon: float) -> float | None:
         p = self.at(t)
         return None if p is None else haversine_m(lat, lon, p["lat"], p["lon"])
+
+
+class Procs:
+    """Child processes of a test; all killed at the end."""
+
+    def __init__(self, workdir: Path, broker_port: int) -> None:
+        self.workdir = workdir
+        self.port = broker_port
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def start(self, name: str, *args: str) -> subprocess.Popen[bytes]:
+        log = (self.workdir / f"{name}.log").open("ab")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "busfleet.cli", *args], stderr=log, stdout=subprocess.DEVNULL
+        )
+        self.procs.append(proc)
+        return proc
+
+    def central(self, name: str = "central", *extra: str) -> subprocess.Popen[bytes]:
+        return self.start(
+            name,
+            "central",
+            "serve",
+            "--db",
+            str(self.workdir / "central.sqlite"),
+            "--mqtt-port",
+            str(self.port),
+            *extra,
+        )
+
+    def agent(self, bus: str, name: str | None = None) -> subprocess.Popen[bytes]:
+        config = self.workdir / f"{bus}.toml"
+        config.write_text(
+            f'[bus]\nid = "{bus}"\ndata_dir = "{self.workdir / bus}"\n'
+            f"[mqtt]\nport = {self.port}\nbackoff_max_s = 2.0\n"
+            '[gps]\nsource = "none"\n[can]\ninterface = "none"\n'
+        )
+        return self.start(name or bus, "agent", "--config", str(config))
+
+    def close(self) -> None:
+        for p in self.procs:
+            if p.poll() is None:
+                p.kill()
+            p.wait()
+
+
+def prefill(data_dir: Path, n: int, *, created: float, spacing: float = 1.0) -> list[int]:
+    """Records the bus wrote while nobody was listening (an outage, a night in the depot)."""
+    box = Outbox(data_dir / "agent.sqlite")
+    seqs = []
+    with box.transaction():
+        for i in range(n):
+            t = created + i * spacing
+            record = TelemetryRecord(seq=0, t=t, pos=Position(lat=-16.9, lon=145.7 + i * 1e-5))
+            seqs.append(box.append("telemetry", codec.encode(record), created=t))
+    box.close()
+    return seqs
+
+
+def stored_seqs(workdir: Path, bus: str) -> list[int]:
+    db = workdir / "central.sqlite"
+    tele = rows(db, "SELECT seq FROM telemetry WHERE bus = ?", bus)
+    events = rows(db, "SELECT seq FROM events WHERE bus = ?", bus)
+    return sorted(r[0] for r in tele + events)
+
+
+def written_seqs(data_dir: Path) -> list[int]:
+    box = Outbox(data_dir / "agent.sqlite")
+    try:
+        return [r[0] for r in box.db.execute("SELECT seq FROM outbox ORDER BY seq")]
+    finally:
+        box.close()
+
+
+def wait_all_stored(workdir: Path, bus: str, expected: list[int], timeout: float = 90) -> None:
+    def done() -> bool:
+        return len(stored_seqs(workdir, bus)) >= len(expected)
+
+    try:
+        wait_for(done, timeout, f"{len(expected)} records of {bus} at central")
+    finally:
+        got = stored_seqs(workdir, bus)
+        assert len(got) == len(set(got))
+        missing = sorted(set(expected) - set(got))
+        extra = sorted(set(got) - set(expected))
+        assert (missing[:10], extra[:10]) == ([], []), f"{len(missing)} missing, {len(extra)} extra"
+
+
+@contextmanager
+def broker_on(workdir: Path, port: int) -> Iterator[Broker]:
+    with run_mosquitto(workdir, port=port) as b:
+        yield b
