@@ -7,7 +7,9 @@ slower and does not keep MQTT delivery semantics exactly (REFERENCE.md section 6
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -26,6 +28,18 @@ class Broker:
     host: str
     port: int
     kind: str  # "mosquitto" or "embedded"
+
+
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """In a child before exec: the kernel sends it SIGTERM when its parent dies (Linux).
+
+    Whatever happens to the demo or a test (even kill -9), its broker and processes go too.
+    """
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def free_port() -> int:
@@ -87,7 +101,10 @@ def run_mosquitto(
     conf = workdir / "mosquitto.conf"
     conf.write_text(config if config is not None else mosquitto_config(port, workdir))
     proc = subprocess.Popen(
-        [exe, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        [exe, "-c", str(conf)],
+        stdout=subprocess.DEVNULL,
+        stderr=(workdir / "mosquitto.stderr").open("ab"),
+        preexec_fn=die_with_parent,
     )
     try:
         wait_for_port("127.0.0.1", port, proc=proc)
@@ -110,6 +127,7 @@ def run_embedded(workdir: Path, *, port: int | None = None) -> Iterator[Broker]:
         [sys.executable, "-m", "busfleet.embedded_broker", str(port)],
         stdout=subprocess.DEVNULL,
         stderr=(workdir / "embedded-broker.log").open("wb"),
+        preexec_fn=die_with_parent,
     )
     try:
         wait_for_port("127.0.0.1", port, proc=proc)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
+import dataclasses
 import json
 import signal
 import sqlite3
@@ -23,18 +23,14 @@ from pathlib import Path
 
 import aiomqtt
 
-from busfleet.broker import Broker, run_broker
+from busfleet.broker import Broker, die_with_parent, run_broker
 from busfleet.simbus import DEFAULT_GTFS
+from central.assign import assign
+from central.config import CentralConfig
 from protocols import codec, topics
 from protocols.errors import ProtocolError
-from protocols.schemas import CentralStats
-
-PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent() -> None:
-    libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+from protocols.gtfs import demo_trips, read_feed
+from protocols.schemas import Assignment, CentralStats
 
 
 @dataclass
@@ -57,7 +53,7 @@ class Fleet:
             stdout=subprocess.DEVNULL,
             stderr=log.open("ab"),
             stdin=subprocess.DEVNULL,
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
             start_new_session=True,  # a Ctrl-C reaches the demo, which then stops its children
         )
 
@@ -89,10 +85,20 @@ def broker_args(broker: Broker) -> list[str]:
     ]
 
 
+async def assign_all(fleet: Fleet, assignments: dict[str, Assignment]) -> None:
+    config = dataclasses.replace(
+        CentralConfig(),
+        db=str(fleet.db),
+        mqtt_host=fleet.broker.host,
+        mqtt_port=fleet.broker.port,
+        mqtt_protocol=5 if fleet.broker.kind == "mosquitto" else 4,
+    )
+    for bus, assignment in assignments.items():
+        await assign(config, bus, assignment)
+
+
 def pick_trips(gtfs: Path, n: int) -> list[str]:
     """n trips on distinct routes, each bus a different one."""
-    from protocols.gtfs import demo_trips, read_feed
-
     return demo_trips(read_feed(gtfs), n)
 
 
@@ -116,9 +122,17 @@ def start_fleet(
     try:
         fleet.spawn("central", ["central", "serve", "--db", str(fleet.db), *broker_args(broker)])
         say(f"central: serving, database {fleet.db}")
-        for i, trip in enumerate(pick_trips(gtfs, buses)):
-            spawn_bus(fleet, f"bus-{i + 1:02d}", trip, i, rate_hz=rate_hz, gtfs=gtfs)
-            say(f"bus-{i + 1:02d}: driving trip {trip}")
+        feed = read_feed(gtfs)
+        assignments = {}
+        for i, trip in enumerate(demo_trips(feed, buses)):
+            bus_id = f"bus-{i + 1:02d}"
+            spawn_bus(fleet, bus_id, trip, i, rate_hz=rate_hz, gtfs=gtfs)
+            route = feed.routes[feed.trips[trip].route_id]
+            say(f"{bus_id}: driving trip {trip} (route {route.short_name})")
+            assignments[bus_id] = Assignment(trip_id=trip, route_id=route.route_id)
+        # Dispatch assigns each bus the trip it drives, as a dispatcher would: through its
+        # desired state; the buses report it back and the dashboard shows route and trip.
+        asyncio.run(assign_all(fleet, assignments))
         say(f"logs in {workdir / 'logs'}")
         yield fleet
     finally:

@@ -8,17 +8,17 @@ from textual.widgets import DataTable
 
 from protocols.schemas import FleetEntry
 
-COLUMNS = (
-    ("bus", "Bus"),
-    ("status", "Status"),
-    ("route", "Route"),
-    ("trip", "Trip"),
-    ("speed", "km/h"),
-    ("doors", "Doors"),
-    ("position", "Position"),
-    ("seen", "Last seen"),
-    ("records", "Records"),
-    ("sync", "State"),
+COLUMNS = (  # (key, label, width): fixed widths, so rows do not jump as values change
+    ("bus", "Bus", 10),
+    ("status", "Status", 8),
+    ("route", "Route", 10),
+    ("trip", "Trip", 36),
+    ("speed", "km/h", 5),
+    ("doors", "Doors", 7),
+    ("position", "Position", 20),
+    ("seen", "Last seen", 10),
+    ("records", "Records", 8),
+    ("sync", "State", 18),
 )
 
 
@@ -52,8 +52,8 @@ class FleetTable(DataTable[str]):
     def on_mount(self) -> None:
         self.cursor_type = "row"
         self.zebra_stripes = True
-        for key, label in COLUMNS:
-            self.add_column(label, key=key)
+        for key, label, width in COLUMNS:
+            self.add_column(label, key=key, width=width)
 
     def show(self, fleet: dict[str, FleetEntry]) -> None:
         now = time.time()
@@ -61,7 +61,7 @@ class FleetTable(DataTable[str]):
         for bus in sorted(fleet):
             row = cells(fleet[bus], now)
             if bus in self.rows:
-                for (key, _), value in zip(COLUMNS, row, strict=True):
+                for (key, _, _), value in zip(COLUMNS, row, strict=True):
                     self.update_cell(bus, key, value)
             else:
                 self.add_row(*row, key=bus)
