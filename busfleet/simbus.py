@@ -25,10 +25,13 @@ from onboard.config import (
     AgentConfig,
     BusSection,
     CanSection,
+    DisplaySection,
     GpsSection,
+    JourneySection,
     MqttSection,
     TelemetrySection,
 )
+from onboard.journey_runtime import JourneyRuntime
 from protocols.gtfs import Feed, read_feed
 
 log = logging.getLogger("busfleet.simbus")
@@ -61,6 +64,10 @@ def agent_config(spec: SimBusSpec, gps_device: str, can_channel: str) -> AgentCo
         can=CanSection(interface="virtual", channel=can_channel),
         # The demo shows buses live: one message a second instead of the cellular default.
         telemetry=TelemetrySection(send_every_s=1.0),
+        # Many simulated buses share one machine: each display takes a free port (logged).
+        display=DisplaySection(port=0),
+        # The bus tracks the trip central assigns it (the demo assigns the one it drives).
+        journey=JourneySection(gtfs=str(spec.gtfs)),
     )
 
 
@@ -89,6 +96,7 @@ async def run_sim_bus(spec: SimBusSpec, feed: Feed | None = None) -> None:
 
     gps = GpsSimulator(drive, rate_hz=spec.rate_hz, seed=spec.seed)
     agent = Agent(agent_config(spec, slave_path, channel))
+    agent.journey = JourneyRuntime(feed)  # the feed read above: no second parse in the agent
     log.info("%s drives trip %s (gps %s, can %s)", spec.bus_id, spec.trip_id, slave_path, channel)
     try:
         async with asyncio.TaskGroup() as tg:

@@ -2,36 +2,66 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 
 import msgspec
 
-from central import mqtt
+from central import gtfs_db, mqtt
 from central.config import CentralConfig
+from central.desired import update_desired
+from central.messages import messages_for
 from central.store import CentralStore
-from protocols import codec, topics
+from protocols import topics
 from protocols.schemas import Assignment, DesiredState
 
 
-def next_desired(store: CentralStore, bus: str, assignment: Assignment) -> tuple[int, bytes]:
-    """Store the bus's next desired document (the previous one with a new assignment)."""
-    topics.check_bus_id(bus)
-    previous = store.desired(bus)
-    base = codec.decode(DesiredState, previous[1]) if previous else DesiredState(bus=bus, version=0)
+class AssignmentError(ValueError):
+    """An assignment naming a trip, block or route that the imported GTFS feed lacks."""
 
-    def body(version: int) -> bytes:
-        return codec.encode(msgspec.structs.replace(base, version=version, assignment=assignment))
 
-    version = store.put_desired(bus, body)
-    stored = store.desired(bus)
-    assert stored is not None
-    return version, stored[1]
+def check_assignment(store: CentralStore, assignment: Assignment) -> None:
+    """Refuse what the imported feed does not know; without a feed, anything goes."""
+    if gtfs_db.feed_info(store) is None:
+        return
+    if assignment.trip_id:
+        trip = gtfs_db.trip(store, assignment.trip_id)
+        if trip is None:
+            raise AssignmentError(f"unknown trip {assignment.trip_id!r} (not in the GTFS feed)")
+        if assignment.route_id and trip.route_id != assignment.route_id:
+            raise AssignmentError(
+                f"trip {trip.trip_id!r} runs on route {trip.route_id!r},"
+                f" not {assignment.route_id!r}"
+            )
+    if assignment.block_id and not gtfs_db.block_routes(store, assignment.block_id):
+        raise AssignmentError(f"unknown block {assignment.block_id!r} (not in the GTFS feed)")
+    if assignment.route_id and not gtfs_db.route_exists(store, assignment.route_id):
+        raise AssignmentError(f"unknown route {assignment.route_id!r} (not in the GTFS feed)")
+
+
+def next_desired(
+    store: CentralStore, bus: str, assignment: Assignment, now: float | None = None
+) -> tuple[int, bytes]:
+    """Store the bus's next desired document (the previous one with a new assignment).
+
+    Its passenger messages follow the new assignment: route messages of the new route come,
+    those of the old one go (central/messages.py).
+    """
+    now = time.time() if now is None else now
+    routes = gtfs_db.routes_of(store, assignment)
+
+    def change(doc: DesiredState) -> DesiredState:
+        msgs = messages_for(store, bus, routes, now)
+        return msgspec.structs.replace(doc, assignment=assignment, messages=msgs)
+
+    return update_desired(store, bus, change)
 
 
 async def assign(config: CentralConfig, bus: str, assignment: Assignment) -> int:
     """Record and push an assignment; the bus converges to it whenever it is connected."""
     store = CentralStore(config.db)
     try:
+        check_assignment(store, assignment)
         version, payload = next_desired(store, bus, assignment)
     finally:
         store.close()

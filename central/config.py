@@ -24,6 +24,12 @@ class CentralConfig:
     client_id: str = "central"
     offline_after_s: float = 30.0  # no message from a bus for this long: offline
     fleet_publish_s: float = 0.5  # how often changed fleet entries go to dashboards
+    media_dir: str = "media"  # the ad media library (content-addressed files)
+    media_url: str = ""  # where buses download media; empty: http://{http_host}:{http_port}/media
+    http_host: str = "127.0.0.1"  # central's HTTP server (GTFS-Realtime): address to bind
+    http_port: int = 0  # its port; 0 = no HTTP server
+    alarm_overspeed_kmh: float = 70.0  # faster than this for 5 s raises an overspeed alarm
+    alarm_sync_after_s: float = 120.0  # online, not running its desired state this long: alarm
     extra: dict[str, Any] = field(default_factory=dict)
 
 

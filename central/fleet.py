@@ -61,8 +61,19 @@ def on_reported(state: BusState, r: ReportedState, now: float) -> BusState:
         last_seen=now,
         route_id=a.route_id if a else None,
         trip_id=a.trip_id if a else None,
+        stop_id=j.stop_id if (j := r.journey) and not j.finished else None,
+        delay_s=j.delay_s if j and not j.finished else None,
     )
     return msgspec.structs.replace(state, entry=entry)
+
+
+def on_portal_stats(state: BusState, clients: object) -> BusState:
+    """The bus's Wi-Fi statistics: how many passengers are on it now."""
+    if isinstance(clients, bool) or not isinstance(clients, int):
+        return state
+    return msgspec.structs.replace(
+        state, entry=msgspec.structs.replace(state.entry, wifi_clients=clients)
+    )
 
 
 def on_desired(state: BusState, version: int) -> BusState:

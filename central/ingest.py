@@ -9,10 +9,12 @@ from __future__ import annotations
 import collections
 import logging
 import time
+from collections.abc import Iterable
 
 import msgspec
 
 from central import fleet
+from central.alarm_center import AlarmCenter
 from central.store import CentralStore, record_row
 from protocols import codec, compact, topics
 from protocols.errors import ProtocolError
@@ -38,17 +40,38 @@ class Ingest:
         self.buses: dict[str, fleet.BusState] = {}
         self.dirty: set[str] = set()  # buses whose fleet entry changed since last publish
         self.counters: collections.Counter[str] = collections.Counter()
-        # Sequence numbers stored since the last receipts went out, per bus.
+        # Sequence numbers stored since the last receipts went out, per bus; and those of the
+        # transaction in progress, which join them once it committed.
         self.receipts: dict[str, list[int]] = collections.defaultdict(list)
+        self._pending: dict[str, list[int]] = collections.defaultdict(list)
         self.offline_after: dict[str, float] = {}  # per-bus timeout announced in its birth
         self._last_warning = 0.0
+        self.alarms = AlarmCenter(store)  # fed below; backfilled data never raises an alarm
         for row in store.buses():
             if row["body"]:
                 entry = codec.decode(FleetEntry, row["body"].encode())
                 self.buses[row["bus"]] = fleet.BusState(entry=entry, session=row["session"])
 
     def handle(self, topic: str, payload: bytes, now: float | None = None) -> None:
+        """Handle one message; what it stores is committed when this returns."""
+        self.handle_many([(topic, payload)], now)
+
+    def handle_many(self, messages: Iterable[tuple[str, bytes]], now: float | None = None) -> None:
+        """Handle messages in order, storing all of them in one transaction (group commit).
+
+        Receipts for their records become available to `take_receipts` only once that
+        transaction committed: a bus never forgets a record that central could still lose.
+        """
         now = time.time() if now is None else now
+        self._pending.clear()
+        with self.store.batch():
+            for topic, payload in messages:
+                self._handle(topic, payload, now)
+        for bus, seqs in self._pending.items():
+            self.receipts[bus].extend(seqs)
+        self._pending.clear()
+
+    def _handle(self, topic: str, payload: bytes, now: float) -> None:
         self.counters["messages"] += 1
         try:
             parsed = topics.parse(topic)
@@ -96,10 +119,11 @@ class Ingest:
         self._check_bus(bus, batch.bus)
         rows = [record_row(bus, r, batch.backfill, now) for r in batch.records]
         new = self.store.add_records(rows)
-        self.receipts[bus].extend(r.seq for r in batch.records)
+        self._pending[bus].extend(r.seq for r in batch.records)
         self.counters["records"] += new
         self.counters["duplicates"] += len(rows) - new
         self._set(bus, fleet.on_telemetry(self._state(bus), batch, new, now))
+        self.alarms.on_telemetry(bus, batch, self.buses[bus].entry, now)
 
     def _events(self, bus: str, batch: EventBatch, now: float) -> None:
         self._check_bus(bus, batch.bus)
@@ -117,12 +141,15 @@ class Ingest:
             for e in batch.events
         ]
         new = self.store.add_events(rows)
-        self.receipts[bus].extend(e.seq for e in batch.events)
+        self._pending[bus].extend(e.seq for e in batch.events)
         self.counters["events"] += new
         self.counters["duplicates"] += len(rows) - new
         for e in batch.events:
             if e.kind == "cmd_ack":
                 self._command_answer(bus, e.data, e.t)
+            elif e.kind == "portal_stats" and not batch.backfill:
+                self._set(bus, fleet.on_portal_stats(self._state(bus), e.data.get("clients")))
+        self.alarms.on_events(bus, batch, self._state(bus).entry, now)
 
     def _command_answer(self, bus: str, data: dict[str, Scalar], t: float) -> None:
         cmd_id, result, reason = data.get("id"), data.get("result"), data.get("reason")
@@ -156,6 +183,7 @@ class Ingest:
         self._check_bus(bus, r.bus)
         self.store.save_reported(bus, r.version, payload)
         self._set(bus, fleet.on_reported(self._state(bus), r, now))
+        self.alarms.on_reported(bus, r, self.buses[bus].entry, now)
 
     def tick(self, now: float | None = None) -> None:
         now = time.time() if now is None else now
@@ -165,13 +193,15 @@ class Ingest:
             if changed is not None:
                 log.info("%s offline: silent for %.0f s", bus, timeout)
                 self._set(bus, changed)
+        self.alarms.tick((s.entry for s in self.buses.values()), now)
 
     def take_dirty(self) -> list[FleetEntry]:
         """Fleet entries changed since the last call; also persisted, so a restart keeps them."""
         entries = [self.buses[b].entry for b in sorted(self.dirty)]
-        for e in entries:
-            s = self.buses[e.bus]
-            self.store.save_bus(e.bus, e.online, s.session, e.last_seen, codec.encode(e).decode())
+        self.store.save_buses(
+            (e.bus, e.online, self.buses[e.bus].session, e.last_seen, codec.encode(e).decode())
+            for e in entries
+        )
         self.dirty.clear()
         return entries
 

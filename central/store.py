@@ -71,12 +71,104 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX commands_open ON commands (status, expires);
     """,
+    # 3: advertising: the media library, playlists, proof-of-play reports (central/media.py)
+    """
+    CREATE TABLE media (
+        sha256 TEXT PRIMARY KEY, name TEXT NOT NULL, mime TEXT NOT NULL, kind TEXT NOT NULL,
+        size INTEGER NOT NULL, imported REAL NOT NULL
+    );
+    CREATE INDEX media_name ON media (name);
+    CREATE TABLE playlists (
+        id TEXT PRIMARY KEY, revision INTEGER NOT NULL, body BLOB NOT NULL, updated REAL NOT NULL
+    );
+    CREATE INDEX events_plays ON events (received) WHERE kind = 'play';
+    CREATE TABLE plays (
+        bus TEXT NOT NULL, seq INTEGER NOT NULL, t REAL NOT NULL, item TEXT NOT NULL,
+        route TEXT NOT NULL, seconds REAL NOT NULL, PRIMARY KEY (bus, seq)
+    ) WITHOUT ROWID;
+    CREATE INDEX plays_report ON plays (t, item, route, bus, seconds);
+    CREATE TABLE report_marks (name TEXT PRIMARY KEY, received REAL NOT NULL);
+    """,
+    # 4: the imported GTFS timetable (central/gtfs_import.py: replaced whole on each import)
+    # and passenger messages (central/messages.py)
+    """
+    CREATE TABLE gtfs_feed (
+        id INTEGER PRIMARY KEY CHECK (id = 1), source TEXT NOT NULL, imported REAL NOT NULL,
+        summary TEXT NOT NULL
+    );
+    CREATE TABLE gtfs_agency (
+        agency_id TEXT PRIMARY KEY, name TEXT, url TEXT, timezone TEXT, lang TEXT, phone TEXT
+    );
+    CREATE TABLE gtfs_routes (
+        route_id TEXT PRIMARY KEY, agency_id TEXT, short_name TEXT, long_name TEXT,
+        type INTEGER NOT NULL, color TEXT, text_color TEXT
+    );
+    CREATE TABLE gtfs_stops (
+        stop_id TEXT PRIMARY KEY, code TEXT, name TEXT, lat REAL, lon REAL,
+        location_type INTEGER NOT NULL, parent_station TEXT
+    );
+    CREATE TABLE gtfs_calendar (
+        service_id TEXT PRIMARY KEY, days INTEGER NOT NULL, start_date TEXT NOT NULL,
+        end_date TEXT NOT NULL
+    );
+    CREATE TABLE gtfs_calendar_dates (
+        service_id TEXT NOT NULL, date TEXT NOT NULL, exception_type INTEGER NOT NULL,
+        PRIMARY KEY (service_id, date)
+    ) WITHOUT ROWID;
+    CREATE TABLE gtfs_trips (
+        trip_id TEXT PRIMARY KEY, route_id TEXT NOT NULL, service_id TEXT NOT NULL,
+        shape_id TEXT, headsign TEXT, direction_id INTEGER, block_id TEXT
+    );
+    CREATE INDEX gtfs_trips_route ON gtfs_trips (route_id);
+    CREATE INDEX gtfs_trips_block ON gtfs_trips (block_id) WHERE block_id IS NOT NULL;
+    CREATE TABLE gtfs_stop_times (
+        trip_id TEXT NOT NULL, stop_sequence INTEGER NOT NULL, stop_id TEXT NOT NULL,
+        arrival_s INTEGER NOT NULL, departure_s INTEGER NOT NULL, shape_dist REAL,
+        PRIMARY KEY (trip_id, stop_sequence)
+    ) WITHOUT ROWID;
+    CREATE TABLE gtfs_shapes (
+        shape_id TEXT NOT NULL, seq INTEGER NOT NULL, lat REAL NOT NULL, lon REAL NOT NULL,
+        dist REAL, PRIMARY KEY (shape_id, seq)
+    ) WITHOUT ROWID;
+    CREATE TABLE messages (
+        id TEXT PRIMARY KEY, created REAL NOT NULL, text_de TEXT NOT NULL,
+        text_en TEXT NOT NULL, priority INTEGER NOT NULL, targets TEXT NOT NULL,
+        valid_from REAL, valid_to REAL, status TEXT NOT NULL, ended REAL
+    );
+    CREATE INDEX messages_open ON messages (status, valid_to);
+    """,
+    # 5: diversions (central/diversions.py); body is the Diversion as sent to the buses
+    """
+    CREATE TABLE diversions (
+        id TEXT PRIMARY KEY, created REAL NOT NULL, route_id TEXT NOT NULL, body BLOB NOT NULL,
+        valid_from REAL, valid_to REAL, status TEXT NOT NULL, ended REAL
+    );
+    CREATE INDEX diversions_open ON diversions (status, valid_to);
+    """,
+    # 6: alarms (central/alarm_center.py); body is the Alarm as published to dashboards; one
+    # open alarm per bus, kind and subject, even with several ingest workers
+    """
+    CREATE TABLE alarms (
+        id TEXT PRIMARY KEY, bus TEXT NOT NULL, kind TEXT NOT NULL, subject TEXT NOT NULL,
+        severity INTEGER NOT NULL, state TEXT NOT NULL, raised_t REAL NOT NULL, t REAL NOT NULL,
+        body TEXT NOT NULL, retained INTEGER NOT NULL
+    );
+    CREATE UNIQUE INDEX alarms_open ON alarms (bus, kind, subject) WHERE state != 'closed';
+    CREATE INDEX alarms_raised ON alarms (raised_t);
+    CREATE INDEX alarms_retained ON alarms (t) WHERE retained = 1;
+    """,
 ]
 
 
 @contextlib.contextmanager
 def transaction(conn: sqlite3.Connection) -> Iterator[None]:
-    """One explicit transaction (the connection is in autocommit mode otherwise)."""
+    """One explicit transaction (the connection is in autocommit mode otherwise).
+
+    Inside an open transaction this is part of it: `CentralStore.batch` groups many writes.
+    """
+    if conn.in_transaction:
+        yield
+        return
     conn.execute("BEGIN")
     try:
         yield
@@ -141,6 +233,10 @@ class CentralStore:
             conn.execute("ROLLBACK")
             raise
         conn.execute("COMMIT")
+
+    def batch(self) -> contextlib.AbstractContextManager[None]:
+        """One transaction around many writes: a commit costs far more than a row (group commit)."""
+        return transaction(self.db.conn)
 
     def add_records(self, rows: Sequence[tuple[Any, ...]]) -> int:
         """Insert telemetry rows; duplicates (same bus and seq) are ignored. Returns new rows."""
@@ -215,6 +311,16 @@ class CentralStore:
             " last_seen = excluded.last_seen, body = excluded.body",
             (bus, int(online), session, last_seen, body),
         )
+
+    def save_buses(self, rows: Iterable[tuple[str, bool, int, float | None, str]]) -> None:
+        """`save_bus` for many buses in one transaction: (bus, online, session, last_seen, body)."""
+        with transaction(self.db.conn):
+            self.db.conn.executemany(
+                "INSERT INTO buses (bus, online, session, last_seen, body) VALUES (?, ?, ?, ?, ?)"
+                " ON CONFLICT(bus) DO UPDATE SET online = excluded.online,"
+                " session = excluded.session, last_seen = excluded.last_seen, body = excluded.body",
+                ((b, int(on), s, seen, body) for b, on, s, seen, body in rows),
+            )
 
     def buses(self) -> Iterable[dict[str, Any]]:
         return self.db.query("SELECT * FROM buses ORDER BY bus")

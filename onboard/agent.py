@@ -13,15 +13,26 @@ import logging
 import time
 from pathlib import Path
 
+import msgspec
+
+from onboard.ads import AdsRuntime, PlayRecord, Showing
+from onboard.ads.http import local_media_routes, local_url
 from onboard.applied import AppliedStore, Outcome, evaluate, reported
 from onboard.can_input import CanInput
 from onboard.commands import Commands, Result
 from onboard.config import AgentConfig
+from onboard.display import AdSlot, Display
+from onboard.driver import DriverTerminal, position_of
 from onboard.gps_quality import GpsQuality, QualityLimits
 from onboard.gps_sources import GpsSource, make_gps_source
+from onboard.journey_runtime import JourneyRuntime
 from onboard.link import Link
 from onboard.outbox import Outbox
+from onboard.portal import PortalContent, PortalService, build_portal, content_from_state
 from protocols import codec
+from protocols.ads_fence import accuracy_from_hdop
+from protocols.errors import GtfsError
+from protocols.gtfs import read_feed
 from protocols.nmea import Fix
 from protocols.schemas import Command, Event, Scalar, TelemetryRecord, Vehicle
 from protocols.vehicle import VehicleEvent, VehicleState
@@ -83,11 +94,83 @@ class Agent:
                 on_event=self._on_vehicle_event,
             )
         self.records = 0
+        # Journey tracking (onboard/journey_runtime.py): set once the GTFS feed is read.
+        self.journey: JourneyRuntime | None = None
+        # The passenger display; it shows the applied state's messages even while offline.
+        self.display: Display | None = None
+        if config.display.enabled:
+            self.display = Display(config.display.host, config.display.port)
+            self.display.apply_desired(self.outcome.applied)
+        # The driver's terminal (onboard/driver/): dispatch messages arrive as a command; canned
+        # messages, acknowledgements and the emergency alarm leave through the outbox.
+        self.driver: DriverTerminal | None = None
+        if config.driver.enabled:
+            self.driver = DriverTerminal(
+                self.outbox,
+                self.record_event,
+                host=config.driver.host,
+                port=config.driver.port,
+                position=lambda: position_of(self.quality.last_fix),
+                online=self.link.connected.is_set,
+            )
+            self.commands.handlers["driver_message"] = self.driver.on_message_command
+        # Ads: the applied playlist, played offline in the display's slot; plays are events.
+        self.ads: AdsRuntime | None = None
+        if config.ads.enabled:
+            a = config.ads
+            self.ads = AdsRuntime(
+                self.bus_id,
+                Path(config.bus.data_dir) / "media",
+                self._on_play,
+                budget_bytes=int(a.budget_mb * 1_000_000),
+                lookahead_days=a.lookahead_days,
+                media_url=a.media_url,
+                record_location=a.record_location,
+                max_accuracy_m=a.max_accuracy_m,
+            )
+            self.ads.on_show = self._show_ad
+            self.ads.offer(self.outcome.applied)
+            if self.display:  # the slot loads the cached files from the display's origin
+                self.display.add_routes(local_media_routes(self.ads.cache))
+        # The passenger Wi-Fi portal; feedback and statistics leave as outbox events.
+        self.portal: PortalService | None = None
+        if config.portal.enabled:
+            self.portal = build_portal(
+                config.portal,
+                data_dir=config.bus.data_dir,
+                content=self._portal_content,
+                on_feedback=lambda c, t: self._portal_event(
+                    "passenger_feedback", {"category": c, "text": t}
+                ),
+                on_stats=lambda counts: self._portal_event("portal_stats", {**counts}),
+                extra_blocked=[config.mqtt.host],
+            )
         self.link.set_reported(self._reported_payload())
+
+    def _portal_content(self) -> PortalContent:
+        """What the agent knows, plus the journey (next stops, a diversion) when tracked."""
+        content = content_from_state(self.outcome.applied, self.announcements, time.time())
+        return self.journey.portal(content) if self.journey else content
+
+    def _portal_event(self, kind: str, data: dict[str, Scalar]) -> None:
+        self.record_event(kind, data)
+
+    def _on_play(self, record: PlayRecord) -> None:
+        """Proof of play: an outbox event, so it reaches central once, outage or not."""
+        self.record_event("play", record.data(), t=record.start)
+
+    def _show_ad(self, showing: Showing | None) -> None:
+        if self.display:
+            slot = None
+            if showing is not None:
+                slot = AdSlot(showing.item_id, local_url(showing.media, showing.mime))
+            self.display.update(ad=slot)
 
     # -- inputs ---------------------------------------------------------------------------
     def on_fix(self, fix: Fix, at: float) -> None:
         self.quality.update_fix(fix, at)
+        if self.ads and fix.lat is not None and fix.lon is not None:
+            self.ads.on_position(fix.lat, fix.lon, accuracy_from_hdop(fix.hdop))
 
     def on_desired(self, payload: bytes) -> None:
         outcome = evaluate(self.outcome.applied, payload, self.bus_id)
@@ -99,7 +182,60 @@ class Agent:
             self.applied_store.save(outcome.applied)
             log.info("desired state version %d applied", outcome.applied.version)
         self.outcome = outcome
+        if self.display:
+            self.display.apply_desired(outcome.applied)
+        if self.ads:
+            self.ads.offer(outcome.applied)
+        self._journey_assign()
         self.link.set_reported(self._reported_payload())
+
+    # -- journey --------------------------------------------------------------------------
+    async def _load_journey(self) -> None:
+        """Read the GTFS feed once, in a thread (it takes seconds); unreadable: no tracking,
+        the rest of the agent runs on."""
+        path = self.config.journey.gtfs
+        try:
+            feed = await asyncio.to_thread(read_feed, path)
+        except (OSError, GtfsError) as exc:
+            log.error("journey tracking off: cannot read the GTFS feed %s: %s", path, exc)
+            return
+        self.journey = JourneyRuntime(feed)
+        self._journey_assign()
+
+    def _journey_assign(self) -> None:
+        applied = self.outcome.applied
+        if self.journey is not None:
+            assignment = applied.assignment if applied else None
+            self.journey.assign(assignment, applied.diversions if applied else (), time.time())
+
+    def _track(self, record: TelemetryRecord) -> None:
+        """One sample into the journey tracker; its events into the outbox, its view on the
+        display, and the reported state republished at stop granularity."""
+        journey = self.journey
+        if journey is None:
+            return
+        veh = self.can.state if self.can and self.can.frames else None
+        result = journey.update(
+            record.t,
+            record.pos,
+            doors_open=veh.doors_open if veh else None,
+            stop_requested=veh.stop_request if veh else None,
+        )
+        for e in result.events:
+            self.record_event(e.kind, e.data(), severity=e.severity, t=e.t)
+        state = journey.state
+        if self.display:
+            requested = state.stop_requested if state else None
+            self.display.update(journey=journey.view(), diversion=journey.notice())
+            if requested is not None:
+                self.display.update(stop_requested=requested)
+        if self.driver:
+            plan = journey.tracker.plan if journey.tracker else None
+            self.driver.apply_journey(state, plan, notice=journey.notice(), detour=journey.detour)
+        if self.ads and state is not None:
+            self.ads.set_journey(state.route_id, state.stop_id)
+        if result.republish:
+            self.link.set_reported(self._reported_payload())
 
     def _on_vehicle_event(self, event: VehicleEvent) -> None:
         data: dict[str, Scalar] = {}
@@ -157,7 +293,10 @@ class Agent:
         }
 
     def _reported_payload(self) -> bytes:
-        return codec.encode(reported(self.outcome, self.bus_id, self.counters()))
+        state = reported(self.outcome, self.bus_id, self.counters())
+        if self.journey is not None:
+            state = msgspec.structs.replace(state, journey=self.journey.status())
+        return codec.encode(state)
 
     def sample(self) -> TelemetryRecord:
         """The record for this interval: the position (a good fix, or dead reckoning while
@@ -187,6 +326,9 @@ class Agent:
             next_at += interval
             await asyncio.sleep(max(0.0, next_at - time.monotonic()))
             record = self.sample()
+            self._track(record)
+            if self.display:
+                self.display.update(online=self.link.connected.is_set())
             if record.pos is None and record.veh is None:
                 continue
             self.outbox.append("telemetry", codec.encode(record))
@@ -225,6 +367,16 @@ class Agent:
                     tasks.append(tg.create_task(self.gps.run(), name="gps"))
                 if self.can:
                     tasks.append(tg.create_task(self.can.run(), name="can"))
+                if self.display:
+                    tasks.append(tg.create_task(self.display.run(), name="display"))
+                if self.driver:
+                    tasks.append(tg.create_task(self.driver.run(), name="driver"))
+                if self.portal:
+                    tasks.append(tg.create_task(self.portal.run(), name="portal"))
+                if self.ads:
+                    tasks.append(tg.create_task(self.ads.run(), name="ads"))
+                if self.config.journey.gtfs and self.journey is None:  # None: not given already
+                    tasks.append(tg.create_task(self._load_journey(), name="journey-feed"))
                 await self.restart_requested.wait()
                 await self._drain_acks()
                 log.info("restarting on command")

@@ -74,6 +74,66 @@ class OutboxSection:
 
 
 @dataclass(frozen=True, slots=True)
+class AdsSection:
+    enabled: bool = True  # play the playlist central assigns (onboard/ads/)
+    budget_mb: float = 2000.0  # disk budget of the media cache; unused media go first
+    lookahead_days: int = 2  # a playlist is switched to only with the media for these days
+    media_url: str = ""  # empty: the playlist's (central.media_url); set: this one wins
+    record_location: bool = False  # coordinates in proof-of-play records
+    max_accuracy_m: float = 50.0  # fixes less accurate than this do not move geo-fences
+
+
+@dataclass(frozen=True, slots=True)
+class DisplaySection:
+    enabled: bool = True  # the passenger display pages (onboard/display/)
+    host: str = "127.0.0.1"  # the screens' network: the kiosk browsers connect here
+    port: int = 8090  # 0: any free port; not 8080, central's HTTP default on a dev machine
+
+
+@dataclass(frozen=True, slots=True)
+class DriverSection:
+    enabled: bool = True  # the driver's terminal in the cab (onboard/driver/)
+    host: str = "127.0.0.1"  # the cab screen's network; never the passengers'
+    port: int = 8091  # 0: any free port
+
+
+@dataclass(frozen=True, slots=True)
+class PortalSection:
+    """The passenger Wi-Fi captive portal (onboard/portal/); deploy/README.md explains each key."""
+
+    enabled: bool = False
+    listen_host: str = "0.0.0.0"
+    listen_port: int = 8480  # passengers' TCP 80 is redirected here
+    address: str = "10.42.0.1"  # the bus on the passenger network (IPv4): http://address/
+    hostname: str = ""  # a DNS name for the portal (needed for TLS); empty: the address
+    firewall: str = "null"  # null (development: nothing enforced) | nftables
+    passenger_if: str = "wlan0"
+    uplink_if: str = "wwan0"  # passengers are masqueraded out of it; empty: no NAT here
+    nft_table: str = "busfleet_portal"
+    nft_template: str = ""  # empty: deploy/nftables/portal.nft of this installation's source
+    walled_garden: str = ""  # comma-separated IPv4 addresses/networks open before acceptance
+    blocked: str = ""  # comma-separated IPv4 addresses/networks passengers never reach
+    prelogin_idle_s: float = 600.0
+    idle_s: float = 1800.0  # 0: no idle timeout
+    session_s: float = 14400.0
+    rate_kbytes: int = 0  # per client and direction, kB/s; 0: unlimited
+    volume_mb: float = 0.0  # per session; 0: unlimited
+    max_clients: int = 100
+    feedback_per_hour: int = 5  # per client
+    operator: str = ""  # named on the terms page
+    sync_every_s: float = 5.0  # firewall counters read and timeouts checked this often
+    stats_every_s: float = 900.0  # aggregate statistics to central this often
+    tls_port: int = 8443  # HTTPS for the RFC 8908 API when tls_cert is set
+    tls_cert: str = ""
+    tls_key: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class JourneySection:
+    gtfs: str = ""  # the GTFS feed (zip or folder) to track trips on; empty: no journey tracking
+
+
+@dataclass(frozen=True, slots=True)
 class AgentConfig:
     bus: BusSection = field(default_factory=BusSection)
     mqtt: MqttSection = field(default_factory=MqttSection)
@@ -81,6 +141,11 @@ class AgentConfig:
     can: CanSection = field(default_factory=CanSection)
     telemetry: TelemetrySection = field(default_factory=TelemetrySection)
     outbox: OutboxSection = field(default_factory=OutboxSection)
+    ads: AdsSection = field(default_factory=AdsSection)
+    display: DisplaySection = field(default_factory=DisplaySection)
+    driver: DriverSection = field(default_factory=DriverSection)
+    portal: PortalSection = field(default_factory=PortalSection)
+    journey: JourneySection = field(default_factory=JourneySection)
 
     @property
     def mqtt_username(self) -> str:
@@ -129,6 +194,11 @@ def parse_config(text: str, path: str = "<string>") -> AgentConfig:
         can=_section(CanSection, raw.get("can"), "can", path),
         telemetry=_section(TelemetrySection, raw.get("telemetry"), "telemetry", path),
         outbox=_section(OutboxSection, raw.get("outbox"), "outbox", path),
+        ads=_section(AdsSection, raw.get("ads"), "ads", path),
+        display=_section(DisplaySection, raw.get("display"), "display", path),
+        driver=_section(DriverSection, raw.get("driver"), "driver", path),
+        portal=_section(PortalSection, raw.get("portal"), "portal", path),
+        journey=_section(JourneySection, raw.get("journey"), "journey", path),
     )
     if not valid_bus_id(config.bus.id):
         raise ConfigError(
@@ -143,6 +213,10 @@ def parse_config(text: str, path: str = "<string>") -> AgentConfig:
     if config.can.interface not in ("socketcan", "virtual", "none"):
         raise ConfigError(
             f"can.interface {config.can.interface!r} unknown", path=path, key="can.interface"
+        )
+    if config.portal.firewall not in ("null", "nftables"):
+        raise ConfigError(
+            f"portal.firewall {config.portal.firewall!r} unknown", path=path, key="portal.firewall"
         )
     return config
 

@@ -9,9 +9,13 @@ import msgspec
 from protocols.errors import CodecError
 from protocols.schemas import (
     SCHEMA_VERSION,
+    Alarm,
     CentralStats,
     Command,
     DesiredState,
+    DispatchReply,
+    DispatchRequest,
+    Diversion,
     Event,
     EventBatch,
     FleetEntry,
@@ -42,6 +46,10 @@ _decoders: dict[type[Any], msgspec.json.Decoder[Any]] = {
         ReportedState,
         FleetEntry,
         CentralStats,
+        Alarm,
+        DispatchRequest,
+        DispatchReply,
+        Diversion,  # central stores each as sent (central/diversions.py)
     )
 }
 

@@ -5,9 +5,10 @@ small edge that reads a zip archive or a folder into that mapping. Anything that
 follow GTFS raises `GtfsError` carrying the file, line and field at fault.
 
 What is read, and how leniently: the four required files (routes, trips, stops, stop_times)
-plus shapes.txt and the agency's timezone if present. Calendars are not read here (the central
-importer extends this module). Intermediate stop times left empty (allowed by GTFS for
-non-timepoints) are interpolated by straight-line distance between the timed neighbours.
+plus shapes.txt, the agency's timezone and the service calendar (calendar.txt and/or
+calendar_dates.txt, `protocols.gtfs_calendar`) if present. Intermediate stop times left empty
+(allowed by GTFS for non-timepoints) are interpolated by straight-line distance between the
+timed neighbours. Central's importer checks whole feeds with `protocols.gtfs_check`.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 
 from protocols.errors import GtfsError
 from protocols.geo import Polyline, haversine_m, match_along
+from protocols.gtfs_calendar import ServiceCalendar, parse_services
 from protocols.gtfs_csv import Rows, parse_time
 
 __all__ = [
@@ -36,7 +38,7 @@ __all__ = [
 ]
 
 REQUIRED_FILES = ("routes.txt", "trips.txt", "stops.txt", "stop_times.txt")
-OPTIONAL_FILES = ("shapes.txt", "agency.txt")
+OPTIONAL_FILES = ("shapes.txt", "agency.txt", "calendar.txt", "calendar_dates.txt")
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,11 +101,13 @@ class Feed:
         shapes: dict[str, list[tuple[float, float]]],
         stop_times: dict[str, list[StopTime]],
         timezone: str | None = None,
+        services: ServiceCalendar | None = None,
     ) -> None:
         self.routes = routes
         self.stops = stops
         self.trips = trips
         self.timezone = timezone
+        self.services = services  # which service_ids run on a day; None: no calendar files
         self._shapes = shapes
         self._stop_times = stop_times
         # Trips of one pattern share shape and stops: match them once.
@@ -182,6 +186,9 @@ def parse_feed(files: Mapping[str, str]) -> Feed:
         for _, row in Rows("agency.txt", files["agency.txt"], ()):
             timezone = row.get("agency_timezone") or None
             break
+    services = None
+    if "calendar.txt" in files or "calendar_dates.txt" in files:
+        services = parse_services(files.get("calendar.txt"), files.get("calendar_dates.txt"))
     return Feed(
         routes=routes,
         stops=stops,
@@ -189,6 +196,7 @@ def parse_feed(files: Mapping[str, str]) -> Feed:
         shapes=shapes or {},
         stop_times=stop_times,
         timezone=timezone,
+        services=services,
     )
 
 

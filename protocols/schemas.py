@@ -11,6 +11,7 @@ from typing import Annotated
 
 import msgspec
 
+from protocols.ads import Playlist
 from protocols.topics import BUS_ID_PATTERN
 
 SCHEMA_VERSION = 1
@@ -129,7 +130,40 @@ class PassengerMessage(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=
     text_en: str = ""
     priority: int = 0
     valid_from: float | None = None
+    valid_to: float | None = None  # the bus stops showing it then, even before central drops it
+    # Why this bus got it: "all", "route:R" or "bus:B" (central/messages.py). A display may
+    # show route messages only while on that route.
+    target: str = "all"
+
+
+class TempStop(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """A stop served only during a diversion; its id is made up by central (not in GTFS)."""
+
+    id: str
+    name: str
+    lat: Lat
+    lon: Lon
+
+
+class Diversion(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """A route (or some of its trips) diverted for a while (central/diversions.py).
+
+    `path` is the detour in driving order: it replaces the trip's shape between the points
+    nearest its first and its last coordinate (reversed for trips running the other way);
+    empty: the shape stays and only stops are skipped. The bus applies it from `valid_from`
+    to `valid_to` by its own clock, so the timetable comes back on time even offline.
+    """
+
+    id: str
+    route_id: str
+    trips: list[str] = msgspec.field(default_factory=list)  # empty: every trip of the route
+    skip: list[str] = msgspec.field(default_factory=list)  # GTFS stop_ids not served
+    temp_stops: list[TempStop] = msgspec.field(default_factory=list)
+    path: list[tuple[Lat, Lon]] = msgspec.field(default_factory=list)
+    valid_from: float | None = None
     valid_to: float | None = None
+    notice_de: str = ""
+    notice_en: str = ""
 
 
 class DesiredState(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
@@ -140,8 +174,12 @@ class DesiredState(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True
     version: int
     assignment: Assignment | None = None
     playlist: str | None = None  # playlist id (the advertising issue fills in the details)
+    # The playlist document itself, carried here so that it is versioned and validated with
+    # the rest (see protocols/ads.py); its media come over HTTP.
+    ads: Playlist | None = None
     messages: list[PassengerMessage] = msgspec.field(default_factory=list)
     config: dict[str, str | int | float | bool] = msgspec.field(default_factory=dict)
+    diversions: list[Diversion] = msgspec.field(default_factory=list)  # of the bus's routes
 
 
 class ReportedState(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
@@ -158,6 +196,28 @@ class ReportedState(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=Tru
     rejected_version: int | None = None  # a newer desired version the bus refused
     error: str | None = None  # why it refused it
     counters: dict[str, int] = msgspec.field(default_factory=dict)  # rejected inputs etc.
+    journey: JourneyStatus | None = None  # where on its trip the bus is, how late
+
+
+class JourneyStatus(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """Where the bus is on its trip, as its journey tracker sees it (for GTFS-Realtime).
+
+    Carried in the reported state, republished when it changes at stop granularity (a stop
+    reached or left, another trip, the delay changed by 30 s or more), never at telemetry
+    rate: retained, so a restarted central has it at once, and no change to the telemetry
+    codec. Central also falls back on the bus's journey events (arrived/departed/passed).
+    """
+
+    t: float  # when this was true
+    trip_id: str
+    route_id: str | None = None
+    start_date: str | None = None  # the trip's service day, YYYYMMDD
+    stop_id: str | None = None  # the stop the bus stands at (at_stop) or drives to next
+    stop_sequence: int | None = None  # its GTFS stop_sequence
+    at_stop: bool = False
+    delay_s: int | None = None  # positive: late; None: not known yet
+    finished: bool = False  # the trip is done; the next one has not started
+    diversions: list[str] = msgspec.field(default_factory=list)  # ids applied to the trip now
 
 
 class FleetEntry(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
@@ -177,9 +237,64 @@ class FleetEntry(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     desired_version: int = 0
     reported_version: int = 0
     records: int = 0
+    stop_id: str | None = None  # the journey's next stop (or the one the bus stands at)
+    delay_s: int | None = None  # the journey's delay, positive: late
+    wifi_clients: int | None = None  # passengers on the bus Wi-Fi, from its portal statistics
 
 
 class CentralStats(msgspec.Struct, frozen=True, kw_only=True):
     v: int = SCHEMA_VERSION
     t: float
     counters: dict[str, int]
+
+
+class Alarm(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """An alarm central raised (central/alarms.py), retained on its own topic for dashboards.
+
+    `state`: active, acked (still active, a dispatcher took it), cleared (over, nobody
+    acknowledged it yet) or closed (over and acknowledged). `subject` tells alarms of one
+    kind on one bus apart (a DTC's "spn/fmi").
+    """
+
+    v: int = SCHEMA_VERSION
+    id: str
+    bus: BusId
+    kind: str
+    severity: int  # as Event.severity: 2 warning, 3 alarm, 4 emergency
+    state: str
+    raised_t: float
+    t: float  # the last change
+    subject: str = ""
+    text: str = ""
+    lat: Lat | None = None
+    lon: Lon | None = None
+    cleared_t: float | None = None
+    acked_by: str | None = None
+    ack_note: str | None = None
+    ack_t: float | None = None
+
+
+class DispatchRequest(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """A dispatcher's request to central (acknowledge an alarm, assign a bus, ...).
+
+    The dispatcher is the topic's user level; central answers on the reply topic with the
+    same `id` (central/dispatch.py lists the actions and their arguments).
+    """
+
+    v: int = SCHEMA_VERSION
+    id: str
+    action: str
+    t: float
+    args: dict[str, Scalar] = msgspec.field(default_factory=dict)
+
+
+class DispatchReply(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """Central's answer: ok or an error for people, scalar results and named tables."""
+
+    v: int = SCHEMA_VERSION
+    id: str
+    ok: bool
+    t: float
+    error: str = ""
+    result: dict[str, Scalar] = msgspec.field(default_factory=dict)
+    tables: dict[str, list[dict[str, Scalar]]] = msgspec.field(default_factory=dict)

@@ -10,6 +10,9 @@
     busfleet/v1/bus/{bus}/stored           central -> bus, which sequence numbers are stored
     busfleet/v1/fleet/{bus}                central -> dashboards, retained fleet view of a bus
     busfleet/v1/central/stats              central -> dashboards, counters
+    busfleet/v1/alarms/{id}                central -> dashboards, retained alarm (empty: gone)
+    busfleet/v1/dispatch/{user}/request    dashboard -> central, a dispatcher's request
+    busfleet/v1/dispatch/{user}/reply      central -> dashboard, the answer to it
 
 Every bus topic has the bus id as its fourth level so that a broker ACL `pattern` rule with
 `%u` confines a bus to its own subtree.
@@ -111,6 +114,58 @@ def fleet(bus_id: str) -> str:
 
 def central_stats() -> str:
     return f"{ROOT}/central/stats"
+
+
+# Alarm ids are made by central (central/alarm_center.py); dispatcher names are chosen by
+# the dashboard (`central dash --name`): both become one topic level, like bus ids.
+_LEVEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+
+
+def _level(value: str, what: str) -> str:
+    if _LEVEL.fullmatch(value) is None:
+        raise TopicError(f"invalid {what} {value!r}: use 1-64 of A-Z a-z 0-9 _ . -")
+    return value
+
+
+def alarm(alarm_id: str) -> str:
+    return f"{ROOT}/alarms/{_level(alarm_id, 'alarm id')}"
+
+
+def all_alarms() -> str:
+    return f"{ROOT}/alarms/+"
+
+
+def alarm_id(topic: str) -> str:
+    """The alarm id of an alarm topic; TopicError for any other topic."""
+    prefix = f"{ROOT}/alarms/"
+    if not topic.startswith(prefix):
+        raise TopicError(f"not an alarm topic: {topic!r}")
+    return _level(topic[len(prefix) :], "alarm id")
+
+
+def check_user(user: str) -> str:
+    """Return `user` if it may name a dispatcher in a topic, else raise TopicError."""
+    return _level(user, "dispatcher name")
+
+
+def dispatch_request(user: str) -> str:
+    return f"{ROOT}/dispatch/{check_user(user)}/request"
+
+
+def dispatch_reply(user: str) -> str:
+    return f"{ROOT}/dispatch/{check_user(user)}/reply"
+
+
+def all_dispatch_requests() -> str:
+    return f"{ROOT}/dispatch/+/request"
+
+
+def dispatch_user(topic: str) -> str:
+    """The dispatcher of a request topic; TopicError for any other topic."""
+    prefix, suffix = f"{ROOT}/dispatch/", "/request"
+    if not (topic.startswith(prefix) and topic.endswith(suffix)):
+        raise TopicError(f"not a dispatch request topic: {topic!r}")
+    return check_user(topic[len(prefix) : -len(suffix)])
 
 
 def all_buses(kind: Kind) -> str:

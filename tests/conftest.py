@@ -6,8 +6,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from busfleet.broker import Broker, run_mosquitto
+
+# These machines are shared and noisy: a slow example is not a failure (no timing asserts).
+settings.register_profile("busfleet", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("busfleet")
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = REPO / "data"

@@ -38,7 +38,7 @@ from tests.test_deploy_files import DOWNLINK, UPLINK
 
 pytestmark = pytest.mark.skipif(mosquitto_path() is None, reason="mosquitto is not installed")
 
-WAIT = 15.0  # generous: a busy CI machine is slow, a missing message is a failure anyway
+WAIT = 45.0  # generous: a busy CI machine is slow, a missing message is a failure anyway
 NOT_AUTHORIZED = 0x87
 ACCEPTED = {0x00, 0x10}  # success; "no matching subscribers" (also a success in MQTT 5)
 # A bad password: mosquitto 2.0.11 answers "not authorized" (0x87), other versions may say
@@ -292,6 +292,25 @@ def test_a_dispatcher_reads_the_fleet_view_presence_and_reported_state_only(
     payloads = {p for _, p in got}
     assert {b"presence", b"reported", b"fleet", b"stats"} <= payloads
     assert not payloads & {b"telemetry", b"command"}
+
+
+def test_a_dispatcher_asks_central_and_reads_alarms_and_answers_but_forges_neither(
+    connect: Connect,
+) -> None:
+    central = connect("central")
+    central.subscribe(topics.all_dispatch_requests())
+    dispatcher = connect("dispatcher", client_id="dash-2")
+    dispatcher.subscribe(topics.all_alarms(), topics.dispatch_reply("alice"))
+    assert dispatcher.publish(topics.alarm("a-1"), b"forged") == NOT_AUTHORIZED
+    assert dispatcher.publish(topics.dispatch_reply("alice"), b"forged") == NOT_AUTHORIZED
+    assert dispatcher.publish(topics.dispatch_request("alice"), b"request") in ACCEPTED
+    central.until(topics.dispatch_request("alice"), b"request")
+    assert central.publish(topics.alarm("a-1"), b"alarm", retain=True) in ACCEPTED
+    assert central.publish(topics.dispatch_reply("alice"), b"reply") in ACCEPTED
+    got = dispatcher.until(topics.dispatch_reply("alice"), b"reply")
+    assert (topics.alarm("a-1"), b"alarm") in got
+    assert not [m for m in got if m[1] == b"forged"]
+    assert central.publish(topics.alarm("a-1"), b"", retain=True) in ACCEPTED  # tidy up
 
 
 def test_central_ingest_workers_share_one_subscription(connect: Connect) -> None:

@@ -138,14 +138,25 @@ def test_central_reads_every_bus_topic_and_writes_the_downlink_ones() -> None:
     assert grants(central, "write", topics.central_stats())
 
 
-def test_dispatchers_read_the_fleet_view_and_write_nothing() -> None:
+def test_dispatchers_read_the_fleet_view_and_write_only_requests_to_central() -> None:
     dispatcher = parse_acl(ACL)["dispatcher"]
-    assert not [rule for rule in dispatcher if rule[0] in ("write", "readwrite")]
+    writes = [rule for rule in dispatcher if rule[0] in ("write", "readwrite")]
+    assert writes == [("write", topics.all_dispatch_requests())]
+    for kind in PER_BUS:
+        assert not grants(dispatcher, "write", topics.bus_topic("bus-7", kind)), kind
+    assert not grants(dispatcher, "write", topics.alarm("a-1"))
+    assert not grants(dispatcher, "write", topics.dispatch_reply("alice"))
+    central = parse_acl(ACL)["central"]
+    assert grants(central, "read", topics.dispatch_request("alice"))
+    assert grants(central, "write", topics.dispatch_reply("alice"))
+    assert grants(central, "write", topics.alarm("a-1"))
     for topic in (
         topics.fleet("bus-7"),
         topics.central_stats(),
         topics.presence("bus-7"),
         topics.reported("bus-7"),
+        topics.alarm("a-1"),
+        topics.dispatch_reply("alice"),
     ):
         assert grants(dispatcher, "read", topic), topic
     for kind in (topics.Kind.TELEMETRY, topics.Kind.DESIRED, topics.Kind.COMMAND):

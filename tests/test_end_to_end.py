@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import signal
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +20,9 @@ from busfleet.demo import Fleet, pick_trips, spawn_bus, start_fleet
 from busfleet.simbus import DEFAULT_GTFS
 from central.assign import assign
 from central.config import CentralConfig
-from protocols.schemas import Assignment
+from protocols import codec
+from protocols.gtfs import read_feed
+from protocols.schemas import Assignment, JourneyStatus, ReportedState
 from tests.fleet_helpers import FleetWatcher, Truth, rows, wait_for
 
 BUSES = ("bus-01", "bus-02", "bus-03")
@@ -83,7 +86,7 @@ def test_an_assignment_reaches_the_bus_and_comes_back_as_reported_state(
     wait_for(lambda: "bus-01" in watcher.online(), 60, "bus-01 online")
     config = dataclasses.replace(
         CentralConfig(),
-        db=str(fleet.workdir / "assign.sqlite"),
+        db=str(fleet.db),
         mqtt_host=fleet.broker.host,
         mqtt_port=fleet.broker.port,
     )
@@ -96,6 +99,28 @@ def test_an_assignment_reaches_the_bus_and_comes_back_as_reported_state(
     )
     assert entry.trip_id == trip
     assert entry.desired_version == version
+
+
+def _reported_journey(fleet: Fleet, bus: str) -> JourneyStatus | None:
+    found = rows(fleet.db, "SELECT body FROM reported WHERE bus = ?", bus)
+    if not found:
+        return None
+    journey = codec.decode(ReportedState, bytes(found[0][0])).journey
+    return journey if journey is not None and journey.stop_id else None
+
+
+def test_each_bus_tracks_the_trip_dispatch_assigned_and_reports_its_next_stop(
+    fleet: Fleet,
+) -> None:
+    # bus-01 may be reassigned by another test: the two others drive what the demo assigned.
+    feed = read_feed(DEFAULT_GTFS)
+    for bus, trip in zip(BUSES[1:], pick_trips(DEFAULT_GTFS, 3)[1:], strict=True):
+        journey = wait_for(functools.partial(_reported_journey, fleet, bus), 60, f"{bus} journey")
+        assert journey is not None and journey.trip_id == trip
+        assert journey.route_id == feed.trips[trip].route_id
+        assert journey.stop_id in {c.stop_id for c in feed.stop_times(trip)}
+        assert journey.start_date is not None and len(journey.start_date) == 8
+        assert not journey.finished
 
 
 def test_a_killed_agent_is_marked_offline_by_its_last_will(
@@ -140,17 +165,17 @@ async def test_the_dashboard_shows_the_live_fleet_with_rows_that_update(
                 await pilot.pause(0.2)
             raise AssertionError(
                 f"dashboard: timed out waiting for {what} ({app.updates} updates, "
-                f"link {app.sub_title!r}, rows {[k.value for k in table.rows]})"
+                f"link {app.sub_title!r}, rows {table.row_keys()})"
             )
 
-        await until(lambda: set(BUSES) <= {k.value for k in table.rows}, "three bus rows")
-        before = {b: table.get_row(b) for b in BUSES}
+        await until(lambda: set(BUSES) <= set(table.row_keys()), "three bus rows")
+        before = {b: table.cell(b, "records") for b in BUSES}
         await until(
-            lambda: all(table.get_row(b)[8] != before[b][8] for b in BUSES),
+            lambda: all(table.cell(b, "records") != before[b] for b in BUSES),
             "the record counts of all three rows to change",
         )
-        assert all(table.get_row(b)[1] == "online" for b in BUSES)
-        assert all(table.get_row(b)[6] for b in BUSES), "every row shows a position"
+        assert all(table.cell(b, "status") == "online" for b in BUSES)
+        assert all(table.cell(b, "position") for b in BUSES), "every row shows a position"
         await pilot.press("down")
         assert table.cursor_row == 1
         app.save_screenshot(str(output_dir / "dashboard.svg"))

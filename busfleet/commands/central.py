@@ -42,14 +42,25 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="share the ingest with other workers of this group (MQTT 5 shared subscription)",
     )
     serve.add_argument("--client-id", help="MQTT client id (each worker needs its own)")
+    serve.add_argument(
+        "--http-port",
+        type=int,
+        help="HTTP port (GTFS-Realtime, media, /healthz); 0 = none (overrides the config)",
+    )
     serve.set_defaults(func=serve_cmd)
 
     dash = csub.add_parser(
         "dash",
         help="the dispatcher dashboard (Textual)",
-        description="Open the dispatcher dashboard: the fleet live. Keys: arrows move, q quits.",
+        description="Open the dispatcher dashboard: the fleet, alarms, a map, reports; assign "
+        "buses, playlists and messages, send commands. Keys: ? lists every key, ctrl+p opens "
+        "the command palette, q quits.",
     )
     _connection_args(dash)
+    dash.add_argument(
+        "--name",
+        help="the dispatcher's name, recorded with acknowledgements (default: the login name)",
+    )
     dash.set_defaults(func=dash_cmd)
 
     assign = csub.add_parser(
@@ -98,6 +109,22 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     commands.add_argument("--bus", help="only this bus")
     commands.set_defaults(func=commands_cmd)
 
+    from busfleet.commands import ads  # advertising: media, playlist, report
+
+    ads.register_central(csub, _connection_args)
+
+    from busfleet.commands import dispatch  # timetable import, passenger messages
+
+    dispatch.register_central(csub, _connection_args)
+
+    from busfleet.commands import divert  # diversions of a route
+
+    divert.register_central(csub, _connection_args)
+
+    from busfleet.commands import driver  # messages to drivers, their answers and alarms
+
+    driver.register_central(csub, _connection_args)
+
 
 def config_from(args: argparse.Namespace) -> CentralConfig:
     import dataclasses
@@ -131,7 +158,11 @@ def serve_cmd(args: argparse.Namespace) -> int:
     setup_logging("central", args.log_level)
     if args.client_id:
         config = dataclasses.replace(config, client_id=args.client_id)
-    run_service(CentralService(config, group=args.group).run())
+    if args.http_port is not None:
+        config = dataclasses.replace(config, http_port=args.http_port)
+    from busfleet.central_serve import serve  # with message expiry and the HTTP server
+
+    run_service(serve(config, CentralService(config, group=args.group).run()))
     return 0
 
 
@@ -143,12 +174,22 @@ def dash_cmd(args: argparse.Namespace) -> int:
     config = config_from(args)
     if args.mqtt_username is None and not args.config:
         config = dataclasses.replace(config, mqtt_username="dispatcher")
-    create_app(config).run()
+    create_app(config, user=dispatcher_name(args.name)).run()
     return 0
 
 
+def dispatcher_name(name: str | None) -> str:
+    """A dispatcher name usable as a topic level: the given one, else the login name."""
+    import getpass
+    import re
+
+    raw = name or getpass.getuser() or "dispatcher"
+    clean = re.sub(r"[^A-Za-z0-9_.-]", "-", raw).strip("-._")[:64]
+    return clean or "dispatcher"
+
+
 def assign_cmd(args: argparse.Namespace) -> int:
-    from central.assign import assign
+    from central.assign import AssignmentError, assign
     from protocols.errors import TopicError
     from protocols.schemas import Assignment
 
@@ -164,7 +205,7 @@ def assign_cmd(args: argparse.Namespace) -> int:
                 Assignment(trip_id=args.trip, block_id=args.block, route_id=args.route),
             )
         )
-    except TopicError as exc:
+    except (TopicError, AssignmentError) as exc:
         print(f"busfleet central assign: {exc}", file=sys.stderr)
         return 2
     print(f"{args.bus}: desired state version {version} published")

@@ -1,117 +1,376 @@
-"""The dispatcher dashboard (Textual). MQTT runs in a worker that only posts messages."""
+"""The dispatcher dashboard (Textual): the fleet, alarms, a map, reports; act in a few keys.
+
+Several dashboards may run at once. Each follows central's retained state over MQTT (fleet
+entries, alarms) and asks central for everything else with dispatch requests (central/
+dispatch.py): acknowledging an alarm, assigning a bus, a passenger message, a command, a bus's
+detail, reports. A dashboard needs no database and never writes a bus topic, and each sees the
+others' actions because central publishes their outcome to all (the acknowledged alarm, the
+bus's new desired and reported state).
+"""
 
 from __future__ import annotations
 
 import asyncio
-import logging
+import time
 import uuid
-from typing import ClassVar
+from collections.abc import Awaitable, Callable
+from typing import Any, ClassVar
 
 import aiomqtt
 from textual.app import App
 from textual.binding import Binding, BindingType
-from textual.message import Message
+from textual.notifications import SeverityLevel
+from textual.reactive import reactive
 
-from central import mqtt
 from central.config import CentralConfig
+from central.dashboard.commands import DispatchCommands
+from central.dashboard.link import Link, NotConnected
+from central.dashboard.messages import FleetUpdated, LinkStatus, ReplyReceived
+from central.dashboard.screens.alarms import AlarmsScreen
+from central.dashboard.screens.bus_detail import BusDetailScreen
 from central.dashboard.screens.fleet import FleetScreen
-from central.dashboard.state import apply
-from protocols import codec, topics
-from protocols.errors import ProtocolError
-from protocols.schemas import CentralStats, FleetEntry
+from central.dashboard.screens.form import Field, FormScreen
+from central.dashboard.screens.help import HelpScreen
+from central.dashboard.screens.map import MapScreen
+from central.dashboard.screens.media import MediaScreen
+from central.dashboard.screens.reports import ReportsScreen
+from central.dashboard.state import UNACKED, apply, apply_alarms, per_bus
+from central.dashboard.widgets.alarm_table import AlarmTable
+from central.dashboard.widgets.braille_map import BrailleMap
+from central.dashboard.widgets.fleet_table import FleetTable
+from protocols.schemas import (
+    Alarm,
+    CentralStats,
+    DispatchReply,
+    DispatchRequest,
+    FleetEntry,
+    Scalar,
+)
 
-log = logging.getLogger("busfleet.central.dashboard")
+REQUEST_TIMEOUT_S = 15.0  # a GTFS import takes a few seconds; beyond this, say so
+COMMAND_NAMES = ("announce", "driver_message", "resend", "restart")
 
-COALESCE_S = 0.25  # fleet updates reach the screen at most four times a second
-
-
-class FleetUpdated(Message):
-    def __init__(self, entries: list[FleetEntry], stats: CentralStats | None) -> None:
-        super().__init__()
-        self.entries = entries
-        self.stats = stats
-
-
-class LinkStatus(Message):
-    def __init__(self, text: str) -> None:
-        super().__init__()
-        self.text = text
+Handler = Callable[[DispatchRequest], Awaitable[DispatchReply]]
+Shapes = list[list[tuple[float, float]]]
+Stops = list[tuple[str, str, float, float]]
 
 
 class DashboardApp(App[None]):
     CSS_PATH = "app.tcss"
     TITLE = "busfleet — dispatch"
+    MODES: ClassVar[dict[str, Any]] = {
+        "fleet": FleetScreen,
+        "alarms": AlarmsScreen,
+        "map": MapScreen,
+        "reports": ReportsScreen,
+        "media": MediaScreen,
+    }
+    DEFAULT_MODE = "fleet"
+    COMMANDS = App.COMMANDS | {DispatchCommands}
     BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("1", "switch_mode('fleet')", "Fleet"),
+        Binding("2,a", "switch_mode('alarms')", "Alarms"),
+        Binding("3", "switch_mode('map')", "Map"),
+        Binding("4", "switch_mode('reports')", "Reports"),
+        Binding("5", "switch_mode('media')", "Media"),
+        Binding("n", "new_message", "Message"),
+        Binding("g", "import_gtfs", "Import GTFS", show=False),
+        Binding("question_mark,f1", "help", "Help"),
+        Binding("ctrl+p", "command_palette", "Palette", show=False),
         Binding("q", "quit", "Quit"),
         Binding("ctrl+c", "quit", "Quit", show=False),
     ]
 
-    def __init__(self, config: CentralConfig) -> None:
+    fleet_version: reactive[int] = reactive(0, init=False)
+    alarm_version: reactive[int] = reactive(0, init=False)
+
+    def __init__(
+        self,
+        config: CentralConfig,
+        *,
+        user: str = "dispatcher",
+        connect: bool = True,
+        clock: Callable[[], float] = time.time,
+        handler: Handler | None = None,
+    ) -> None:
         super().__init__()
         self.config = config
+        self.user = user
+        self.connect = connect
+        self.clock = clock
+        self.handler = handler  # without a broker: answers requests (tests, snapshots)
+        self.link = Link(config, user, self.post_message)
         self.fleet: dict[str, FleetEntry] = {}
+        self.alarms: dict[str, Alarm] = {}
+        self.bus_alarms = per_bus({})
         self.stats: CentralStats | None = None
+        self.stop_names: dict[str, str] = {}
+        self.routes: list[str] = []
+        self.playlists: list[str] = []
+        self.link_text = "not connected"
         self.updates = 0  # fleet updates applied (tests watch it)
+        self._pending: dict[str, asyncio.Future[DispatchReply]] = {}
+        self._geometry: tuple[Shapes, Stops] | None = None
+        self._connected_at: float | None = None
 
+    # -- state ------------------------------------------------------------------------------
     def on_mount(self) -> None:
-        self.push_screen(FleetScreen())
-        self.run_worker(self._follow_fleet(), name="mqtt", exclusive=True)
+        self.sub_title = f"{self.user} · connecting…"
+        if self.connect:
+            self.run_worker(self.link.run(), name="mqtt", exclusive=True, group="mqtt")
 
     def on_fleet_updated(self, message: FleetUpdated) -> None:
-        self.fleet = apply(self.fleet, message.entries)
-        if message.stats is not None:
-            self.stats = message.stats
+        self.apply_update(message.entries, message.stats, message.alarms)
+
+    def apply_update(
+        self,
+        entries: list[FleetEntry],
+        stats: CentralStats | None = None,
+        alarms: dict[str, Alarm | None] | None = None,
+    ) -> None:
+        """Take in what central published; screens redraw through the version counters."""
+        if entries:
+            self.fleet = apply(self.fleet, entries)
+        if stats is not None:
+            self.stats = stats
         self.updates += 1
-        screen = self.screen
-        if isinstance(screen, FleetScreen):
-            screen.refresh_fleet(self.fleet, self.stats)
+        if alarms:
+            self._announce(alarms)
+            self.alarms = apply_alarms(self.alarms, alarms)
+            self.bus_alarms = per_bus(self.alarms)
+            self.alarm_version += 1
+        self.fleet_version += 1
+
+    def _announce(self, changes: dict[str, Alarm | None]) -> None:
+        """New alarms are impossible to miss: a toast that stays, and the terminal's bell."""
+        since = self._connected_at or 0.0
+        for alarm_id, a in changes.items():
+            if a is None or alarm_id in self.alarms or a.state not in UNACKED:
+                continue
+            if a.t < since - 5:  # retained on connect: the banner shows them, no fanfare
+                continue
+            severity: SeverityLevel = "error" if a.severity >= 3 else "warning"
+            title = {4: "EMERGENCY", 3: "Alarm"}.get(a.severity, "Warning")
+            self.notify(f"{a.bus}: {a.kind} {a.text}", title=title, severity=severity,
+                        timeout=30 if a.severity >= 3 else 10)  # fmt: skip
+            self.bell()
 
     def on_link_status(self, message: LinkStatus) -> None:
+        self.link_text = message.text
         self.sub_title = message.text
+        if message.connected:
+            self._connected_at = self.clock()
+            self.run_worker(self._load_names(), group="names", exclusive=True)
 
-    async def _follow_fleet(self) -> None:
-        while True:
-            try:
-                identifier = f"dash-{uuid.uuid4().hex[:12]}"  # several dashboards at once
-                async with mqtt.client(self.config, identifier=identifier) as client:
-                    await client.subscribe(topics.all_buses(topics.Kind.FLEET))
-                    await client.subscribe(topics.central_stats())
-                    self.post_message(
-                        LinkStatus(f"{self.config.mqtt_host}:{self.config.mqtt_port}")
-                    )
-                    await self._pump(client)
-            except aiomqtt.MqttError as exc:
-                self.post_message(LinkStatus(f"broker unreachable: {exc}"))
-                await asyncio.sleep(1.0)
+    def on_reply_received(self, message: ReplyReceived) -> None:
+        future = self._pending.get(message.reply.id)
+        if future is not None and not future.done():
+            future.set_result(message.reply)
 
-    async def _pump(self, client: aiomqtt.Client) -> None:
-        pending: dict[str, FleetEntry] = {}
-        stats: CentralStats | None = None
-        loop = asyncio.get_running_loop()
-        flush_at = loop.time() + COALESCE_S
-        messages = aiter(client.messages)
-        while True:
-            try:
-                async with asyncio.timeout(max(0.0, flush_at - loop.time())):
-                    message = await anext(messages)
-                payload = message.payload if isinstance(message.payload, bytes) else b""
-                try:
-                    if message.topic.value == topics.central_stats():
-                        stats = codec.decode(CentralStats, payload)
-                    else:
-                        entry = codec.decode(FleetEntry, payload)
-                        pending[entry.bus] = entry
-                except ProtocolError as exc:
-                    log.warning("ignored a bad fleet message: %s", exc)
-            except TimeoutError:
-                pass
-            if loop.time() >= flush_at:
-                if pending or stats is not None:
-                    self.post_message(FleetUpdated(list(pending.values()), stats))
-                    pending, stats = {}, None
-                flush_at = loop.time() + COALESCE_S
+    async def _load_names(self) -> None:
+        stops = await self.request("list", what="stops")
+        self.stop_names = {str(s["stop_id"]): str(s["name"]) for s in stops.tables.get("stops", [])}
+        routes = await self.request("list", what="routes")
+        self.routes = [str(r["route_id"]) for r in routes.tables.get("routes", [])]
+        playlists = await self.request("list", what="playlists")
+        self.playlists = [str(p["id"]) for p in playlists.tables.get("playlists", [])]
+        self.fleet_version += 1
+
+    async def geometry(self) -> tuple[Shapes, Stops]:
+        """Route shapes and stops for the map, asked for once."""
+        if self._geometry is None:
+            reply = await self.request("list", what="shapes")
+            shapes = [
+                [(float(a), float(b)) for a, _, b in (p.partition(",") for p in points.split(";"))]
+                for points in (str(s["points"]) for s in reply.tables.get("shapes", []))
+                if points
+            ]
+            stops_reply = await self.request("list", what="stops")
+            stops: Stops = [
+                (str(s["stop_id"]), str(s["name"]), float(str(s["lat"])), float(str(s["lon"])))
+                for s in stops_reply.tables.get("stops", [])
+            ]
+            if not reply.ok:
+                return [], []
+            self._geometry = (shapes, stops)
+        return self._geometry
+
+    # -- requests to central ----------------------------------------------------------------
+    async def request(self, action: str, **args: Scalar) -> DispatchReply:
+        """Ask central; the reply, or a refusal saying why there was none."""
+        now = self.clock()
+        request = DispatchRequest(id=uuid.uuid4().hex[:12], action=action, t=now, args=args)
+        if self.handler is not None:
+            return await self.handler(request)
+        future: asyncio.Future[DispatchReply] = asyncio.get_running_loop().create_future()
+        self._pending[request.id] = future
+        try:
+            await self.link.request(request)
+            async with asyncio.timeout(REQUEST_TIMEOUT_S):
+                return await future
+        except (NotConnected, aiomqtt.MqttError) as exc:
+            return DispatchReply(id=request.id, ok=False, t=now, error=str(exc))
+        except TimeoutError:
+            error = f"central did not answer in {REQUEST_TIMEOUT_S:.0f} s"
+            return DispatchReply(id=request.id, ok=False, t=now, error=error)
+        finally:
+            self._pending.pop(request.id, None)
+
+    async def act(self, action: str, done: str, **args: Scalar) -> DispatchReply:
+        """A request whose outcome the dispatcher is told about."""
+        reply = await self.request(action, **args)
+        if reply.ok:
+            self.notify(done.format(**reply.result), title=action)
+        else:
+            self.notify(reply.error, title=f"{action} refused", severity="error", timeout=15)
+        return reply
+
+    def _then(self, run: Callable[[dict[str, str]], Awaitable[object] | None]) -> Any:
+        def done(values: dict[str, str] | None) -> None:
+            if values is not None:
+                result = run(values)
+                if result is not None:
+                    self.run_worker(result, group="act")
+
+        return done
+
+    # -- workflows --------------------------------------------------------------------------
+    def open_bus(self, bus: str | None) -> None:
+        if bus:
+            self.push_screen(BusDetailScreen(bus))
+
+    def show_on_map(self, bus: str | None) -> None:
+        async def show() -> None:
+            await self.switch_mode("map")
+            screen = self.screen
+            if isinstance(screen, MapScreen):
+                screen.focus_bus(bus)
+
+        self.run_worker(show(), group="map")
+
+    def ack(self, alarm_id: str) -> None:
+        a = self.alarms.get(alarm_id)
+        if a is None:
+            return
+        what = f"{a.bus}: {a.kind} {a.subject} {a.text}".strip()
+        form = FormScreen(
+            f"Acknowledge alarm ({a.state})",
+            [Field("note", "Note (what you did)", placeholder="e.g. called the driver")],
+            note=what,
+        )
+        self.push_screen(form, self._then(lambda v: self.act(
+            "ack_alarm", "alarm {alarm} {state}", alarm=alarm_id, note=v["note"])))  # fmt: skip
+
+    def ack_bus(self, bus: str | None) -> None:
+        todo = [a for a in self.alarms.values() if a.bus == bus and a.state in UNACKED]
+        if not todo:
+            self.notify(f"no alarm to acknowledge on {bus}", timeout=3)
+            return
+        self.ack(max(todo, key=lambda a: (a.severity, a.raised_t)).id)
+
+    def assign(self, bus: str | None) -> None:
+        if not self.routes and self.connect:
+            self.run_worker(self._load_names(), group="names", exclusive=True)
+        fields = [
+            Field("bus", "Bus", bus or "", suggestions=sorted(self.fleet)),
+            Field("route", "Route", placeholder="GTFS route_id", suggestions=self.routes),
+            Field("trip", "Trip (optional)", placeholder="GTFS trip_id"),
+            Field("block", "Block (optional)", placeholder="GTFS block_id"),
+        ]
+        self.push_screen(
+            FormScreen("Assign a bus to a route, trip or block", fields),
+            self._then(lambda v: self.act("assign", "{bus}: desired version {version}", **v)),
+        )
+
+    def choose_playlist(self, bus: str | None, playlist: str | None = None) -> None:
+        fields = [
+            Field("bus", "Bus", bus or "", suggestions=sorted(self.fleet)),
+            Field("playlist", "Playlist (empty: no ads)", playlist or "",
+                  suggestions=self.playlists),
+        ]  # fmt: skip
+        self.push_screen(
+            FormScreen("Assign a playlist", fields),
+            self._then(lambda v: self.act("playlist", "{bus}: desired version {version}", **v)),
+        )
+
+    def command(self, bus: str | None) -> None:
+        fields = [
+            Field("bus", "Bus", bus or "", suggestions=sorted(self.fleet)),
+            Field("name", f"Command ({', '.join(COMMAND_NAMES)})", "announce",
+                  suggestions=COMMAND_NAMES),
+            Field("text", "Text (announce, driver_message) or since (resend, unix s)"),
+            Field("ttl_s", "Expires after (s)", "300"),
+        ]  # fmt: skip
+        self.push_screen(FormScreen("Send a command", fields), self._then(self._send_command))
+
+    def _send_command(self, v: dict[str, str]) -> Awaitable[DispatchReply] | None:
+        args: dict[str, Scalar] = {"bus": v["bus"], "name": v["name"].strip()}
+        try:
+            args["ttl_s"] = float(v["ttl_s"] or 300)
+            if args["name"] == "resend":
+                args["arg.since"] = float(v["text"]) if v["text"] else self.clock() - 3600
+            elif v["text"]:
+                args["arg.text"] = v["text"]
+        except ValueError:
+            self.notify("expiry and since are numbers", severity="error")
+            return None
+        return self.act("command", "{bus}: command {id} sent", **args)
+
+    def action_new_message(self, targets: str = "all") -> None:
+        fields = [
+            Field("text_de", "German text (required)"),
+            Field("text_en", "English text"),
+            Field("targets", "Targets: all, route:R, bus:B (comma-separated)", targets),
+            Field("priority", "Priority 0 (normal) .. 9 (urgent)", "0"),
+            Field("minutes", "Valid for (minutes)", "60"),
+        ]
+        self.push_screen(FormScreen("Passenger message", fields), self._then(self._send_message))
+
+    def _send_message(self, v: dict[str, str]) -> Awaitable[DispatchReply] | None:
+        try:
+            priority, minutes = int(v["priority"] or 0), float(v["minutes"] or 60)
+        except ValueError:
+            self.notify("priority and minutes are numbers", severity="error")
+            return None
+        return self.act(
+            "message",
+            "message {id} to {buses} buses",
+            text_de=v["text_de"],
+            text_en=v["text_en"],
+            targets=v["targets"],
+            priority=priority,
+            valid_to=self.clock() + minutes * 60,
+        )
+
+    def action_import_gtfs(self) -> None:
+        fields = [Field("path", "GTFS zip or folder on central's machine")]
+        self.push_screen(
+            FormScreen("Import a GTFS feed (replaces the current timetable)", fields),
+            self._then(lambda v: self.act("import_gtfs", "feed imported", path=v["path"])),
+        )
+
+    def action_help(self) -> None:
+        self.push_screen(HelpScreen(KEY_SCOPES))
 
 
-def create_app(config: CentralConfig) -> DashboardApp:
-    """App factory: the dashboard for the broker and identity in `config`."""
-    return DashboardApp(config)
+KEY_SCOPES: list[tuple[str, type]] = [
+    ("everywhere", DashboardApp),
+    ("fleet", FleetScreen),
+    ("fleet table", FleetTable),
+    ("alarms", AlarmsScreen),
+    ("alarm list", AlarmTable),
+    ("bus detail", BusDetailScreen),
+    ("map", MapScreen),
+    ("map canvas", BrailleMap),
+    ("reports", ReportsScreen),
+    ("media", MediaScreen),
+    ("dialogs", FormScreen),
+    ("help", HelpScreen),
+]
+
+
+def create_app(
+    config: CentralConfig, *, user: str = "dispatcher", connect: bool = True, **kw: Any
+) -> DashboardApp:
+    """App factory: the dashboard for the broker and identity in `config`, as `user`."""
+    return DashboardApp(config, user=user, connect=connect, **kw)

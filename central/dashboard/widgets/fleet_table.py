@@ -1,70 +1,221 @@
-"""The fleet table: one row per bus, updated in place."""
+"""The fleet table: one line per bus, drawn with Textual's line API.
+
+Only the lines on screen are rendered, so 1,000 buses updating at 1 Hz cost a sort and the
+visible lines per refresh, not a widget per cell (toolong's approach). The cursor stays on its
+bus when the rows are re-sorted or filtered; the header stays put when the rows scroll.
+"""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Mapping
+from typing import ClassVar
 
-from textual.widgets import DataTable
+from rich.segment import Segment
+from rich.style import Style
+from textual.binding import Binding, BindingType
+from textual.geometry import Size
+from textual.message import Message
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
 
+from central.dashboard.state import BusAlarms, View, rows
 from protocols.schemas import FleetEntry
 
-COLUMNS = (  # (key, label, width): fixed widths, so rows do not jump as values change
+COLUMNS = (  # (key, label, width): fixed widths, so lines do not jump as values change
+    ("alarm", "Alarm", 16),
     ("bus", "Bus", 10),
-    ("status", "Status", 8),
+    ("status", "Status", 7),
     ("route", "Route", 10),
-    ("trip", "Trip", 36),
-    ("speed", "km/h", 5),
-    ("doors", "Doors", 7),
-    ("position", "Position", 20),
-    ("seen", "Last seen", 10),
+    ("trip", "Trip", 22),
+    ("stop", "Next stop", 22),
+    ("delay", "Delay", 6),
+    ("speed", "km/h", 4),
+    ("doors", "Doors", 6),
+    ("seen", "Seen", 7),
+    ("wifi", "Wi-Fi", 5),
+    ("sync", "State", 12),
     ("records", "Records", 8),
-    ("sync", "State", 18),
+    ("position", "Position", 19),
 )
+KEYS = tuple(c[0] for c in COLUMNS)
+SORTABLE = ("bus", "alarm", "status", "route", "delay", "speed", "seen", "wifi")
+
+HEADER = Style(bold=True, reverse=True)
+CURSOR = Style(reverse=True)
+OFFLINE = Style(dim=True)
+ALARM_STYLES = {4: Style(bold=True, color="white", bgcolor="red"), 3: Style(bold=True, color="red")}
+WARNING = Style(color="yellow")
+ACKED = Style(dim=True)
 
 
-def cells(e: FleetEntry, now: float) -> tuple[str, ...]:
+def _delay(seconds: int | None) -> str:
+    if seconds is None:
+        return ""
+    sign = "+" if seconds >= 0 else "-"
+    m, s = divmod(abs(seconds), 60)
+    return f"{sign}{m}:{s:02d}"
+
+
+def cells(
+    e: FleetEntry, now: float, alarm: BusAlarms | None = None, stop_names: Mapping[str, str] = {}
+) -> tuple[str, ...]:
+    """The texts of one bus's line, in COLUMNS order."""
     speed = "" if e.speed is None else f"{e.speed * 3.6:.0f}"
     doors = {None: "", True: "OPEN", False: "closed"}[e.doors_open]
-    position = "" if e.lat is None or e.lon is None else f"{e.lat:.5f}, {e.lon:.5f}"
-    seen = "" if e.last_seen is None else f"{max(0.0, now - e.last_seen):.0f} s ago"
+    position = "" if e.lat is None or e.lon is None else f"{e.lat:.5f},{e.lon:.5f}"
+    seen = "" if e.last_seen is None else f"{max(0.0, now - e.last_seen):.0f}s"
     sync = (
         f"v{e.reported_version}"
-        if e.desired_version == e.reported_version
-        else f"syncing v{e.reported_version}→v{e.desired_version}"
+        if e.desired_version <= e.reported_version
+        else f"v{e.reported_version}→v{e.desired_version}"
     )
+    stop = stop_names.get(e.stop_id, e.stop_id) if e.stop_id else ""
     return (
+        alarm.label if alarm else "",
         e.bus,
         "online" if e.online else "OFFLINE",
         e.route_id or "",
         e.trip_id or "",
+        stop or "",
+        _delay(e.delay_s),
         speed,
         doors,
-        position,
         seen,
-        str(e.records),
+        "" if e.wifi_clients is None else str(e.wifi_clients),
         sync,
+        str(e.records),
+        position,
     )
 
 
-class FleetTable(DataTable[str]):
-    """Live fleet table; the dispatcher moves with the arrow keys, rows sorted by bus id."""
+class FleetTable(ScrollView, can_focus=True):
+    """Live fleet table; arrows move, enter opens the bus."""
 
-    def on_mount(self) -> None:
-        self.cursor_type = "row"
-        self.zebra_stripes = True
-        for key, label, width in COLUMNS:
-            self.add_column(label, key=key, width=width)
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("up", "move(-1)", "Up", show=False),
+        Binding("down", "move(1)", "Down", show=False),
+        Binding("pageup", "page(-1)", "Page up", show=False),
+        Binding("pagedown", "page(1)", "Page down", show=False),
+        Binding("home", "move(-1000000)", "First", show=False),
+        Binding("end", "move(1000000)", "Last", show=False),
+        Binding("enter", "select", "Open bus"),
+    ]
 
-    def show(self, fleet: dict[str, FleetEntry]) -> None:
-        now = time.time()
-        added = False
-        for bus in sorted(fleet):
-            row = cells(fleet[bus], now)
-            if bus in self.rows:
-                for (key, _, _), value in zip(COLUMNS, row, strict=True):
-                    self.update_cell(bus, key, value)
+    class Selected(Message):
+        def __init__(self, bus: str) -> None:
+            super().__init__()
+            self.bus = bus
+
+    def __init__(self, *, clock: Callable[[], float] = time.time, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.clock = clock
+        self.fleet: Mapping[str, FleetEntry] = {}
+        self.alarms: Mapping[str, BusAlarms] = {}
+        self.stop_names: Mapping[str, str] = {}
+        self.view = View()
+        self._rows: list[str] = []
+        self.cursor_row = 0
+        self.cursor_bus: str | None = None
+
+    # -- data -------------------------------------------------------------------------------
+    def show(
+        self,
+        fleet: Mapping[str, FleetEntry],
+        alarms: Mapping[str, BusAlarms],
+        stop_names: Mapping[str, str] | None = None,
+    ) -> None:
+        self.fleet, self.alarms = fleet, alarms
+        if stop_names is not None:
+            self.stop_names = stop_names
+        self._recompute()
+
+    def set_view(self, view: View) -> None:
+        self.view = view
+        self._recompute()
+
+    def _recompute(self) -> None:
+        self._rows = rows(self.fleet, self.alarms, self.view, self.stop_names)
+        if self.cursor_bus in self.fleet and self.cursor_bus in self._rows:
+            self.cursor_row = self._rows.index(self.cursor_bus)
+        else:
+            self.cursor_row = min(self.cursor_row, max(0, len(self._rows) - 1))
+            self.cursor_bus = self._rows[self.cursor_row] if self._rows else None
+        width = sum(w for _, _, w in COLUMNS) + len(COLUMNS)
+        self.virtual_size = Size(width, len(self._rows) + 1)
+        self.refresh()
+
+    def row_keys(self) -> list[str]:
+        """The buses shown, in order."""
+        return list(self._rows)
+
+    def cell(self, bus: str, key: str) -> str:
+        """The text of one cell as shown now."""
+        return cells(self.fleet[bus], self.clock(), self.alarms.get(bus), self.stop_names)[
+            KEYS.index(key)
+        ]
+
+    # -- keys -------------------------------------------------------------------------------
+    def action_move(self, delta: int) -> None:
+        if not self._rows:
+            return
+        self.cursor_row = max(0, min(len(self._rows) - 1, self.cursor_row + delta))
+        self.cursor_bus = self._rows[self.cursor_row]
+        self._follow_cursor()
+        self.refresh()
+
+    def action_page(self, pages: int) -> None:
+        self.action_move(pages * max(1, self.size.height - 2))
+
+    def action_select(self) -> None:
+        if self.cursor_bus is not None:
+            self.post_message(self.Selected(self.cursor_bus))
+
+    def _follow_cursor(self) -> None:
+        visible = max(1, self.size.height - 1)
+        top = round(self.scroll_offset.y)
+        if self.cursor_row < top:
+            self.scroll_to(y=self.cursor_row, animate=False)
+        elif self.cursor_row >= top + visible:
+            self.scroll_to(y=self.cursor_row - visible + 1, animate=False)
+
+    # -- drawing ----------------------------------------------------------------------------
+    def render_line(self, y: int) -> Strip:
+        scroll_x, scroll_y = self.scroll_offset
+        width = self.size.width
+        if y == 0:
+            texts = tuple(label for _, label, _ in COLUMNS)
+            strip = self._strip(texts, [HEADER] * len(COLUMNS), HEADER)
+        else:
+            index = scroll_y + y - 1
+            if index >= len(self._rows):
+                return Strip.blank(width, self.rich_style)
+            strip = self._bus_strip(self._rows[index], index == self.cursor_row)
+        return strip.crop_extend(scroll_x, scroll_x + width, self.rich_style)
+
+    def _bus_strip(self, bus: str, cursor: bool) -> Strip:
+        e = self.fleet[bus]
+        alarm = self.alarms.get(bus)
+        texts = cells(e, self.clock(), alarm, self.stop_names)
+        base = self.rich_style + (OFFLINE if not e.online else Style())
+        styles = [base] * len(COLUMNS)
+        if alarm is not None and alarm.open:
+            if alarm.unacked:
+                styles[0] = base + ALARM_STYLES.get(alarm.severity, WARNING)
             else:
-                self.add_row(*row, key=bus)
-                added = True
-        if added:
-            self.sort("bus")
+                styles[0] = base + ACKED
+        if not e.online:
+            styles[KEYS.index("status")] = base + Style(color="red", dim=False)
+        if e.doors_open and (e.speed or 0) > 1.5:
+            styles[KEYS.index("doors")] = base + Style(bold=True, color="red")
+        if cursor:
+            styles = [s + CURSOR for s in styles]
+        return self._strip(texts, styles, base + CURSOR if cursor else base)
+
+    @staticmethod
+    def _strip(texts: tuple[str, ...], styles: list[Style], gap: Style) -> Strip:
+        segments: list[Segment] = []
+        for (_, _, w), text, style in zip(COLUMNS, texts, styles, strict=True):
+            segments.append(Segment(text[:w].ljust(w), style))
+            segments.append(Segment(" ", gap))
+        return Strip(segments, sum(w + 1 for _, _, w in COLUMNS))

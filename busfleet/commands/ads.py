@@ -1,0 +1,310 @@
+"""`busfleet central media|playlist|report ...`: the advertising tools of city hall.
+
+Registered under `central` (by busfleet/commands/central.py) because they work on central's
+database and media library, with the same --config/--db options as the other central tools.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from central.config import CentralConfig
+    from central.store import CentralStore
+
+    ConnectionArgs = Callable[[argparse.ArgumentParser], None]
+    Parsers = argparse._SubParsersAction[argparse.ArgumentParser]
+
+
+def register_central(csub: Parsers, connection_args: ConnectionArgs) -> None:
+    """Add `media`, `playlist` and `report` to `busfleet central`."""
+    _media(csub, connection_args)
+    _playlist(csub, connection_args)
+    _report(csub, connection_args)
+
+
+def _media(csub: Parsers, connection_args: ConnectionArgs) -> None:
+    p = csub.add_parser(
+        "media",
+        help="the ad media library (import, list)",
+        description="The media library: images (PNG, JPEG, GIF, WebP, SVG), videos (MP4, "
+        "WebM) and HTML pages, stored by their sha256 and served to the buses over HTTP.",
+    )
+    sub = p.add_subparsers(dest="media_command", metavar="COMMAND", required=True)
+    imp = sub.add_parser(
+        "import",
+        help="add files to the library",
+        description="Check and add media files. The type is taken from the bytes; files over "
+        "the size cap, and SVGs with scripts, event handlers or external references, are "
+        "refused. Prints one JSON line per file (sha256, name, mime, size).",
+    )
+    connection_args(imp)
+    _media_dir_arg(imp)
+    imp.add_argument("files", nargs="+", metavar="FILE", help="files to import")
+    imp.add_argument("--name", help="name in the library (default: the file name; one file)")
+    imp.set_defaults(func=media_import_cmd)
+    ls = sub.add_parser(
+        "list", help="list the library", description="One JSON line per media file."
+    )
+    connection_args(ls)
+    _media_dir_arg(ls)
+    ls.set_defaults(func=media_list_cmd)
+
+
+def _media_dir_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--media-dir", help="the library's directory (overrides the config)")
+
+
+def _playlist(csub: Parsers, connection_args: ConnectionArgs) -> None:
+    p = csub.add_parser(
+        "playlist",
+        help="ad playlists and schedules (import, list, show, assign)",
+        description="Playlists of media items with durations and schedules (date range, "
+        "weekdays, time-of-day windows, priority, plays-per-hour caps, share of the hour, "
+        "targets by route, bus or geo-fence). Written as TOML or JSON; see "
+        "protocols/ads.py for every field.",
+    )
+    sub = p.add_subparsers(dest="playlist_command", metavar="COMMAND", required=True)
+    imp = sub.add_parser(
+        "import",
+        help="store a playlist from a TOML or JSON file",
+        description="Resolve the items' media (by name or hash) in the library, validate the "
+        "whole playlist and store it; its revision grows when its content changed.",
+    )
+    connection_args(imp)
+    _media_dir_arg(imp)
+    imp.add_argument("file", help="the playlist (.toml, or JSON)")
+    imp.add_argument(
+        "--push", action="store_true", help="publish the new revision to the buses that run it"
+    )
+    imp.set_defaults(func=playlist_import_cmd)
+    ls = sub.add_parser("list", help="list playlists", description="One line per playlist.")
+    connection_args(ls)
+    ls.set_defaults(func=playlist_list_cmd)
+    show = sub.add_parser("show", help="print a playlist as JSON", description="Print it.")
+    connection_args(show)
+    show.add_argument("playlist", help="playlist id")
+    show.set_defaults(func=playlist_show_cmd)
+    assign = sub.add_parser(
+        "assign",
+        help="push a playlist to buses",
+        description="Put the playlist into the buses' desired state (versioned, retained): "
+        "each bus downloads its media and switches to it when everything is verified.",
+    )
+    connection_args(assign)
+    assign.add_argument("playlist", help="playlist id; `none` takes the ads off the buses")
+    assign.add_argument("buses", nargs="+", metavar="BUS", help="bus ids")
+    assign.set_defaults(func=playlist_assign_cmd)
+
+
+def _report(csub: Parsers, connection_args: ConnectionArgs) -> None:
+    p = csub.add_parser(
+        "report",
+        help="reports for advertisers (plays)",
+        description="Reports from the proof-of-play records the buses sent.",
+    )
+    sub = p.add_subparsers(dest="report_command", metavar="COMMAND", required=True)
+    plays = sub.add_parser(
+        "plays",
+        help="plays per item, per day, per route and bus",
+        description="Plays per item, per day (local to --tz), per route and bus, with the "
+        "seconds on screen. Example: `busfleet central report plays --from 2025-06-01 "
+        "--to 2025-06-30 --format csv > june.csv`.",
+    )
+    connection_args(plays)
+    plays.add_argument("--from", dest="first", required=True, help="first day, YYYY-MM-DD")
+    plays.add_argument("--to", dest="last", required=True, help="last day (inclusive)")
+    plays.add_argument("--format", choices=("csv", "json"), default="csv")
+    plays.add_argument("--tz", default="UTC", help="timezone of the days (IANA, default UTC)")
+    plays.add_argument("--item", help="only this item")
+    plays.set_defaults(func=report_plays_cmd)
+
+
+# -- handlers -------------------------------------------------------------------------------
+def _config(args: argparse.Namespace) -> CentralConfig:
+    import dataclasses
+
+    from busfleet.commands.central import config_from
+
+    config = config_from(args)
+    media_dir = getattr(args, "media_dir", None)
+    return dataclasses.replace(config, media_dir=media_dir) if media_dir else config
+
+
+def _fail(command: str, message: object) -> int:
+    print(f"busfleet central {command}: {message}", file=sys.stderr)
+    return 2
+
+
+def _store(config: CentralConfig) -> CentralStore:
+    from central.store import CentralStore
+
+    return CentralStore(config.db)
+
+
+def media_import_cmd(args: argparse.Namespace) -> int:
+    import json
+
+    from central.media import MediaLibrary, MediaRejected
+
+    if args.name and len(args.files) > 1:
+        return _fail("media import", "--name takes one file")
+    config = _config(args)
+    store = _store(config)
+    failed = False
+    try:
+        library = MediaLibrary(store, config.media_dir)
+        for path in args.files:
+            try:
+                info = library.import_file(path, args.name)
+            except (MediaRejected, OSError) as exc:
+                print(f"busfleet central media import: {path}: {exc}", file=sys.stderr)
+                failed = True
+                continue
+            print(json.dumps({"sha256": info.sha256, "name": info.name, "mime": info.mime,
+                              "size": info.size}))  # fmt: skip
+    finally:
+        store.close()
+    return 1 if failed else 0
+
+
+def media_list_cmd(args: argparse.Namespace) -> int:
+    import dataclasses
+    import json
+
+    from central.media import MediaLibrary
+
+    config = _config(args)
+    store = _store(config)
+    try:
+        for info in MediaLibrary(store, config.media_dir).list():
+            print(json.dumps(dataclasses.asdict(info)))
+    finally:
+        store.close()
+    return 0
+
+
+def playlist_import_cmd(args: argparse.Namespace) -> int:
+    from central.desired import publish_desired
+    from central.media import MediaLibrary
+    from central.playlists import (
+        PlaylistError,
+        build_playlist,
+        buses_with,
+        desired_with_playlist,
+        media_url_for,
+        read_source,
+        save_playlist,
+    )
+
+    config = _config(args)
+    media_url = media_url_for(config)
+    if not media_url:
+        print("busfleet central playlist import: warning: no central.media_url (nor http_port):"
+              " buses need ads.media_url to download the media", file=sys.stderr)  # fmt: skip
+    store = _store(config)
+    try:
+        library = MediaLibrary(store, config.media_dir)
+        try:
+            built = build_playlist(library, read_source(args.file), media_url)
+        except PlaylistError as exc:
+            return _fail("playlist import", exc)
+        saved = save_playlist(store, built)
+        print(f"playlist {saved.id} revision {saved.revision}: {len(saved.items)} items, "
+              f"{len(saved.schedules)} schedules")  # fmt: skip
+        buses = buses_with(store, saved.id)
+        if not args.push or not buses:
+            return 0
+        try:
+            docs = {bus: desired_with_playlist(store, bus, saved) for bus in buses}
+        except PlaylistError as exc:
+            return _fail("playlist import", exc)
+    finally:
+        store.close()
+    asyncio.run(publish_desired(config, docs))
+    print(f"pushed to {len(docs)} buses: {' '.join(sorted(docs))}")
+    return 0
+
+
+def playlist_list_cmd(args: argparse.Namespace) -> int:
+    from central.playlists import list_playlists
+
+    store = _store(_config(args))
+    try:
+        for pl in list_playlists(store):
+            print(f"{pl.id}\trevision {pl.revision}\t{len(pl.items)} items\t"
+                  f"{len(pl.schedules)} schedules\t{pl.timezone}")  # fmt: skip
+    finally:
+        store.close()
+    return 0
+
+
+def playlist_show_cmd(args: argparse.Namespace) -> int:
+    import msgspec
+
+    from central.playlists import get_playlist
+
+    store = _store(_config(args))
+    try:
+        pl = get_playlist(store, args.playlist)
+    finally:
+        store.close()
+    if pl is None:
+        return _fail("playlist show", f"no playlist {args.playlist!r}")
+    print(msgspec.json.format(msgspec.json.encode(pl)).decode())
+    return 0
+
+
+def playlist_assign_cmd(args: argparse.Namespace) -> int:
+    from central.desired import publish_desired
+    from central.playlists import PlaylistError, desired_with_playlist, get_playlist
+    from protocols.errors import TopicError
+
+    config = _config(args)
+    store = _store(config)
+    try:
+        pl = None if args.playlist == "none" else get_playlist(store, args.playlist)
+        if args.playlist != "none" and pl is None:
+            return _fail("playlist assign", f"no playlist {args.playlist!r}")
+        try:
+            docs = {bus: desired_with_playlist(store, bus, pl) for bus in args.buses}
+        except (PlaylistError, TopicError) as exc:
+            return _fail("playlist assign", exc)
+    finally:
+        store.close()
+    asyncio.run(publish_desired(config, docs))
+    for bus, (version, _payload) in sorted(docs.items()):
+        print(f"{bus}: desired state version {version} published")
+    return 0
+
+
+def report_plays_cmd(args: argparse.Namespace) -> int:
+    import dataclasses
+    import json
+    import zoneinfo
+
+    from central.reports import plays_report, to_csv
+
+    try:
+        first, last = dt.date.fromisoformat(args.first), dt.date.fromisoformat(args.last)
+        zoneinfo.ZoneInfo(args.tz)
+    except (ValueError, zoneinfo.ZoneInfoNotFoundError) as exc:
+        return _fail("report plays", exc)
+    if last < first:
+        return _fail("report plays", "--to is before --from")
+    store = _store(_config(args))
+    try:
+        rows = plays_report(store, first, last, args.tz, item=args.item)
+    finally:
+        store.close()
+    if args.format == "csv":
+        sys.stdout.write(to_csv(rows))
+    else:
+        for row in rows:
+            print(json.dumps(dataclasses.asdict(row)))
+    return 0

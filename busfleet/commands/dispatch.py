@@ -1,0 +1,248 @@
+"""`busfleet central import-gtfs|message|messages|withdraw`: timetable and passenger messages.
+
+Registered under `central` (by busfleet/commands/central.py): they work on central's database,
+with the same --config/--db options as the other central tools.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from central.desired import Published
+    from protocols.gtfs_table import Report
+
+    ConnectionArgs = Callable[[argparse.ArgumentParser], None]
+    Parsers = argparse._SubParsersAction[argparse.ArgumentParser]
+
+UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def register_central(csub: Parsers, connection_args: ConnectionArgs) -> None:
+    """Add `import-gtfs`, `message`, `messages` and `withdraw` to `busfleet central`."""
+    imp = csub.add_parser(
+        "import-gtfs",
+        help="import a GTFS feed (zip or folder) as the timetable",
+        description="Check a GTFS feed and store it in central's database, replacing the "
+        "current timetable in one transaction. Reads agency, routes, stops, trips, stop times, "
+        "calendar, calendar dates and shapes (optional: without shapes.txt trips run stop to "
+        "stop). Problems are listed as FILE line N, FIELD: what. With errors nothing is stored "
+        "and the exit status is 2; warnings are listed and the feed is stored. The last line "
+        "printed is one JSON object: routes, stops, trips, stop_times, shapes, warnings...",
+    )
+    connection_args(imp)
+    imp.add_argument("path", metavar="PATH", help="GTFS .zip archive or folder of .txt files")
+    imp.add_argument(
+        "--list", type=int, default=20, metavar="N", help="list up to N issues of each kind"
+    )
+    imp.set_defaults(func=import_gtfs_cmd)
+
+    msg = csub.add_parser(
+        "message",
+        help="send a passenger message to displays and the Wi-Fi portal",
+        description="Store a passenger message and put it into the desired state of every "
+        "targeted bus. Targets (at least one, may repeat): --all buses, --route R (buses "
+        "whose current assignment is on route R), --bus B. Times: ISO 8601 (2025-06-01T08:00, "
+        "local time unless an offset is given) or +30m, +2h, +1d from now. The bus hides it "
+        "at --until by its own clock; central then drops it from the desired state.",
+    )
+    connection_args(msg)
+    msg.add_argument("--de", required=True, metavar="TEXT", help="German text (required)")
+    msg.add_argument("--en", default="", metavar="TEXT", help="English text")
+    msg.add_argument(
+        "--priority", type=int, default=0, metavar="N", help="0 (normal, default) to 9 (urgent)"
+    )
+    msg.add_argument("--all", action="store_true", help="every bus")
+    msg.add_argument("--route", action="append", default=[], metavar="R", help="a GTFS route_id")
+    msg.add_argument("--bus", action="append", default=[], metavar="B", help="a bus id")
+    msg.add_argument("--from", dest="valid_from", metavar="WHEN", help="shown from (default now)")
+    msg.add_argument("--until", default="+24h", metavar="WHEN", help="shown until (default +24h)")
+    msg.set_defaults(func=message_cmd)
+
+    lst = csub.add_parser(
+        "messages",
+        help="list passenger messages",
+        description="One JSON line per message, newest first: texts, targets, validity, status "
+        "(active, expired, withdrawn) and the buses it goes to now.",
+    )
+    connection_args(lst)
+    lst.add_argument("--status", choices=("active", "expired", "withdrawn"), help="only these")
+    lst.set_defaults(func=messages_cmd)
+
+    wd = csub.add_parser(
+        "withdraw",
+        help="withdraw a passenger message now",
+        description="End a message before its time: it leaves the desired state of every bus.",
+    )
+    connection_args(wd)
+    wd.add_argument("message_id", metavar="ID", help="the message id (see `central messages`)")
+    wd.set_defaults(func=withdraw_cmd)
+
+
+def _print_issues(report: Report, prog: str) -> None:
+    for issue in (*report.errors, *report.warnings):
+        print(f"{prog}: {issue}", file=sys.stderr)
+    for (severity, code), n in sorted(report.unlisted().items()):
+        print(f"{prog}: ... and {n} more {severity}s of kind {code}", file=sys.stderr)
+
+
+def import_gtfs_cmd(args: argparse.Namespace) -> int:
+    from busfleet.commands.central import config_from
+    from central.gtfs_import import GtfsInvalid, import_gtfs
+    from central.store import CentralStore
+    from protocols.errors import GtfsError
+
+    prog = "busfleet central import-gtfs"
+    store = CentralStore(config_from(args).db)
+    try:
+        result = import_gtfs(store, args.path, max_listed=max(0, args.list))
+    except GtfsInvalid as exc:
+        _print_issues(exc.report, prog)
+        print(f"{prog}: {exc.report.error_count} errors: nothing imported", file=sys.stderr)
+        summary = {
+            "ok": False,
+            "errors": exc.report.error_count,
+            "warnings": exc.report.warning_count,
+        }
+        print(json.dumps(summary))
+        return 2
+    except GtfsError as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        print(json.dumps({"ok": False, "errors": 1, "warnings": 0}))
+        return 2
+    finally:
+        store.close()
+    _print_issues(result.report, prog)
+    print(json.dumps({"ok": True, **result.summary}))
+    return 0
+
+
+def parse_when(text: str, now: float) -> float:
+    """'+30m' / '+2h' / '+1d' / '+90s' from now, or ISO 8601 (naive: local time)."""
+    import datetime as dt
+
+    if text.startswith("+") and text[-1:] in UNITS:
+        try:
+            return now + float(text[1:-1]) * UNITS[text[-1]]
+        except ValueError:
+            pass
+    try:
+        when = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"not a time: {text!r} (ISO 8601, or +30m, +2h, +1d)") from None
+    if when.tzinfo is None:
+        when = when.astimezone()  # the local time of city hall
+    return when.timestamp()
+
+
+def _publish(args: argparse.Namespace, published: Published, prog: str) -> int:
+    import aiomqtt
+
+    from busfleet.commands.central import config_from
+    from central.desired import publish_desired
+
+    try:
+        asyncio.run(publish_desired(config_from(args), published))
+    except (aiomqtt.MqttError, OSError) as exc:
+        print(
+            f"{prog}: stored, but not published ({exc}); central publishes every desired "
+            "state again when it next connects to the broker",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+def message_cmd(args: argparse.Namespace) -> int:
+    import time
+
+    from busfleet.commands.central import config_from
+    from central.messages import MessageError, create_message
+    from central.store import CentralStore
+
+    prog = "busfleet central message"
+    now = time.time()
+    targets = (["all"] if args.all else []) + [f"route:{r}" for r in args.route]
+    targets += [f"bus:{b}" for b in args.bus]
+    try:
+        valid_from = parse_when(args.valid_from, now) if args.valid_from else None
+        valid_to = parse_when(args.until, now) if args.until else None
+    except ValueError as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return 2
+    store = CentralStore(config_from(args).db)
+    try:
+        message, published = create_message(
+            store,
+            text_de=args.de,
+            text_en=args.en,
+            priority=args.priority,
+            targets=targets,
+            valid_from=valid_from,
+            valid_to=valid_to,
+            now=now,
+        )
+    except MessageError as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        store.close()
+    status = _publish(args, published, prog)
+    if not published:
+        print(
+            f"{prog}: no bus targeted yet; buses get it when assigned to its route (or, for "
+            "--all, at their next assignment)",
+            file=sys.stderr,
+        )
+    for bus, (version, _) in sorted(published.items()):
+        print(f"{bus}: desired state version {version}")
+    summary: dict[str, Any] = {
+        "id": message.id,
+        "buses": {bus: version for bus, (version, _) in sorted(published.items())},
+        "published": status == 0,
+    }
+    print(json.dumps(summary))
+    return status
+
+
+def messages_cmd(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from busfleet.commands.central import config_from
+    from central.messages import list_messages, recipients
+    from central.store import CentralStore
+
+    store = CentralStore(config_from(args).db)
+    try:
+        for m in list_messages(store, status=args.status):
+            row = dataclasses.asdict(m)
+            row["targets"] = list(m.targets)
+            row["buses"] = sorted(recipients(store, m)) if m.status == "active" else []
+            print(json.dumps(row, ensure_ascii=False))
+    finally:
+        store.close()
+    return 0
+
+
+def withdraw_cmd(args: argparse.Namespace) -> int:
+    from busfleet.commands.central import config_from
+    from central.messages import MessageError, withdraw_message
+    from central.store import CentralStore
+
+    prog = "busfleet central withdraw"
+    store = CentralStore(config_from(args).db)
+    try:
+        published = withdraw_message(store, args.message_id)
+    except MessageError as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        store.close()
+    status = _publish(args, published, prog)
+    print(f"{args.message_id}: withdrawn from {len(published)} buses")
+    return status

@@ -1,0 +1,204 @@
+"""`busfleet central divert create|list|cancel`: diversions of a route, pushed to its buses.
+
+Registered under `central` (by busfleet/commands/central.py), with the same --config/--db and
+broker options as the other central tools.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from central.desired import Published
+
+    ConnectionArgs = Callable[[argparse.ArgumentParser], None]
+    Parsers = argparse._SubParsersAction[argparse.ArgumentParser]
+
+PROG = "busfleet central divert"
+
+
+def register_central(csub: Parsers, connection_args: ConnectionArgs) -> None:
+    """Add `divert` with its subcommands to `busfleet central`."""
+    p = csub.add_parser(
+        "divert",
+        help="divert a route: skipped stops, temporary stops, a detour path",
+        description="Diversions of a route (or some of its trips) for a while. Each bus "
+        "assigned to the route gets it in its desired state; the bus follows the detour "
+        "from --from to --until by its own clock (no false off-route alarm), its displays "
+        "and the Wi-Fi portal show the notice and the skipped stops, and central's "
+        "GTFS-Realtime marks the stops SKIPPED and publishes a Service Alert. After "
+        "--until everything returns to the timetable by itself.",
+    )
+    dsub = p.add_subparsers(dest="divert_command", metavar="COMMAND", required=True)
+
+    create = dsub.add_parser(
+        "create",
+        help="define a diversion and push it to the route's buses",
+        description="Store a diversion and put it into the desired state of every bus on the "
+        "route. Give skipped stops, temporary stops or a detour path (or several). Times: "
+        "ISO 8601 (local time unless an offset is given) or +30m, +2h, +1d from now. Prints "
+        "one JSON line: the diversion's id and the buses updated.",
+    )
+    connection_args(create)
+    create.add_argument("route", metavar="ROUTE", help="the GTFS route_id")
+    create.add_argument(
+        "--trip",
+        action="append",
+        default=[],
+        metavar="T",
+        help="only this trip of the route (may repeat; default: every trip)",
+    )
+    create.add_argument(
+        "--skip", nargs="+", action="extend", default=[], metavar="STOP", help="stop_ids not served"
+    )
+    create.add_argument(
+        "--temp-stop",
+        action="append",
+        default=[],
+        metavar="NAME,LAT,LON",
+        help='a temporary stop on the detour, e.g. "Lake St,-16.92,145.77" (may repeat)',
+    )
+    create.add_argument(
+        "--path",
+        metavar="LAT,LON;LAT,LON;...",
+        help="the detour in driving order: it replaces the route's shape between the points "
+        "nearest its first and its last coordinate (trips the other way drive it reversed); "
+        "write --path=-16.9,145.7;... when it starts with a minus sign",
+    )
+    create.add_argument("--from", dest="valid_from", metavar="WHEN", help="from (default now)")
+    create.add_argument("--until", default="+24h", metavar="WHEN", help="until (default +24h)")
+    create.add_argument("--notice-de", default="", metavar="TEXT", help="notice for passengers")
+    create.add_argument("--notice-en", default="", metavar="TEXT", help="the notice in English")
+    create.set_defaults(func=create_cmd)
+
+    lst = dsub.add_parser(
+        "list",
+        help="list diversions",
+        description="One JSON line per diversion, newest first, with its status (active, "
+        "expired, cancelled).",
+    )
+    connection_args(lst)
+    lst.add_argument("--status", choices=("active", "expired", "cancelled"), help="only these")
+    lst.set_defaults(func=list_cmd)
+
+    cancel = dsub.add_parser(
+        "cancel",
+        help="end a diversion now",
+        description="End a diversion before its time: it leaves every bus's desired state and "
+        "the buses return to the timetable.",
+    )
+    connection_args(cancel)
+    cancel.add_argument("diversion_id", metavar="ID", help="the diversion id (see `divert list`)")
+    cancel.set_defaults(func=cancel_cmd)
+
+
+def _publish(args: argparse.Namespace, published: Published, prog: str) -> int:
+    """Publish the changed desired documents; 1 if the broker cannot be reached."""
+    import asyncio
+
+    import aiomqtt
+
+    from busfleet.commands.central import config_from
+    from central.desired import publish_desired
+
+    try:
+        asyncio.run(publish_desired(config_from(args), published))
+    except (aiomqtt.MqttError, OSError) as exc:
+        print(
+            f"{prog}: stored, but not published ({exc}); central publishes the desired states "
+            "again when it next connects to the broker",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+def create_cmd(args: argparse.Namespace) -> int:
+    import time
+
+    from busfleet.commands.central import config_from
+    from busfleet.commands.dispatch import parse_when
+    from central.diversions import DiversionError, create_diversion, parse_path, parse_temp_stop
+    from central.store import CentralStore
+
+    prog = f"{PROG} create"
+    now = time.time()
+    try:
+        valid_from = parse_when(args.valid_from, now) if args.valid_from else None
+        valid_to = parse_when(args.until, now) if args.until else None
+        temps = [parse_temp_stop(t) for t in args.temp_stop]
+        path = parse_path(args.path) if args.path else []
+    except ValueError as exc:  # DiversionError is one
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return 2
+    store = CentralStore(config_from(args).db)
+    try:
+        diversion, published = create_diversion(
+            store,
+            route_id=args.route,
+            trips=args.trip,
+            skip=args.skip,
+            temp_stops=temps,
+            path=path,
+            valid_from=valid_from,
+            valid_to=valid_to,
+            notice_de=args.notice_de,
+            notice_en=args.notice_en,
+            now=now,
+        )
+    except DiversionError as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        store.close()
+    status = _publish(args, published, prog)
+    if not published:
+        print(f"{prog}: no bus on route {args.route} yet; buses get it when assigned to it")
+    summary: dict[str, Any] = {
+        "id": diversion.id,
+        "buses": {bus: version for bus, (version, _) in sorted(published.items())},
+        "published": status == 0,
+    }
+    print(json.dumps(summary))
+    return status
+
+
+def list_cmd(args: argparse.Namespace) -> int:
+    import msgspec
+
+    from busfleet.commands.central import config_from
+    from central.diversions import list_diversions
+    from central.store import CentralStore
+
+    store = CentralStore(config_from(args).db)
+    try:
+        for r in list_diversions(store, status=args.status):
+            row = msgspec.to_builtins(r.diversion)
+            row.update(created=r.created, status=r.status, ended=r.ended)
+            print(json.dumps(row, ensure_ascii=False))
+    finally:
+        store.close()
+    return 0
+
+
+def cancel_cmd(args: argparse.Namespace) -> int:
+    from busfleet.commands.central import config_from
+    from central.diversions import DiversionError, cancel_diversion
+    from central.store import CentralStore
+
+    prog = f"{PROG} cancel"
+    store = CentralStore(config_from(args).db)
+    try:
+        published = cancel_diversion(store, args.diversion_id)
+    except DiversionError as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        store.close()
+    status = _publish(args, published, prog)
+    print(f"{args.diversion_id}: cancelled, {len(published)} buses updated")
+    return status

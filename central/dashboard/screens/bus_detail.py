@@ -1,0 +1,193 @@
+"""One bus: vehicle data with units, health, assignment, playlist and messages, recent
+events, command history (with each command's answer) and its alarms.
+
+Central answers a `detail` request; the screen asks again every REFRESH_S while it is shown,
+so a command's acknowledgement appears by itself.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import ClassVar
+
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal
+from textual.widgets import DataTable, Static
+
+from central.dashboard.screens.base import DispatchScreen
+from protocols.schemas import DispatchReply, Scalar
+
+REFRESH_S = 2.0
+# vehicle.* results: (label, unit, scale)
+VEHICLE = (
+    ("speed_kmh", "speed (wheel)", "km/h", 1.0),
+    ("speed", "speed (GPS)", "km/h", 3.6),
+    ("rpm", "engine", "rpm", 1.0),
+    ("coolant_c", "coolant", "°C", 1.0),
+    ("fuel_pct", "fuel", "%", 1.0),
+    ("odometer_m", "odometer", "km", 0.001),
+    ("doors_open", "doors open", "bool", 1.0),
+    ("lat", "latitude", "°", 1.0),
+    ("lon", "longitude", "°", 1.0),
+    ("hdop", "HDOP", "", 1.0),
+    ("sats", "satellites", "", 1.0),
+)
+
+
+def event_text(data: Scalar) -> str:
+    """An event's data (JSON text) as a short line for people."""
+    if not isinstance(data, str):
+        return ""
+    try:
+        value = json.loads(data)
+    except ValueError:
+        return data[:80]
+    if not isinstance(value, dict):
+        return data[:80]
+    return " ".join(f"{k}={v}" for k, v in value.items())[:120]
+
+
+def _time(t: Scalar) -> str:
+    if isinstance(t, int | float) and not isinstance(t, bool):
+        return dt.datetime.fromtimestamp(t).strftime("%H:%M:%S")
+    return ""
+
+
+def _value(v: Scalar, unit: str, scale: float) -> str:
+    if v is None:
+        return "—"
+    if isinstance(v, bool) or unit == "bool":
+        return "yes" if v else "no"
+    if isinstance(v, int | float):
+        text = f"{v * scale:.5f}" if unit == "°" else f"{v * scale:,.1f}".rstrip("0").rstrip(".")
+        return f"{text} {unit}".strip()
+    return str(v)
+
+
+class BusDetailScreen(DispatchScreen):
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "app.pop_screen", "Back"),
+        Binding("r", "reload", "Refresh"),
+        Binding("c", "command", "Command"),
+        Binding("t", "assign", "Assign"),
+        Binding("p", "playlist", "Playlist"),
+        Binding("k", "ack", "Acknowledge"),
+        Binding("m", "map", "On map"),
+    ]
+
+    def __init__(self, bus: str) -> None:
+        super().__init__()
+        self.bus = bus
+        self.detail: DispatchReply | None = None
+
+    def body(self) -> ComposeResult:
+        yield Static(f"bus {self.bus}", id="detail-title")
+        with Horizontal(id="detail-top"):
+            yield Static("loading…", id="vehicle", classes="box")
+            yield Static("", id="health", classes="box")
+            yield Static("", id="assignment", classes="box")
+        yield Static("Commands (c: send one)", classes="section")
+        yield DataTable(id="commands", cursor_type="row")
+        yield Static("Recent events", classes="section")
+        yield DataTable(id="events", cursor_type="row")
+
+    def on_mount(self) -> None:
+        super().on_mount()
+        commands = self.query_one("#commands", DataTable)
+        commands.add_columns("sent", "command", "arguments", "status", "answer", "answered")
+        events = self.query_one("#events", DataTable)
+        events.add_columns("time", "event", "sev", "data", "backfill")
+        self.action_reload()
+        self.set_interval(REFRESH_S, self.action_reload)
+
+    def selected_bus(self) -> str | None:
+        return self.bus
+
+    def action_reload(self) -> None:
+        if self.is_current:
+            self.run_worker(self._load(), group="detail", exclusive=True)
+
+    async def _load(self) -> None:
+        reply = await self.dash.request("detail", bus=self.bus)
+        if reply.ok:
+            self.detail = reply
+            self.show_detail(reply)
+        else:
+            self.query_one("#vehicle", Static).update(f"cannot load: {reply.error}")
+
+    def on_state(self) -> None:
+        self.show_entry()
+
+    def show_entry(self) -> None:
+        e = self.dash.fleet.get(self.bus)
+        alarms = [a for a in self.dash.alarms.values() if a.bus == self.bus and a.state != "closed"]
+        lines = [f"[b]{self.bus}[/b]"]
+        if e is not None:
+            seen = (
+                "" if e.last_seen is None else f", seen {self.dash.clock() - e.last_seen:.0f} s ago"
+            )
+            lines.append(("online" if e.online else "[red]OFFLINE[/red]") + seen)
+        lines.append(f"open alarms: {', '.join(a.kind for a in alarms) or 'none'}")
+        self.query_one("#detail-title", Static).update(" · ".join(lines))
+
+    def show_detail(self, reply: DispatchReply) -> None:
+        r = reply.result
+        vehicle = ["[b]Vehicle[/b]"]
+        for key, label, unit, scale in VEHICLE:
+            vehicle.append(f"{label:<14} {_value(r.get(f'vehicle.{key}'), unit, scale)}")
+        vehicle.append(f"{'sample':<14} {_time(r.get('vehicle.t'))}")
+        self.query_one("#vehicle", Static).update("\n".join(vehicle))
+        health = ["[b]Health[/b]"]
+        health.append(
+            f"desired v{r.get('desired_version', 0)} · runs v{r.get('reported_version', 0)}"
+        )
+        if r.get("reported_error"):
+            health.append(f"[red]refused: {r['reported_error']}[/red]")
+        for key, value in r.items():
+            if key.startswith("counter."):
+                health.append(f"{key[8:]:<18} {value}")
+        self.query_one("#health", Static).update("\n".join(health))
+        a = ["[b]Assignment[/b]"]
+        for key, label in (("route_id", "route"), ("trip_id", "trip"), ("block_id", "block")):
+            a.append(f"{label:<9} {r.get(key) or '—'}")
+        a.append(f"{'next stop':<9} {r.get('journey_stop') or '—'}")
+        delay = r.get("journey_delay_s")
+        a.append(f"{'delay':<9} {'—' if delay is None else f'{delay} s'}")
+        a.append(
+            f"{'playlist':<9} {r.get('playlist') or '—'} (runs {r.get('reported_playlist') or '—'})"
+        )
+        messages = reply.tables.get("messages", [])
+        a.append(f"[b]Messages[/b] ({len(messages)})")
+        a += [f"· {m.get('text')}"[:60] for m in messages[:5]]
+        self.query_one("#assignment", Static).update("\n".join(a))
+        commands = self.query_one("#commands", DataTable)
+        commands.clear()
+        for c in reply.tables.get("commands", []):
+            commands.add_row(
+                _time(c.get("sent")), c.get("name"), str(c.get("args"))[:40], c.get("status"),
+                c.get("reason") or "", _time(c.get("answered")),
+            )  # fmt: skip
+        events = self.query_one("#events", DataTable)
+        events.clear()
+        for ev in reply.tables.get("events", []):
+            events.add_row(
+                _time(ev.get("t")), ev.get("kind"), ev.get("severity"), event_text(ev.get("data")),
+                "yes" if ev.get("backfill") else "",
+            )  # fmt: skip
+
+    def action_command(self) -> None:
+        self.dash.command(self.bus)
+
+    def action_assign(self) -> None:
+        self.dash.assign(self.bus)
+
+    def action_playlist(self) -> None:
+        self.dash.choose_playlist(self.bus)
+
+    def action_ack(self) -> None:
+        self.dash.ack_bus(self.bus)
+
+    def action_map(self) -> None:
+        self.dash.show_on_map(self.bus)

@@ -1,0 +1,397 @@
+"""Importing a GTFS feed (zip or folder) into central's SQLite: `busfleet central import-gtfs`.
+
+The feed replaces the previous one whole, in one transaction: readers (the service, the
+GTFS-Realtime server, `central assign`) see the old timetable or the new one, never a mix,
+and a refused feed leaves the old one in place. Every file is streamed (csv over a text
+stream of the zip member) through the pure checkers of `protocols.gtfs_*` straight into
+`executemany`, so millions of stop times need neither memory nor minutes.
+
+What is an error and what a warning: see `protocols/gtfs_check.py`. An error anywhere means
+nothing is stored and `GtfsInvalid` carries the whole report; warnings are returned with the
+counts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import io
+import sqlite3
+import time
+import zipfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from central.store import CentralStore
+from protocols import codec
+from protocols.errors import GtfsError
+from protocols.gtfs_calendar import (
+    CALENDAR_COLUMNS,
+    CALENDAR_DATES_COLUMNS,
+    Service,
+    read_agencies,
+    read_calendar,
+    read_calendar_dates,
+)
+from protocols.gtfs_check import (
+    ROUTE_COLUMNS,
+    SHAPE_COLUMNS,
+    STOP_COLUMNS,
+    TRIP_COLUMNS,
+    ShapeReader,
+    read_routes,
+    read_stops,
+    read_trips,
+)
+from protocols.gtfs_stop_times import STOP_TIME_COLUMNS, StopTimeReader, Unsorted
+from protocols.gtfs_table import Issue, Report, Table
+
+__all__ = ["GtfsInvalid", "ImportResult", "import_gtfs"]
+
+REQUIRED = ("routes.txt", "trips.txt", "stops.txt", "stop_times.txt")
+OPTIONAL = ("agency.txt", "calendar.txt", "calendar_dates.txt", "shapes.txt")
+TABLES = (
+    "gtfs_stop_times",
+    "gtfs_shapes",
+    "gtfs_trips",
+    "gtfs_calendar_dates",
+    "gtfs_calendar",
+    "gtfs_stops",
+    "gtfs_routes",
+    "gtfs_agency",
+    "gtfs_feed",
+)
+
+
+class GtfsInvalid(Exception):
+    """The feed has errors; nothing was stored. `report` lists them (file, line, field)."""
+
+    def __init__(self, report: Report) -> None:
+        first = report.errors[0] if report.errors else None
+        super().__init__(f"{report.error_count} errors in the feed; first: {first}")
+        self.report = report
+
+
+@dataclass(frozen=True, slots=True)
+class ImportResult:
+    summary: dict[str, Any]  # counts per kind, warnings, service dates: the CLI's JSON line
+    report: Report
+
+
+class _Source:
+    """The files of a feed in a folder or a zip (possibly nested in a folder inside it)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._zip: zipfile.ZipFile | None = None
+        self._members: dict[str, zipfile.ZipInfo] = {}
+        try:
+            if not path.is_dir():
+                self._zip = zipfile.ZipFile(path)
+                for info in self._zip.infolist():
+                    if not info.is_dir():
+                        self._members.setdefault(Path(info.filename).name, info)
+        except (OSError, zipfile.BadZipFile) as exc:
+            raise GtfsError(f"cannot read GTFS feed {path}: {exc}") from exc
+
+    def has(self, name: str) -> bool:
+        if self._zip is not None:
+            return name in self._members
+        return (self.path / name).is_file()
+
+    @contextlib.contextmanager
+    def lines(self, name: str) -> Iterator[Iterable[str]]:
+        """The text lines of one file, decoded as UTF-8 (a byte order mark is dropped)."""
+        raw: IO[bytes]
+        try:
+            if self._zip is not None:
+                raw = self._zip.open(self._members[name])
+            else:
+                raw = (self.path / name).open("rb")
+        except (OSError, zipfile.BadZipFile) as exc:
+            raise GtfsError(f"cannot read {name}: {exc}", file=name) from exc
+        text = io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
+        try:
+            yield _decoded(text, name)
+        finally:
+            text.close()
+
+    def close(self) -> None:
+        if self._zip is not None:
+            self._zip.close()
+
+
+def _decoded(text: io.TextIOWrapper, name: str) -> Iterator[str]:
+    line = 0
+    try:
+        for line, value in enumerate(text, 1):  # noqa: B007 - `line` is read after the loop
+            yield value
+    except UnicodeDecodeError as exc:
+        raise GtfsError(
+            f"{name} near line {line + 1}: not UTF-8 ({exc.reason})", file=name
+        ) from exc
+    except (OSError, zipfile.BadZipFile, EOFError) as exc:  # a truncated or corrupt archive
+        raise GtfsError(f"cannot read {name}: {exc}", file=name) from exc
+
+
+def _issue(exc: GtfsError, path: str) -> Issue:
+    """A file that cannot be read on (a missing column, broken CSV) as a report entry."""
+    message = str(exc)
+    # The message names the place already; the Issue names it again when printed.
+    head, sep, rest = message.partition(": ")
+    if sep and exc.file and head.startswith(exc.file):
+        message = rest
+    return Issue("error", "unreadable", exc.file or path, exc.line, exc.field, message)
+
+
+def _insert(conn: sqlite3.Connection, table: str, width: int, rows: Iterable[Any]) -> int:
+    before = conn.total_changes
+    marks = ",".join("?" * width)
+    conn.executemany(f"INSERT OR IGNORE INTO {table} VALUES ({marks})", rows)
+    return conn.total_changes - before
+
+
+def import_gtfs(
+    store: CentralStore, path: str | Path, *, now: float | None = None, max_listed: int = 20
+) -> ImportResult:
+    """Check and store the feed at `path`, replacing the current one. See the module doc.
+
+    Raises `GtfsError` when the feed cannot be read at all, `GtfsInvalid` when it has errors.
+    """
+    started = time.monotonic()
+    now = time.time() if now is None else now
+    source = _Source(Path(path))
+    report = Report(max_listed=max_listed)
+    conn = store.db.conn
+    try:
+        missing = [n for n in REQUIRED if not source.has(n)]
+        for name in missing:
+            report.error("missing_file", name, None, None, "required file missing")
+        if not source.has("calendar.txt") and not source.has("calendar_dates.txt"):
+            report.error(
+                "missing_file",
+                "calendar.txt",
+                None,
+                None,
+                "neither calendar.txt nor calendar_dates.txt",
+            )
+        if report.error_count:
+            raise GtfsInvalid(report)
+        conn.execute("PRAGMA cache_size = -65536")  # 64 MiB while the big tables fill
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            summary = _load(conn, source, report, now)
+            if report.error_count:
+                raise GtfsInvalid(report)
+            summary["warnings"] = report.warning_count
+            summary["seconds"] = round(time.monotonic() - started, 2)
+            conn.execute(
+                "INSERT INTO gtfs_feed VALUES (1, ?, ?, ?)",
+                (str(Path(path).resolve()), now, codec.encode_json(summary)),
+            )
+        except GtfsError as exc:
+            conn.execute("ROLLBACK")
+            report.add(_issue(exc, str(path)))
+            raise GtfsInvalid(report) from exc
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+    finally:
+        source.close()
+        conn.execute("PRAGMA cache_size = -2000")
+    with contextlib.suppress(sqlite3.OperationalError):  # readers may hold it: not needed
+        conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+    return ImportResult(summary, report)
+
+
+def _load(conn: sqlite3.Connection, source: _Source, report: Report, now: float) -> dict[str, Any]:
+    for name in TABLES:
+        conn.execute(f"DELETE FROM {name}")
+    agencies = []
+    if source.has("agency.txt"):
+        with source.lines("agency.txt") as lines:
+            agencies = read_agencies(Table("agency.txt", lines), report)
+        _check_timezones(report, {a.timezone for a in agencies if a.timezone})
+    else:
+        report.warn("missing_file", "agency.txt", None, None, "agency.txt missing (required)")
+    _insert(
+        conn,
+        "gtfs_agency",
+        6,
+        ((a.agency_id, a.name, a.url, a.timezone, a.lang, a.phone) for a in agencies),
+    )
+    with source.lines("routes.txt") as lines:
+        routes = read_routes(Table("routes.txt", lines, ROUTE_COLUMNS), report, agencies)
+    _insert(conn, "gtfs_routes", 7, routes.values())
+    with source.lines("stops.txt") as lines:
+        stops = read_stops(Table("stops.txt", lines, STOP_COLUMNS), report)
+    _insert(conn, "gtfs_stops", 7, stops.values())
+
+    services: dict[str, Service] = {}
+    dates: list[tuple[str, str, int]] = []
+    if source.has("calendar.txt"):
+        with source.lines("calendar.txt") as lines:
+            services = read_calendar(Table("calendar.txt", lines, CALENDAR_COLUMNS), report)
+    if source.has("calendar_dates.txt"):
+        with source.lines("calendar_dates.txt") as lines:
+            table = Table("calendar_dates.txt", lines, CALENDAR_DATES_COLUMNS)
+            dates = read_calendar_dates(table, report)
+    _insert(
+        conn,
+        "gtfs_calendar",
+        4,
+        ((s.service_id, s.days, s.start_date, s.end_date) for s in services.values()),
+    )
+    _insert(conn, "gtfs_calendar_dates", 3, dates)
+    service_ids = set(services) | {d[0] for d in dates}
+
+    shape_ids: set[str] | None = None
+    shape_points = 0
+    if source.has("shapes.txt"):
+        with source.lines("shapes.txt") as lines:
+            shapes = ShapeReader(Table("shapes.txt", lines, SHAPE_COLUMNS), report)
+            stored = _insert(conn, "gtfs_shapes", 5, shapes.rows())
+        shape_ids, shape_points = shapes.shape_ids, shapes.points
+        if stored < shapes.points:
+            report.error(
+                "duplicate_key",
+                "shapes.txt",
+                None,
+                "shape_pt_sequence",
+                f"{shapes.points - stored} points repeat a (shape_id, shape_pt_sequence)",
+            )
+
+    with source.lines("trips.txt") as lines:
+        table = Table("trips.txt", lines, TRIP_COLUMNS)
+        trips = read_trips(table, report, routes, service_ids, shape_ids)
+    _insert(conn, "gtfs_trips", 7, trips.values())
+
+    # Where a vehicle can call: stops and platforms (location_type 0) with their position.
+    positions: dict[str, tuple[float, float] | None] = {}
+    for sid, _, _, lat, lon, kind, _ in stops.values():
+        positions[sid] = (lat, lon) if kind == 0 and lat is not None and lon is not None else None
+    reader = _stop_times(conn, source, report, trips, positions)
+
+    if not report.error_count:  # with rows refused, "unused" would only be noise
+        _usage_warnings(report, routes, stops, trips, reader, shape_ids)
+    first, last = _service_span(services.values(), dates)
+    if last is not None and last < datetime.datetime.fromtimestamp(now, datetime.UTC).strftime(
+        "%Y%m%d"
+    ):
+        report.warn("feed_expired", "calendar.txt", None, "end_date", f"service ended {last}")
+    return {
+        "agencies": len(agencies),
+        "routes": len(routes),
+        "stops": len(stops),
+        "trips": len(trips),
+        "stop_times": reader.count,
+        "shapes": len(shape_ids or ()),
+        "shape_points": shape_points,
+        "services": len(service_ids),
+        "calendar_dates": len(dates),
+        "service_from": first,
+        "service_until": last,
+        "errors": report.error_count,
+    }
+
+
+def _stop_times(
+    conn: sqlite3.Connection,
+    source: _Source,
+    report: Report,
+    trips: dict[str, Any],
+    positions: dict[str, tuple[float, float] | None],
+) -> StopTimeReader:
+    """Store stop times; if the file does not keep each trip together, replay it grouped."""
+    conn.execute("SAVEPOINT stop_times")
+    sub = Report(max_listed=report.max_listed)
+    try:
+        with source.lines("stop_times.txt") as lines:
+            table = Table("stop_times.txt", lines, STOP_TIME_COLUMNS)
+            reader = StopTimeReader(table, sub, trips, positions)
+            conn.executemany(
+                "INSERT INTO gtfs_stop_times VALUES (?, ?, ?, ?, ?, ?)", reader.rows(table)
+            )
+    except Unsorted:
+        conn.execute("ROLLBACK TO stop_times")
+        sub = Report(max_listed=report.max_listed)
+        reader = _grouped_replay(conn, source, sub, trips, positions)
+    conn.execute("RELEASE stop_times")
+    report.merge(sub)
+    return reader
+
+
+def _grouped_replay(
+    conn: sqlite3.Connection,
+    source: _Source,
+    report: Report,
+    trips: dict[str, Any],
+    positions: dict[str, tuple[float, float] | None],
+) -> StopTimeReader:
+    """Sort stop_times.txt by trip in a temporary table (bounded memory), then check it."""
+    with source.lines("stop_times.txt") as lines:
+        table = Table("stop_times.txt", lines, STOP_TIME_COLUMNS)
+        width = len(table.columns)
+        cols = ", ".join(f"c{i}" for i in range(width))
+        conn.execute("DROP TABLE IF EXISTS temp.gtfs_stage")
+        conn.execute(f"CREATE TEMP TABLE gtfs_stage (line INTEGER, {cols})")
+        i_trip = table.require("trip_id")
+        marks = ",".join("?" * (width + 1))
+        conn.executemany(
+            f"INSERT INTO gtfs_stage VALUES ({marks})", ((line, *row) for line, row in table)
+        )
+        # A new cursor: the replay reads it while executemany writes through another.
+        rows = conn.cursor().execute(
+            f"SELECT line, {cols} FROM gtfs_stage ORDER BY c{i_trip}, line"
+        )
+        replay = ((r[0], list(r[1:])) for r in rows)
+        reader = StopTimeReader(table, report, trips, positions)
+        conn.executemany(
+            "INSERT INTO gtfs_stop_times VALUES (?, ?, ?, ?, ?, ?)", reader.rows(replay)
+        )
+    conn.execute("DROP TABLE temp.gtfs_stage")
+    return reader
+
+
+def _usage_warnings(
+    report: Report,
+    routes: dict[str, Any],
+    stops: dict[str, Any],
+    trips: dict[str, Any],
+    reader: StopTimeReader,
+    shape_ids: set[str] | None,
+) -> None:
+    """What the feed defines but never uses: harmless, often a sign of a stale export."""
+    for tid in sorted(trips.keys() - reader.trips_seen):
+        report.warn(
+            "trip_without_stop_times", "trips.txt", None, "trip_id", f"{tid}: no stop times"
+        )
+    for rid in sorted(routes.keys() - {t[1] for t in trips.values()}):
+        report.warn("route_without_trips", "routes.txt", None, "route_id", f"{rid}: no trips")
+    for sid, stop in stops.items():
+        if stop[5] == 0 and sid not in reader.stops_used:
+            report.warn("unused_stop", "stops.txt", None, "stop_id", f"{sid}: no trip calls here")
+    if shape_ids is not None:
+        for shape in sorted(shape_ids - {t[3] for t in trips.values()}):
+            report.warn("unused_shape", "shapes.txt", None, "shape_id", f"{shape}: no trip uses it")
+
+
+def _service_span(
+    services: Iterable[Service], dates: Iterable[tuple[str, str, int]]
+) -> tuple[str | None, str | None]:
+    days = [d for s in services for d in (s.start_date, s.end_date)]
+    days += [d for _, d, kind in dates if kind == 1]
+    return (min(days), max(days)) if days else (None, None)
+
+
+def _check_timezones(report: Report, timezones: set[str]) -> None:
+    import zoneinfo
+
+    for tz in timezones:
+        try:
+            zoneinfo.ZoneInfo(tz)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            report.warn("bad_timezone", "agency.txt", None, "agency_timezone", f"unknown {tz!r}")

@@ -1,0 +1,251 @@
+"""The media library: content-addressed files (sha256) in a directory, indexed in SQLite.
+
+What may enter is decided by the bytes, never by the file name: the type is sniffed from the
+magic bytes, each kind has a size cap, and an SVG with anything active in it (scripts, event
+handlers, references to other documents) is refused, because the bus screens load it as an
+image on the same origin as the pages. HTML is allowed (animated ads are HTML) but is served
+with a CSP sandbox (see `central/media_http.py`), which gives it no origin and no network.
+
+Files live at `<dir>/<first two hex digits>/<sha256>`; importing the same bytes twice stores
+them once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import tempfile
+import time
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from central.store import CentralStore
+
+MB = 1_000_000
+# Per kind: big enough for a 1080p ad, small enough for a cellular uplink and the bus's disk.
+SIZE_CAPS = {"image": 20 * MB, "video": 300 * MB, "html": 2 * MB}
+SNIFF_BYTES = 4096
+SVG_MAX_DEPTH = 64
+
+
+class MediaRejected(Exception):
+    """A file the library refuses; `reason` is a short machine-readable word."""
+
+    def __init__(self, message: str, *, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class MediaType:
+    mime: str
+    kind: str  # image | video | html
+    ext: str
+
+
+PNG = MediaType("image/png", "image", "png")
+JPEG = MediaType("image/jpeg", "image", "jpg")
+GIF = MediaType("image/gif", "image", "gif")
+WEBP = MediaType("image/webp", "image", "webp")
+SVG = MediaType("image/svg+xml", "image", "svg")
+MP4 = MediaType("video/mp4", "video", "mp4")
+WEBM = MediaType("video/webm", "video", "webm")
+HTML = MediaType("text/html", "html", "html")
+TYPES = {t.mime: t for t in (PNG, JPEG, GIF, WEBP, SVG, MP4, WEBM, HTML)}
+
+
+def sniff(head: bytes) -> MediaType:
+    """The type of a file from its first bytes; MediaRejected if it is none we accept."""
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return PNG
+    if head.startswith(b"\xff\xd8\xff"):
+        return JPEG
+    if head[:6] in (b"GIF87a", b"GIF89a"):
+        return GIF
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return WEBP
+    if head[4:8] == b"ftyp":
+        return MP4
+    if head.startswith(b"\x1a\x45\xdf\xa3"):
+        return WEBM
+    text = head.lstrip(b"\xef\xbb\xbf \t\r\n").lower()  # BOM and leading blanks
+    if text.startswith((b"<!doctype html", b"<html")):
+        return HTML
+    if text.startswith((b"<?xml", b"<svg", b"<!--")) and b"<svg" in text:
+        return SVG
+    raise MediaRejected("not an image, video or HTML page we accept", reason="type")
+
+
+_ACTIVE_ELEMENTS = {"script", "foreignobject", "iframe", "embed", "object", "handler", "listener"}
+_URL_IN_CSS = re.compile(r"url\(\s*['\"]?\s*([^'\")\s]*)", re.IGNORECASE)
+
+
+def _local(name: str) -> str:
+    return name.rsplit("}", 1)[-1].rsplit(":", 1)[-1].lower()
+
+
+def check_svg(data: bytes) -> None:
+    """Refuse an SVG that could run code or load anything: MediaRejected(reason="svg")."""
+    lowered = data.lower()
+    # No entities and no internal DTD subset: they are how XML bombs and external entity reads
+    # start. A plain `<!DOCTYPE svg PUBLIC ...>` (as editors write it) is harmless: expat
+    # never fetches the external DTD.
+    doctype = lowered.find(b"<!doctype")
+    if b"<!entity" in lowered or (doctype >= 0 and b"[" in lowered[doctype : doctype + 512]):
+        raise MediaRejected("SVG with entities or an internal DTD", reason="svg")
+    try:
+        root = ET.fromstring(data)
+    except ET.ParseError as exc:
+        raise MediaRejected(f"SVG is not well-formed XML: {exc}", reason="svg") from exc
+    if _local(root.tag) != "svg":
+        raise MediaRejected("the root element is not <svg>", reason="svg")
+    stack: list[tuple[ET.Element, int]] = [(root, 0)]
+    while stack:
+        element, depth = stack.pop()
+        if depth > SVG_MAX_DEPTH:
+            raise MediaRejected("SVG nested too deeply", reason="svg")
+        tag = _local(str(element.tag))
+        if tag in _ACTIVE_ELEMENTS:
+            raise MediaRejected(f"SVG with a <{tag}> element", reason="svg")
+        for name, value in element.attrib.items():
+            _check_svg_attribute(tag, _local(name), value)
+        if tag == "style" and element.text and _css_refers_out(element.text):
+            raise MediaRejected("SVG style loads something", reason="svg")
+        stack.extend((child, depth + 1) for child in element)
+
+
+def _check_svg_attribute(tag: str, name: str, value: str) -> None:
+    text = value.strip().lower()
+    if name.startswith("on"):
+        raise MediaRejected(f"SVG with an event handler ({name})", reason="svg")
+    if name in ("href", "src") and not (text.startswith("#") or _inline_image(text)):
+        raise MediaRejected(f"SVG refers to another document ({text[:60]})", reason="svg")
+    animated = tag in ("animate", "set", "animatetransform") and name in ("attributename", "values")
+    if animated and (text in ("href", "xlink:href") or text.startswith("on")):
+        raise MediaRejected("SVG animates a link or handler", reason="svg")
+    if "javascript:" in text or (name == "style" and _css_refers_out(text)):
+        raise MediaRejected("SVG attribute refers out or runs code", reason="svg")
+
+
+def _inline_image(url: str) -> bool:
+    return url.startswith(("data:image/png", "data:image/jpeg", "data:image/gif"))
+
+
+def _css_refers_out(css: str) -> bool:
+    if "@import" in css.lower():
+        return True
+    return any(
+        not (url.startswith("#") or _inline_image(url.lower())) for url in _URL_IN_CSS.findall(css)
+    )
+
+
+def validate(data: bytes, caps: dict[str, int] | None = None) -> MediaType:
+    """Sniff and check a whole file; MediaRejected says why it may not enter."""
+    if not data:
+        raise MediaRejected("empty file", reason="empty")
+    media = sniff(data[:SNIFF_BYTES])
+    cap = (caps or SIZE_CAPS)[media.kind]
+    if len(data) > cap:
+        raise MediaRejected(
+            f"{media.kind} of {len(data)} bytes exceeds the cap of {cap}", reason="size"
+        )
+    if media is SVG:
+        check_svg(data)
+    return media
+
+
+@dataclass(frozen=True, slots=True)
+class MediaInfo:
+    sha256: str
+    name: str
+    mime: str
+    kind: str
+    size: int
+    imported: float
+
+    @property
+    def ext(self) -> str:
+        return TYPES[self.mime].ext
+
+
+def media_path(root: Path, sha256: str) -> Path:
+    """Where the library keeps the file with this hash."""
+    return root / sha256[:2] / sha256
+
+
+class MediaLibrary:
+    """Import, look up and list media; the store's `media` table is the index."""
+
+    def __init__(
+        self, store: CentralStore, root: str | Path, caps: dict[str, int] | None = None
+    ) -> None:
+        self.store = store
+        self.root = Path(root)
+        self.caps = dict(caps or SIZE_CAPS)
+
+    def import_file(self, path: str | Path, name: str | None = None) -> MediaInfo:
+        """Validate and add a file; an oversized file is refused before it is read whole."""
+        path = Path(path)
+        size = path.stat().st_size
+        if size > max(self.caps.values()):
+            raise MediaRejected(f"{size} bytes exceeds every size cap", reason="size")
+        return self.import_bytes(path.read_bytes(), name or path.name)
+
+    def import_bytes(self, data: bytes, name: str) -> MediaInfo:
+        media = validate(data, self.caps)
+        sha = hashlib.sha256(data).hexdigest()
+        known = self.get(sha)
+        if known is not None and media_path(self.root, sha).exists():
+            return known
+        target = media_path(self.root, sha)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        # Write beside the target and rename: a crash never leaves a half file under its hash.
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".import-")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        info = MediaInfo(sha, name[:200], media.mime, media.kind, len(data), time.time())
+        self.store.db.execute(
+            "INSERT OR IGNORE INTO media (sha256, name, mime, kind, size, imported)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (info.sha256, info.name, info.mime, info.kind, info.size, info.imported),
+        )
+        return self.get(sha) or info
+
+    def get(self, sha256: str) -> MediaInfo | None:
+        row = self.store.db.execute(
+            "SELECT sha256, name, mime, kind, size, imported FROM media WHERE sha256 = ?",
+            [sha256],
+        ).fetchone()
+        return None if row is None else MediaInfo(*row)
+
+    def list(self) -> list[MediaInfo]:
+        rows = self.store.db.execute(
+            "SELECT sha256, name, mime, kind, size, imported FROM media ORDER BY imported"
+        ).fetchall()
+        return [MediaInfo(*r) for r in rows]
+
+    def find(self, ref: str) -> MediaInfo | None:
+        """A media file by its full hash, a unique hash prefix (>= 8) or its name."""
+        if len(ref) == 64:
+            return self.get(ref)
+        rows: list[Any] = []
+        if len(ref) >= 8:
+            rows = self.store.db.execute(
+                "SELECT sha256 FROM media WHERE sha256 LIKE ?", [ref.lower() + "%"]
+            ).fetchall()
+        if not rows:
+            rows = self.store.db.execute(
+                "SELECT sha256 FROM media WHERE name = ?", [ref]
+            ).fetchall()
+        return self.get(rows[0][0]) if len(rows) == 1 else None

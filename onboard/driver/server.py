@@ -1,0 +1,400 @@
+"""The driver's terminal: a page for the touch screen in the cab, served by the agent.
+
+The kiosk browser loads `/driver` and listens on `/driver/events` (Server-Sent Events) for the
+current `DriverState`; it posts the driver's actions back: a canned message to dispatch
+(`/driver/canned`), the silent emergency alarm (`/driver/emergency`) and the acknowledgement
+of a dispatch message (`/driver/ack`). Everything works with the uplink down: each action is
+an outbox record at once (durable, sequence-numbered), listed as pending until central's
+receipt marks it stored.
+
+The emergency alarm is an event of severity 4 (emergency), so the outbox files it as an alarm:
+sent before every other kind, never dropped by the disk budget, and after an outage it is the
+first thing the bus sends. Writing it wakes the link, so while online it goes in the link's
+next publish, not after the telemetry batching delay. The page shows nothing of it beyond a
+small confirmation: whoever threatens the driver must not see that help was called.
+
+Messages from dispatch arrive as the command `driver_message` (central/driver.py): the
+command's ack ("ok") means delivered to the bus; the driver's acknowledgement is a separate
+`driver_ack` event {id} whose time is when the driver tapped it. Commands rather than the
+desired state because each message is a one-off with an expiry that central tracks as sent /
+delivered / expired, not a state to converge to; the bus keeps it in SQLite until acknowledged.
+
+POSTs must be same-origin and JSON (onboard/driver/http.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import re
+import sqlite3
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Protocol
+
+import msgspec
+from aiohttp import web
+
+from onboard.commands import Result
+from onboard.diversion import Detour
+from onboard.driver.http import json_body, nonce_of, same_origin_posts, security_headers
+from onboard.driver.model import (
+    CANNED_BY_CODE,
+    EMERGENCY_SEVERITY,
+    SENT_SHOWN_S,
+    DriverState,
+    driver_state,
+)
+from onboard.driver.store import KEEP_S, DriverStore
+from onboard.journey import JourneyState
+from onboard.journey_plan import TripPlan
+from onboard.outbox import Outbox
+from protocols.nmea import Fix
+from protocols.schemas import Command, Scalar
+
+log = logging.getLogger("busfleet.onboard.driver")
+
+STATIC = Path(__file__).resolve().parent / "static"
+MAX_TEXT = 500  # characters of a dispatch message shown; central refuses longer ones
+NONCES = 200  # the last action ids remembered, so a repeated POST never sends twice
+HOUSEKEEPING_S = 3600.0
+_CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f\x7f]")  # keep newlines, drop other controls
+
+
+class RecordEvent(Protocol):
+    """`Agent.record_event`: an outbox event; severity >= 3 makes it an alarm. Returns its seq."""
+
+    def __call__(
+        self, kind: str, data: dict[str, Scalar], *, severity: int = 0, t: float | None = None
+    ) -> int: ...
+
+
+def position_of(fix: Fix | None) -> tuple[float, float] | None:
+    """(lat, lon) of a fix, for the terminal's `position` callable."""
+    if fix is None or fix.lat is None or fix.lon is None:
+        return None
+    return fix.lat, fix.lon
+
+
+class DriverTerminal:
+    """The terminal's state and its HTTP server (an async context manager, or `run()`)."""
+
+    def __init__(
+        self,
+        outbox: Outbox,
+        record: RecordEvent,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 8091,
+        position: Callable[[], tuple[float, float] | None] = lambda: None,
+        online: Callable[[], bool] = lambda: False,
+        clock: Callable[[], float] = time.time,
+        tick_s: float = 1.0,
+        heartbeat_s: float = 15.0,
+    ) -> None:
+        self.store = DriverStore(outbox)
+        self.record = record
+        self.host = host
+        self.requested_port = port  # 0: any free port (tests); see `port` for the bound one
+        self.port: int | None = None
+        self.position = position
+        self.online = online
+        self.clock = clock
+        self.tick_s = tick_s
+        self.heartbeat_s = heartbeat_s
+        self.journey: JourneyState | None = None
+        self.plan: TripPlan | None = None
+        self.diversion: str | None = None
+        self.detour_m: tuple[float, float] | None = None
+        self.state = DriverState()
+        self.version = 0
+        self._payload = self._encode()
+        self._nonces: collections.OrderedDict[str, int] = collections.OrderedDict()
+        self._listeners: set[asyncio.Event] = set()
+        self._closing = False
+        self._runner: web.AppRunner | None = None
+        self.refresh()
+
+    # -- inputs from the agent -----------------------------------------------------------------
+    def apply_journey(
+        self,
+        state: JourneyState | None,
+        plan: TripPlan | None = None,
+        *,
+        notice: str | None = None,
+        detour: Detour | None = None,
+    ) -> None:
+        """The journey tracker's state and the plan it follows (its path makes the map), and
+        the diversion in force: its notice and its detour (drawn apart on the map)."""
+        self.journey, self.plan, self.diversion = state, plan, notice
+        self.detour_m = None
+        if detour is not None and detour.leave_m is not None and detour.rejoin_m is not None:
+            self.detour_m = (detour.leave_m, detour.rejoin_m)
+        self.refresh()
+
+    def on_message_command(self, cmd: Command) -> Result:
+        """The `driver_message` command handler (onboard.commands): keep it, show it."""
+        text = cmd.args.get("text")
+        if not isinstance(text, str) or not text.strip():
+            return Result("failed", "driver_message needs a non-empty 'text'")
+        text = _CONTROL.sub(" ", text).strip()[:MAX_TEXT]
+        self.store.add_message(cmd.id, text, cmd.t, self.clock(), cmd.expires)
+        log.info("message %s from dispatch shown to the driver", cmd.id)
+        self.refresh()
+        return Result("ok")
+
+    # -- the driver's actions ------------------------------------------------------------------
+    def send_canned(self, code: str, nonce: str | None = None) -> int:
+        """A canned message to dispatch, with the bus's position; KeyError for an unknown code.
+        Returns its outbox seq (the first one's, when `nonce` was seen before)."""
+        canned = CANNED_BY_CODE[code]
+        if nonce is not None and nonce in self._nonces:
+            return self._nonces[nonce]
+        now = self.clock()
+        data: dict[str, Scalar] = {"code": code, "text": canned.label, **self._context()}
+        seq = self.record("driver_message", data, severity=canned.severity, t=now)
+        self._remember(nonce, seq, "canned", code, now)
+        log.info("driver sent %s (seq %d)", code, seq)
+        return seq
+
+    def press_emergency(self, nonce: str | None = None) -> int:
+        """The silent emergency alarm, with the bus's position. Returns its outbox seq."""
+        if nonce is not None and nonce in self._nonces:
+            return self._nonces[nonce]
+        now = self.clock()
+        data: dict[str, Scalar] = {"source": "driver"}
+        try:
+            data.update(self._context())
+        except Exception:  # the alarm goes without its position rather than not at all
+            log.exception("emergency alarm without its context")
+        # First and alone: the alarm is durable in the outbox (and the link woken) before any
+        # bookkeeping of the terminal's, which must never be able to stop it.
+        seq = self.record("emergency", data, severity=EMERGENCY_SEVERITY, t=now)
+        self._remember(nonce, seq, "emergency", "emergency", now)
+        log.warning("emergency alarm from the driver (seq %d)", seq)
+        return seq
+
+    def acknowledge(self, msg_id: str) -> bool | None:
+        """The driver read a dispatch message: a `driver_ack` event {id} timed now. True if
+        newly acknowledged, False if it was already, None if the bus has no such message."""
+        now = self.clock()
+        with self.store.outbox.transaction():  # acknowledged on the bus and queued, or neither
+            newly = self.store.acknowledge(msg_id, now)
+            seq = self.record("driver_ack", {"id": msg_id}, t=now) if newly else 0
+        if newly:
+            self._remember(None, seq, "ack", msg_id, now)
+            log.info("driver acknowledged message %s (seq %d)", msg_id, seq)
+        return newly
+
+    def _context(self) -> dict[str, Scalar]:
+        """Where the bus is and what it drives, for central's dispatcher."""
+        out: dict[str, Scalar] = {}
+        pos = self.position()
+        if pos is not None:
+            out["lat"], out["lon"] = round(pos[0], 6), round(pos[1], 6)
+        j = self.journey
+        if j is not None:
+            out.update(trip=j.trip_id, route=j.route_id, stop=j.stop_id)
+            if j.block_id:
+                out["block"] = j.block_id
+            if j.delay_s is not None:
+                out["delay_s"] = round(j.delay_s)
+        return out
+
+    def _remember(self, nonce: str | None, seq: int, kind: str, code: str, t: float) -> None:
+        if nonce is not None:
+            self._nonces[nonce] = seq
+            while len(self._nonces) > NONCES:
+                self._nonces.popitem(last=False)
+        try:
+            self.store.add_outgoing(seq, kind, code, t)
+        except sqlite3.Error as exc:  # the record itself is safe in the outbox
+            log.warning("could not list seq %d on the terminal: %s", seq, exc)
+        self.refresh()
+
+    # -- state ---------------------------------------------------------------------------------
+    def refresh(self) -> bool:
+        """Recompute the state for now; True if it changed (and was sent to the page)."""
+        now = self.clock()
+        state = driver_state(
+            self.journey,
+            self.plan,
+            self.store.messages(),
+            self.store.outgoing(now - SENT_SHOWN_S),
+            now=now,
+            online=self.online(),
+            diversion=self.diversion,
+            detour_m=self.detour_m,
+        )
+        if state == self.state:
+            return False
+        self.state = state
+        self.version += 1
+        self._payload = self._encode()
+        for wake in self._listeners:
+            wake.set()
+        return True
+
+    def _encode(self) -> bytes:
+        return msgspec.json.encode({"version": self.version, "state": self.state})
+
+    @property
+    def clients(self) -> int:
+        return len(self._listeners)
+
+    # -- serving -------------------------------------------------------------------------------
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=4096, middlewares=[same_origin_posts])
+        app.router.add_get("/", self._index)
+        app.router.add_get("/driver", self._page)
+        app.router.add_get("/driver/events", self._events)
+        app.router.add_get("/driver/state.json", self._state_json)
+        app.router.add_post("/driver/canned", self._post_canned)
+        app.router.add_post("/driver/emergency", self._post_emergency)
+        app.router.add_post("/driver/ack", self._post_ack)
+        app.router.add_get("/favicon.ico", self._no_icon)
+        app.router.add_static("/driver/static", STATIC)
+        app.on_response_prepare.append(security_headers)
+        app.on_shutdown.append(self._on_shutdown)
+        return app
+
+    async def start(self) -> None:
+        """Bind and serve in the background; OSError if the address is taken."""
+        self._closing = False
+        runner = web.AppRunner(self.app(), access_log=None, shutdown_timeout=1.0)
+        await runner.setup()
+        site = web.TCPSite(runner, self.host, self.requested_port)
+        try:
+            await site.start()
+        except OSError:
+            await runner.cleanup()
+            raise
+        self._runner = runner
+        self.port = int(runner.addresses[0][1])
+        log.info("driver terminal on http://%s:%s/driver", self.host, self.port)
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            runner, self._runner = self._runner, None
+            await runner.cleanup()
+
+    async def __aenter__(self) -> DriverTerminal:
+        await self.start()
+        self._ticker_task = asyncio.create_task(self._ticker(), name="driver-tick")
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._ticker_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._ticker_task
+        await self.stop()
+
+    async def run(self) -> None:
+        """Serve until cancelled; a taken port is retried with backoff (the agent runs on)."""
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(self._ticker(), name="driver-tick")
+            tg.create_task(self._serve(), name="driver-http")
+
+    async def _serve(self) -> None:
+        delay = 1.0
+        while True:
+            try:
+                await self.start()
+                break
+            except OSError as exc:
+                level = logging.WARNING if delay == 1.0 else logging.DEBUG
+                log.log(level, "driver terminal cannot listen on %s:%s: %s", self.host,
+                        self.requested_port, exc)  # fmt: skip
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 60.0)
+        try:
+            await asyncio.Event().wait()  # serve until cancelled
+        finally:
+            await self.stop()
+
+    async def _ticker(self) -> None:
+        """Receipts, the uplink and the clock change what is shown without telling anyone."""
+        last_housekeeping = 0.0
+        while True:
+            await asyncio.sleep(self.tick_s)
+            now = self.clock()
+            if now - last_housekeeping >= HOUSEKEEPING_S:
+                last_housekeeping = now
+                self.store.forget(now - KEEP_S)
+            self.refresh()
+
+    # -- handlers ------------------------------------------------------------------------------
+    async def _index(self, request: web.Request) -> web.StreamResponse:
+        raise web.HTTPFound("/driver")
+
+    async def _no_icon(self, request: web.Request) -> web.StreamResponse:
+        return web.Response(status=204)
+
+    async def _page(self, request: web.Request) -> web.StreamResponse:
+        return web.FileResponse(STATIC / "driver.html", headers={"Cache-Control": "no-cache"})
+
+    async def _state_json(self, request: web.Request) -> web.StreamResponse:
+        return web.Response(
+            body=self._payload,
+            content_type="application/json",
+            headers={"Cache-Control": "no-store"},
+        )
+
+    async def _post_canned(self, request: web.Request) -> web.StreamResponse:
+        body = await json_body(request)
+        code = body.get("code")
+        if not isinstance(code, str) or code not in CANNED_BY_CODE:
+            raise web.HTTPBadRequest(text="unknown canned message")
+        return web.json_response({"seq": self.send_canned(code, nonce_of(body))})
+
+    async def _post_emergency(self, request: web.Request) -> web.StreamResponse:
+        body = await json_body(request)
+        return web.json_response({"seq": self.press_emergency(nonce_of(body))})
+
+    async def _post_ack(self, request: web.Request) -> web.StreamResponse:
+        body = await json_body(request)
+        msg_id = body.get("id")
+        if not isinstance(msg_id, str):
+            raise web.HTTPBadRequest(text="ack needs the message id")
+        result = self.acknowledge(msg_id)
+        if result is None:
+            raise web.HTTPNotFound(text="no such message on this bus")
+        return web.json_response({"acknowledged": True, "new": result})
+
+    async def _events(self, request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(
+            headers={
+                "Content-Type": "text/event-stream",
+                "Cache-Control": "no-store",
+                "X-Accel-Buffering": "no",
+            }
+        )
+        await response.prepare(request)
+        wake = asyncio.Event()
+        self._listeners.add(wake)
+        sent = -1
+        try:
+            await response.write(b"retry: 2000\n\n")
+            while not self._closing:
+                wake.clear()
+                if sent != self.version:
+                    sent = self.version
+                    await response.write(b"data: " + self._payload + b"\n\n")
+                try:
+                    async with asyncio.timeout(self.heartbeat_s):
+                        await wake.wait()
+                except TimeoutError:
+                    await response.write(b": ping\n\n")
+        except ConnectionError:
+            pass  # the page went away
+        finally:
+            self._listeners.discard(wake)
+        return response
+
+    async def _on_shutdown(self, app: web.Application) -> None:
+        self._closing = True
+        for wake in self._listeners:
+            wake.set()

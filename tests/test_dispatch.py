@@ -1,0 +1,159 @@
+"""Dispatchers' requests at central: checked, carried out, answered (no broker needed)."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from central.alarm_center import AlarmCenter, Outgoing
+from central.config import CentralConfig
+from central.dispatch import Dispatch
+from central.store import CentralStore
+from protocols import codec, topics
+from protocols.schemas import (
+    Alarm,
+    Command,
+    DesiredState,
+    DispatchReply,
+    DispatchRequest,
+    Event,
+    EventBatch,
+    FleetEntry,
+    Scalar,
+)
+
+T0 = 1_800_000_000.0
+
+
+@pytest.fixture
+def dispatch(tmp_path: Path) -> Dispatch:
+    config = dataclasses.replace(CentralConfig(), db=str(tmp_path / "central.sqlite"))
+    store = CentralStore(config.db)
+    return Dispatch(store, config, AlarmCenter(store))
+
+
+async def ask(
+    d: Dispatch, action: str, user: str = "alice", **args: Scalar
+) -> tuple[DispatchReply, list[Outgoing]]:
+    request = DispatchRequest(id=f"r-{action}", action=action, t=T0, args=args)
+    out = await d.handle(topics.dispatch_request(user), codec.encode(request), T0)
+    *rest, (topic, payload, retain) = out
+    assert topic == topics.dispatch_reply(user) and not retain
+    reply = codec.decode(DispatchReply, payload)
+    assert reply.id == request.id
+    return reply, rest
+
+
+async def test_an_acknowledgement_names_the_dispatcher_and_is_published_for_every_dashboard(
+    dispatch: Dispatch,
+) -> None:
+    batch = EventBatch(bus="bus-1", events=[Event(seq=1, t=T0, kind="off_route", severity=3)])
+    dispatch.alarms.on_events("bus-1", batch, FleetEntry(bus="bus-1", online=True), T0)
+    [alarm] = dispatch.alarms.alarms()
+    dispatch.alarms.take_outgoing()
+    reply, out = await ask(dispatch, "ack_alarm", alarm=alarm.id, note="called the driver")
+    assert reply.ok and reply.result["state"] == "acked"
+    [(topic, payload, retain)] = out
+    acked = codec.decode(Alarm, payload)
+    assert (topic, retain) == (topics.alarm(alarm.id), True)
+    assert (acked.acked_by, acked.ack_note, acked.state) == ("alice", "called the driver", "acked")
+    again, out = await ask(dispatch, "ack_alarm", user="bob", alarm=alarm.id)
+    assert not again.ok and "already acknowledged by alice" in again.error and out == []
+
+
+async def test_a_request_central_cannot_read_gets_no_answer_and_is_counted(
+    dispatch: Dispatch,
+) -> None:
+    assert await dispatch.handle(topics.dispatch_request("alice"), b"{not json", T0) == []
+    assert await dispatch.handle("busfleet/v1/dispatch/a/b/request", b"{}", T0) == []
+    assert dispatch.counters["bad"] == 2
+
+
+async def test_unknown_actions_and_missing_arguments_are_refused_with_a_reason(
+    dispatch: Dispatch,
+) -> None:
+    reply, _ = await ask(dispatch, "reboot_city")
+    assert not reply.ok and "unknown action" in reply.error
+    reply, _ = await ask(dispatch, "assign", bus="bus-1")
+    assert not reply.ok and "trip, a block or a route" in reply.error
+    reply, _ = await ask(dispatch, "assign", bus="bad bus", route="R1")
+    assert not reply.ok and "invalid bus id" in reply.error
+    reply, _ = await ask(dispatch, "command", bus="bus-1", name="self_destruct")
+    assert not reply.ok and "unknown command" in reply.error
+
+
+async def test_an_assignment_becomes_the_bus_desired_state_published_retained(
+    dispatch: Dispatch,
+) -> None:
+    reply, out = await ask(dispatch, "assign", bus="bus-1", route="R1")
+    assert reply.ok and reply.result == {"bus": "bus-1", "version": 1}
+    [(topic, payload, retain)] = out
+    doc = codec.decode(DesiredState, payload)
+    assert (topic, retain) == (topics.desired("bus-1"), True)
+    assert doc.assignment is not None and doc.assignment.route_id == "R1" and doc.version == 1
+
+
+async def test_a_command_is_stored_sent_to_the_bus_and_shown_in_its_detail(
+    dispatch: Dispatch,
+) -> None:
+    reply, out = await ask(
+        dispatch, "command", bus="bus-1", name="announce", ttl_s=60, **{"arg.text": "Hello"}
+    )
+    assert reply.ok
+    [(topic, payload, retain)] = out
+    cmd = codec.decode(Command, payload)
+    assert (topic, retain, cmd.name, cmd.args) == (
+        topics.command("bus-1"),
+        False,
+        "announce",
+        {"text": "Hello"},
+    )
+    assert cmd.expires == T0 + 60
+    detail, _ = await ask(dispatch, "detail", bus="bus-1")
+    [row] = detail.tables["commands"]
+    assert (row["id"], row["status"]) == (cmd.id, "sent")
+
+
+async def test_a_passenger_message_to_all_reaches_every_known_bus(dispatch: Dispatch) -> None:
+    for bus in ("bus-1", "bus-2"):
+        await ask(dispatch, "assign", bus=bus, route="R1")
+    reply, out = await ask(
+        dispatch,
+        "message",
+        text_de="Baustelle",
+        text_en="Road works",
+        targets="all",
+        valid_to=T0 + 3600,
+    )
+    assert reply.ok and reply.result["buses"] == 2
+    docs = [codec.decode(DesiredState, p) for _, p, _ in out]
+    assert sorted(d.bus for d in docs) == ["bus-1", "bus-2"]
+    assert all(d.messages[0].text_en == "Road works" for d in docs)
+    listed, _ = await ask(dispatch, "list", what="messages")
+    assert [m["text_de"] for m in listed.tables["messages"]] == ["Baustelle"]
+
+
+async def test_reports_answer_within_their_window(dispatch: Dispatch) -> None:
+    rows = [
+        ("bus-1", 1, T0 - 100, "departed", 0, '{"route": "R1", "delay_s": 30}', 0, T0),
+        ("bus-1", 2, T0 - 50, "departed", 0, '{"route": "R1", "delay_s": 600}', 0, T0),
+        ("bus-1", 3, T0 - 9 * 86400, "departed", 0, '{"route": "R1", "delay_s": 0}', 0, T0),
+        ("bus-1", 4, T0 - 10, "passenger_feedback", 0, '{"category": "wifi", "text": "x"}', 0, T0),
+    ]  # fmt: skip
+    dispatch.store.add_events(rows)
+    reply, _ = await ask(dispatch, "report", what="punctuality", days=1)
+    assert reply.ok
+    [row] = reply.tables["punctuality"]
+    assert row == {
+        "route": "R1",
+        "departures": 2,
+        "on_time_pct": 50.0,
+        "mean_delay_s": 315,
+        "p90_delay_s": 600,
+    }
+    reply, _ = await ask(dispatch, "report", what="feedback", days=1)
+    assert [(r["category"], r["text"]) for r in reply.tables["feedback"]] == [("wifi", "x")]
+    reply, _ = await ask(dispatch, "report", what="punctuality", days=99)
+    assert not reply.ok and "days" in reply.error
