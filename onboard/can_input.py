@@ -5,10 +5,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import Callable
+from pathlib import Path
 
 import can
 
+from protocols.candump import parse_candump_line
 from protocols.j1939 import J1939Decoder
 from protocols.vehicle import VehicleEvent, VehicleState, apply
 
@@ -50,7 +53,27 @@ class CanInput:
             await asyncio.sleep(delay * random.uniform(0.8, 1.2))
             delay = min(delay * 2, 10.0)
 
+    async def _replay(self) -> None:
+        """A candump log played at its own pace, in a loop (bench tests, demos, debugging)."""
+        path = Path(self.channel)
+        text = await asyncio.to_thread(path.read_text)
+        frames = [f for f in map(parse_candump_line, text.splitlines()) if f]
+        if not frames:
+            raise OSError(f"no frames in candump log {path}")
+        log.info("can replay of %s: %d frames", path, len(frames))
+        while True:
+            start, first = time.monotonic(), frames[0][0]
+            for t, _iface, can_id, data in frames:
+                delay = (t - first) - (time.monotonic() - start)
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                self.handle(can_id, data, time.time())
+            await asyncio.sleep(0.1)
+
     async def _read_bus(self) -> None:
+        if self.interface == "replay":
+            await self._replay()
+            return
         if self.interface == "socketcan":
             bus = can.Bus(interface="socketcan", channel=self.channel, bitrate=self.bitrate)
         else:

@@ -51,8 +51,8 @@ class GpsSection:
 
 @dataclass(frozen=True, slots=True)
 class CanSection:
-    interface: str = "socketcan"  # socketcan (a real bus) | virtual (tests, simulator) | none
-    channel: str = "can0"
+    interface: str = "socketcan"  # socketcan (a real bus) | virtual (tests, simulator) | replay | none
+    channel: str = "can0"  # for replay: the candump log file
     bitrate: int = 250_000  # bus-FMS
 
 
@@ -210,7 +210,7 @@ def parse_config(text: str, path: str = "<string>") -> AgentConfig:
         raise ConfigError(
             f"telemetry.codec {config.telemetry.codec!r} unknown", path=path, key="telemetry.codec"
         )
-    if config.can.interface not in ("socketcan", "virtual", "none"):
+    if config.can.interface not in ("socketcan", "virtual", "replay", "none"):
         raise ConfigError(
             f"can.interface {config.can.interface!r} unknown", path=path, key="can.interface"
         )
