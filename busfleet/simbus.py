@@ -26,6 +26,7 @@ from onboard.config import (
     BusSection,
     CanSection,
     DisplaySection,
+    DriverSection,
     GpsSection,
     JourneySection,
     MqttSection,
@@ -66,6 +67,7 @@ def agent_config(spec: SimBusSpec, gps_device: str, can_channel: str) -> AgentCo
         telemetry=TelemetrySection(send_every_s=1.0),
         # Many simulated buses share one machine: each display takes a free port (logged).
         display=DisplaySection(port=0),
+        driver=DriverSection(port=0),
         # The bus tracks the trip central assigns it (the demo assigns the one it drives).
         journey=JourneySection(gtfs=str(spec.gtfs)),
     )

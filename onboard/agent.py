@@ -252,7 +252,8 @@ class Agent:
         event = Event(
             seq=0, t=time.time() if t is None else t, kind=kind, severity=severity, data=data
         )
-        seq = self.outbox.append("alarm" if severity >= 3 else "event", codec.encode(event))
+        kind_in_outbox = "emergency" if severity >= 4 else "alarm" if severity >= 3 else "event"
+        seq = self.outbox.append(kind_in_outbox, codec.encode(event))
         self.link.wake.set()
         return seq
 

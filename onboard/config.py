@@ -51,7 +51,8 @@ class GpsSection:
 
 @dataclass(frozen=True, slots=True)
 class CanSection:
-    interface: str = "socketcan"  # socketcan (a real bus) | virtual (tests, simulator) | replay | none
+    # socketcan (a real bus) | virtual (tests, simulator) | replay (a candump log) | none
+    interface: str = "socketcan"
     channel: str = "can0"  # for replay: the candump log file
     bitrate: int = 250_000  # bus-FMS
 

@@ -29,7 +29,7 @@ import sqlite_utils
 from protocols.ranges import ranges
 
 # Lower is sent first: alarms never wait behind a backlog of telemetry.
-PRIORITY = {"alarm": 0, "event": 1, "cmd_ack": 1, "telemetry": 2}
+PRIORITY = {"emergency": -1, "alarm": 0, "event": 1, "cmd_ack": 1, "telemetry": 2}
 DROPPABLE = "telemetry"
 ROW_OVERHEAD = 40  # bytes of SQLite bookkeeping per row, roughly, for the budget
 
