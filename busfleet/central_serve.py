@@ -2,8 +2,9 @@
 
 Beside the service (ingest, fleet state: central/service.py) run, as named tasks of one
 TaskGroup: the passenger-message expiry (its own MQTT connection, reconnecting with backoff),
-the diversion sync (likewise: central/diversions.py) and, when `http_port` is set, the HTTP server (GTFS-Realtime, media, /healthz). If one of them
-fails, the process ends and systemd restarts it whole.
+the diversion sync (likewise: central/diversions.py) and, when `http_port` is set, the HTTP
+server (GTFS-Realtime, media, /healthz). If one of them fails, the process ends and systemd
+restarts it whole.
 """
 
 from __future__ import annotations

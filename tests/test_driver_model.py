@@ -261,7 +261,7 @@ def test_the_emergency_is_the_first_record_to_send_even_behind_thousands_of_reco
     agent.driver.send_canned("accident")
     seq = agent.driver.press_emergency()
     first = agent.outbox.pending(1)[0]
-    assert (first.seq, first.kind) == (seq, "alarm")
+    assert (first.seq, first.kind) == (seq, "emergency")
     event = codec.decode(Event, first.body)
     assert (event.kind, event.severity) == ("emergency", 4)
     assert agent.link.wake.is_set()
