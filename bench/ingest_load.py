@@ -19,6 +19,7 @@ Both processes are driven over a multiprocessing pipe by the parent: commands in
 from __future__ import annotations
 
 import math
+import signal
 import sys
 import time
 from array import array
@@ -166,6 +167,7 @@ class Publisher:
 
 def run_publisher(conn: Connection, spec: PublisherSpec) -> None:
     """Encode, connect, say ready, then obey ("paced", t0) / ("flood",) / ("quit",)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     pub = Publisher(spec)
     conn.send(("ready",))
     try:
@@ -188,6 +190,7 @@ def run_bare_subscriber(
 
     `progress` is a shared array (count, time of the last message) for the parent to watch.
     """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     buckets: dict[int, int] = {}
     samples: list[tuple[str, bytes, float]] = []
 

@@ -1,0 +1,93 @@
+"""Central's group commit: many messages, one transaction, receipts only after the commit."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from central.ingest import Ingest
+from central.service import Inbox
+from central.store import CentralStore
+from protocols import codec, topics
+from protocols.ranges import expand
+from protocols.schemas import Position, TelemetryBatch, TelemetryRecord
+
+
+def batch(bus: str, seqs: range) -> bytes:
+    records = [
+        TelemetryRecord(seq=s, t=1000.0 + s, pos=Position(lat=-16.9, lon=145.7)) for s in seqs
+    ]
+    return codec.encode(TelemetryBatch(bus=bus, records=records))
+
+
+@pytest.fixture
+def ingest(tmp_path: Path) -> Ingest:
+    return Ingest(CentralStore(tmp_path / "central.sqlite"))
+
+
+def test_a_group_of_messages_is_stored_and_receipted_per_bus(ingest: Ingest) -> None:
+    messages = [
+        (topics.telemetry("b1"), batch("b1", range(1, 4))),
+        (topics.telemetry("b2"), batch("b2", range(1, 3))),
+        (topics.telemetry("b1"), batch("b1", range(4, 6))),
+        (topics.telemetry("b1"), b"garbage"),
+    ]
+    ingest.handle_many(messages, now=2000)
+    assert ingest.store.seqs("b1") == [1, 2, 3, 4, 5]
+    assert ingest.store.seqs("b2") == [1, 2]
+    receipts = {r.bus: expand(r.ranges) for r in ingest.take_receipts()}
+    assert receipts == {"b1": [1, 2, 3, 4, 5], "b2": [1, 2]}
+    assert ingest.counters["rejected"] == 1
+    assert ingest.buses["b1"].entry.records == 5
+
+
+def test_a_failed_commit_stores_nothing_and_sends_no_receipt(
+    ingest: Ingest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ingest.handle(topics.telemetry("b1"), batch("b1", range(1, 3)), now=1000)
+    ingest.take_receipts()
+    real = ingest.store.add_records
+    calls = []
+
+    def failing(rows: Any) -> int:
+        calls.append(1)
+        if len(calls) == 2:
+            raise sqlite3.OperationalError("disk I/O error")
+        return real(rows)
+
+    monkeypatch.setattr(ingest.store, "add_records", failing)
+    messages = [
+        (topics.telemetry("b1"), batch("b1", range(3, 5))),
+        (topics.telemetry("b2"), batch("b2", range(1, 3))),
+    ]
+    with pytest.raises(sqlite3.OperationalError):
+        ingest.handle_many(messages, now=2000)
+    assert ingest.store.seqs("b1") == [1, 2], "the first message of the batch was rolled back"
+    assert ingest.take_receipts() == []
+
+
+async def test_a_full_inbox_holds_the_network_thread_back_and_loses_nothing() -> None:
+    inbox = Inbox(asyncio.get_running_loop(), limit=3)
+    sent = [(f"t/{i}", bytes([i])) for i in range(20)]
+    done = threading.Event()
+
+    def network_thread() -> None:
+        for topic, payload in sent:
+            inbox.put(topic, payload)
+        done.set()
+
+    thread = threading.Thread(target=network_thread)
+    thread.start()
+    got: list[tuple[str, bytes]] = []
+    while len(got) < len(sent):
+        taken = await inbox.take(limit=2)
+        assert 1 <= len(taken) <= 2
+        got += taken
+    thread.join(5)
+    assert done.is_set()
+    assert got == sent
