@@ -12,6 +12,8 @@ Actions and their arguments:
     ack_alarm         alarm, note
     assign            bus, and trip, block and/or route
     playlist          bus, playlist ("" for none)
+    save_playlist     id, media (names or hashes, comma-separated, in play order), seconds:
+                      one item per media, one schedule all day every day; a new revision
     message           text_de, text_en, priority, targets ("all", "route:R", "bus:B",
                       comma-separated), valid_from, valid_to (unix seconds, optional)
     withdraw_message  id
@@ -40,14 +42,23 @@ from typing import Any
 import msgspec
 
 from central import dispatch_queries as queries
+from central import gtfs_db
 from central.alarm_center import AlarmCenter, Outgoing
 from central.alarms import AlarmError
 from central.assign import AssignmentError, check_assignment, next_desired
 from central.commands import KNOWN
 from central.config import CentralConfig
 from central.gtfs_import import GtfsInvalid, import_gtfs
+from central.media import MediaLibrary
 from central.messages import MessageError, create_message, withdraw_message
-from central.playlists import PlaylistError, desired_with_playlist, get_playlist
+from central.playlists import (
+    PlaylistError,
+    build_playlist,
+    desired_with_playlist,
+    get_playlist,
+    media_url_for,
+    save_playlist,
+)
 from central.store import CentralStore
 from protocols import codec, topics
 from protocols.errors import ProtocolError
@@ -68,6 +79,7 @@ ACTIONS = (
     "ack_alarm",
     "assign",
     "playlist",
+    "save_playlist",
     "message",
     "withdraw_message",
     "command",
@@ -209,6 +221,25 @@ class Dispatch:
         version, payload = desired_with_playlist(c.store, bus, playlist)
         c.out.append((topics.desired(bus), payload, True))
         return {"bus": bus, "version": version}, {}
+
+    def _save_playlist(self, c: Ctx) -> Answer:
+        refs = [r.strip() for r in _str(c.args, "media").split(",") if r.strip()]
+        if not refs:
+            raise DispatchError("name at least one media file")
+        seconds = _num(c.args, "seconds") or 10.0
+        items = [
+            {"id": f"i{n}", "media": ref, "duration_s": seconds} for n, ref in enumerate(refs, 1)
+        ]
+        source = {
+            "id": _str(c.args, "id"),
+            "timezone": gtfs_db.timezone(c.store) or "UTC",
+            "items": items,
+            "schedules": [{"id": "all", "items": [i["id"] for i in items]}],
+        }
+        library = MediaLibrary(c.store, self.config.media_dir)
+        built = build_playlist(library, source, media_url_for(self.config))
+        saved = save_playlist(c.store, built)
+        return {"id": saved.id, "revision": saved.revision}, {}
 
     def _message(self, c: Ctx) -> Answer:
         targets = [t.strip() for t in _str(c.args, "targets").replace(" ", ",").split(",")]

@@ -182,7 +182,13 @@ def listing(store: CentralStore, what: str, args: dict[str, Scalar], media_dir: 
         return {}, {what: _shapes(store)}
     if what == "playlists":
         rows: list[Row] = [
-            {"id": p.id, "revision": p.revision, "items": len(p.items)}
+            {
+                "id": p.id,
+                "revision": p.revision,
+                "items": len(p.items),
+                "media": ",".join(i.name or i.media[:16] for i in p.items),
+                "seconds": p.items[0].duration_s if p.items else None,
+            }
             for p in list_playlists(store)
         ]
         return {}, {what: rows}

@@ -5,6 +5,9 @@ the bus forget them. On every (re)connection central republishes the desired sta
 bus and the whole fleet view, so a broker that restarted without persistence loses nothing.
 Several workers may share the ingest (`group`): MQTT 5 shared subscriptions spread the bus
 messages over them, and (bus, seq) keys keep storage exactly-once whatever the order.
+Ingest also raises and clears alarms (central/alarm_center.py), published retained for the
+dashboards; dispatchers' requests (central/dispatch.py) come on their own topic, skip the
+ingest inbox and are answered one at a time.
 
 Why paho with its own network thread here, not aiomqtt as everywhere else: at city scale
 (10,000 buses at 1 Hz, bench/central_ingest.py) aiomqtt's per-message cost (a Message object,
@@ -55,6 +58,7 @@ SHAREABLE = (topics.Kind.TELEMETRY, topics.Kind.EVENTS, topics.Kind.COMMAND_ACK)
 BATCH_S = 0.05  # at most one commit per this interval: under load, one commit for many messages
 MAX_BATCH = 2000  # messages per transaction, so that the event loop turns a few times a second
 INBOX_LIMIT = 50_000  # a full inbox stalls the paho thread: TCP, then the broker, hold the rest
+FLEET_CHUNK = 500  # fleet entries published between two turns of the event loop
 REQUESTS_LIMIT = 100  # dispatchers' requests waiting; beyond, one is dropped (and logged)
 
 
@@ -84,13 +88,16 @@ class Inbox:
 
     async def take(self, limit: int = MAX_BATCH) -> list[tuple[str, bytes]]:
         """The oldest messages, at most `limit`; waits while there are none."""
-        await self._ready.wait()
-        with self._cond:
-            batch, self._items = self._items[:limit], self._items[limit:]
-            if not self._items:
-                self._ready.clear()
-            self._cond.notify_all()
-        return batch
+        while True:
+            await self._ready.wait()
+            with self._cond:
+                # A wake-up scheduled by `put` may arrive after its item was already taken.
+                batch, self._items = self._items[:limit], self._items[limit:]
+                if not self._items:
+                    self._ready.clear()
+                self._cond.notify_all()
+            if batch:
+                return batch
 
     def close(self) -> None:
         with self._cond:
@@ -257,8 +264,10 @@ class CentralService:
                 log.info("%d commands expired without an answer", expired)
             if not self.ready.is_set():
                 continue  # QoS 0 and retained: all of them go out again on the next connection
-            for entry in self.ingest.take_dirty():
+            for i, entry in enumerate(self.ingest.take_dirty(), start=1):
                 self._send(topics.fleet(entry.bus), codec.encode(entry), qos=0, retain=True)
+                if i % FLEET_CHUNK == 0:  # thousands of buses: let the ingest run in between
+                    await asyncio.sleep(0)
             if now - last_stats >= 2.0:
                 last_stats = now
                 stats = CentralStats(t=now, counters=dict(self.ingest.counters))

@@ -1,13 +1,15 @@
 """The dispatcher's workflows, driven by keys, against a live central, a real mosquitto and a
 real agent: acknowledge an alarm and another dashboard sees it; import the timetable and
 assign a route, and the bus reports it; send a command from the bus detail and see the bus's
-answer. Alarms never come from backfilled data.
+answer; compose a passenger message and the bus shows it; pick a playlist and it goes into the
+bus's desired state. Alarms never come from backfilled data.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import queue
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,8 +27,12 @@ from central.dashboard.screens.bus_detail import BusDetailScreen
 from central.dashboard.screens.form import FormScreen
 from central.dashboard.widgets.alarm_table import AlarmTable
 from central.dashboard.widgets.fleet_table import FleetTable
+from central.media import MediaLibrary
+from central.playlists import build_playlist, save_playlist
+from central.store import CentralStore
 from protocols import codec, topics
-from protocols.schemas import Event, EventBatch
+from protocols.schemas import Alarm, Event, EventBatch
+from tests.ads_helpers import png
 from tests.conftest import DATA
 from tests.fleet_helpers import Procs, wait_for
 
@@ -104,6 +110,16 @@ class Bus:
         self.client.disconnect()
 
 
+def alarm_of(app: DashboardApp) -> Alarm | None:
+    """The off-route alarm of the fake bus, as this dashboard has it."""
+    return next((a for a in app.alarms.values() if a.bus == FAKE and a.kind == "off_route"), None)
+
+
+def notified(app: DashboardApp, text: str) -> bool:
+    """Whether a notification on screen says `text`."""
+    return any(text in n.message for n in app._notifications)
+
+
 async def until(pilot: Pilot[Any], check: Callable[[], object], what: str, s: float = 30) -> None:
     for _ in range(int(s / 0.2)):
         if check():
@@ -117,8 +133,8 @@ async def until(pilot: Pilot[Any], check: Callable[[], object], what: str, s: fl
 
 
 async def fill(pilot: Pilot[Any], text: str) -> None:
-    await pilot.press(*[c if c.isalnum() else {"-": "minus", " ": "space", ".": "full_stop",
-                                                 "/": "slash", "_": "underscore"}[c] for c in text])  # fmt: skip
+    """Type `text` into the focused input, key by key (Pilot names the punctuation keys)."""
+    await pilot.press(*text)
 
 
 async def test_an_alarm_acknowledged_on_one_dashboard_is_seen_acknowledged_on_the_other(
@@ -130,15 +146,10 @@ async def test_an_alarm_acknowledged_on_one_dashboard_is_seen_acknowledged_on_th
         async with alice.run_test(size=(150, 36)) as pa, bob.run_test(size=(150, 36)) as pb:
             await until(pa, lambda: alice.link_text.startswith("alice@"), "alice's link")
             await until(pb, lambda: bob.link_text.startswith("bob@"), "bob's link")
-            import time
-
             now = time.time()
             # An emergency from the outbox after an outage: history, never a live alarm.
             bus.events(("emergency", 4), ("off_route", 3), t=now - 3600, backfill=True)
             bus.events(("off_route", 3), t=now)
-            alarm_of = lambda app: next(  # noqa: E731
-                (a for a in app.alarms.values() if a.bus == FAKE and a.kind == "off_route"), None
-            )
             await until(pa, lambda: alarm_of(alice), "the off-route alarm on alice's dashboard")
             await until(pb, lambda: alarm_of(bob), "the off-route alarm on bob's dashboard")
             assert [a.kind for a in alice.alarms.values() if a.bus == FAKE] == ["off_route"]
@@ -174,8 +185,7 @@ async def test_an_alarm_acknowledged_on_one_dashboard_is_seen_acknowledged_on_th
             await pb.press("k")
             await fill(pb, "me too")
             await pb.press("enter")
-            await until(pb, lambda: any("already acknowledged by alice" in n.message
-                                        for n in bob._notifications), "the refusal")  # fmt: skip
+            await until(pb, lambda: notified(bob, "already acknowledged by alice"), "the refusal")
     finally:
         bus.close()
 
@@ -190,8 +200,7 @@ async def test_a_route_assigned_on_the_dashboard_is_reported_back_by_the_bus(
         await pilot.press("g")  # import the timetable, so that central checks assignments
         await fill(pilot, str(DATA / "gtfs" / "cairns_gtfs.zip"))
         await pilot.press("enter")
-        await until(pilot, lambda: any("feed imported" in n.message
-                                       for n in app._notifications), "the import")  # fmt: skip
+        await until(pilot, lambda: notified(app, "feed imported"), "the import")
         await pilot.press("slash")
         await fill(pilot, BUS)
         await pilot.press("enter")
@@ -201,8 +210,7 @@ async def test_a_route_assigned_on_the_dashboard_is_reported_back_by_the_bus(
         assert isinstance(form, FormScreen) and form.values()["bus"] == BUS
         await fill(pilot, "no-such-route")
         await pilot.press("enter", "enter", "enter")
-        await until(pilot, lambda: any("unknown route" in n.message
-                                       for n in app._notifications), "the refusal")  # fmt: skip
+        await until(pilot, lambda: notified(app, "unknown route"), "the refusal")
         await pilot.press("t")
         await fill(pilot, "110-423")
         await pilot.press("enter", "enter", "enter")
@@ -247,3 +255,58 @@ async def test_a_command_sent_from_the_bus_detail_shows_the_bus_answer(
         await until(pilot, answered, "the bus's acknowledgement of the command")
         await pilot.pause(0.3)
         app.save_screenshot(str(output_dir / "bus-detail.svg"))
+
+
+async def test_a_passenger_message_composed_on_the_dashboard_is_shown_by_the_bus(
+    city: City,
+) -> None:
+    app = city.app("erin")
+    async with app.run_test(size=(160, 36)) as pilot:
+        await until(pilot, lambda: BUS in app.fleet, "the live bus")
+        await pilot.press("n")
+        await fill(pilot, "Baustelle")
+        await pilot.press("enter")
+        await fill(pilot, "Road works")
+        await pilot.press("enter", *["backspace"] * 3)  # the targets: not all, this bus
+        await fill(pilot, f"bus:{BUS}")
+        await pilot.press("enter", "enter", "enter")
+        await until(pilot, lambda: notified(app, "to 1 buses"), "the message to be sent")
+        [note] = [n.message for n in app._notifications if "to 1 buses" in n.message]
+        message_id = note.split()[1]
+
+    def shown() -> bool:
+        reported = _first_message(city.broker, topics.reported(BUS), 10)
+        return message_id.encode() in reported
+
+    wait_for(shown, 30, f"the bus to report message {message_id} as shown")
+
+
+async def test_a_playlist_picked_in_the_media_screen_goes_into_the_bus_desired_state(
+    city: City,
+) -> None:
+    store = CentralStore(city.procs.workdir / "central.sqlite")
+    try:
+        library = MediaLibrary(store, city.procs.workdir / "media")
+        library.import_bytes(png(4, 4, (0, 128, 255)), "blue.png")
+        source = {
+            "id": "summer",
+            "timezone": "Australia/Brisbane",
+            "items": [{"id": "blue", "media": "blue.png", "duration_s": 8}],
+            "schedules": [{"id": "all", "items": ["blue"]}],
+        }
+        save_playlist(store, build_playlist(library, source))
+    finally:
+        store.close()
+    app = city.app("frank")
+    async with app.run_test(size=(160, 36)) as pilot:
+        await pilot.press("5")
+        playlists = app.screen.query_one("#playlists")
+        await until(pilot, lambda: playlists.row_count == 1, "the playlist list")  # type: ignore[attr-defined]
+        await pilot.press("a")
+        form = app.screen
+        assert isinstance(form, FormScreen) and form.values()["playlist"] == "summer"
+        await fill(pilot, BUS)
+        await pilot.press("enter", "enter")
+        await until(pilot, lambda: notified(app, f"{BUS}: desired version"), "the assignment")
+    desired = _first_message(city.broker, topics.desired(BUS), 10)
+    assert b'"playlist":"summer"' in desired

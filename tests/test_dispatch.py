@@ -10,6 +10,7 @@ import pytest
 from central.alarm_center import AlarmCenter, Outgoing
 from central.config import CentralConfig
 from central.dispatch import Dispatch
+from central.media import MediaLibrary
 from central.store import CentralStore
 from protocols import codec, topics
 from protocols.schemas import (
@@ -23,13 +24,16 @@ from protocols.schemas import (
     FleetEntry,
     Scalar,
 )
+from tests.ads_helpers import png
 
 T0 = 1_800_000_000.0
 
 
 @pytest.fixture
 def dispatch(tmp_path: Path) -> Dispatch:
-    config = dataclasses.replace(CentralConfig(), db=str(tmp_path / "central.sqlite"))
+    config = dataclasses.replace(
+        CentralConfig(), db=str(tmp_path / "central.sqlite"), media_dir=str(tmp_path / "media")
+    )
     store = CentralStore(config.db)
     return Dispatch(store, config, AlarmCenter(store))
 
@@ -141,7 +145,7 @@ async def test_reports_answer_within_their_window(dispatch: Dispatch) -> None:
         ("bus-1", 2, T0 - 50, "departed", 0, '{"route": "R1", "delay_s": 600}', 0, T0),
         ("bus-1", 3, T0 - 9 * 86400, "departed", 0, '{"route": "R1", "delay_s": 0}', 0, T0),
         ("bus-1", 4, T0 - 10, "passenger_feedback", 0, '{"category": "wifi", "text": "x"}', 0, T0),
-    ]  # fmt: skip
+    ]
     dispatch.store.add_events(rows)
     reply, _ = await ask(dispatch, "report", what="punctuality", days=1)
     assert reply.ok
@@ -157,3 +161,20 @@ async def test_reports_answer_within_their_window(dispatch: Dispatch) -> None:
     assert [(r["category"], r["text"]) for r in reply.tables["feedback"]] == [("wifi", "x")]
     reply, _ = await ask(dispatch, "report", what="punctuality", days=99)
     assert not reply.ok and "days" in reply.error
+
+
+async def test_a_simple_playlist_is_saved_from_media_names_with_a_new_revision_each_change(
+    dispatch: Dispatch,
+) -> None:
+    library = MediaLibrary(dispatch.store, dispatch.config.media_dir)
+    library.import_bytes(png(2, 2, (255, 0, 0)), "red.png")
+    library.import_bytes(png(2, 2, (0, 0, 255)), "blue.png")
+    reply, out = await ask(dispatch, "save_playlist", id="sale", media="red.png, blue.png")
+    assert reply.ok and reply.result == {"id": "sale", "revision": 1} and out == []
+    reply, _ = await ask(dispatch, "save_playlist", id="sale", media="blue.png", seconds=5)
+    assert reply.result["revision"] == 2
+    listed, _ = await ask(dispatch, "list", what="playlists")
+    [row] = listed.tables["playlists"]
+    assert (row["media"], row["seconds"], row["items"]) == ("blue.png", 5.0, 1)
+    reply, _ = await ask(dispatch, "save_playlist", id="sale", media="green.png")
+    assert not reply.ok and "green.png" in reply.error

@@ -14,9 +14,11 @@ import asyncio
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any, ClassVar
 
 import aiomqtt
+from textual import work
 from textual.app import App
 from textual.binding import Binding, BindingType
 from textual.notifications import SeverityLevel
@@ -56,7 +58,7 @@ Stops = list[tuple[str, str, float, float]]
 
 
 class DashboardApp(App[None]):
-    CSS_PATH = "app.tcss"
+    CSS_PATH = Path(__file__).with_name("app.tcss")  # absolute: subclasses live elsewhere
     TITLE = "busfleet — dispatch"
     MODES: ClassVar[dict[str, Any]] = {
         "fleet": FleetScreen,
@@ -115,7 +117,7 @@ class DashboardApp(App[None]):
 
     # -- state ------------------------------------------------------------------------------
     def on_mount(self) -> None:
-        self.sub_title = f"{self.user} · connecting…"
+        self.sub_title = f"{self.user} · connecting…" if self.connect else f"{self.user} · offline"
         if self.connect:
             self.run_worker(self.link.run(), name="mqtt", exclusive=True, group="mqtt")
 
@@ -151,8 +153,12 @@ class DashboardApp(App[None]):
                 continue
             severity: SeverityLevel = "error" if a.severity >= 3 else "warning"
             title = {4: "EMERGENCY", 3: "Alarm"}.get(a.severity, "Warning")
-            self.notify(f"{a.bus}: {a.kind} {a.text}", title=title, severity=severity,
-                        timeout=30 if a.severity >= 3 else 10)  # fmt: skip
+            self.notify(
+                f"{a.bus}: {a.kind} {a.text}",
+                title=title,
+                severity=severity,
+                timeout=30 if a.severity >= 3 else 10,
+            )
             self.bell()
 
     def on_link_status(self, message: LinkStatus) -> None:
@@ -160,13 +166,14 @@ class DashboardApp(App[None]):
         self.sub_title = message.text
         if message.connected:
             self._connected_at = self.clock()
-            self.run_worker(self._load_names(), group="names", exclusive=True)
+            self._load_names()
 
     def on_reply_received(self, message: ReplyReceived) -> None:
         future = self._pending.get(message.reply.id)
         if future is not None and not future.done():
             future.set_result(message.reply)
 
+    @work(group="names", exclusive=True, exit_on_error=False)
     async def _load_names(self) -> None:
         stops = await self.request("list", what="stops")
         self.stop_names = {str(s["stop_id"]): str(s["name"]) for s in stops.tables.get("stops", [])}
@@ -258,8 +265,14 @@ class DashboardApp(App[None]):
             [Field("note", "Note (what you did)", placeholder="e.g. called the driver")],
             note=what,
         )
-        self.push_screen(form, self._then(lambda v: self.act(
-            "ack_alarm", "alarm {alarm} {state}", alarm=alarm_id, note=v["note"])))  # fmt: skip
+        self.push_screen(
+            form,
+            self._then(
+                lambda v: self.act(
+                    "ack_alarm", "alarm {alarm} {state}", alarm=alarm_id, note=v["note"]
+                )
+            ),
+        )
 
     def ack_bus(self, bus: str | None) -> None:
         todo = [a for a in self.alarms.values() if a.bus == bus and a.state in UNACKED]
@@ -270,7 +283,7 @@ class DashboardApp(App[None]):
 
     def assign(self, bus: str | None) -> None:
         if not self.routes and self.connect:
-            self.run_worker(self._load_names(), group="names", exclusive=True)
+            self._load_names()
         fields = [
             Field("bus", "Bus", bus or "", suggestions=sorted(self.fleet)),
             Field("route", "Route", placeholder="GTFS route_id", suggestions=self.routes),
@@ -285,22 +298,60 @@ class DashboardApp(App[None]):
     def choose_playlist(self, bus: str | None, playlist: str | None = None) -> None:
         fields = [
             Field("bus", "Bus", bus or "", suggestions=sorted(self.fleet)),
-            Field("playlist", "Playlist (empty: no ads)", playlist or "",
-                  suggestions=self.playlists),
-        ]  # fmt: skip
+            Field(
+                "playlist", "Playlist (empty: no ads)", playlist or "", suggestions=self.playlists
+            ),
+        ]
         self.push_screen(
             FormScreen("Assign a playlist", fields),
             self._then(lambda v: self.act("playlist", "{bus}: desired version {version}", **v)),
         )
 
+    def edit_playlist(
+        self, playlist: str, media: str, seconds: Scalar, media_names: list[str]
+    ) -> None:
+        fields = [
+            Field("id", "Playlist id", playlist, placeholder="e.g. summer-sale"),
+            Field(
+                "media",
+                "Media in play order (names, comma-separated)",
+                media,
+                suggestions=media_names,
+            ),
+            Field("seconds", "Seconds on screen, each", str(seconds or 10)),
+        ]
+        note = "One item per media, all day every day; saving makes a new revision."
+        self.push_screen(
+            FormScreen("Playlist", fields, note=note),
+            self._then(self._save_playlist),
+        )
+
+    def _save_playlist(self, v: dict[str, str]) -> Awaitable[DispatchReply] | None:
+        try:
+            seconds = float(v["seconds"] or 10)
+        except ValueError:
+            self.notify("seconds is a number", severity="error")
+            return None
+        return self.act(
+            "save_playlist",
+            "playlist {id} revision {revision} saved",
+            id=v["id"],
+            media=v["media"],
+            seconds=seconds,
+        )
+
     def command(self, bus: str | None) -> None:
         fields = [
             Field("bus", "Bus", bus or "", suggestions=sorted(self.fleet)),
-            Field("name", f"Command ({', '.join(COMMAND_NAMES)})", "announce",
-                  suggestions=COMMAND_NAMES),
+            Field(
+                "name",
+                f"Command ({', '.join(COMMAND_NAMES)})",
+                "announce",
+                suggestions=COMMAND_NAMES,
+            ),
             Field("text", "Text (announce, driver_message) or since (resend, unix s)"),
             Field("ttl_s", "Expires after (s)", "300"),
-        ]  # fmt: skip
+        ]
         self.push_screen(FormScreen("Send a command", fields), self._then(self._send_command))
 
     def _send_command(self, v: dict[str, str]) -> Awaitable[DispatchReply] | None:

@@ -9,6 +9,7 @@ Replies to this dashboard's requests go at once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import uuid
 from collections.abc import Callable
@@ -25,7 +26,7 @@ from protocols.schemas import Alarm, CentralStats, DispatchReply, DispatchReques
 
 log = logging.getLogger("busfleet.central.dashboard")
 
-COALESCE_S = 0.25  # fleet updates reach the screen at most four times a second
+COALESCE_S = 0.5  # fleet updates reach the screen at most twice a second: live enough at 1 Hz
 
 
 class NotConnected(Exception):
@@ -38,6 +39,11 @@ class Link:
         self.user = topics.check_user(user)
         self.post = post
         self.client: aiomqtt.Client | None = None
+        self.connected = asyncio.Event()  # requests made before wait for it
+        # What arrived since the last flush: the newest of each.
+        self._fleet: dict[str, FleetEntry] = {}
+        self._alarms: dict[str, Alarm | None] = {}
+        self._stats: CentralStats | None = None
 
     async def run(self) -> None:
         """Forever: connect, subscribe, pump; reconnect after a second when the link drops."""
@@ -53,51 +59,63 @@ class Link:
                     ):
                         await client.subscribe(flt, qos=1)
                     self.client = client
+                    self.connected.set()
                     where = f"{self.config.mqtt_host}:{self.config.mqtt_port}"
                     self.post(LinkStatus(f"{self.user}@{where}", connected=True))
                     await self._pump(client)
             except aiomqtt.MqttError as exc:
                 self.client = None
+                self.connected.clear()
                 self.post(LinkStatus(f"broker unreachable: {exc}"))
                 await asyncio.sleep(1.0)
 
-    async def request(self, request: DispatchRequest) -> None:
+    async def request(self, request: DispatchRequest, wait_s: float = 10.0) -> None:
+        """Publish a request; made before the link is up, it waits up to `wait_s` for it."""
+        if self.client is None:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(wait_s):
+                    await self.connected.wait()
         client = self.client
         if client is None:
             raise NotConnected("not connected to the broker")
         await client.publish(topics.dispatch_request(self.user), codec.encode(request), qos=1)
 
     async def _pump(self, client: aiomqtt.Client) -> None:
-        fleet: dict[str, FleetEntry] = {}
-        alarms: dict[str, Alarm | None] = {}
-        stats: CentralStats | None = None
-        loop = asyncio.get_running_loop()
-        flush_at = loop.time() + COALESCE_S
+        """Read every message; a second task flushes what piled up every COALESCE_S.
+
+        Reading is never interrupted by a timeout: cancelling a read at the wrong moment
+        loses the message it had just taken (aiomqtt's iterator), a reply among them.
+        """
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self._flush_every(), name="dashboard-flush")
+                tg.create_task(self._read(client), name="dashboard-read")
+        except* aiomqtt.MqttError as group:
+            raise group.exceptions[0] from None
+
+    async def _read(self, client: aiomqtt.Client) -> None:
         reply_topic = topics.dispatch_reply(self.user)
-        messages = aiter(client.messages)
-        while True:
+        async for message in client.messages:
+            payload = message.payload if isinstance(message.payload, bytes) else b""
+            topic = message.topic.value
             try:
-                async with asyncio.timeout(max(0.0, flush_at - loop.time())):
-                    message = await anext(messages)
-                payload = message.payload if isinstance(message.payload, bytes) else b""
-                topic = message.topic.value
-                try:
-                    if topic.startswith(topics.ROOT + "/fleet/"):
-                        entry = codec.decode(FleetEntry, payload)
-                        fleet[entry.bus] = entry
-                    elif topic.startswith(topics.ROOT + "/alarms/"):
-                        alarm_id = topics.alarm_id(topic)
-                        alarms[alarm_id] = codec.decode(Alarm, payload) if payload else None
-                    elif topic == reply_topic:
-                        self.post(ReplyReceived(codec.decode(DispatchReply, payload)))
-                    elif topic == topics.central_stats():
-                        stats = codec.decode(CentralStats, payload)
-                except ProtocolError as exc:
-                    log.warning("ignored a bad message on %s: %s", topic, exc)
-            except TimeoutError:
-                pass
-            if loop.time() >= flush_at:
-                if fleet or alarms or stats is not None:
-                    self.post(FleetUpdated(list(fleet.values()), stats, alarms))
-                    fleet, alarms, stats = {}, {}, None
-                flush_at = loop.time() + COALESCE_S
+                if topic.startswith(topics.ROOT + "/fleet/"):
+                    entry = codec.decode(FleetEntry, payload)
+                    self._fleet[entry.bus] = entry
+                elif topic.startswith(topics.ROOT + "/alarms/"):
+                    alarm_id = topics.alarm_id(topic)
+                    self._alarms[alarm_id] = codec.decode(Alarm, payload) if payload else None
+                elif topic == reply_topic:
+                    self.post(ReplyReceived(codec.decode(DispatchReply, payload)))
+                elif topic == topics.central_stats():
+                    self._stats = codec.decode(CentralStats, payload)
+            except ProtocolError as exc:
+                log.warning("ignored a bad message on %s: %s", topic, exc)
+        raise aiomqtt.MqttError("the message stream ended")
+
+    async def _flush_every(self) -> None:
+        while True:
+            await asyncio.sleep(COALESCE_S)
+            if self._fleet or self._alarms or self._stats is not None:
+                self.post(FleetUpdated(list(self._fleet.values()), self._stats, self._alarms))
+                self._fleet, self._alarms, self._stats = {}, {}, None

@@ -13,6 +13,7 @@ from central.dashboard.widgets.alarm_table import AlarmTable
 
 
 class AlarmsScreen(DispatchScreen):
+    FOLLOWS_FLEET = False
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("k", "ack", "Acknowledge"),
         Binding("h", "history", "Show closed"),

@@ -6,7 +6,7 @@ while it is the screen on show; shown again, it catches up at once.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, ClassVar, cast
 
 from textual.app import ComposeResult
 from textual.screen import Screen
@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 
 class DispatchScreen(Screen[None]):
     """Base of the main screens; subclasses compose `body` and redraw in `on_state`."""
+
+    FOLLOWS_FLEET: ClassVar[bool] = True  # False: redrawn on alarm changes only
 
     @property
     def dash(self) -> DashboardApp:
@@ -35,7 +37,8 @@ class DispatchScreen(Screen[None]):
         yield from ()
 
     def on_mount(self) -> None:
-        self.watch(self.app, "fleet_version", self._changed, init=False)
+        if self.FOLLOWS_FLEET:
+            self.watch(self.app, "fleet_version", self._changed, init=False)
         self.watch(self.app, "alarm_version", self._changed, init=False)
         self._changed()
 

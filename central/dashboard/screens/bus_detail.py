@@ -11,6 +11,7 @@ import datetime as dt
 import json
 from typing import ClassVar
 
+from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
@@ -107,8 +108,10 @@ class BusDetailScreen(DispatchScreen):
 
     def action_reload(self) -> None:
         if self.is_current:
-            self.run_worker(self._load(), group="detail", exclusive=True)
+            self._load()
 
+    # exit_on_error off: a screen closing while its answer is on the way is no crash
+    @work(group="detail", exclusive=True, exit_on_error=False)
     async def _load(self) -> None:
         reply = await self.dash.request("detail", bus=self.bus)
         if reply.ok:
@@ -166,16 +169,23 @@ class BusDetailScreen(DispatchScreen):
         commands.clear()
         for c in reply.tables.get("commands", []):
             commands.add_row(
-                _time(c.get("sent")), c.get("name"), str(c.get("args"))[:40], c.get("status"),
-                c.get("reason") or "", _time(c.get("answered")),
-            )  # fmt: skip
+                _time(c.get("sent")),
+                c.get("name"),
+                str(c.get("args"))[:40],
+                c.get("status"),
+                c.get("reason") or "",
+                _time(c.get("answered")),
+            )
         events = self.query_one("#events", DataTable)
         events.clear()
         for ev in reply.tables.get("events", []):
             events.add_row(
-                _time(ev.get("t")), ev.get("kind"), ev.get("severity"), event_text(ev.get("data")),
+                _time(ev.get("t")),
+                ev.get("kind"),
+                ev.get("severity"),
+                event_text(ev.get("data")),
                 "yes" if ev.get("backfill") else "",
-            )  # fmt: skip
+            )
 
     def action_command(self) -> None:
         self.dash.command(self.bus)

@@ -29,8 +29,9 @@ class FleetScreen(DispatchScreen):
 
     def body(self) -> ComposeResult:
         yield Static("connecting…", id="summary")
-        yield Input(placeholder="search: bus, route, trip, stop (enter: back to the table)",
-                    id="search")  # fmt: skip
+        yield Input(
+            placeholder="search: bus, route, trip, stop (enter: back to the table)", id="search"
+        )
         yield FleetTable(id="fleet", clock=self.dash.clock)
 
     def on_mount(self) -> None:

@@ -50,9 +50,11 @@ class FormScreen(ModalScreen[dict[str, str] | None]):
                     SuggestFromList(f.suggestions, case_sensitive=False) if f.suggestions else None
                 )
                 yield Input(
-                    value=f.value, placeholder=f.placeholder, id=f"field-{f.name}",
+                    value=f.value,
+                    placeholder=f.placeholder,
+                    id=f"field-{f.name}",
                     suggester=suggester,
-                )  # fmt: skip
+                )
             yield Label("enter: next field / send · ctrl+s: send · escape: cancel", id="form-keys")
 
     def on_mount(self) -> None:

@@ -30,8 +30,15 @@ def key_rows(scopes: Sequence[tuple[str, type]]) -> list[tuple[str, str, str]]:
     return rows
 
 
-NAMES = {"slash": "/", "question_mark": "?", "plus": "+", "minus": "-", "equals_sign": "=",
-         "left_square_bracket": "[", "right_square_bracket": "]"}  # fmt: skip
+NAMES = {
+    "slash": "/",
+    "question_mark": "?",
+    "plus": "+",
+    "minus": "-",
+    "equals_sign": "=",
+    "left_square_bracket": "[",
+    "right_square_bracket": "]",
+}
 
 
 def _key(key: str) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.widgets import Static
@@ -33,8 +34,10 @@ class MapScreen(DispatchScreen):
     def on_mount(self) -> None:
         super().on_mount()
         self.query_one(BrailleMap).focus()
-        self.run_worker(self._load_geometry(), group="geometry", exclusive=True)
+        self._load_geometry()
 
+    # exit_on_error off: a screen closing while its answer is on the way is no crash
+    @work(group="geometry", exclusive=True, exit_on_error=False)
     async def _load_geometry(self) -> None:
         shapes, stops = await self.dash.geometry()
         self.query_one(BrailleMap).set_geometry(shapes, [Stop(*s) for s in stops])

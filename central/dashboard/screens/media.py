@@ -1,58 +1,97 @@
-"""The media library and the playlists: what central has, and assigning a playlist to a bus.
+"""The media library and the playlists: see them, edit a simple playlist, assign one.
 
-Media are imported and playlists built with `busfleet central media import` / `playlist
-import` on central's machine; here dispatchers see them and assign them.
+Media files are imported on central's machine (`busfleet central media import`); playlists
+with schedules, windows and geo-fences are written as files there too. Here a dispatcher sees
+both, makes or changes a simple playlist (media in order, the same duration each, all day)
+and assigns a playlist to a bus.
 """
 
 from __future__ import annotations
 
 from typing import ClassVar
 
+from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.widgets import DataTable, Static
 
 from central.dashboard.screens.base import DispatchScreen
+from protocols.schemas import Scalar
 
 
 class MediaScreen(DispatchScreen):
+    FOLLOWS_FLEET = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.playlists: dict[str, dict[str, Scalar]] = {}
+        self.media_names: list[str] = []
+        self._mounted = False
+
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("a", "assign", "Assign playlist"),
+        Binding("e", "edit", "Edit playlist"),
+        Binding("c", "create", "New playlist"),
         Binding("r", "reload", "Refresh"),
     ]
 
     def body(self) -> ComposeResult:
-        yield Static("Playlists (a: assign the selected one to a bus)", classes="section")
+        yield Static("Playlists (a: assign to a bus · e: edit · c: new)", classes="section")
         yield DataTable(id="playlists", cursor_type="row")
         yield Static("Media library", classes="section")
         yield DataTable(id="media", cursor_type="row")
 
     def on_mount(self) -> None:
         super().on_mount()
-        self.query_one("#playlists", DataTable).add_columns("playlist", "revision", "items")
+        self.query_one("#playlists", DataTable).add_columns(
+            "playlist", "revision", "items", "media"
+        )
         self.query_one("#media", DataTable).add_columns("name", "kind", "type", "size", "sha256")
         self.query_one("#playlists", DataTable).focus()
+        self._mounted = True
         self.action_reload()
 
     def action_reload(self) -> None:
-        self.run_worker(self._load(), group="media", exclusive=True)
+        self._load()
 
+    # exit_on_error off: a screen closing while its answer is on the way is no crash
+    @work(group="media", exclusive=True, exit_on_error=False)
     async def _load(self) -> None:
         playlists = await self.dash.request("list", what="playlists")
         media = await self.dash.request("list", what="media")
         table = self.query_one("#playlists", DataTable)
         table.clear()
-        for p in playlists.tables.get("playlists", []):
-            table.add_row(p.get("id"), p.get("revision"), p.get("items"), key=str(p.get("id")))
+        self.playlists = {str(p.get("id")): p for p in playlists.tables.get("playlists", [])}
+        for key, p in self.playlists.items():
+            table.add_row(key, p.get("revision"), p.get("items"), p.get("media"), key=key)
         table = self.query_one("#media", DataTable)
         table.clear()
+        self.media_names = [str(m.get("name")) for m in media.tables.get("media", [])]
         for m in media.tables.get("media", []):
             sha = str(m.get("sha256"))
             table.add_row(m.get("name"), m.get("kind"), m.get("mime"), m.get("size"), sha[:16])
 
-    def action_assign(self) -> None:
+    def _selected(self) -> str | None:
         table = self.query_one("#playlists", DataTable)
         if not table.rows:
-            return
-        key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
-        self.dash.choose_playlist(None, playlist=key)
+            return None
+        return table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+
+    def action_assign(self) -> None:
+        key = self._selected()
+        if key is not None:
+            self.dash.choose_playlist(None, playlist=key)
+
+    def action_edit(self) -> None:
+        key = self._selected()
+        p = self.playlists.get(key or "", {})
+        seconds = p.get("seconds")
+        self.dash.edit_playlist(key or "", str(p.get("media") or ""), seconds, self.media_names)
+
+    def action_create(self) -> None:
+        self.dash.edit_playlist("", "", None, self.media_names)
+
+    def on_screen_resume(self) -> None:
+        super().on_screen_resume()
+        if self._mounted:  # shown again: someone may have changed a playlist meanwhile
+            self.action_reload()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.widgets import DataTable, Static
@@ -19,6 +20,7 @@ DAYS = (1, 7, 31)
 
 
 class ReportsScreen(DispatchScreen):
+    FOLLOWS_FLEET = False
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("u", "report('punctuality')", "Punctuality"),
         Binding("o", "report('plays')", "Proof of play"),
@@ -52,8 +54,10 @@ class ReportsScreen(DispatchScreen):
     def action_reload(self) -> None:
         title = self.query_one("#report-title", Static)
         title.update(f"{TITLES[self.what]} · last {self.days} day(s) · loading…")
-        self.run_worker(self._load(), group="report", exclusive=True)
+        self._load()
 
+    # exit_on_error off: a screen closing while its answer is on the way is no crash
+    @work(group="report", exclusive=True, exit_on_error=False)
     async def _load(self) -> None:
         reply = await self.dash.request("report", what=self.what, days=self.days)
         title = self.query_one("#report-title", Static)

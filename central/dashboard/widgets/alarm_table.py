@@ -18,8 +18,8 @@ COLUMNS = (
     ("raised", "Raised", 8),
     ("bus", "Bus", 10),
     ("kind", "Alarm", 18),
-    ("what", "Details", 30),
-    ("acked", "Acknowledged", 26),
+    ("what", "Details", 28),
+    ("acked", "Acknowledged", 48),
 )
 STYLES = {4: "bold white on red", 3: "bold red", 2: "yellow"}
 

@@ -24,8 +24,16 @@ from protocols.schemas import FleetEntry
 M_PER_DEG_LAT = 110_540.0
 M_PER_DEG_LON = 111_320.0
 # Braille dot bits for (column, row) within a cell (Unicode's numbering).
-DOTS = {(0, 0): 0x01, (0, 1): 0x02, (0, 2): 0x04, (1, 0): 0x08,
-        (1, 1): 0x10, (1, 2): 0x20, (0, 3): 0x40, (1, 3): 0x80}  # fmt: skip
+DOTS = {
+    (0, 0): 0x01,
+    (0, 1): 0x02,
+    (0, 2): 0x04,
+    (1, 0): 0x08,
+    (1, 1): 0x10,
+    (1, 2): 0x20,
+    (0, 3): 0x40,
+    (1, 3): 0x80,
+}
 STOPS_BELOW_M = 12.0  # metres per dot: closer than this, stops are drawn
 LABELS_BELOW_M = 40.0  # and bus ids beside every bus
 MIN_M, MAX_M = 1.0, 2000.0
@@ -69,11 +77,13 @@ class BrailleMap(Widget, can_focus=True):
         self.buses: Mapping[str, FleetEntry] = {}
         self.alarms: Mapping[str, BusAlarms] = {}
         self._fitted = False
+        self._layer: tuple[tuple[object, ...], bytearray] | None = None  # shapes, rasterised
 
     def set_geometry(
         self, shapes: Sequence[list[tuple[float, float]]], stops: Sequence[Stop]
     ) -> None:
         self.shapes, self.stops = list(shapes), list(stops)
+        self._layer = None
         self.refresh()
 
     def show(self, buses: Mapping[str, FleetEntry], alarms: Mapping[str, BusAlarms]) -> None:
@@ -123,6 +133,23 @@ class BrailleMap(Widget, can_focus=True):
         self._fitted = True
 
     # -- drawing ----------------------------------------------------------------------------
+    def _shapes_layer(self, cols: int, lines: int) -> bytearray:
+        """The route shapes as braille dots; drawn again only when the view moved."""
+        key = (cols, lines, self.center, self.m_per_dot, len(self.shapes))
+        if self._layer is not None and self._layer[0] == key:
+            return self._layer[1]
+        dots = bytearray(cols * lines)
+        w, h = cols * 2, lines * 4
+        for shape in self.shapes:
+            prev: tuple[float, float] | None = None
+            for lat, lon in shape:
+                p = self.project(lat, lon)
+                if prev is not None:
+                    _line(dots, cols, w, h, prev, p)
+                prev = p
+        self._layer = (key, dots)
+        return dots
+
     def project(self, lat: float, lon: float) -> tuple[float, float]:
         """Dot coordinates of a point: (0, 0) is the top left dot of the widget."""
         lat0, lon0 = self.center
@@ -135,15 +162,8 @@ class BrailleMap(Widget, can_focus=True):
         cols, lines = self.size.width, self.size.height
         if cols <= 0 or lines <= 0:
             return Text()
-        dots = bytearray(cols * lines)
         w, h = cols * 2, lines * 4
-        for shape in self.shapes:
-            prev: tuple[float, float] | None = None
-            for lat, lon in shape:
-                p = self.project(lat, lon)
-                if prev is not None:
-                    _line(dots, cols, w, h, prev, p)
-                prev = p
+        dots = self._shapes_layer(cols, lines)
         overlay: dict[tuple[int, int], tuple[str, Style]] = {}
         if self.m_per_dot <= STOPS_BELOW_M:
             for stop in self.stops:

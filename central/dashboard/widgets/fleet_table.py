@@ -14,7 +14,7 @@ from typing import ClassVar
 from rich.segment import Segment
 from rich.style import Style
 from textual.binding import Binding, BindingType
-from textual.geometry import Size
+from textual.geometry import Region, Size
 from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
@@ -39,6 +39,7 @@ COLUMNS = (  # (key, label, width): fixed widths, so lines do not jump as values
     ("position", "Position", 19),
 )
 KEYS = tuple(c[0] for c in COLUMNS)
+LINE_WIDTH = sum(w + 1 for _, _, w in COLUMNS)
 SORTABLE = ("bus", "alarm", "status", "route", "delay", "speed", "seen", "wifi")
 
 HEADER = Style(bold=True, reverse=True)
@@ -117,6 +118,8 @@ class FleetTable(ScrollView, can_focus=True):
         self._rows: list[str] = []
         self.cursor_row = 0
         self.cursor_bus: str | None = None
+        self._style = Style()
+        self._now = 0.0
 
     # -- data -------------------------------------------------------------------------------
     def show(
@@ -141,8 +144,7 @@ class FleetTable(ScrollView, can_focus=True):
         else:
             self.cursor_row = min(self.cursor_row, max(0, len(self._rows) - 1))
             self.cursor_bus = self._rows[self.cursor_row] if self._rows else None
-        width = sum(w for _, _, w in COLUMNS) + len(COLUMNS)
-        self.virtual_size = Size(width, len(self._rows) + 1)
+        self.virtual_size = Size(LINE_WIDTH, len(self._rows) + 1)
         self.refresh()
 
     def row_keys(self) -> list[str]:
@@ -180,6 +182,12 @@ class FleetTable(ScrollView, can_focus=True):
             self.scroll_to(y=self.cursor_row - visible + 1, animate=False)
 
     # -- drawing ----------------------------------------------------------------------------
+    def render_lines(self, crop: Region) -> list[Strip]:
+        # The widget's style walks the DOM: once per frame, not once per line.
+        self._style = self.rich_style
+        self._now = self.clock()
+        return super().render_lines(crop)
+
     def render_line(self, y: int) -> Strip:
         scroll_x, scroll_y = self.scroll_offset
         width = self.size.width
@@ -189,15 +197,15 @@ class FleetTable(ScrollView, can_focus=True):
         else:
             index = scroll_y + y - 1
             if index >= len(self._rows):
-                return Strip.blank(width, self.rich_style)
+                return Strip.blank(width, self._style)
             strip = self._bus_strip(self._rows[index], index == self.cursor_row)
-        return strip.crop_extend(scroll_x, scroll_x + width, self.rich_style)
+        return strip.crop_extend(scroll_x, scroll_x + width, self._style)
 
     def _bus_strip(self, bus: str, cursor: bool) -> Strip:
         e = self.fleet[bus]
         alarm = self.alarms.get(bus)
-        texts = cells(e, self.clock(), alarm, self.stop_names)
-        base = self.rich_style + (OFFLINE if not e.online else Style())
+        texts = cells(e, self._now, alarm, self.stop_names)
+        base = self._style + OFFLINE if not e.online else self._style
         styles = [base] * len(COLUMNS)
         if alarm is not None and alarm.open:
             if alarm.unacked:
@@ -214,8 +222,18 @@ class FleetTable(ScrollView, can_focus=True):
 
     @staticmethod
     def _strip(texts: tuple[str, ...], styles: list[Style], gap: Style) -> Strip:
+        """One line; neighbouring cells of one style share a segment (fewer to filter)."""
         segments: list[Segment] = []
+        run: list[str] = []
+        current = styles[0]
         for (_, _, w), text, style in zip(COLUMNS, texts, styles, strict=True):
-            segments.append(Segment(text[:w].ljust(w), style))
-            segments.append(Segment(" ", gap))
-        return Strip(segments, sum(w + 1 for _, _, w in COLUMNS))
+            if style != current:
+                segments.append(Segment("".join(run), current))
+                run, current = [], style
+            run.append(text[:w].ljust(w))
+            if gap != current:
+                segments.append(Segment("".join(run), current))
+                run, current = [], gap
+            run.append(" ")
+        segments.append(Segment("".join(run), current))
+        return Strip(segments, LINE_WIDTH)
