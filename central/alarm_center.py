@@ -74,7 +74,9 @@ class AlarmCenter:
             change = rules.from_event(event)
             if change is None:
                 continue
-            if batch.backfill and change.what == RAISE:
+            # The one exception: a driver's emergency pressed during an outage still reaches
+            # the dispatchers (latched, with the time it was pressed) — it may still matter.
+            if batch.backfill and change.what == RAISE and event.kind != "emergency":
                 log.info("%s: backfilled %s at %.0f raises no alarm", bus, event.kind, event.t)
                 continue
             # An event from before the alarm (backfilled, or sent twice) cannot clear it.
