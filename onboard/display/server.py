@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TypedDict, Unpack
 
-import msgspec
 from aiohttp import web
 
 from onboard.display.model import (
@@ -35,6 +34,7 @@ from onboard.display.model import (
     display_state,
     from_journey,
 )
+from onboard.live import LiveFeed
 from protocols.schemas import DesiredState, PassengerMessage
 
 if TYPE_CHECKING:
@@ -94,13 +94,8 @@ class Display:
         self.port: int | None = None
         self.clock = clock
         self.tick_s = tick_s
-        self.heartbeat_s = heartbeat_s
         self.inputs = DisplayInputs()
-        self.state = DisplayState()
-        self.version = 0
-        self._payload = self._encode()
-        self._listeners: set[asyncio.Event] = set()
-        self._closing = False
+        self.feed: LiveFeed[DisplayState] = LiveFeed(DisplayState(), heartbeat_s=heartbeat_s)
         self._runner: web.AppRunner | None = None
         self._extra_routes: list[web.AbstractRouteDef] = []
 
@@ -144,22 +139,20 @@ class Display:
             diversion=i.diversion,
             ad=i.ad,
         )
-        if state == self.state:
-            return False
-        self.state = state
-        self.version += 1
-        self._payload = self._encode()
-        for wake in self._listeners:
-            wake.set()
-        return True
+        return self.feed.publish(state)
 
-    def _encode(self) -> bytes:
-        return msgspec.json.encode({"version": self.version, "state": self.state})
+    @property
+    def state(self) -> DisplayState:
+        return self.feed.state
+
+    @property
+    def version(self) -> int:
+        return self.feed.version
 
     @property
     def clients(self) -> int:
         """Pages listening now."""
-        return len(self._listeners)
+        return self.feed.clients
 
     # -- serving --------------------------------------------------------------------------
     def add_routes(self, routes: Iterable[web.AbstractRouteDef]) -> None:
@@ -183,7 +176,7 @@ class Display:
 
     async def start(self) -> None:
         """Bind and serve in the background; OSError if the address is taken."""
-        self._closing = False
+        self.feed.open()
         # Pages hold event streams open: do not wait the default 60 s for them on the way out.
         runner = web.AppRunner(self.app(), access_log=None, shutdown_timeout=1.0)
         await runner.setup()
@@ -256,47 +249,16 @@ class Display:
 
     async def _state_json(self, request: web.Request) -> web.StreamResponse:
         return web.Response(
-            body=self._payload,
+            body=self.feed.payload,
             content_type="application/json",
             headers={"Cache-Control": "no-store"},
         )
 
     async def _events(self, request: web.Request) -> web.StreamResponse:
-        response = web.StreamResponse(
-            headers={
-                "Content-Type": "text/event-stream",
-                "Cache-Control": "no-store",
-                "X-Accel-Buffering": "no",
-            }
-        )
-        await response.prepare(request)
-        wake = asyncio.Event()
-        self._listeners.add(wake)
-        sent = -1
-        try:
-            await response.write(b"retry: 2000\n\n")  # the browser reconnects after 2 s
-            while not self._closing:
-                wake.clear()
-                if sent != self.version:
-                    sent = self.version
-                    await response.write(b"data: " + self._payload + b"\n\n")
-                try:
-                    async with asyncio.timeout(self.heartbeat_s):
-                        await wake.wait()
-                except TimeoutError:
-                    # A comment line: keeps idle connections open through anything in between
-                    # and lets the server notice a screen that went away.
-                    await response.write(b": ping\n\n")
-        except ConnectionError:
-            pass  # the screen went away (aiohttp raises ClientConnectionResetError)
-        finally:
-            self._listeners.discard(wake)
-        return response
+        return await self.feed.stream(request)
 
     async def _on_shutdown(self, app: web.Application) -> None:
-        self._closing = True
-        for wake in self._listeners:
-            wake.set()
+        self.feed.close()
 
 
 async def _security_headers(request: web.Request, response: web.StreamResponse) -> None:

@@ -35,7 +35,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
-import msgspec
 from aiohttp import web
 
 from onboard.commands import Result
@@ -51,6 +50,7 @@ from onboard.driver.model import (
 from onboard.driver.store import KEEP_S, DriverStore
 from onboard.journey import JourneyState
 from onboard.journey_plan import TripPlan
+from onboard.live import LiveFeed
 from onboard.outbox import Outbox
 from protocols.nmea import Fix
 from protocols.schemas import Command, Scalar
@@ -104,17 +104,12 @@ class DriverTerminal:
         self.online = online
         self.clock = clock
         self.tick_s = tick_s
-        self.heartbeat_s = heartbeat_s
         self.journey: JourneyState | None = None
         self.plan: TripPlan | None = None
         self.diversion: str | None = None
         self.detour_m: tuple[float, float] | None = None
-        self.state = DriverState()
-        self.version = 0
-        self._payload = self._encode()
+        self.feed: LiveFeed[DriverState] = LiveFeed(DriverState(), heartbeat_s=heartbeat_s)
         self._nonces: collections.OrderedDict[str, int] = collections.OrderedDict()
-        self._listeners: set[asyncio.Event] = set()
-        self._closing = False
         self._runner: web.AppRunner | None = None
         self.refresh()
 
@@ -229,21 +224,20 @@ class DriverTerminal:
             diversion=self.diversion,
             detour_m=self.detour_m,
         )
-        if state == self.state:
-            return False
-        self.state = state
-        self.version += 1
-        self._payload = self._encode()
-        for wake in self._listeners:
-            wake.set()
-        return True
+        return self.feed.publish(state)
 
-    def _encode(self) -> bytes:
-        return msgspec.json.encode({"version": self.version, "state": self.state})
+    @property
+    def state(self) -> DriverState:
+        return self.feed.state
+
+    @property
+    def version(self) -> int:
+        return self.feed.version
 
     @property
     def clients(self) -> int:
-        return len(self._listeners)
+        """Pages listening now."""
+        return self.feed.clients
 
     # -- serving -------------------------------------------------------------------------------
     def app(self) -> web.Application:
@@ -263,7 +257,7 @@ class DriverTerminal:
 
     async def start(self) -> None:
         """Bind and serve in the background; OSError if the address is taken."""
-        self._closing = False
+        self.feed.open()
         runner = web.AppRunner(self.app(), access_log=None, shutdown_timeout=1.0)
         await runner.setup()
         site = web.TCPSite(runner, self.host, self.requested_port)
@@ -338,7 +332,7 @@ class DriverTerminal:
 
     async def _state_json(self, request: web.Request) -> web.StreamResponse:
         return web.Response(
-            body=self._payload,
+            body=self.feed.payload,
             content_type="application/json",
             headers={"Cache-Control": "no-store"},
         )
@@ -365,36 +359,7 @@ class DriverTerminal:
         return web.json_response({"acknowledged": True, "new": result})
 
     async def _events(self, request: web.Request) -> web.StreamResponse:
-        response = web.StreamResponse(
-            headers={
-                "Content-Type": "text/event-stream",
-                "Cache-Control": "no-store",
-                "X-Accel-Buffering": "no",
-            }
-        )
-        await response.prepare(request)
-        wake = asyncio.Event()
-        self._listeners.add(wake)
-        sent = -1
-        try:
-            await response.write(b"retry: 2000\n\n")
-            while not self._closing:
-                wake.clear()
-                if sent != self.version:
-                    sent = self.version
-                    await response.write(b"data: " + self._payload + b"\n\n")
-                try:
-                    async with asyncio.timeout(self.heartbeat_s):
-                        await wake.wait()
-                except TimeoutError:
-                    await response.write(b": ping\n\n")
-        except ConnectionError:
-            pass  # the page went away
-        finally:
-            self._listeners.discard(wake)
-        return response
+        return await self.feed.stream(request)
 
     async def _on_shutdown(self, app: web.Application) -> None:
-        self._closing = True
-        for wake in self._listeners:
-            wake.set()
+        self.feed.close()
