@@ -45,12 +45,12 @@ sys.path.insert(0, str(REPO))  # run as a script from anywhere
 import cantools  # noqa: E402 - after the path fix above
 import psutil  # type: ignore[import-untyped]  # noqa: E402 - no stubs in the venv
 
-from busfleet.broker import run_mosquitto  # noqa: E402
+from busfleet.broker.launch import run_mosquitto  # noqa: E402
 from hw_sim.can_sim import Faults, cycle_frames, placeholder_drive  # noqa: E402
 from protocols.errors import ProtocolError  # noqa: E402
-from protocols.j1939 import Dtc, J1939Decoder  # noqa: E402
-from protocols.nmea import NmeaDecoder, parse_sentence  # noqa: E402
-from protocols.vehicle import VehicleState, apply  # noqa: E402
+from protocols.j1939.decode import Dtc, J1939Decoder  # noqa: E402
+from protocols.j1939.vehicle import VehicleState, apply  # noqa: E402
+from protocols.nmea.decoder import NmeaDecoder, parse_sentence  # noqa: E402
 
 GOAL_CPU_PCT = 10.0
 GOAL_RSS_MB = 80.0

@@ -38,7 +38,7 @@ from hw_sim.pty import WriteStats
 from onboard.agent import Agent
 from onboard.config import AgentConfig, BusSection, CanSection, GpsSection, MqttSection
 from protocols.geo import Polyline, offset_m
-from protocols.j1939 import Dtc
+from protocols.j1939.decode import Dtc
 
 CAIRNS = (-16.9186, 145.7781)
 VIN = "YV3R8R624EA123456"

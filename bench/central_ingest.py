@@ -59,7 +59,7 @@ import psutil  # type: ignore[import-untyped]  # no stubs in the lock
 from ingest_load import PublisherSpec, bus_id, run_bare_subscriber, run_publisher
 from ingest_measure import CpuMeter, Receipts, figures, latencies, print_table, report
 
-from busfleet.broker import run_mosquitto
+from busfleet.broker.launch import run_mosquitto
 from protocols import topics
 from protocols.compact import decode_batch
 

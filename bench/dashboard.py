@@ -41,7 +41,7 @@ import paho.mqtt.client as paho  # noqa: E402 - after the path fix above
 from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
 from textual import events  # noqa: E402
 
-from busfleet.broker import Broker, run_broker  # noqa: E402
+from busfleet.broker.launch import Broker, run_broker  # noqa: E402
 from central.config import CentralConfig  # noqa: E402
 from central.dashboard.app import DashboardApp  # noqa: E402
 from central.dashboard.widgets.fleet_table import FleetTable  # noqa: E402

@@ -39,8 +39,8 @@ sys.path.insert(0, str(REPO))  # run as a script from anywhere
 import paho.mqtt.client as paho  # noqa: E402 - after the path fix above
 from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
 
-from busfleet.broker import run_mosquitto  # noqa: E402
-from onboard.outbox import Outbox  # noqa: E402
+from busfleet.broker.launch import run_mosquitto  # noqa: E402
+from onboard.link.outbox import Outbox  # noqa: E402
 from protocols import codec  # noqa: E402
 from protocols.schemas import Position, TelemetryRecord  # noqa: E402
 

@@ -28,7 +28,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from central.gtfs_import import import_gtfs  # noqa: E402 - after the path set-up
-from central.store import CentralStore  # noqa: E402
+from central.store.db import CentralStore  # noqa: E402
 
 CALLS_PER_TRIP = 40
 

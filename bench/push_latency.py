@@ -44,12 +44,12 @@ sys.path.insert(0, str(REPO))  # run as a script from anywhere
 import aiohttp  # noqa: E402 - after the path fix above
 import aiomqtt  # noqa: E402
 
-from busfleet.broker import run_mosquitto  # noqa: E402
+from busfleet.broker.launch import run_mosquitto  # noqa: E402
 from central.assign import next_desired  # noqa: E402
-from central.store import CentralStore  # noqa: E402
-from onboard.applied import AppliedStore, evaluate  # noqa: E402
+from central.store.db import CentralStore  # noqa: E402
 from onboard.display import Display  # noqa: E402
-from onboard.outbox import Outbox  # noqa: E402
+from onboard.link.desired import AppliedStore, evaluate  # noqa: E402
+from onboard.link.outbox import Outbox  # noqa: E402
 from protocols import topics  # noqa: E402
 from protocols.schemas import Assignment, DesiredState  # noqa: E402
 

@@ -31,8 +31,8 @@ from hw_sim.drive import Drive
 from hw_sim.gps_sim import GpsSimulator
 from protocols import codec
 from protocols.compact import decode_batch, encode_batch, mqtt_publish_size
-from protocols.gtfs import demo_trips, read_feed
-from protocols.nmea import NmeaDecoder
+from protocols.gtfs.feed import demo_trips, read_feed
+from protocols.nmea.decoder import NmeaDecoder
 from protocols.schemas import Position, TelemetryBatch, TelemetryRecord, Vehicle
 
 REPO = Path(__file__).resolve().parent.parent

@@ -23,13 +23,13 @@ from pathlib import Path
 
 import aiomqtt
 
-from busfleet.broker import Broker, die_with_parent, run_broker
+from busfleet.broker.launch import Broker, die_with_parent, run_broker
 from busfleet.simbus import DEFAULT_GTFS
 from central.assign import assign
 from central.config import CentralConfig
 from protocols import codec, topics
 from protocols.errors import ProtocolError
-from protocols.gtfs import demo_trips, read_feed
+from protocols.gtfs.feed import demo_trips, read_feed
 from protocols.schemas import Assignment, CentralStats
 
 

@@ -32,8 +32,8 @@ from onboard.config import (
     MqttSection,
     TelemetrySection,
 )
-from onboard.journey_runtime import JourneyRuntime
-from protocols.gtfs import Feed, read_feed
+from onboard.journey.runtime import JourneyRuntime
+from protocols.gtfs.feed import Feed, read_feed
 
 log = logging.getLogger("busfleet.simbus")
 

@@ -7,11 +7,12 @@ import uuid
 
 import msgspec
 
-from central import gtfs_db, mqtt
+from central import mqtt
 from central.config import CentralConfig
 from central.desired import update_desired
 from central.messages import messages_for
-from central.store import CentralStore
+from central.store import gtfs as gtfs_db
+from central.store.db import CentralStore
 from protocols import topics
 from protocols.schemas import Assignment, DesiredState
 

@@ -7,7 +7,7 @@ import uuid
 
 from central import mqtt
 from central.config import CentralConfig
-from central.store import CentralStore
+from central.store.db import CentralStore
 from protocols import codec, topics
 from protocols.schemas import Command, Scalar
 

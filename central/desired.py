@@ -17,7 +17,7 @@ import msgspec
 
 from central import mqtt
 from central.config import CentralConfig
-from central.store import CentralStore
+from central.store.db import CentralStore
 from protocols import codec, topics
 from protocols.schemas import DesiredState
 

@@ -29,10 +29,11 @@ from typing import Any
 import aiomqtt
 import msgspec
 
-from central import gtfs_db, mqtt
+from central import mqtt
 from central.config import CentralConfig
 from central.desired import Published, update_desired, write_lock
-from central.store import CentralStore
+from central.store import gtfs as gtfs_db
+from central.store.db import CentralStore
 from protocols import codec, topics
 from protocols.errors import CodecError
 from protocols.schemas import DesiredState, Diversion

@@ -18,7 +18,7 @@ from typing import Any
 
 from central.commands import send_command
 from central.config import CentralConfig
-from central.store import CentralStore
+from central.store.db import CentralStore
 
 COMMAND = "driver_message"
 MAX_TEXT = 500  # what the terminal shows; longer messages are refused, not cut

@@ -24,10 +24,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from central.store import CentralStore
+from central.store.db import CentralStore
 from protocols import codec
 from protocols.errors import GtfsError
-from protocols.gtfs_calendar import (
+from protocols.gtfs.calendar import (
     CALENDAR_COLUMNS,
     CALENDAR_DATES_COLUMNS,
     Service,
@@ -35,7 +35,7 @@ from protocols.gtfs_calendar import (
     read_calendar,
     read_calendar_dates,
 )
-from protocols.gtfs_check import (
+from protocols.gtfs.check import (
     ROUTE_COLUMNS,
     SHAPE_COLUMNS,
     STOP_COLUMNS,
@@ -45,8 +45,8 @@ from protocols.gtfs_check import (
     read_stops,
     read_trips,
 )
-from protocols.gtfs_stop_times import STOP_TIME_COLUMNS, StopTimeReader, Unsorted
-from protocols.gtfs_table import Issue, Report, Table
+from protocols.gtfs.stop_times import STOP_TIME_COLUMNS, StopTimeReader, Unsorted
+from protocols.gtfs.table import Issue, Report, Table
 
 __all__ = ["GtfsInvalid", "ImportResult", "import_gtfs"]
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from central.store import CentralStore
+from central.store.db import CentralStore
 
 MB = 1_000_000
 # Per kind: big enough for a 1080p ad, small enough for a cellular uplink and the bus's disk.

@@ -20,9 +20,9 @@ import msgspec
 from central.config import CentralConfig
 from central.desired import update_desired
 from central.media import MediaLibrary
-from central.store import CentralStore
+from central.store.db import CentralStore
 from protocols import codec
-from protocols.ads import Playlist, decode_playlist, encode_playlist, playlist_from_object
+from protocols.ads.playlist import Playlist, decode_playlist, encode_playlist, playlist_from_object
 from protocols.errors import CodecError
 from protocols.schemas import DesiredState
 

@@ -17,8 +17,8 @@ import io
 from collections.abc import Iterable, Iterator
 from dataclasses import astuple, dataclass, fields
 
-from central.store import CentralStore
-from protocols.ads import zone
+from central.store.db import CentralStore
+from protocols.ads.playlist import zone
 
 SETTLE_S = 60.0  # look back this far before the mark: ingest transactions still committing
 

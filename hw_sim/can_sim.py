@@ -18,9 +18,9 @@ from pathlib import Path
 import can
 
 from hw_sim.truth import VehicleTruth
-from protocols import j1939
-from protocols.candump import parse_candump
-from protocols.j1939 import Dtc, Lamps
+from protocols.j1939 import decode as j1939
+from protocols.j1939.candump import parse_candump
+from protocols.j1939.decode import Dtc, Lamps
 
 # A bus has no fuel-rate or battery model in VehicleTruth: plausible constants and a simple
 # function of engine speed keep the frames consistent with the drive without pretending more.

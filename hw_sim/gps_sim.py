@@ -25,7 +25,7 @@ from hw_sim.drive import Drive
 from hw_sim.pty import PtyWriter, WriteStats, open_pty
 from hw_sim.truth import VehicleTruth
 from protocols.geo import offset_m
-from protocols.nmea_encode import encode_epoch
+from protocols.nmea.encode import encode_epoch
 
 __all__ = [
     "DEFAULT_GTFS",
@@ -251,7 +251,7 @@ def add_gps_sim_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _build_sim(args: argparse.Namespace) -> GpsSimulator:
-    from protocols.gtfs import demo_trips, read_feed
+    from protocols.gtfs.feed import demo_trips, read_feed
 
     feed = read_feed(args.gtfs)
     trip_id = args.trip

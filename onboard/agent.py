@@ -17,25 +17,25 @@ import msgspec
 
 from onboard.ads import AdsRuntime, PlayRecord, Showing
 from onboard.ads.http import local_media_routes, local_url
-from onboard.applied import AppliedStore, Outcome, evaluate, reported
-from onboard.can_input import CanInput
-from onboard.commands import Commands, Result
 from onboard.config import AgentConfig
 from onboard.display import AdSlot, Display
 from onboard.driver import DriverTerminal, position_of
-from onboard.gps_quality import GpsQuality, QualityLimits
-from onboard.gps_sources import GpsSource, make_gps_source
-from onboard.journey_runtime import JourneyRuntime
-from onboard.link import Link
-from onboard.outbox import Outbox
+from onboard.gps.quality import GpsQuality, QualityLimits
+from onboard.gps.sources import GpsSource, make_gps_source
+from onboard.journey.runtime import JourneyRuntime
+from onboard.link.commands import Commands, Result
+from onboard.link.desired import AppliedStore, Outcome, evaluate, reported
+from onboard.link.mqtt import Link
+from onboard.link.outbox import Outbox
 from onboard.portal import PortalContent, PortalService, build_portal, content_from_state
+from onboard.vehicle.can_input import CanInput
 from protocols import codec
-from protocols.ads_fence import accuracy_from_hdop
+from protocols.ads.fence import accuracy_from_hdop
 from protocols.errors import GtfsError
-from protocols.gtfs import read_feed
-from protocols.nmea import Fix
+from protocols.gtfs.feed import read_feed
+from protocols.j1939.vehicle import VehicleEvent, VehicleState
+from protocols.nmea.decoder import Fix
 from protocols.schemas import Command, Event, Scalar, TelemetryRecord, Vehicle
-from protocols.vehicle import VehicleEvent, VehicleState
 
 log = logging.getLogger("busfleet.onboard.agent")
 

@@ -11,7 +11,7 @@ from typing import Annotated
 
 import msgspec
 
-from protocols.ads import Playlist
+from protocols.ads.playlist import Playlist
 from protocols.topics import BUS_ID_PATTERN
 
 SCHEMA_VERSION = 1

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from busfleet.broker import free_port
-from protocols.ads import Item, Playlist, Schedule
+from busfleet.broker.launch import free_port
+from protocols.ads.playlist import Item, Playlist, Schedule
 
 
 def png(width: int, height: int, rgb: tuple[int, int, int]) -> bytes:

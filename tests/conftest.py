@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, settings
 
-from busfleet.broker import Broker, run_mosquitto
+from busfleet.broker.launch import Broker, run_mosquitto
 
 # These machines are shared and noisy: a slow example is not a failure (no timing asserts).
 settings.register_profile("busfleet", deadline=None, suppress_health_check=[HealthCheck.too_slow])

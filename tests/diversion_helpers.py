@@ -17,11 +17,11 @@ from pathlib import Path
 
 from hw_sim.drive import Drive
 from onboard.display import JourneyView
-from onboard.diversion import Detour, divert
-from onboard.journey_plan import PathIndex, TripPlan, plan_trip
-from onboard.journey_runtime import JourneyRuntime, Recordable
+from onboard.journey.diversion import Detour, divert
+from onboard.journey.plan import PathIndex, TripPlan, plan_trip
+from onboard.journey.runtime import JourneyRuntime, Recordable
 from protocols.geo import Polyline, haversine_m, offset_m
-from protocols.gtfs import Feed, demo_trips
+from protocols.gtfs.feed import Feed, demo_trips
 from protocols.schemas import Assignment, Diversion, JourneyStatus, Position, TempStop
 
 GTFS = Path(__file__).resolve().parent.parent / "data" / "gtfs" / "cairns_gtfs.zip"

@@ -17,8 +17,8 @@ from typing import Any, TypeVar
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
-from busfleet.broker import Broker, run_mosquitto
-from onboard.outbox import Outbox
+from busfleet.broker.launch import Broker, run_mosquitto
+from onboard.link.outbox import Outbox
 from protocols import codec, topics
 from protocols.geo import haversine_m
 from protocols.schemas import FleetEntry, Position, TelemetryRecord

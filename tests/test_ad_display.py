@@ -15,11 +15,11 @@ from pathlib import Path
 import aiohttp
 from playwright.async_api import Page, async_playwright, expect
 
-from busfleet.broker import free_port
+from busfleet.broker.launch import free_port
 from onboard.agent import Agent
 from onboard.config import parse_config
 from protocols import codec
-from protocols.ads import Playlist, Schedule, Window
+from protocols.ads.playlist import Playlist, Schedule, Window
 from protocols.schemas import DesiredState
 from tests.ads_helpers import item_for, png
 

@@ -19,7 +19,7 @@ import pytest
 from onboard.ads import AdsRuntime, PlayRecord, Showing
 from onboard.ads.cache import MediaCache
 from onboard.ads.download import DownloadError, MediaCorrupt, download
-from protocols.ads import Playlist
+from protocols.ads.playlist import Playlist
 from protocols.schemas import DesiredState
 from tests.ads_helpers import FlakyMedia, item_for, png, simple_playlist
 

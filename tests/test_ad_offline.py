@@ -20,18 +20,18 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 
-from busfleet.broker import free_port
+from busfleet.broker.launch import free_port
 from central.config import CentralConfig
+from central.http.media import media_routes
 from central.media import MediaLibrary
-from central.media_http import media_routes
 from central.playlists import build_playlist, desired_with_playlist, save_playlist
 from central.reports import plays_report
-from central.service import CentralService
-from central.store import CentralStore
+from central.service.service import CentralService
+from central.store.db import CentralStore
 from onboard.ads import Player, PlayRecord
 from onboard.agent import Agent
 from onboard.config import parse_config
-from protocols.ads import Circle, Playlist, Schedule, Target
+from protocols.ads.playlist import Circle, Playlist, Schedule, Target
 from tests.ads_helpers import item_for, png
 from tests.fleet_helpers import broker_on, rows
 

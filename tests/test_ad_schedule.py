@@ -15,9 +15,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from protocols import codec
-from protocols.ads import Circle, Item, Playlist, Polygon, Schedule, Target, Window
-from protocols.ads_fence import FenceTracker, signed_distance_m
-from protocols.ads_schedule import Context, PlayHistory, hour_start, next_item
+from protocols.ads.fence import FenceTracker, signed_distance_m
+from protocols.ads.playlist import Circle, Item, Playlist, Polygon, Schedule, Target, Window
+from protocols.ads.schedule import Context, PlayHistory, hour_start, next_item
 from protocols.errors import CodecError
 from protocols.geo import offset_m
 from protocols.schemas import DesiredState

@@ -9,9 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from central import alarms as rules
-from central.alarm_center import AlarmCenter
-from central.alarms import (
+from central.fleet import alarms as rules
+from central.fleet.alarms import (
     ACK,
     ACKED,
     ACTIVE,
@@ -24,8 +23,9 @@ from central.alarms import (
     BusWatch,
     Hold,
 )
-from central.ingest import Ingest
-from central.store import CentralStore
+from central.service.alarm_center import AlarmCenter
+from central.service.ingest import Ingest
+from central.store.db import CentralStore
 from protocols import codec, compact, topics
 from protocols.schemas import (
     Alarm,

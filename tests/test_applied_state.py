@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from onboard.applied import Outcome, evaluate, reported
+from onboard.link.desired import Outcome, evaluate, reported
 from protocols import codec
 from protocols.schemas import Assignment, DesiredState
 

@@ -12,14 +12,14 @@ import can
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
-from busfleet.broker import Broker
+from busfleet.broker.launch import Broker
 from central.config import CentralConfig
-from central.service import CentralService
+from central.service.service import CentralService
 from hw_sim.pty import open_pty
 from onboard.agent import Agent
 from onboard.config import AgentConfig, BusSection, CanSection, GpsSection, MqttSection
 from protocols import codec, topics
-from protocols.nmea_encode import encode_epoch
+from protocols.nmea.encode import encode_epoch
 from protocols.schemas import Position, TelemetryBatch, TelemetryRecord
 
 GARBAGE = [

@@ -25,9 +25,9 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
-from busfleet.broker import mosquitto_path
-from busfleet.provision import remove_user
-from busfleet.secure_broker import SecureBroker, run_secure_mosquitto
+from busfleet.broker.launch import mosquitto_path
+from busfleet.broker.provision import remove_user
+from busfleet.broker.secure import SecureBroker, run_secure_mosquitto
 from central import mqtt as central_mqtt
 from onboard.agent import Agent
 from onboard.config import load_config
@@ -392,7 +392,7 @@ async def test_the_provisioned_agent_connects_over_tls_and_its_records_arrive(
 async def test_central_settings_refuse_a_broker_with_an_unknown_certificate(
     broker: SecureBroker, tmp_path: Path
 ) -> None:
-    from busfleet.tls import make_dev_certificates
+    from busfleet.broker.tls import make_dev_certificates
 
     other_ca = make_dev_certificates(tmp_path / "other").ca_file
     config = broker.central_config(mqtt_ca_file=str(other_ca))

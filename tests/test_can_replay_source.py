@@ -8,8 +8,8 @@ from pathlib import Path
 
 from hw_sim.can_sim import frames_for
 from hw_sim.truth import VehicleTruth
-from onboard.can_input import CanInput
-from protocols.candump import format_candump_line
+from onboard.vehicle.can_input import CanInput
+from protocols.j1939.candump import format_candump_line
 
 T0 = 1_795_000_000.0  # a date the TD message can carry
 

@@ -19,9 +19,9 @@ from hw_sim.can_sim import (
     replay_candump,
 )
 from hw_sim.truth import VehicleTruth
-from protocols.candump import format_candump_line
-from protocols.j1939 import Dm1, Dtc, J1939Decoder, Signals, Vin
-from protocols.vehicle import VehicleState, apply
+from protocols.j1939.candump import format_candump_line
+from protocols.j1939.decode import Dm1, Dtc, J1939Decoder, Signals, Vin
+from protocols.j1939.vehicle import VehicleState, apply
 
 TRUTH = VehicleTruth(
     t=1_700_000_000.0,

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from central.ingest import Ingest
-from central.service import Inbox
-from central.store import CentralStore
+from central.service.ingest import Ingest
+from central.service.service import Inbox
+from central.store.db import CentralStore
 from protocols import codec, topics
 from protocols.ranges import expand
 from protocols.schemas import Position, TelemetryBatch, TelemetryRecord

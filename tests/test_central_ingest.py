@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from central.ingest import Ingest
-from central.store import CentralStore
+from central.service.ingest import Ingest
+from central.store.db import CentralStore
 from protocols import codec, topics
 from protocols.schemas import Position, Presence, TelemetryBatch, TelemetryRecord
 

@@ -14,8 +14,8 @@ import pytest
 
 from busfleet.cli import main
 from busfleet.commands.can import add_sim_arguments, run_sim
-from protocols.candump import format_candump_line
-from protocols.j1939 import PGN_CCVS1, J1939Decoder, encode
+from protocols.j1939.candump import format_candump_line
+from protocols.j1939.decode import PGN_CCVS1, J1939Decoder, encode
 
 
 def lines_of(out: str) -> list[dict[str, Any]]:

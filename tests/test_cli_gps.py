@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from busfleet.cli import main
-from protocols.nmea import NmeaDecoder
+from protocols.nmea.decoder import NmeaDecoder
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "nmea"
 CAPTURE = DATA / "bu353s4.log"

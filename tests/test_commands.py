@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from busfleet.broker import Broker, run_mosquitto
+from busfleet.broker.launch import Broker, run_mosquitto
 from central.commands import send_command
 from central.config import CentralConfig
-from central.store import CentralStore
-from onboard.commands import Commands
-from onboard.outbox import Outbox
+from central.store.db import CentralStore
+from onboard.link.commands import Commands
+from onboard.link.outbox import Outbox
 from protocols import codec
 from protocols.schemas import Command, Event
 from tests.fleet_helpers import Procs, prefill, rows, stored_seqs, wait_for
@@ -130,7 +130,7 @@ def test_the_bus_runs_a_redelivered_command_once_and_answers_expired_when_late(
 
 
 def _ok() -> object:
-    from onboard.commands import Result
+    from onboard.link.commands import Result
 
     return Result("ok")
 

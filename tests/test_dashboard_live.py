@@ -20,7 +20,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 from textual.pilot import Pilot
 
-from busfleet.broker import Broker, mosquitto_path, run_mosquitto
+from busfleet.broker.launch import Broker, mosquitto_path, run_mosquitto
 from central.config import CentralConfig
 from central.dashboard.app import DashboardApp, create_app
 from central.dashboard.screens.bus_detail import BusDetailScreen
@@ -29,7 +29,7 @@ from central.dashboard.widgets.alarm_table import AlarmTable
 from central.dashboard.widgets.fleet_table import FleetTable
 from central.media import MediaLibrary
 from central.playlists import build_playlist, save_playlist
-from central.store import CentralStore
+from central.store.db import CentralStore
 from protocols import codec, topics
 from protocols.schemas import Alarm, Event, EventBatch
 from tests.ads_helpers import png

@@ -16,7 +16,6 @@ from typing import Any
 
 import pytest
 
-from central.alarm_center import AlarmCenter
 from central.config import CentralConfig
 from central.dashboard.app import KEY_SCOPES, DashboardApp, create_app
 from central.dashboard.screens.bus_detail import BusDetailScreen
@@ -24,9 +23,10 @@ from central.dashboard.screens.help import bindings_of, key_rows
 from central.dashboard.screens.map import MapScreen
 from central.dashboard.widgets.braille_map import BrailleMap
 from central.dashboard.widgets.fleet_table import FleetTable
-from central.dispatch import Dispatch
 from central.gtfs_import import import_gtfs
-from central.store import CentralStore
+from central.service.alarm_center import AlarmCenter
+from central.service.dispatch import Dispatch
+from central.store.db import CentralStore
 from protocols import codec, topics
 from protocols.schemas import (
     Alarm,

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from busfleet.broker.provision import RESERVED_USERS
+from busfleet.broker.secure import ACL, TEMPLATE, render_mosquitto_config
 from busfleet.cli import build_parser
-from busfleet.provision import RESERVED_USERS
-from busfleet.secure_broker import ACL, TEMPLATE, render_mosquitto_config
 from protocols import topics
 
 REPO = Path(__file__).resolve().parent.parent

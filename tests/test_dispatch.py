@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from central.alarm_center import AlarmCenter, Outgoing
 from central.config import CentralConfig
-from central.dispatch import Dispatch
 from central.media import MediaLibrary
-from central.store import CentralStore
+from central.service.alarm_center import AlarmCenter, Outgoing
+from central.service.dispatch import Dispatch
+from central.store.db import CentralStore
 from protocols import codec, topics
 from protocols.schemas import (
     Alarm,

@@ -28,13 +28,13 @@ from aiohttp import web
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from busfleet import simbus
-from busfleet.broker import Broker
+from busfleet.broker.launch import Broker
 from hw_sim.drive import Drive
 from onboard.config import AgentConfig, DisplaySection
 from onboard.display import AdSlot, Display, JourneyView, NextStop
-from onboard.journey import JourneyTracker
-from onboard.journey_plan import plan_trip
-from protocols.gtfs import Feed, demo_trips, read_feed
+from onboard.journey.plan import plan_trip
+from onboard.journey.tracker import JourneyTracker
+from protocols.gtfs.feed import Feed, demo_trips, read_feed
 from protocols.schemas import PassengerMessage
 
 CHROMIUM_ARGS = [

@@ -19,7 +19,7 @@ from onboard.display.model import (
     message_valid,
     to_json,
 )
-from onboard.journey import JourneyState, StopCall
+from onboard.journey.tracker import JourneyState, StopCall
 from protocols.schemas import Assignment, DesiredState, PassengerMessage
 
 NOW = 1_750_000_000.0

@@ -12,7 +12,7 @@ from pathlib import Path
 from playwright.async_api import async_playwright, expect
 
 from onboard.display import Display
-from protocols.gtfs import read_feed
+from protocols.gtfs.feed import read_feed
 from tests.diversion_helpers import GTFS, NOTICE_DE, ride
 
 CHROMIUM_ARGS = [

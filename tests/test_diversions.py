@@ -18,7 +18,7 @@ import aiomqtt
 import pytest
 from google.transit import gtfs_realtime_pb2 as rt
 
-from busfleet.broker import Broker
+from busfleet.broker.launch import Broker
 from busfleet.cli import main
 from central.assign import next_desired
 from central.diversions import (
@@ -31,8 +31,8 @@ from central.diversions import (
     parse_temp_stop,
 )
 from central.gtfs_import import import_gtfs
-from central.http import Realtime
-from central.store import CentralStore
+from central.http.server import Realtime
+from central.store.db import CentralStore
 from onboard.agent import Agent
 from onboard.config import (
     AdsSection,
@@ -42,14 +42,14 @@ from onboard.config import (
     DisplaySection,
     GpsSection,
 )
-from onboard.diversion import active_for, divert
-from onboard.journey import JourneyEvent
-from onboard.journey_plan import TripPlan, plan_trip
-from onboard.journey_runtime import JourneyRuntime, TempStopEvent
+from onboard.journey.diversion import active_for, divert
+from onboard.journey.plan import TripPlan, plan_trip
+from onboard.journey.runtime import JourneyRuntime, TempStopEvent
+from onboard.journey.tracker import JourneyEvent
 from onboard.portal.content import Announcement as PortalAnnouncement
 from onboard.portal.content import PortalContent
 from protocols import codec, topics
-from protocols.gtfs import Feed, read_feed
+from protocols.gtfs.feed import Feed, read_feed
 from protocols.schemas import (
     Assignment,
     DesiredState,

@@ -11,7 +11,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from onboard.agent import Agent
-from onboard.commands import Commands
 from onboard.config import parse_config
 from onboard.driver import (
     CANNED,
@@ -25,12 +24,13 @@ from onboard.driver import (
     map_view,
 )
 from onboard.driver.model import EARLY_S, LATE_S, VERY_LATE_S
-from onboard.journey import JourneyTracker
-from onboard.journey_plan import PlannedStop, TripPlan, plan_trip, service_day_origin
-from onboard.outbox import Outbox
+from onboard.journey.plan import PlannedStop, TripPlan, plan_trip, service_day_origin
+from onboard.journey.tracker import JourneyTracker
+from onboard.link.commands import Commands
+from onboard.link.outbox import Outbox
 from protocols import codec
 from protocols.geo import Polyline, offset_m
-from protocols.gtfs import Feed, demo_trips, read_feed
+from protocols.gtfs.feed import Feed, demo_trips, read_feed
 from protocols.schemas import Command, Event, Scalar
 
 REPO = Path(__file__).resolve().parent.parent

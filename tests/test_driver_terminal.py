@@ -31,13 +31,13 @@ import pytest
 from playwright.sync_api import Browser, Page, ViewportSize, expect, sync_playwright
 
 from busfleet import simbus
-from busfleet.broker import Broker
+from busfleet.broker.launch import Broker
 from onboard.config import AgentConfig, DriverSection
 from onboard.driver import DriverTerminal
-from onboard.journey_plan import plan_trip
-from onboard.outbox import Outbox
+from onboard.journey.plan import plan_trip
+from onboard.link.outbox import Outbox
 from protocols import codec
-from protocols.gtfs import Feed, demo_trips, read_feed
+from protocols.gtfs.feed import Feed, demo_trips, read_feed
 from protocols.schemas import Event, Scalar
 from tests.fleet_helpers import Procs, rows, wait_for
 

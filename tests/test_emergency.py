@@ -22,8 +22,8 @@ import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from busfleet.broker import free_port, run_mosquitto
-from onboard.outbox import Outbox
+from busfleet.broker.launch import free_port, run_mosquitto
+from onboard.link.outbox import Outbox
 from protocols import codec, compact, topics
 from protocols.schemas import Event, EventBatch
 from tests.fleet_helpers import Procs, prefill, rows, stored_seqs, wait_for

@@ -15,13 +15,13 @@ from pathlib import Path
 
 import pytest
 
-from busfleet.broker import Broker, run_mosquitto
+from busfleet.broker.launch import Broker, run_mosquitto
 from busfleet.demo import Fleet, pick_trips, spawn_bus, start_fleet
 from busfleet.simbus import DEFAULT_GTFS
 from central.assign import assign
 from central.config import CentralConfig
 from protocols import codec
-from protocols.gtfs import read_feed
+from protocols.gtfs.feed import read_feed
 from protocols.schemas import Assignment, JourneyStatus, ReportedState
 from tests.fleet_helpers import FleetWatcher, Truth, rows, wait_for
 

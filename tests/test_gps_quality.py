@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given
 from hypothesis import strategies as st
 
-from onboard.gps_quality import (
+from onboard.gps.quality import (
     GPS_LOST,
     GPS_REGAINED,
     TRANSITIONS,
@@ -15,7 +15,7 @@ from onboard.gps_quality import (
     QualityLimits,
 )
 from protocols.geo import bearing_deg, haversine_m, offset_m
-from protocols.nmea import Fix
+from protocols.nmea.decoder import Fix
 
 CAIRNS = (-16.9186, 145.7781)
 T0 = datetime(2024, 6, 1, 0, 0, tzinfo=UTC)

@@ -21,7 +21,7 @@ from hw_sim.gps_sim import GpsSimulator, open_pty, run_gps, run_gps_pty
 from hw_sim.pty import PtyWriter, WriteStats
 from hw_sim.truth import VehicleTruth
 from protocols.geo import Polyline, haversine_m, offset_m
-from protocols.nmea_encode import encode_epoch
+from protocols.nmea.encode import encode_epoch
 
 REPO = Path(__file__).resolve().parent.parent
 START = (-16.92, 145.77)

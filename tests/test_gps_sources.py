@@ -15,11 +15,11 @@ import pytest
 
 from hw_sim.pty import PtyWriter, open_pty
 from onboard.errors import ConfigError
-from onboard.gps_serial import SerialGps
-from onboard.gps_sources import GPS_SOURCES, GpsdGps, ReplayGps, make_gps_source
+from onboard.gps.serial_port import SerialGps
+from onboard.gps.sources import GPS_SOURCES, GpsdGps, ReplayGps, make_gps_source
 from protocols.geo import offset_m
-from protocols.nmea import Fix, NmeaDecoder
-from protocols.nmea_encode import encode_epoch
+from protocols.nmea.decoder import Fix, NmeaDecoder
+from protocols.nmea.encode import encode_epoch
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "nmea"
 CAIRNS = (-16.9186, 145.7781)
@@ -254,7 +254,7 @@ async def fake_gpsd(port: int, lats: list[float]) -> AsyncIterator[asyncio.Serve
 
 
 async def test_the_gpsd_source_reconnects_when_gpsd_goes_away_and_comes_back() -> None:
-    from busfleet.broker import free_port
+    from busfleet.broker.launch import free_port
 
     port = free_port()
     got: list[Fix] = []

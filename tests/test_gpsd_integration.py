@@ -24,13 +24,13 @@ from pathlib import Path
 
 import pytest
 
-from busfleet.broker import free_port, wait_for_port
+from busfleet.broker.launch import free_port, wait_for_port
 from hw_sim.drive import Drive
 from hw_sim.gps_sim import GpsSimulator, open_pty, run_gps_pty
 from hw_sim.truth import VehicleTruth
-from onboard.gps_sources import GpsdGps
+from onboard.gps.sources import GpsdGps
 from protocols.geo import Polyline, haversine_m, offset_m
-from protocols.nmea import Fix, NmeaDecoder
+from protocols.nmea.decoder import Fix, NmeaDecoder
 
 GPSD = shutil.which("gpsd") or next(
     (p for p in ("/usr/sbin/gpsd", "/usr/local/sbin/gpsd") if Path(p).exists()), None

@@ -20,10 +20,10 @@ from hypothesis import strategies as st
 from busfleet.cli import main
 from central.assign import AssignmentError, check_assignment
 from central.gtfs_import import GtfsInvalid, import_gtfs
-from central.store import CentralStore
+from central.store.db import CentralStore
 from protocols.errors import GtfsError
-from protocols.gtfs_stop_times import StopTimeReader, Unsorted
-from protocols.gtfs_table import Report, Table
+from protocols.gtfs.stop_times import StopTimeReader, Unsorted
+from protocols.gtfs.table import Report, Table
 from protocols.schemas import Assignment
 
 REPO = Path(__file__).resolve().parent.parent

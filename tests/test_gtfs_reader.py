@@ -12,7 +12,7 @@ import pytest
 
 from protocols.errors import GtfsError
 from protocols.geo import haversine_m
-from protocols.gtfs import Feed, demo_trips, parse_feed, parse_time, read_feed
+from protocols.gtfs.feed import Feed, demo_trips, parse_feed, parse_time, read_feed
 
 CAIRNS = Path(__file__).resolve().parent.parent / "data" / "gtfs" / "cairns_gtfs.zip"
 

@@ -17,15 +17,15 @@ import aiomqtt
 import pytest
 from google.transit import gtfs_realtime_pb2 as rt
 
-from busfleet.broker import Broker, free_port
-from busfleet.central_serve import serve
+from busfleet.broker.launch import Broker, free_port
 from central.config import CentralConfig
 from central.gtfs_import import import_gtfs
-from central.gtfs_rt import TripFacts, trip_updates, vehicle_positions
-from central.http import create_app, serving
-from central.ingest import Ingest
-from central.service import CentralService
-from central.store import CentralStore
+from central.http.gtfs_rt import TripFacts, trip_updates, vehicle_positions
+from central.http.server import create_app, serving
+from central.service.ingest import Ingest
+from central.service.serve import serve
+from central.service.service import CentralService
+from central.store.db import CentralStore
 from protocols import codec, topics
 from protocols.schemas import (
     Assignment,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from protocols.candump import format_candump_line, parse_candump, parse_candump_line
+from protocols.j1939.candump import format_candump_line, parse_candump, parse_candump_line
 
 
 def test_a_log_line_with_an_extended_id_is_parsed() -> None:

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from protocols.errors import J1939Error
-from protocols.j1939 import (
+from protocols.j1939.decode import (
     PGN_CCVS1,
     PGN_DC1,
     PGN_DM1,
@@ -39,7 +39,7 @@ SIGNAL_PGNS = sorted(p for p in messages() if p not in (PGN_DM1, PGN_FMS1))
 @cache
 def cantools_db() -> cantools.database.can.Database:
     db = cantools.database.can.Database()
-    db.add_dbc_string(files("protocols").joinpath("busfleet.dbc").read_text(encoding="ascii"))
+    db.add_dbc_string(files("protocols.j1939").joinpath("busfleet.dbc").read_text(encoding="ascii"))
     return db
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from protocols.j1939 import (
+from protocols.j1939.decode import (
     PGN_DM1,
     Dm1,
     Dtc,
@@ -17,7 +17,7 @@ from protocols.j1939 import (
     encode_vin,
     make_id,
 )
-from protocols.j1939_tp import bam_frames, encode_dm1_payload, parse_dm1
+from protocols.j1939.tp import bam_frames, encode_dm1_payload, parse_dm1
 
 DTCS = [Dtc(100, 1, 3), Dtc(110, 0, 1), Dtc(524287, 31, None), Dtc(3413, 2, 126)]
 LAMPS = Lamps(mil=True, red_stop=False, amber_warning=True, protect=None)

@@ -14,13 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hw_sim.drive import Drive, DriveParams
-from onboard.journey import (
-    ROUTE_TRANSITIONS,
-    STOP_TRANSITIONS,
-    JourneyEvent,
-    JourneyTracker,
-)
-from onboard.journey_plan import (
+from onboard.journey.plan import (
     PlannedStop,
     TripPlan,
     block_plans,
@@ -30,9 +24,15 @@ from onboard.journey_plan import (
     plans_for_assignment,
     service_day_origin,
 )
+from onboard.journey.tracker import (
+    ROUTE_TRANSITIONS,
+    STOP_TRANSITIONS,
+    JourneyEvent,
+    JourneyTracker,
+)
 from protocols import codec
 from protocols.geo import Polyline, offset_m
-from protocols.gtfs import Feed, parse_feed
+from protocols.gtfs.feed import Feed, parse_feed
 from protocols.schemas import Event
 
 START = (-16.92, 145.77)

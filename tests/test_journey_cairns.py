@@ -25,17 +25,17 @@ import pytest
 from hw_sim.drive import Drive
 from hw_sim.gps_sim import GpsSimulator
 from hw_sim.truth import VehicleTruth
-from onboard.journey import JourneyEvent, JourneyTracker
-from onboard.journey_plan import (
+from onboard.journey.plan import (
     PathIndex,
     TripPlan,
     divert_plan,
     match_trip,
     plan_trip,
 )
+from onboard.journey.tracker import JourneyEvent, JourneyTracker
 from protocols.geo import Polyline, haversine_m, offset_m
-from protocols.gtfs import Feed, demo_trips, read_feed
-from protocols.nmea import Fix, NmeaDecoder
+from protocols.gtfs.feed import Feed, demo_trips, read_feed
+from protocols.nmea.decoder import Fix, NmeaDecoder
 
 GTFS = Path(__file__).resolve().parent.parent / "data" / "gtfs" / "cairns_gtfs.zip"
 # Varied routes: a loop (112, driven as a block of two trips), short suburban ones, a long one.

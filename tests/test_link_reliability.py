@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from busfleet.broker import free_port
+from busfleet.broker.launch import free_port
 from protocols import codec
 from protocols.ranges import expand
 from tests.fleet_helpers import (

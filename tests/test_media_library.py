@@ -18,13 +18,12 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from busfleet.broker import free_port
+from busfleet.broker.launch import free_port
 from busfleet.cli import main
 from central.config import CentralConfig
-from central.http import run_http
-from central.ingest import Ingest
+from central.http.media import media_routes
+from central.http.server import run_http
 from central.media import MediaLibrary, MediaRejected, media_path
-from central.media_http import media_routes
 from central.playlists import (
     PlaylistError,
     build_playlist,
@@ -33,7 +32,8 @@ from central.playlists import (
     save_playlist,
 )
 from central.reports import plays_report
-from central.store import CentralStore
+from central.service.ingest import Ingest
+from central.store.db import CentralStore
 from protocols import codec, topics
 from protocols.schemas import Assignment, DesiredState, Event, EventBatch
 from tests.ads_helpers import png

@@ -12,7 +12,7 @@ from pathlib import Path
 import aiomqtt
 import pytest
 
-from busfleet.broker import Broker
+from busfleet.broker.launch import Broker
 from busfleet.cli import main
 from central.assign import next_desired
 from central.gtfs_import import import_gtfs
@@ -25,7 +25,7 @@ from central.messages import (
     run_message_expiry,
     withdraw_message,
 )
-from central.store import CentralStore
+from central.store.db import CentralStore
 from protocols import codec, topics
 from protocols.schemas import Assignment, DesiredState, FleetEntry
 

@@ -10,15 +10,8 @@ from pathlib import Path
 import pytest
 
 from protocols.errors import NmeaError
-from protocols.nmea import (
-    MAX_PENDING_FIXES,
-    MAX_SENTENCE,
-    Fix,
-    InvalidSentence,
-    NmeaDecoder,
-    checksum,
-    parse_sentence,
-)
+from protocols.nmea.decoder import MAX_PENDING_FIXES, Fix, NmeaDecoder
+from protocols.nmea.framing import MAX_SENTENCE, InvalidSentence, checksum, parse_sentence
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "nmea"
 KNOT = 1852.0 / 3600.0

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from protocols.nmea_encode import encode_epoch, format_lat, format_lon, sentence
+from protocols.nmea.encode import encode_epoch, format_lat, format_lon, sentence
 
 T = datetime(2024, 3, 5, 7, 8, 9, 250_000, tzinfo=UTC).timestamp()
 CAIRNS = (-16.920767, 145.779299)

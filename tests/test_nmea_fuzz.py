@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from protocols.errors import NmeaError
-from protocols.nmea import Fix, NmeaDecoder, Sentence, checksum, parse_sentence
+from protocols.nmea.decoder import Fix, NmeaDecoder, Sentence, checksum, parse_sentence
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "nmea"
 CAPTURE = b"".join(

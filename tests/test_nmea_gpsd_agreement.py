@@ -33,7 +33,7 @@ from typing import Any
 
 import pytest
 
-from protocols.nmea import Fix, NmeaDecoder
+from protocols.nmea.decoder import Fix, NmeaDecoder
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "nmea"
 CAPTURES = sorted(DATA.glob("*.log"))

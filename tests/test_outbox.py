@@ -11,7 +11,7 @@ from pathlib import Path
 from hypothesis import given
 from hypothesis import strategies as st
 
-from onboard.outbox import ROW_OVERHEAD, Outbox
+from onboard.link.outbox import ROW_OVERHEAD, Outbox
 from protocols.ranges import expand, ranges
 
 

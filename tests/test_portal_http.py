@@ -346,7 +346,7 @@ async def test_the_service_serves_and_reports_statistics_without_personal_data(
 
 
 async def test_with_a_certificate_the_api_is_also_served_over_https(tmp_path: Path) -> None:
-    from busfleet.tls import make_dev_certificates
+    from busfleet.broker.tls import make_dev_certificates
 
     certs = make_dev_certificates(tmp_path / "tls", hosts=["localhost", "127.0.0.1"])
     conf = section(

@@ -12,8 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from busfleet.cli import main
-from busfleet.provision import (
+from busfleet.broker.provision import (
     ProvisionError,
     check_mosquitto_hash,
     mosquitto_hash,
@@ -22,7 +21,8 @@ from busfleet.provision import (
     remove_user,
     set_password,
 )
-from busfleet.tls import make_dev_certificates
+from busfleet.broker.tls import make_dev_certificates
+from busfleet.cli import main
 from onboard.config import load_config
 
 MOSQUITTO_PASSWD = shutil.which("mosquitto_passwd")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from protocols.j1939 import (
+from protocols.j1939.decode import (
     PGN_AMB,
     PGN_CCVS1,
     PGN_DC1,
@@ -24,7 +24,7 @@ from protocols.j1939 import (
     encode,
     encode_telltales,
 )
-from protocols.vehicle import VehicleEvent, VehicleState, apply, to_dict
+from protocols.j1939.vehicle import VehicleEvent, VehicleState, apply, to_dict
 
 
 def sig(pgn: int, values: dict[int, float | int], t: float = 1.0, sa: int = 0) -> Signals:

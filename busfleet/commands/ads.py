@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from central.config import CentralConfig
-    from central.store import CentralStore
+    from central.store.db import CentralStore
 
     ConnectionArgs = Callable[[argparse.ArgumentParser], None]
     Parsers = argparse._SubParsersAction[argparse.ArgumentParser]
@@ -129,7 +129,7 @@ def _report(csub: Parsers, connection_args: ConnectionArgs) -> None:
 def _config(args: argparse.Namespace) -> CentralConfig:
     import dataclasses
 
-    from busfleet.commands.central import config_from
+    from busfleet.commands._common import config_from
 
     config = config_from(args)
     media_dir = getattr(args, "media_dir", None)
@@ -142,7 +142,7 @@ def _fail(command: str, message: object) -> int:
 
 
 def _store(config: CentralConfig) -> CentralStore:
-    from central.store import CentralStore
+    from central.store.db import CentralStore
 
     return CentralStore(config.db)
 

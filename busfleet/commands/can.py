@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
-    from protocols.j1939 import Dm1, Dtc, J1939Decoder, Signals, Vin
+    from protocols.j1939.decode import Dm1, Dtc, J1939Decoder, Signals, Vin
 
 INTERFACES = ("socketcan", "virtual", "udp_multicast")
 
@@ -70,7 +70,7 @@ def _dtc(d: Dtc) -> dict[str, int | None]:
 
 def message_dict(msg: Signals | Dm1 | Vin) -> dict[str, Any]:
     """JSON-ready form of a decoded message (SPN keys become strings)."""
-    from protocols.j1939 import Dm1, Signals
+    from protocols.j1939.decode import Dm1, Signals
 
     out: dict[str, Any] = {"t": msg.t, "pgn": msg.pgn, "sa": msg.sa, "name": msg.name}
     if isinstance(msg, Signals):
@@ -97,7 +97,7 @@ def message_dict(msg: Signals | Dm1 | Vin) -> dict[str, Any]:
 
 def _decode_stream(lines: Iterable[str], decoder: J1939Decoder) -> int:
     """Print the decoded messages of candump lines; return how many lines were not frames."""
-    from protocols.candump import parse_candump
+    from protocols.j1939.candump import parse_candump
 
     skipped = 0
     for line in lines:
@@ -112,7 +112,7 @@ def _decode_stream(lines: Iterable[str], decoder: J1939Decoder) -> int:
 
 def run_decode(args: argparse.Namespace) -> int:
     """Decode a candump log to JSON lines on stdout."""
-    from protocols.j1939 import J1939Decoder
+    from protocols.j1939.decode import J1939Decoder
 
     decoder = J1939Decoder()
     if args.file == "-":
@@ -141,7 +141,7 @@ def run_watch(args: argparse.Namespace) -> int:
 
     import can
 
-    from protocols.j1939 import J1939Decoder
+    from protocols.j1939.decode import J1939Decoder
 
     decoder = J1939Decoder()
     done = threading.Event()
@@ -181,7 +181,7 @@ def run_watch(args: argparse.Namespace) -> int:
 
 
 def _dtc_arg(text: str) -> Dtc:
-    from protocols.j1939 import Dtc
+    from protocols.j1939.decode import Dtc
 
     parts = text.split(":")
     try:
@@ -232,7 +232,7 @@ def run_sim(args: argparse.Namespace) -> int:
     from itertools import islice
 
     from hw_sim.can_sim import CanSimulator, Faults, cycle_frames, placeholder_drive
-    from protocols.candump import format_candump_line
+    from protocols.j1939.candump import format_candump_line
 
     if args.interface is None and args.log is None:
         print("busfleet: give --interface and/or --log", file=sys.stderr)

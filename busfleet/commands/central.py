@@ -7,17 +7,10 @@ import asyncio
 import sys
 from typing import TYPE_CHECKING
 
+from busfleet.commands._common import config_from, connection_args, dispatcher_name
+
 if TYPE_CHECKING:
-    from central.config import CentralConfig
-
-
-def _connection_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", help="central TOML file (see deploy/central.example.toml)")
-    p.add_argument("--db", help="SQLite file (overrides the config)")
-    p.add_argument("--mqtt-host", help="broker host (overrides the config)")
-    p.add_argument("--mqtt-port", type=int, help="broker port (overrides the config)")
-    p.add_argument("--mqtt-username", help="MQTT user (overrides the config)")
-    p.add_argument("--mqtt-protocol", type=int, choices=(4, 5), help="MQTT 5, or 4 for 3.1.1")
+    pass
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -35,7 +28,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "stores telemetry exactly once in SQLite, keeps fleet state and "
         "publishes it for dashboards.",
     )
-    _connection_args(serve)
+    connection_args(serve)
     serve.add_argument("--log-level", default="INFO")
     serve.add_argument(
         "--group",
@@ -56,7 +49,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "buses, playlists and messages, send commands. Keys: ? lists every key, ctrl+p opens "
         "the command palette, q quits.",
     )
-    _connection_args(dash)
+    connection_args(dash)
     dash.add_argument(
         "--name",
         help="the dispatcher's name, recorded with acknowledgements (default: the login name)",
@@ -69,7 +62,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         description="Push an assignment to a bus through its desired state "
         "(versioned, retained: the bus gets it whenever it is connected).",
     )
-    _connection_args(assign)
+    connection_args(assign)
     assign.add_argument("bus", help="bus id")
     group = assign.add_argument_group("what to drive (at least one)")
     group.add_argument("--trip", help="GTFS trip_id")
@@ -84,7 +77,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "expired. Examples: `command bus-01 announce --arg text='Next stop: Cairns'`, "
         "`command bus-01 resend --arg since=1795000000`, `command bus-01 restart`.",
     )
-    _connection_args(command)
+    connection_args(command)
     command.add_argument("bus", help="bus id")
     command.add_argument("name", choices=("resend", "announce", "restart"))
     command.add_argument(
@@ -105,41 +98,25 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         description="List the commands sent to buses with their status: "
         "sent, ok, failed or expired.",
     )
-    _connection_args(commands)
+    connection_args(commands)
     commands.add_argument("--bus", help="only this bus")
     commands.set_defaults(func=commands_cmd)
 
     from busfleet.commands import ads  # advertising: media, playlist, report
 
-    ads.register_central(csub, _connection_args)
+    ads.register_central(csub, connection_args)
 
     from busfleet.commands import dispatch  # timetable import, passenger messages
 
-    dispatch.register_central(csub, _connection_args)
+    dispatch.register_central(csub, connection_args)
 
     from busfleet.commands import divert  # diversions of a route
 
-    divert.register_central(csub, _connection_args)
+    divert.register_central(csub, connection_args)
 
     from busfleet.commands import driver  # messages to drivers, their answers and alarms
 
-    driver.register_central(csub, _connection_args)
-
-
-def config_from(args: argparse.Namespace) -> CentralConfig:
-    import dataclasses
-
-    from central.config import CentralConfig, load_central_config
-
-    config = load_central_config(args.config) if args.config else CentralConfig()
-    overrides = {
-        "db": args.db,
-        "mqtt_host": args.mqtt_host,
-        "mqtt_port": args.mqtt_port,
-        "mqtt_username": args.mqtt_username,
-        "mqtt_protocol": args.mqtt_protocol,
-    }
-    return dataclasses.replace(config, **{k: v for k, v in overrides.items() if v is not None})
+    driver.register_central(csub, connection_args)
 
 
 def serve_cmd(args: argparse.Namespace) -> int:
@@ -148,7 +125,7 @@ def serve_cmd(args: argparse.Namespace) -> int:
     from busfleet.logs import setup_logging
     from busfleet.runner import run_service
     from central.config import CentralConfigError
-    from central.service import CentralService
+    from central.service.service import CentralService
 
     try:
         config = config_from(args)
@@ -160,7 +137,7 @@ def serve_cmd(args: argparse.Namespace) -> int:
         config = dataclasses.replace(config, client_id=args.client_id)
     if args.http_port is not None:
         config = dataclasses.replace(config, http_port=args.http_port)
-    from busfleet.central_serve import serve  # with message expiry and the HTTP server
+    from central.service.serve import serve  # with message expiry and the HTTP server
 
     run_service(serve(config, CentralService(config, group=args.group).run()))
     return 0
@@ -176,16 +153,6 @@ def dash_cmd(args: argparse.Namespace) -> int:
         config = dataclasses.replace(config, mqtt_username="dispatcher")
     create_app(config, user=dispatcher_name(args.name)).run()
     return 0
-
-
-def dispatcher_name(name: str | None) -> str:
-    """A dispatcher name usable as a topic level: the given one, else the login name."""
-    import getpass
-    import re
-
-    raw = name or getpass.getuser() or "dispatcher"
-    clean = re.sub(r"[^A-Za-z0-9_.-]", "-", raw).strip("-._")[:64]
-    return clean or "dispatcher"
 
 
 def assign_cmd(args: argparse.Namespace) -> int:
@@ -244,7 +211,7 @@ def command_cmd(args: argparse.Namespace) -> int:
 def commands_cmd(args: argparse.Namespace) -> int:
     import json
 
-    from central.store import CentralStore
+    from central.store.db import CentralStore
 
     store = CentralStore(config_from(args).db)
     try:

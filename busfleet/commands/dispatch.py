@@ -13,14 +13,14 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from busfleet.commands._common import parse_when
+
 if TYPE_CHECKING:
     from central.desired import Published
-    from protocols.gtfs_table import Report
+    from protocols.gtfs.table import Report
 
     ConnectionArgs = Callable[[argparse.ArgumentParser], None]
     Parsers = argparse._SubParsersAction[argparse.ArgumentParser]
-
-UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 def register_central(csub: Parsers, connection_args: ConnectionArgs) -> None:
@@ -92,9 +92,9 @@ def _print_issues(report: Report, prog: str) -> None:
 
 
 def import_gtfs_cmd(args: argparse.Namespace) -> int:
-    from busfleet.commands.central import config_from
+    from busfleet.commands._common import config_from
     from central.gtfs_import import GtfsInvalid, import_gtfs
-    from central.store import CentralStore
+    from central.store.db import CentralStore
     from protocols.errors import GtfsError
 
     prog = "busfleet central import-gtfs"
@@ -122,28 +122,10 @@ def import_gtfs_cmd(args: argparse.Namespace) -> int:
     return 0
 
 
-def parse_when(text: str, now: float) -> float:
-    """'+30m' / '+2h' / '+1d' / '+90s' from now, or ISO 8601 (naive: local time)."""
-    import datetime as dt
-
-    if text.startswith("+") and text[-1:] in UNITS:
-        try:
-            return now + float(text[1:-1]) * UNITS[text[-1]]
-        except ValueError:
-            pass
-    try:
-        when = dt.datetime.fromisoformat(text)
-    except ValueError:
-        raise ValueError(f"not a time: {text!r} (ISO 8601, or +30m, +2h, +1d)") from None
-    if when.tzinfo is None:
-        when = when.astimezone()  # the local time of city hall
-    return when.timestamp()
-
-
 def _publish(args: argparse.Namespace, published: Published, prog: str) -> int:
     import aiomqtt
 
-    from busfleet.commands.central import config_from
+    from busfleet.commands._common import config_from
     from central.desired import publish_desired
 
     try:
@@ -161,9 +143,9 @@ def _publish(args: argparse.Namespace, published: Published, prog: str) -> int:
 def message_cmd(args: argparse.Namespace) -> int:
     import time
 
-    from busfleet.commands.central import config_from
+    from busfleet.commands._common import config_from
     from central.messages import MessageError, create_message
-    from central.store import CentralStore
+    from central.store.db import CentralStore
 
     prog = "busfleet central message"
     now = time.time()
@@ -213,9 +195,9 @@ def message_cmd(args: argparse.Namespace) -> int:
 def messages_cmd(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from busfleet.commands.central import config_from
+    from busfleet.commands._common import config_from
     from central.messages import list_messages, recipients
-    from central.store import CentralStore
+    from central.store.db import CentralStore
 
     store = CentralStore(config_from(args).db)
     try:
@@ -230,9 +212,9 @@ def messages_cmd(args: argparse.Namespace) -> int:
 
 
 def withdraw_cmd(args: argparse.Namespace) -> int:
-    from busfleet.commands.central import config_from
+    from busfleet.commands._common import config_from
     from central.messages import MessageError, withdraw_message
-    from central.store import CentralStore
+    from central.store.db import CentralStore
 
     prog = "busfleet central withdraw"
     store = CentralStore(config_from(args).db)

@@ -102,7 +102,7 @@ def _publish(args: argparse.Namespace, published: Published, prog: str) -> int:
 
     import aiomqtt
 
-    from busfleet.commands.central import config_from
+    from busfleet.commands._common import config_from
     from central.desired import publish_desired
 
     try:
@@ -120,10 +120,9 @@ def _publish(args: argparse.Namespace, published: Published, prog: str) -> int:
 def create_cmd(args: argparse.Namespace) -> int:
     import time
 
-    from busfleet.commands.central import config_from
-    from busfleet.commands.dispatch import parse_when
+    from busfleet.commands._common import config_from, parse_when
     from central.diversions import DiversionError, create_diversion, parse_path, parse_temp_stop
-    from central.store import CentralStore
+    from central.store.db import CentralStore
 
     prog = f"{PROG} create"
     now = time.time()
@@ -170,9 +169,9 @@ def create_cmd(args: argparse.Namespace) -> int:
 def list_cmd(args: argparse.Namespace) -> int:
     import msgspec
 
-    from busfleet.commands.central import config_from
+    from busfleet.commands._common import config_from
     from central.diversions import list_diversions
-    from central.store import CentralStore
+    from central.store.db import CentralStore
 
     store = CentralStore(config_from(args).db)
     try:
@@ -186,9 +185,9 @@ def list_cmd(args: argparse.Namespace) -> int:
 
 
 def cancel_cmd(args: argparse.Namespace) -> int:
-    from busfleet.commands.central import config_from
+    from busfleet.commands._common import config_from
     from central.diversions import DiversionError, cancel_diversion
-    from central.store import CentralStore
+    from central.store.db import CentralStore
 
     prog = f"{PROG} cancel"
     store = CentralStore(config_from(args).db)

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     ConnectionArgs = Callable[[argparse.ArgumentParser], None]
     Parsers = argparse._SubParsersAction[argparse.ArgumentParser]
 
-UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+from busfleet.commands._common import UNITS
 
 
 def register_central(csub: Parsers, connection_args: ConnectionArgs) -> None:
@@ -83,7 +83,7 @@ def parse_since(text: str, now: float) -> float:
 def message_driver_cmd(args: argparse.Namespace) -> int:
     import aiomqtt
 
-    from busfleet.commands.central import config_from
+    from busfleet.commands._common import config_from
     from central.driver import DriverMessageError, message_driver
     from protocols.errors import TopicError
 
@@ -103,9 +103,9 @@ def message_driver_cmd(args: argparse.Namespace) -> int:
 def driver_log_cmd(args: argparse.Namespace) -> int:
     import time
 
-    from busfleet.commands.central import config_from
+    from busfleet.commands._common import config_from
     from central.driver import driver_log
-    from central.store import CentralStore
+    from central.store.db import CentralStore
 
     try:
         since = parse_since(args.since, time.time())

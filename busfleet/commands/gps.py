@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, urlsplit
 
 if TYPE_CHECKING:
-    from protocols.nmea import Fix, NmeaDecoder
+    from protocols.nmea.decoder import Fix, NmeaDecoder
 
 DEFAULT_BAUD = 9600
 DEFAULT_GPSD_PORT = 2947
@@ -87,7 +87,7 @@ def run_decode(args: argparse.Namespace) -> int:
 
 
 def _decode(args: argparse.Namespace) -> int:
-    from protocols.nmea import NmeaDecoder
+    from protocols.nmea.decoder import NmeaDecoder
 
     decoder = NmeaDecoder()
     try:
@@ -171,7 +171,7 @@ def run_watch(args: argparse.Namespace) -> int:
 def _watch_serial(device: str, baud: int, count: int) -> int:
     import serial
 
-    from protocols.nmea import NmeaDecoder
+    from protocols.nmea.decoder import NmeaDecoder
 
     decoder = NmeaDecoder()
     printed = 0
@@ -197,7 +197,7 @@ def _watch_serial(device: str, baud: int, count: int) -> int:
 def _watch_gpsd(host: str, port: int, count: int) -> int:
     import asyncio
 
-    from onboard.gpsd_client import GpsdError, watch_gpsd
+    from onboard.gps.gpsd import GpsdError, watch_gpsd
 
     async def run() -> None:
         printed = 0

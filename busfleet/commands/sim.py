@@ -62,7 +62,7 @@ def run_bus(args: argparse.Namespace) -> int:
     from busfleet.logs import setup_logging
     from busfleet.runner import run_service
     from busfleet.simbus import DEFAULT_GTFS, SimBusSpec, run_sim_bus
-    from protocols.gtfs import demo_trips, read_feed
+    from protocols.gtfs.feed import demo_trips, read_feed
 
     setup_logging(args.id, args.log_level)
     gtfs = args.gtfs or DEFAULT_GTFS

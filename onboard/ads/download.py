@@ -15,7 +15,7 @@ import aiohttp
 
 from onboard.ads.cache import MediaCache
 from onboard.errors import AgentError
-from protocols.ads import Item
+from protocols.ads.playlist import Item
 
 CHUNK = 64 * 1024
 _CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")

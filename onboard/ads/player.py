@@ -13,9 +13,9 @@ import logging
 from collections.abc import Callable, Container
 from dataclasses import dataclass
 
-from protocols.ads import Item, Playlist
-from protocols.ads_fence import FenceTracker
-from protocols.ads_schedule import Choice, Context, PlayHistory, hour_start, next_item
+from protocols.ads.fence import FenceTracker
+from protocols.ads.playlist import Item, Playlist
+from protocols.ads.schedule import Choice, Context, PlayHistory, hour_start, next_item
 from protocols.schemas import Scalar
 
 log = logging.getLogger("busfleet.onboard.ads")

@@ -24,7 +24,7 @@ import aiohttp
 from onboard.ads.cache import MediaCache
 from onboard.ads.download import DownloadError, MediaCorrupt, download
 from onboard.ads.player import Player, PlayRecord, Showing
-from protocols.ads import Item, Playlist, decode_playlist, encode_playlist
+from protocols.ads.playlist import Item, Playlist, decode_playlist, encode_playlist
 from protocols.errors import CodecError
 from protocols.schemas import DesiredState
 

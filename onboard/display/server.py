@@ -34,11 +34,11 @@ from onboard.display.model import (
     display_state,
     from_journey,
 )
-from onboard.live import LiveFeed
+from onboard.web.live import LiveFeed
 from protocols.schemas import DesiredState, PassengerMessage
 
 if TYPE_CHECKING:
-    from onboard.journey import JourneyState
+    from onboard.journey.tracker import JourneyState
 
 log = logging.getLogger("busfleet.onboard.display")
 

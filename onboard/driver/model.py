@@ -16,8 +16,8 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from onboard.journey import JourneyState
-from onboard.journey_plan import TripPlan
+from onboard.journey.plan import TripPlan
+from onboard.journey.tracker import JourneyState
 from protocols.geo import EARTH_RADIUS_M, Polyline
 
 # Schedule adherence bands (delay in seconds, positive = late). Early is the worse fault in

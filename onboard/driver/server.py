@@ -37,8 +37,6 @@ from typing import Protocol
 
 from aiohttp import web
 
-from onboard.commands import Result
-from onboard.diversion import Detour
 from onboard.driver.http import json_body, nonce_of, same_origin_posts, security_headers
 from onboard.driver.model import (
     CANNED_BY_CODE,
@@ -48,11 +46,13 @@ from onboard.driver.model import (
     driver_state,
 )
 from onboard.driver.store import KEEP_S, DriverStore
-from onboard.journey import JourneyState
-from onboard.journey_plan import TripPlan
-from onboard.live import LiveFeed
-from onboard.outbox import Outbox
-from protocols.nmea import Fix
+from onboard.journey.diversion import Detour
+from onboard.journey.plan import TripPlan
+from onboard.journey.tracker import JourneyState
+from onboard.link.commands import Result
+from onboard.link.outbox import Outbox
+from onboard.web.live import LiveFeed
+from protocols.nmea.decoder import Fix
 from protocols.schemas import Command, Scalar
 
 log = logging.getLogger("busfleet.onboard.driver")

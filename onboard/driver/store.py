@@ -11,7 +11,7 @@ forgets stored history (events and alarms are never dropped by its disk budget).
 from __future__ import annotations
 
 from onboard.driver.model import DispatchMessage, Outgoing
-from onboard.outbox import Outbox
+from onboard.link.outbox import Outbox
 
 KEEP_S = 24 * 3600.0  # acknowledged messages and delivered items are forgotten after this
 MAX_OPEN = 50  # unacknowledged messages kept at most (the oldest go): a bounded screen list

@@ -1,0 +1,1 @@
+"""busfleet/broker."""

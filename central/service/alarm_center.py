@@ -1,0 +1,294 @@
+"""Alarms at central: the detectors of central/alarms.py fed by ingest, stored, published.
+
+Ingest calls `on_telemetry`, `on_events` and `on_reported` for what the buses send and `tick`
+periodically; dispatchers' acknowledgements come through `acknowledge` (central/dispatch.py).
+Every change is stored (table `alarms`, one row per alarm, its `Alarm` document in `body`) and
+queued for publishing, retained, on `busfleet/v1/alarms/{id}`: several dashboards see the same
+alarms and each other's acknowledgements, and a dashboard started later gets them all at once.
+A closed alarm stays retained for `keep_closed_s`, then its retained message is removed.
+
+Backfilled data never raises an alarm: backfilled telemetry is ignored here, and a backfilled
+event may only clear an alarm raised before it happened (the bus came back on route during the
+outage). One open alarm per (bus, kind, subject): a partial unique index says so even when
+several ingest workers share the database.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Iterable
+from typing import Any
+
+from central.desired import write_lock
+from central.fleet import alarms as rules
+from central.fleet.alarms import (
+    ACK,
+    CLEAR,
+    CLOSED,
+    RAISE,
+    AlarmError,
+    AlarmParams,
+    BusWatch,
+    Change,
+)
+from central.store.db import CentralStore
+from protocols import codec, topics
+from protocols.errors import CodecError
+from protocols.schemas import Alarm, EventBatch, FleetEntry, ReportedState, TelemetryBatch
+
+__all__ = ["AlarmCenter", "Outgoing"]
+
+log = logging.getLogger("busfleet.central.alarms")
+
+Outgoing = tuple[str, bytes, bool]  # (topic, payload, retain)
+Key = tuple[str, str, str]  # (bus, kind, subject)
+
+TICK_S = 1.0  # the offline and sync checks walk the whole fleet: once a second is enough
+SWEEP_S = 30.0  # closed alarms past keep_closed_s are looked for this often
+
+
+class AlarmCenter:
+    def __init__(self, store: CentralStore, params: AlarmParams | None = None) -> None:
+        self.store = store
+        self.params = params or AlarmParams()
+        self.watch: dict[str, BusWatch] = {}
+        self.changed: dict[str, Alarm] = {}  # to publish
+        self.removed: set[str] = set()  # closed long enough: retained message to remove
+        self.counters: dict[str, int] = {"raised": 0, "cleared": 0, "acked": 0}
+        self._open: dict[Key, str] = {}  # open alarms -> id, so that most clears cost no query
+        self._next_tick = 0.0
+        self._next_sweep = 0.0
+        for key, alarm_id in self._query(
+            "SELECT bus, kind, subject, id FROM alarms WHERE state != 'closed'"
+        ):
+            self._open[(key[0], key[1], key[2])] = alarm_id
+
+    def _query(self, sql: str, *params: Any) -> list[tuple[tuple[str, str, str], str]]:
+        return [((r[0], r[1], r[2]), r[3]) for r in self.store.db.execute(sql, params)]
+
+    # -- inputs -----------------------------------------------------------------------------
+    def on_telemetry(self, bus: str, batch: TelemetryBatch, entry: FleetEntry, now: float) -> None:
+        if batch.backfill:
+            return  # history: stored, never alarming
+        w = self.watch.get(bus) or BusWatch()
+        w2, changes = rules.watch_telemetry(w, batch.records, self.params)
+        if w2 is not w:
+            self.watch[bus] = w2
+        self._apply(bus, changes, entry, now)
+
+    def on_events(self, bus: str, batch: EventBatch, entry: FleetEntry, now: float) -> None:
+        for event in batch.events:
+            change = rules.from_event(event)
+            if change is None:
+                continue
+            # The one exception: a driver's emergency pressed during an outage still reaches
+            # the dispatchers (latched, with the time it was pressed) — it may still matter.
+            if batch.backfill and change.what == RAISE and event.kind != "emergency":
+                log.info("%s: backfilled %s at %.0f raises no alarm", bus, event.kind, event.t)
+                continue
+            # An event from before the alarm (backfilled, or sent twice) cannot clear it.
+            self._apply(bus, [change], entry, now, only_after=True)
+
+    def on_reported(self, bus: str, r: ReportedState, entry: FleetEntry, now: float) -> None:
+        w = self.watch.get(bus) or BusWatch()
+        w2, changes = rules.watch_reported(
+            w, r.counters, r.rejected_version, r.error, now, self.params
+        )
+        self.watch[bus] = w2
+        self._apply(bus, changes, entry, now)
+
+    def tick(self, fleet: Iterable[FleetEntry], now: float | None = None) -> None:
+        """Offline and out-of-sync checks over the fleet (at most once per TICK_S)."""
+        now = time.time() if now is None else now
+        if now >= self._next_tick:
+            self._next_tick = now + TICK_S
+            for entry in fleet:
+                bus = entry.bus
+                w = self.watch.get(bus) or BusWatch()
+                w2, changes = rules.watch_tick(w, entry, now, self.params)
+                if w2 is not w:
+                    self.watch[bus] = w2
+                if changes:
+                    self._apply(bus, changes, entry, now)
+        if now >= self._next_sweep:
+            self._next_sweep = now + SWEEP_S
+            self._sweep(now)
+
+    def acknowledge(self, alarm_id: str, user: str, note: str, now: float | None = None) -> Alarm:
+        """A dispatcher acknowledges an alarm; AlarmError if unknown or not acknowledgeable."""
+        now = time.time() if now is None else now
+        with write_lock(self.store.db.conn):
+            alarm = self.get(alarm_id)
+            if alarm is None:
+                raise AlarmError(f"no alarm {alarm_id!r}")
+            new = rules.step(alarm, ACK, now, user=user, note=note.strip()[:500])
+            self._save(new)
+        self.counters["acked"] += 1
+        log.info("alarm %s (%s %s) acknowledged by %s", new.id, new.bus, new.kind, user)
+        return new
+
+    # -- reading ----------------------------------------------------------------------------
+    def get(self, alarm_id: str) -> Alarm | None:
+        row = self.store.db.execute("SELECT body FROM alarms WHERE id = ?", [alarm_id]).fetchone()
+        return None if row is None else _decode(row[0])
+
+    def alarms(
+        self, *, bus: str | None = None, open_only: bool = False, limit: int = 200
+    ) -> list[Alarm]:
+        """The newest alarms first (of one bus; only those not closed)."""
+        where, params = [], []
+        if bus is not None:
+            where.append("bus = ?")
+            params.append(bus)
+        if open_only:
+            where.append("state != 'closed'")
+        clause = f" WHERE {' AND '.join(where)}" if where else ""
+        rows = self.store.db.execute(
+            f"SELECT body FROM alarms{clause} ORDER BY raised_t DESC LIMIT ?", [*params, limit]
+        )
+        return [a for a in (_decode(r[0]) for r in rows) if a is not None]
+
+    # -- publishing -------------------------------------------------------------------------
+    def republish(self) -> None:
+        """Queue every retained alarm again (after a reconnect: the broker may have lost them)."""
+        for (body,) in self.store.db.execute("SELECT body FROM alarms WHERE retained = 1"):
+            alarm = _decode(body)
+            if alarm is not None:
+                self.changed[alarm.id] = alarm
+
+    def take_outgoing(self) -> list[Outgoing]:
+        """Alarm documents to publish (retained) and retained ones to remove, in that order."""
+        out: list[Outgoing] = [
+            (topics.alarm(a.id), codec.encode(a), True) for a in self.changed.values()
+        ]
+        out += [(topics.alarm(i), b"", True) for i in sorted(self.removed)]
+        self.changed.clear()
+        self.removed.clear()
+        return out
+
+    # -- inside -----------------------------------------------------------------------------
+    def _apply(
+        self,
+        bus: str,
+        changes: Iterable[Change],
+        entry: FleetEntry,
+        now: float,
+        *,
+        only_after: bool = False,
+    ) -> None:
+        for c in changes:
+            key = (bus, c.kind, c.subject)
+            if c.what == RAISE:
+                self._raise(key, c, entry, now)
+            elif key in self._open:
+                self._clear(key, c, now, only_after=only_after)
+
+    def _raise(self, key: Key, c: Change, entry: FleetEntry, now: float) -> None:
+        bus, kind, subject = key
+        with write_lock(self.store.db.conn):
+            row = self.store.db.execute(
+                "SELECT body FROM alarms WHERE bus = ? AND kind = ? AND subject = ?"
+                " AND state != 'closed'",
+                key,
+            ).fetchone()
+            current = None if row is None else _decode(row[0])
+            if current is None and self._seen(key, c.t):
+                return  # an event sent twice (a lost acknowledgement): raised already
+            if current is not None:
+                new = rules.step(current, RAISE, c.t)
+                if new is not current:
+                    self._save(new)
+                self._open[key] = current.id
+                return
+            kind_info = rules.info(kind)
+            lat, lon = (c.lat, c.lon) if c.lat is not None else (entry.lat, entry.lon)
+            alarm = Alarm(
+                id=f"{int(now):x}-{uuid.uuid4().hex[:8]}",
+                bus=bus,
+                kind=kind,
+                subject=subject,
+                severity=c.severity or kind_info.severity,
+                state=rules.ACTIVE,
+                raised_t=c.t,
+                t=now,
+                text=c.text,
+                lat=lat if lat is not None and lon is not None else None,
+                lon=lon if lat is not None and lon is not None else None,
+            )
+            self._save(alarm, new=True)
+        self._open[key] = alarm.id
+        self.counters["raised"] += 1
+        log.warning("alarm %s: %s %s %s %s", alarm.id, bus, kind, subject, c.text)
+
+    def _seen(self, key: Key, t: float) -> bool:
+        row = self.store.db.execute(
+            "SELECT 1 FROM alarms WHERE bus = ? AND kind = ? AND subject = ? AND raised_t = ?",
+            (*key, t),
+        ).fetchone()
+        return row is not None
+
+    def _clear(self, key: Key, c: Change, now: float, *, only_after: bool) -> None:
+        with write_lock(self.store.db.conn):
+            alarm = self.get(self._open[key])
+            if alarm is None or alarm.state == CLOSED:
+                self._open.pop(key, None)
+                return
+            if only_after and c.t < alarm.raised_t:
+                return  # backfilled history from before the alarm: it says nothing about now
+            self._save(rules.step(alarm, CLEAR, now))
+        self.counters["cleared"] += 1
+
+    def _save(self, alarm: Alarm, *, new: bool = False) -> None:
+        body = codec.encode(alarm).decode()
+        if new:
+            self.store.db.execute(
+                "INSERT INTO alarms VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 1)",
+                (
+                    alarm.id,
+                    alarm.bus,
+                    alarm.kind,
+                    alarm.subject,
+                    alarm.severity,
+                    alarm.state,
+                    alarm.raised_t,
+                    alarm.t,
+                    body,
+                ),
+            )
+        else:
+            self.store.db.execute(
+                "UPDATE alarms SET state = ?, t = ?, body = ?, retained = 1 WHERE id = ?",
+                (alarm.state, alarm.t, body, alarm.id),
+            )
+        if alarm.state == CLOSED:
+            self._open.pop((alarm.bus, alarm.kind, alarm.subject), None)
+        self.changed[alarm.id] = alarm
+
+    def _sweep(self, now: float) -> None:
+        cutoff = now - self.params.keep_closed_s
+        ids = [
+            r[0]
+            for r in self.store.db.execute(
+                "SELECT id FROM alarms WHERE retained = 1 AND state = 'closed' AND t < ?",
+                [cutoff],
+            )
+        ]
+        if not ids:
+            return
+        with write_lock(self.store.db.conn):
+            self.store.db.conn.executemany(
+                "UPDATE alarms SET retained = 0 WHERE id = ?", [(i,) for i in ids]
+            )
+        self.removed.update(ids)
+        for i in ids:
+            self.changed.pop(i, None)
+
+
+def _decode(body: str | bytes) -> Alarm | None:
+    try:
+        return codec.decode(Alarm, body.encode() if isinstance(body, str) else body)
+    except CodecError as exc:
+        log.error("unreadable alarm in the database: %s", exc)
+        return None

@@ -1,0 +1,210 @@
+"""Ingest: every message from the buses goes through `Ingest.handle`, transport-agnostic.
+
+Bad input never raises out of here: an unknown topic, a payload that does not parse or
+validate, or a payload naming another bus than its topic is counted and logged (rate-limited).
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import time
+from collections.abc import Iterable
+
+import msgspec
+
+from central.fleet import state as fleet
+from central.service.alarm_center import AlarmCenter
+from central.store.db import CentralStore, record_row
+from protocols import codec, compact, topics
+from protocols.errors import ProtocolError
+from protocols.ranges import ranges
+from protocols.schemas import (
+    DesiredState,
+    EventBatch,
+    FleetEntry,
+    Presence,
+    ReportedState,
+    Scalar,
+    Stored,
+    TelemetryBatch,
+)
+
+log = logging.getLogger("busfleet.central.ingest")
+
+
+class Ingest:
+    def __init__(self, store: CentralStore, offline_after_s: float = 30.0) -> None:
+        self.store = store
+        self.offline_after_s = offline_after_s
+        self.buses: dict[str, fleet.BusState] = {}
+        self.dirty: set[str] = set()  # buses whose fleet entry changed since last publish
+        self.counters: collections.Counter[str] = collections.Counter()
+        # Sequence numbers stored since the last receipts went out, per bus; and those of the
+        # transaction in progress, which join them once it committed.
+        self.receipts: dict[str, list[int]] = collections.defaultdict(list)
+        self._pending: dict[str, list[int]] = collections.defaultdict(list)
+        self.offline_after: dict[str, float] = {}  # per-bus timeout announced in its birth
+        self._last_warning = 0.0
+        self.alarms = AlarmCenter(store)  # fed below; backfilled data never raises an alarm
+        for row in store.buses():
+            if row["body"]:
+                entry = codec.decode(FleetEntry, row["body"].encode())
+                self.buses[row["bus"]] = fleet.BusState(entry=entry, session=row["session"])
+
+    def handle(self, topic: str, payload: bytes, now: float | None = None) -> None:
+        """Handle one message; what it stores is committed when this returns."""
+        self.handle_many([(topic, payload)], now)
+
+    def handle_many(self, messages: Iterable[tuple[str, bytes]], now: float | None = None) -> None:
+        """Handle messages in order, storing all of them in one transaction (group commit).
+
+        Receipts for their records become available to `take_receipts` only once that
+        transaction committed: a bus never forgets a record that central could still lose.
+        """
+        now = time.time() if now is None else now
+        self._pending.clear()
+        with self.store.batch():
+            for topic, payload in messages:
+                self._handle(topic, payload, now)
+        for bus, seqs in self._pending.items():
+            self.receipts[bus].extend(seqs)
+        self._pending.clear()
+
+    def _handle(self, topic: str, payload: bytes, now: float) -> None:
+        self.counters["messages"] += 1
+        try:
+            parsed = topics.parse(topic)
+            bus = parsed.bus_id
+            if bus is None:
+                return
+            if parsed.kind is topics.Kind.TELEMETRY:
+                self._telemetry(bus, compact.decode_batch(payload), now)
+            elif parsed.kind is topics.Kind.PRESENCE:
+                self._presence(bus, codec.decode(Presence, payload), now)
+            elif parsed.kind is topics.Kind.REPORTED:
+                self._reported(bus, payload, codec.decode(ReportedState, payload), now)
+            elif parsed.kind in (topics.Kind.EVENTS, topics.Kind.COMMAND_ACK):
+                self._events(bus, codec.decode(EventBatch, payload), now)
+            elif parsed.kind is topics.Kind.DESIRED:
+                desired = codec.decode(DesiredState, payload)
+                self._check_bus(bus, desired.bus)
+                self._set(bus, fleet.on_desired(self._state(bus), desired.version))
+            else:
+                return
+        except ProtocolError as exc:
+            self.reject(type(exc).__name__, f"{topic}: {exc}")
+
+    def reject(self, reason: str, detail: str) -> None:
+        self.counters["rejected"] += 1
+        self.counters[f"rejected_{reason}"] += 1
+        now = time.monotonic()
+        if now - self._last_warning > 1.0:  # a flood of garbage must not flood the log
+            self._last_warning = now
+            log.warning("rejected (%d so far): %s", self.counters["rejected"], detail[:300])
+
+    def _state(self, bus: str) -> fleet.BusState:
+        state = self.buses.get(bus)
+        return state if state is not None else fleet.new_bus(bus)
+
+    def _set(self, bus: str, state: fleet.BusState) -> None:
+        self.buses[bus] = state
+        self.dirty.add(bus)
+
+    def _check_bus(self, bus: str, claimed: str) -> None:
+        if claimed != bus:
+            raise BusMismatch(f"payload names bus {claimed!r} on the topic of {bus!r}")
+
+    def _telemetry(self, bus: str, batch: TelemetryBatch, now: float) -> None:
+        self._check_bus(bus, batch.bus)
+        rows = [record_row(bus, r, batch.backfill, now) for r in batch.records]
+        new = self.store.add_records(rows)
+        self._pending[bus].extend(r.seq for r in batch.records)
+        self.counters["records"] += new
+        self.counters["duplicates"] += len(rows) - new
+        self._set(bus, fleet.on_telemetry(self._state(bus), batch, new, now))
+        self.alarms.on_telemetry(bus, batch, self.buses[bus].entry, now)
+
+    def _events(self, bus: str, batch: EventBatch, now: float) -> None:
+        self._check_bus(bus, batch.bus)
+        rows = [
+            (
+                bus,
+                e.seq,
+                e.t,
+                e.kind,
+                e.severity,
+                msgspec.json.encode(e.data).decode(),
+                int(batch.backfill),
+                now,
+            )
+            for e in batch.events
+        ]
+        new = self.store.add_events(rows)
+        self._pending[bus].extend(e.seq for e in batch.events)
+        self.counters["events"] += new
+        self.counters["duplicates"] += len(rows) - new
+        for e in batch.events:
+            if e.kind == "cmd_ack":
+                self._command_answer(bus, e.data, e.t)
+            elif e.kind == "portal_stats" and not batch.backfill:
+                self._set(bus, fleet.on_portal_stats(self._state(bus), e.data.get("clients")))
+        self.alarms.on_events(bus, batch, self._state(bus).entry, now)
+
+    def _command_answer(self, bus: str, data: dict[str, Scalar], t: float) -> None:
+        cmd_id, result, reason = data.get("id"), data.get("result"), data.get("reason")
+        if not isinstance(cmd_id, str) or result not in ("ok", "failed", "expired"):
+            self.reject("BadAnswer", f"{bus}: command answer without id or result: {data}")
+            return
+        if self.store.answer_command(
+            cmd_id, str(result), None if reason is None else str(reason), t
+        ):
+            self.counters["command_answers"] += 1
+
+    def take_receipts(self) -> list[Stored]:
+        """Receipts for what was stored since the last call, one per bus."""
+        out = [Stored(bus=bus, ranges=ranges(seqs)) for bus, seqs in self.receipts.items() if seqs]
+        self.receipts.clear()
+        return out
+
+    def _presence(self, bus: str, p: Presence, now: float) -> None:
+        self._check_bus(bus, p.bus)
+        if p.offline_after_s is not None:
+            self.offline_after[bus] = p.offline_after_s
+        state = fleet.on_presence(self._state(bus), p, now)
+        if state is None:
+            self.counters["stale_presence"] += 1
+            log.info("ignored stale presence of %s (session %d)", bus, p.session)
+            return
+        log.info("%s %s (session %d)", bus, "online" if p.online else "offline", p.session)
+        self._set(bus, state)
+
+    def _reported(self, bus: str, payload: bytes, r: ReportedState, now: float) -> None:
+        self._check_bus(bus, r.bus)
+        self.store.save_reported(bus, r.version, payload)
+        self._set(bus, fleet.on_reported(self._state(bus), r, now))
+        self.alarms.on_reported(bus, r, self.buses[bus].entry, now)
+
+    def tick(self, now: float | None = None) -> None:
+        now = time.time() if now is None else now
+        for bus, state in self.buses.items():
+            timeout = self.offline_after.get(bus, self.offline_after_s)
+            changed = fleet.on_tick(state, now, timeout)
+            if changed is not None:
+                log.info("%s offline: silent for %.0f s", bus, timeout)
+                self._set(bus, changed)
+        self.alarms.tick((s.entry for s in self.buses.values()), now)
+
+    def take_dirty(self) -> list[FleetEntry]:
+        """Fleet entries changed since the last call; also persisted, so a restart keeps them."""
+        entries = [self.buses[b].entry for b in sorted(self.dirty)]
+        self.store.save_buses(
+            (e.bus, e.online, self.buses[e.bus].session, e.last_seen, codec.encode(e).decode())
+            for e in entries
+        )
+        self.dirty.clear()
+        return entries
+
+
+class BusMismatch(ProtocolError):
+    """A payload that claims to come from another bus than its topic says."""

@@ -1,0 +1,274 @@
+"""`busfleet central serve`: ingest from the buses, keep fleet state, publish it to dashboards.
+
+After storing a bus's records, central sends the bus a receipt (`stored`): only then does
+the bus forget them. On every (re)connection central republishes the desired state of every
+bus and the whole fleet view, so a broker that restarted without persistence loses nothing.
+Several workers may share the ingest (`group`): MQTT 5 shared subscriptions spread the bus
+messages over them, and (bus, seq) keys keep storage exactly-once whatever the order.
+Ingest also raises and clears alarms (central/alarm_center.py), published retained for the
+dashboards; dispatchers' requests (central/dispatch.py) come on their own topic, skip the
+ingest inbox and are answered one at a time.
+
+Why paho with its own network thread here, not aiomqtt as everywhere else: at city scale
+(10,000 buses at 1 Hz, bench/central_ingest.py) aiomqtt's per-message cost (a Message object,
+a queue entry and a task per message, one event-loop turn per packet read) was most of
+central's CPU. The paho thread reads, parses and acknowledges the packets and only appends
+(topic, payload) to a bounded inbox; the event loop takes the inbox in batches, stores each
+batch in one SQLite transaction (group commit) and only then sends the receipts. Publishing
+from the event loop is paho's thread-safe, non-blocking `publish`: no round trip is awaited.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.subscribeoptions import SubscribeOptions
+
+from central.config import CentralConfig
+from central.fleet.alarms import AlarmParams
+from central.service.dispatch import Dispatch
+from central.service.ingest import Ingest
+from central.store.db import CentralStore
+from protocols import codec, topics
+from protocols.schemas import CentralStats
+
+log = logging.getLogger("busfleet.central.service")
+
+# Desired states are published by the assign tools (retained); central follows them too, so
+# that fleet state knows which buses are out of sync.
+SUBSCRIPTIONS = (
+    topics.Kind.PRESENCE,
+    topics.Kind.TELEMETRY,
+    topics.Kind.EVENTS,
+    topics.Kind.COMMAND_ACK,
+    topics.Kind.REPORTED,
+    topics.Kind.DESIRED,
+)
+# Retained state every worker needs in full; the record streams can be shared.
+SHAREABLE = (topics.Kind.TELEMETRY, topics.Kind.EVENTS, topics.Kind.COMMAND_ACK)
+
+BATCH_S = 0.05  # at most one commit per this interval: under load, one commit for many messages
+MAX_BATCH = 2000  # messages per transaction, so that the event loop turns a few times a second
+INBOX_LIMIT = 50_000  # a full inbox stalls the paho thread: TCP, then the broker, hold the rest
+FLEET_CHUNK = 500  # fleet entries published between two turns of the event loop
+REQUESTS_LIMIT = 100  # dispatchers' requests waiting; beyond, one is dropped (and logged)
+
+
+class Inbox:
+    """Messages from the paho thread to the event loop, in arrival order.
+
+    Bounded: when full, the paho thread waits (so it stops reading the socket and the broker
+    queues for us, up to its max_queued_messages); nothing is dropped here.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, limit: int = INBOX_LIMIT) -> None:
+        self._loop = loop
+        self._limit = limit
+        self._items: list[tuple[str, bytes]] = []
+        self._cond = threading.Condition()
+        self._ready = asyncio.Event()
+        self._closed = False
+
+    def put(self, topic: str, payload: bytes) -> None:
+        """Called on the paho thread."""
+        with self._cond:
+            while len(self._items) >= self._limit and not self._closed:
+                self._cond.wait()
+            self._items.append((topic, payload))
+            if len(self._items) == 1:
+                self._loop.call_soon_threadsafe(self._ready.set)
+
+    async def take(self, limit: int = MAX_BATCH) -> list[tuple[str, bytes]]:
+        """The oldest messages, at most `limit`; waits while there are none."""
+        while True:
+            await self._ready.wait()
+            with self._cond:
+                # A wake-up scheduled by `put` may arrive after its item was already taken.
+                batch, self._items = self._items[:limit], self._items[limit:]
+                if not self._items:
+                    self._ready.clear()
+                self._cond.notify_all()
+            if batch:
+                return batch
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+
+def _offer(queue: asyncio.Queue[tuple[str, bytes]], topic: str, payload: bytes) -> None:
+    try:
+        queue.put_nowait((topic, payload))
+    except asyncio.QueueFull:
+        log.warning("dropped a dispatch request on %s: %d waiting", topic, queue.qsize())
+
+
+def paho_client(config: CentralConfig) -> paho.Client:
+    """A paho client with the same settings as central.mqtt.client (credentials, TLS)."""
+    v5 = config.mqtt_protocol == 5
+    client = paho.Client(
+        CallbackAPIVersion.VERSION2,
+        client_id=config.client_id,
+        protocol=paho.MQTTv5 if v5 else paho.MQTTv311,
+    )
+    password = None
+    if config.mqtt_password_file:
+        password = Path(config.mqtt_password_file).read_text().strip()
+    if config.mqtt_username or password:
+        client.username_pw_set(config.mqtt_username or None, password)
+    if config.mqtt_ca_file:
+        client.tls_set_context(ssl.create_default_context(cafile=config.mqtt_ca_file))
+    # Receipts are QoS 1. mosquitto announces a receive maximum of its max_inflight_messages
+    # (100 in deploy/); paho ignores it, so respect it here. More costs CPU, too: paho scans
+    # its in-flight messages on every PUBACK.
+    client.max_inflight_messages_set(100)
+    client.reconnect_delay_set(1, 30)
+    return client
+
+
+class CentralService:
+    def __init__(self, config: CentralConfig, *, group: str | None = None) -> None:
+        self.config = config
+        self.group = group
+        self.store = CentralStore(config.db)
+        self.ingest = Ingest(self.store, config.offline_after_s)
+        self.ingest.alarms.params = AlarmParams(
+            overspeed_kmh=config.alarm_overspeed_kmh, sync_after_s=config.alarm_sync_after_s
+        )
+        self.dispatch = Dispatch(self.store, config, self.ingest.alarms)  # dispatchers' requests
+        self.ready = asyncio.Event()  # subscribed and ingesting
+        self._client: paho.Client | None = None
+
+    def _filters(self) -> list[str]:
+        out = []
+        for kind in SUBSCRIPTIONS:
+            flt = topics.all_buses(kind)
+            out.append(topics.shared(self.group, flt) if self.group and kind in SHAREABLE else flt)
+        requests = topics.all_dispatch_requests()  # each request to one worker of a group
+        out.append(topics.shared(self.group, requests) if self.group else requests)
+        return out
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        inbox = Inbox(loop)
+        connected: asyncio.Queue[bool] = asyncio.Queue()  # connection changes, in order
+        client = paho_client(self.config)
+        self._client = client
+        v5 = self.config.mqtt_protocol == 5
+        filters = self._filters()
+        closing = threading.Event()  # our own disconnect is no loss to report
+
+        def on_connect(c: paho.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
+            if reason.is_failure:
+                log.warning("broker refused the connection: %s", reason)
+                return
+            if v5:
+                c.subscribe([(f, SubscribeOptions(qos=1)) for f in filters])
+            else:
+                c.subscribe([(f, 1) for f in filters])
+            loop.call_soon_threadsafe(connected.put_nowait, True)
+
+        def on_disconnect(_c: paho.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
+            if closing.is_set():
+                return
+            loop.call_soon_threadsafe(connected.put_nowait, False)
+            log.warning("broker connection lost: %s; reconnecting", reason)
+
+        def on_message(_c: paho.Client, _u: Any, message: paho.MQTTMessage) -> None:
+            inbox.put(message.topic, bytes(message.payload))
+
+        client.on_connect = on_connect
+        client.on_disconnect = on_disconnect
+        client.on_message = on_message
+        # Dispatchers' requests bypass the ingest inbox: few, and answered one by one.
+        requests: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue(REQUESTS_LIMIT)
+
+        def on_request(_c: paho.Client, _u: Any, message: paho.MQTTMessage) -> None:
+            loop.call_soon_threadsafe(_offer, requests, message.topic, bytes(message.payload))
+
+        client.message_callback_add(topics.all_dispatch_requests(), on_request)
+        client.connect_async(self.config.mqtt_host, self.config.mqtt_port)
+        client.loop_start()
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self._connections(connected), name="connections")
+                tg.create_task(self._receive(inbox), name="ingest")
+                tg.create_task(self._publish(), name="publish")
+                tg.create_task(self._requests(requests), name="dispatch")
+        finally:
+            closing.set()
+            inbox.close()
+            client.disconnect()
+            client.loop_stop()
+            self.store.close()
+
+    def _send(self, topic: str, payload: bytes, qos: int, retain: bool = False) -> None:
+        """Queue a publish on the paho thread; QoS 1 ones go out after a reconnect, too."""
+        assert self._client is not None
+        self._client.publish(topic, payload, qos=qos, retain=retain)
+
+    def _send_alarms(self) -> None:
+        """Changed alarms, retained (central/alarm_center.py), QoS 1: never dropped."""
+        for topic, payload, retain in self.ingest.alarms.take_outgoing():
+            self._send(topic, payload, qos=1, retain=retain)
+
+    async def _requests(self, requests: asyncio.Queue[tuple[str, bytes]]) -> None:
+        """Dispatchers' requests (central/dispatch.py), one at a time, each answered."""
+        while True:
+            topic, payload = await requests.get()
+            for out_topic, out_payload, retain in await self.dispatch.handle(topic, payload):
+                self._send(out_topic, out_payload, qos=1, retain=retain)
+
+    async def _connections(self, connected: asyncio.Queue[bool]) -> None:
+        while True:
+            if not await connected.get():
+                self.ready.clear()
+                continue
+            for bus, payload in self.store.all_desired():
+                self._send(topics.desired(bus), payload, qos=1, retain=True)
+            self.ingest.dirty.update(self.ingest.buses)
+            self.ingest.alarms.republish()
+            log.info("central subscribed on %s:%d", self.config.mqtt_host, self.config.mqtt_port)
+            self.ready.set()
+
+    async def _receive(self, inbox: Inbox) -> None:
+        """Group commit: each batch of messages is one transaction, then its receipts."""
+        while True:
+            batch = await inbox.take()
+            started = time.monotonic()
+            self.ingest.handle_many(batch)
+            for receipt in self.ingest.take_receipts():
+                self._send(topics.stored(receipt.bus), codec.encode(receipt), qos=1)
+            self._send_alarms()
+            await asyncio.sleep(max(0.0, started + BATCH_S - time.monotonic()))
+
+    async def _publish(self) -> None:
+        """Fleet entries to dashboards and stats, coalesced per interval."""
+        last_stats = 0.0
+        while True:
+            await asyncio.sleep(self.config.fleet_publish_s)
+            now = time.time()
+            self.ingest.tick(now)
+            self._send_alarms()
+            expired = self.store.expire_commands(now)
+            if expired:
+                log.info("%d commands expired without an answer", expired)
+            if not self.ready.is_set():
+                continue  # QoS 0 and retained: all of them go out again on the next connection
+            for i, entry in enumerate(self.ingest.take_dirty(), start=1):
+                self._send(topics.fleet(entry.bus), codec.encode(entry), qos=0, retain=True)
+                if i % FLEET_CHUNK == 0:  # thousands of buses: let the ingest run in between
+                    await asyncio.sleep(0)
+            if now - last_stats >= 2.0:
+                last_stats = now
+                stats = CentralStats(t=now, counters=dict(self.ingest.counters))
+                self._send(topics.central_stats(), codec.encode(stats), qos=0, retain=True)

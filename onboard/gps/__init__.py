@@ -1,0 +1,1 @@
+"""onboard/gps."""

@@ -1,0 +1,251 @@
+"""The fleet link: one MQTT connection to city hall, re-entered in a loop after every outage.
+
+On each connection the bus announces itself (retained birth with a fresh session number,
+last will saying offline), subscribes to its desired state, commands and central's receipts,
+republishes its reported state and sends the outbox: alarms first, then events, then
+telemetry, each in sequence order. A record leaves the outbox only when central's receipt
+says it is stored; records without a receipt after `receipt_timeout_s` are sent again
+(central ignores the duplicates). The session is persistent (MQTT 5 session expiry), so
+commands and receipts sent while the bus is away wait for it at the broker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import ssl
+import time
+from collections.abc import Callable
+from itertools import groupby
+from pathlib import Path
+
+import aiomqtt
+import msgspec
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from onboard.config import AgentConfig
+from onboard.link.outbox import Outbox, Pending
+from protocols import codec, compact, topics
+from protocols.errors import ProtocolError
+from protocols.schemas import (
+    Event,
+    EventBatch,
+    Presence,
+    Stored,
+    TelemetryBatch,
+    TelemetryRecord,
+)
+
+log = logging.getLogger("busfleet.onboard.link")
+
+AGENT_VERSION = "0.1.0"
+SESSION_EXPIRY_S = 7 * 24 * 3600  # the broker keeps a bus's commands and receipts a week
+WINDOW = 20  # batches sent and not yet confirmed by central
+RECEIPT_TIMEOUT_S = 15.0
+
+
+def client_kwargs(config: AgentConfig) -> dict[str, object]:
+    """Connection settings shared by the agent's client and its tools."""
+    m = config.mqtt
+    kwargs: dict[str, object] = {
+        "hostname": m.host,
+        "port": m.port,
+        "identifier": config.bus.id,
+        "username": config.mqtt_username,
+        "keepalive": m.keepalive_s,
+        "max_inflight_messages": 20,
+        "timeout": 10,
+    }
+    if m.protocol == 5:
+        properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        properties.SessionExpiryInterval = SESSION_EXPIRY_S
+        kwargs.update(protocol=aiomqtt.ProtocolVersion.V5, clean_start=False, properties=properties)
+    else:
+        kwargs.update(protocol=aiomqtt.ProtocolVersion.V311, clean_session=False)
+    if m.password_file:
+        kwargs["password"] = Path(m.password_file).read_text().strip()
+    if m.ca_file:
+        kwargs["tls_context"] = ssl.create_default_context(cafile=m.ca_file)
+    return kwargs
+
+
+class Link:
+    """Owns the MQTT connection of one bus."""
+
+    def __init__(
+        self,
+        config: AgentConfig,
+        outbox: Outbox,
+        on_desired: Callable[[bytes], None],
+        on_command: Callable[[bytes], None] = lambda _payload: None,
+    ) -> None:
+        self.config = config
+        self.outbox = outbox
+        self.on_desired = on_desired
+        self.on_command = on_command
+        self.bus_id = config.bus.id
+        self.wake = asyncio.Event()  # set when the outbox has something new
+        self.connected = asyncio.Event()
+        self.reported: bytes | None = None
+        self._reported_changed = asyncio.Event()
+        self.session = 0
+        self.inflight: dict[int, float] = {}  # seq -> monotonic time sent
+        self.sent_records = 0
+        self.confirmed = 0
+        self.resent = 0
+
+    def set_reported(self, payload: bytes) -> None:
+        self.reported = payload
+        self._reported_changed.set()
+
+    async def run(self) -> None:
+        delay = 0.5
+        while True:
+            try:
+                await self._connected_session()
+            except (aiomqtt.MqttError, OSError) as exc:
+                if self.connected.is_set():
+                    delay = 0.5  # it was up: start the backoff again
+                log.warning("link down: %s; reconnect in %.1f s", exc, delay)
+            self.connected.clear()
+            self.inflight.clear()  # whatever had no receipt is sent again
+            await asyncio.sleep(delay * random.uniform(0.7, 1.3))
+            delay = min(delay * 2, self.config.mqtt.backoff_max_s)
+
+    def _presence(self, online: bool) -> bytes:
+        interval = self.config.telemetry.interval_s
+        return codec.encode(
+            Presence(
+                bus=self.bus_id,
+                online=online,
+                session=self.session,
+                t=time.time(),
+                agent=AGENT_VERSION,
+                offline_after_s=max(30.0, 3 * interval + self.config.mqtt.keepalive_s),
+            )
+        )
+
+    async def _connected_session(self) -> None:
+        self.session = self.outbox.next_counter("session")
+        will = aiomqtt.Will(topics.presence(self.bus_id), self._presence(False), qos=1, retain=True)
+        async with aiomqtt.Client(will=will, **client_kwargs(self.config)) as client:  # type: ignore[arg-type]
+            log.info("link up (session %d, %d records pending)", self.session, self.outbox.count())
+            await client.publish(
+                topics.presence(self.bus_id), self._presence(True), qos=1, retain=True
+            )
+            for topic in (
+                topics.desired(self.bus_id),
+                topics.command(self.bus_id),
+                topics.stored(self.bus_id),
+            ):
+                await client.subscribe(topic, qos=1)
+            self.connected.set()
+            try:
+                async with asyncio.TaskGroup() as tg:
+                    tg.create_task(self._receive(client), name="link-receive")
+                    tg.create_task(self._send_outbox(client), name="link-outbox")
+                    tg.create_task(self._send_reported(client), name="link-reported")
+            except* aiomqtt.MqttError as group:
+                raise group.exceptions[0] from None
+            finally:
+                # A clean stop says goodbye itself; the will covers crashes and lost links.
+                with contextlib.suppress(aiomqtt.MqttError, TimeoutError, asyncio.CancelledError):
+                    async with asyncio.timeout(2):
+                        await client.publish(
+                            topics.presence(self.bus_id), self._presence(False), qos=1, retain=True
+                        )
+
+    async def _receive(self, client: aiomqtt.Client) -> None:
+        desired = topics.desired(self.bus_id)
+        command = topics.command(self.bus_id)
+        stored = topics.stored(self.bus_id)
+        async for message in client.messages:
+            payload = message.payload
+            if not isinstance(payload, bytes):
+                continue
+            topic = message.topic.value
+            if topic == desired:
+                self.on_desired(payload)
+            elif topic == command:
+                self.on_command(payload)
+            elif topic == stored:
+                self._on_receipt(payload)
+
+    def _on_receipt(self, payload: bytes) -> None:
+        try:
+            receipt = codec.decode(Stored, payload)
+        except ProtocolError as exc:
+            log.warning("ignored a bad receipt: %s", exc)
+            return
+        self.confirmed += self.outbox.confirm(receipt.ranges)
+        for first, last in receipt.ranges:
+            if last - first < 10_000:
+                for seq in range(first, last + 1):
+                    self.inflight.pop(seq, None)
+        self.wake.set()
+
+    async def _send_reported(self, client: aiomqtt.Client) -> None:
+        while True:
+            self._reported_changed.clear()
+            if self.reported is not None:
+                await client.publish(
+                    topics.reported(self.bus_id), self.reported, qos=1, retain=True
+                )
+            await self._reported_changed.wait()
+
+    async def _send_outbox(self, client: aiomqtt.Client) -> None:
+        limit = self.config.telemetry.batch_max
+        while True:
+            self.wake.clear()
+            self._expire_inflight()
+            batches_out = len(self.inflight) // max(1, limit)
+            rows = [] if batches_out >= WINDOW else self._unsent(limit)
+            if not rows or not self._due(rows, limit):
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(1.0):  # also re-checks receipts that are late
+                        await self.wake.wait()
+                continue
+            now = time.monotonic()
+            for kind, group in groupby(rows, key=lambda r: r.kind):
+                batch = list(group)
+                topic, payload = self._batch(kind, batch)
+                await client.publish(topic, payload, qos=1)
+                for r in batch:
+                    self.inflight[r.seq] = now
+                self.sent_records += len(batch)
+
+    def _due(self, rows: list[Pending], limit: int) -> bool:
+        """Telemetry waits to fill a message (fewer bytes); anything else goes at once."""
+        if any(r.kind != "telemetry" for r in rows) or len(rows) >= limit:
+            return True
+        return time.time() - rows[0].created >= self.config.telemetry.send_every_s
+
+    def _unsent(self, limit: int) -> list[Pending]:
+        rows = self.outbox.pending(limit + len(self.inflight))
+        return [r for r in rows if r.seq not in self.inflight][:limit]
+
+    def _expire_inflight(self) -> None:
+        if self.inflight and time.monotonic() - min(self.inflight.values()) > RECEIPT_TIMEOUT_S:
+            self.resent += len(self.inflight)
+            log.info("no receipt for %d records: sending them again", len(self.inflight))
+            self.inflight.clear()
+
+    def _batch(self, kind: str, rows: list[Pending]) -> tuple[str, bytes]:
+        backfill = (
+            time.time() - min(r.created for r in rows) > self.config.telemetry.backfill_after_s
+        )
+        if kind == "telemetry":
+            records = [
+                msgspec.structs.replace(codec.decode(TelemetryRecord, r.body), seq=r.seq)
+                for r in rows
+            ]
+            batch = TelemetryBatch(bus=self.bus_id, records=records, backfill=backfill)
+            if self.config.telemetry.codec == "compact":
+                return topics.telemetry(self.bus_id), compact.encode_batch(batch)
+            return topics.telemetry(self.bus_id), codec.encode(batch)
+        events = [msgspec.structs.replace(codec.decode(Event, r.body), seq=r.seq) for r in rows]
+        topic = topics.command_ack(self.bus_id) if kind == "cmd_ack" else topics.events(self.bus_id)
+        return topic, codec.encode(EventBatch(bus=self.bus_id, events=events, backfill=backfill))

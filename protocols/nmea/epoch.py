@@ -1,0 +1,422 @@
+"""Epoch assembly: merge the sentences of one receiver epoch into a `Fix`, the way gpsd does.
+
+gpsd's NMEA driver keeps a fix being built for the current cycle; a sentence whose UTC time
+differs (by more than 10 ms) from the last timed sentence starts a new cycle and clears it.
+Each sentence then merges what it carries. We do the same and emit the cycle's fix when the next
+one starts (or at `close()`), instead of gpsd's several partial reports per cycle.
+
+The mode rules below are gpsd's (`driver_nmea0183.c`), quirks included, because our fixes must
+agree with gpsd's on the same input:
+- GGA: a position is 2D, 3D with an altitude and at least 4 satellites, and *no fix* with fewer
+  than 3 satellites used (an empty count is 0) whatever the quality flag says.
+- GSA: its mode field, unless the last GGA repeated the previous GGA's timestamp (a receiver
+  that lost lock keeps repeating its last cycle: its GSA is not trusted then).
+- RMC/GLL "A": at least 2D; 3D when the previous fix was 3D, when more than 3 satellites are in
+  use (last GSA), or when the fix being built already has an altitude.
+- a 3D fix is not downgraded to 2D by a later sentence of the same epoch while altitudes exist.
+- with no speed from RMC/VTG, speed is the distance to the previous epoch's position over the
+  time between them (WGS84 distance, as gpsd's error model does).
+Position, speed and track are only reported with mode >= 2, like gpsd's TPV.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import TYPE_CHECKING, ClassVar
+
+from protocols.nmea.sentences import (
+    DAY_US,
+    earth_distance,
+    parse_gga,
+    parse_gll,
+    parse_gsa,
+    parse_gsv,
+    parse_rmc,
+    parse_vtg,
+    parse_zda,
+    satellite_key,
+    valid_dop,
+)
+
+if TYPE_CHECKING:
+    from protocols.nmea.framing import Sentence
+
+# gpsd starts a new cycle when the time moves by more than 10 ms.
+_NEW_CYCLE_US = 10_000
+_HALF_DAY_US = DAY_US // 2
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
+_MAX_SPEED = 9999.9  # gpsd's sanity limit, m/s
+
+NO_FIX, FIX_2D, FIX_3D = 1, 2, 3
+
+
+@dataclass(frozen=True, slots=True)
+class Fix:
+    """The receiver's solution for one epoch.
+
+    `mode` is gpsd's: 1 no fix, 2 2D, 3 3D (0 when no sentence said anything about the fix).
+    Position, speed, track and altitude are only given with a fix (mode >= 2), as gpsd does.
+    `speed` is the receiver's (RMC/VTG) or, when it sent none, derived from the distance to the
+    previous fix like gpsd does. `sats_used` is GGA's count, else the satellites listed in GSA.
+    """
+
+    time: datetime | None
+    mode: int
+    lat: float | None = None
+    lon: float | None = None
+    speed: float | None = None
+    track: float | None = None
+    alt_msl: float | None = None
+    sats_used: int | None = None
+    hdop: float | None = None
+    vdop: float | None = None
+    pdop: float | None = None
+    quality: int | None = None
+
+    def to_json_dict(self) -> dict[str, object]:
+        """gpsd-like JSON keys; a key is absent when the receiver gave nothing for it."""
+        out: dict[str, object] = {}
+        if self.time is not None:
+            out["time"] = self.time.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        out["mode"] = self.mode
+        for key, value in (
+            ("lat", self.lat),
+            ("lon", self.lon),
+            ("speed", self.speed),
+            ("track", self.track),
+            ("alt", self.alt_msl),
+            ("sats", self.sats_used),
+            ("hdop", self.hdop),
+            ("vdop", self.vdop),
+            ("pdop", self.pdop),
+            ("quality", self.quality),
+        ):
+            if value is not None:
+                out[key] = value
+        return out
+
+
+@dataclass(slots=True)
+class _Building:
+    """The fix of the open epoch (gpsd's `gpsdata.fix`)."""
+
+    time_us: int | None = None  # microseconds since 1970, once a timed sentence had a date
+    mode: int = 0
+    lat: float | None = None
+    lon: float | None = None
+    alt_msl: float | None = None
+    speed: float | None = None
+    track: float | None = None
+    quality: int | None = None
+    gga_sats: int | None = None
+    gsa_sats: int | None = None
+    hdop: float | None = None
+    vdop: float | None = None
+    pdop: float | None = None
+    touched: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class _Past:
+    """What gpsd remembers of an earlier fix (`lastfix`, `oldfix`)."""
+
+    time_us: int
+    mode: int
+    lat: float | None
+    lon: float | None
+    has_alt: bool
+
+
+@dataclass(slots=True)
+class _New:
+    """What one sentence carries (gpsd's `newdata` plus its report mask)."""
+
+    tod: int | None = None  # time of day that takes part in cycle detection
+    time_set: bool = False
+    mode: int | None = None  # None: the sentence does not set the mode
+    position: tuple[float, float] | None = None
+    alt_msl: float | None = None
+    speed: float | None = None
+    track: float | None = None
+    quality: int | None = None
+    gga_sats: int | None = None
+    gsa_sats: int | None = None
+    hdop: float | None = None
+    vdop: float | None = None
+    pdop: float | None = None
+
+
+class EpochAssembler:
+    """Feeds checked sentences, calls `emit(fix)` once per completed epoch."""
+
+    def __init__(self, emit: Callable[[Fix], None]) -> None:
+        self._emit = emit
+        self._cur = _Building()
+        self._date: date | None = None  # last date from RMC or ZDA
+        self._date_tod = 0  # time of day when the date was last confirmed (midnight rollover)
+        self._frac_tod: int | None = None  # last time of day seen, for cycle detection
+        self._lastfix: _Past | None = None
+        self._oldfix: _Past | None = None
+        self._sats_used = 0  # satellites in use per the last GSA run (gpsd keeps it across cycles)
+        self._used: set[int] = set()
+        self._last_gsa_talker = ""
+        self._last_gga_talker = ""
+        self._last_gga_time = ""
+        self._latch_mode = False
+
+    def feed(self, sentence: Sentence) -> bool:
+        """Merge one sentence; False when it is not a type we decode. May raise BadField."""
+        handler = None if sentence.proprietary else self._HANDLERS.get(sentence.type)
+        if handler is None:
+            self._last_gsa_talker = ""
+            return False
+        new = handler(self, sentence)
+        if sentence.type != "GSA":
+            self._last_gsa_talker = ""
+        self._merge(new)
+        return True
+
+    def close(self) -> None:
+        """End of input: emit the open epoch, if it holds anything."""
+        self._finish()
+
+    # -- per sentence (parse everything first, so a BadField leaves the state untouched) --------
+
+    def _rmc(self, s: Sentence) -> _New:
+        rmc = parse_rmc(s.fields)
+        new = _New()
+        if not rmc.valid:
+            # gpsd ignores an invalid RMC's time and date: some receivers send garbage there.
+            new.mode = NO_FIX
+            return new
+        if rmc.time is not None and rmc.date is not None:
+            self._set_date(rmc.date, rmc.time)
+            new.tod, new.time_set = rmc.time, True
+        new.position = rmc.position
+        last_mode = self._lastfix.mode if self._lastfix else 0
+        if rmc.position is None:
+            new.mode = NO_FIX
+        else:
+            new.mode = FIX_3D if last_mode == FIX_3D else FIX_2D
+        new.speed, new.track = rmc.speed, rmc.track
+        if self._sats_used > 3 or self._cur.alt_msl is not None:
+            new.mode = FIX_3D
+        return new
+
+    def _gga(self, s: Sentence) -> _New:
+        gga = parse_gga(s.fields)
+        time_text = s.fields[0]
+        new = _New(quality=gga.quality, gga_sats=gga.sats_used, hdop=valid_dop(gga.hdop))
+        # A GGA repeating the previous GGA's timestamp: the receiver lost lock (gpsd's latch).
+        if self._last_gga_talker and self._last_gga_talker != s.talker:
+            self._latch_mode = False
+        else:
+            self._latch_mode = time_text == self._last_gga_time
+        self._last_gga_talker = s.talker
+        if not self._latch_mode:
+            self._last_gga_time = time_text
+        if gga.time is not None:
+            new.tod = gga.time
+            new.time_set = self._date is not None
+        sats = gga.sats_used or 0
+        if gga.position is None:
+            new.mode = NO_FIX
+        else:
+            new.position = gga.position
+            new.mode = FIX_2D
+            if gga.alt_msl is not None:
+                new.alt_msl = gga.alt_msl
+                if sats >= 4:
+                    new.mode = FIX_3D
+            if sats < 3:
+                new.mode = NO_FIX
+        return new
+
+    def _gll(self, s: Sentence) -> _New:
+        gll = parse_gll(s.fields)
+        new = _New()
+        if gll.time is not None:
+            new.tod = gll.time
+            new.time_set = self._date is not None
+        if gll.valid and gll.position is not None:
+            new.position = gll.position
+            if self._cur.alt_msl is not None or self._sats_used > 3:
+                new.mode = FIX_3D
+            elif self._cur.mode < FIX_2D or not (self._oldfix and self._oldfix.has_alt):
+                new.mode = FIX_2D
+            else:
+                new.mode = 0  # gpsd sets "mode not seen" here; the 3D hold below restores it
+        else:
+            new.mode = NO_FIX
+        return new
+
+    def _gsa(self, s: Sentence) -> _New:
+        gsa = parse_gsa(s.fields)
+        new = _New()
+        if self._latch_mode:
+            return new
+        new.mode = gsa.mode
+        new.pdop, new.hdop, new.vdop = valid_dop(gsa.pdop), valid_dop(gsa.hdop), valid_dop(gsa.vdop)
+        talker = s.talker
+        # Consecutive GSAs of different constellations (GP then GL, or GN GN) add up; a new run,
+        # or the same single-constellation talker again, starts over.
+        if not self._last_gsa_talker or (
+            talker == self._last_gsa_talker and talker[1:] not in ("N", "Q")
+        ):
+            self._used.clear()
+        self._last_gsa_talker = talker
+        for prn in gsa.prns:
+            if 0 < prn <= 600:
+                self._used.add(satellite_key(talker, prn, gsa.system_id))
+        self._sats_used = len(self._used)
+        new.gsa_sats = self._sats_used
+        return new
+
+    def _vtg(self, s: Sentence) -> _New:
+        vtg = parse_vtg(s.fields)
+        new = _New()
+        # gpsd uses a VTG only with both track and knots, and not in DR-only or invalid mode.
+        if vtg.track is not None and vtg.speed is not None and vtg.usable:
+            new.track, new.speed = vtg.track, vtg.speed
+        return new
+
+    def _zda(self, s: Sentence) -> _New:
+        zda = parse_zda(s.fields)
+        new = _New()
+        if zda.time is not None and zda.date is not None:
+            self._set_date(zda.date, zda.time)
+            new.tod, new.time_set = zda.time, True
+        return new
+
+    def _gsv(self, s: Sentence) -> _New:
+        parse_gsv(s.fields)  # checked, but the sky view is not part of a fix
+        return _New()
+
+    _HANDLERS: ClassVar[dict[str, Callable[[EpochAssembler, Sentence], _New]]] = {
+        "RMC": _rmc,
+        "GGA": _gga,
+        "GLL": _gll,
+        "GSA": _gsa,
+        "VTG": _vtg,
+        "ZDA": _zda,
+        "GSV": _gsv,
+    }
+
+    # -- merging -----------------------------------------------------------------------------
+
+    def _set_date(self, day: date, tod: int) -> None:
+        self._date, self._date_tod = day, tod
+
+    def _time_us(self, tod: int) -> int | None:
+        """Full time for a time of day, with the date from the last RMC/ZDA."""
+        if self._date is None:
+            return None
+        if tod < self._date_tod - _HALF_DAY_US:
+            # Past midnight with no new date yet (GGA-only receivers): the next day.
+            self._date += timedelta(days=1)
+        self._date_tod = tod
+        return (self._date.toordinal() - _EPOCH_ORDINAL) * DAY_US + tod
+
+    def _merge(self, new: _New) -> None:
+        cur = self._cur
+        # gpsd applies its "keep 3D" rule before a new cycle clears the fix being built.
+        if new.mode is not None and cur.mode == FIX_3D and new.mode != NO_FIX:
+            new.mode = self._hold_3d(new.mode)
+        if new.tod is not None:
+            if self._frac_tod is None or abs(new.tod - self._frac_tod) > _NEW_CYCLE_US:
+                self._finish()
+                cur = self._cur = _Building()
+            self._frac_tod = new.tod
+        if new.time_set and new.tod is not None:
+            cur.time_us = self._time_us(new.tod)
+        if new.position is not None:
+            cur.lat, cur.lon = new.position
+        if new.alt_msl is not None:
+            cur.alt_msl = new.alt_msl
+        if new.speed is not None:
+            cur.speed = new.speed
+        if new.track is not None:
+            cur.track = new.track
+        if new.mode is not None:
+            cur.mode = new.mode
+        if new.quality is not None:
+            cur.quality = new.quality
+        if new.gga_sats is not None:
+            cur.gga_sats = new.gga_sats
+        if new.gsa_sats is not None:
+            cur.gsa_sats = new.gsa_sats
+        if new.hdop is not None:
+            cur.hdop = new.hdop
+        if new.vdop is not None:
+            cur.vdop = new.vdop
+        if new.pdop is not None:
+            cur.pdop = new.pdop
+        if not cur.touched and (
+            new.mode is not None
+            or new.time_set
+            or new.position is not None
+            or new.speed is not None
+            or new.hdop is not None
+            or new.pdop is not None
+        ):
+            cur.touched = True
+        self._error_model(cur)
+
+    def _hold_3d(self, mode: int) -> int:
+        """gpsd does not downgrade a 3D fix while the last fixes had an altitude."""
+        if (self._lastfix and self._lastfix.has_alt) or (self._oldfix and self._oldfix.has_alt):
+            return FIX_3D
+        return mode
+
+    def _error_model(self, cur: _Building) -> None:
+        """gpsd's `gpsd_error_model()`: remember fixes, derive a missing speed."""
+        if cur.time_us is None:
+            return
+        last = self._lastfix
+        if last is None or abs(cur.time_us - last.time_us) > 9_900:
+            self._oldfix = last
+        old = self._oldfix
+        if (
+            old is not None
+            and cur.speed is None
+            and cur.mode >= FIX_2D
+            and old.mode >= FIX_2D
+            and cur.time_us > old.time_us
+            and cur.lat is not None
+            and cur.lon is not None
+            and old.lat is not None
+            and old.lon is not None
+        ):
+            seconds = (cur.time_us - old.time_us) / 1e6
+            speed = earth_distance(cur.lat, cur.lon, old.lat, old.lon) / seconds
+            if speed <= _MAX_SPEED:
+                cur.speed = speed
+        self._lastfix = _Past(cur.time_us, cur.mode, cur.lat, cur.lon, cur.alt_msl is not None)
+
+    def _finish(self) -> None:
+        cur = self._cur
+        if not cur.touched:
+            return
+        self._cur = _Building()
+        when = None
+        if cur.time_us is not None:
+            when = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=cur.time_us)
+        has_fix = cur.mode >= FIX_2D
+        self._emit(
+            Fix(
+                time=when,
+                mode=cur.mode,
+                lat=cur.lat if has_fix else None,
+                lon=cur.lon if has_fix else None,
+                speed=cur.speed if has_fix else None,
+                track=cur.track if has_fix else None,
+                alt_msl=cur.alt_msl if has_fix else None,
+                sats_used=cur.gga_sats if cur.gga_sats is not None else cur.gsa_sats,
+                hdop=cur.hdop,
+                vdop=cur.vdop,
+                pdop=cur.pdop,
+                quality=cur.quality,
+            )
+        )
