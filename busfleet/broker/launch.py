@@ -18,9 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-
-class BrokerError(RuntimeError):
-    """The broker could not be started."""
+from busfleet.broker.errors import BrokerError
 
 
 @dataclass(frozen=True, slots=True)

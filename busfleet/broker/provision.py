@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from busfleet.broker.errors import ProvisionError
 from onboard.config import AgentConfig, BusSection, MqttSection, parse_config
 from protocols.topics import check_bus_id
 
@@ -36,10 +37,6 @@ SALT_BYTES = 12
 
 DEFAULT_BUS_DIR = "/etc/busfleet"  # where the files live on the bus
 DEFAULT_BROKER_PORT = 8883
-
-
-class ProvisionError(Exception):
-    """A bus or user cannot be provisioned as asked; the message says why."""
 
 
 def new_password() -> str:

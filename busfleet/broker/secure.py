@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from busfleet.broker.launch import BrokerError, free_port, run_mosquitto
+from busfleet.broker.errors import BrokerError
+from busfleet.broker.launch import free_port, run_mosquitto
 from busfleet.broker.provision import Provisioned, add_user, provision_bus
 from busfleet.broker.tls import make_dev_certificates
 from central.config import CentralConfig

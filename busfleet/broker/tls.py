@@ -16,13 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-
-class TlsError(RuntimeError):
-    """openssl is missing or refused to make a certificate; `detail` holds its stderr."""
-
-    def __init__(self, message: str, detail: str = "") -> None:
-        super().__init__(message if not detail else f"{message}: {detail.strip()}")
-        self.detail = detail
+from busfleet.broker.errors import TlsError
 
 
 @dataclass(frozen=True, slots=True)

@@ -177,7 +177,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def provision_cmd(args: argparse.Namespace) -> int:
-    from busfleet.broker.provision import ProvisionError, provision_bus
+    from busfleet.broker.errors import ProvisionError
+    from busfleet.broker.provision import provision_bus
     from protocols.errors import TopicError
 
     if args.ca_file is None and not args.no_tls:
@@ -213,7 +214,8 @@ def provision_cmd(args: argparse.Namespace) -> int:
 
 
 def revoke_cmd(args: argparse.Namespace) -> int:
-    from busfleet.broker.provision import ProvisionError, remove_user
+    from busfleet.broker.errors import ProvisionError
+    from busfleet.broker.provision import remove_user
 
     try:
         removed = remove_user(args.password_file, args.bus_id)
@@ -228,7 +230,8 @@ def revoke_cmd(args: argparse.Namespace) -> int:
 
 
 def service_user_cmd(args: argparse.Namespace) -> int:
-    from busfleet.broker.provision import RESERVED_USERS, ProvisionError, add_user
+    from busfleet.broker.errors import ProvisionError
+    from busfleet.broker.provision import RESERVED_USERS, add_user
 
     if args.name not in RESERVED_USERS:
         print(
@@ -274,7 +277,8 @@ def broker_config_cmd(args: argparse.Namespace) -> int:
 
 
 def dev_certs_cmd(args: argparse.Namespace) -> int:
-    from busfleet.broker.tls import TlsError, make_dev_certificates
+    from busfleet.broker.errors import TlsError
+    from busfleet.broker.tls import make_dev_certificates
 
     try:
         certs = make_dev_certificates(args.dir, tuple(args.hosts or ("localhost", "127.0.0.1")))
