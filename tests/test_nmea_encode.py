@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from protocols.nmea.decoder import NmeaDecoder
 from protocols.nmea.encode import encode_epoch, format_lat, format_lon, sentence
 
 T = datetime(2024, 3, 5, 7, 8, 9, 250_000, tzinfo=UTC).timestamp()
@@ -156,8 +157,7 @@ def test_our_decoder_reads_back_what_we_encode(
     sats: int,
     hdop: float,
 ) -> None:
-    nmea = pytest.importorskip("protocols.nmea")
-    decoder = nmea.NmeaDecoder()
+    decoder = NmeaDecoder()
     for raw in encode_epoch(t, lat, lon, speed, track, alt, sats, hdop):
         decoder.receive_data(raw)
     fix = decoder.next_fix() or decoder.flush()
