@@ -29,6 +29,10 @@ class DashboardView(Protocol):
     """The dashboard's state as the screens see it; redraw when its version counters move."""
 
     @property
+    def fleet_version(self) -> int: ...  # reactive: moves when the fleet changed
+    @property
+    def alarm_version(self) -> int: ...  # reactive: moves when the alarms changed
+    @property
     def fleet(self) -> FleetState: ...
     @property
     def alarms(self) -> AlarmState: ...
