@@ -177,3 +177,23 @@ async def test_the_alarm_screen_posts_the_alarm_to_acknowledge_to_whatever_app_h
         await pilot.press("k")
         await pilot.pause(0.1)
         assert host.acked == ["a1"]
+
+
+async def test_the_palette_acknowledges_by_message_and_runs_the_apps_own_actions_by_name() -> None:
+    app = Seeing()
+    alarm = Alarm(
+        id="a1", bus="bus-01", kind="emergency", severity=4, state="active", raised_t=T0, t=T0
+    )
+    async with app.run_test(size=SIZE) as pilot:
+        app.apply_update([entry(1)], None, {"a1": alarm})
+        await pilot.press("ctrl+p", *"acknowledge emergency")
+        await pilot.pause(0.5)
+        await pilot.press("enter")
+        await pilot.pause(0.3)
+        form = app.screen
+        assert isinstance(form, FormScreen) and form.title_text.startswith("Acknowledge alarm")
+        await pilot.press("escape", "ctrl+p", *"help every key")
+        await pilot.pause(0.5)
+        await pilot.press("enter")
+        await pilot.pause(0.3)
+        assert app.screen.__class__.__name__ == "HelpScreen"
