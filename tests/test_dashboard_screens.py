@@ -18,6 +18,7 @@ import pytest
 
 from central.config import CentralConfig
 from central.dashboard.app import KEY_SCOPES, DashboardApp, create_app
+from central.dashboard.messages import BusAction
 from central.dashboard.screens.bus_detail import BusDetailScreen
 from central.dashboard.screens.help import bindings_of, key_rows
 from central.dashboard.screens.map import MapScreen
@@ -177,7 +178,7 @@ async def test_the_bus_detail_shows_vehicle_data_assignment_and_commands(
         await pilot.press("enter")  # the cursor is on bus-01: open it, then go to bus-03
         assert isinstance(app.screen, BusDetailScreen)
         await pilot.press("escape")
-        app.open_bus("bus-03")
+        app.post_message(BusAction("bus-03", "open"))  # as a screen or the palette asks
         await pilot.pause(0.5)
         screen = app.screen
         assert isinstance(screen, BusDetailScreen) and screen.detail is not None

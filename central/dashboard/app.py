@@ -6,6 +6,11 @@ dispatch.py): acknowledging an alarm, assigning a bus, a passenger message, a co
 detail, reports. A dashboard needs no database and never writes a bus topic, and each sees the
 others' actions because central publishes their outcome to all (the acknowledged alarm, the
 bus's new desired and reported state).
+
+Attributes down, messages up: the app owns the state and every decision. Screens, widgets and
+the command palette read the state through the read-only view it provides (view.py) and post
+what the dispatcher asked for (messages.py: `BusAction`, `AckAlarm`, ...); the `on_...`
+handlers below decide what follows. Nothing under screens/ or widgets/ imports this module.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import aiomqtt
 from textual import work
@@ -27,7 +32,16 @@ from textual.reactive import reactive
 from central.config import CentralConfig
 from central.dashboard.commands import DispatchCommands
 from central.dashboard.link import Link, NotConnected
-from central.dashboard.messages import FleetUpdated, LinkStatus, ReplyReceived
+from central.dashboard.messages import (
+    AckAlarm,
+    AssignPlaylist,
+    BusAction,
+    BusActionName,
+    EditPlaylist,
+    FleetUpdated,
+    LinkStatus,
+    ReplyReceived,
+)
 from central.dashboard.screens.alarms import AlarmsScreen
 from central.dashboard.screens.bus_detail import BusDetailScreen
 from central.dashboard.screens.fleet import FleetScreen
@@ -37,6 +51,7 @@ from central.dashboard.screens.map import MapScreen
 from central.dashboard.screens.media import MediaScreen
 from central.dashboard.screens.reports import ReportsScreen
 from central.dashboard.state import UNACKED, apply, apply_alarms, per_bus
+from central.dashboard.view import DashboardView, Query, Shapes, Stops
 from central.dashboard.widgets.alarm_table import AlarmTable
 from central.dashboard.widgets.braille_map import BrailleMap
 from central.dashboard.widgets.fleet_table import FleetTable
@@ -53,8 +68,6 @@ REQUEST_TIMEOUT_S = 15.0  # a GTFS import takes a few seconds; beyond this, say 
 COMMAND_NAMES = ("announce", "driver_message", "resend", "restart")
 
 Handler = Callable[[DispatchRequest], Awaitable[DispatchReply]]
-Shapes = list[list[tuple[float, float]]]
-Stops = list[tuple[str, str, float, float]]
 
 
 class DashboardApp(App[None]):
@@ -223,6 +236,10 @@ class DashboardApp(App[None]):
         finally:
             self._pending.pop(request.id, None)
 
+    async def ask(self, action: Query, **args: Scalar) -> DispatchReply:
+        """What screens may ask central (view.py): to look, never to change anything."""
+        return await self.request(action, **args)
+
     async def act(self, action: str, done: str, **args: Scalar) -> DispatchReply:
         """A request whose outcome the dispatcher is told about."""
         reply = await self.request(action, **args)
@@ -240,6 +257,27 @@ class DashboardApp(App[None]):
                     self.run_worker(result, group="act")
 
         return done
+
+    # -- what screens, widgets and the palette ask for (messages up) ------------------------
+    def on_bus_action(self, message: BusAction) -> None:
+        workflows: dict[BusActionName, Callable[[str | None], None]] = {
+            "open": self.open_bus,
+            "map": self.show_on_map,
+            "assign": self.assign,
+            "playlist": self.choose_playlist,
+            "command": self.command,
+            "ack": self.ack_bus,
+        }
+        workflows[message.action](message.bus)
+
+    def on_ack_alarm(self, message: AckAlarm) -> None:
+        self.ack(message.alarm_id)
+
+    def on_assign_playlist(self, message: AssignPlaylist) -> None:
+        self.choose_playlist(None, playlist=message.playlist)
+
+    def on_edit_playlist(self, message: EditPlaylist) -> None:
+        self.edit_playlist(message.playlist, message.media, message.seconds, message.media_names)
 
     # -- workflows --------------------------------------------------------------------------
     def open_bus(self, bus: str | None) -> None:
@@ -418,6 +456,12 @@ KEY_SCOPES: list[tuple[str, type]] = [
     ("dialogs", FormScreen),
     ("help", HelpScreen),
 ]
+
+
+if TYPE_CHECKING:
+
+    def _is_the_screens_view(app: DashboardApp) -> DashboardView:
+        return app  # mypy checks here that the app provides all that the screens read
 
 
 def create_app(

@@ -8,6 +8,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.widgets import DataTable, Static
 
+from central.dashboard.messages import AckAlarm
 from central.dashboard.screens.base import DispatchScreen
 from central.dashboard.widgets.alarm_table import AlarmTable
 
@@ -35,7 +36,7 @@ class AlarmsScreen(DispatchScreen):
 
     def on_state(self) -> None:
         table = self.query_one(AlarmTable)
-        table.show(self.dash.alarms, include_closed=self.include_closed)
+        table.show(self.dashboard.alarms, include_closed=self.include_closed)
         shown = "all, closed ones too" if self.include_closed else "open"
         self.query_one("#alarms-summary", Static).update(
             f"{len(table.rows)} alarms ({shown}) · k or enter: acknowledge with a note"
@@ -45,7 +46,7 @@ class AlarmsScreen(DispatchScreen):
         return self.query_one(AlarmTable).selected_alarm()
 
     def selected_bus(self) -> str | None:
-        alarm = self.dash.alarms.get(self._alarm() or "")
+        alarm = self.dashboard.alarms.get(self._alarm() or "")
         return alarm.bus if alarm else None
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
@@ -54,7 +55,7 @@ class AlarmsScreen(DispatchScreen):
     def action_ack(self) -> None:
         alarm_id = self._alarm()
         if alarm_id is not None:
-            self.dash.ack(alarm_id)
+            self.post_message(AckAlarm(alarm_id))
 
     def action_history(self) -> None:
         self.include_closed = not self.include_closed
@@ -63,7 +64,7 @@ class AlarmsScreen(DispatchScreen):
     def action_detail(self) -> None:
         bus = self.selected_bus()
         if bus:
-            self.dash.open_bus(bus)
+            self.bus_action("open", bus)
 
     def action_map(self) -> None:
-        self.dash.show_on_map(self.selected_bus())
+        self.bus_action("map", self.selected_bus())

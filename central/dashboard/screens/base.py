@@ -1,21 +1,22 @@
 """The frame of every main screen: header, alarm banner, the screen's body, footer.
 
 A main screen follows the app's state through its reactive version counters and redraws only
-while it is the screen on show; shown again, it catches up at once.
+while it is the screen on show; shown again, it catches up at once. It reads that state through
+`self.dashboard` (view.py) and posts a message (messages.py) for whatever the dispatcher does:
+it never imports or calls the app, which decides.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar, cast
+from typing import ClassVar
 
 from textual.app import ComposeResult
 from textual.screen import Screen
 from textual.widgets import Footer, Header
 
+from central.dashboard.messages import BusAction, BusActionName
+from central.dashboard.view import DashboardView, view_of
 from central.dashboard.widgets.alarm_banner import AlarmBanner
-
-if TYPE_CHECKING:
-    from central.dashboard.app import DashboardApp
 
 
 class DispatchScreen(Screen[None]):
@@ -24,8 +25,13 @@ class DispatchScreen(Screen[None]):
     FOLLOWS_FLEET: ClassVar[bool] = True  # False: redrawn on alarm changes only
 
     @property
-    def dash(self) -> DashboardApp:
-        return cast("DashboardApp", self.app)
+    def dashboard(self) -> DashboardView:
+        """The dashboard's state, to draw (read-only)."""
+        return view_of(self.app)
+
+    def bus_action(self, action: BusActionName, bus: str | None) -> None:
+        """Ask the app to do `action` with `bus`; it decides what follows."""
+        self.post_message(BusAction(bus, action))
 
     def compose(self) -> ComposeResult:
         yield Header(show_clock=True)
@@ -48,11 +54,11 @@ class DispatchScreen(Screen[None]):
     def _changed(self) -> None:
         if not self.is_current:
             return
-        self.query_one(AlarmBanner).show(self.dash.alarms)
+        self.query_one(AlarmBanner).show(self.dashboard.alarms)
         self.on_state()
 
     def on_state(self) -> None:
-        """Redraw from `self.dash` (fleet, alarms, stats)."""
+        """Redraw from `self.dashboard` (fleet, alarms, stats)."""
 
     def selected_bus(self) -> str | None:
         """The bus the screen is about (the cursor's), for actions like assign."""

@@ -113,7 +113,7 @@ class BusDetailScreen(DispatchScreen):
     # exit_on_error off: a screen closing while its answer is on the way is no crash
     @work(group="detail", exclusive=True, exit_on_error=False)
     async def _load(self) -> None:
-        reply = await self.dash.request("detail", bus=self.bus)
+        reply = await self.dashboard.ask("detail", bus=self.bus)
         if reply.ok:
             self.detail = reply
             self.show_detail(reply)
@@ -124,12 +124,16 @@ class BusDetailScreen(DispatchScreen):
         self.show_entry()
 
     def show_entry(self) -> None:
-        e = self.dash.fleet.get(self.bus)
-        alarms = [a for a in self.dash.alarms.values() if a.bus == self.bus and a.state != "closed"]
+        e = self.dashboard.fleet.get(self.bus)
+        alarms = [
+            a for a in self.dashboard.alarms.values() if a.bus == self.bus and a.state != "closed"
+        ]
         lines = [f"[b]{self.bus}[/b]"]
         if e is not None:
             seen = (
-                "" if e.last_seen is None else f", seen {self.dash.clock() - e.last_seen:.0f} s ago"
+                ""
+                if e.last_seen is None
+                else f", seen {self.dashboard.clock() - e.last_seen:.0f} s ago"
             )
             lines.append(("online" if e.online else "[red]OFFLINE[/red]") + seen)
         lines.append(f"open alarms: {', '.join(a.kind for a in alarms) or 'none'}")
@@ -188,16 +192,16 @@ class BusDetailScreen(DispatchScreen):
             )
 
     def action_command(self) -> None:
-        self.dash.command(self.bus)
+        self.bus_action("command", self.bus)
 
     def action_assign(self) -> None:
-        self.dash.assign(self.bus)
+        self.bus_action("assign", self.bus)
 
     def action_playlist(self) -> None:
-        self.dash.choose_playlist(self.bus)
+        self.bus_action("playlist", self.bus)
 
     def action_ack(self) -> None:
-        self.dash.ack_bus(self.bus)
+        self.bus_action("ack", self.bus)
 
     def action_map(self) -> None:
-        self.dash.show_on_map(self.bus)
+        self.bus_action("map", self.bus)

@@ -32,7 +32,7 @@ class FleetScreen(DispatchScreen):
         yield Input(
             placeholder="search: bus, route, trip, stop (enter: back to the table)", id="search"
         )
-        yield FleetTable(id="fleet", clock=self.dash.clock)
+        yield FleetTable(id="fleet", clock=self.dashboard.clock)
 
     def on_mount(self) -> None:
         super().on_mount()
@@ -43,7 +43,7 @@ class FleetScreen(DispatchScreen):
         return self.query_one(FleetTable)
 
     def on_state(self) -> None:
-        d = self.dash
+        d = self.dashboard
         self.table.show(d.fleet, d.bus_alarms, d.stop_names)
         view = self.table.view
         shown = f"{len(self.table.row_keys())} shown"
@@ -69,7 +69,7 @@ class FleetScreen(DispatchScreen):
         self.table.focus()
 
     def on_fleet_table_selected(self, event: FleetTable.Selected) -> None:
-        self.dash.open_bus(event.bus)
+        self.bus_action("open", event.bus)
 
     def action_search(self) -> None:
         self.query_one("#search", Input).focus()
@@ -94,19 +94,19 @@ class FleetScreen(DispatchScreen):
         self._view(problems_only=not self.table.view.problems_only)
 
     def action_assign(self) -> None:
-        self.dash.assign(self.selected_bus())
+        self.bus_action("assign", self.selected_bus())
 
     def action_playlist(self) -> None:
-        self.dash.choose_playlist(self.selected_bus())
+        self.bus_action("playlist", self.selected_bus())
 
     def action_command(self) -> None:
-        self.dash.command(self.selected_bus())
+        self.bus_action("command", self.selected_bus())
 
     def action_ack(self) -> None:
-        self.dash.ack_bus(self.selected_bus())
+        self.bus_action("ack", self.selected_bus())
 
     def action_map(self) -> None:
-        self.dash.show_on_map(self.selected_bus())
+        self.bus_action("map", self.selected_bus())
 
 
 __all__ = ["FleetScreen", "View"]

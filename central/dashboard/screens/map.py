@@ -39,14 +39,14 @@ class MapScreen(DispatchScreen):
     # exit_on_error off: a screen closing while its answer is on the way is no crash
     @work(group="geometry", exclusive=True, exit_on_error=False)
     async def _load_geometry(self) -> None:
-        shapes, stops = await self.dash.geometry()
+        shapes, stops = await self.dashboard.geometry()
         self.query_one(BrailleMap).set_geometry(shapes, [Stop(*s) for s in stops])
         self._geometry_loaded = True
         self.on_state()
 
     def on_state(self) -> None:
         m = self.query_one(BrailleMap)
-        m.show(self.dash.fleet, self.dash.bus_alarms)
+        m.show(self.dashboard.fleet, self.dashboard.bus_alarms)
         follow = f"following {m.follow}" if m.follow else "f: follow the selected bus"
         sel = self.selected or "none"
         shapes = f"{len(m.shapes)} shapes" if self._geometry_loaded else "loading shapes…"
@@ -65,7 +65,7 @@ class MapScreen(DispatchScreen):
         return self.selected
 
     def action_follow(self) -> None:
-        buses = sorted(self.dash.fleet)
+        buses = sorted(self.dashboard.fleet)
         if self.selected is None and buses:
             self.selected = buses[0]
         self.focus_bus(self.selected)
@@ -75,7 +75,7 @@ class MapScreen(DispatchScreen):
         self.on_state()
 
     def action_next_bus(self, step: int) -> None:
-        buses = sorted(b for b, e in self.dash.fleet.items() if e.lat is not None)
+        buses = sorted(b for b, e in self.dashboard.fleet.items() if e.lat is not None)
         if not buses:
             return
         index = buses.index(self.selected) if self.selected in buses else -step
@@ -83,4 +83,4 @@ class MapScreen(DispatchScreen):
 
     def action_detail(self) -> None:
         if self.selected:
-            self.dash.open_bus(self.selected)
+            self.bus_action("open", self.selected)

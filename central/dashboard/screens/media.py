@@ -15,6 +15,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.widgets import DataTable, Static
 
+from central.dashboard.messages import AssignPlaylist, EditPlaylist
 from central.dashboard.screens.base import DispatchScreen
 from protocols.schemas import Scalar
 
@@ -57,8 +58,8 @@ class MediaScreen(DispatchScreen):
     # exit_on_error off: a screen closing while its answer is on the way is no crash
     @work(group="media", exclusive=True, exit_on_error=False)
     async def _load(self) -> None:
-        playlists = await self.dash.request("list", what="playlists")
-        media = await self.dash.request("list", what="media")
+        playlists = await self.dashboard.ask("list", what="playlists")
+        media = await self.dashboard.ask("list", what="media")
         table = self.query_one("#playlists", DataTable)
         table.clear()
         self.playlists = {str(p.get("id")): p for p in playlists.tables.get("playlists", [])}
@@ -80,16 +81,18 @@ class MediaScreen(DispatchScreen):
     def action_assign(self) -> None:
         key = self._selected()
         if key is not None:
-            self.dash.choose_playlist(None, playlist=key)
+            self.post_message(AssignPlaylist(key))
 
     def action_edit(self) -> None:
         key = self._selected()
         p = self.playlists.get(key or "", {})
         seconds = p.get("seconds")
-        self.dash.edit_playlist(key or "", str(p.get("media") or ""), seconds, self.media_names)
+        self.post_message(
+            EditPlaylist(key or "", str(p.get("media") or ""), seconds, self.media_names)
+        )
 
     def action_create(self) -> None:
-        self.dash.edit_playlist("", "", None, self.media_names)
+        self.post_message(EditPlaylist("", media_names=self.media_names))
 
     def on_screen_resume(self) -> None:
         super().on_screen_resume()

@@ -59,7 +59,7 @@ class ReportsScreen(DispatchScreen):
     # exit_on_error off: a screen closing while its answer is on the way is no crash
     @work(group="report", exclusive=True, exit_on_error=False)
     async def _load(self) -> None:
-        reply = await self.dash.request("report", what=self.what, days=self.days)
+        reply = await self.dashboard.ask("report", what=self.what, days=self.days)
         title = self.query_one("#report-title", Static)
         table = self.query_one(DataTable)
         table.clear(columns=True)
