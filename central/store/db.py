@@ -17,10 +17,10 @@ import sqlite_utils
 
 from central.store.desired import DesiredTables
 from central.store.schema import MIGRATIONS
-from central.store.telemetry import TELEMETRY_COLUMNS, TelemetryTables, record_row
+from central.store.telemetry import TelemetryTables
 from central.store.tx import transaction
 
-__all__ = ["TELEMETRY_COLUMNS", "CentralStore", "record_row", "transaction"]
+__all__ = ["CentralStore"]
 
 
 class CentralStore(TelemetryTables, DesiredTables):
