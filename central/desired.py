@@ -2,16 +2,14 @@
 
 Assignments (`central assign`), passenger messages (`central message`) and the service's
 message expiry all edit the same per-bus document, from different processes. Each change is
-read-modify-write under SQLite's write lock (BEGIN IMMEDIATE), so two of them can never
-both turn version 7 into two different version 8s.
+read-modify-write in one store transaction (SQLite's write lock, taken at once), so two of
+them can never both turn version 7 into two different version 8s.
 """
 
 from __future__ import annotations
 
-import contextlib
-import sqlite3
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 
 import msgspec
 
@@ -21,25 +19,10 @@ from central.store.db import CentralStore
 from protocols import codec, topics
 from protocols.schemas import DesiredState
 
-__all__ = ["Published", "publish_desired", "update_desired", "write_lock"]
+__all__ = ["Published", "publish_desired", "update_desired"]
 
 # bus -> (version, payload): desired documents stored and waiting to be published
 Published = dict[str, tuple[int, bytes]]
-
-
-@contextlib.contextmanager
-def write_lock(conn: sqlite3.Connection) -> Iterator[None]:
-    """One write transaction taken at once (no deadlock on upgrade); nested use joins it."""
-    if conn.in_transaction:
-        yield
-        return
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
 
 
 def update_desired(
@@ -51,7 +34,7 @@ def update_desired(
     the version is set here.
     """
     topics.check_bus_id(bus)
-    with write_lock(store.db.conn):
+    with store.transaction():  # the write lock at once: no deadlock on upgrade
         previous = store.desired(bus)
         if previous is not None:
             base = codec.decode(DesiredState, previous[1])

@@ -31,7 +31,8 @@ import msgspec
 
 from central import mqtt
 from central.config import CentralConfig
-from central.desired import Published, update_desired, write_lock
+from central.desired import Published, update_desired
+from central.store import diversions as diversion_db
 from central.store import gtfs as gtfs_db
 from central.store.db import CentralStore
 from protocols import codec, topics
@@ -92,12 +93,7 @@ def _record(row: Any) -> DiversionRecord | None:
 
 def list_diversions(store: CentralStore, *, status: str | None = None) -> list[DiversionRecord]:
     """Diversions, newest first; only those of `status` if given."""
-    sql = "SELECT body, created, status, ended FROM diversions"
-    args: list[object] = []
-    if status is not None:
-        sql += " WHERE status = ?"
-        args.append(status)
-    found = (_record(r) for r in store.db.execute(sql + " ORDER BY created DESC, id", args))
+    found = (_record(r) for r in diversion_db.diversion_rows(store, status=status))
     return [r for r in found if r is not None]
 
 
@@ -130,14 +126,7 @@ def _check(store: CentralStore, d: Diversion, now: float) -> None:
         info = gtfs_db.trip(store, trip_id)
         if info is None or info.route_id != d.route_id:
             raise DiversionError(f"trip {trip_id!r} is not a trip of route {d.route_id!r}")
-    served = {
-        r[0]
-        for r in store.db.execute(
-            "SELECT DISTINCT s.stop_id FROM gtfs_stop_times s JOIN gtfs_trips t"
-            " ON s.trip_id = t.trip_id WHERE t.route_id = ?",
-            [d.route_id],
-        )
-    }
+    served = gtfs_db.route_stops(store, d.route_id)
     for stop_id in d.skip:
         if stop_id not in served:
             raise DiversionError(f"stop {stop_id!r} is not served by route {d.route_id!r}")
@@ -185,19 +174,18 @@ def create_diversion(
     except msgspec.ValidationError as exc:
         raise DiversionError(str(exc)) from exc
     _check(store, diversion, now)
-    with write_lock(store.db.conn):
-        store.db.execute(
-            "INSERT INTO diversions (id, created, route_id, body, valid_from, valid_to, status)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (
-                div_id,
-                now,
-                diversion.route_id,
-                codec.encode(diversion),
-                valid_from,
-                valid_to,
-                ACTIVE,
-            ),
+    with store.transaction():
+        diversion_db.add_diversion(
+            store,
+            {
+                "id": div_id,
+                "created": now,
+                "route_id": diversion.route_id,
+                "body": codec.encode(diversion),
+                "valid_from": valid_from,
+                "valid_to": valid_to,
+                "status": ACTIVE,
+            },
         )
         published = DiversionSync(store).step(now)
     log.info("diversion %s of route %s to %d buses", div_id, route_id, len(published))
@@ -208,18 +196,12 @@ def cancel_diversion(store: CentralStore, diversion_id: str, now: float | None =
     """End a diversion now: the buses go back to the timetable. Returns the documents to
     publish; DiversionError if there is no such diversion in force."""
     now = time.time() if now is None else now
-    with write_lock(store.db.conn):
-        cur = store.db.execute(
-            "UPDATE diversions SET status = ?, ended = ? WHERE id = ? AND status = ?",
-            (CANCELLED, now, diversion_id, ACTIVE),
-        )
-        if cur.rowcount == 0:
-            row = store.db.execute(
-                "SELECT status FROM diversions WHERE id = ?", [diversion_id]
-            ).fetchone()
-            if row is None:
+    with store.transaction():
+        if not diversion_db.end_diversion(store, diversion_id, CANCELLED, now, was=ACTIVE):
+            status = diversion_db.diversion_status(store, diversion_id)
+            if status is None:
                 raise DiversionError(f"no diversion {diversion_id!r}")
-            raise DiversionError(f"{diversion_id} is {row[0]} already")
+            raise DiversionError(f"{diversion_id} is {status} already")
         return DiversionSync(store).step(now)
 
 
@@ -242,21 +224,12 @@ class DiversionSync:
         that the ingest's commits are not held up every few seconds for nothing.
         """
         store = self.store
-        due = store.db.execute(
-            "SELECT 1 FROM diversions WHERE status = ? AND valid_to <= ? LIMIT 1", (ACTIVE, now)
-        ).fetchone()
-        if due is not None:
-            with write_lock(store.db.conn):
-                store.db.execute(
-                    "UPDATE diversions SET status = ?, ended = ?"
-                    " WHERE status = ? AND valid_to <= ?",
-                    (EXPIRED, now, ACTIVE, now),
-                )
+        if diversion_db.due_diversions(store, ACTIVE, now):
+            with store.transaction():
+                diversion_db.expire_diversions(store, now, was=ACTIVE, status=EXPIRED)
         current = current_diversions(store, now)
         ids = frozenset(d.id for d in current)
-        versions = {
-            str(r[0]): int(r[1]) for r in store.db.execute("SELECT bus, version FROM desired")
-        }
+        versions = store.desired_versions()
         full = ids != self._ids
         stale = []
         for bus, version in versions.items():
@@ -272,7 +245,7 @@ class DiversionSync:
 
         published: Published = {}
         if stale:
-            with write_lock(store.db.conn):  # each document read again under the lock
+            with store.transaction():  # each document read again under the lock
                 for bus in stale:
                     published[bus] = update_desired(store, bus, put)
                     versions[bus] = published[bus][0]
@@ -344,12 +317,7 @@ def skipped_stops(
         return []
     if info is None:
         return [(s, None) for s in sorted(skip)]
-    calls = store.db.execute(
-        "SELECT stop_id, stop_sequence FROM gtfs_stop_times WHERE trip_id = ?"
-        " ORDER BY stop_sequence",
-        [trip_id],
-    )
-    return [(str(s), int(q)) for s, q in calls if s in skip]
+    return [(s, q) for s, q in gtfs_db.trip_calls(store, trip_id) if s in skip]
 
 
 def parse_temp_stop(text: str) -> tuple[str, float, float]:
@@ -383,13 +351,10 @@ def parse_path(text: str) -> list[tuple[float, float]]:
 
 def route_label(store: CentralStore, route_id: str) -> str | None:
     """The route's short name (else long name) in the imported timetable."""
-    row = store.db.execute(
-        "SELECT short_name, long_name FROM gtfs_routes WHERE route_id = ?", [route_id]
-    ).fetchone()
-    return (row[0] or row[1] or None) if row else None
+    names = gtfs_db.route_names(store, route_id)
+    return (names[0] or names[1] or None) if names else None
 
 
 def stop_label(store: CentralStore, stop_id: str) -> str | None:
     """The stop's name in the imported timetable."""
-    row = store.db.execute("SELECT name FROM gtfs_stops WHERE stop_id = ?", [stop_id]).fetchone()
-    return (row[0] or None) if row else None
+    return gtfs_db.stop_name(store, stop_id) or None

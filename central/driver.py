@@ -18,6 +18,7 @@ from typing import Any
 
 from central.commands import send_command
 from central.config import CentralConfig
+from central.store import queries as query_db
 from central.store.db import CentralStore
 
 COMMAND = "driver_message"
@@ -76,13 +77,7 @@ def driver_log(
     """Messages to drivers (with delivery and acknowledgement), drivers' acknowledgements,
     canned messages and emergency alarms since `since` (default: the last 24 hours)."""
     since = time.time() - 86400.0 if since is None else since
-    only_bus, params = ("", [since]) if bus is None else (" AND bus = ?", [since, bus])
-    kinds = ",".join("?" * len(EVENT_KINDS))
-    events = store.db.execute(
-        f"SELECT bus, t, kind, severity, data, received FROM events WHERE t >= ?{only_bus}"
-        f" AND kind IN ({kinds})",
-        [*params, *EVENT_KINDS],
-    ).fetchall()
+    events = query_db.event_rows_since(store, since, EVENT_KINDS, bus)
     acks: dict[str, float] = {}
     entries: list[LogEntry] = []
     for bus_id, t, kind, severity, raw, received in events:
@@ -107,20 +102,12 @@ def driver_log(
                 received=received,
             )
         )
-    commands = store.db.execute(
-        "SELECT id, bus, sent, args, status, answered FROM commands"
-        f" WHERE sent >= ?{only_bus} AND name = ?",
-        [*params, COMMAND],
-    ).fetchall()
+    commands = query_db.sent_commands(store, since, COMMAND, bus)
     for msg_id, bus_id, sent, args, status, answered in commands:
         if msg_id not in acks:  # acknowledged before `since`'s window closed on its event
-            row = store.db.execute(
-                "SELECT MIN(t) FROM events WHERE bus = ? AND kind = 'driver_ack'"
-                " AND json_extract(data, '$.id') = ?",
-                (bus_id, msg_id),
-            ).fetchone()
-            if row and row[0] is not None:
-                acks[msg_id] = row[0]
+            acked = query_db.driver_ack_time(store, bus_id, msg_id)
+            if acked is not None:
+                acks[msg_id] = acked
         entries.append(
             LogEntry(
                 sent,

@@ -4,7 +4,8 @@ The feed replaces the previous one whole, in one transaction: readers (the servi
 GTFS-Realtime server, `central assign`) see the old timetable or the new one, never a mix,
 and a refused feed leaves the old one in place. Every file is streamed (csv over a text
 stream of the zip member) through the pure checkers of `protocols.gtfs_*` straight into
-`executemany`, so millions of stop times need neither memory nor minutes.
+`executemany` (central/store/gtfs_load.py), so millions of stop times need neither memory
+nor minutes.
 
 What is an error and what a warning: see `protocols/gtfs_check.py`. An error anywhere means
 nothing is stored and `GtfsInvalid` carries the whole report; warnings are returned with the
@@ -16,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import datetime
 import io
-import sqlite3
 import time
 import zipfile
 from collections.abc import Iterable, Iterator
@@ -24,7 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from central.store import gtfs_load
 from central.store.db import CentralStore
+from central.store.gtfs_load import FeedWriter
 from protocols import codec
 from protocols.errors import GtfsError
 from protocols.gtfs.calendar import (
@@ -52,17 +54,6 @@ __all__ = ["GtfsInvalid", "ImportResult", "import_gtfs"]
 
 REQUIRED = ("routes.txt", "trips.txt", "stops.txt", "stop_times.txt")
 OPTIONAL = ("agency.txt", "calendar.txt", "calendar_dates.txt", "shapes.txt")
-TABLES = (
-    "gtfs_stop_times",
-    "gtfs_shapes",
-    "gtfs_trips",
-    "gtfs_calendar_dates",
-    "gtfs_calendar",
-    "gtfs_stops",
-    "gtfs_routes",
-    "gtfs_agency",
-    "gtfs_feed",
-)
 
 
 class GtfsInvalid(Exception):
@@ -146,13 +137,6 @@ def _issue(exc: GtfsError, path: str) -> Issue:
     return Issue("error", "unreadable", exc.file or path, exc.line, exc.field, message)
 
 
-def _insert(conn: sqlite3.Connection, table: str, width: int, rows: Iterable[Any]) -> int:
-    before = conn.total_changes
-    marks = ",".join("?" * width)
-    conn.executemany(f"INSERT OR IGNORE INTO {table} VALUES ({marks})", rows)
-    return conn.total_changes - before
-
-
 def import_gtfs(
     store: CentralStore, path: str | Path, *, now: float | None = None, max_listed: int = 20
 ) -> ImportResult:
@@ -164,7 +148,6 @@ def import_gtfs(
     now = time.time() if now is None else now
     source = _Source(Path(path))
     report = Report(max_listed=max_listed)
-    conn = store.db.conn
     try:
         missing = [n for n in REQUIRED if not source.has(n)]
         for name in missing:
@@ -179,37 +162,23 @@ def import_gtfs(
             )
         if report.error_count:
             raise GtfsInvalid(report)
-        conn.execute("PRAGMA cache_size = -65536")  # 64 MiB while the big tables fill
-        conn.execute("BEGIN IMMEDIATE")
         try:
-            summary = _load(conn, source, report, now)
-            if report.error_count:
-                raise GtfsInvalid(report)
-            summary["warnings"] = report.warning_count
-            summary["seconds"] = round(time.monotonic() - started, 2)
-            conn.execute(
-                "INSERT INTO gtfs_feed VALUES (1, ?, ?, ?)",
-                (str(Path(path).resolve()), now, codec.encode_json(summary)),
-            )
-        except GtfsError as exc:
-            conn.execute("ROLLBACK")
+            with gtfs_load.replacing(store) as feed:
+                summary = _load(feed, source, report, now)
+                if report.error_count:
+                    raise GtfsInvalid(report)
+                summary["warnings"] = report.warning_count
+                summary["seconds"] = round(time.monotonic() - started, 2)
+                feed.describe(str(Path(path).resolve()), now, codec.encode_json(summary))
+        except GtfsError as exc:  # rolled back: the old feed stays
             report.add(_issue(exc, str(path)))
             raise GtfsInvalid(report) from exc
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
     finally:
         source.close()
-        conn.execute("PRAGMA cache_size = -2000")
-    with contextlib.suppress(sqlite3.OperationalError):  # readers may hold it: not needed
-        conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
     return ImportResult(summary, report)
 
 
-def _load(conn: sqlite3.Connection, source: _Source, report: Report, now: float) -> dict[str, Any]:
-    for name in TABLES:
-        conn.execute(f"DELETE FROM {name}")
+def _load(feed: FeedWriter, source: _Source, report: Report, now: float) -> dict[str, Any]:
     agencies = []
     if source.has("agency.txt"):
         with source.lines("agency.txt") as lines:
@@ -217,18 +186,16 @@ def _load(conn: sqlite3.Connection, source: _Source, report: Report, now: float)
         _check_timezones(report, {a.timezone for a in agencies if a.timezone})
     else:
         report.warn("missing_file", "agency.txt", None, None, "agency.txt missing (required)")
-    _insert(
-        conn,
+    feed.insert(
         "gtfs_agency",
-        6,
         ((a.agency_id, a.name, a.url, a.timezone, a.lang, a.phone) for a in agencies),
     )
     with source.lines("routes.txt") as lines:
         routes = read_routes(Table("routes.txt", lines, ROUTE_COLUMNS), report, agencies)
-    _insert(conn, "gtfs_routes", 7, routes.values())
+    feed.insert("gtfs_routes", routes.values())
     with source.lines("stops.txt") as lines:
         stops = read_stops(Table("stops.txt", lines, STOP_COLUMNS), report)
-    _insert(conn, "gtfs_stops", 7, stops.values())
+    feed.insert("gtfs_stops", stops.values())
 
     services: dict[str, Service] = {}
     dates: list[tuple[str, str, int]] = []
@@ -239,13 +206,11 @@ def _load(conn: sqlite3.Connection, source: _Source, report: Report, now: float)
         with source.lines("calendar_dates.txt") as lines:
             table = Table("calendar_dates.txt", lines, CALENDAR_DATES_COLUMNS)
             dates = read_calendar_dates(table, report)
-    _insert(
-        conn,
+    feed.insert(
         "gtfs_calendar",
-        4,
         ((s.service_id, s.days, s.start_date, s.end_date) for s in services.values()),
     )
-    _insert(conn, "gtfs_calendar_dates", 3, dates)
+    feed.insert("gtfs_calendar_dates", dates)
     service_ids = set(services) | {d[0] for d in dates}
 
     shape_ids: set[str] | None = None
@@ -253,7 +218,7 @@ def _load(conn: sqlite3.Connection, source: _Source, report: Report, now: float)
     if source.has("shapes.txt"):
         with source.lines("shapes.txt") as lines:
             shapes = ShapeReader(Table("shapes.txt", lines, SHAPE_COLUMNS), report)
-            stored = _insert(conn, "gtfs_shapes", 5, shapes.rows())
+            stored = feed.insert("gtfs_shapes", shapes.rows())
         shape_ids, shape_points = shapes.shape_ids, shapes.points
         if stored < shapes.points:
             report.error(
@@ -267,13 +232,13 @@ def _load(conn: sqlite3.Connection, source: _Source, report: Report, now: float)
     with source.lines("trips.txt") as lines:
         table = Table("trips.txt", lines, TRIP_COLUMNS)
         trips = read_trips(table, report, routes, service_ids, shape_ids)
-    _insert(conn, "gtfs_trips", 7, trips.values())
+    feed.insert("gtfs_trips", trips.values())
 
     # Where a vehicle can call: stops and platforms (location_type 0) with their position.
     positions: dict[str, tuple[float, float] | None] = {}
     for sid, _, _, lat, lon, kind, _ in stops.values():
         positions[sid] = (lat, lon) if kind == 0 and lat is not None and lon is not None else None
-    reader = _stop_times(conn, source, report, trips, positions)
+    reader = _stop_times(feed, source, report, trips, positions)
 
     if not report.error_count:  # with rows refused, "unused" would only be noise
         _usage_warnings(report, routes, stops, trips, reader, shape_ids)
@@ -299,33 +264,28 @@ def _load(conn: sqlite3.Connection, source: _Source, report: Report, now: float)
 
 
 def _stop_times(
-    conn: sqlite3.Connection,
+    feed: FeedWriter,
     source: _Source,
     report: Report,
     trips: dict[str, Any],
     positions: dict[str, tuple[float, float] | None],
 ) -> StopTimeReader:
     """Store stop times; if the file does not keep each trip together, replay it grouped."""
-    conn.execute("SAVEPOINT stop_times")
     sub = Report(max_listed=report.max_listed)
     try:
-        with source.lines("stop_times.txt") as lines:
+        with feed.savepoint("stop_times"), source.lines("stop_times.txt") as lines:
             table = Table("stop_times.txt", lines, STOP_TIME_COLUMNS)
             reader = StopTimeReader(table, sub, trips, positions)
-            conn.executemany(
-                "INSERT INTO gtfs_stop_times VALUES (?, ?, ?, ?, ?, ?)", reader.rows(table)
-            )
-    except Unsorted:
-        conn.execute("ROLLBACK TO stop_times")
+            feed.insert("gtfs_stop_times", reader.rows(table), ignore=False)
+    except Unsorted:  # what it stored is undone
         sub = Report(max_listed=report.max_listed)
-        reader = _grouped_replay(conn, source, sub, trips, positions)
-    conn.execute("RELEASE stop_times")
+        reader = _grouped_replay(feed, source, sub, trips, positions)
     report.merge(sub)
     return reader
 
 
 def _grouped_replay(
-    conn: sqlite3.Connection,
+    feed: FeedWriter,
     source: _Source,
     report: Report,
     trips: dict[str, Any],
@@ -334,25 +294,13 @@ def _grouped_replay(
     """Sort stop_times.txt by trip in a temporary table (bounded memory), then check it."""
     with source.lines("stop_times.txt") as lines:
         table = Table("stop_times.txt", lines, STOP_TIME_COLUMNS)
-        width = len(table.columns)
-        cols = ", ".join(f"c{i}" for i in range(width))
-        conn.execute("DROP TABLE IF EXISTS temp.gtfs_stage")
-        conn.execute(f"CREATE TEMP TABLE gtfs_stage (line INTEGER, {cols})")
         i_trip = table.require("trip_id")
-        marks = ",".join("?" * (width + 1))
-        conn.executemany(
-            f"INSERT INTO gtfs_stage VALUES ({marks})", ((line, *row) for line, row in table)
-        )
-        # A new cursor: the replay reads it while executemany writes through another.
-        rows = conn.cursor().execute(
-            f"SELECT line, {cols} FROM gtfs_stage ORDER BY c{i_trip}, line"
-        )
-        replay = ((r[0], list(r[1:])) for r in rows)
-        reader = StopTimeReader(table, report, trips, positions)
-        conn.executemany(
-            "INSERT INTO gtfs_stop_times VALUES (?, ?, ?, ?, ?, ?)", reader.rows(replay)
-        )
-    conn.execute("DROP TABLE temp.gtfs_stage")
+        # (line, *row), sorted by trip, then by line: each trip's stop times together.
+        lines_in = ((line, *row) for line, row in table)
+        with feed.sorted_rows(len(table.columns) + 1, lines_in, i_trip + 1) as rows:
+            replay = ((r[0], list(r[1:])) for r in rows)
+            reader = StopTimeReader(table, report, trips, positions)
+            feed.insert("gtfs_stop_times", reader.rows(replay), ignore=False)
     return reader
 
 

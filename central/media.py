@@ -12,6 +12,7 @@ them once.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import re
@@ -20,8 +21,8 @@ import time
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
+from central.store import ads as ads_db
 from central.store.db import CentralStore
 
 MB = 1_000_000
@@ -215,37 +216,23 @@ class MediaLibrary:
             Path(tmp).unlink(missing_ok=True)
             raise
         info = MediaInfo(sha, name[:200], media.mime, media.kind, len(data), time.time())
-        self.store.db.execute(
-            "INSERT OR IGNORE INTO media (sha256, name, mime, kind, size, imported)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
-            (info.sha256, info.name, info.mime, info.kind, info.size, info.imported),
-        )
+        ads_db.add_media(self.store, dataclasses.asdict(info))
         return self.get(sha) or info
 
     def get(self, sha256: str) -> MediaInfo | None:
-        row = self.store.db.execute(
-            "SELECT sha256, name, mime, kind, size, imported FROM media WHERE sha256 = ?",
-            [sha256],
-        ).fetchone()
-        return None if row is None else MediaInfo(*row)
+        row = ads_db.media_row(self.store, sha256)
+        return None if row is None else MediaInfo(**row)
 
     def list(self) -> list[MediaInfo]:
-        rows = self.store.db.execute(
-            "SELECT sha256, name, mime, kind, size, imported FROM media ORDER BY imported"
-        ).fetchall()
-        return [MediaInfo(*r) for r in rows]
+        return [MediaInfo(**r) for r in ads_db.media_rows(self.store)]
 
     def find(self, ref: str) -> MediaInfo | None:
         """A media file by its full hash, a unique hash prefix (>= 8) or its name."""
         if len(ref) == 64:
             return self.get(ref)
-        rows: list[Any] = []
+        found: list[str] = []
         if len(ref) >= 8:
-            rows = self.store.db.execute(
-                "SELECT sha256 FROM media WHERE sha256 LIKE ?", [ref.lower() + "%"]
-            ).fetchall()
-        if not rows:
-            rows = self.store.db.execute(
-                "SELECT sha256 FROM media WHERE name = ?", [ref]
-            ).fetchall()
-        return self.get(rows[0][0]) if len(rows) == 1 else None
+            found = ads_db.media_prefixed(self.store, ref.lower())
+        if not found:
+            found = ads_db.media_named(self.store, ref)
+        return self.get(found[0]) if len(found) == 1 else None

@@ -23,6 +23,7 @@ documents, publishing a new version: `expire_messages` is run periodically by
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 import uuid
@@ -33,8 +34,9 @@ from typing import Any
 import aiomqtt
 import msgspec
 
-from central.desired import Published, update_desired, write_lock
+from central.desired import Published, update_desired
 from central.store import gtfs as gtfs_db
+from central.store import messages as message_db
 from central.store.db import CentralStore
 from protocols import codec, topics
 from protocols.schemas import DesiredState, FleetEntry, PassengerMessage
@@ -119,33 +121,14 @@ def check_target(text: str) -> str:
     raise MessageError(f"bad target {text!r}: use all, route:ROUTE_ID or bus:BUS_ID")
 
 
-def _row(r: Any) -> Message:
-    """A `messages` row (columns in `_COLUMNS` order) as a Message."""
-    return Message(
-        id=r[0],
-        created=r[1],
-        text_de=r[2],
-        text_en=r[3],
-        priority=r[4],
-        targets=tuple(codec.decode_json(r[5])),
-        valid_from=r[6],
-        valid_to=r[7],
-        status=r[8],
-        ended=r[9],
-    )
-
-
-_COLUMNS = "id, created, text_de, text_en, priority, targets, valid_from, valid_to, status, ended"
+def _row(r: dict[str, Any]) -> Message:
+    """A `messages` row as a Message."""
+    return Message(**{**r, "targets": tuple(codec.decode_json(r["targets"]))})
 
 
 def list_messages(store: CentralStore, *, status: str | None = None) -> list[Message]:
     """Messages, newest first; only those of `status` if given."""
-    sql = f"SELECT {_COLUMNS} FROM messages"
-    args: list[object] = []
-    if status is not None:
-        sql += " WHERE status = ?"
-        args.append(status)
-    return [_row(r) for r in store.db.execute(sql + " ORDER BY created DESC, id", args)]
+    return [_row(r) for r in message_db.message_rows(store, status=status)]
 
 
 def _current(store: CentralStore, now: float) -> list[Message]:
@@ -250,21 +233,9 @@ def create_message(
         ended=None,
     )
     published: Published = {}
-    with write_lock(store.db.conn):
-        store.db.execute(
-            f"INSERT INTO messages ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL)",
-            (
-                message.id,
-                now,
-                text_de,
-                text_en,
-                priority,
-                codec.encode_json(list(checked)),
-                valid_from,
-                valid_to,
-                ACTIVE,
-            ),
-        )
+    with store.transaction():
+        row = {f.name: getattr(message, f.name) for f in dataclasses.fields(message)}
+        message_db.add_message(store, {**row, "targets": codec.encode_json(list(checked))})
         for bus, target in recipients(store, message).items():
             item = message.for_bus(target)
 
@@ -302,17 +273,12 @@ def _sweep(store: CentralStore, ended: set[str], now: float) -> Published:
 def withdraw_message(store: CentralStore, message_id: str, now: float | None = None) -> Published:
     """End a message now; returns the desired documents to publish. MessageError if unknown."""
     now = time.time() if now is None else now
-    with write_lock(store.db.conn):
-        cur = store.db.execute(
-            "UPDATE messages SET status = ?, ended = ? WHERE id = ? AND status = ?",
-            (WITHDRAWN, now, message_id, ACTIVE),
-        )
-        if cur.rowcount == 0:
-            known = store.db.execute("SELECT status FROM messages WHERE id = ?", [message_id])
-            row = known.fetchone()
-            raise MessageError(
-                f"no message {message_id!r}" if row is None else f"{message_id} is {row[0]} already"
-            )
+    with store.transaction():
+        if not message_db.end_message(store, message_id, WITHDRAWN, now, was=ACTIVE):
+            status = message_db.message_status(store, message_id)
+            if status is None:
+                raise MessageError(f"no message {message_id!r}")
+            raise MessageError(f"{message_id} is {status} already")
         return _sweep(store, {message_id}, now)
 
 
@@ -322,17 +288,12 @@ def expire_messages(store: CentralStore, now: float | None = None) -> Published:
     Cheap when nothing expired (one indexed query); returns the documents to publish.
     """
     now = time.time() if now is None else now
-    due = store.db.execute(
-        "SELECT id FROM messages WHERE status = ? AND valid_to <= ?", (ACTIVE, now)
-    ).fetchall()
+    due = message_db.due_messages(store, ACTIVE, now)
     if not due:
         return {}
-    with write_lock(store.db.conn):
-        ids = {r[0] for r in due}
-        store.db.conn.executemany(
-            "UPDATE messages SET status = ?, ended = ? WHERE id = ? AND status = ?",
-            [(EXPIRED, now, i, ACTIVE) for i in ids],
-        )
+    with store.transaction():
+        ids = set(due)
+        message_db.end_messages(store, ids, EXPIRED, now, was=ACTIVE)
         published = _sweep(store, ids, now)
     log.info("%d messages expired; %d buses updated", len(ids), len(published))
     return published

@@ -20,6 +20,7 @@ import msgspec
 from central.config import CentralConfig
 from central.desired import update_desired
 from central.media import MediaLibrary
+from central.store import ads as ads_db
 from central.store.db import CentralStore
 from protocols import codec
 from protocols.ads.playlist import Playlist, decode_playlist, encode_playlist, playlist_from_object
@@ -85,23 +86,18 @@ def save_playlist(store: CentralStore, playlist: Playlist) -> Playlist:
         playlist = msgspec.structs.replace(playlist, revision=current.revision + 1)
     else:
         playlist = msgspec.structs.replace(playlist, revision=1)
-    store.db.execute(
-        "INSERT INTO playlists (id, revision, body, updated) VALUES (?, ?, ?, ?)"
-        " ON CONFLICT(id) DO UPDATE SET revision = excluded.revision, body = excluded.body,"
-        " updated = excluded.updated",
-        (playlist.id, playlist.revision, encode_playlist(playlist), time.time()),
-    )
+    body = encode_playlist(playlist)
+    ads_db.save_playlist_body(store, playlist.id, playlist.revision, body, time.time())
     return playlist
 
 
 def get_playlist(store: CentralStore, playlist_id: str) -> Playlist | None:
-    row = store.db.execute("SELECT body FROM playlists WHERE id = ?", [playlist_id]).fetchone()
-    return None if row is None else decode_playlist(bytes(row[0]))
+    body = ads_db.playlist_body(store, playlist_id)
+    return None if body is None else decode_playlist(body)
 
 
 def list_playlists(store: CentralStore) -> list[Playlist]:
-    rows = store.db.execute("SELECT body FROM playlists ORDER BY id").fetchall()
-    return [decode_playlist(bytes(r[0])) for r in rows]
+    return [decode_playlist(body) for body in ads_db.playlist_bodies(store)]
 
 
 def buses_with(store: CentralStore, playlist_id: str) -> list[str]:

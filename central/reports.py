@@ -17,22 +17,11 @@ import io
 from collections.abc import Iterable, Iterator
 from dataclasses import astuple, dataclass, fields
 
+from central.store import ads as ads_db
 from central.store.db import CentralStore
 from protocols.ads.playlist import zone
 
 SETTLE_S = 60.0  # look back this far before the mark: ingest transactions still committing
-
-COPY = """
-INSERT OR IGNORE INTO plays (bus, seq, t, item, route, seconds)
-SELECT bus, seq, t, COALESCE(json_extract(data, '$.item'), ''),
-       COALESCE(json_extract(data, '$.route'), ''),
-       COALESCE(json_extract(data, '$.end') - json_extract(data, '$.start'), 0)
-FROM events WHERE kind = 'play' AND received > ?
-"""
-QUERY = """
-SELECT item, route, bus, COUNT(*), SUM(seconds) FROM plays
-WHERE t >= ? AND t < ? GROUP BY item, route, bus ORDER BY item, route, bus
-"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,26 +51,7 @@ def day_bounds(day: dt.date, timezone: str) -> tuple[float, float]:
 
 def refresh_plays(store: CentralStore) -> int:
     """Copy the play events that arrived since the last call into `plays`; returns how many."""
-    conn = store.db.conn
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        row = conn.execute("SELECT received FROM report_marks WHERE name = 'plays'").fetchone()
-        since = -1.0 if row is None else row[0] - SETTLE_S
-        before = conn.total_changes
-        conn.execute(COPY, (since,))
-        copied = conn.total_changes - before
-        newest = conn.execute("SELECT MAX(received) FROM events WHERE kind = 'play'").fetchone()
-        if newest[0] is not None:
-            conn.execute(
-                "INSERT INTO report_marks (name, received) VALUES ('plays', ?)"
-                " ON CONFLICT(name) DO UPDATE SET received = excluded.received",
-                (newest[0],),
-            )
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
-    return copied
+    return ads_db.copy_plays(store, SETTLE_S)
 
 
 def plays_report(
@@ -97,10 +67,10 @@ def plays_report(
     out = []
     for day in days(first, last):
         start, end = day_bounds(day, timezone)
-        for row in store.db.execute(QUERY, (start, end)).fetchall():
+        for row in ads_db.play_totals(store, start, end):
             if item is not None and row[0] != item:
                 continue
-            out.append(PlayRow(day.isoformat(), row[0], row[1], row[2], row[3], row[4]))
+            out.append(PlayRow(day.isoformat(), *row))
     return out
 
 

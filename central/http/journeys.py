@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from central.store import gtfs as gtfs_db
+from central.store import queries as query_db
 from central.store.db import CentralStore
 from protocols import codec
 from protocols.errors import CodecError
@@ -24,7 +25,6 @@ from protocols.schemas import JourneyStatus, ReportedState, Scalar
 __all__ = ["JOURNEY_EVENTS", "JourneyIndex", "from_event"]
 
 JOURNEY_EVENTS = ("arrived", "departed", "passed", "trip_finished")
-_KINDS = ",".join(f"'{k}'" for k in JOURNEY_EVENTS)
 
 
 def _int(value: Scalar) -> int | None:
@@ -73,11 +73,11 @@ class JourneyIndex:
         """The newest known journey status of each of `buses` that has one."""
         wanted = set(buses)
         out: dict[str, JourneyStatus] = {}
-        for bus, body in self.store.db.execute("SELECT bus, body FROM reported"):
+        for bus, body in self.store.all_reported():
             if bus not in wanted:
                 continue
             try:
-                journey = codec.decode(ReportedState, bytes(body)).journey
+                journey = codec.decode(ReportedState, body).journey
             except CodecError:
                 continue
             if journey is not None:
@@ -89,16 +89,11 @@ class JourneyIndex:
         return out
 
     def _event_status(self, bus: str) -> JourneyStatus | None:
-        db = self.store.db
         seen, status = self._from_events.get(bus, (-1, None))
-        top = db.execute("SELECT MAX(seq) FROM events WHERE bus = ?", [bus]).fetchone()[0]
+        top = query_db.latest_event_seq(self.store, bus)
         if top is None or top <= seen:
             return status
-        row = db.execute(
-            f"SELECT t, kind, data FROM events WHERE bus = ? AND seq > ? AND kind IN ({_KINDS})"
-            " ORDER BY seq DESC LIMIT 1",
-            [bus, seen],
-        ).fetchone()
+        row = query_db.latest_event_of(self.store, bus, seen, JOURNEY_EVENTS)
         if row is not None:
             try:
                 data = codec.decode_json(row[2])

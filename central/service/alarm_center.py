@@ -19,9 +19,7 @@ import logging
 import time
 import uuid
 from collections.abc import Iterable
-from typing import Any
 
-from central.desired import write_lock
 from central.fleet import alarms as rules
 from central.fleet.alarms import (
     ACK,
@@ -33,6 +31,7 @@ from central.fleet.alarms import (
     BusWatch,
     Change,
 )
+from central.store import alarms as alarm_db
 from central.store.db import CentralStore
 from protocols import codec, topics
 from protocols.errors import CodecError
@@ -60,13 +59,7 @@ class AlarmCenter:
         self._open: dict[Key, str] = {}  # open alarms -> id, so that most clears cost no query
         self._next_tick = 0.0
         self._next_sweep = 0.0
-        for key, alarm_id in self._query(
-            "SELECT bus, kind, subject, id FROM alarms WHERE state != 'closed'"
-        ):
-            self._open[(key[0], key[1], key[2])] = alarm_id
-
-    def _query(self, sql: str, *params: Any) -> list[tuple[tuple[str, str, str], str]]:
-        return [((r[0], r[1], r[2]), r[3]) for r in self.store.db.execute(sql, params)]
+        self._open.update(alarm_db.open_alarms(store))
 
     # -- inputs -----------------------------------------------------------------------------
     def on_telemetry(self, bus: str, batch: TelemetryBatch, entry: FleetEntry, now: float) -> None:
@@ -119,7 +112,7 @@ class AlarmCenter:
     def acknowledge(self, alarm_id: str, user: str, note: str, now: float | None = None) -> Alarm:
         """A dispatcher acknowledges an alarm; AlarmError if unknown or not acknowledgeable."""
         now = time.time() if now is None else now
-        with write_lock(self.store.db.conn):
+        with self.store.transaction():
             alarm = self.get(alarm_id)
             if alarm is None:
                 raise AlarmError(f"no alarm {alarm_id!r}")
@@ -131,29 +124,20 @@ class AlarmCenter:
 
     # -- reading ----------------------------------------------------------------------------
     def get(self, alarm_id: str) -> Alarm | None:
-        row = self.store.db.execute("SELECT body FROM alarms WHERE id = ?", [alarm_id]).fetchone()
-        return None if row is None else _decode(row[0])
+        body = alarm_db.alarm_body(self.store, alarm_id)
+        return None if body is None else _decode(body)
 
     def alarms(
         self, *, bus: str | None = None, open_only: bool = False, limit: int = 200
     ) -> list[Alarm]:
         """The newest alarms first (of one bus; only those not closed)."""
-        where, params = [], []
-        if bus is not None:
-            where.append("bus = ?")
-            params.append(bus)
-        if open_only:
-            where.append("state != 'closed'")
-        clause = f" WHERE {' AND '.join(where)}" if where else ""
-        rows = self.store.db.execute(
-            f"SELECT body FROM alarms{clause} ORDER BY raised_t DESC LIMIT ?", [*params, limit]
-        )
-        return [a for a in (_decode(r[0]) for r in rows) if a is not None]
+        bodies = alarm_db.alarm_bodies(self.store, bus=bus, open_only=open_only, limit=limit)
+        return [a for a in map(_decode, bodies) if a is not None]
 
     # -- publishing -------------------------------------------------------------------------
     def republish(self) -> None:
         """Queue every retained alarm again (after a reconnect: the broker may have lost them)."""
-        for (body,) in self.store.db.execute("SELECT body FROM alarms WHERE retained = 1"):
+        for body in alarm_db.retained_bodies(self.store):
             alarm = _decode(body)
             if alarm is not None:
                 self.changed[alarm.id] = alarm
@@ -187,14 +171,10 @@ class AlarmCenter:
 
     def _raise(self, key: Key, c: Change, entry: FleetEntry, now: float) -> None:
         bus, kind, subject = key
-        with write_lock(self.store.db.conn):
-            row = self.store.db.execute(
-                "SELECT body FROM alarms WHERE bus = ? AND kind = ? AND subject = ?"
-                " AND state != 'closed'",
-                key,
-            ).fetchone()
-            current = None if row is None else _decode(row[0])
-            if current is None and self._seen(key, c.t):
+        with self.store.transaction():
+            body = alarm_db.open_alarm_body(self.store, key)
+            current = None if body is None else _decode(body)
+            if current is None and alarm_db.alarm_seen(self.store, key, c.t):
                 return  # an event sent twice (a lost acknowledgement): raised already
             if current is not None:
                 new = rules.step(current, RAISE, c.t)
@@ -222,15 +202,8 @@ class AlarmCenter:
         self.counters["raised"] += 1
         log.warning("alarm %s: %s %s %s %s", alarm.id, bus, kind, subject, c.text)
 
-    def _seen(self, key: Key, t: float) -> bool:
-        row = self.store.db.execute(
-            "SELECT 1 FROM alarms WHERE bus = ? AND kind = ? AND subject = ? AND raised_t = ?",
-            (*key, t),
-        ).fetchone()
-        return row is not None
-
     def _clear(self, key: Key, c: Change, now: float, *, only_after: bool) -> None:
-        with write_lock(self.store.db.conn):
+        with self.store.transaction():
             alarm = self.get(self._open[key])
             if alarm is None or alarm.state == CLOSED:
                 self._open.pop(key, None)
@@ -243,44 +216,20 @@ class AlarmCenter:
     def _save(self, alarm: Alarm, *, new: bool = False) -> None:
         body = codec.encode(alarm).decode()
         if new:
-            self.store.db.execute(
-                "INSERT INTO alarms VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 1)",
-                (
-                    alarm.id,
-                    alarm.bus,
-                    alarm.kind,
-                    alarm.subject,
-                    alarm.severity,
-                    alarm.state,
-                    alarm.raised_t,
-                    alarm.t,
-                    body,
-                ),
-            )
+            alarm_db.add_alarm(self.store, alarm, body)
         else:
-            self.store.db.execute(
-                "UPDATE alarms SET state = ?, t = ?, body = ?, retained = 1 WHERE id = ?",
-                (alarm.state, alarm.t, body, alarm.id),
-            )
+            alarm_db.update_alarm(self.store, alarm, body)
         if alarm.state == CLOSED:
             self._open.pop((alarm.bus, alarm.kind, alarm.subject), None)
         self.changed[alarm.id] = alarm
 
     def _sweep(self, now: float) -> None:
         cutoff = now - self.params.keep_closed_s
-        ids = [
-            r[0]
-            for r in self.store.db.execute(
-                "SELECT id FROM alarms WHERE retained = 1 AND state = 'closed' AND t < ?",
-                [cutoff],
-            )
-        ]
+        ids = alarm_db.closed_retained(self.store, cutoff)
         if not ids:
             return
-        with write_lock(self.store.db.conn):
-            self.store.db.conn.executemany(
-                "UPDATE alarms SET retained = 0 WHERE id = ?", [(i,) for i in ids]
-            )
+        with self.store.transaction():
+            alarm_db.unretain(self.store, ids)
         self.removed.update(ids)
         for i in ids:
             self.changed.pop(i, None)

@@ -15,7 +15,8 @@ import msgspec
 
 from central.fleet import state as fleet
 from central.service.alarm_center import AlarmCenter
-from central.store.db import CentralStore, record_row
+from central.store.db import CentralStore
+from central.store.telemetry import record_row
 from protocols import codec, compact, topics
 from protocols.errors import ProtocolError
 from protocols.ranges import ranges
@@ -64,7 +65,7 @@ class Ingest:
         """
         now = time.time() if now is None else now
         self._pending.clear()
-        with self.store.batch():
+        with self.store.transaction():
             for topic, payload in messages:
                 self._handle(topic, payload, now)
         for bus, seqs in self._pending.items():

@@ -16,6 +16,7 @@ from central.media import MediaLibrary
 from central.playlists import list_playlists
 from central.reports import plays_report
 from central.store import gtfs as gtfs_db
+from central.store import queries as query_db
 from central.store.db import CentralStore
 from protocols import codec
 from protocols.ads.playlist import zone
@@ -27,10 +28,6 @@ __all__ = ["Answer", "Row", "bus_detail", "listing", "report"]
 Row = dict[str, Scalar]
 Answer = tuple[dict[str, Scalar], dict[str, list[Row]]]  # (result, tables)
 
-VEHICLE = (
-    "t, lat, lon, speed, hdop, sats, estimated, speed_kmh, rpm, doors_open, coolant_c, fuel_pct,"
-    " odometer_m"
-)
 MAX_SHAPE_POINTS = 120  # per shape on the map: a terminal cell is far coarser than that
 ON_TIME = (-60, 300)  # seconds early .. late that count as on time (a common transit rule)
 
@@ -41,15 +38,13 @@ def _scalar(value: Any) -> Scalar:
     return str(value)
 
 
-def _rows(cursor: Any) -> list[Row]:
-    names = [d[0] for d in cursor.description]
-    return [{n: _scalar(v) for n, v in zip(names, r, strict=True)} for r in cursor.fetchall()]
+def _rows(rows: list[dict[str, Any]]) -> list[Row]:
+    return [{n: _scalar(v) for n, v in r.items()} for r in rows]
 
 
 def bus_detail(store: CentralStore, bus: str, now: float | None = None) -> Answer:
     """Everything the detail screen shows of one bus."""
     now = time.time() if now is None else now
-    db = store.db
     result: dict[str, Scalar] = {"bus": bus}
     desired = store.desired(bus)
     messages: list[Row] = []
@@ -71,10 +66,10 @@ def bus_detail(store: CentralStore, bus: str, now: float | None = None) -> Answe
                 {"id": m.id, "text": m.text_de, "priority": m.priority, "valid_to": m.valid_to}
                 for m in doc.messages
             ]
-    row = db.execute("SELECT body FROM reported WHERE bus = ?", [bus]).fetchone()
-    if row is not None:
+    reported = store.reported(bus)
+    if reported is not None:
         try:
-            rep = codec.decode(ReportedState, bytes(row[0]))
+            rep = codec.decode(ReportedState, reported)
         except CodecError:
             rep = None
         if rep is not None:
@@ -89,34 +84,12 @@ def bus_detail(store: CentralStore, bus: str, now: float | None = None) -> Answe
                 result.update(
                     journey_trip=j.trip_id, journey_stop=j.stop_id, journey_delay_s=j.delay_s
                 )
-    vehicle = db.execute(
-        f"SELECT {VEHICLE} FROM telemetry WHERE bus = ? ORDER BY seq DESC LIMIT 1",
-        [bus],
-    )
-    latest: list[Row] = _rows(vehicle) or [{}]
-    for name, scalar in latest[0].items():
+    vehicle = query_db.latest_vehicle(store, bus)
+    for name, scalar in _rows([vehicle] if vehicle else [{}])[0].items():
         result[f"vehicle.{name}"] = scalar
-    events = _rows(
-        db.execute(
-            "SELECT t, kind, severity, data, backfill FROM events WHERE bus = ?"
-            " ORDER BY seq DESC LIMIT 30",
-            [bus],
-        )
-    )
-    commands = _rows(
-        db.execute(
-            "SELECT id, name, args, sent, status, reason, answered FROM commands WHERE bus = ?"
-            " ORDER BY sent DESC LIMIT 20",
-            [bus],
-        )
-    )
-    alarms = _rows(
-        db.execute(
-            "SELECT id, kind, severity, state, raised_t FROM alarms WHERE bus = ?"
-            " ORDER BY raised_t DESC LIMIT 20",
-            [bus],
-        )
-    )
+    events = _rows(query_db.bus_events(store, bus, 30))
+    commands = _rows(query_db.bus_commands(store, bus, 20))
+    alarms = _rows(query_db.bus_alarms(store, bus, 20))
     result["now"] = now
     return result, {"events": events, "commands": commands, "alarms": alarms, "messages": messages}
 
@@ -130,22 +103,13 @@ def _decimate(points: list[tuple[float, float]], limit: int) -> list[tuple[float
 
 def _shapes(store: CentralStore) -> list[Row]:
     """One shape per route and direction (the one most trips use), as "lat,lon;..." text."""
-    db = store.db
-    chosen = db.execute(
-        "SELECT route_id, direction_id, shape_id, COUNT(*) AS n FROM gtfs_trips"
-        " WHERE shape_id IS NOT NULL GROUP BY route_id, direction_id, shape_id"
-        " ORDER BY route_id, direction_id, n DESC"
-    ).fetchall()
     seen: set[tuple[str, Any]] = set()
     out: list[Row] = []
-    for route, direction, shape, _ in chosen:
+    for route, direction, shape in query_db.shape_choices(store):
         if (route, direction) in seen:
             continue
         seen.add((route, direction))
-        pts = db.execute(
-            "SELECT lat, lon FROM gtfs_shapes WHERE shape_id = ? ORDER BY seq", [shape]
-        ).fetchall()
-        kept = _decimate([(p[0], p[1]) for p in pts], MAX_SHAPE_POINTS)
+        kept = _decimate(query_db.shape_points(store, shape), MAX_SHAPE_POINTS)
         text = ";".join(f"{lat:.5f},{lon:.5f}" for lat, lon in kept)
         out.append({"route": route, "shape": shape, "points": text})
     return out
@@ -154,30 +118,16 @@ def _shapes(store: CentralStore) -> list[Row]:
 def listing(store: CentralStore, what: str, args: dict[str, Scalar], media_dir: str) -> Answer:
     """Lists for the dashboard's pickers and map: routes, trips, blocks, stops, shapes,
     playlists, media, messages."""
-    db = store.db
     route = args.get("route")
     if what == "routes":
-        sql = "SELECT route_id, short_name, long_name, color FROM gtfs_routes ORDER BY short_name"
-        return {}, {what: _rows(db.execute(sql))}
+        return {}, {what: _rows(query_db.route_rows(store))}
     if what == "trips":
-        where, params = ("WHERE route_id = ?", [route]) if isinstance(route, str) else ("", [])
-        sql = (
-            "SELECT trip_id, route_id, headsign, direction_id, block_id,"
-            " (SELECT departure_s FROM gtfs_stop_times s WHERE s.trip_id = t.trip_id"
-            " ORDER BY stop_sequence LIMIT 1) AS start_s"
-            f" FROM gtfs_trips t {where} ORDER BY start_s, trip_id LIMIT 500"
-        )
-        return {}, {what: _rows(db.execute(sql, params))}
+        only = route if isinstance(route, str) else None
+        return {}, {what: _rows(query_db.trip_rows(store, only, 500))}
     if what == "blocks":
-        sql = (
-            "SELECT block_id, COUNT(*) AS trips, GROUP_CONCAT(DISTINCT route_id) AS routes"
-            " FROM gtfs_trips WHERE block_id IS NOT NULL GROUP BY block_id"
-            " ORDER BY block_id LIMIT 1000"
-        )
-        return {}, {what: _rows(db.execute(sql))}
+        return {}, {what: _rows(query_db.block_rows(store, 1000))}
     if what == "stops":
-        sql = "SELECT stop_id, name, lat, lon FROM gtfs_stops WHERE lat IS NOT NULL LIMIT 5000"
-        return {}, {what: _rows(db.execute(sql))}
+        return {}, {what: _rows(query_db.stop_rows(store, 5000))}
     if what == "shapes":
         return {}, {what: _shapes(store)}
     if what == "playlists":
@@ -200,11 +150,7 @@ def listing(store: CentralStore, what: str, args: dict[str, Scalar], media_dir: 
         ]
         return {}, {what: rows[:1000]}
     if what == "messages":
-        sql = (
-            "SELECT id, created, text_de, text_en, priority, targets, valid_from, valid_to,"
-            " status FROM messages ORDER BY created DESC LIMIT 200"
-        )
-        return {}, {what: _rows(db.execute(sql))}
+        return {}, {what: _rows(query_db.message_list(store, 200))}
     raise ValueError(f"unknown list {what!r}")
 
 
@@ -219,24 +165,12 @@ def report(store: CentralStore, what: str, args: dict[str, Scalar], now: float) 
     """Reports: proof of play, punctuality per route, the passenger feedback inbox."""
     days = _days(args)
     since = now - days * 86400.0
-    db = store.db
     if what == "feedback":
-        rows = _rows(
-            db.execute(
-                "SELECT t, bus, json_extract(data, '$.category') AS category,"
-                " json_extract(data, '$.text') AS text FROM events"
-                " WHERE kind = 'passenger_feedback' AND t >= ? ORDER BY t DESC LIMIT 300",
-                [since],
-            )
-        )
+        rows = _rows(query_db.feedback_rows(store, since, 300))
         return {"days": days}, {what: rows}
     if what == "punctuality":
         delays: dict[str, list[float]] = {}
-        for route, delay in db.execute(
-            "SELECT json_extract(data, '$.route'), json_extract(data, '$.delay_s') FROM events"
-            " WHERE kind = 'departed' AND t >= ?",
-            [since],
-        ):
+        for route, delay in query_db.departure_delays(store, since):
             if isinstance(delay, int | float):
                 delays.setdefault(str(route or "?"), []).append(float(delay))
         out: list[Row] = []

@@ -111,3 +111,34 @@ def timezone(store: CentralStore) -> str | None:
         "SELECT timezone FROM gtfs_agency WHERE timezone != '' LIMIT 1"
     ).fetchone()
     return None if row is None else str(row[0])
+
+
+def route_stops(store: CentralStore, route_id: str) -> set[str]:
+    """The stops any trip of the route calls at."""
+    sql = (
+        "SELECT DISTINCT s.stop_id FROM gtfs_stop_times s JOIN gtfs_trips t"
+        " ON s.trip_id = t.trip_id WHERE t.route_id = ?"
+    )
+    return {str(r[0]) for r in store.db.execute(sql, [route_id])}
+
+
+def trip_calls(store: CentralStore, trip_id: str) -> list[tuple[str, int]]:
+    """(stop_id, stop_sequence) of a trip's calls, in order."""
+    sql = (
+        "SELECT stop_id, stop_sequence FROM gtfs_stop_times WHERE trip_id = ?"
+        " ORDER BY stop_sequence"
+    )
+    return [(str(s), int(q)) for s, q in store.db.execute(sql, [trip_id])]
+
+
+def route_names(store: CentralStore, route_id: str) -> tuple[str | None, str | None] | None:
+    """(short_name, long_name) of a route; None if the timetable lacks it."""
+    sql = "SELECT short_name, long_name FROM gtfs_routes WHERE route_id = ?"
+    row = store.db.execute(sql, [route_id]).fetchone()
+    return None if row is None else (row[0], row[1])
+
+
+def stop_name(store: CentralStore, stop_id: str) -> str | None:
+    """The stop's name ('' or None when it has none); None also if the timetable lacks it."""
+    row = store.db.execute("SELECT name FROM gtfs_stops WHERE stop_id = ?", [stop_id]).fetchone()
+    return None if row is None else row[0]

@@ -1,0 +1,115 @@
+"""Advertising: the media library's index, playlists, and plays for proof-of-play reports.
+
+The rules are central/media.py's, central/playlists.py's and central/reports.py's. Plays
+arrive as `play` events; `copy_plays` copies those that arrived since its last run (by
+`received`, through the partial index `events_plays`) into the narrow `plays` table, whose
+index covers `play_totals`. The copy is keyed like the events, so running it twice is
+harmless, and it looks back `settle_s` before its mark for workers still committing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from central.store.db import CentralStore
+
+__all__ = [
+    "MEDIA_COLUMNS",
+    "add_media",
+    "copy_plays",
+    "media_named",
+    "media_prefixed",
+    "media_row",
+    "media_rows",
+    "play_totals",
+    "playlist_bodies",
+    "playlist_body",
+    "save_playlist_body",
+]
+
+MEDIA_COLUMNS = ("sha256", "name", "mime", "kind", "size", "imported")
+_SELECT = ", ".join(MEDIA_COLUMNS)
+
+_COPY = """
+INSERT OR IGNORE INTO plays (bus, seq, t, item, route, seconds)
+SELECT bus, seq, t, COALESCE(json_extract(data, '$.item'), ''),
+       COALESCE(json_extract(data, '$.route'), ''),
+       COALESCE(json_extract(data, '$.end') - json_extract(data, '$.start'), 0)
+FROM events WHERE kind = 'play' AND received > ?
+"""
+_TOTALS = """
+SELECT item, route, bus, COUNT(*), SUM(seconds) FROM plays
+WHERE t >= ? AND t < ? GROUP BY item, route, bus ORDER BY item, route, bus
+"""
+
+
+# -- media ------------------------------------------------------------------------------------
+def add_media(store: CentralStore, row: dict[str, Any]) -> None:
+    """Index a media file (`MEDIA_COLUMNS`); a file known by its hash already is kept."""
+    store.db.table("media").insert({c: row[c] for c in MEDIA_COLUMNS}, ignore=True)
+
+
+def media_row(store: CentralStore, sha256: str) -> dict[str, Any] | None:
+    rows = store.db.table("media").rows_where("sha256 = ?", [sha256], select=_SELECT)
+    return next(iter(rows), None)
+
+
+def media_rows(store: CentralStore) -> list[dict[str, Any]]:
+    """Every media file, oldest import first."""
+    return list(store.db.table("media").rows_where(order_by="imported", select=_SELECT))
+
+
+def media_prefixed(store: CentralStore, prefix: str) -> list[str]:
+    """Hashes starting with `prefix` (lower case hex)."""
+    sql = "SELECT sha256 FROM media WHERE sha256 LIKE ?"
+    return [str(r[0]) for r in store.db.execute(sql, [prefix + "%"])]
+
+
+def media_named(store: CentralStore, name: str) -> list[str]:
+    """Hashes of the media files called `name`."""
+    return [str(r[0]) for r in store.db.execute("SELECT sha256 FROM media WHERE name = ?", [name])]
+
+
+# -- playlists --------------------------------------------------------------------------------
+def save_playlist_body(
+    store: CentralStore, playlist_id: str, revision: int, body: bytes, updated: float
+) -> None:
+    """Store a playlist's revision, replacing the one stored before."""
+    row = {"id": playlist_id, "revision": revision, "body": body, "updated": updated}
+    store.db.table("playlists").upsert(row, pk="id")
+
+
+def playlist_body(store: CentralStore, playlist_id: str) -> bytes | None:
+    row = store.db.execute("SELECT body FROM playlists WHERE id = ?", [playlist_id]).fetchone()
+    return None if row is None else bytes(row[0])
+
+
+def playlist_bodies(store: CentralStore) -> list[bytes]:
+    """Every stored playlist, by id."""
+    return [bytes(r[0]) for r in store.db.execute("SELECT body FROM playlists ORDER BY id")]
+
+
+# -- plays ------------------------------------------------------------------------------------
+def copy_plays(store: CentralStore, settle_s: float) -> int:
+    """Copy the play events that arrived since the last copy into `plays`; returns how many."""
+    conn = store.db.conn
+    with store.transaction():
+        row = conn.execute("SELECT received FROM report_marks WHERE name = 'plays'").fetchone()
+        since = -1.0 if row is None else row[0] - settle_s
+        before = conn.total_changes
+        conn.execute(_COPY, (since,))
+        copied = conn.total_changes - before
+        newest = conn.execute("SELECT MAX(received) FROM events WHERE kind = 'play'").fetchone()
+        if newest[0] is not None:
+            store.db.table("report_marks").upsert(
+                {"name": "plays", "received": newest[0]}, pk="name"
+            )
+    return copied
+
+
+def play_totals(
+    store: CentralStore, start: float, end: float
+) -> list[tuple[str, str, str, int, float]]:
+    """(item, route, bus, plays, seconds on screen) of the plays in [start, end)."""
+    rows = store.db.execute(_TOTALS, (start, end)).fetchall()
+    return [(str(r[0]), str(r[1]), str(r[2]), int(r[3]), float(r[4])) for r in rows]

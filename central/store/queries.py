@@ -1,0 +1,228 @@
+"""Read-only queries over many tables: the dashboard's bus detail, lists and reports, the
+driver log, and the journey events central/http/journeys.py follows.
+
+Everything a dashboard asks for is bounded (a limit, a time window): an answer is one MQTT
+message. Rows are dicts keyed by column name unless a function says otherwise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from central.store.db import CentralStore
+
+__all__ = [
+    "VEHICLE_COLUMNS",
+    "block_rows",
+    "bus_alarms",
+    "bus_commands",
+    "bus_events",
+    "departure_delays",
+    "driver_ack_time",
+    "event_rows_since",
+    "feedback_rows",
+    "latest_event_of",
+    "latest_event_seq",
+    "latest_vehicle",
+    "message_list",
+    "route_rows",
+    "sent_commands",
+    "shape_choices",
+    "shape_points",
+    "stop_rows",
+    "trip_rows",
+]
+
+Row = dict[str, Any]
+
+# The telemetry columns the bus detail shows, in the order it shows them.
+VEHICLE_COLUMNS = (
+    "t",
+    "lat",
+    "lon",
+    "speed",
+    "hdop",
+    "sats",
+    "estimated",
+    "speed_kmh",
+    "rpm",
+    "doors_open",
+    "coolant_c",
+    "fuel_pct",
+    "odometer_m",
+)
+
+
+def _query(store: CentralStore, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+    return list(store.db.query(sql, params))
+
+
+# -- one bus ----------------------------------------------------------------------------------
+def latest_vehicle(store: CentralStore, bus: str) -> Row | None:
+    """The bus's newest telemetry row (`VEHICLE_COLUMNS`)."""
+    sql = f"SELECT {', '.join(VEHICLE_COLUMNS)} FROM telemetry WHERE bus = ? ORDER BY seq DESC"
+    return next(iter(_query(store, sql + " LIMIT 1", [bus])), None)
+
+
+def bus_events(store: CentralStore, bus: str, limit: int = 30) -> list[Row]:
+    """The bus's newest events first: t, kind, severity, data, backfill."""
+    sql = (
+        "SELECT t, kind, severity, data, backfill FROM events WHERE bus = ?"
+        " ORDER BY seq DESC LIMIT ?"
+    )
+    return _query(store, sql, [bus, limit])
+
+
+def bus_commands(store: CentralStore, bus: str, limit: int = 20) -> list[Row]:
+    """The commands last sent to the bus, newest first."""
+    sql = (
+        "SELECT id, name, args, sent, status, reason, answered FROM commands WHERE bus = ?"
+        " ORDER BY sent DESC LIMIT ?"
+    )
+    return _query(store, sql, [bus, limit])
+
+
+def bus_alarms(store: CentralStore, bus: str, limit: int = 20) -> list[Row]:
+    """The bus's newest alarms first: id, kind, severity, state, raised_t."""
+    sql = (
+        "SELECT id, kind, severity, state, raised_t FROM alarms WHERE bus = ?"
+        " ORDER BY raised_t DESC LIMIT ?"
+    )
+    return _query(store, sql, [bus, limit])
+
+
+# -- the timetable, for pickers and the map ---------------------------------------------------
+def route_rows(store: CentralStore) -> list[Row]:
+    sql = "SELECT route_id, short_name, long_name, color FROM gtfs_routes ORDER BY short_name"
+    return _query(store, sql)
+
+
+def trip_rows(store: CentralStore, route: str | None = None, limit: int = 500) -> list[Row]:
+    """Trips (of one route) by first departure: trip_id, route_id, headsign, direction_id,
+    block_id, start_s."""
+    where, params = ("WHERE route_id = ?", [route]) if route is not None else ("", [])
+    sql = (
+        "SELECT trip_id, route_id, headsign, direction_id, block_id,"
+        " (SELECT departure_s FROM gtfs_stop_times s WHERE s.trip_id = t.trip_id"
+        " ORDER BY stop_sequence LIMIT 1) AS start_s"
+        f" FROM gtfs_trips t {where} ORDER BY start_s, trip_id LIMIT ?"
+    )
+    return _query(store, sql, [*params, limit])
+
+
+def block_rows(store: CentralStore, limit: int = 1000) -> list[Row]:
+    """Blocks: block_id, trips (how many), routes (comma-separated)."""
+    sql = (
+        "SELECT block_id, COUNT(*) AS trips, GROUP_CONCAT(DISTINCT route_id) AS routes"
+        " FROM gtfs_trips WHERE block_id IS NOT NULL GROUP BY block_id"
+        " ORDER BY block_id LIMIT ?"
+    )
+    return _query(store, sql, [limit])
+
+
+def stop_rows(store: CentralStore, limit: int = 5000) -> list[Row]:
+    """Stops with a position: stop_id, name, lat, lon."""
+    sql = "SELECT stop_id, name, lat, lon FROM gtfs_stops WHERE lat IS NOT NULL LIMIT ?"
+    return _query(store, sql, [limit])
+
+
+def shape_choices(store: CentralStore) -> list[tuple[str, Any, str]]:
+    """(route_id, direction_id, shape_id) by route and direction, the most used shape first."""
+    sql = (
+        "SELECT route_id, direction_id, shape_id, COUNT(*) AS n FROM gtfs_trips"
+        " WHERE shape_id IS NOT NULL GROUP BY route_id, direction_id, shape_id"
+        " ORDER BY route_id, direction_id, n DESC"
+    )
+    return [(r[0], r[1], r[2]) for r in store.db.execute(sql)]
+
+
+def shape_points(store: CentralStore, shape_id: str) -> list[tuple[float, float]]:
+    """(lat, lon) of a shape's points, in order."""
+    sql = "SELECT lat, lon FROM gtfs_shapes WHERE shape_id = ? ORDER BY seq"
+    return [(r[0], r[1]) for r in store.db.execute(sql, [shape_id])]
+
+
+def message_list(store: CentralStore, limit: int = 200) -> list[Row]:
+    """Passenger messages, newest first, without their end time."""
+    sql = (
+        "SELECT id, created, text_de, text_en, priority, targets, valid_from, valid_to,"
+        " status FROM messages ORDER BY created DESC LIMIT ?"
+    )
+    return _query(store, sql, [limit])
+
+
+# -- reports ----------------------------------------------------------------------------------
+def feedback_rows(store: CentralStore, since: float, limit: int = 300) -> list[Row]:
+    """Passenger feedback since `since`, newest first: t, bus, category, text."""
+    sql = (
+        "SELECT t, bus, json_extract(data, '$.category') AS category,"
+        " json_extract(data, '$.text') AS text FROM events"
+        " WHERE kind = 'passenger_feedback' AND t >= ? ORDER BY t DESC LIMIT ?"
+    )
+    return _query(store, sql, [since, limit])
+
+
+def departure_delays(store: CentralStore, since: float) -> list[tuple[Any, Any]]:
+    """(route, delay_s) of every departure since `since`, as the buses reported them."""
+    sql = (
+        "SELECT json_extract(data, '$.route'), json_extract(data, '$.delay_s') FROM events"
+        " WHERE kind = 'departed' AND t >= ?"
+    )
+    return [(r[0], r[1]) for r in store.db.execute(sql, [since])]
+
+
+# -- the driver log ---------------------------------------------------------------------------
+def event_rows_since(
+    store: CentralStore, since: float, kinds: Sequence[str], bus: str | None = None
+) -> list[tuple[Any, ...]]:
+    """(bus, t, kind, severity, data, received) of events of `kinds` since `since`."""
+    only_bus, params = ("", [since]) if bus is None else (" AND bus = ?", [since, bus])
+    marks = ",".join("?" * len(kinds))
+    sql = (
+        "SELECT bus, t, kind, severity, data, received FROM events"
+        f" WHERE t >= ?{only_bus} AND kind IN ({marks})"
+    )
+    return [tuple(r) for r in store.db.execute(sql, [*params, *kinds])]
+
+
+def sent_commands(
+    store: CentralStore, since: float, name: str, bus: str | None = None
+) -> list[tuple[Any, ...]]:
+    """(id, bus, sent, args, status, answered) of commands `name` sent since `since`."""
+    only_bus, params = ("", [since]) if bus is None else (" AND bus = ?", [since, bus])
+    sql = (
+        "SELECT id, bus, sent, args, status, answered FROM commands"
+        f" WHERE sent >= ?{only_bus} AND name = ?"
+    )
+    return [tuple(r) for r in store.db.execute(sql, [*params, name])]
+
+
+def driver_ack_time(store: CentralStore, bus: str, message_id: str) -> float | None:
+    """When the bus's driver first acknowledged the message, if they did."""
+    sql = (
+        "SELECT MIN(t) FROM events WHERE bus = ? AND kind = 'driver_ack'"
+        " AND json_extract(data, '$.id') = ?"
+    )
+    row = store.db.execute(sql, (bus, message_id)).fetchone()
+    return None if row is None or row[0] is None else float(row[0])
+
+
+# -- journeys ---------------------------------------------------------------------------------
+def latest_event_seq(store: CentralStore, bus: str) -> int | None:
+    """The sequence number of the bus's newest event; None if it has none."""
+    row = store.db.execute("SELECT MAX(seq) FROM events WHERE bus = ?", [bus]).fetchone()
+    return None if row[0] is None else int(row[0])
+
+
+def latest_event_of(
+    store: CentralStore, bus: str, after_seq: int, kinds: Sequence[str]
+) -> tuple[float, str, str] | None:
+    """(t, kind, data) of the bus's newest event of `kinds` after `after_seq`."""
+    marks = ",".join("?" * len(kinds))
+    sql = (
+        f"SELECT t, kind, data FROM events WHERE bus = ? AND seq > ? AND kind IN ({marks})"
+        " ORDER BY seq DESC LIMIT 1"
+    )
+    row = store.db.execute(sql, [bus, after_seq, *kinds]).fetchone()
+    return None if row is None else (row[0], row[1], row[2])

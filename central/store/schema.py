@@ -1,0 +1,130 @@
+"""Central's schema: one SQL script per version, applied in order by `CentralStore`.
+
+`PRAGMA user_version` says how many have run. A change to the schema is a new script at the
+end, never an edit of an old one: databases in the field have run the old ones already.
+"""
+
+from __future__ import annotations
+
+__all__ = ["MIGRATIONS"]
+
+MIGRATIONS: list[str] = [
+    # 1: the foundation
+    """
+    CREATE TABLE telemetry (
+        bus TEXT NOT NULL, seq INTEGER NOT NULL, t REAL NOT NULL,
+        lat REAL, lon REAL, speed REAL, track REAL, mode INTEGER, hdop REAL, sats INTEGER,
+        estimated INTEGER, speed_kmh REAL, rpm REAL, doors_open INTEGER, coolant_c REAL,
+        fuel_pct REAL, odometer_m REAL, backfill INTEGER NOT NULL, received REAL NOT NULL,
+        PRIMARY KEY (bus, seq)
+    ) WITHOUT ROWID;
+    CREATE INDEX telemetry_t ON telemetry (t);
+    CREATE TABLE buses (
+        bus TEXT PRIMARY KEY, online INTEGER NOT NULL, session INTEGER NOT NULL,
+        last_seen REAL, body TEXT
+    );
+    CREATE TABLE desired (bus TEXT PRIMARY KEY, version INTEGER NOT NULL, body BLOB NOT NULL);
+    CREATE TABLE reported (bus TEXT PRIMARY KEY, version INTEGER NOT NULL, body BLOB NOT NULL);
+    """,
+    # 2: events, alarms and command results; commands sent to buses
+    """
+    CREATE TABLE events (
+        bus TEXT NOT NULL, seq INTEGER NOT NULL, t REAL NOT NULL, kind TEXT NOT NULL,
+        severity INTEGER NOT NULL, data TEXT NOT NULL, backfill INTEGER NOT NULL,
+        received REAL NOT NULL, PRIMARY KEY (bus, seq)
+    ) WITHOUT ROWID;
+    CREATE INDEX events_t ON events (t);
+    CREATE TABLE commands (
+        id TEXT PRIMARY KEY, bus TEXT NOT NULL, name TEXT NOT NULL, args TEXT NOT NULL,
+        sent REAL NOT NULL, expires REAL NOT NULL, status TEXT NOT NULL,
+        reason TEXT, answered REAL
+    );
+    CREATE INDEX commands_open ON commands (status, expires);
+    """,
+    # 3: advertising: the media library, playlists, proof-of-play reports (central/media.py)
+    """
+    CREATE TABLE media (
+        sha256 TEXT PRIMARY KEY, name TEXT NOT NULL, mime TEXT NOT NULL, kind TEXT NOT NULL,
+        size INTEGER NOT NULL, imported REAL NOT NULL
+    );
+    CREATE INDEX media_name ON media (name);
+    CREATE TABLE playlists (
+        id TEXT PRIMARY KEY, revision INTEGER NOT NULL, body BLOB NOT NULL, updated REAL NOT NULL
+    );
+    CREATE INDEX events_plays ON events (received) WHERE kind = 'play';
+    CREATE TABLE plays (
+        bus TEXT NOT NULL, seq INTEGER NOT NULL, t REAL NOT NULL, item TEXT NOT NULL,
+        route TEXT NOT NULL, seconds REAL NOT NULL, PRIMARY KEY (bus, seq)
+    ) WITHOUT ROWID;
+    CREATE INDEX plays_report ON plays (t, item, route, bus, seconds);
+    CREATE TABLE report_marks (name TEXT PRIMARY KEY, received REAL NOT NULL);
+    """,
+    # 4: the imported GTFS timetable (central/gtfs_import.py: replaced whole on each import)
+    # and passenger messages (central/messages.py)
+    """
+    CREATE TABLE gtfs_feed (
+        id INTEGER PRIMARY KEY CHECK (id = 1), source TEXT NOT NULL, imported REAL NOT NULL,
+        summary TEXT NOT NULL
+    );
+    CREATE TABLE gtfs_agency (
+        agency_id TEXT PRIMARY KEY, name TEXT, url TEXT, timezone TEXT, lang TEXT, phone TEXT
+    );
+    CREATE TABLE gtfs_routes (
+        route_id TEXT PRIMARY KEY, agency_id TEXT, short_name TEXT, long_name TEXT,
+        type INTEGER NOT NULL, color TEXT, text_color TEXT
+    );
+    CREATE TABLE gtfs_stops (
+        stop_id TEXT PRIMARY KEY, code TEXT, name TEXT, lat REAL, lon REAL,
+        location_type INTEGER NOT NULL, parent_station TEXT
+    );
+    CREATE TABLE gtfs_calendar (
+        service_id TEXT PRIMARY KEY, days INTEGER NOT NULL, start_date TEXT NOT NULL,
+        end_date TEXT NOT NULL
+    );
+    CREATE TABLE gtfs_calendar_dates (
+        service_id TEXT NOT NULL, date TEXT NOT NULL, exception_type INTEGER NOT NULL,
+        PRIMARY KEY (service_id, date)
+    ) WITHOUT ROWID;
+    CREATE TABLE gtfs_trips (
+        trip_id TEXT PRIMARY KEY, route_id TEXT NOT NULL, service_id TEXT NOT NULL,
+        shape_id TEXT, headsign TEXT, direction_id INTEGER, block_id TEXT
+    );
+    CREATE INDEX gtfs_trips_route ON gtfs_trips (route_id);
+    CREATE INDEX gtfs_trips_block ON gtfs_trips (block_id) WHERE block_id IS NOT NULL;
+    CREATE TABLE gtfs_stop_times (
+        trip_id TEXT NOT NULL, stop_sequence INTEGER NOT NULL, stop_id TEXT NOT NULL,
+        arrival_s INTEGER NOT NULL, departure_s INTEGER NOT NULL, shape_dist REAL,
+        PRIMARY KEY (trip_id, stop_sequence)
+    ) WITHOUT ROWID;
+    CREATE TABLE gtfs_shapes (
+        shape_id TEXT NOT NULL, seq INTEGER NOT NULL, lat REAL NOT NULL, lon REAL NOT NULL,
+        dist REAL, PRIMARY KEY (shape_id, seq)
+    ) WITHOUT ROWID;
+    CREATE TABLE messages (
+        id TEXT PRIMARY KEY, created REAL NOT NULL, text_de TEXT NOT NULL,
+        text_en TEXT NOT NULL, priority INTEGER NOT NULL, targets TEXT NOT NULL,
+        valid_from REAL, valid_to REAL, status TEXT NOT NULL, ended REAL
+    );
+    CREATE INDEX messages_open ON messages (status, valid_to);
+    """,
+    # 5: diversions (central/diversions.py); body is the Diversion as sent to the buses
+    """
+    CREATE TABLE diversions (
+        id TEXT PRIMARY KEY, created REAL NOT NULL, route_id TEXT NOT NULL, body BLOB NOT NULL,
+        valid_from REAL, valid_to REAL, status TEXT NOT NULL, ended REAL
+    );
+    CREATE INDEX diversions_open ON diversions (status, valid_to);
+    """,
+    # 6: alarms (central/alarm_center.py); body is the Alarm as published to dashboards; one
+    # open alarm per bus, kind and subject, even with several ingest workers
+    """
+    CREATE TABLE alarms (
+        id TEXT PRIMARY KEY, bus TEXT NOT NULL, kind TEXT NOT NULL, subject TEXT NOT NULL,
+        severity INTEGER NOT NULL, state TEXT NOT NULL, raised_t REAL NOT NULL, t REAL NOT NULL,
+        body TEXT NOT NULL, retained INTEGER NOT NULL
+    );
+    CREATE UNIQUE INDEX alarms_open ON alarms (bus, kind, subject) WHERE state != 'closed';
+    CREATE INDEX alarms_raised ON alarms (raised_t);
+    CREATE INDEX alarms_retained ON alarms (t) WHERE retained = 1;
+    """,
+]
