@@ -9,9 +9,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from central.commands import send_command
 
 from busfleet.broker.launch import Broker, run_mosquitto
-from central.commands import send_command
 from central.config import CentralConfig
 from central.store.db import CentralStore
 from onboard.link.commands import Commands

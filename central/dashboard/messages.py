@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from textual.message import Message
 
-from protocols.schemas import Alarm, CentralStats, DispatchReply, FleetEntry
+from protocols.requests import DispatchReply
+from protocols.schemas import Alarm, CentralStats, FleetEntry
 
 
 class FleetUpdated(Message):

@@ -1,7 +1,10 @@
 """Commands from central: validated, run once (deduplicated by id), acknowledged through the
 outbox so that the result reaches central exactly once, even across outages.
 
-Results: ok, failed (with a reason) or expired (it arrived after its expiry).
+Results: ok, failed (with a reason) or expired (it arrived after its expiry). The command's
+name and arguments are checked against the one vocabulary (protocols/requests.py,
+`BusCommand`) before any handler runs: an unknown name or a wrong argument fails with the
+reason, and a handler only ever sees a command that is well-formed.
 """
 
 from __future__ import annotations
@@ -13,7 +16,8 @@ from dataclasses import dataclass
 
 from onboard.link.outbox import Outbox
 from protocols import codec
-from protocols.errors import ProtocolError
+from protocols.errors import CodecError, ProtocolError
+from protocols.requests import bus_command
 from protocols.schemas import Command, Event, Scalar
 
 log = logging.getLogger("busfleet.onboard.commands")
@@ -53,6 +57,8 @@ class Commands:
             result = Result("expired", f"arrived {now - cmd.expires:.0f} s after its expiry")
         elif (handler := self.handlers.get(cmd.name)) is None:
             result = Result("failed", f"unknown command {cmd.name!r}")
+        elif (wrong := _malformed(cmd)) is not None:
+            result = Result("failed", wrong)
         else:
             try:
                 result = handler(cmd)
@@ -70,3 +76,12 @@ class Commands:
                 "cmd_ack", codec.encode(Event(seq=0, t=now, kind="cmd_ack", data=data))
             )
         return result
+
+
+def _malformed(cmd: Command) -> str | None:
+    """Why the command's arguments do not fit its name, or None if they do."""
+    try:
+        bus_command(cmd.name, cmd.args)
+    except CodecError as exc:
+        return str(exc)
+    return None

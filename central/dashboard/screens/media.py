@@ -16,6 +16,7 @@ from textual.binding import Binding, BindingType
 from textual.widgets import DataTable, Static
 
 from central.dashboard.screens.base import DispatchScreen
+from protocols.requests import Listing
 from protocols.schemas import Scalar
 
 
@@ -57,8 +58,8 @@ class MediaScreen(DispatchScreen):
     # exit_on_error off: a screen closing while its answer is on the way is no crash
     @work(group="media", exclusive=True, exit_on_error=False)
     async def _load(self) -> None:
-        playlists = await self.dash.request("list", what="playlists")
-        media = await self.dash.request("list", what="media")
+        playlists = await self.dash.request(Listing(what="playlists"))
+        media = await self.dash.request(Listing(what="media"))
         table = self.query_one("#playlists", DataTable)
         table.clear()
         self.playlists = {str(p.get("id")): p for p in playlists.tables.get("playlists", [])}
