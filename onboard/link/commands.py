@@ -1,10 +1,10 @@
 """Commands from central: validated, run once (deduplicated by id), acknowledged through the
 outbox so that the result reaches central exactly once, even across outages.
 
-Results: ok, failed (with a reason) or expired (it arrived after its expiry). The command's
-name and arguments are checked against the one vocabulary (protocols/requests.py,
-`BusCommand`) before any handler runs: an unknown name or a wrong argument fails with the
-reason, and a handler only ever sees a command that is well-formed.
+Results: ok, failed (with a reason) or expired (it arrived after its expiry). The names and
+arguments are the one vocabulary of protocols/requests.py (`BusCommand`, `COMMAND_NAMES`),
+shared with central; a handler reads its command typed with `typed(cmd)`, which fails it with
+the reason when the arguments do not fit.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from onboard.link.outbox import Outbox
 from protocols import codec
 from protocols.errors import CodecError, ProtocolError
-from protocols.requests import bus_command
+from protocols.requests import BusCommand, bus_command
 from protocols.schemas import Command, Event, Scalar
 
 log = logging.getLogger("busfleet.onboard.commands")
@@ -57,8 +57,6 @@ class Commands:
             result = Result("expired", f"arrived {now - cmd.expires:.0f} s after its expiry")
         elif (handler := self.handlers.get(cmd.name)) is None:
             result = Result("failed", f"unknown command {cmd.name!r}")
-        elif (wrong := _malformed(cmd)) is not None:
-            result = Result("failed", wrong)
         else:
             try:
                 result = handler(cmd)
@@ -78,10 +76,10 @@ class Commands:
         return result
 
 
-def _malformed(cmd: Command) -> str | None:
-    """Why the command's arguments do not fit its name, or None if they do."""
+def typed(cmd: Command) -> BusCommand:
+    """The command as its typed struct (protocols/requests.py); ValueError (the command
+    fails with its text as the reason) if its arguments do not fit its name."""
     try:
-        bus_command(cmd.name, cmd.args)
+        return bus_command(cmd.name, cmd.args)
     except CodecError as exc:
-        return str(exc)
-    return None
+        raise ValueError(str(exc)) from exc
