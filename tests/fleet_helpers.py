@@ -243,3 +243,25 @@ def central_config(broker: Broker, db: Path, **changes: Any) -> CentralConfig:
 def cli_conn(broker: Broker, db: Path) -> list[str]:
     """The command-line options that point a central tool at this broker and database."""
     return ["--db", str(db), "--mqtt-host", broker.host, "--mqtt-port", str(broker.port)]
+
+
+def wait_central_online(broker: Broker, timeout: float = 30.0) -> None:
+    """Until a central worker's retained presence says online (the CLI tools ask only then)."""
+    from protocols.requests import CentralPresence
+
+    online: set[str] = set()
+
+    def on_message(_c: Any, _u: Any, msg: paho.MQTTMessage) -> None:
+        if msg.payload and codec.decode(CentralPresence, msg.payload).online:
+            online.add(msg.topic)
+
+    client = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
+    client.on_message = on_message
+    client.on_connect = lambda c, *_: c.subscribe(topics.all_central_presence(), qos=1)
+    client.connect(broker.host, broker.port)
+    client.loop_start()
+    try:
+        wait_for(lambda: online, timeout, "central online")
+    finally:
+        client.loop_stop()
+        client.disconnect()
