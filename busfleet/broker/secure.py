@@ -25,7 +25,7 @@ from busfleet.broker.tls import make_dev_certificates
 from central.config import CentralConfig
 from onboard.config import AgentConfig, load_config
 
-DEPLOY = Path(__file__).resolve().parent.parent / "deploy" / "mosquitto"
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "mosquitto"
 TEMPLATE = DEPLOY / "mosquitto.conf"
 ACL = DEPLOY / "acl"
 
