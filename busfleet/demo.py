@@ -25,12 +25,15 @@ import aiomqtt
 
 from busfleet.broker.launch import Broker, die_with_parent, run_broker
 from busfleet.simbus import DEFAULT_GTFS
-from central.assign import assign
+from central import client
 from central.config import CentralConfig
 from protocols import codec, topics
 from protocols.errors import ProtocolError
 from protocols.gtfs.feed import demo_trips, read_feed
+from protocols.requests import Assign
 from protocols.schemas import Assignment, CentralStats
+
+CENTRAL_START_S = 30.0  # a cold start of `central serve` (imports, database) on a small board
 
 
 @dataclass
@@ -93,8 +96,13 @@ async def assign_all(fleet: Fleet, assignments: dict[str, Assignment]) -> None:
         mqtt_port=fleet.broker.port,
         mqtt_protocol=5 if fleet.broker.kind == "mosquitto" else 4,
     )
-    for bus, assignment in assignments.items():
-        await assign(config, bus, assignment)
+    # Central was just started: wait for it to come online, then ask it over one connection.
+    async with client.connect(config, "demo", presence_wait_s=CENTRAL_START_S) as central:
+        for bus, a in assignments.items():
+            request = Assign(bus=bus, trip=a.trip_id, block=a.block_id, route=a.route_id)
+            reply = await central.ask(client.envelope(request))
+            if not reply.ok:
+                raise RuntimeError(f"central refused the assignment of {bus}: {reply.error}")
 
 
 def pick_trips(gtfs: Path, n: int) -> list[str]:

@@ -1,23 +1,23 @@
-"""Assignments: central's desired state for a bus, versioned, stored, published retained."""
+"""Assignments: central's desired state for a bus, checked against the feed, versioned, stored.
+
+The service publishes the stored document (central/service/dispatch.py handles `Assign`).
+"""
 
 from __future__ import annotations
 
 import time
-import uuid
 
 import msgspec
 
-from central import mqtt
-from central.config import CentralConfig
 from central.desired import update_desired
+from central.errors import Refused
 from central.messages import messages_for
 from central.store import gtfs as gtfs_db
 from central.store.db import CentralStore
-from protocols import topics
 from protocols.schemas import Assignment, DesiredState
 
 
-class AssignmentError(ValueError):
+class AssignmentError(Refused):
     """An assignment naming a trip, block or route that the imported GTFS feed lacks."""
 
 
@@ -56,18 +56,3 @@ def next_desired(
         return msgspec.structs.replace(doc, assignment=assignment, messages=msgs)
 
     return update_desired(store, bus, change)
-
-
-async def assign(config: CentralConfig, bus: str, assignment: Assignment) -> int:
-    """Record and push an assignment; the bus converges to it whenever it is connected."""
-    store = CentralStore(config.db)
-    try:
-        check_assignment(store, assignment)
-        version, payload = next_desired(store, bus, assignment)
-    finally:
-        store.close()
-    async with mqtt.client(
-        config, identifier=f"{config.client_id}-assign-{uuid.uuid4().hex[:8]}"
-    ) as client:
-        await client.publish(topics.desired(bus), payload, qos=1, retain=True)
-    return version

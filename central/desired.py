@@ -1,25 +1,24 @@
-"""Changing a bus's desired state safely, from any central process, and publishing it.
+"""Changing a bus's desired state safely: read, change, store the next version.
 
-Assignments (`central assign`), passenger messages (`central message`) and the service's
-message expiry all edit the same per-bus document, from different processes. Each change is
-read-modify-write in one store transaction (SQLite's write lock, taken at once), so two of
-them can never both turn version 7 into two different version 8s.
+Assignments, passenger messages, playlists, diversions and the service's periodic sync all
+edit the same per-bus document. Each change is read-modify-write in one store transaction
+(SQLite's write lock, taken at once), so two of them can never both turn version 7 into two
+different version 8s, even with several service workers on one database. The functions here
+store and return (version, payload); the service alone publishes them
+(central/service/service.py), and tells fleet state the new version as it does.
 """
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 
 import msgspec
 
-from central import mqtt
-from central.config import CentralConfig
 from central.store.db import CentralStore
 from protocols import codec, topics
 from protocols.schemas import DesiredState
 
-__all__ = ["Published", "publish_desired", "update_desired"]
+__all__ = ["Published", "update_desired"]
 
 # bus -> (version, payload): desired documents stored and waiting to be published
 Published = dict[str, tuple[int, bytes]]
@@ -53,13 +52,3 @@ def update_desired(
 
 def _with_version(doc: DesiredState, version: int) -> DesiredState:
     return msgspec.structs.replace(doc, version=version)
-
-
-async def publish_desired(config: CentralConfig, docs: Mapping[str, tuple[int, bytes]]) -> None:
-    """Publish stored desired documents, retained, over a short-lived connection (CLI tools)."""
-    if not docs:
-        return
-    identifier = f"{config.client_id}-desired-{uuid.uuid4().hex[:8]}"
-    async with mqtt.client(config, identifier=identifier) as client:
-        for bus, (_, payload) in sorted(docs.items()):
-            await client.publish(topics.desired(bus), payload, qos=1, retain=True)

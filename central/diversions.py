@@ -7,35 +7,32 @@ whose desired assignment is on that route carries it in `DesiredState.diversions
 `valid_to` by its own clock (`onboard/diversion.py`), so service returns to the timetable on
 time even with the uplink down.
 
-Central keeps the documents right: `DiversionSync.step` (run every few seconds by
-`run_diversion_sync` in `busfleet central serve`) marks diversions past their end expired and
-drops them from the documents, and gives a bus the diversions of its route after its
-assignment changed (an assignment bumps the document's version, which is all the sync looks
-at while the set of diversions stays the same). A bus's routes: its assignment's route_id,
-its trip's and its block's routes (the last two need an imported timetable).
+Central keeps the documents right: `DiversionSync.step` (run every few seconds by the
+service's periodic sync, central/service/sync.py, which publishes what it returns) marks
+diversions past their end expired and drops them from the documents, and gives a bus the
+diversions of its route after its assignment changed (an assignment bumps the document's
+version, which is all the sync looks at while the set of diversions stays the same). A
+bus's routes: its assignment's route_id, its trip's and its block's routes (the last two
+need an imported timetable).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import random
 import time
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import aiomqtt
 import msgspec
 
-from central import mqtt
-from central.config import CentralConfig
 from central.desired import Published, update_desired
+from central.errors import Refused
 from central.store import diversions as diversion_db
 from central.store import gtfs as gtfs_db
 from central.store.db import CentralStore
-from protocols import codec, topics
+from protocols import codec
 from protocols.errors import CodecError
 from protocols.schemas import DesiredState, Diversion
 
@@ -47,12 +44,10 @@ __all__ = [
     "cancel_diversion",
     "create_diversion",
     "current_diversions",
-    "diversion_sync",
     "list_diversions",
     "parse_path",
     "parse_temp_stop",
     "route_label",
-    "run_diversion_sync",
     "skipped_stops",
     "stop_label",
 ]
@@ -64,7 +59,7 @@ MAX_NOTICE = 1000
 SYNC_S = 5.0
 
 
-class DiversionError(ValueError):
+class DiversionError(Refused):
     """A diversion that cannot be created or cancelled as asked (the text says why)."""
 
 
@@ -261,37 +256,6 @@ def _wanted(store: CentralStore, doc: DesiredState, current: list[Diversion]) ->
 
 def _wrong(store: CentralStore, doc: DesiredState, current: list[Diversion]) -> bool:
     return doc.diversions != _wanted(store, doc, current)
-
-
-async def run_diversion_sync(
-    store: CentralStore, client: aiomqtt.Client, *, interval_s: float = SYNC_S
-) -> None:
-    """Forever: keep the desired documents' diversions right and publish the changed ones."""
-    sync = DiversionSync(store)
-    while True:
-        for bus, (_, payload) in sorted(sync.step(time.time()).items()):
-            await client.publish(topics.desired(bus), payload, qos=1, retain=True)
-        await asyncio.sleep(interval_s)
-
-
-async def diversion_sync(config: CentralConfig, *, interval_s: float = SYNC_S) -> None:
-    """`run_diversion_sync` forever over a connection of its own, reconnecting with backoff
-    (a task of `busfleet central serve`)."""
-    store = CentralStore(config.db)
-    delay = 0.5
-    try:
-        while True:
-            identifier = f"{config.client_id}-diversions"
-            try:
-                async with mqtt.client(config, identifier=identifier) as client:
-                    delay = 0.5
-                    await run_diversion_sync(store, client, interval_s=interval_s)
-            except aiomqtt.MqttError as exc:
-                log.warning("diversion sync: broker connection lost: %s", exc)
-            await asyncio.sleep(delay * random.uniform(0.7, 1.3))
-            delay = min(delay * 2, 30.0)
-    finally:
-        store.close()
 
 
 def skipped_stops(

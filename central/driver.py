@@ -1,6 +1,7 @@
 """Driver messages at central: dispatch to the driver's terminal, and what drivers send back.
 
-A message to a driver is the command `driver_message` {text} (central/commands.py): its id
+A message to a driver is the command `DriverMessage` {text} (protocols/requests.py), sent
+like any command by the service (central/service/dispatch.py): its id
 and expiry are the command's, and the bus's answer "ok" means it is on the terminal
 (delivered). The driver's acknowledgement comes later as a `driver_ack` event {id}, timed when
 the driver tapped it. Drivers send canned messages (`driver_message` events: code, text and
@@ -16,35 +17,15 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from central.commands import send_command
-from central.config import CentralConfig
 from central.store import queries as query_db
 from central.store.db import CentralStore
+from protocols.requests import DriverMessage
 
-COMMAND = "driver_message"
+COMMAND = str(DriverMessage.__struct_config__.tag)
 MAX_TEXT = 500  # what the terminal shows; longer messages are refused, not cut
 DEFAULT_TTL_S = 1800.0  # a bus away longer answers "expired" and never shows the message
 EVENT_KINDS = ("driver_message", "driver_ack", "emergency")
 STATUS = {"sent": "sent", "ok": "delivered", "failed": "failed", "expired": "expired"}
-
-
-class DriverMessageError(ValueError):
-    """A message central refuses to send (empty, too long)."""
-
-
-async def message_driver(
-    config: CentralConfig, bus: str, text: str, ttl_s: float = DEFAULT_TTL_S
-) -> str:
-    """Send `text` to the driver of `bus`; returns the message (command) id. TopicError for a
-    bad bus id, DriverMessageError for an empty or too long text."""
-    text = text.strip()
-    if not text:
-        raise DriverMessageError("the message is empty")
-    if len(text) > MAX_TEXT:
-        raise DriverMessageError(f"the message has {len(text)} characters; at most {MAX_TEXT}")
-    if ttl_s <= 0:
-        raise DriverMessageError("the time to live must be positive")
-    return await send_command(config, bus, COMMAND, {"text": text}, ttl_s)
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,13 +16,13 @@ messages, one moved onto it gains them, a new bus gains the `all` messages.
 
 Expiry: every message carries `valid_to`, so a bus stops showing it on time by its own clock
 even when offline. Central also drops expired (and withdrawn) messages from the desired
-documents, publishing a new version: `expire_messages` is run periodically by
-`run_message_expiry` in `busfleet central serve`; withdrawing is immediate.
+documents, publishing a new version: `expire_messages` is a step of the service's periodic
+sync (central/service/sync.py); withdrawing is immediate. These functions store and return
+the documents to publish; only the service publishes them.
 """
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import logging
 import time
@@ -31,10 +31,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-import aiomqtt
 import msgspec
 
 from central.desired import Published, update_desired
+from central.errors import Refused
 from central.store import gtfs as gtfs_db
 from central.store import messages as message_db
 from central.store.db import CentralStore
@@ -51,7 +51,6 @@ __all__ = [
     "list_messages",
     "messages_for",
     "recipients",
-    "run_message_expiry",
     "withdraw_message",
 ]
 
@@ -63,7 +62,7 @@ MAX_PRIORITY = 9
 EXPIRY_CHECK_S = 5.0  # how late central may drop an expired message (the bus hides it on time)
 
 
-class MessageError(ValueError):
+class MessageError(Refused):
     """A message that cannot be created or changed as asked (the text says why)."""
 
 
@@ -297,13 +296,3 @@ def expire_messages(store: CentralStore, now: float | None = None) -> Published:
         published = _sweep(store, ids, now)
     log.info("%d messages expired; %d buses updated", len(ids), len(published))
     return published
-
-
-async def run_message_expiry(
-    store: CentralStore, client: aiomqtt.Client, *, interval_s: float = EXPIRY_CHECK_S
-) -> None:
-    """Forever: expire messages and publish the changed desired documents (retained)."""
-    while True:
-        for bus, (_, payload) in sorted(expire_messages(store).items()):
-            await client.publish(topics.desired(bus), payload, qos=1, retain=True)
-        await asyncio.sleep(interval_s)

@@ -19,6 +19,7 @@ import msgspec
 
 from central.config import CentralConfig
 from central.desired import update_desired
+from central.errors import Refused
 from central.media import MediaLibrary
 from central.store import ads as ads_db
 from central.store.db import CentralStore
@@ -28,7 +29,7 @@ from protocols.errors import CodecError
 from protocols.schemas import DesiredState
 
 
-class PlaylistError(Exception):
+class PlaylistError(Refused):
     """A playlist that cannot be built, stored or assigned; the message says what to fix."""
 
 

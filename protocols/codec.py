@@ -7,14 +7,13 @@ from typing import Any, TypeVar
 import msgspec
 
 from protocols.errors import CodecError
+from protocols.requests import CentralPresence, DispatchReply, DispatchRequest
 from protocols.schemas import (
     SCHEMA_VERSION,
     Alarm,
     CentralStats,
     Command,
     DesiredState,
-    DispatchReply,
-    DispatchRequest,
     Diversion,
     Event,
     EventBatch,
@@ -49,6 +48,7 @@ _decoders: dict[type[Any], msgspec.json.Decoder[Any]] = {
         Alarm,
         DispatchRequest,
         DispatchReply,
+        CentralPresence,
         Diversion,  # central stores each as sent (central/diversions.py)
     )
 }

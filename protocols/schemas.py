@@ -272,29 +272,3 @@ class Alarm(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     acked_by: str | None = None
     ack_note: str | None = None
     ack_t: float | None = None
-
-
-class DispatchRequest(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
-    """A dispatcher's request to central (acknowledge an alarm, assign a bus, ...).
-
-    The dispatcher is the topic's user level; central answers on the reply topic with the
-    same `id` (central/dispatch.py lists the actions and their arguments).
-    """
-
-    v: int = SCHEMA_VERSION
-    id: str
-    action: str
-    t: float
-    args: dict[str, Scalar] = msgspec.field(default_factory=dict)
-
-
-class DispatchReply(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
-    """Central's answer: ok or an error for people, scalar results and named tables."""
-
-    v: int = SCHEMA_VERSION
-    id: str
-    ok: bool
-    t: float
-    error: str = ""
-    result: dict[str, Scalar] = msgspec.field(default_factory=dict)
-    tables: dict[str, list[dict[str, Scalar]]] = msgspec.field(default_factory=dict)

@@ -10,6 +10,7 @@
     busfleet/v1/bus/{bus}/stored           central -> bus, which sequence numbers are stored
     busfleet/v1/fleet/{bus}                central -> dashboards, retained fleet view of a bus
     busfleet/v1/central/stats              central -> dashboards, counters
+    busfleet/v1/central/presence/{client}  central -> clients, retained (last will: offline)
     busfleet/v1/alarms/{id}                central -> dashboards, retained alarm (empty: gone)
     busfleet/v1/dispatch/{user}/request    dashboard -> central, a dispatcher's request
     busfleet/v1/dispatch/{user}/reply      central -> dashboard, the answer to it
@@ -114,6 +115,15 @@ def fleet(bus_id: str) -> str:
 
 def central_stats() -> str:
     return f"{ROOT}/central/stats"
+
+
+def central_presence(client_id: str) -> str:
+    """A central worker's presence (one per client id: a group has several)."""
+    return f"{ROOT}/central/presence/{_level(client_id, 'client id')}"
+
+
+def all_central_presence() -> str:
+    return f"{ROOT}/central/presence/+"
 
 
 # Alarm ids are made by central (central/alarm_center.py); dispatcher names are chosen by

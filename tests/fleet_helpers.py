@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import dataclasses
 import json
 import sqlite3
 import subprocess
@@ -18,6 +19,7 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
 from busfleet.broker.launch import Broker, run_mosquitto
+from central.config import CentralConfig
 from onboard.link.outbox import Outbox
 from protocols import codec, topics
 from protocols.geo import haversine_m
@@ -183,3 +185,83 @@ def wait_all_stored(workdir: Path, bus: str, expected: list[int], timeout: float
 def broker_on(workdir: Path, port: int) -> Iterator[Broker]:
     with run_mosquitto(workdir, port=port) as b:
         yield b
+
+
+@contextmanager
+def central_running(config: CentralConfig, timeout: float = 20.0) -> Iterator[Path]:
+    """`busfleet central serve`'s service in a thread of this test (its own event loop), until
+    the block ends; yields its database. CLI tools that ask central need one running."""
+    import asyncio
+    import threading
+
+    from central.service.service import CentralService
+
+    loop = asyncio.new_event_loop()
+    started = threading.Event()
+    state: dict[str, Any] = {}
+
+    async def main() -> None:
+        service = CentralService(config)
+        state["service"] = service
+        state["task"] = asyncio.current_task()
+        started.set()
+        await service.run()
+
+    def run() -> None:
+        try:
+            loop.run_until_complete(main())
+        except BaseException as exc:  # reported to the test below
+            state["error"] = exc
+        finally:
+            started.set()
+
+    thread = threading.Thread(target=run, name="central", daemon=True)
+    thread.start()
+    try:
+        started.wait(timeout)
+        wait_for(
+            lambda: "error" in state or state["service"].ready.is_set(), timeout, "central ready"
+        )
+        if "error" in state and not isinstance(state["error"], asyncio.CancelledError):
+            raise AssertionError(f"central failed: {state['error']!r}")
+        yield Path(config.db)
+    finally:
+        task = state.get("task")
+        if task is not None:
+            loop.call_soon_threadsafe(task.cancel)
+        thread.join(10)
+        loop.close()
+
+
+def central_config(broker: Broker, db: Path, **changes: Any) -> CentralConfig:
+    """A central config for a test broker (no credentials) and database."""
+    return dataclasses.replace(
+        CentralConfig(), db=str(db), mqtt_host=broker.host, mqtt_port=broker.port, **changes
+    )
+
+
+def cli_conn(broker: Broker, db: Path) -> list[str]:
+    """The command-line options that point a central tool at this broker and database."""
+    return ["--db", str(db), "--mqtt-host", broker.host, "--mqtt-port", str(broker.port)]
+
+
+def wait_central_online(broker: Broker, timeout: float = 30.0) -> None:
+    """Until a central worker's retained presence says online (the CLI tools ask only then)."""
+    from protocols.requests import CentralPresence
+
+    online: set[str] = set()
+
+    def on_message(_c: Any, _u: Any, msg: paho.MQTTMessage) -> None:
+        if msg.payload and codec.decode(CentralPresence, msg.payload).online:
+            online.add(msg.topic)
+
+    client = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
+    client.on_message = on_message
+    client.on_connect = lambda c, *_: c.subscribe(topics.all_central_presence(), qos=1)
+    client.connect(broker.host, broker.port)
+    client.loop_start()
+    try:
+        wait_for(lambda: online, timeout, "central online")
+    finally:
+        client.loop_stop()
+        client.disconnect()

@@ -29,13 +29,8 @@ from central.service.alarm_center import AlarmCenter
 from central.service.dispatch import Dispatch
 from central.store.db import CentralStore
 from protocols import codec, topics
-from protocols.schemas import (
-    Alarm,
-    CentralStats,
-    DispatchReply,
-    DispatchRequest,
-    FleetEntry,
-)
+from protocols.requests import Assign, DispatchReply, DispatchRequest, Restart, SendCommand
+from protocols.schemas import Alarm, CentralStats, FleetEntry
 from tests.conftest import DATA
 
 T0 = 1_800_000_000.0
@@ -171,9 +166,9 @@ async def test_the_bus_detail_shows_vehicle_data_assignment_and_commands(
     app = make_app(dispatch)
     async with app.run_test(size=(150, 44)) as pilot:
         app.apply_update(fleet(), None, alarms())
-        reply = await app.request("assign", bus="bus-03", route="110-423")
+        reply = await app.request(Assign(bus="bus-03", route="110-423"))
         assert reply.ok
-        reply = await app.request("command", bus="bus-03", name="restart")
+        reply = await app.request(SendCommand(bus="bus-03", command=Restart()))
         assert reply.ok
         await pilot.press("enter")  # the cursor is on bus-01: open it, then go to bus-03
         assert isinstance(app.screen, BusDetailScreen)

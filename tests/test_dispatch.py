@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from central.config import CentralConfig
@@ -13,17 +14,21 @@ from central.service.alarm_center import AlarmCenter, Outgoing
 from central.service.dispatch import Dispatch
 from central.store.db import CentralStore
 from protocols import codec, topics
-from protocols.schemas import (
-    Alarm,
-    Command,
-    DesiredState,
+from protocols.requests import (
+    AckAlarm,
+    Announce,
+    Assign,
+    Detail,
     DispatchReply,
     DispatchRequest,
-    Event,
-    EventBatch,
-    FleetEntry,
-    Scalar,
+    Listing,
+    Report,
+    Request,
+    SavePlaylist,
+    SendCommand,
+    SendMessage,
 )
+from protocols.schemas import Alarm, Command, DesiredState, Event, EventBatch, FleetEntry
 from tests.ads_helpers import png
 
 T0 = 1_800_000_000.0
@@ -39,15 +44,26 @@ def dispatch(tmp_path: Path) -> Dispatch:
 
 
 async def ask(
-    d: Dispatch, action: str, user: str = "alice", **args: Scalar
+    d: Dispatch, request: Request, user: str = "alice"
 ) -> tuple[DispatchReply, list[Outgoing]]:
-    request = DispatchRequest(id=f"r-{action}", action=action, t=T0, args=args)
-    out = await d.handle(topics.dispatch_request(user), codec.encode(request), T0)
-    *rest, (topic, payload, retain) = out
+    envelope = DispatchRequest(id=f"r-{request.__struct_config__.tag}", t=T0, request=request)
+    return await ask_raw(d, codec.encode(envelope), user)
+
+
+async def ask_raw(
+    d: Dispatch, payload: bytes, user: str = "alice"
+) -> tuple[DispatchReply, list[Outgoing]]:
+    """A request as bytes, as a peer may send it (central's own types cannot be wrong)."""
+    out = await d.handle(topics.dispatch_request(user), payload, T0)
+    *rest, (topic, body, retain) = out
     assert topic == topics.dispatch_reply(user) and not retain
-    reply = codec.decode(DispatchReply, payload)
-    assert reply.id == request.id
+    reply = codec.decode(DispatchReply, body)
+    assert reply.id == msgspec.json.decode(payload)["id"]
     return reply, rest
+
+
+def raw(request: dict[str, object]) -> bytes:
+    return msgspec.json.encode({"id": "r-raw", "t": T0, "request": request})
 
 
 async def test_an_acknowledgement_names_the_dispatcher_and_is_published_for_every_dashboard(
@@ -57,13 +73,13 @@ async def test_an_acknowledgement_names_the_dispatcher_and_is_published_for_ever
     dispatch.alarms.on_events("bus-1", batch, FleetEntry(bus="bus-1", online=True), T0)
     [alarm] = dispatch.alarms.alarms()
     dispatch.alarms.take_outgoing()
-    reply, out = await ask(dispatch, "ack_alarm", alarm=alarm.id, note="called the driver")
+    reply, out = await ask(dispatch, AckAlarm(alarm=alarm.id, note="called the driver"))
     assert reply.ok and reply.result["state"] == "acked"
     [(topic, payload, retain)] = out
     acked = codec.decode(Alarm, payload)
     assert (topic, retain) == (topics.alarm(alarm.id), True)
     assert (acked.acked_by, acked.ack_note, acked.state) == ("alice", "called the driver", "acked")
-    again, out = await ask(dispatch, "ack_alarm", user="bob", alarm=alarm.id)
+    again, out = await ask(dispatch, AckAlarm(alarm=alarm.id), user="bob")
     assert not again.ok and "already acknowledged by alice" in again.error and out == []
 
 
@@ -78,20 +94,21 @@ async def test_a_request_central_cannot_read_gets_no_answer_and_is_counted(
 async def test_unknown_actions_and_missing_arguments_are_refused_with_a_reason(
     dispatch: Dispatch,
 ) -> None:
-    reply, _ = await ask(dispatch, "reboot_city")
+    reply, _ = await ask_raw(dispatch, raw({"type": "reboot_city"}))
     assert not reply.ok and "unknown action" in reply.error
-    reply, _ = await ask(dispatch, "assign", bus="bus-1")
+    reply, _ = await ask(dispatch, Assign(bus="bus-1"))
     assert not reply.ok and "trip, a block or a route" in reply.error
-    reply, _ = await ask(dispatch, "assign", bus="bad bus", route="R1")
+    reply, _ = await ask(dispatch, Assign(bus="bad bus", route="R1"))
     assert not reply.ok and "invalid bus id" in reply.error
-    reply, _ = await ask(dispatch, "command", bus="bus-1", name="self_destruct")
+    bad = {"type": "command", "bus": "bus-1", "command": {"name": "self_destruct"}}
+    reply, _ = await ask_raw(dispatch, raw(bad))
     assert not reply.ok and "unknown command" in reply.error
 
 
 async def test_an_assignment_becomes_the_bus_desired_state_published_retained(
     dispatch: Dispatch,
 ) -> None:
-    reply, out = await ask(dispatch, "assign", bus="bus-1", route="R1")
+    reply, out = await ask(dispatch, Assign(bus="bus-1", route="R1"))
     assert reply.ok and reply.result == {"bus": "bus-1", "version": 1}
     [(topic, payload, retain)] = out
     doc = codec.decode(DesiredState, payload)
@@ -103,7 +120,7 @@ async def test_a_command_is_stored_sent_to_the_bus_and_shown_in_its_detail(
     dispatch: Dispatch,
 ) -> None:
     reply, out = await ask(
-        dispatch, "command", bus="bus-1", name="announce", ttl_s=60, **{"arg.text": "Hello"}
+        dispatch, SendCommand(bus="bus-1", command=Announce(text="Hello"), ttl_s=60)
     )
     assert reply.ok
     [(topic, payload, retain)] = out
@@ -115,27 +132,23 @@ async def test_a_command_is_stored_sent_to_the_bus_and_shown_in_its_detail(
         {"text": "Hello"},
     )
     assert cmd.expires == T0 + 60
-    detail, _ = await ask(dispatch, "detail", bus="bus-1")
+    detail, _ = await ask(dispatch, Detail(bus="bus-1"))
     [row] = detail.tables["commands"]
     assert (row["id"], row["status"]) == (cmd.id, "sent")
 
 
 async def test_a_passenger_message_to_all_reaches_every_known_bus(dispatch: Dispatch) -> None:
     for bus in ("bus-1", "bus-2"):
-        await ask(dispatch, "assign", bus=bus, route="R1")
+        await ask(dispatch, Assign(bus=bus, route="R1"))
     reply, out = await ask(
         dispatch,
-        "message",
-        text_de="Baustelle",
-        text_en="Road works",
-        targets="all",
-        valid_to=T0 + 3600,
+        SendMessage(text_de="Baustelle", text_en="Road works", targets=["all"], valid_to=T0 + 3600),
     )
     assert reply.ok and reply.result["buses"] == 2
     docs = [codec.decode(DesiredState, p) for _, p, _ in out]
     assert sorted(d.bus for d in docs) == ["bus-1", "bus-2"]
     assert all(d.messages[0].text_en == "Road works" for d in docs)
-    listed, _ = await ask(dispatch, "list", what="messages")
+    listed, _ = await ask(dispatch, Listing(what="messages"))
     assert [m["text_de"] for m in listed.tables["messages"]] == ["Baustelle"]
 
 
@@ -147,7 +160,7 @@ async def test_reports_answer_within_their_window(dispatch: Dispatch) -> None:
         ("bus-1", 4, T0 - 10, "passenger_feedback", 0, '{"category": "wifi", "text": "x"}', 0, T0),
     ]
     dispatch.store.add_events(rows)
-    reply, _ = await ask(dispatch, "report", what="punctuality", days=1)
+    reply, _ = await ask(dispatch, Report(what="punctuality", days=1))
     assert reply.ok
     [row] = reply.tables["punctuality"]
     assert row == {
@@ -157,9 +170,9 @@ async def test_reports_answer_within_their_window(dispatch: Dispatch) -> None:
         "mean_delay_s": 315,
         "p90_delay_s": 600,
     }
-    reply, _ = await ask(dispatch, "report", what="feedback", days=1)
+    reply, _ = await ask(dispatch, Report(what="feedback", days=1))
     assert [(r["category"], r["text"]) for r in reply.tables["feedback"]] == [("wifi", "x")]
-    reply, _ = await ask(dispatch, "report", what="punctuality", days=99)
+    reply, _ = await ask_raw(dispatch, raw({"type": "report", "what": "punctuality", "days": 99}))
     assert not reply.ok and "days" in reply.error
 
 
@@ -169,12 +182,12 @@ async def test_a_simple_playlist_is_saved_from_media_names_with_a_new_revision_e
     library = MediaLibrary(dispatch.store, dispatch.config.media_dir)
     library.import_bytes(png(2, 2, (255, 0, 0)), "red.png")
     library.import_bytes(png(2, 2, (0, 0, 255)), "blue.png")
-    reply, out = await ask(dispatch, "save_playlist", id="sale", media="red.png, blue.png")
+    reply, out = await ask(dispatch, SavePlaylist(id="sale", media=["red.png", " blue.png"]))
     assert reply.ok and reply.result == {"id": "sale", "revision": 1} and out == []
-    reply, _ = await ask(dispatch, "save_playlist", id="sale", media="blue.png", seconds=5)
+    reply, _ = await ask(dispatch, SavePlaylist(id="sale", media=["blue.png"], seconds=5))
     assert reply.result["revision"] == 2
-    listed, _ = await ask(dispatch, "list", what="playlists")
+    listed, _ = await ask(dispatch, Listing(what="playlists"))
     [row] = listed.tables["playlists"]
     assert (row["media"], row["seconds"], row["items"]) == ("blue.png", 5.0, 1)
-    reply, _ = await ask(dispatch, "save_playlist", id="sale", media="green.png")
+    reply, _ = await ask(dispatch, SavePlaylist(id="sale", media=["green.png"]))
     assert not reply.ok and "green.png" in reply.error

@@ -36,6 +36,7 @@ from onboard.journey.plan import plan_trip
 from onboard.journey.tracker import JourneyTracker
 from protocols.gtfs.feed import Feed, demo_trips, read_feed
 from protocols.schemas import PassengerMessage
+from tests.fleet_helpers import Procs, wait_central_online
 
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -394,6 +395,7 @@ def test_a_message_from_central_reaches_the_display_of_a_driving_simulated_bus(
         data_dir=tmp_path / "bus",
         rate_hz=2.0,
     )
+    procs = Procs(tmp_path, mosquitto.port)
     loop = asyncio.new_event_loop()
     runner = threading.Thread(target=_run_until_cancelled, args=(loop, spec, feed), daemon=True)
     runner.start()
@@ -409,6 +411,8 @@ def test_a_message_from_central_reaches_the_display_of_a_driving_simulated_bus(
             "--mqtt-port",
             str(mosquitto.port),
         ]
+        procs.central()  # the CLI tools ask the running central, which publishes
+        wait_central_online(mosquitto)
         route = feed.routes[feed.trips[trip].route_id]
         busfleet(
             "central", "assign", spec.bus_id, "--trip", trip, "--route", route.route_id, *central
@@ -427,6 +431,7 @@ def test_a_message_from_central_reaches_the_display_of_a_driving_simulated_bus(
         page.screenshot(path=output_dir / "live-landscape-expired.png")
         page.close()
     finally:
+        procs.close()
         loop.call_soon_threadsafe(lambda: [t.cancel() for t in asyncio.all_tasks(loop)])
         runner.join(timeout=20)
 

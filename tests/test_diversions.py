@@ -71,6 +71,7 @@ from tests.diversion_helpers import (
     service_day,
     trip_of_route,
 )
+from tests.fleet_helpers import central_config, central_running, cli_conn
 
 STOP_KINDS = ("arrived", "departed", "passed")
 
@@ -459,26 +460,27 @@ def test_dispatch_diverts_a_route_from_the_command_line_and_the_bus_gets_it_reta
         next_desired(store, "bus-d", Assignment(trip_id=run.plan.trip_id))
     finally:
         store.close()
-    conn = ["--db", str(db), "--mqtt-host", mosquitto.host, "--mqtt-port", str(mosquitto.port)]
-    d = make_diversion(run.plan)
-    path = ";".join(f"{la},{lo}" for la, lo in d.path)
-    temp = d.temp_stops[0]
-    argv = ["central", "divert", "create", run.plan.route_id, *conn, "--skip", *d.skip,
-            "--temp-stop", f"{temp.name},{temp.lat},{temp.lon}", f"--path={path}",
-            "--until", "+2h", "--notice-de", NOTICE_DE, "--notice-en", NOTICE_EN]  # fmt: skip
-    assert main(argv) == 0
-    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert summary["published"] is True and list(summary["buses"]) == ["bus-d"]
-    doc = asyncio.run(_retained_desired(mosquitto, "bus-d"))
-    (diversion,) = doc.diversions
-    assert diversion.id == summary["id"] and diversion.skip == d.skip
-    assert diversion.notice_de == NOTICE_DE and diversion.temp_stops[0].name == temp.name
-    assert len(diversion.path) == len(d.path)
+    conn = cli_conn(mosquitto, db)
+    with central_running(central_config(mosquitto, db)):  # the tools ask it
+        d = make_diversion(run.plan)
+        path = ";".join(f"{la},{lo}" for la, lo in d.path)
+        temp = d.temp_stops[0]
+        argv = ["central", "divert", "create", run.plan.route_id, *conn, "--skip", *d.skip,
+                "--temp-stop", f"{temp.name},{temp.lat},{temp.lon}", f"--path={path}",
+                "--until", "+2h", "--notice-de", NOTICE_DE, "--notice-en", NOTICE_EN]  # fmt: skip
+        assert main(argv) == 0
+        summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+        assert summary["published"] is True and list(summary["buses"]) == ["bus-d"]
+        doc = asyncio.run(_retained_desired(mosquitto, "bus-d"))
+        (diversion,) = doc.diversions
+        assert diversion.id == summary["id"] and diversion.skip == d.skip
+        assert diversion.notice_de == NOTICE_DE and diversion.temp_stops[0].name == temp.name
+        assert len(diversion.path) == len(d.path)
 
-    assert main(["central", "divert", "list", *conn]) == 0
-    listed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    assert [(r["id"], r["status"]) for r in listed] == [(diversion.id, "active")]
-    assert main(["central", "divert", "cancel", diversion.id, *conn]) == 0
-    capsys.readouterr()
-    assert asyncio.run(_retained_desired(mosquitto, "bus-d")).diversions == []
-    assert main(["central", "divert", "cancel", diversion.id, *conn]) == 2
+        assert main(["central", "divert", "list", *conn]) == 0
+        listed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+        assert [(r["id"], r["status"]) for r in listed] == [(diversion.id, "active")]
+        assert main(["central", "divert", "cancel", diversion.id, *conn]) == 0
+        capsys.readouterr()
+        assert asyncio.run(_retained_desired(mosquitto, "bus-d")).diversions == []
+        assert main(["central", "divert", "cancel", diversion.id, *conn]) == 2

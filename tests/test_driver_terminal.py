@@ -39,7 +39,7 @@ from onboard.link.outbox import Outbox
 from protocols import codec
 from protocols.gtfs.feed import Feed, demo_trips, read_feed
 from protocols.schemas import Event, Scalar
-from tests.fleet_helpers import Procs, rows, wait_for
+from tests.fleet_helpers import Procs, rows, wait_central_online, wait_for
 
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -304,6 +304,7 @@ def test_a_driving_bus_s_terminal_talks_with_central_both_ways(
         wait_for(
             lambda: rows(db, "SELECT 1 FROM reported WHERE bus = ?", spec.bus_id), 30, "the bus"
         )
+        wait_central_online(mosquitto)  # the CLI tools ask it
         busfleet("central", "assign", spec.bus_id, "--trip", trip, *central)
         plan = plan_trip(feed, trip, date.today())
         # Trip, block, next stop, adherence and the path ahead, from the agent's own tracker.

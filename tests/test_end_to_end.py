@@ -18,11 +18,12 @@ import pytest
 from busfleet.broker.launch import Broker, run_mosquitto
 from busfleet.demo import Fleet, pick_trips, spawn_bus, start_fleet
 from busfleet.simbus import DEFAULT_GTFS
-from central.assign import assign
+from central import client
 from central.config import CentralConfig
 from protocols import codec
 from protocols.gtfs.feed import read_feed
-from protocols.schemas import Assignment, JourneyStatus, ReportedState
+from protocols.requests import Assign
+from protocols.schemas import JourneyStatus, ReportedState
 from tests.fleet_helpers import FleetWatcher, Truth, rows, wait_for
 
 BUSES = ("bus-01", "bus-02", "bus-03")
@@ -91,7 +92,10 @@ def test_an_assignment_reaches_the_bus_and_comes_back_as_reported_state(
         mqtt_port=fleet.broker.port,
     )
     trip = pick_trips(DEFAULT_GTFS, 5)[4]
-    version = asyncio.run(assign(config, "bus-01", Assignment(trip_id=trip)))
+    request = Assign(bus="bus-01", trip=trip)  # as `busfleet central assign` asks central
+    reply = asyncio.run(client.ask(config, request, user="test"))
+    assert reply.ok, reply.error
+    version = reply.result["version"]
     entry = wait_for(
         lambda: (e := watcher.entries.get("bus-01")) and e.reported_version == version and e,
         20,

@@ -17,6 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from busfleet.broker.launch import Broker
 from busfleet.cli import main
 from central.assign import AssignmentError, check_assignment
 from central.gtfs_import import GtfsInvalid, import_gtfs
@@ -25,6 +26,7 @@ from protocols.errors import GtfsError
 from protocols.gtfs.stop_times import StopTimeReader, Unsorted
 from protocols.gtfs.table import Report, Table
 from protocols.schemas import Assignment
+from tests.fleet_helpers import central_config, central_running, cli_conn
 
 REPO = Path(__file__).resolve().parent.parent
 CAIRNS = REPO / "data" / "gtfs" / "cairns_gtfs.zip"
@@ -351,7 +353,7 @@ def test_any_stop_times_text_yields_rows_or_reports_never_crashes(text: str) -> 
 
 
 def test_an_assignment_to_an_unknown_trip_is_refused_once_a_feed_is_imported(
-    capsys: pytest.CaptureFixture[str], db: Path, tmp_path: Path
+    capsys: pytest.CaptureFixture[str], db: Path, tmp_path: Path, mosquitto: Broker
 ) -> None:
     store = CentralStore(db)
     try:
@@ -369,10 +371,9 @@ def test_an_assignment_to_an_unknown_trip_is_refused_once_a_feed_is_imported(
                 check_assignment(store, wrong)
     finally:
         store.close()
-    # The command line says so and exits 2, before it would connect to any broker.
-    status = main(
-        ["central", "assign", "bus-01", "--trip", "nope", "--db", str(db), "--mqtt-port", "1"]
-    )
+    # The command line says so and exits 2: central refuses, nothing is written or published.
+    with central_running(central_config(mosquitto, db)):
+        status = main(["central", "assign", "bus-01", "--trip", "nope", *cli_conn(mosquitto, db)])
     err = capsys.readouterr().err
     assert status == 2
     assert "unknown trip 'nope'" in err

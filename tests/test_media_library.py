@@ -18,7 +18,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from busfleet.broker.launch import free_port
+from busfleet.broker.launch import Broker, free_port
 from busfleet.cli import main
 from central.config import CentralConfig
 from central.http.media import media_routes
@@ -37,6 +37,7 @@ from central.store.db import CentralStore
 from protocols import codec, topics
 from protocols.schemas import Assignment, DesiredState, Event, EventBatch
 from tests.ads_helpers import png
+from tests.fleet_helpers import central_config, central_running
 
 CLEAN_SVG = b"""<?xml version="1.0"?>
 <svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink" width="10"
@@ -299,16 +300,12 @@ def test_the_plays_report_counts_per_item_local_day_route_and_bus(
 
 
 def test_the_cli_imports_media_and_playlists(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], mosquitto: Broker
 ) -> None:
     db = ["--db", str(tmp_path / "c.sqlite"), "--media-dir", str(tmp_path / "m")]
+    db += ["--mqtt-host", mosquitto.host, "--mqtt-port", str(mosquitto.port)]
     (tmp_path / "a.png").write_bytes(png(3, 3, (1, 1, 1)))
     (tmp_path / "evil.svg").write_bytes(BAD_SVGS["script"])
-    code = main(["central", "media", "import", *db, str(tmp_path / "a.png"),
-                 str(tmp_path / "evil.svg")])  # fmt: skip
-    out, err = capsys.readouterr()
-    assert code == 1 and "evil.svg" in err
-    assert json.loads(out)["name"] == "a.png"
     (tmp_path / "p.toml").write_text(
         'id = "spring"\ntimezone = "Europe/Berlin"\n'
         '[[items]]\nid = "a"\nmedia = "a.png"\nduration_s = 7\n'
@@ -318,8 +315,18 @@ def test_the_cli_imports_media_and_playlists(
     )
     (tmp_path / "central.toml").write_text("[central]\nhttp_port = 8080\n")
     conf = ["--config", str(tmp_path / "central.toml")]
-    assert main(["central", "playlist", "import", *db, *conf, str(tmp_path / "p.toml")]) == 0
-    assert "spring revision 1" in capsys.readouterr().out
+    # The tools ask the running central, which imports into its own library and database.
+    config = central_config(
+        mosquitto, tmp_path / "c.sqlite", media_dir=str(tmp_path / "m"), http_port=8080
+    )
+    with central_running(config):
+        code = main(["central", "media", "import", *db, str(tmp_path / "a.png"),
+                     str(tmp_path / "evil.svg")])  # fmt: skip
+        out, err = capsys.readouterr()
+        assert code == 1 and "evil.svg" in err
+        assert json.loads(out)["name"] == "a.png"
+        assert main(["central", "playlist", "import", *db, *conf, str(tmp_path / "p.toml")]) == 0
+        assert "spring revision 1" in capsys.readouterr().out
     assert main(["central", "playlist", "show", "--db", db[1], "spring"]) == 0
     shown = json.loads(capsys.readouterr().out)
     assert shown["schedules"][0]["windows"] == [{"start": "06:00", "end": "10:00"}]

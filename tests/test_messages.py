@@ -22,12 +22,12 @@ from central.messages import (
     expire_messages,
     list_messages,
     recipients,
-    run_message_expiry,
     withdraw_message,
 )
 from central.store.db import CentralStore
 from protocols import codec, topics
 from protocols.schemas import Assignment, DesiredState, FleetEntry
+from tests.fleet_helpers import central_config, central_running, cli_conn
 
 T0 = 1_900_000_000.0
 
@@ -217,74 +217,72 @@ async def test_the_message_command_publishes_each_targeted_bus_desired_state(
     mosquitto: Broker, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     db = tmp_path / "central.sqlite"
-    conn = ["--db", str(db), "--mqtt-host", mosquitto.host, "--mqtt-port", str(mosquitto.port)]
+    conn = cli_conn(mosquitto, db)
     args = ["central", "message", "--de", "Baustelle", "--en", "Roadworks", "--priority", "3"]
-    status = await asyncio.to_thread(main, [*args, "--bus", "bus-01", "--bus", "bus-02", *conn])
-    out = capsys.readouterr().out
-    assert status == 0
-    summary = json.loads(out.strip().splitlines()[-1])
-    assert summary["buses"] == {"bus-01": 1, "bus-02": 1} and summary["published"] is True
-    for bus in ("bus-01", "bus-02"):
-        doc = await retained_desired(mosquitto, bus)
-        (m,) = doc.messages
-        assert (m.id, m.text_de, m.text_en, m.priority) == (
+    with central_running(central_config(mosquitto, db)):  # the tools ask it
+        status = await asyncio.to_thread(main, [*args, "--bus", "bus-01", "--bus", "bus-02", *conn])
+        out = capsys.readouterr().out
+        assert status == 0
+        summary = json.loads(out.strip().splitlines()[-1])
+        assert summary["buses"] == {"bus-01": 1, "bus-02": 1} and summary["published"] is True
+        for bus in ("bus-01", "bus-02"):
+            doc = await retained_desired(mosquitto, bus)
+            (m,) = doc.messages
+            assert (m.id, m.text_de, m.text_en, m.priority) == (
+                summary["id"],
+                "Baustelle",
+                "Roadworks",
+                3,
+            )
+            assert m.valid_to is not None and m.valid_to > time.time() + 23 * 3600  # default: +24h
+        await asyncio.to_thread(main, ["central", "messages", *conn])
+        (line,) = capsys.readouterr().out.strip().splitlines()
+        listed = json.loads(line)
+        assert (listed["id"], listed["status"], listed["buses"]) == (
             summary["id"],
-            "Baustelle",
-            "Roadworks",
-            3,
+            "active",
+            ["bus-01", "bus-02"],
         )
-        assert m.valid_to is not None and m.valid_to > time.time() + 23 * 3600  # default: +24h
-    await asyncio.to_thread(main, ["central", "messages", *conn])
-    (line,) = capsys.readouterr().out.strip().splitlines()
-    listed = json.loads(line)
-    assert (listed["id"], listed["status"], listed["buses"]) == (
-        summary["id"],
-        "active",
-        ["bus-01", "bus-02"],
-    )
-    # Withdrawing publishes the emptied desired state.
-    assert await asyncio.to_thread(main, ["central", "withdraw", summary["id"], *conn]) == 0
-    assert (await retained_desired(mosquitto, "bus-01")).messages == []
+        # Withdrawing publishes the emptied desired state.
+        assert await asyncio.to_thread(main, ["central", "withdraw", summary["id"], *conn]) == 0
+        assert (await retained_desired(mosquitto, "bus-01")).messages == []
 
 
 def test_the_message_command_refuses_nonsense_with_exit_status_2(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    mosquitto: Broker, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    db = ["--db", str(tmp_path / "c.sqlite"), "--mqtt-port", "1"]
-    assert main(["central", "message", "--de", "x", *db]) == 2  # no target
-    assert main(["central", "message", "--de", "x", "--all", "--until", "soon", *db]) == 2
-    assert (
-        main(["central", "message", "--de", "x", "--all", "--until", "2001-01-01T00:00", *db]) == 2
-    )
+    db = cli_conn(mosquitto, tmp_path / "c.sqlite")
+    with central_running(central_config(mosquitto, tmp_path / "c.sqlite")):
+        assert main(["central", "message", "--de", "x", *db]) == 2  # no target
+        assert main(["central", "message", "--de", "x", "--all", "--until", "soon", *db]) == 2
+        assert (
+            main(["central", "message", "--de", "x", "--all", "--until", "2001-01-01T00:00", *db])
+            == 2
+        )
     err = capsys.readouterr().err
     assert "at least one target" in err and "not a time" in err and "already be over" in err
 
 
 async def test_the_expiry_task_publishes_desired_states_without_the_expired_message(
-    mosquitto: Broker, store: CentralStore
+    mosquitto: Broker, store: CentralStore, tmp_path: Path
 ) -> None:
     now = time.time()
     keep, _ = create_message(store, text_de="bleibt", targets=["bus:bus-07"], now=now)
-    gone, published = create_message(
-        store, text_de="geht", targets=["bus:bus-07"], valid_to=now + 1.0, now=now
+    gone, _ = create_message(
+        store, text_de="geht", targets=["bus:bus-07"], valid_to=now + 4.0, now=now
     )
-    async with aiomqtt.Client(mosquitto.host, mosquitto.port, identifier="expiry-test") as client:
-        await client.publish(topics.desired("bus-07"), published["bus-07"][1], qos=1, retain=True)
+    # The service publishes every stored desired state when it connects, then expires the
+    # message on its own client (central/service/sync.py).
+    with central_running(central_config(mosquitto, tmp_path / "central.sqlite")):
         assert {m.id for m in (await retained_desired(mosquitto, "bus-07")).messages} == {
             keep.id,
             gone.id,
         }
-        task = asyncio.create_task(run_message_expiry(store, client, interval_s=0.2))
-        try:
-            async with aiomqtt.Client(mosquitto.host, mosquitto.port, identifier="watch") as w:
-                await w.subscribe(topics.desired("bus-07"), qos=1)
-                async with asyncio.timeout(15):
-                    async for msg in w.messages:  # the retained one, then what expiry publishes
-                        assert isinstance(msg.payload, bytes)
-                        doc = codec.decode(DesiredState, msg.payload)
-                        if [m.id for m in doc.messages] == [keep.id]:
-                            break
-        finally:
-            task.cancel()
-            with pytest.raises(asyncio.CancelledError):
-                await task
+        async with aiomqtt.Client(mosquitto.host, mosquitto.port, identifier="watch") as w:
+            await w.subscribe(topics.desired("bus-07"), qos=1)
+            async with asyncio.timeout(15):
+                async for msg in w.messages:  # the retained one, then what expiry publishes
+                    assert isinstance(msg.payload, bytes)
+                    doc = codec.decode(DesiredState, msg.payload)
+                    if [m.id for m in doc.messages] == [keep.id]:
+                        break

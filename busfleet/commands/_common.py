@@ -1,4 +1,6 @@
-"""Helpers the `busfleet central ...` commands share: connection options, the config they make."""
+"""Helpers the `busfleet central ...` commands share: connection options, the config they
+make, and asking the running central (every tool that changes something asks the service,
+which alone writes desired state and publishes to buses)."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from central.config import CentralConfig
+    from protocols.requests import DispatchReply, Request
 
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}  # '+30m' and friends
 
@@ -62,3 +65,40 @@ def parse_when(text: str, now: float) -> float:
     if when.tzinfo is None:
         when = when.astimezone()  # the local time of city hall
     return when.timestamp()
+
+
+def ask_central(
+    args: argparse.Namespace, request: Request, prog: str, *, timeout_s: float | None = None
+) -> DispatchReply | int:
+    """Ask the running central (central/client.py) and return its reply, or the exit status
+    after saying on stderr why there is none: 2 when nobody answers or central refused
+    (fix the request), 1 when central failed on its side."""
+    import asyncio
+    import sys
+
+    from central import client
+    from central.errors import NoAnswer, NoCentral, Unavailable
+
+    config = config_from(args)
+    try:
+        reply = asyncio.run(
+            client.ask(
+                config,
+                request,
+                user=dispatcher_name(None),
+                timeout_s=timeout_s or client.REPLY_TIMEOUT_S,
+            )
+        )
+    except NoAnswer as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return 2
+    except NoCentral as exc:
+        print(f"{prog}: {exc}; start it with `busfleet central serve`", file=sys.stderr)
+        return 2
+    except Unavailable as exc:
+        print(f"{prog}: {exc}; no central can be asked", file=sys.stderr)
+        return 2
+    if not reply.ok:
+        print(f"{prog}: {reply.error}", file=sys.stderr)
+        return 1 if reply.failed else 2
+    return reply

@@ -1,13 +1,14 @@
 """`busfleet central media|playlist|report ...`: the advertising tools of city hall.
 
-Registered under `central` (by busfleet/commands/central.py) because they work on central's
-database and media library, with the same --config/--db options as the other central tools.
+Registered under `central` (by busfleet/commands/central.py), with the same --config/--db
+options as the other central tools. `media import`, `playlist import` and `playlist assign`
+ask the running central (central/client.py; files are paths on central's machine, imported
+into its library); the listings and reports read the database.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import datetime as dt
 import sys
 from collections.abc import Callable
@@ -148,29 +149,26 @@ def _store(config: CentralConfig) -> CentralStore:
 
 
 def media_import_cmd(args: argparse.Namespace) -> int:
+    """Asks the running central to import the files (paths on its machine, into its library)."""
     import json
+    from pathlib import Path
 
-    from central.media import MediaLibrary, MediaRejected
+    from busfleet.commands._common import ask_central
+    from protocols.requests import ImportMedia
 
     if args.name and len(args.files) > 1:
         return _fail("media import", "--name takes one file")
-    config = _config(args)
-    store = _store(config)
-    failed = False
-    try:
-        library = MediaLibrary(store, config.media_dir)
-        for path in args.files:
-            try:
-                info = library.import_file(path, args.name)
-            except (MediaRejected, OSError) as exc:
-                print(f"busfleet central media import: {path}: {exc}", file=sys.stderr)
-                failed = True
-                continue
-            print(json.dumps({"sha256": info.sha256, "name": info.name, "mime": info.mime,
-                              "size": info.size}))  # fmt: skip
-    finally:
-        store.close()
-    return 1 if failed else 0
+    paths = [str(Path(f).resolve()) for f in args.files]
+    reply = ask_central(
+        args, ImportMedia(paths=paths, name=args.name), "busfleet central media import"
+    )
+    if isinstance(reply, int):
+        return reply
+    for row in reply.tables.get("rejected", []):
+        print(f"busfleet central media import: {row['path']}: {row['error']}", file=sys.stderr)
+    for row in reply.tables.get("media", []):
+        print(json.dumps(row))
+    return 1 if reply.tables.get("rejected") else 0
 
 
 def media_list_cmd(args: argparse.Namespace) -> int:
@@ -190,44 +188,26 @@ def media_list_cmd(args: argparse.Namespace) -> int:
 
 
 def playlist_import_cmd(args: argparse.Namespace) -> int:
-    from central.desired import publish_desired
-    from central.media import MediaLibrary
-    from central.playlists import (
-        PlaylistError,
-        build_playlist,
-        buses_with,
-        desired_with_playlist,
-        media_url_for,
-        read_source,
-        save_playlist,
-    )
+    """Asks the running central to store the playlist (a file on its machine)."""
+    from pathlib import Path
 
-    config = _config(args)
-    media_url = media_url_for(config)
-    if not media_url:
-        print("busfleet central playlist import: warning: no central.media_url (nor http_port):"
-              " buses need ads.media_url to download the media", file=sys.stderr)  # fmt: skip
-    store = _store(config)
-    try:
-        library = MediaLibrary(store, config.media_dir)
-        try:
-            built = build_playlist(library, read_source(args.file), media_url)
-        except PlaylistError as exc:
-            return _fail("playlist import", exc)
-        saved = save_playlist(store, built)
-        print(f"playlist {saved.id} revision {saved.revision}: {len(saved.items)} items, "
-              f"{len(saved.schedules)} schedules")  # fmt: skip
-        buses = buses_with(store, saved.id)
-        if not args.push or not buses:
-            return 0
-        try:
-            docs = {bus: desired_with_playlist(store, bus, saved) for bus in buses}
-        except PlaylistError as exc:
-            return _fail("playlist import", exc)
-    finally:
-        store.close()
-    asyncio.run(publish_desired(config, docs))
-    print(f"pushed to {len(docs)} buses: {' '.join(sorted(docs))}")
+    from busfleet.commands._common import ask_central
+    from protocols.requests import ImportPlaylist
+
+    prog = "busfleet central playlist import"
+    request = ImportPlaylist(path=str(Path(args.file).resolve()), push=args.push)
+    reply = ask_central(args, request, prog)
+    if isinstance(reply, int):
+        return reply
+    r = reply.result
+    if not r.get("media_url"):
+        print(f"{prog}: warning: no central.media_url (nor http_port): buses need "
+              "ads.media_url to download the media", file=sys.stderr)  # fmt: skip
+    print(f"playlist {r['id']} revision {r['revision']}: {r['items']} items, "
+          f"{r['schedules']} schedules")  # fmt: skip
+    pushed = sorted(str(row["bus"]) for row in reply.tables.get("pushed", []))
+    if pushed:
+        print(f"pushed to {len(pushed)} buses: {' '.join(pushed)}")
     return 0
 
 
@@ -261,25 +241,18 @@ def playlist_show_cmd(args: argparse.Namespace) -> int:
 
 
 def playlist_assign_cmd(args: argparse.Namespace) -> int:
-    from central.desired import publish_desired
-    from central.playlists import PlaylistError, desired_with_playlist, get_playlist
-    from protocols.errors import TopicError
+    """One request per bus; the first refusal stops (the buses before it have it)."""
+    from busfleet.commands._common import ask_central
+    from protocols.requests import AssignPlaylist
 
-    config = _config(args)
-    store = _store(config)
-    try:
-        pl = None if args.playlist == "none" else get_playlist(store, args.playlist)
-        if args.playlist != "none" and pl is None:
-            return _fail("playlist assign", f"no playlist {args.playlist!r}")
-        try:
-            docs = {bus: desired_with_playlist(store, bus, pl) for bus in args.buses}
-        except (PlaylistError, TopicError) as exc:
-            return _fail("playlist assign", exc)
-    finally:
-        store.close()
-    asyncio.run(publish_desired(config, docs))
-    for bus, (version, _payload) in sorted(docs.items()):
-        print(f"{bus}: desired state version {version} published")
+    playlist = "" if args.playlist == "none" else args.playlist
+    for bus in args.buses:
+        reply = ask_central(
+            args, AssignPlaylist(bus=bus, playlist=playlist), "busfleet central playlist assign"
+        )
+        if isinstance(reply, int):
+            return reply
+        print(f"{reply.result['bus']}: desired state version {reply.result['version']} published")
     return 0
 
 

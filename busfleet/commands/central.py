@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
-from typing import TYPE_CHECKING
 
-from busfleet.commands._common import config_from, connection_args, dispatcher_name
-
-if TYPE_CHECKING:
-    pass
+from busfleet.commands._common import ask_central, config_from, connection_args, dispatcher_name
+from protocols.requests import COMMAND_NAMES
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -79,7 +75,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     connection_args(command)
     command.add_argument("bus", help="bus id")
-    command.add_argument("name", choices=("resend", "announce", "restart"))
+    command.add_argument("name", choices=[n for n in COMMAND_NAMES if n != "driver_message"])
     command.add_argument(
         "--arg",
         action="append",
@@ -156,26 +152,17 @@ def dash_cmd(args: argparse.Namespace) -> int:
 
 
 def assign_cmd(args: argparse.Namespace) -> int:
-    from central.assign import AssignmentError, assign
-    from protocols.errors import TopicError
-    from protocols.schemas import Assignment
+    from protocols.requests import Assign
 
+    prog = "busfleet central assign"
     if not (args.trip or args.block or args.route):
-        print("busfleet central assign: give --trip, --block or --route", file=sys.stderr)
+        print(f"{prog}: give --trip, --block or --route", file=sys.stderr)
         return 2
-    config = config_from(args)
-    try:
-        version = asyncio.run(
-            assign(
-                config,
-                args.bus,
-                Assignment(trip_id=args.trip, block_id=args.block, route_id=args.route),
-            )
-        )
-    except (TopicError, AssignmentError) as exc:
-        print(f"busfleet central assign: {exc}", file=sys.stderr)
-        return 2
-    print(f"{args.bus}: desired state version {version} published")
+    request = Assign(bus=args.bus, trip=args.trip, block=args.block, route=args.route)
+    reply = ask_central(args, request, prog)
+    if isinstance(reply, int):
+        return reply
+    print(f"{reply.result['bus']}: desired state version {reply.result['version']} published")
     return 0
 
 
@@ -189,22 +176,24 @@ def _scalar(text: str) -> str | int | float:
 
 
 def command_cmd(args: argparse.Namespace) -> int:
-    from central.commands import send_command
-    from protocols.errors import TopicError
+    from protocols.errors import CodecError
+    from protocols.requests import SendCommand, bus_command
 
+    prog = "busfleet central command"
     pairs = [a.partition("=") for a in args.arg]
     if any(not sep for _, sep, _ in pairs):
-        print("busfleet central command: --arg takes KEY=VALUE", file=sys.stderr)
+        print(f"{prog}: --arg takes KEY=VALUE", file=sys.stderr)
         return 2
     cmd_args: dict[str, str | int | float | bool | None] = {k: _scalar(v) for k, _, v in pairs}
     try:
-        cmd_id = asyncio.run(
-            send_command(config_from(args), args.bus, args.name, cmd_args, args.ttl)
-        )
-    except TopicError as exc:
-        print(f"busfleet central command: {exc}", file=sys.stderr)
+        command = bus_command(args.name, cmd_args)
+    except CodecError as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
         return 2
-    print(f"{args.bus}: command {args.name} sent, id {cmd_id}")
+    reply = ask_central(args, SendCommand(bus=args.bus, command=command, ttl_s=args.ttl), prog)
+    if isinstance(reply, int):
+        return reply
+    print(f"{args.bus}: command {args.name} sent, id {reply.result['id']}")
     return 0
 
 

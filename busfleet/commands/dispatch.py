@@ -1,7 +1,9 @@
 """`busfleet central import-gtfs|message|messages|withdraw`: timetable and passenger messages.
 
-Registered under `central` (by busfleet/commands/central.py): they work on central's database,
-with the same --config/--db options as the other central tools.
+Registered under `central` (by busfleet/commands/central.py), with the same --config/--db and
+broker options as the other central tools. `message` and `withdraw` ask the running central
+(central/client.py), which stores and publishes; `messages` reads the database; `import-gtfs`
+asks central if one runs, else fills the database itself.
 """
 
 from __future__ import annotations
@@ -13,10 +15,9 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from busfleet.commands._common import parse_when
+from busfleet.commands._common import ask_central, dispatcher_name, parse_when
 
 if TYPE_CHECKING:
-    from central.desired import Published
     from protocols.gtfs.table import Report
 
     ConnectionArgs = Callable[[argparse.ArgumentParser], None]
@@ -92,12 +93,43 @@ def _print_issues(report: Report, prog: str) -> None:
 
 
 def import_gtfs_cmd(args: argparse.Namespace) -> int:
+    """With a central running, it imports (the path is read on its machine); without one,
+    the feed goes straight into the database (filling a new one before central starts)."""
+    from pathlib import Path
+
+    from busfleet.commands._common import config_from
+    from central import client
+    from central.errors import NoAnswer, Unavailable
+    from protocols.requests import ImportGtfs
+
+    prog = "busfleet central import-gtfs"
+    config = config_from(args)
+    request = ImportGtfs(path=str(Path(args.path).resolve()))
+    try:
+        reply = asyncio.run(
+            client.ask(config, request, user=dispatcher_name(None), presence_wait_s=1.0)
+        )
+    except NoAnswer as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return 2
+    except Unavailable:  # no central runs: nobody else writes the database now
+        return _import_directly(args, prog)
+    for issue in reply.tables.get("issues", []):
+        print(f"{prog}: {issue['issue']}", file=sys.stderr)
+    if not reply.ok:
+        print(f"{prog}: {reply.error}", file=sys.stderr)
+        print(json.dumps({"ok": False, "error": reply.error}))
+        return 1 if reply.failed else 2
+    print(json.dumps({"ok": True, **reply.result}))
+    return 0
+
+
+def _import_directly(args: argparse.Namespace, prog: str) -> int:
     from busfleet.commands._common import config_from
     from central.gtfs_import import GtfsInvalid, import_gtfs
     from central.store.db import CentralStore
     from protocols.errors import GtfsError
 
-    prog = "busfleet central import-gtfs"
     store = CentralStore(config_from(args).db)
     try:
         result = import_gtfs(store, args.path, max_listed=max(0, args.list))
@@ -122,30 +154,10 @@ def import_gtfs_cmd(args: argparse.Namespace) -> int:
     return 0
 
 
-def _publish(args: argparse.Namespace, published: Published, prog: str) -> int:
-    import aiomqtt
-
-    from busfleet.commands._common import config_from
-    from central.desired import publish_desired
-
-    try:
-        asyncio.run(publish_desired(config_from(args), published))
-    except (aiomqtt.MqttError, OSError) as exc:
-        print(
-            f"{prog}: stored, but not published ({exc}); central publishes every desired "
-            "state again when it next connects to the broker",
-            file=sys.stderr,
-        )
-        return 1
-    return 0
-
-
 def message_cmd(args: argparse.Namespace) -> int:
     import time
 
-    from busfleet.commands._common import config_from
-    from central.messages import MessageError, create_message
-    from central.store.db import CentralStore
+    from protocols.requests import SendMessage
 
     prog = "busfleet central message"
     now = time.time()
@@ -157,39 +169,32 @@ def message_cmd(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
         return 2
-    store = CentralStore(config_from(args).db)
-    try:
-        message, published = create_message(
-            store,
-            text_de=args.de,
-            text_en=args.en,
-            priority=args.priority,
-            targets=targets,
-            valid_from=valid_from,
-            valid_to=valid_to,
-            now=now,
-        )
-    except MessageError as exc:
-        print(f"{prog}: {exc}", file=sys.stderr)
+    if not targets:  # said here too: a request central would refuse anyway
+        print(f"{prog}: give at least one target: --all, --route or --bus", file=sys.stderr)
         return 2
-    finally:
-        store.close()
-    status = _publish(args, published, prog)
-    if not published:
+    request = SendMessage(
+        text_de=args.de,
+        text_en=args.en,
+        priority=args.priority,
+        targets=targets,
+        valid_from=valid_from,
+        valid_to=valid_to,
+    )
+    reply = ask_central(args, request, prog)
+    if isinstance(reply, int):
+        return reply
+    buses = {str(row["bus"]): row["version"] for row in reply.tables.get("buses", [])}
+    if not buses:
         print(
             f"{prog}: no bus targeted yet; buses get it when assigned to its route (or, for "
             "--all, at their next assignment)",
             file=sys.stderr,
         )
-    for bus, (version, _) in sorted(published.items()):
+    for bus, version in buses.items():
         print(f"{bus}: desired state version {version}")
-    summary: dict[str, Any] = {
-        "id": message.id,
-        "buses": {bus: version for bus, (version, _) in sorted(published.items())},
-        "published": status == 0,
-    }
+    summary: dict[str, Any] = {"id": reply.result["id"], "buses": buses, "published": True}
     print(json.dumps(summary))
-    return status
+    return 0
 
 
 def messages_cmd(args: argparse.Namespace) -> int:
@@ -212,19 +217,11 @@ def messages_cmd(args: argparse.Namespace) -> int:
 
 
 def withdraw_cmd(args: argparse.Namespace) -> int:
-    from busfleet.commands._common import config_from
-    from central.messages import MessageError, withdraw_message
-    from central.store.db import CentralStore
+    from protocols.requests import WithdrawMessage
 
     prog = "busfleet central withdraw"
-    store = CentralStore(config_from(args).db)
-    try:
-        published = withdraw_message(store, args.message_id)
-    except MessageError as exc:
-        print(f"{prog}: {exc}", file=sys.stderr)
-        return 2
-    finally:
-        store.close()
-    status = _publish(args, published, prog)
-    print(f"{args.message_id}: withdrawn from {len(published)} buses")
-    return status
+    reply = ask_central(args, WithdrawMessage(id=args.message_id), prog)
+    if isinstance(reply, int):
+        return reply
+    print(f"{args.message_id}: withdrawn from {reply.result['buses']} buses")
+    return 0

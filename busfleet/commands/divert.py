@@ -1,7 +1,8 @@
 """`busfleet central divert create|list|cancel`: diversions of a route, pushed to its buses.
 
 Registered under `central` (by busfleet/commands/central.py), with the same --config/--db and
-broker options as the other central tools.
+broker options as the other central tools. `create` and `cancel` ask the running central
+(central/client.py), which stores the diversion and publishes the buses' desired states.
 """
 
 from __future__ import annotations
@@ -13,8 +14,6 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from central.desired import Published
-
     ConnectionArgs = Callable[[argparse.ArgumentParser], None]
     Parsers = argparse._SubParsersAction[argparse.ArgumentParser]
 
@@ -96,33 +95,12 @@ def register_central(csub: Parsers, connection_args: ConnectionArgs) -> None:
     cancel.set_defaults(func=cancel_cmd)
 
 
-def _publish(args: argparse.Namespace, published: Published, prog: str) -> int:
-    """Publish the changed desired documents; 1 if the broker cannot be reached."""
-    import asyncio
-
-    import aiomqtt
-
-    from busfleet.commands._common import config_from
-    from central.desired import publish_desired
-
-    try:
-        asyncio.run(publish_desired(config_from(args), published))
-    except (aiomqtt.MqttError, OSError) as exc:
-        print(
-            f"{prog}: stored, but not published ({exc}); central publishes the desired states "
-            "again when it next connects to the broker",
-            file=sys.stderr,
-        )
-        return 1
-    return 0
-
-
 def create_cmd(args: argparse.Namespace) -> int:
     import time
 
-    from busfleet.commands._common import config_from, parse_when
-    from central.diversions import DiversionError, create_diversion, parse_path, parse_temp_stop
-    from central.store.db import CentralStore
+    from busfleet.commands._common import ask_central, parse_when
+    from central.diversions import parse_path, parse_temp_stop
+    from protocols.requests import CreateDiversion, TempStopSpec
 
     prog = f"{PROG} create"
     now = time.time()
@@ -134,36 +112,26 @@ def create_cmd(args: argparse.Namespace) -> int:
     except ValueError as exc:  # DiversionError is one
         print(f"{prog}: {exc}", file=sys.stderr)
         return 2
-    store = CentralStore(config_from(args).db)
-    try:
-        diversion, published = create_diversion(
-            store,
-            route_id=args.route,
-            trips=args.trip,
-            skip=args.skip,
-            temp_stops=temps,
-            path=path,
-            valid_from=valid_from,
-            valid_to=valid_to,
-            notice_de=args.notice_de,
-            notice_en=args.notice_en,
-            now=now,
-        )
-    except DiversionError as exc:
-        print(f"{prog}: {exc}", file=sys.stderr)
-        return 2
-    finally:
-        store.close()
-    status = _publish(args, published, prog)
-    if not published:
+    request = CreateDiversion(
+        route=args.route,
+        trips=args.trip,
+        skip=args.skip,
+        temp_stops=[TempStopSpec(name=n, lat=la, lon=lo) for n, la, lo in temps],
+        path=path,
+        valid_from=valid_from,
+        valid_to=valid_to,
+        notice_de=args.notice_de,
+        notice_en=args.notice_en,
+    )
+    reply = ask_central(args, request, prog)
+    if isinstance(reply, int):
+        return reply
+    buses = {str(row["bus"]): row["version"] for row in reply.tables.get("buses", [])}
+    if not buses:
         print(f"{prog}: no bus on route {args.route} yet; buses get it when assigned to it")
-    summary: dict[str, Any] = {
-        "id": diversion.id,
-        "buses": {bus: version for bus, (version, _) in sorted(published.items())},
-        "published": status == 0,
-    }
+    summary: dict[str, Any] = {"id": reply.result["id"], "buses": buses, "published": True}
     print(json.dumps(summary))
-    return status
+    return 0
 
 
 def list_cmd(args: argparse.Namespace) -> int:
@@ -185,19 +153,12 @@ def list_cmd(args: argparse.Namespace) -> int:
 
 
 def cancel_cmd(args: argparse.Namespace) -> int:
-    from busfleet.commands._common import config_from
-    from central.diversions import DiversionError, cancel_diversion
-    from central.store.db import CentralStore
+    from busfleet.commands._common import ask_central
+    from protocols.requests import CancelDiversion
 
     prog = f"{PROG} cancel"
-    store = CentralStore(config_from(args).db)
-    try:
-        published = cancel_diversion(store, args.diversion_id)
-    except DiversionError as exc:
-        print(f"{prog}: {exc}", file=sys.stderr)
-        return 2
-    finally:
-        store.close()
-    status = _publish(args, published, prog)
-    print(f"{args.diversion_id}: cancelled, {len(published)} buses updated")
-    return status
+    reply = ask_central(args, CancelDiversion(id=args.diversion_id), prog)
+    if isinstance(reply, int):
+        return reply
+    print(f"{args.diversion_id}: cancelled, {reply.result['buses']} buses updated")
+    return 0

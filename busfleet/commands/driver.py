@@ -7,7 +7,6 @@ and broker options as the other central tools.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import sys
 from collections.abc import Callable
@@ -81,22 +80,28 @@ def parse_since(text: str, now: float) -> float:
 
 
 def message_driver_cmd(args: argparse.Namespace) -> int:
-    import aiomqtt
-
-    from busfleet.commands._common import config_from
-    from central.driver import DriverMessageError, message_driver
-    from protocols.errors import TopicError
+    from busfleet.commands._common import ask_central
+    from central.driver import MAX_TEXT
+    from protocols.requests import DriverMessage, SendCommand
 
     prog = "busfleet central message-driver"
-    try:
-        msg_id = asyncio.run(message_driver(config_from(args), args.bus, args.text, args.ttl))
-    except (TopicError, DriverMessageError) as exc:
-        print(f"{prog}: {exc}", file=sys.stderr)
+    text = args.text.strip()
+    if not text:
+        print(f"{prog}: the message is empty", file=sys.stderr)
         return 2
-    except (aiomqtt.MqttError, OSError) as exc:
-        print(f"{prog}: not sent, the broker is unreachable: {exc}", file=sys.stderr)
-        return 1
-    print(f"{args.bus}: message sent to the driver, id {msg_id}")
+    if len(text) > MAX_TEXT:
+        print(
+            f"{prog}: the message has {len(text)} characters; at most {MAX_TEXT}", file=sys.stderr
+        )
+        return 2
+    if args.ttl <= 0:
+        print(f"{prog}: the time to live must be positive", file=sys.stderr)
+        return 2
+    request = SendCommand(bus=args.bus, command=DriverMessage(text=text), ttl_s=args.ttl)
+    reply = ask_central(args, request, prog)
+    if isinstance(reply, int):
+        return reply
+    print(f"{args.bus}: message sent to the driver, id {reply.result['id']}")
     return 0
 
 

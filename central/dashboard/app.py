@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import aiomqtt
+import msgspec
 from textual import work
 from textual.app import App
 from textual.binding import Binding, BindingType
@@ -55,17 +56,25 @@ from central.dashboard.view import DashboardView, Query, Shapes, Stops
 from central.dashboard.widgets.alarm_table import AlarmTable
 from central.dashboard.widgets.braille_map import BrailleMap
 from central.dashboard.widgets.fleet_table import FleetTable
-from protocols.schemas import (
-    Alarm,
-    CentralStats,
+from protocols.requests import (
+    COMMAND_NAMES,
+    Assign,
+    BusCommand,
     DispatchReply,
     DispatchRequest,
-    FleetEntry,
-    Scalar,
+    ImportGtfs,
+    Listing,
+    Request,
+    Resend,
+    SavePlaylist,
+    SendCommand,
+    SendMessage,
 )
+from protocols.requests import AckAlarm as AckAlarmRequest
+from protocols.requests import AssignPlaylist as AssignPlaylistRequest
+from protocols.schemas import Alarm, CentralStats, FleetEntry, Scalar
 
 REQUEST_TIMEOUT_S = 15.0  # a GTFS import takes a few seconds; beyond this, say so
-COMMAND_NAMES = ("announce", "driver_message", "resend", "restart")
 
 Handler = Callable[[DispatchRequest], Awaitable[DispatchReply]]
 
@@ -188,24 +197,24 @@ class DashboardApp(App[None]):
 
     @work(group="names", exclusive=True, exit_on_error=False)
     async def _load_names(self) -> None:
-        stops = await self.request("list", what="stops")
+        stops = await self.request(Listing(what="stops"))
         self.stop_names = {str(s["stop_id"]): str(s["name"]) for s in stops.tables.get("stops", [])}
-        routes = await self.request("list", what="routes")
+        routes = await self.request(Listing(what="routes"))
         self.routes = [str(r["route_id"]) for r in routes.tables.get("routes", [])]
-        playlists = await self.request("list", what="playlists")
+        playlists = await self.request(Listing(what="playlists"))
         self.playlists = [str(p["id"]) for p in playlists.tables.get("playlists", [])]
         self.fleet_version += 1
 
     async def geometry(self) -> tuple[Shapes, Stops]:
         """Route shapes and stops for the map, asked for once."""
         if self._geometry is None:
-            reply = await self.request("list", what="shapes")
+            reply = await self.request(Listing(what="shapes"))
             shapes = [
                 [(float(a), float(b)) for a, _, b in (p.partition(",") for p in points.split(";"))]
                 for points in (str(s["points"]) for s in reply.tables.get("shapes", []))
                 if points
             ]
-            stops_reply = await self.request("list", what="stops")
+            stops_reply = await self.request(Listing(what="stops"))
             stops: Stops = [
                 (str(s["stop_id"]), str(s["name"]), float(str(s["lat"])), float(str(s["lon"])))
                 for s in stops_reply.tables.get("stops", [])
@@ -216,10 +225,10 @@ class DashboardApp(App[None]):
         return self._geometry
 
     # -- requests to central ----------------------------------------------------------------
-    async def request(self, action: str, **args: Scalar) -> DispatchReply:
+    async def request(self, ask: Request) -> DispatchReply:
         """Ask central; the reply, or a refusal saying why there was none."""
         now = self.clock()
-        request = DispatchRequest(id=uuid.uuid4().hex[:12], action=action, t=now, args=args)
+        request = DispatchRequest(id=uuid.uuid4().hex[:12], t=now, request=ask)
         if self.handler is not None:
             return await self.handler(request)
         future: asyncio.Future[DispatchReply] = asyncio.get_running_loop().create_future()
@@ -236,13 +245,14 @@ class DashboardApp(App[None]):
         finally:
             self._pending.pop(request.id, None)
 
-    async def ask(self, action: Query, **args: Scalar) -> DispatchReply:
+    async def ask(self, query: Query) -> DispatchReply:
         """What screens may ask central (view.py): to look, never to change anything."""
-        return await self.request(action, **args)
+        return await self.request(query)
 
-    async def act(self, action: str, done: str, **args: Scalar) -> DispatchReply:
+    async def act(self, ask: Request, done: str) -> DispatchReply:
         """A request whose outcome the dispatcher is told about."""
-        reply = await self.request(action, **args)
+        reply = await self.request(ask)
+        action = str(ask.__struct_config__.tag)
         if reply.ok:
             self.notify(done.format(**reply.result), title=action)
         else:
@@ -307,7 +317,7 @@ class DashboardApp(App[None]):
             form,
             self._then(
                 lambda v: self.act(
-                    "ack_alarm", "alarm {alarm} {state}", alarm=alarm_id, note=v["note"]
+                    AckAlarmRequest(alarm=alarm_id, note=v["note"]), "alarm {alarm} {state}"
                 )
             ),
         )
@@ -330,7 +340,12 @@ class DashboardApp(App[None]):
         ]
         self.push_screen(
             FormScreen("Assign a bus to a route, trip or block", fields),
-            self._then(lambda v: self.act("assign", "{bus}: desired version {version}", **v)),
+            self._then(
+                lambda v: self.act(
+                    Assign(bus=v["bus"], route=v["route"], trip=v["trip"], block=v["block"]),
+                    "{bus}: desired version {version}",
+                )
+            ),
         )
 
     def choose_playlist(self, bus: str | None, playlist: str | None = None) -> None:
@@ -342,7 +357,12 @@ class DashboardApp(App[None]):
         ]
         self.push_screen(
             FormScreen("Assign a playlist", fields),
-            self._then(lambda v: self.act("playlist", "{bus}: desired version {version}", **v)),
+            self._then(
+                lambda v: self.act(
+                    AssignPlaylistRequest(bus=v["bus"], playlist=v["playlist"]),
+                    "{bus}: desired version {version}",
+                )
+            ),
         )
 
     def edit_playlist(
@@ -370,12 +390,10 @@ class DashboardApp(App[None]):
         except ValueError:
             self.notify("seconds is a number", severity="error")
             return None
+        media = [m.strip() for m in v["media"].split(",") if m.strip()]
         return self.act(
-            "save_playlist",
+            SavePlaylist(id=v["id"], media=media, seconds=seconds),
             "playlist {id} revision {revision} saved",
-            id=v["id"],
-            media=v["media"],
-            seconds=seconds,
         )
 
     def command(self, bus: str | None) -> None:
@@ -393,17 +411,23 @@ class DashboardApp(App[None]):
         self.push_screen(FormScreen("Send a command", fields), self._then(self._send_command))
 
     def _send_command(self, v: dict[str, str]) -> Awaitable[DispatchReply] | None:
-        args: dict[str, Scalar] = {"bus": v["bus"], "name": v["name"].strip()}
+        name = v["name"].strip()
+        command: BusCommand
         try:
-            args["ttl_s"] = float(v["ttl_s"] or 300)
-            if args["name"] == "resend":
-                args["arg.since"] = float(v["text"]) if v["text"] else self.clock() - 3600
-            elif v["text"]:
-                args["arg.text"] = v["text"]
+            ttl_s = float(v["ttl_s"] or 300)
+            if name == "resend":
+                command = Resend(since=float(v["text"]) if v["text"] else self.clock() - 3600)
+            else:
+                command = msgspec.convert({"name": name, "text": v["text"]}, BusCommand)
         except ValueError:
             self.notify("expiry and since are numbers", severity="error")
             return None
-        return self.act("command", "{bus}: command {id} sent", **args)
+        except msgspec.ValidationError as exc:
+            self.notify(f"{name}: {exc}", title="command refused", severity="error")
+            return None
+        return self.act(
+            SendCommand(bus=v["bus"], command=command, ttl_s=ttl_s), "{bus}: command {id} sent"
+        )
 
     def action_new_message(self, targets: str = "all") -> None:
         fields = [
@@ -422,20 +446,21 @@ class DashboardApp(App[None]):
             self.notify("priority and minutes are numbers", severity="error")
             return None
         return self.act(
-            "message",
+            SendMessage(
+                text_de=v["text_de"],
+                text_en=v["text_en"],
+                targets=[v["targets"]],
+                priority=priority,
+                valid_to=self.clock() + minutes * 60,
+            ),
             "message {id} to {buses} buses",
-            text_de=v["text_de"],
-            text_en=v["text_en"],
-            targets=v["targets"],
-            priority=priority,
-            valid_to=self.clock() + minutes * 60,
         )
 
     def action_import_gtfs(self) -> None:
         fields = [Field("path", "GTFS zip or folder on central's machine")]
         self.push_screen(
             FormScreen("Import a GTFS feed (replaces the current timetable)", fields),
-            self._then(lambda v: self.act("import_gtfs", "feed imported", path=v["path"])),
+            self._then(lambda v: self.act(ImportGtfs(path=v["path"]), "feed imported")),
         )
 
     def action_help(self) -> None:

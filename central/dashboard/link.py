@@ -1,5 +1,8 @@
 """The dashboard's MQTT link: follows central's retained state, sends dispatchers' requests.
 
+Requests and their replies go through central/client.py (`Requests`), the same code the CLI
+tools use; reconnecting follows central's one backoff policy (central/mqtt.py).
+
 Runs as a Textual worker and only posts messages (central/dashboard/messages.py). Fleet
 entries (1,000 buses at 1 Hz), stats and alarms are coalesced: the newest of each goes to the
 app at most every COALESCE_S, so the screen redraws a few times a second whatever the rate.
@@ -18,11 +21,13 @@ import aiomqtt
 from textual.message import Message
 
 from central import mqtt
+from central.client import Requests
 from central.config import CentralConfig
 from central.dashboard.messages import FleetUpdated, LinkStatus, ReplyReceived
 from protocols import codec, topics
 from protocols.errors import ProtocolError
-from protocols.schemas import Alarm, CentralStats, DispatchReply, DispatchRequest, FleetEntry
+from protocols.requests import DispatchRequest
+from protocols.schemas import Alarm, CentralStats, FleetEntry
 
 log = logging.getLogger("busfleet.central.dashboard")
 
@@ -38,7 +43,7 @@ class Link:
         self.config = config
         self.user = topics.check_user(user)
         self.post = post
-        self.client: aiomqtt.Client | None = None
+        self.requests: Requests | None = None  # requests to central, while connected
         self.connected = asyncio.Event()  # requests made before wait for it
         # What arrived since the last flush: the newest of each.
         self._fleet: dict[str, FleetEntry] = {}
@@ -46,39 +51,41 @@ class Link:
         self._stats: CentralStats | None = None
 
     async def run(self) -> None:
-        """Forever: connect, subscribe, pump; reconnect after a second when the link drops."""
-        while True:
+        """Forever: connect, subscribe, pump; reconnect with backoff when the link drops."""
+        retry = mqtt.backoff()
+        async for _attempt in retry:
             try:
                 identifier = f"dash-{self.user[:20]}-{uuid.uuid4().hex[:8]}"  # several at once
                 async with mqtt.client(self.config, identifier=identifier) as client:
+                    requests = Requests(client, self.user)
                     for flt in (
                         topics.all_buses(topics.Kind.FLEET),
                         topics.central_stats(),
                         topics.all_alarms(),
-                        topics.dispatch_reply(self.user),
                     ):
                         await client.subscribe(flt, qos=1)
-                    self.client = client
+                    await requests.subscribe()
+                    self.requests = requests
                     self.connected.set()
+                    retry.reset()
                     where = f"{self.config.mqtt_host}:{self.config.mqtt_port}"
                     self.post(LinkStatus(f"{self.user}@{where}", connected=True))
                     await self._pump(client)
             except aiomqtt.MqttError as exc:
-                self.client = None
+                self.requests = None
                 self.connected.clear()
                 self.post(LinkStatus(f"broker unreachable: {exc}"))
-                await asyncio.sleep(1.0)
 
     async def request(self, request: DispatchRequest, wait_s: float = 10.0) -> None:
         """Publish a request; made before the link is up, it waits up to `wait_s` for it."""
-        if self.client is None:
+        if self.requests is None:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(wait_s):
                     await self.connected.wait()
-        client = self.client
-        if client is None:
+        requests = self.requests
+        if requests is None:
             raise NotConnected("not connected to the broker")
-        await client.publish(topics.dispatch_request(self.user), codec.encode(request), qos=1)
+        await requests.send(request)
 
     async def _pump(self, client: aiomqtt.Client) -> None:
         """Read every message; a second task flushes what piled up every COALESCE_S.
@@ -94,7 +101,6 @@ class Link:
             raise group.exceptions[0] from None
 
     async def _read(self, client: aiomqtt.Client) -> None:
-        reply_topic = topics.dispatch_reply(self.user)
         async for message in client.messages:
             payload = message.payload if isinstance(message.payload, bytes) else b""
             topic = message.topic.value
@@ -105,10 +111,12 @@ class Link:
                 elif topic.startswith(topics.ROOT + "/alarms/"):
                     alarm_id = topics.alarm_id(topic)
                     self._alarms[alarm_id] = codec.decode(Alarm, payload) if payload else None
-                elif topic == reply_topic:
-                    self.post(ReplyReceived(codec.decode(DispatchReply, payload)))
                 elif topic == topics.central_stats():
                     self._stats = codec.decode(CentralStats, payload)
+                elif self.requests is not None:
+                    reply = self.requests.feed(topic, payload)  # a reply, or central's presence
+                    if reply is not None:
+                        self.post(ReplyReceived(reply))
             except ProtocolError as exc:
                 log.warning("ignored a bad message on %s: %s", topic, exc)
         raise aiomqtt.MqttError("the message stream ended")

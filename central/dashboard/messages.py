@@ -14,7 +14,8 @@ from typing import Literal
 
 from textual.message import Message
 
-from protocols.schemas import Alarm, CentralStats, DispatchReply, FleetEntry, Scalar
+from protocols.requests import DispatchReply
+from protocols.schemas import Alarm, CentralStats, FleetEntry, Scalar
 
 # -- from the link --------------------------------------------------------------------------
 

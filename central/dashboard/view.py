@@ -13,14 +13,15 @@ bus's detail, a list, a report). It is typed to those, so a screen cannot send a
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any, Literal, Protocol, cast
+from typing import Any, Protocol, cast
 
 from textual.app import App
 
 from central.dashboard.state import AlarmState, BusAlarms, FleetState
-from protocols.schemas import CentralStats, DispatchReply, Scalar
+from protocols.requests import Detail, DispatchReply, Listing, Report
+from protocols.schemas import CentralStats
 
-Query = Literal["detail", "list", "report"]  # central's read-only requests
+Query = Detail | Listing | Report  # central's read-only requests
 Shapes = list[list[tuple[float, float]]]
 Stops = list[tuple[str, str, float, float]]
 
@@ -47,7 +48,7 @@ class DashboardView(Protocol):
     @property
     def clock(self) -> Callable[[], float]: ...
 
-    async def ask(self, action: Query, **args: Scalar) -> DispatchReply:
+    async def ask(self, query: Query) -> DispatchReply:
         """Ask central to show something; the reply, or a refusal saying why there was none."""
         ...
 

@@ -25,6 +25,7 @@ from typing import Final
 
 import msgspec
 
+from central.errors import Refused
 from protocols.schemas import Alarm, Event, FleetEntry, Scalar, TelemetryRecord
 
 __all__ = [
@@ -74,7 +75,7 @@ TRANSITIONS: Final[dict[tuple[str, str], str]] = {
 }
 
 
-class AlarmError(ValueError):
+class AlarmError(Refused):
     """An alarm transition the lifecycle does not allow (the text says why, for people)."""
 
 

@@ -1,28 +1,19 @@
 """Dispatchers' requests at central: checked, carried out, answered.
 
-Dashboards never write a bus topic and need no database: a dispatcher's request arrives on
-`busfleet/v1/dispatch/{user}/request` (the broker lets only dispatchers write there); central
-checks it, carries it out with the functions the CLI tools use (central/assign.py,
-messages.py, playlists.py, commands) and answers on `busfleet/v1/dispatch/{user}/reply` with
-the request's id. What changed reaches every dashboard the usual way: an alarm's retained
-document, a bus's fleet entry, the bus's reported state.
+Dashboards and the CLI tools never write a bus topic and need no database: a request
+(protocols/requests.py, a tagged union) arrives on `busfleet/v1/dispatch/{user}/request`;
+central checks it, carries it out with the feature modules (central/assign.py, messages.py,
+playlists.py, diversions.py, media.py, gtfs_import.py) and answers on
+`busfleet/v1/dispatch/{user}/reply` with the request's id. What changed reaches every
+dashboard the usual way: an alarm's retained document, a bus's fleet entry, the bus's
+reported state. Every desired document written here is published by the service on its one
+client, and fleet state hears of its new version directly (`on_desired`), not by listening
+to the broker.
 
-Actions and their arguments:
-
-    ack_alarm         alarm, note
-    assign            bus, and trip, block and/or route
-    playlist          bus, playlist ("" for none)
-    save_playlist     id, media (names or hashes, comma-separated, in play order), seconds:
-                      one item per media, one schedule all day every day; a new revision
-    message           text_de, text_en, priority, targets ("all", "route:R", "bus:B",
-                      comma-separated), valid_from, valid_to (unix seconds, optional)
-    withdraw_message  id
-    command           bus, name, ttl_s, and arg.NAME for each argument of the command
-    detail            bus
-    list              what: routes, trips (route), blocks, stops, shapes, playlists, media,
-                      messages
-    report            what: plays, punctuality, feedback; days (1-31)
-    import_gtfs       path (a file on central's machine)
+One handler per request type, in a table: adding a type to the vocabulary without a handler
+fails a test (tests/test_dispatch.py). A refusal (`central.errors.Refused`: the request was
+wrong) goes back as `ok=False`; central's own trouble (anything else) is logged with its
+traceback and answered `failed=True`.
 
 `user` is the dispatcher's name in the topic; with one shared broker account for dispatchers
 it is what the dashboard says (`busfleet central dash --name`), so it names, it does not prove.
@@ -36,24 +27,27 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import msgspec
 
-from central.assign import AssignmentError, check_assignment, next_desired
-from central.commands import KNOWN
+from central.assign import check_assignment, next_desired
 from central.config import CentralConfig
-from central.fleet.alarms import AlarmError
+from central.desired import Published
+from central.diversions import cancel_diversion, create_diversion
+from central.errors import CentralFault, Refused
 from central.gtfs_import import GtfsInvalid, import_gtfs
-from central.media import MediaLibrary
-from central.messages import MessageError, create_message, withdraw_message
+from central.media import MediaLibrary, MediaRejected
+from central.messages import create_message, withdraw_message
 from central.playlists import (
-    PlaylistError,
     build_playlist,
+    buses_with,
     desired_with_playlist,
     get_playlist,
     media_url_for,
+    read_source,
     save_playlist,
 )
 from central.service import queries
@@ -62,176 +56,218 @@ from central.store import gtfs as gtfs_db
 from central.store.db import CentralStore
 from protocols import codec, topics
 from protocols.errors import ProtocolError
-from protocols.schemas import (
-    Assignment,
-    Command,
+from protocols.requests import (
+    REQUESTS,
+    AckAlarm,
+    Announce,
+    Assign,
+    AssignPlaylist,
+    CancelDiversion,
+    CreateDiversion,
+    Detail,
     DispatchReply,
     DispatchRequest,
-    Scalar,
+    DriverMessage,
+    ImportGtfs,
+    ImportMedia,
+    ImportPlaylist,
+    Listing,
+    Report,
+    Request,
+    RequestBase,
+    SavePlaylist,
+    SendCommand,
+    SendMessage,
+    WithdrawMessage,
+    command_args,
 )
+from protocols.schemas import Assignment, Command, Scalar
 
-__all__ = ["ACTIONS", "Dispatch", "DispatchError"]
+__all__ = ["Dispatch", "refusal"]
 
 log = logging.getLogger("busfleet.central.dispatch")
 
-COMMANDS = (*KNOWN, "driver_message")
-ACTIONS = (
-    "ack_alarm",
-    "assign",
-    "playlist",
-    "save_playlist",
-    "message",
-    "withdraw_message",
-    "command",
-    "detail",
-    "list",
-    "report",
-    "import_gtfs",
-)
-SLOW = ("list", "report", "import_gtfs")  # run on a thread with a connection of their own
+# Run on a thread with a connection of their own: they read much or write for long, and
+# publish nothing.
+SLOW: tuple[type[RequestBase], ...] = (Listing, Report, ImportGtfs, ImportMedia)
 REPLY_LIMIT = codec.MAX_PAYLOAD - 4096
 
-
-class DispatchError(ValueError):
-    """A request central refuses; the text goes back to the dispatcher."""
-
-
 Answer = tuple[dict[str, Scalar], dict[str, list[dict[str, Scalar]]]]
+OnDesired = Callable[[str, int], None]
 
 
-def _str(args: dict[str, Scalar], name: str, *, required: bool = True) -> str:
-    value = args.get(name)
-    if value is None or value == "":
-        if required:
-            raise DispatchError(f"{name} is required")
-        return ""
-    if not isinstance(value, str):
-        raise DispatchError(f"{name} must be text")
-    return value.strip()
+class _Id(msgspec.Struct):
+    """Just the id of an envelope that does not validate, to refuse it by name."""
+
+    id: str
 
 
-def _num(args: dict[str, Scalar], name: str) -> float | None:
-    value = args.get(name)
-    if value is None or value == "":
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise DispatchError(f"{name} must be a number")
-    return float(value)
-
-
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Ctx:
-    """What an action works with; it appends what to publish to `out`."""
+    """What a handler works with; it adds commands to `out` and desired documents to
+    `desired`, which the service publishes."""
 
     store: CentralStore
-    args: dict[str, Scalar]
     user: str
     now: float
-    out: list[Outgoing]
+    out: list[Outgoing] = field(default_factory=list)
+    desired: Published = field(default_factory=dict)
+
+
+def _bus(text: str) -> str:
+    try:
+        return topics.check_bus_id(text.strip())
+    except ProtocolError as exc:
+        raise Refused(str(exc)) from None
+
+
+def refusal(exc: msgspec.ValidationError) -> str:
+    """A validation error of a request, said for a dispatcher."""
+    text = str(exc)
+    message, _, where = text.partition(" - at `")
+    where = where.rstrip("`").removeprefix("$.request").lstrip(".")
+    if message.startswith("Invalid value ") and where == "type":
+        return f"unknown action {message.removeprefix('Invalid value ')}"
+    if message.startswith("Invalid value ") and where == "command.name":
+        return f"unknown command {message.removeprefix('Invalid value ')}"
+    return f"{where}: {message}" if where else message
 
 
 class Dispatch:
-    def __init__(self, store: CentralStore, config: CentralConfig, alarms: AlarmCenter) -> None:
+    def __init__(
+        self,
+        store: CentralStore,
+        config: CentralConfig,
+        alarms: AlarmCenter,
+        on_desired: OnDesired | None = None,
+    ) -> None:
         self.store = store
         self.config = config
         self.alarms = alarms
-        self.counters: dict[str, int] = {"requests": 0, "refused": 0, "bad": 0}
+        self.on_desired = on_desired  # fleet state hears of every new desired version
+        self.counters: dict[str, int] = {"requests": 0, "refused": 0, "failed": 0, "bad": 0}
+        self.handlers: dict[type[RequestBase], Callable[[Ctx, Any], Answer]] = {
+            AckAlarm: self._ack_alarm,
+            Assign: self._assign,
+            AssignPlaylist: self._playlist,
+            SavePlaylist: self._save_playlist,
+            ImportPlaylist: self._import_playlist,
+            ImportMedia: self._import_media,
+            SendMessage: self._message,
+            WithdrawMessage: self._withdraw_message,
+            SendCommand: self._command,
+            CreateDiversion: self._divert,
+            CancelDiversion: self._cancel_diversion,
+            Detail: self._detail,
+            Listing: self._list,
+            Report: self._report,
+            ImportGtfs: self._import_gtfs,
+        }
+        assert set(self.handlers) == set(REQUESTS), "every request type has its handler"
 
     async def handle(self, topic: str, payload: bytes, now: float | None = None) -> list[Outgoing]:
         """One request: what to publish (the reply last). Bad input is logged, never raised."""
         now = time.time() if now is None else now
         try:
             user = topics.dispatch_user(topic)
-            request = codec.decode(DispatchRequest, payload)
+            envelope = codec.decode(DispatchRequest, payload)
         except ProtocolError as exc:
-            self.counters["bad"] += 1
-            log.warning("ignored a bad dispatch request on %s: %s", topic, exc)
-            return []
+            return self._unreadable(topic, payload, exc, now)
         self.counters["requests"] += 1
-        out: list[Outgoing] = []
+        request = envelope.request
+        c = Ctx(self.store, user, now)
         try:
-            if request.action in SLOW and self.config.db != ":memory:":
+            log.info("%s: %s", user, request)
+            if isinstance(request, SLOW) and self.config.db != ":memory:":
                 result, tables = await asyncio.to_thread(self._threaded, request, user, now)
             else:
-                result, tables = self._do(self.store, request, user, now, out)
-            reply = DispatchReply(id=request.id, ok=True, t=now, result=result, tables=tables)
-        except (DispatchError, AlarmError, AssignmentError, MessageError, PlaylistError) as exc:
-            reply = self._refuse(request, user, str(exc), now)
+                result, tables = self.handlers[type(request)](c, request)
+            reply = DispatchReply(id=envelope.id, ok=True, t=now, result=result, tables=tables)
         except GtfsInvalid as exc:
-            reply = self._refuse(request, user, f"the feed was not imported: {exc}", now)
-        except (ProtocolError, ValueError) as exc:
-            reply = self._refuse(request, user, str(exc), now)
+            reply = self._refuse(envelope.id, user, f"the feed was not imported: {exc}", now)
+        except (Refused, ProtocolError, ValueError) as exc:  # ValueError: the older rules' way
+            reply = self._refuse(envelope.id, user, str(exc), now)
+        except Exception as exc:
+            fault = CentralFault(f"central failed to carry out the request: {exc}")
+            log.exception("%s's %s failed", user, type(request).__name__)
+            self.counters["failed"] += 1
+            reply = DispatchReply(id=envelope.id, ok=False, t=now, error=str(fault), failed=True)
+        out = [*c.out, *self._desired(c.desired)]
         out.extend(self.alarms.take_outgoing())
         out.append((topics.dispatch_reply(user), _fit(reply), False))
         return out
 
-    def _refuse(self, request: DispatchRequest, user: str, error: str, now: float) -> DispatchReply:
+    def _unreadable(
+        self, topic: str, payload: bytes, exc: ProtocolError, now: float
+    ) -> list[Outgoing]:
+        """A request that does not validate is refused with the reason, if it has an id and
+        a reply topic; anything less is only counted and logged."""
+        cause = exc.__cause__
+        try:
+            user = topics.dispatch_user(topic)
+            request_id = msgspec.json.decode(payload, type=_Id).id
+        except (ProtocolError, msgspec.DecodeError):
+            self.counters["bad"] += 1
+            log.warning("ignored a bad dispatch request on %s: %s", topic, exc)
+            return []
+        self.counters["requests"] += 1
+        why = refusal(cause) if isinstance(cause, msgspec.ValidationError) else str(exc)
+        reply = self._refuse(request_id, user, why, now)
+        return [(topics.dispatch_reply(user), _fit(reply), False)]
+
+    def _refuse(self, request_id: str, user: str, error: str, now: float) -> DispatchReply:
         self.counters["refused"] += 1
-        log.info("refused %s's %s: %s", user, request.action, error)
-        return DispatchReply(id=request.id, ok=False, t=now, error=error)
+        log.info("refused %s's request %s: %s", user, request_id, error)
+        return DispatchReply(id=request_id, ok=False, t=now, error=error)
 
-    def _threaded(self, request: DispatchRequest, user: str, now: float) -> Answer:
+    def _desired(self, published: Published) -> list[Outgoing]:
+        for bus, (version, _) in sorted(published.items()):
+            if self.on_desired is not None:
+                self.on_desired(bus, version)
+        return [(topics.desired(bus), body, True) for bus, (_, body) in sorted(published.items())]
+
+    def _threaded(self, request: Request, user: str, now: float) -> Answer:
         with _own_store(self.config.db) as store:
-            return self._do(store, request, user, now, [])
+            return self.handlers[type(request)](Ctx(store, user, now), request)
 
-    def _do(
-        self,
-        store: CentralStore,
-        request: DispatchRequest,
-        user: str,
-        now: float,
-        out: list[Outgoing],
-    ) -> Answer:
-        handler: Callable[..., Answer] | None = getattr(self, f"_{request.action}", None)
-        if request.action not in ACTIONS or handler is None:
-            raise DispatchError(f"unknown action {request.action!r}")
-        log.info("%s: %s %s", user, request.action, request.args)
-        answer: Answer = handler(Ctx(store, request.args, user, now, out))
-        return answer
-
-    # -- actions: (the request's context) -> (result, tables) ---------------------------------
-    def _ack_alarm(self, c: Ctx) -> Answer:
-        alarm = self.alarms.acknowledge(
-            _str(c.args, "alarm"), c.user, _str(c.args, "note", required=False), c.now
-        )
+    # -- handlers: (context, request) -> (result, tables) -------------------------------------
+    def _ack_alarm(self, c: Ctx, r: AckAlarm) -> Answer:
+        alarm = self.alarms.acknowledge(r.alarm.strip(), c.user, r.note.strip(), c.now)
         return {"alarm": alarm.id, "state": alarm.state}, {}
 
-    def _assign(self, c: Ctx) -> Answer:
-        bus = topics.check_bus_id(_str(c.args, "bus"))
+    def _assign(self, c: Ctx, r: Assign) -> Answer:
+        bus = _bus(r.bus)
         assignment = Assignment(
-            trip_id=_str(c.args, "trip", required=False) or None,
-            block_id=_str(c.args, "block", required=False) or None,
-            route_id=_str(c.args, "route", required=False) or None,
+            trip_id=(r.trip or "").strip() or None,
+            block_id=(r.block or "").strip() or None,
+            route_id=(r.route or "").strip() or None,
         )
         if assignment == Assignment():
-            raise DispatchError("give a trip, a block or a route")
+            raise Refused("give a trip, a block or a route")
         check_assignment(c.store, assignment)
-        version, payload = next_desired(c.store, bus, assignment, c.now)
-        c.out.append((topics.desired(bus), payload, True))
-        return {"bus": bus, "version": version}, {}
+        c.desired[bus] = next_desired(c.store, bus, assignment, c.now)
+        return {"bus": bus, "version": c.desired[bus][0]}, {}
 
-    def _playlist(self, c: Ctx) -> Answer:
-        bus = topics.check_bus_id(_str(c.args, "bus"))
-        name = _str(c.args, "playlist", required=False)
+    def _playlist(self, c: Ctx, r: AssignPlaylist) -> Answer:
+        bus = _bus(r.bus)
+        name = r.playlist.strip()
         playlist = None
-        if name:
+        if name and name != "none":
             playlist = get_playlist(c.store, name)
             if playlist is None:
-                raise DispatchError(f"no playlist {name!r}")
-        version, payload = desired_with_playlist(c.store, bus, playlist)
-        c.out.append((topics.desired(bus), payload, True))
-        return {"bus": bus, "version": version}, {}
+                raise Refused(f"no playlist {name!r}")
+        c.desired[bus] = desired_with_playlist(c.store, bus, playlist)
+        return {"bus": bus, "version": c.desired[bus][0]}, {}
 
-    def _save_playlist(self, c: Ctx) -> Answer:
-        refs = [r.strip() for r in _str(c.args, "media").split(",") if r.strip()]
+    def _save_playlist(self, c: Ctx, r: SavePlaylist) -> Answer:
+        refs = [ref.strip() for ref in r.media if ref.strip()]
         if not refs:
-            raise DispatchError("name at least one media file")
-        seconds = _num(c.args, "seconds") or 10.0
+            raise Refused("name at least one media file")
         items = [
-            {"id": f"i{n}", "media": ref, "duration_s": seconds} for n, ref in enumerate(refs, 1)
+            {"id": f"i{n}", "media": ref, "duration_s": r.seconds} for n, ref in enumerate(refs, 1)
         ]
         source = {
-            "id": _str(c.args, "id"),
+            "id": r.id.strip(),
             "timezone": gtfs_db.timezone(c.store) or "UTC",
             "items": items,
             "schedules": [{"id": "all", "items": [i["id"] for i in items]}],
@@ -241,66 +277,123 @@ class Dispatch:
         saved = save_playlist(c.store, built)
         return {"id": saved.id, "revision": saved.revision}, {}
 
-    def _message(self, c: Ctx) -> Answer:
-        targets = [t.strip() for t in _str(c.args, "targets").replace(" ", ",").split(",")]
-        priority = _num(c.args, "priority")
+    def _import_playlist(self, c: Ctx, r: ImportPlaylist) -> Answer:
+        media_url = media_url_for(self.config)
+        library = MediaLibrary(c.store, self.config.media_dir)
+        saved = save_playlist(c.store, build_playlist(library, read_source(r.path), media_url))
+        if r.push:
+            for bus in buses_with(c.store, saved.id):
+                c.desired[bus] = desired_with_playlist(c.store, bus, saved)
+        result: dict[str, Scalar] = {
+            "id": saved.id,
+            "revision": saved.revision,
+            "items": len(saved.items),
+            "schedules": len(saved.schedules),
+            "media_url": media_url,
+        }
+        pushed = [{"bus": b, "version": v} for b, (v, _) in sorted(c.desired.items())]
+        return result, {"pushed": _table(pushed)}
+
+    def _import_media(self, c: Ctx, r: ImportMedia) -> Answer:
+        if r.name and len(r.paths) > 1:
+            raise Refused("a name is for one file only")
+        library = MediaLibrary(c.store, self.config.media_dir)
+        imported: list[dict[str, Scalar]] = []
+        rejected: list[dict[str, Scalar]] = []
+        for path in r.paths:
+            try:
+                info = library.import_file(path, r.name)
+            except (MediaRejected, OSError) as exc:
+                rejected.append({"path": path, "error": str(exc)})
+                continue
+            imported.append(
+                {"sha256": info.sha256, "name": info.name, "mime": info.mime, "size": info.size}
+            )
+        result: dict[str, Scalar] = {"imported": len(imported), "rejected": len(rejected)}
+        return result, {"media": imported, "rejected": rejected}
+
+    def _message(self, c: Ctx, r: SendMessage) -> Answer:
+        targets = [t.strip() for text in r.targets for t in text.replace(" ", ",").split(",")]
         message, published = create_message(
             c.store,
-            text_de=_str(c.args, "text_de"),
-            text_en=_str(c.args, "text_en", required=False),
-            priority=int(priority or 0),
+            text_de=r.text_de,
+            text_en=r.text_en,
+            priority=r.priority,
             targets=[t for t in targets if t],
-            valid_from=_num(c.args, "valid_from"),
-            valid_to=_num(c.args, "valid_to"),
+            valid_from=r.valid_from,
+            valid_to=r.valid_to,
             now=c.now,
         )
-        c.out.extend(
-            (topics.desired(bus), payload, True) for bus, (_, payload) in published.items()
-        )
-        return {"id": message.id, "buses": len(published)}, {}
+        c.desired.update(published)
+        buses = [{"bus": b, "version": v} for b, (v, _) in sorted(published.items())]
+        return {"id": message.id, "buses": len(published)}, {"buses": _table(buses)}
 
-    def _withdraw_message(self, c: Ctx) -> Answer:
-        published = withdraw_message(c.store, _str(c.args, "id"), c.now)
-        c.out.extend(
-            (topics.desired(bus), payload, True) for bus, (_, payload) in published.items()
-        )
+    def _withdraw_message(self, c: Ctx, r: WithdrawMessage) -> Answer:
+        published = withdraw_message(c.store, r.id.strip(), c.now)
+        c.desired.update(published)
         return {"buses": len(published)}, {}
 
-    def _command(self, c: Ctx) -> Answer:
-        bus = topics.check_bus_id(_str(c.args, "bus"))
-        name = _str(c.args, "name")
-        if name not in COMMANDS:
-            raise DispatchError(f"unknown command {name!r}: one of {', '.join(COMMANDS)}")
-        ttl = _num(c.args, "ttl_s") or 300.0
-        if not 0 < ttl <= 86400:
-            raise DispatchError("ttl_s is 1 s to a day")
-        cmd_args = {k[4:]: v for k, v in c.args.items() if k.startswith("arg.")}
-        if name in ("announce", "driver_message"):
-            text = cmd_args.get("text")
-            if not isinstance(text, str) or not text.strip() or len(text) > 500:
-                raise DispatchError(f"{name} needs a text of 1 to 500 characters")
-        cmd = Command(
-            id=uuid.uuid4().hex[:16], name=name, t=c.now, expires=c.now + ttl, args=cmd_args
-        )
-        c.store.add_command(cmd.id, bus, name, codec.encode_json(cmd_args), c.now, cmd.expires)
+    def _command(self, c: Ctx, r: SendCommand) -> Answer:
+        bus = _bus(r.bus)
+        command = r.command
+        if isinstance(command, Announce | DriverMessage) and not command.text.strip():
+            raise Refused(f"{command.__struct_config__.tag} needs a text of 1 to 500 characters")
+        name = str(command.__struct_config__.tag)
+        args = command_args(command)
+        if isinstance(command, Announce | DriverMessage):
+            args["text"] = command.text.strip()
+        expires = c.now + r.ttl_s
+        cmd = Command(id=uuid.uuid4().hex[:16], name=name, t=c.now, expires=expires, args=args)
+        c.store.add_command(cmd.id, bus, name, codec.encode_json(args), c.now, cmd.expires)
         c.out.append((topics.command(bus), codec.encode(cmd), False))
-        return {"id": cmd.id, "bus": bus}, {}
+        return {"id": cmd.id, "bus": bus, "name": name}, {}
 
-    def _detail(self, c: Ctx) -> Answer:
-        return queries.bus_detail(c.store, topics.check_bus_id(_str(c.args, "bus")), c.now)
+    def _divert(self, c: Ctx, r: CreateDiversion) -> Answer:
+        diversion, published = create_diversion(
+            c.store,
+            route_id=r.route,
+            trips=r.trips,
+            skip=r.skip,
+            temp_stops=[(t.name, t.lat, t.lon) for t in r.temp_stops],
+            path=r.path,
+            valid_from=r.valid_from,
+            valid_to=r.valid_to,
+            notice_de=r.notice_de,
+            notice_en=r.notice_en,
+            now=c.now,
+        )
+        c.desired.update(published)
+        buses = [{"bus": b, "version": v} for b, (v, _) in sorted(published.items())]
+        return {"id": diversion.id, "buses": len(published)}, {"buses": _table(buses)}
 
-    def _list(self, c: Ctx) -> Answer:
-        return queries.listing(c.store, _str(c.args, "what"), c.args, self.config.media_dir)
+    def _cancel_diversion(self, c: Ctx, r: CancelDiversion) -> Answer:
+        published = cancel_diversion(c.store, r.id.strip(), c.now)
+        c.desired.update(published)
+        return {"id": r.id, "buses": len(published)}, {}
 
-    def _report(self, c: Ctx) -> Answer:
-        return queries.report(c.store, _str(c.args, "what"), c.args, c.now)
+    def _detail(self, c: Ctx, r: Detail) -> Answer:
+        return queries.bus_detail(c.store, _bus(r.bus), c.now)
 
-    def _import_gtfs(self, c: Ctx) -> Answer:
-        result = import_gtfs(c.store, _str(c.args, "path"), now=c.now)
+    def _list(self, c: Ctx, r: Listing) -> Answer:
+        return queries.listing(c.store, r.what, {"route": r.route}, self.config.media_dir)
+
+    def _report(self, c: Ctx, r: Report) -> Answer:
+        return queries.report(c.store, r.what, {"days": r.days}, c.now)
+
+    def _import_gtfs(self, c: Ctx, r: ImportGtfs) -> Answer:
+        result = import_gtfs(c.store, str(Path(r.path)), now=c.now)
         summary: dict[str, Scalar] = {
             k: v for k, v in result.summary.items() if isinstance(v, int | float | str)
         }
-        return summary, {}
+        issues = [{"issue": str(i)} for i in (*result.report.errors, *result.report.warnings)]
+        return summary, {"issues": _table(issues)}
+
+
+def _table(rows: list[dict[str, Any]]) -> list[dict[str, Scalar]]:
+    return [
+        {k: v for k, v in row.items() if v is None or isinstance(v, str | int | float)}
+        for row in rows
+    ]
 
 
 @contextlib.contextmanager

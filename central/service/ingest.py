@@ -90,11 +90,15 @@ class Ingest:
             elif parsed.kind is topics.Kind.DESIRED:
                 desired = codec.decode(DesiredState, payload)
                 self._check_bus(bus, desired.bus)
-                self._set(bus, fleet.on_desired(self._state(bus), desired.version))
+                self.on_desired(bus, desired.version)
             else:
                 return
         except ProtocolError as exc:
             self.reject(type(exc).__name__, f"{topic}: {exc}")
+
+    def on_desired(self, bus: str, version: int) -> None:
+        """The bus's desired document is at `version` now (told by whoever wrote it)."""
+        self._set(bus, fleet.on_desired(self._state(bus), version))
 
     def reject(self, reason: str, detail: str) -> None:
         self.counters["rejected"] += 1

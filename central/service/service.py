@@ -9,6 +9,13 @@ Ingest also raises and clears alarms (central/alarm_center.py), published retain
 dashboards; dispatchers' requests (central/dispatch.py) come on their own topic, skip the
 ingest inbox and are answered one at a time.
 
+The service is the only writer and the only publisher of desired state: requests from the
+dashboards and the CLI tools (central/client.py), and the periodic sync (message expiry,
+diversion windows: central/service/sync.py), all publish on this one client, and each writer
+tells fleet state the new version itself; central does not listen to its own documents. Its
+retained presence (`central/presence/{client_id}`, last will: offline) tells clients that
+someone is there to answer.
+
 Why paho with its own network thread here, not aiomqtt as everywhere else: at city scale
 (10,000 buses at 1 Hz, bench/central_ingest.py) aiomqtt's per-message cost (a Message object,
 a queue entry and a task per message, one event-loop turn per packet read) was most of
@@ -21,36 +28,36 @@ from the event loop is paho's thread-safe, non-blocking `publish`: no round trip
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-import ssl
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
+from central import mqtt
 from central.config import CentralConfig
+from central.desired import Published
 from central.fleet.alarms import AlarmParams
 from central.service.dispatch import Dispatch
 from central.service.ingest import Ingest
+from central.service.sync import SYNC_INTERVAL_S, DesiredSync
 from central.store.db import CentralStore
 from protocols import codec, topics
-from protocols.schemas import CentralStats
+from protocols.requests import CentralPresence
+from protocols.schemas import CentralStats, DesiredState
 
 log = logging.getLogger("busfleet.central.service")
 
-# Desired states are published by the assign tools (retained); central follows them too, so
-# that fleet state knows which buses are out of sync.
+# Not DESIRED: central writes those documents and knows their versions without the broker.
 SUBSCRIPTIONS = (
     topics.Kind.PRESENCE,
     topics.Kind.TELEMETRY,
     topics.Kind.EVENTS,
     topics.Kind.COMMAND_ACK,
     topics.Kind.REPORTED,
-    topics.Kind.DESIRED,
 )
 # Retained state every worker needs in full; the record streams can be shared.
 SHAREABLE = (topics.Kind.TELEMETRY, topics.Kind.EVENTS, topics.Kind.COMMAND_ACK)
@@ -112,29 +119,6 @@ def _offer(queue: asyncio.Queue[tuple[str, bytes]], topic: str, payload: bytes) 
         log.warning("dropped a dispatch request on %s: %d waiting", topic, queue.qsize())
 
 
-def paho_client(config: CentralConfig) -> paho.Client:
-    """A paho client with the same settings as central.mqtt.client (credentials, TLS)."""
-    v5 = config.mqtt_protocol == 5
-    client = paho.Client(
-        CallbackAPIVersion.VERSION2,
-        client_id=config.client_id,
-        protocol=paho.MQTTv5 if v5 else paho.MQTTv311,
-    )
-    password = None
-    if config.mqtt_password_file:
-        password = Path(config.mqtt_password_file).read_text().strip()
-    if config.mqtt_username or password:
-        client.username_pw_set(config.mqtt_username or None, password)
-    if config.mqtt_ca_file:
-        client.tls_set_context(ssl.create_default_context(cafile=config.mqtt_ca_file))
-    # Receipts are QoS 1. mosquitto announces a receive maximum of its max_inflight_messages
-    # (100 in deploy/); paho ignores it, so respect it here. More costs CPU, too: paho scans
-    # its in-flight messages on every PUBACK.
-    client.max_inflight_messages_set(100)
-    client.reconnect_delay_set(1, 30)
-    return client
-
-
 class CentralService:
     def __init__(self, config: CentralConfig, *, group: str | None = None) -> None:
         self.config = config
@@ -144,7 +128,11 @@ class CentralService:
         self.ingest.alarms.params = AlarmParams(
             overspeed_kmh=config.alarm_overspeed_kmh, sync_after_s=config.alarm_sync_after_s
         )
-        self.dispatch = Dispatch(self.store, config, self.ingest.alarms)  # dispatchers' requests
+        # Dispatchers' requests; every desired version they write goes to fleet state.
+        self.dispatch = Dispatch(self.store, config, self.ingest.alarms, self.ingest.on_desired)
+        self.sync = DesiredSync(self.store)  # message expiry, diversion windows
+        for bus, payload in self.store.all_desired():  # fleet state starts with the versions
+            self.ingest.on_desired(bus, codec.decode(DesiredState, payload).version)
         self.ready = asyncio.Event()  # subscribed and ingesting
         self._client: paho.Client | None = None
 
@@ -161,8 +149,11 @@ class CentralService:
         loop = asyncio.get_running_loop()
         inbox = Inbox(loop)
         connected: asyncio.Queue[bool] = asyncio.Queue()  # connection changes, in order
-        client = paho_client(self.config)
+        client = mqtt.paho_client(self.config)
         self._client = client
+        presence = topics.central_presence(self.config.client_id)
+        offline = CentralPresence(client_id=self.config.client_id, online=False, t=time.time())
+        client.will_set(presence, codec.encode(offline), qos=1, retain=True)
         v5 = self.config.mqtt_protocol == 5
         filters = self._filters()
         closing = threading.Event()  # our own disconnect is no loss to report
@@ -204,9 +195,13 @@ class CentralService:
                 tg.create_task(self._receive(inbox), name="ingest")
                 tg.create_task(self._publish(), name="publish")
                 tg.create_task(self._requests(requests), name="dispatch")
+                tg.create_task(self._sync(), name="desired-sync")
         finally:
             closing.set()
             inbox.close()
+            gone = CentralPresence(client_id=self.config.client_id, online=False, t=time.time())
+            with contextlib.suppress(RuntimeError, ValueError):  # not connected: the will said it
+                client.publish(presence, codec.encode(gone), qos=1, retain=True).wait_for_publish(2)
             client.disconnect()
             client.loop_stop()
             self.store.close()
@@ -228,6 +223,18 @@ class CentralService:
             for out_topic, out_payload, retain in await self.dispatch.handle(topic, payload):
                 self._send(out_topic, out_payload, qos=1, retain=retain)
 
+    def _send_desired(self, published: Published) -> None:
+        """Publish desired documents this process wrote, and tell fleet state their versions."""
+        for bus, (version, payload) in sorted(published.items()):
+            self.ingest.on_desired(bus, version)
+            self._send(topics.desired(bus), payload, qos=1, retain=True)
+
+    async def _sync(self) -> None:
+        """Message expiry and diversion windows, every few seconds (central/service/sync.py)."""
+        while True:
+            self._send_desired(self.sync.step(time.time()))
+            await asyncio.sleep(SYNC_INTERVAL_S)
+
     async def _connections(self, connected: asyncio.Queue[bool]) -> None:
         while True:
             if not await connected.get():
@@ -237,6 +244,13 @@ class CentralService:
                 self._send(topics.desired(bus), payload, qos=1, retain=True)
             self.ingest.dirty.update(self.ingest.buses)
             self.ingest.alarms.republish()
+            here = CentralPresence(client_id=self.config.client_id, online=True, t=time.time())
+            self._send(
+                topics.central_presence(self.config.client_id),
+                codec.encode(here),
+                qos=1,
+                retain=True,
+            )
             log.info("central subscribed on %s:%d", self.config.mqtt_host, self.config.mqtt_port)
             self.ready.set()
 

@@ -1,7 +1,10 @@
 """Commands from central: validated, run once (deduplicated by id), acknowledged through the
 outbox so that the result reaches central exactly once, even across outages.
 
-Results: ok, failed (with a reason) or expired (it arrived after its expiry).
+Results: ok, failed (with a reason) or expired (it arrived after its expiry). The names and
+arguments are the one vocabulary of protocols/requests.py (`BusCommand`, `COMMAND_NAMES`),
+shared with central; a handler reads its command typed with `typed(cmd)`, which fails it with
+the reason when the arguments do not fit.
 """
 
 from __future__ import annotations
@@ -13,7 +16,8 @@ from dataclasses import dataclass
 
 from onboard.link.outbox import Outbox
 from protocols import codec
-from protocols.errors import ProtocolError
+from protocols.errors import CodecError, ProtocolError
+from protocols.requests import BusCommand, bus_command
 from protocols.schemas import Command, Event, Scalar
 
 log = logging.getLogger("busfleet.onboard.commands")
@@ -70,3 +74,12 @@ class Commands:
                 "cmd_ack", codec.encode(Event(seq=0, t=now, kind="cmd_ack", data=data))
             )
         return result
+
+
+def typed(cmd: Command) -> BusCommand:
+    """The command as its typed struct (protocols/requests.py); ValueError (the command
+    fails with its text as the reason) if its arguments do not fit its name."""
+    try:
+        return bus_command(cmd.name, cmd.args)
+    except CodecError as exc:
+        raise ValueError(str(exc)) from exc

@@ -18,7 +18,8 @@ from textual.containers import Horizontal
 from textual.widgets import DataTable, Static
 
 from central.dashboard.screens.base import DispatchScreen
-from protocols.schemas import DispatchReply, Scalar
+from protocols.requests import Detail, DispatchReply
+from protocols.schemas import Scalar
 
 REFRESH_S = 2.0
 # vehicle.* results: (label, unit, scale)
@@ -113,7 +114,7 @@ class BusDetailScreen(DispatchScreen):
     # exit_on_error off: a screen closing while its answer is on the way is no crash
     @work(group="detail", exclusive=True, exit_on_error=False)
     async def _load(self) -> None:
-        reply = await self.dashboard.ask("detail", bus=self.bus)
+        reply = await self.dashboard.ask(Detail(bus=self.bus))
         if reply.ok:
             self.detail = reply
             self.show_detail(reply)

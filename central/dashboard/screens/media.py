@@ -17,6 +17,7 @@ from textual.widgets import DataTable, Static
 
 from central.dashboard.messages import AssignPlaylist, EditPlaylist
 from central.dashboard.screens.base import DispatchScreen
+from protocols.requests import Listing
 from protocols.schemas import Scalar
 
 
@@ -58,8 +59,8 @@ class MediaScreen(DispatchScreen):
     # exit_on_error off: a screen closing while its answer is on the way is no crash
     @work(group="media", exclusive=True, exit_on_error=False)
     async def _load(self) -> None:
-        playlists = await self.dashboard.ask("list", what="playlists")
-        media = await self.dashboard.ask("list", what="media")
+        playlists = await self.dashboard.ask(Listing(what="playlists"))
+        media = await self.dashboard.ask(Listing(what="media"))
         table = self.query_one("#playlists", DataTable)
         table.clear()
         self.playlists = {str(p.get("id")): p for p in playlists.tables.get("playlists", [])}

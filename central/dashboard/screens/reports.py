@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, cast
 
 from textual import work
 from textual.app import ComposeResult
@@ -10,6 +10,7 @@ from textual.binding import Binding, BindingType
 from textual.widgets import DataTable, Static
 
 from central.dashboard.screens.base import DispatchScreen
+from protocols.requests import Report, ReportKind
 
 TITLES = {
     "punctuality": "Punctuality per route (on time: 1 min early to 5 min late)",
@@ -31,7 +32,7 @@ class ReportsScreen(DispatchScreen):
 
     def __init__(self) -> None:
         super().__init__()
-        self.what = "punctuality"
+        self.what: ReportKind = "punctuality"
         self.days = 1
 
     def body(self) -> ComposeResult:
@@ -44,7 +45,7 @@ class ReportsScreen(DispatchScreen):
         self.action_reload()
 
     def action_report(self, what: str) -> None:
-        self.what = what
+        self.what = cast(ReportKind, what)  # from the bindings above
         self.action_reload()
 
     def action_days(self) -> None:
@@ -59,7 +60,7 @@ class ReportsScreen(DispatchScreen):
     # exit_on_error off: a screen closing while its answer is on the way is no crash
     @work(group="report", exclusive=True, exit_on_error=False)
     async def _load(self) -> None:
-        reply = await self.dashboard.ask("report", what=self.what, days=self.days)
+        reply = await self.dashboard.ask(Report(what=self.what, days=self.days))
         title = self.query_one("#report-title", Static)
         table = self.query_one(DataTable)
         table.clear(columns=True)

@@ -1,0 +1,172 @@
+"""Asking the running central service: request/reply over MQTT, for the dashboard and the CLI.
+
+A request (protocols/requests.py) goes to `busfleet/v1/dispatch/{user}/request` in an envelope
+with an id; central carries it out and answers on `.../{user}/reply` with the same id. The
+service is the only writer of desired state and the only publisher to buses: the dashboard
+and every CLI tool ask it, none of them opens the database to change it.
+
+How a client knows that a central runs: every service worker keeps a retained presence on
+`busfleet/v1/central/presence/{client_id}` (online on connect, offline as its last will and
+on a clean stop). A client subscribes to all of them and asks only if one says online within
+`PRESENCE_WAIT_S` (retained messages arrive right after the subscription); then it waits for
+the answer up to a timeout. Either way, nobody answering is `NoCentral`, one clear sentence.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator
+
+import aiomqtt
+
+from central import mqtt
+from central.config import CentralConfig
+from central.errors import NoAnswer, NoCentral, Unavailable
+from protocols import codec, topics
+from protocols.errors import ProtocolError
+from protocols.requests import CentralPresence, DispatchReply, DispatchRequest, Request
+
+__all__ = [
+    "PRESENCE_WAIT_S",
+    "REPLY_TIMEOUT_S",
+    "Requests",
+    "ask",
+    "connect",
+    "envelope",
+]
+
+log = logging.getLogger("busfleet.central.client")
+
+PRESENCE_WAIT_S = 3.0  # retained presence comes at once; a little slack for a busy broker
+REPLY_TIMEOUT_S = 120.0  # a GTFS import or a media import of big files takes a while
+
+
+def envelope(request: Request, now: float | None = None) -> DispatchRequest:
+    """The request with a fresh id, ready to send."""
+    return DispatchRequest(
+        id=uuid.uuid4().hex[:16], t=time.time() if now is None else now, request=request
+    )
+
+
+class Requests:
+    """Requests in flight over one connected aiomqtt client that someone else reads.
+
+    The reader hands every message to `feed`; replies to this user resolve the matching
+    `ask`, presences keep `online` (the central workers up now).
+    """
+
+    def __init__(self, client: aiomqtt.Client, user: str) -> None:
+        self.client = client
+        self.user = topics.check_user(user)
+        self.reply_topic = topics.dispatch_reply(self.user)
+        self.online: set[str] = set()
+        self.present = asyncio.Event()  # some central worker is online
+        self._waiting: dict[str, asyncio.Future[DispatchReply]] = {}
+
+    async def subscribe(self) -> None:
+        """Replies to this user and central's presence (retained: they come at once)."""
+        await self.client.subscribe(self.reply_topic, qos=1)
+        await self.client.subscribe(topics.all_central_presence(), qos=1)
+
+    def feed(self, topic: str, payload: bytes) -> DispatchReply | None:
+        """Take in one message; returns it if it is a reply to this user, else None."""
+        try:
+            if topic == self.reply_topic:
+                reply = codec.decode(DispatchReply, payload)
+                future = self._waiting.pop(reply.id, None)
+                if future is not None and not future.done():
+                    future.set_result(reply)
+                return reply
+            if topics.matches(topics.all_central_presence(), topic):
+                self._presence(topic, payload)
+        except ProtocolError as exc:
+            log.warning("ignored a bad message on %s: %s", topic, exc)
+        return None
+
+    def _presence(self, topic: str, payload: bytes) -> None:
+        name = topic.rsplit("/", 1)[-1]
+        if payload and codec.decode(CentralPresence, payload).online:
+            self.online.add(name)
+        else:
+            self.online.discard(name)
+        if self.online:
+            self.present.set()
+        else:
+            self.present.clear()
+
+    async def send(self, request: DispatchRequest) -> None:
+        """Publish a request; its reply comes through `feed`."""
+        topic = topics.dispatch_request(self.user)
+        await self.client.publish(topic, codec.encode(request), qos=1)
+
+    async def ask(
+        self, request: DispatchRequest, timeout_s: float = REPLY_TIMEOUT_S
+    ) -> DispatchReply:
+        """Send a request and wait for its reply; NoAnswer if none comes in time."""
+        future: asyncio.Future[DispatchReply] = asyncio.get_running_loop().create_future()
+        self._waiting[request.id] = future
+        try:
+            await self.send(request)
+            async with asyncio.timeout(timeout_s):
+                return await future
+        except TimeoutError:
+            raise NoAnswer(f"central did not answer within {timeout_s:.0f} s") from None
+        finally:
+            self._waiting.pop(request.id, None)
+
+
+async def _read(client: aiomqtt.Client, requests: Requests) -> None:
+    async for message in client.messages:
+        payload = message.payload if isinstance(message.payload, bytes) else b""
+        requests.feed(message.topic.value, payload)
+
+
+@contextlib.asynccontextmanager
+async def connect(
+    config: CentralConfig, user: str, *, presence_wait_s: float = PRESENCE_WAIT_S
+) -> AsyncIterator[Requests]:
+    """A connection of its own to ask central (CLI tools). Unavailable if the broker cannot
+    be reached, NoCentral if no central worker is online."""
+    where = f"{config.mqtt_host}:{config.mqtt_port}"
+    identifier = f"{config.client_id}-ask-{uuid.uuid4().hex[:8]}"
+    try:
+        async with mqtt.client(config, identifier=identifier) as client:
+            requests = Requests(client, user)
+            # Not a TaskGroup: the caller's body runs inside, and its errors must come out
+            # as they are, not wrapped in an ExceptionGroup. The reader ends with the block.
+            reader = asyncio.create_task(_read(client, requests), name="central-client-read")
+            try:
+                await requests.subscribe()
+                try:
+                    async with asyncio.timeout(presence_wait_s):
+                        await requests.present.wait()
+                except TimeoutError:
+                    raise NoCentral(f"no central is running (none online at {where})") from None
+                yield requests
+            finally:
+                reader.cancel()
+                with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
+                    await reader
+    except aiomqtt.MqttError as exc:
+        raise Unavailable(f"cannot reach the broker at {where}: {exc}") from None
+
+
+async def ask(
+    config: CentralConfig,
+    request: Request,
+    *,
+    user: str,
+    timeout_s: float = REPLY_TIMEOUT_S,
+    presence_wait_s: float = PRESENCE_WAIT_S,
+) -> DispatchReply:
+    """Ask central once over a short connection; its reply (ok or refused).
+
+    Raises Unavailable (no broker), NoCentral (no central online) or NoAnswer (no answer in
+    time: it may still have done it).
+    """
+    async with connect(config, user, presence_wait_s=presence_wait_s) as requests:
+        return await requests.ask(envelope(request), timeout_s)

@@ -1,0 +1,46 @@
+"""The exception tree of `central`: whose mistake it was decides what happens next.
+
+    CentralError
+    ├── Refused            the dispatcher asked for something central will not do: a typo,
+    │   │                  an unknown trip, a text too long. The text goes back to them; they
+    │   │                  fix the request and ask again. Never logged as central's fault.
+    │   └── AssignmentError, MessageError, PlaylistError, DiversionError (central's
+    │       feature modules), AlarmError (central/fleet)
+    ├── CentralFault       central's own trouble while carrying out a good request (a bug, its
+    │                      database): logged with the traceback, answered as `failed`.
+    └── Unavailable        (client side) no broker to reach central through
+        └── NoCentral          no central is online
+            └── NoAnswer           one was, but did not answer in time
+
+Like h11's LocalProtocolError / RemoteProtocolError: the refusal is the peer's mistake, the
+fault is ours. `Refused` is a ValueError too, because a refusal is a bad value and older
+callers catch it as one.
+"""
+
+from __future__ import annotations
+
+__all__ = ["CentralError", "CentralFault", "NoAnswer", "NoCentral", "Refused", "Unavailable"]
+
+
+class CentralError(Exception):
+    """Anything central raises on purpose."""
+
+
+class Refused(CentralError, ValueError):
+    """A request central will not carry out; `str(exc)` tells the dispatcher what to fix."""
+
+
+class CentralFault(CentralError):
+    """Central failed to carry out a request that was fine (our mistake, not theirs)."""
+
+
+class Unavailable(CentralError):
+    """Central cannot be asked: no broker, or no running central behind it."""
+
+
+class NoCentral(Unavailable):
+    """No central is online: nobody would answer."""
+
+
+class NoAnswer(NoCentral):
+    """A central was online but did not answer in time (it may still carry the request out)."""

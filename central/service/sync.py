@@ -1,0 +1,33 @@
+"""Desired documents that change with the clock: message expiry and diversion windows.
+
+Both used to run beside the service with an MQTT connection and a reconnect loop each; now
+they are one step the service runs every few seconds on its own store, and it publishes what
+the step returns on its one client (central/service/service.py). Like every other writer of
+desired state, the step hands back the new versions, so that fleet state learns them
+directly.
+"""
+
+from __future__ import annotations
+
+from central.desired import Published
+from central.diversions import SYNC_S, DiversionSync
+from central.messages import EXPIRY_CHECK_S, expire_messages
+from central.store.db import CentralStore
+
+__all__ = ["SYNC_INTERVAL_S", "DesiredSync"]
+
+SYNC_INTERVAL_S = min(SYNC_S, EXPIRY_CHECK_S)  # how late central may drop what ended
+
+
+class DesiredSync:
+    """Expired messages out, diversions in force in: the documents that need a new version."""
+
+    def __init__(self, store: CentralStore) -> None:
+        self.store = store
+        self.diversions = DiversionSync(store)
+
+    def step(self, now: float) -> Published:
+        """One pass; returns bus -> (version, payload) of every document changed."""
+        published = dict(expire_messages(self.store, now))
+        published.update(self.diversions.step(now))  # a bus in both: the later version wins
+        return published

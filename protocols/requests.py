@@ -1,0 +1,324 @@
+"""One vocabulary for asking central, and for central telling a bus: msgspec tagged unions.
+
+A dispatcher's request (from the dashboard or a CLI tool) is one of the `Request` structs,
+told apart by its `type` tag, carried in a `DispatchRequest` envelope with an id; central
+answers with a `DispatchReply` of the same id (central/service/dispatch.py carries each type
+out). A command to a bus is one of the `BusCommand` structs, told apart by its `name`; on the
+wire it travels as `protocols.schemas.Command` (name + args), so agents of every version read
+it, and `bus_command` turns that back into the typed struct at the bus.
+
+Like h11's events: frozen, validated where bytes come in, and nothing stringly-typed. The
+bounds here are generous caps that keep a payload sane (a text is not a megabyte, a list has
+not a million entries); the exact rules a dispatcher meets (a message text of at most 1000
+characters, a known route) are central's, and its refusal says which one was broken.
+
+Pure: no I/O; times are unix seconds given by the caller.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+
+from protocols.errors import CodecError
+from protocols.schemas import SCHEMA_VERSION, Lat, Lon, Scalar
+
+__all__ = [
+    "BUS_COMMANDS",
+    "COMMAND_NAMES",
+    "REQUESTS",
+    "AckAlarm",
+    "Announce",
+    "Assign",
+    "AssignPlaylist",
+    "BusCommand",
+    "BusCommandBase",
+    "CancelDiversion",
+    "CentralPresence",
+    "CreateDiversion",
+    "Detail",
+    "DispatchReply",
+    "DispatchRequest",
+    "DriverMessage",
+    "ImportGtfs",
+    "ImportMedia",
+    "ImportPlaylist",
+    "Listing",
+    "Report",
+    "ReportKind",
+    "Request",
+    "RequestBase",
+    "Resend",
+    "Restart",
+    "SavePlaylist",
+    "SendCommand",
+    "SendMessage",
+    "TempStopSpec",
+    "WithdrawMessage",
+    "bus_command",
+    "command_args",
+]
+
+# Caps, not rules (see the module docstring).
+Name = Annotated[str, msgspec.Meta(max_length=200)]  # an id, a bus, a route, a user's label
+Text = Annotated[str, msgspec.Meta(max_length=4000)]  # a passenger or driver text, a note
+Path = Annotated[str, msgspec.Meta(min_length=1, max_length=4096)]  # on central's machine
+Names = Annotated[list[Name], msgspec.Meta(max_length=1000)]
+When = Annotated[float, msgspec.Meta(ge=0.0)]
+DriverText = Annotated[str, msgspec.Meta(min_length=1, max_length=500)]  # the terminal's limit
+
+
+# -- commands to a bus --------------------------------------------------------------------------
+class BusCommandBase(msgspec.Struct, frozen=True, kw_only=True, tag_field="name"):
+    """A one-off order to a bus; its `name` is the tag (Command.name on the wire)."""
+
+
+class Resend(BusCommandBase, tag="resend", frozen=True, kw_only=True):
+    """Send the outbox's history from `since` (unix s) again."""
+
+    since: When
+
+
+class Announce(BusCommandBase, tag="announce", frozen=True, kw_only=True):
+    """Speak and show `text` to the passengers now."""
+
+    text: DriverText
+
+
+class Restart(BusCommandBase, tag="restart", frozen=True, kw_only=True):
+    """Restart the agent (it answers first; systemd starts it again)."""
+
+
+class DriverMessage(BusCommandBase, tag="driver_message", frozen=True, kw_only=True):
+    """Put `text` on the driver's terminal; the driver acknowledges it later."""
+
+    text: DriverText
+
+
+BusCommand = Resend | Announce | Restart | DriverMessage
+BUS_COMMANDS: tuple[type[BusCommandBase], ...] = (Resend, Announce, Restart, DriverMessage)
+COMMAND_NAMES: tuple[str, ...] = tuple(str(c.__struct_config__.tag) for c in BUS_COMMANDS)
+
+
+def command_args(command: BusCommand) -> dict[str, Scalar]:
+    """The command's arguments as carried in `Command.args` (its name aside)."""
+    raw = msgspec.to_builtins(command)
+    raw.pop("name", None)
+    return {k: v for k, v in raw.items() if v is not None}
+
+
+def bus_command(name: str, args: dict[str, Scalar]) -> BusCommand:
+    """The typed command of a `Command`'s name and args; CodecError if it is none we know or
+    its arguments are wrong (the message says which)."""
+    if name not in COMMAND_NAMES:
+        raise CodecError(f"unknown command {name!r}: one of {', '.join(COMMAND_NAMES)}")
+    try:
+        command: BusCommand = msgspec.convert({**args, "name": name}, BusCommand)
+    except msgspec.ValidationError as exc:
+        raise CodecError(f"{name}: {exc}", schema=name) from exc
+    return command
+
+
+# -- dispatchers' requests ----------------------------------------------------------------------
+class RequestBase(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", omit_defaults=True):
+    """A dispatcher's request to central; its `type` is the tag."""
+
+
+class AckAlarm(RequestBase, tag="ack_alarm", frozen=True, kw_only=True):
+    """Take an alarm: the dispatcher (the topic's user) and what they did are recorded."""
+
+    alarm: Name
+    note: Text = ""
+
+
+class Assign(RequestBase, tag="assign", frozen=True, kw_only=True):
+    """Assign a bus a trip, a block and/or a route (at least one): its next desired state."""
+
+    bus: Name
+    trip: Name | None = None
+    block: Name | None = None
+    route: Name | None = None
+
+
+class AssignPlaylist(RequestBase, tag="playlist", frozen=True, kw_only=True):
+    """Put a stored playlist into a bus's desired state; "" takes the ads off it."""
+
+    bus: Name
+    playlist: Name = ""
+
+
+class SavePlaylist(RequestBase, tag="save_playlist", frozen=True, kw_only=True):
+    """A simple playlist: one item per media (name or hash, in play order), all day."""
+
+    id: Name
+    media: Names
+    seconds: Annotated[float, msgspec.Meta(gt=0.0, le=3600.0)] = 10.0
+
+
+class ImportPlaylist(RequestBase, tag="import_playlist", frozen=True, kw_only=True):
+    """Store a playlist from a TOML/JSON file on central's machine; `push`: publish the new
+    revision to the buses that run it."""
+
+    path: Path
+    push: bool = False
+
+
+class ImportMedia(RequestBase, tag="import_media", frozen=True, kw_only=True):
+    """Add files on central's machine to the media library; `name` only for one file."""
+
+    paths: Annotated[list[Path], msgspec.Meta(min_length=1, max_length=1000)]
+    name: Name | None = None
+
+
+class SendMessage(RequestBase, tag="message", frozen=True, kw_only=True):
+    """A passenger message to targets "all", "route:R" or "bus:B"."""
+
+    text_de: Text
+    text_en: Text = ""
+    priority: int = 0
+    targets: Names
+    valid_from: When | None = None
+    valid_to: When | None = None
+
+
+class WithdrawMessage(RequestBase, tag="withdraw_message", frozen=True, kw_only=True):
+    id: Name
+
+
+class SendCommand(RequestBase, tag="command", frozen=True, kw_only=True):
+    """A command to one bus, expiring after `ttl_s` (1 s to a day)."""
+
+    bus: Name
+    command: BusCommand
+    ttl_s: Annotated[float, msgspec.Meta(gt=0.0, le=86400.0)] = 300.0
+
+
+class TempStopSpec(msgspec.Struct, frozen=True, kw_only=True):
+    """A temporary stop as a dispatcher names it; central gives it its id."""
+
+    name: Name
+    lat: Lat
+    lon: Lon
+
+
+class CreateDiversion(RequestBase, tag="divert", frozen=True, kw_only=True):
+    """Divert a route (or some of its trips) from `valid_from` to `valid_to`."""
+
+    route: Name
+    trips: Names = msgspec.field(default_factory=list)
+    skip: Names = msgspec.field(default_factory=list)
+    temp_stops: Annotated[list[TempStopSpec], msgspec.Meta(max_length=100)] = msgspec.field(
+        default_factory=list
+    )
+    path: Annotated[list[tuple[Lat, Lon]], msgspec.Meta(max_length=5000)] = msgspec.field(
+        default_factory=list
+    )
+    valid_from: When | None = None
+    valid_to: When | None = None
+    notice_de: Text = ""
+    notice_en: Text = ""
+
+
+class CancelDiversion(RequestBase, tag="cancel_diversion", frozen=True, kw_only=True):
+    id: Name
+
+
+class Detail(RequestBase, tag="detail", frozen=True, kw_only=True):
+    """Everything the bus detail screen shows of one bus."""
+
+    bus: Name
+
+
+class Listing(RequestBase, tag="list", frozen=True, kw_only=True):
+    """A list for pickers and the map; `route` narrows trips to one route."""
+
+    what: Literal["routes", "trips", "blocks", "stops", "shapes", "playlists", "media", "messages"]
+    route: Name | None = None
+
+
+ReportKind = Literal["plays", "punctuality", "feedback"]
+
+
+class Report(RequestBase, tag="report", frozen=True, kw_only=True):
+    what: ReportKind
+    days: Annotated[int, msgspec.Meta(ge=1, le=31)] = 1
+
+
+class ImportGtfs(RequestBase, tag="import_gtfs", frozen=True, kw_only=True):
+    """Import a GTFS feed (zip or folder on central's machine) as the timetable."""
+
+    path: Path
+
+
+Request = (
+    AckAlarm
+    | Assign
+    | AssignPlaylist
+    | SavePlaylist
+    | ImportPlaylist
+    | ImportMedia
+    | SendMessage
+    | WithdrawMessage
+    | SendCommand
+    | CreateDiversion
+    | CancelDiversion
+    | Detail
+    | Listing
+    | Report
+    | ImportGtfs
+)
+REQUESTS: tuple[type[RequestBase], ...] = (
+    AckAlarm,
+    Assign,
+    AssignPlaylist,
+    SavePlaylist,
+    ImportPlaylist,
+    ImportMedia,
+    SendMessage,
+    WithdrawMessage,
+    SendCommand,
+    CreateDiversion,
+    CancelDiversion,
+    Detail,
+    Listing,
+    Report,
+    ImportGtfs,
+)
+
+
+class CentralPresence(msgspec.Struct, frozen=True, kw_only=True):
+    """A central worker's presence, retained; its last will says online=False. A client asks
+    only when some worker is online (central/client.py)."""
+
+    v: int = SCHEMA_VERSION
+    client_id: str
+    online: bool
+    t: float
+
+
+class DispatchRequest(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """A request to central with its id; the dispatcher is the topic's user level, and
+    central answers on the reply topic with the same `id`."""
+
+    v: int = SCHEMA_VERSION
+    id: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+    t: float
+    request: Request
+
+
+class DispatchReply(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """Central's answer: ok, or an error for people; scalar results and named tables.
+
+    `failed` tells central's own trouble (a bug, its database) from a refusal (the request
+    was wrong: fix it and ask again).
+    """
+
+    v: int = SCHEMA_VERSION
+    id: str
+    ok: bool
+    t: float
+    error: str = ""
+    failed: bool = False
+    result: dict[str, Scalar] = msgspec.field(default_factory=dict)
+    tables: dict[str, list[dict[str, Scalar]]] = msgspec.field(default_factory=dict)
