@@ -18,14 +18,8 @@ from central.dashboard.screens.alarms import AlarmsScreen
 from central.dashboard.screens.form import FormScreen
 from central.dashboard.state import BusAlarms, per_bus
 from central.dashboard.view import Query, Shapes, Stops
-from protocols.schemas import (
-    Alarm,
-    CentralStats,
-    DispatchReply,
-    DispatchRequest,
-    FleetEntry,
-    Scalar,
-)
+from protocols.requests import DispatchReply, DispatchRequest
+from protocols.schemas import Alarm, CentralStats, FleetEntry
 
 REPO = Path(__file__).resolve().parent.parent
 DASHBOARD = REPO / "central" / "dashboard"
@@ -156,7 +150,7 @@ class Host(App[None]):
         self.clock = lambda: T0
         self.acked: list[str] = []
 
-    async def ask(self, action: Query, **args: Scalar) -> DispatchReply:
+    async def ask(self, query: Query) -> DispatchReply:
         return DispatchReply(id="x", ok=False, t=T0, error="no central here")
 
     async def geometry(self) -> tuple[Shapes, Stops]:
