@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import msgspec
@@ -28,6 +29,7 @@ from onboard.link.desired import AppliedStore, Outcome, evaluate, reported
 from onboard.link.mqtt import Link
 from onboard.link.outbox import Outbox
 from onboard.portal import PortalContent, PortalService, build_portal, content_from_state
+from onboard.store import open_store
 from onboard.vehicle.can_input import CanInput
 from protocols import codec
 from protocols.ads.fence import accuracy_from_hdop
@@ -47,11 +49,10 @@ class Agent:
     def __init__(self, config: AgentConfig) -> None:
         self.config = config
         self.bus_id = config.bus.id
-        self.outbox = Outbox(
-            Path(config.bus.data_dir) / "agent.sqlite",
-            budget_bytes=int(config.outbox.budget_mb * 1_000_000),
-        )
-        self.applied_store = AppliedStore(self.outbox)
+        # agent.sqlite, opened once here and handed to every part that keeps state.
+        self.store = open_store(Path(config.bus.data_dir) / "agent.sqlite")
+        self.outbox = Outbox(self.store, budget_bytes=int(config.outbox.budget_mb * 1_000_000))
+        self.applied_store = AppliedStore(self.store)
         self.outcome = Outcome(self.applied_store.load())
         self.commands = Commands(
             self.outbox,
@@ -138,6 +139,7 @@ class Agent:
             self.portal = build_portal(
                 config.portal,
                 data_dir=config.bus.data_dir,
+                store=self.store,
                 content=self._portal_content,
                 on_feedback=lambda c, t: self._portal_event(
                     "passenger_feedback", {"category": c, "text": t}
@@ -249,11 +251,12 @@ class Agent:
         self, kind: str, data: dict[str, Scalar], *, severity: int = 0, t: float | None = None
     ) -> int:
         """Put an event into the outbox (alarms, severity >= 3, go before everything else)."""
-        event = Event(
-            seq=0, t=time.time() if t is None else t, kind=kind, severity=severity, data=data
-        )
+        at = time.time() if t is None else t
         kind_in_outbox = "emergency" if severity >= 4 else "alarm" if severity >= 3 else "event"
-        seq = self.outbox.append(kind_in_outbox, codec.encode(event))
+        seq = self.outbox.put(
+            kind_in_outbox,
+            lambda seq: codec.encode(Event(seq=seq, t=at, kind=kind, severity=severity, data=data)),
+        )
         self.link.wake.set()
         return seq
 
@@ -300,8 +303,9 @@ class Agent:
         return codec.encode(state)
 
     def sample(self) -> TelemetryRecord:
-        """The record for this interval: the position (a good fix, or dead reckoning while
-        the GPS is lost, marked estimated) and the vehicle summary."""
+        """The record for this interval (seq 0: the outbox numbers it): the position (a good
+        fix, or dead reckoning while the GPS is lost, marked estimated) and the vehicle
+        summary."""
         t = time.time()
         pos = None
         if self.gps is not None:
@@ -332,7 +336,7 @@ class Agent:
                 self.display.update(online=self.link.connected.is_set())
             if record.pos is None and record.veh is None:
                 continue
-            self.outbox.append("telemetry", codec.encode(record))
+            self.outbox.put("telemetry", _numbered(record))
             self.records += 1
             self.link.wake.set()
 
@@ -384,7 +388,7 @@ class Agent:
                 for task in tasks:
                     task.cancel()
         finally:
-            self.outbox.close()
+            self.store.close()
 
     async def _drain_acks(self) -> None:
         """Give the restart command's result a moment (5 s at most) to reach central first."""
@@ -393,6 +397,11 @@ class Agent:
                 # The condition lives in SQLite: no event to wait on, so poll (ASYNC110).
                 while self.outbox.pending(1, kind="cmd_ack"):  # noqa: ASYNC110
                     await asyncio.sleep(0.1)
+
+
+def _numbered(record: TelemetryRecord) -> Callable[[int], bytes]:
+    """The body builder of one record: encoded once, with the number the outbox gives it."""
+    return lambda seq: codec.encode(msgspec.structs.replace(record, seq=seq))
 
 
 def _vehicle(state: VehicleState) -> Vehicle:

@@ -53,7 +53,7 @@ def test_pending_records_come_back_in_order_after_reopening(tmp_path: Path) -> N
 def test_records_appended_survive_kill_9_of_the_writer(tmp_path: Path) -> None:
     path = tmp_path / "o.sqlite"
     code = (
-        "import os, sys; from onboard.outbox import Outbox\n"
+        "import os, sys; from onboard.link.outbox import Outbox\n"
         f"box = Outbox({str(path)!r})\n"
         "for i in range(200): box.append('telemetry', b'r%d' % i)\n"
         "os.kill(os.getpid(), 9)\n"

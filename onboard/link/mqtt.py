@@ -31,8 +31,7 @@ from onboard.link.outbox import Outbox, Pending
 from protocols import codec, compact, topics
 from protocols.errors import ProtocolError
 from protocols.schemas import (
-    Event,
-    EventBatch,
+    SCHEMA_VERSION,
     Presence,
     Stored,
     TelemetryBatch,
@@ -234,18 +233,41 @@ class Link:
             self.inflight.clear()
 
     def _batch(self, kind: str, rows: list[Pending]) -> tuple[str, bytes]:
+        """One message of stored records. Bodies carry their sequence numbers (Outbox.put), so
+        the JSON batch embeds them as stored; only the compact codec needs the records."""
         backfill = (
             time.time() - min(r.created for r in rows) > self.config.telemetry.backfill_after_s
         )
         if kind == "telemetry":
-            records = [
-                msgspec.structs.replace(codec.decode(TelemetryRecord, r.body), seq=r.seq)
-                for r in rows
-            ]
-            batch = TelemetryBatch(bus=self.bus_id, records=records, backfill=backfill)
+            topic = topics.telemetry(self.bus_id)
             if self.config.telemetry.codec == "compact":
-                return topics.telemetry(self.bus_id), compact.encode_batch(batch)
-            return topics.telemetry(self.bus_id), codec.encode(batch)
-        events = [msgspec.structs.replace(codec.decode(Event, r.body), seq=r.seq) for r in rows]
+                records = [codec.decode(TelemetryRecord, r.body) for r in rows]
+                batch = TelemetryBatch(bus=self.bus_id, records=records, backfill=backfill)
+                return topic, compact.encode_batch(batch)
+            raw = [msgspec.Raw(r.body) for r in rows]
+            return topic, _encoder.encode(
+                RawTelemetryBatch(bus=self.bus_id, records=raw, backfill=backfill)
+            )
         topic = topics.command_ack(self.bus_id) if kind == "cmd_ack" else topics.events(self.bus_id)
-        return topic, codec.encode(EventBatch(bus=self.bus_id, events=events, backfill=backfill))
+        raw = [msgspec.Raw(r.body) for r in rows]
+        return topic, _encoder.encode(RawEventBatch(bus=self.bus_id, events=raw, backfill=backfill))
+
+
+# The wire batches with their records already encoded: the same fields in the same order as
+# protocols.schemas' TelemetryBatch and EventBatch, so the bytes are the same as
+# codec.encode's (tests/test_outbox.py holds them to it).
+class RawTelemetryBatch(msgspec.Struct, frozen=True, kw_only=True):
+    v: int = SCHEMA_VERSION
+    bus: str
+    records: list[msgspec.Raw]
+    backfill: bool = False
+
+
+class RawEventBatch(msgspec.Struct, frozen=True, kw_only=True):
+    v: int = SCHEMA_VERSION
+    bus: str
+    events: list[msgspec.Raw]
+    backfill: bool = False
+
+
+_encoder = msgspec.json.Encoder()

@@ -37,6 +37,7 @@ from onboard.portal.server import make_app
 from onboard.portal.sessions import Limits
 from onboard.portal.stats import StatsSink
 from onboard.portal.store import SessionStore
+from onboard.store import AgentStore
 
 log = logging.getLogger("busfleet.onboard.portal")
 
@@ -48,7 +49,7 @@ class PortalService:
         self,
         settings: Settings,
         firewall: Firewall,
-        db_path: str | Path,
+        store: AgentStore | str | Path,
         *,
         listen_host: str = "0.0.0.0",
         listen_port: int = 8080,
@@ -64,7 +65,7 @@ class PortalService:
     ) -> None:
         self.settings = settings
         self.firewall = firewall
-        self.db_path = Path(db_path)
+        self.store = store  # agent.sqlite: the agent's open store, or its path
         self.listen_host = listen_host
         self.listen_port = listen_port
         self.tls = tls
@@ -98,7 +99,7 @@ class PortalService:
             backoff = min(backoff * 2, BACKOFF_MAX_S)
 
     async def _serve(self) -> None:
-        store = SessionStore(self.db_path)
+        store = SessionStore(self.store)
         try:
             portal = Portal(
                 self.settings,
@@ -154,6 +155,7 @@ def build_portal(
     section: PortalSection,
     *,
     data_dir: str | Path,
+    store: AgentStore | None = None,
     content: ContentProvider = no_content,
     on_feedback: FeedbackSink | None = None,
     on_stats: StatsSink | None = None,
@@ -163,6 +165,7 @@ def build_portal(
 
     `extra_blocked` are more addresses passengers must never reach (the agent passes its MQTT
     broker's host; names are skipped — list the broker's addresses in portal.blocked).
+    Sessions are kept in `store` (the agent's), else in `data_dir`/agent.sqlite.
     """
     try:
         garden = parse_networks(section.walled_garden)
@@ -213,7 +216,7 @@ def build_portal(
     return PortalService(
         settings,
         firewall,
-        Path(data_dir) / "portal.sqlite",
+        Path(data_dir) / "agent.sqlite" if store is None else store,
         listen_host=section.listen_host,
         listen_port=section.listen_port,
         tls=tls,
