@@ -20,6 +20,7 @@ from onboard.ads import AdsRuntime, PlayRecord, Showing
 from onboard.ads.http import local_media_routes, local_url
 from onboard.config import AgentConfig
 from onboard.display import AdSlot, Display
+from onboard.display.journey import journey_view
 from onboard.driver import DriverTerminal, position_of
 from onboard.gps.quality import GpsQuality, QualityLimits
 from onboard.gps.sources import GpsSource, make_gps_source
@@ -29,6 +30,7 @@ from onboard.link.desired import AppliedStore, Outcome, evaluate, reported
 from onboard.link.mqtt import Link
 from onboard.link.outbox import Outbox
 from onboard.portal import PortalContent, PortalService, build_portal, content_from_state
+from onboard.portal.journey import with_journey
 from onboard.store import open_store
 from onboard.vehicle.can_input import CanInput
 from protocols import codec
@@ -152,7 +154,7 @@ class Agent:
     def _portal_content(self) -> PortalContent:
         """What the agent knows, plus the journey (next stops, a diversion) when tracked."""
         content = content_from_state(self.outcome.applied, self.announcements, time.time())
-        return self.journey.portal(content) if self.journey else content
+        return with_journey(content, self.journey) if self.journey else content
 
     def _portal_event(self, kind: str, data: dict[str, Scalar]) -> None:
         self.record_event(kind, data)
@@ -228,7 +230,7 @@ class Agent:
         state = journey.state
         if self.display:
             requested = state.stop_requested if state else None
-            self.display.update(journey=journey.view(), diversion=journey.notice())
+            self.display.update(journey=journey_view(journey), diversion=journey.notice())
             if requested is not None:
                 self.display.update(stop_requested=requested)
         if self.driver:

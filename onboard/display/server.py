@@ -38,7 +38,7 @@ from onboard.web.live import LiveFeed
 from protocols.schemas import DesiredState, PassengerMessage
 
 if TYPE_CHECKING:
-    from onboard.journey.tracker import JourneyState
+    from onboard.journey.states import JourneyState
 
 log = logging.getLogger("busfleet.onboard.display")
 

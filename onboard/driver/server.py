@@ -48,7 +48,7 @@ from onboard.driver.model import (
 from onboard.driver.store import KEEP_S, DriverStore
 from onboard.journey.diversion import Detour
 from onboard.journey.plan import TripPlan
-from onboard.journey.tracker import JourneyState
+from onboard.journey.states import JourneyState
 from onboard.link.commands import Result
 from onboard.link.outbox import Outbox
 from onboard.web.live import LiveFeed
