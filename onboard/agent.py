@@ -22,8 +22,9 @@ from onboard.config import AgentConfig
 from onboard.display import AdSlot, Display
 from onboard.display.journey import journey_view
 from onboard.driver import DriverTerminal, position_of
+from onboard.gps.backends import open_gps
+from onboard.gps.base import GpsSource
 from onboard.gps.quality import GpsQuality, QualityLimits
-from onboard.gps.sources import GpsSource, make_gps_source
 from onboard.journey.runtime import JourneyRuntime
 from onboard.link.commands import Commands, Result
 from onboard.link.desired import AppliedStore, Outcome, evaluate, reported
@@ -76,17 +77,7 @@ class Agent:
                 dead_reckon_max_s=g.dead_reckon_max_s,
             )
         )
-        self.gps: GpsSource | None = make_gps_source(
-            g.source,
-            device=g.device,
-            baud=g.baud,
-            gpsd_host=g.gpsd_host,
-            gpsd_port=g.gpsd_port,
-            replay_path=g.replay_path,
-            replay_speed=g.replay_speed,
-            replay_loop=g.replay_loop,
-            on_fix=self.on_fix,
-        )
+        self.gps: GpsSource | None = open_gps(g, self.on_fix)
         self._can_frames_seen = 0
         self.can: CanInput | None = None
         if config.can.interface != "none":

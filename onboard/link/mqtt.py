@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import ssl
 import time
 from collections.abc import Callable
@@ -26,6 +25,7 @@ import msgspec
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from onboard.backoff import Backoff
 from onboard.config import AgentConfig
 from onboard.link.outbox import Outbox, Pending
 from protocols import codec, compact, topics
@@ -101,18 +101,17 @@ class Link:
         self._reported_changed.set()
 
     async def run(self) -> None:
-        delay = 0.5
-        while True:
+        """Connect, and connect again after every outage (the onboard backoff policy)."""
+        retries = Backoff(self.config.mqtt.backoff_max_s, first_s=0.5)
+        async for _attempt in retries:
             try:
                 await self._connected_session()
             except (aiomqtt.MqttError, OSError) as exc:
                 if self.connected.is_set():
-                    delay = 0.5  # it was up: start the backoff again
-                log.warning("link down: %s; reconnect in %.1f s", exc, delay)
+                    retries.reset()  # it was up: start the backoff again
+                log.warning("link down: %s; reconnect within %.1f s", exc, retries.bound())
             self.connected.clear()
             self.inflight.clear()  # whatever had no receipt is sent again
-            await asyncio.sleep(delay * random.uniform(0.7, 1.3))
-            delay = min(delay * 2, self.config.mqtt.backoff_max_s)
 
     def _presence(self, online: bool) -> bytes:
         interval = self.config.telemetry.interval_s

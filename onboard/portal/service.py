@@ -20,19 +20,14 @@ from pathlib import Path
 
 from aiohttp import web
 
+from onboard.backoff import Backoff
 from onboard.config import PortalSection
 from onboard.errors import ConfigError
 from onboard.portal.content import ContentProvider, no_content
 from onboard.portal.core import MacLookup, Neighbours, Portal, Settings, no_macs
 from onboard.portal.feedback import FeedbackSink
-from onboard.portal.firewall import (
-    Firewall,
-    FirewallError,
-    NftablesFirewall,
-    NullFirewall,
-    Ruleset,
-    parse_networks,
-)
+from onboard.portal.firewall import Firewall, FirewallError
+from onboard.portal.firewalls import open_firewall
 from onboard.portal.server import make_app
 from onboard.portal.sessions import Limits
 from onboard.portal.stats import StatsSink
@@ -83,20 +78,18 @@ class PortalService:
 
     async def run(self) -> None:
         """Serve until cancelled; failures are retried with a capped backoff."""
-        backoff = 1.0
-        while True:
+        retries = Backoff(BACKOFF_MAX_S)
+        async for _attempt in retries:
             started = time.monotonic()
             try:
                 await self._serve()
             except (FirewallError, OSError) as exc:
-                log.error("portal stopped: %s; again in %.0f s", exc, backoff)
+                log.error("portal stopped: %s; again within %.0f s", exc, retries.bound())
             except Exception:  # a bug here must not take GPS, CAN and telemetry down with it
-                log.exception("portal failed; again in %.0f s", backoff)
+                log.exception("portal failed; again within %.0f s", retries.bound())
             self.ready.clear()
             if time.monotonic() - started > BACKOFF_MAX_S:
-                backoff = 1.0
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, BACKOFF_MAX_S)
+                retries.reset()  # it ran a good while: this failure is a new one
 
     async def _serve(self) -> None:
         store = SessionStore(self.store)
@@ -168,25 +161,7 @@ def build_portal(
     Sessions are kept in `store` (the agent's), else in `data_dir`/agent.sqlite.
     """
     try:
-        garden = parse_networks(section.walled_garden)
-        blocked = parse_networks(section.blocked) + tuple(_literal_ipv4s(extra_blocked))
-        firewall: Firewall
-        if section.firewall == "nftables":
-            rules = Ruleset(
-                passenger_if=section.passenger_if,
-                address=section.address,
-                port=section.listen_port,
-                tls_port=section.tls_port,
-                uplink_if=section.uplink_if,
-                garden=garden,
-                blocked=blocked,
-                rate_kbytes=section.rate_kbytes,
-                table=section.nft_table,
-            )
-            template = Path(section.nft_template) if section.nft_template else None
-            firewall = NftablesFirewall(rules, template=template)
-        else:
-            firewall = NullFirewall()
+        firewall = open_firewall(section, extra_blocked=_literal_ipv4s(extra_blocked))
     except FirewallError as exc:
         raise ConfigError(f"[portal]: {exc}", key="portal") from exc
     host = section.hostname or section.address
