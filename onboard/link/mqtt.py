@@ -14,20 +14,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import ssl
 import time
 from collections.abc import Callable
 from itertools import groupby
-from pathlib import Path
 
 import aiomqtt
 import msgspec
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 
 from onboard.backoff import Backoff
 from onboard.config import AgentConfig
 from onboard.link.outbox import Outbox, Pending
+from onboard.link.settings import mqtt_settings
 from protocols import codec, compact, topics
 from protocols.errors import ProtocolError
 from protocols.schemas import (
@@ -41,34 +38,8 @@ from protocols.schemas import (
 log = logging.getLogger("busfleet.onboard.link")
 
 AGENT_VERSION = "0.1.0"
-SESSION_EXPIRY_S = 7 * 24 * 3600  # the broker keeps a bus's commands and receipts a week
 WINDOW = 20  # batches sent and not yet confirmed by central
 RECEIPT_TIMEOUT_S = 15.0
-
-
-def client_kwargs(config: AgentConfig) -> dict[str, object]:
-    """Connection settings shared by the agent's client and its tools."""
-    m = config.mqtt
-    kwargs: dict[str, object] = {
-        "hostname": m.host,
-        "port": m.port,
-        "identifier": config.bus.id,
-        "username": config.mqtt_username,
-        "keepalive": m.keepalive_s,
-        "max_inflight_messages": 20,
-        "timeout": 10,
-    }
-    if m.protocol == 5:
-        properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-        properties.SessionExpiryInterval = SESSION_EXPIRY_S
-        kwargs.update(protocol=aiomqtt.ProtocolVersion.V5, clean_start=False, properties=properties)
-    else:
-        kwargs.update(protocol=aiomqtt.ProtocolVersion.V311, clean_session=False)
-    if m.password_file:
-        kwargs["password"] = Path(m.password_file).read_text().strip()
-    if m.ca_file:
-        kwargs["tls_context"] = ssl.create_default_context(cafile=m.ca_file)
-    return kwargs
 
 
 class Link:
@@ -129,7 +100,7 @@ class Link:
     async def _connected_session(self) -> None:
         self.session = self.outbox.next_counter("session")
         will = aiomqtt.Will(topics.presence(self.bus_id), self._presence(False), qos=1, retain=True)
-        async with aiomqtt.Client(will=will, **client_kwargs(self.config)) as client:  # type: ignore[arg-type]
+        async with aiomqtt.Client(will=will, **mqtt_settings(self.config)) as client:
             log.info("link up (session %d, %d records pending)", self.session, self.outbox.count())
             await client.publish(
                 topics.presence(self.bus_id), self._presence(True), qos=1, retain=True
