@@ -75,7 +75,7 @@ class TelemetrySection:
 
 @dataclass(frozen=True, slots=True)
 class OutboxSection:
-    budget_mb: float = 200.0  # disk budget of the outbox; see onboard/outbox.py for the policy
+    budget_mb: float = 200.0  # disk budget of the outbox; see onboard/link/outbox.py for the policy
     history_h: float = 48.0  # stored records are kept this long to resend on request
 
 

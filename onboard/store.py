@@ -67,7 +67,8 @@ def _driver(db: sqlite_utils.Database) -> None:
 
 def _portal(db: sqlite_utils.Database) -> None:
     # Was portal.sqlite's `sessions` and `meta`; renamed so as not to meet the outbox's `meta`.
-    # Nothing is copied from an old portal.sqlite: its sessions belonged to an earlier boot.
+    # Nothing is copied from an old portal.sqlite (hashed keys under a salt of its own): on the
+    # first start after the update, passengers online at that moment accept the terms again.
     db.execute(
         "CREATE TABLE IF NOT EXISTS portal_sessions (key TEXT PRIMARY KEY,"
         " accepted REAL NOT NULL, last_seen REAL NOT NULL, bytes_up INTEGER NOT NULL,"
