@@ -1,8 +1,18 @@
-"""The bus agent: GPS, CAN, telemetry into the outbox, the fleet link, desired state.
+"""The bus agent, the composition root: build the parts, wire them, run them in one TaskGroup.
 
-Every long-running loop is a named task in one TaskGroup. Inputs only update the latest
-state; the telemetry task samples it once per interval, so a burst on the CAN bus or a fast
-GPS never grows a queue.
+No behaviour of its own lives here; each part is in its room and this module only says who
+talks to whom:
+
+- agent.sqlite (onboard/store.py), opened once, handed to the outbox, the applied state, the
+  commands, the driver terminal and the portal;
+- inputs: GPS (onboard/gps/: a backend and the judge of its fixes), CAN (onboard/vehicle/);
+- telemetry (onboard/telemetry.py) samples them into the outbox; events from every part go
+  through one recorder (onboard/recorder.py); the link (onboard/link/) sends the outbox and
+  brings desired state and commands;
+- the journey core (onboard/journey/) follows the applied assignment and each sample; the
+  presentations (display, driver terminal, portal, ads) each turn what they get into their view.
+
+Every long-running loop is a named task in one TaskGroup.
 """
 
 from __future__ import annotations
@@ -11,60 +21,80 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any, Protocol
 
 import msgspec
 
-from onboard.ads import AdsRuntime, PlayRecord, Showing
 from onboard.ads.http import local_media_routes, local_url
+from onboard.ads.player import PlayRecord, Showing
+from onboard.ads.runtime import AdsRuntime
 from onboard.config import AgentConfig
-from onboard.display import AdSlot, Display
-from onboard.driver import DriverTerminal, position_of
+from onboard.display.journey import journey_view
+from onboard.display.model import AdSlot
+from onboard.display.server import Display
+from onboard.driver.server import DriverTerminal, position_of
+from onboard.gps.backends import open_gps
 from onboard.gps.quality import GpsQuality, QualityLimits
-from onboard.gps.sources import GpsSource, make_gps_source
 from onboard.journey.runtime import JourneyRuntime
-from onboard.link.commands import Commands, Result
+from onboard.link.commands import Commands
 from onboard.link.desired import AppliedStore, Outcome, evaluate, reported
 from onboard.link.mqtt import Link
 from onboard.link.outbox import Outbox
-from onboard.portal import PortalContent, PortalService, build_portal, content_from_state
+from onboard.link.upkeep import OutboxUpkeep
+from onboard.portal.content import PortalContent, content_from_state
+from onboard.portal.journey import with_journey
+from onboard.portal.service import PortalService, build_portal
+from onboard.recorder import EventRecorder
+from onboard.remote import AgentCommands
+from onboard.store import open_store
+from onboard.telemetry import Telemetry
 from onboard.vehicle.can_input import CanInput
 from protocols import codec
 from protocols.ads.fence import accuracy_from_hdop
 from protocols.errors import GtfsError
 from protocols.gtfs.feed import read_feed
-from protocols.j1939.vehicle import VehicleEvent, VehicleState
+from protocols.j1939.vehicle import VehicleEvent
 from protocols.nmea.decoder import Fix
-from protocols.schemas import Command, Event, Scalar, TelemetryRecord, Vehicle
+from protocols.schemas import Scalar, TelemetryRecord
 
 log = logging.getLogger("busfleet.onboard.agent")
 
 COUNTERS_EVERY_S = 30.0
-HOUSEKEEPING_EVERY_S = 60.0
+
+
+class _Runs(Protocol):
+    """A part with a long-running task."""
+
+    def run(self) -> Coroutine[Any, Any, None]: ...
 
 
 class Agent:
+    """One bus: its parts, built from agent.toml and wired together."""
+
     def __init__(self, config: AgentConfig) -> None:
         self.config = config
         self.bus_id = config.bus.id
-        self.outbox = Outbox(
-            Path(config.bus.data_dir) / "agent.sqlite",
-            budget_bytes=int(config.outbox.budget_mb * 1_000_000),
-        )
-        self.applied_store = AppliedStore(self.outbox)
+        # agent.sqlite, opened once here and handed to every part that keeps state.
+        self.store = open_store(Path(config.bus.data_dir) / "agent.sqlite")
+        self.outbox = Outbox(self.store, budget_bytes=int(config.outbox.budget_mb * 1_000_000))
+        self.applied_store = AppliedStore(self.store)
         self.outcome = Outcome(self.applied_store.load())
-        self.commands = Commands(
-            self.outbox,
-            {
-                "resend": self._cmd_resend,
-                "announce": self._cmd_announce,
-                "restart": self._cmd_restart,
-            },
-        )
+        self.remote = AgentCommands(self.outbox)
+        self.commands = Commands(self.outbox, self.remote.handlers())
         self.link = Link(config, self.outbox, self.on_desired, self._on_command)
-        self.announcements: list[str] = []
-        self.restart_requested = asyncio.Event()
-        g = config.gps
+        self.events = EventRecorder(self.outbox, self.link.wake.set)
+        self.upkeep = OutboxUpkeep(
+            self.outbox, self.events, history_s=config.outbox.history_h * 3600
+        )
+        self.journey: JourneyRuntime | None = None  # set once the GTFS feed is read
+        self._build_inputs()
+        self._build_presentations()
+        self.link.set_reported(self._reported_payload())
+
+    def _build_inputs(self) -> None:
+        g, c = self.config.gps, self.config.can
         self.quality = GpsQuality(
             QualityLimits(
                 stale_after_s=g.stale_after_s,
@@ -73,36 +103,32 @@ class Agent:
                 dead_reckon_max_s=g.dead_reckon_max_s,
             )
         )
-        self.gps: GpsSource | None = make_gps_source(
-            g.source,
-            device=g.device,
-            baud=g.baud,
-            gpsd_host=g.gpsd_host,
-            gpsd_port=g.gpsd_port,
-            replay_path=g.replay_path,
-            replay_speed=g.replay_speed,
-            replay_loop=g.replay_loop,
-            on_fix=self.on_fix,
-        )
-        self._can_frames_seen = 0
+        self.gps = open_gps(g, self.on_fix)
         self.can: CanInput | None = None
-        if config.can.interface != "none":
+        if c.interface != "none":
             self.can = CanInput(
-                config.can.interface,
-                config.can.channel,
-                bitrate=config.can.bitrate,
-                on_event=self._on_vehicle_event,
+                c.interface, c.channel, bitrate=c.bitrate, on_event=self._on_vehicle_event
             )
-        self.records = 0
-        # Journey tracking (onboard/journey_runtime.py): set once the GTFS feed is read.
-        self.journey: JourneyRuntime | None = None
+        self.telemetry = Telemetry(
+            self.outbox,
+            self.events,
+            self.quality,
+            self.gps,
+            self.can,
+            interval_s=self.config.telemetry.interval_s,
+            wake=self.link.wake.set,
+            on_sample=self._on_sample,
+        )
+
+    def _build_presentations(self) -> None:
+        config, applied = self.config, self.outcome.applied
         # The passenger display; it shows the applied state's messages even while offline.
         self.display: Display | None = None
         if config.display.enabled:
             self.display = Display(config.display.host, config.display.port)
-            self.display.apply_desired(self.outcome.applied)
-        # The driver's terminal (onboard/driver/): dispatch messages arrive as a command; canned
-        # messages, acknowledgements and the emergency alarm leave through the outbox.
+            self.display.apply_desired(applied)
+        # The driver's terminal: dispatch messages arrive as a command; canned messages,
+        # acknowledgements and the emergency alarm leave through the outbox.
         self.driver: DriverTerminal | None = None
         if config.driver.enabled:
             self.driver = DriverTerminal(
@@ -129,7 +155,7 @@ class Agent:
                 max_accuracy_m=a.max_accuracy_m,
             )
             self.ads.on_show = self._show_ad
-            self.ads.offer(self.outcome.applied)
+            self.ads.offer(applied)
             if self.display:  # the slot loads the cached files from the display's origin
                 self.display.add_routes(local_media_routes(self.ads.cache))
         # The passenger Wi-Fi portal; feedback and statistics leave as outbox events.
@@ -138,6 +164,7 @@ class Agent:
             self.portal = build_portal(
                 config.portal,
                 data_dir=config.bus.data_dir,
+                store=self.store,
                 content=self._portal_content,
                 on_feedback=lambda c, t: self._portal_event(
                     "passenger_feedback", {"category": c, "text": t}
@@ -145,28 +172,19 @@ class Agent:
                 on_stats=lambda counts: self._portal_event("portal_stats", {**counts}),
                 extra_blocked=[config.mqtt.host],
             )
-        self.link.set_reported(self._reported_payload())
 
-    def _portal_content(self) -> PortalContent:
-        """What the agent knows, plus the journey (next stops, a diversion) when tracked."""
-        content = content_from_state(self.outcome.applied, self.announcements, time.time())
-        return self.journey.portal(content) if self.journey else content
+    # -- wiring: what one part hands another -------------------------------------------------
+    @property
+    def records(self) -> int:
+        """Telemetry records stored since start."""
+        return self.telemetry.records
 
-    def _portal_event(self, kind: str, data: dict[str, Scalar]) -> None:
-        self.record_event(kind, data)
+    def record_event(
+        self, kind: str, data: dict[str, Scalar], *, severity: int = 0, t: float | None = None
+    ) -> int:
+        """Put an event into the outbox (onboard/recorder.py); returns its sequence number."""
+        return self.events.record(kind, data, severity=severity, t=t)
 
-    def _on_play(self, record: PlayRecord) -> None:
-        """Proof of play: an outbox event, so it reaches central once, outage or not."""
-        self.record_event("play", record.data(), t=record.start)
-
-    def _show_ad(self, showing: Showing | None) -> None:
-        if self.display:
-            slot = None
-            if showing is not None:
-                slot = AdSlot(showing.item_id, local_url(showing.media, showing.mime))
-            self.display.update(ad=slot)
-
-    # -- inputs ---------------------------------------------------------------------------
     def on_fix(self, fix: Fix, at: float) -> None:
         self.quality.update_fix(fix, at)
         if self.ads and fix.lat is not None and fix.lon is not None:
@@ -189,7 +207,44 @@ class Agent:
         self._journey_assign()
         self.link.set_reported(self._reported_payload())
 
-    # -- journey --------------------------------------------------------------------------
+    def _on_command(self, payload: bytes) -> None:
+        if self.commands.receive(payload) is not None:
+            self.link.wake.set()
+
+    def _on_vehicle_event(self, event: VehicleEvent) -> None:
+        data: dict[str, Scalar] = {}
+        if event.door is not None:
+            data["door"] = event.door
+        if event.dtc is not None:
+            data.update(spn=event.dtc.spn, fmi=event.dtc.fmi)
+        self.record_event(event.kind, data, t=event.t)
+
+    def _on_sample(self, record: TelemetryRecord) -> None:
+        self._track(record)
+        if self.display:
+            self.display.update(online=self.link.connected.is_set())
+
+    def _portal_content(self) -> PortalContent:
+        """What the agent knows, plus the journey (next stops, a diversion) when tracked."""
+        now = time.time()
+        content = content_from_state(self.outcome.applied, self.remote.announcements, now)
+        return with_journey(content, self.journey) if self.journey else content
+
+    def _portal_event(self, kind: str, data: dict[str, Scalar]) -> None:
+        self.record_event(kind, data)
+
+    def _on_play(self, record: PlayRecord) -> None:
+        """Proof of play: an outbox event, so it reaches central once, outage or not."""
+        self.record_event("play", record.data(), t=record.start)
+
+    def _show_ad(self, showing: Showing | None) -> None:
+        if self.display:
+            slot = None
+            if showing is not None:
+                slot = AdSlot(showing.item_id, local_url(showing.media, showing.mime))
+            self.display.update(ad=slot)
+
+    # -- journey ---------------------------------------------------------------------------
     async def _load_journey(self) -> None:
         """Read the GTFS feed once, in a thread (it takes seconds); unreadable: no tracking,
         the rest of the agent runs on."""
@@ -209,8 +264,8 @@ class Agent:
             self.journey.assign(assignment, applied.diversions if applied else (), time.time())
 
     def _track(self, record: TelemetryRecord) -> None:
-        """One sample into the journey tracker; its events into the outbox, its view on the
-        display, and the reported state republished at stop granularity."""
+        """One sample into the journey core; its events into the outbox, its state to each
+        presentation, and the reported state republished at stop granularity."""
         journey = self.journey
         if journey is None:
             return
@@ -226,7 +281,7 @@ class Agent:
         state = journey.state
         if self.display:
             requested = state.stop_requested if state else None
-            self.display.update(journey=journey.view(), diversion=journey.notice())
+            self.display.update(journey=journey_view(journey), diversion=journey.notice())
             if requested is not None:
                 self.display.update(stop_requested=requested)
         if self.driver:
@@ -237,50 +292,7 @@ class Agent:
         if result.republish:
             self.link.set_reported(self._reported_payload())
 
-    def _on_vehicle_event(self, event: VehicleEvent) -> None:
-        data: dict[str, Scalar] = {}
-        if event.door is not None:
-            data["door"] = event.door
-        if event.dtc is not None:
-            data.update(spn=event.dtc.spn, fmi=event.dtc.fmi)
-        self.record_event(event.kind, data, t=event.t)
-
-    def record_event(
-        self, kind: str, data: dict[str, Scalar], *, severity: int = 0, t: float | None = None
-    ) -> int:
-        """Put an event into the outbox (alarms, severity >= 3, go before everything else)."""
-        event = Event(
-            seq=0, t=time.time() if t is None else t, kind=kind, severity=severity, data=data
-        )
-        kind_in_outbox = "emergency" if severity >= 4 else "alarm" if severity >= 3 else "event"
-        seq = self.outbox.append(kind_in_outbox, codec.encode(event))
-        self.link.wake.set()
-        return seq
-
-    # -- commands -------------------------------------------------------------------------
-    def _on_command(self, payload: bytes) -> None:
-        if self.commands.receive(payload) is not None:
-            self.link.wake.set()
-
-    def _cmd_resend(self, cmd: Command) -> Result:
-        since = cmd.args.get("since")
-        if not isinstance(since, (int, float)) or isinstance(since, bool):
-            return Result("failed", "resend needs a numeric 'since' (unix seconds)")
-        count = self.outbox.requeue_since(float(since))
-        return Result("ok", data={"records": count})
-
-    def _cmd_announce(self, cmd: Command) -> Result:
-        text = cmd.args.get("text")
-        if not isinstance(text, str) or not text.strip():
-            return Result("failed", "announce needs a non-empty 'text'")
-        self.announcements.append(text[:500])
-        return Result("ok")
-
-    def _cmd_restart(self, cmd: Command) -> Result:
-        self.restart_requested.set()
-        return Result("ok")
-
-    # -- outputs --------------------------------------------------------------------------
+    # -- reported state --------------------------------------------------------------------
     def counters(self) -> dict[str, int]:
         return {
             "nmea_rejected": self.gps.rejected if self.gps else 0,
@@ -299,92 +311,42 @@ class Agent:
             state = msgspec.structs.replace(state, journey=self.journey.status())
         return codec.encode(state)
 
-    def sample(self) -> TelemetryRecord:
-        """The record for this interval: the position (a good fix, or dead reckoning while
-        the GPS is lost, marked estimated) and the vehicle summary."""
-        t = time.time()
-        pos = None
-        if self.gps is not None:
-            can_speed = None
-            can = self.can
-            # Wheel speed counts only if CAN frames came since the last sample.
-            if can and can.frames > self._can_frames_seen and can.state.speed_kmh is not None:
-                can_speed = can.state.speed_kmh / 3.6
-            self._can_frames_seen = can.frames if can else 0
-            pos, events = self.quality.tick(time.monotonic(), can_speed)
-            for e in events:
-                self.record_event(e.kind, e.data, severity=e.severity)
-            last = self.quality.last_fix
-            if pos is not None and not pos.estimated and last is not None and last.time:
-                t = last.time.timestamp()
-        veh = _vehicle(self.can.state) if self.can and self.can.frames else None
-        return TelemetryRecord(seq=0, t=t, pos=pos, veh=veh)
-
-    async def _telemetry(self) -> None:
-        interval = self.config.telemetry.interval_s
-        next_at = time.monotonic()
-        while True:
-            next_at += interval
-            await asyncio.sleep(max(0.0, next_at - time.monotonic()))
-            record = self.sample()
-            self._track(record)
-            if self.display:
-                self.display.update(online=self.link.connected.is_set())
-            if record.pos is None and record.veh is None:
-                continue
-            self.outbox.append("telemetry", codec.encode(record))
-            self.records += 1
-            self.link.wake.set()
-
-    async def _housekeeping(self) -> None:
-        history_s = self.config.outbox.history_h * 3600
-        while True:
-            self.outbox.forget_history(time.time() - history_s)
-            dropped = self.outbox.enforce_budget()
-            if dropped:
-                text = ",".join(f"{a}-{b}" for a, b in dropped)
-                count = sum(b - a + 1 for a, b in dropped)
-                log.warning("outbox over its disk budget: dropped %d telemetry records", count)
-                self.record_event("dropped", {"ranges": text[:4000], "records": count}, severity=2)
-            await asyncio.sleep(HOUSEKEEPING_EVERY_S)
-
     async def _counters(self) -> None:
         while True:
             await asyncio.sleep(COUNTERS_EVERY_S)
             self.link.set_reported(self._reported_payload())
 
+    # -- running ---------------------------------------------------------------------------
     async def run(self) -> None:
         """Run until cancelled or until a restart command (then return, to be run again)."""
         log.info("agent %s starting (outbox %d records)", self.bus_id, self.outbox.count())
+        parts = {
+            "link": self.link.run(),
+            "telemetry": self.telemetry.run(),
+            "counters": self._counters(),
+            "housekeeping": self.upkeep.run(),
+        }
+        optional: dict[str, _Runs | None] = {
+            "gps": self.gps,
+            "can": self.can,
+            "display": self.display,
+            "driver": self.driver,
+            "portal": self.portal,
+            "ads": self.ads,
+        }
+        parts.update({name: part.run() for name, part in optional.items() if part is not None})
+        if self.config.journey.gtfs and self.journey is None:  # None: not given already
+            parts["journey-feed"] = self._load_journey()
         try:
             async with asyncio.TaskGroup() as tg:
-                tasks = [
-                    tg.create_task(self.link.run(), name="link"),
-                    tg.create_task(self._telemetry(), name="telemetry"),
-                    tg.create_task(self._counters(), name="counters"),
-                    tg.create_task(self._housekeeping(), name="housekeeping"),
-                ]
-                if self.gps:
-                    tasks.append(tg.create_task(self.gps.run(), name="gps"))
-                if self.can:
-                    tasks.append(tg.create_task(self.can.run(), name="can"))
-                if self.display:
-                    tasks.append(tg.create_task(self.display.run(), name="display"))
-                if self.driver:
-                    tasks.append(tg.create_task(self.driver.run(), name="driver"))
-                if self.portal:
-                    tasks.append(tg.create_task(self.portal.run(), name="portal"))
-                if self.ads:
-                    tasks.append(tg.create_task(self.ads.run(), name="ads"))
-                if self.config.journey.gtfs and self.journey is None:  # None: not given already
-                    tasks.append(tg.create_task(self._load_journey(), name="journey-feed"))
-                await self.restart_requested.wait()
+                tasks = [tg.create_task(coro, name=name) for name, coro in parts.items()]
+                await self.remote.restart_requested.wait()
                 await self._drain_acks()
                 log.info("restarting on command")
                 for task in tasks:
                     task.cancel()
         finally:
-            self.outbox.close()
+            self.store.close()
 
     async def _drain_acks(self) -> None:
         """Give the restart command's result a moment (5 s at most) to reach central first."""
@@ -393,14 +355,3 @@ class Agent:
                 # The condition lives in SQLite: no event to wait on, so poll (ASYNC110).
                 while self.outbox.pending(1, kind="cmd_ack"):  # noqa: ASYNC110
                     await asyncio.sleep(0.1)
-
-
-def _vehicle(state: VehicleState) -> Vehicle:
-    return Vehicle(
-        speed_kmh=state.speed_kmh,
-        rpm=state.engine_rpm,
-        doors_open=state.doors_open,
-        coolant_c=state.coolant_c,
-        fuel_pct=state.fuel_pct,
-        odometer_m=state.odometer_m,
-    )

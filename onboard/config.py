@@ -12,6 +12,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from onboard.errors import ConfigError
+from onboard.gps.backends import GPS_SOURCES
+from onboard.portal.firewalls import FIREWALLS
+from onboard.vehicle.backends import CAN_INTERFACES
 from protocols.topics import valid_bus_id
 
 
@@ -35,7 +38,8 @@ class MqttSection:
 
 @dataclass(frozen=True, slots=True)
 class GpsSection:
-    source: str = "serial"  # serial | gpsd | replay | none (sim = serial on the simulator's pty)
+    # onboard/gps/backends.py: serial | gpsd | replay, or none (sim = serial on the sim's pty)
+    source: str = "serial"
     device: str = "/dev/ttyUSB0"
     baud: int = 9600
     gpsd_host: str = "127.0.0.1"
@@ -51,7 +55,8 @@ class GpsSection:
 
 @dataclass(frozen=True, slots=True)
 class CanSection:
-    # socketcan (a real bus) | virtual (tests, simulator) | replay (a candump log) | none
+    # onboard/vehicle/backends.py: socketcan (a real bus) | virtual (tests, simulator) |
+    # replay (a candump log), or none
     interface: str = "socketcan"
     channel: str = "can0"  # for replay: the candump log file
     bitrate: int = 250_000  # bus-FMS
@@ -70,7 +75,7 @@ class TelemetrySection:
 
 @dataclass(frozen=True, slots=True)
 class OutboxSection:
-    budget_mb: float = 200.0  # disk budget of the outbox; see onboard/outbox.py for the policy
+    budget_mb: float = 200.0  # disk budget of the outbox; see onboard/link/outbox.py for the policy
     history_h: float = 48.0  # stored records are kept this long to resend on request
 
 
@@ -107,7 +112,7 @@ class PortalSection:
     listen_port: int = 8480  # passengers' TCP 80 is redirected here
     address: str = "10.42.0.1"  # the bus on the passenger network (IPv4): http://address/
     hostname: str = ""  # a DNS name for the portal (needed for TLS); empty: the address
-    firewall: str = "null"  # null (development: nothing enforced) | nftables
+    firewall: str = "null"  # onboard/portal/firewalls.py: null (nothing enforced) | nftables
     passenger_if: str = "wlan0"
     uplink_if: str = "wwan0"  # passengers are masqueraded out of it; empty: no NAT here
     nft_table: str = "busfleet_portal"
@@ -205,21 +210,22 @@ def parse_config(text: str, path: str = "<string>") -> AgentConfig:
         raise ConfigError(
             f"bus.id {config.bus.id!r} is not a valid bus id", path=path, key="bus.id"
         )
-    if config.gps.source not in ("serial", "gpsd", "replay", "none"):
-        raise ConfigError(f"gps.source {config.gps.source!r} unknown", path=path, key="gps.source")
     if config.telemetry.codec not in ("compact", "json"):
         raise ConfigError(
             f"telemetry.codec {config.telemetry.codec!r} unknown", path=path, key="telemetry.codec"
         )
-    if config.can.interface not in ("socketcan", "virtual", "replay", "none"):
-        raise ConfigError(
-            f"can.interface {config.can.interface!r} unknown", path=path, key="can.interface"
-        )
-    if config.portal.firewall not in ("null", "nftables"):
-        raise ConfigError(
-            f"portal.firewall {config.portal.firewall!r} unknown", path=path, key="portal.firewall"
-        )
+    # Backend choices are the keys of each room's table (onboard/backends.py).
+    _choice(config.gps.source, GPS_SOURCES, "gps.source", path)
+    _choice(config.can.interface, CAN_INTERFACES, "can.interface", path)
+    _choice(config.portal.firewall, tuple(FIREWALLS), "portal.firewall", path)
     return config
+
+
+def _choice(value: str, choices: tuple[str, ...], key: str, path: str) -> None:
+    if value not in choices:
+        raise ConfigError(
+            f"{key} {value!r} unknown (one of {', '.join(choices)})", path=path, key=key
+        )
 
 
 def load_config(path: str | Path) -> AgentConfig:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from hw_sim.drive import Drive
 from onboard.display import JourneyView
+from onboard.display.journey import journey_view
 from onboard.journey.diversion import Detour, divert
 from onboard.journey.plan import PathIndex, TripPlan, plan_trip
 from onboard.journey.runtime import JourneyRuntime, Recordable
@@ -149,7 +150,7 @@ def ride(feed: Feed, *, seed: int = 7, noise_m: float = 5.0, until_m: float | No
         tracker = runtime.tracker
         assert tracker is not None
         out.steps.append(
-            Step(t, runtime.view(), runtime.status(), runtime.notice(), tracker.plan.diverted,
-                 tracker.state.adherence)
+            Step(t, journey_view(runtime), runtime.status(), runtime.notice(),
+                 tracker.plan.diverted, tracker.state.adherence)
         )  # fmt: skip
     return out

@@ -146,8 +146,14 @@ def prefill(data_dir: Path, n: int, *, created: float, spacing: float = 1.0) -> 
     with box.transaction():
         for i in range(n):
             t = created + i * spacing
-            record = TelemetryRecord(seq=0, t=t, pos=Position(lat=-16.9, lon=145.7 + i * 1e-5))
-            seqs.append(box.append("telemetry", codec.encode(record), created=t))
+            pos = Position(lat=-16.9, lon=145.7 + i * 1e-5)
+            seqs.append(
+                box.put(
+                    "telemetry",
+                    lambda seq, t=t, pos=pos: codec.encode(TelemetryRecord(seq=seq, t=t, pos=pos)),
+                    created=t,
+                )
+            )
     box.close()
     return seqs
 

@@ -48,6 +48,7 @@ from onboard.journey.runtime import JourneyRuntime, TempStopEvent
 from onboard.journey.tracker import JourneyEvent
 from onboard.portal.content import Announcement as PortalAnnouncement
 from onboard.portal.content import PortalContent
+from onboard.portal.journey import with_journey
 from protocols import codec, topics
 from protocols.gtfs.feed import Feed, read_feed
 from protocols.schemas import (
@@ -191,7 +192,7 @@ def test_the_wifi_portal_and_the_driver_get_the_diversion_and_the_skipped_stops(
     assert run.detour.leave_m is not None
     approaching = ride(feed, until_m=run.detour.leave_m - 300.0)  # the detour is just ahead
     base = PortalContent(line="121-423", announcements=(PortalAnnouncement("Guten Tag"),))
-    content = approaching.runtime.portal(base)
+    content = with_journey(base, approaching.runtime)
     assert content.line == run.plan.route_short_name
     assert content.destination == run.plan.headsign
     notice = content.announcements[0]

@@ -126,9 +126,11 @@ def prefill_events(data_dir: Path, n: int, *, created: float) -> list[int]:
     try:
         with box.transaction():
             return [
-                box.append(
+                box.put(
                     "event",
-                    codec.encode(Event(seq=0, t=created + i, kind="door_open", data={"door": 1})),
+                    lambda seq, t=created + i: codec.encode(
+                        Event(seq=seq, t=t, kind="door_open", data={"door": 1})
+                    ),
                     created=created + i,
                 )
                 for i in range(n)

@@ -15,8 +15,10 @@ import pytest
 
 from hw_sim.pty import PtyWriter, open_pty
 from onboard.errors import ConfigError
+from onboard.gps.backends import GPS_SOURCES, make_gps_source
+from onboard.gps.gpsd import GpsdGps
+from onboard.gps.replay import ReplayGps
 from onboard.gps.serial_port import SerialGps
-from onboard.gps.sources import GPS_SOURCES, GpsdGps, ReplayGps, make_gps_source
 from protocols.geo import offset_m
 from protocols.nmea.decoder import Fix, NmeaDecoder
 from protocols.nmea.encode import encode_epoch

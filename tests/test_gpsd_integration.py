@@ -28,7 +28,7 @@ from busfleet.broker.launch import free_port, wait_for_port
 from hw_sim.drive import Drive
 from hw_sim.gps_sim import GpsSimulator, open_pty, run_gps_pty
 from hw_sim.truth import VehicleTruth
-from onboard.gps.sources import GpsdGps
+from onboard.gps.gpsd import GpsdGps
 from protocols.geo import Polyline, haversine_m, offset_m
 from protocols.nmea.decoder import Fix, NmeaDecoder
 

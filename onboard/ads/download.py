@@ -14,14 +14,14 @@ import re
 import aiohttp
 
 from onboard.ads.cache import MediaCache
-from onboard.errors import AgentError
+from onboard.errors import RemoteError
 from protocols.ads.playlist import Item
 
 CHUNK = 64 * 1024
 _CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
 
 
-class DownloadError(AgentError):
+class DownloadError(RemoteError):
     """The download stopped (network, server); what arrived is kept for the next attempt."""
 
 

@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import random
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -24,6 +23,7 @@ import aiohttp
 from onboard.ads.cache import MediaCache
 from onboard.ads.download import DownloadError, MediaCorrupt, download
 from onboard.ads.player import Player, PlayRecord, Showing
+from onboard.backoff import Backoff
 from protocols.ads.playlist import Item, Playlist, decode_playlist, encode_playlist
 from protocols.errors import CodecError
 from protocols.schemas import DesiredState
@@ -191,18 +191,18 @@ class AdsRuntime:
 
     async def _sync_loop(self) -> None:
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=15, sock_read=30)
-        delay = RETRY_MIN_S
+        # The onboard backoff policy; a loop of its own since a new playlist also wakes it.
+        retries = Backoff(RETRY_MAX_S, first_s=RETRY_MIN_S)
         async with aiohttp.ClientSession(timeout=timeout) as session:
             while True:
                 self._sync_wake.clear()
                 try:
                     wait = RESYNC_S if await self.sync_once(session) else RETRY_MAX_S
-                    delay = RETRY_MIN_S
+                    retries.reset()
                 except DownloadError as exc:
                     self.counters["download_errors"] += 1
-                    log.warning("ads download: %s; again in %.0f s", exc, delay)
-                    wait = delay * random.uniform(0.7, 1.3)
-                    delay = min(delay * 2, RETRY_MAX_S)
+                    wait = retries.next_delay()
+                    log.warning("ads download: %s; again in %.0f s", exc, wait)
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(wait):
                         await self._sync_wake.wait()

@@ -17,7 +17,7 @@ import msgspec
 from protocols.schemas import Assignment, DesiredState, PassengerMessage
 
 if TYPE_CHECKING:  # only for the adapter's signature: the display runs without a tracker
-    from onboard.journey.tracker import JourneyState
+    from onboard.journey.states import JourneyState
 
 MAX_STOPS = 5  # next stops on the landscape page; the strip shows the first two
 MAX_ANNOUNCEMENTS = 3

@@ -13,8 +13,6 @@ frozen screen skips intermediate states instead of queueing them.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import dataclasses
 import logging
 import time
@@ -35,10 +33,11 @@ from onboard.display.model import (
     from_journey,
 )
 from onboard.web.live import LiveFeed
+from onboard.web.site import LocalSite
 from protocols.schemas import DesiredState, PassengerMessage
 
 if TYPE_CHECKING:
-    from onboard.journey.tracker import JourneyState
+    from onboard.journey.states import JourneyState
 
 log = logging.getLogger("busfleet.onboard.display")
 
@@ -77,8 +76,13 @@ class Changes(TypedDict, total=False):
     ad: AdSlot | None
 
 
-class Display:
+class Display(LocalSite[DisplayState]):
     """The display's state and its HTTP server (an async context manager, or `run()`)."""
+
+    name = "passenger display"
+    prefix = "/display"
+    csp = CSP
+    csp_paths = frozenset({"/display/landscape", "/display/strip"})
 
     def __init__(
         self,
@@ -89,14 +93,10 @@ class Display:
         tick_s: float = 1.0,
         heartbeat_s: float = 15.0,
     ) -> None:
-        self.host = host
-        self.requested_port = port  # 0: any free port (tests); see `port` for the bound one
-        self.port: int | None = None
+        feed: LiveFeed[DisplayState] = LiveFeed(DisplayState(), heartbeat_s=heartbeat_s)
+        super().__init__(host, port, feed, tick_s=tick_s)
         self.clock = clock
-        self.tick_s = tick_s
         self.inputs = DisplayInputs()
-        self.feed: LiveFeed[DisplayState] = LiveFeed(DisplayState(), heartbeat_s=heartbeat_s)
-        self._runner: web.AppRunner | None = None
         self._extra_routes: list[web.AbstractRouteDef] = []
 
     # -- inputs ---------------------------------------------------------------------------
@@ -141,128 +141,23 @@ class Display:
         )
         return self.feed.publish(state)
 
-    @property
-    def state(self) -> DisplayState:
-        return self.feed.state
-
-    @property
-    def version(self) -> int:
-        return self.feed.version
-
-    @property
-    def clients(self) -> int:
-        """Pages listening now."""
-        return self.feed.clients
-
     # -- serving --------------------------------------------------------------------------
     def add_routes(self, routes: Iterable[web.AbstractRouteDef]) -> None:
         """Serve more on the display's origin (the ad media), so the pages' policy of loading
         only from the agent itself holds. Takes effect at the next `start()`."""
         self._extra_routes.extend(routes)
 
-    def app(self) -> web.Application:
-        app = web.Application()
+    def own_routes(self, app: web.Application) -> None:
         app.router.add_get("/", self._index)
         app.router.add_get("/display", self._index)
         app.router.add_get("/display/{page:landscape|strip}", self._page)
-        app.router.add_get("/display/events", self._events)
-        app.router.add_get("/display/state.json", self._state_json)
-        app.router.add_get("/favicon.ico", self._no_icon)
         app.router.add_static("/display/static", STATIC)
         app.router.add_routes(self._extra_routes)
-        app.on_response_prepare.append(_security_headers)
-        app.on_shutdown.append(self._on_shutdown)
-        return app
-
-    async def start(self) -> None:
-        """Bind and serve in the background; OSError if the address is taken."""
-        self.feed.open()
-        # Pages hold event streams open: do not wait the default 60 s for them on the way out.
-        runner = web.AppRunner(self.app(), access_log=None, shutdown_timeout=1.0)
-        await runner.setup()
-        site = web.TCPSite(runner, self.host, self.requested_port)
-        try:
-            await site.start()
-        except OSError:
-            await runner.cleanup()
-            raise
-        self._runner = runner
-        self.port = int(runner.addresses[0][1])  # the bound port, also when 0 was asked for
-        log.info("passenger display on http://%s:%s/display/landscape", self.host, self.port)
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            runner, self._runner = self._runner, None
-            await runner.cleanup()
-
-    async def __aenter__(self) -> Display:
-        await self.start()
-        self._ticker_task = asyncio.create_task(self._ticker(), name="display-tick")
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        self._ticker_task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._ticker_task
-        await self.stop()
-
-    async def run(self) -> None:
-        """Serve until cancelled. A taken port is retried with backoff instead of stopping the
-        agent: the bus must keep reporting even if its screens are dark."""
-        async with asyncio.TaskGroup() as tg:
-            tg.create_task(self._ticker(), name="display-tick")
-            tg.create_task(self._serve(), name="display-http")
-
-    async def _serve(self) -> None:
-        delay = 1.0
-        while True:
-            try:
-                await self.start()
-                break
-            except OSError as exc:
-                level = logging.WARNING if delay == 1.0 else logging.DEBUG
-                log.log(
-                    level, "display cannot listen on %s:%s: %s", self.host, self.requested_port, exc
-                )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 60.0)
-        try:
-            await asyncio.Event().wait()  # serve until cancelled
-        finally:
-            await self.stop()
-
-    async def _ticker(self) -> None:
-        while True:
-            await asyncio.sleep(self.tick_s)
-            self.refresh()
 
     # -- handlers -------------------------------------------------------------------------
     async def _index(self, request: web.Request) -> web.StreamResponse:
         raise web.HTTPFound("/display/landscape")
 
-    async def _no_icon(self, request: web.Request) -> web.StreamResponse:
-        return web.Response(status=204)  # browsers ask for one; an error would only fill logs
-
     async def _page(self, request: web.Request) -> web.StreamResponse:
         page = PAGES[request.match_info["page"]]
         return web.FileResponse(STATIC / page, headers={"Cache-Control": "no-cache"})
-
-    async def _state_json(self, request: web.Request) -> web.StreamResponse:
-        return web.Response(
-            body=self.feed.payload,
-            content_type="application/json",
-            headers={"Cache-Control": "no-store"},
-        )
-
-    async def _events(self, request: web.Request) -> web.StreamResponse:
-        return await self.feed.stream(request)
-
-    async def _on_shutdown(self, app: web.Application) -> None:
-        self.feed.close()
-
-
-async def _security_headers(request: web.Request, response: web.StreamResponse) -> None:
-    response.headers.setdefault("X-Content-Type-Options", "nosniff")
-    response.headers.setdefault("Referrer-Policy", "no-referrer")
-    if request.path in ("/display/landscape", "/display/strip"):
-        response.headers["Content-Security-Policy"] = CSP

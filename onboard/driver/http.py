@@ -1,4 +1,6 @@
-"""The driver terminal's HTTP guards: same-origin POSTs, JSON bodies, security headers.
+"""The driver terminal's HTTP guards: same-origin POSTs, JSON bodies, its page's policy.
+
+(The headers every local page gets are onboard/web/site.py's.)
 
 A POST must come from the terminal's own page: its `Origin` header names this server, by an
 address or `localhost` (a DNS name could be an attacker's pointing here: DNS rebinding), and
@@ -72,12 +74,3 @@ def nonce_of(body: dict[str, Any]) -> str | None:
     """The page's id for one action (the same on every retry of it), if it sent one."""
     nonce = body.get("id")
     return nonce[:64] if isinstance(nonce, str) and nonce else None
-
-
-async def security_headers(request: web.Request, response: web.StreamResponse) -> None:
-    """The page loads nothing but the agent's own files and is never framed."""
-    response.headers.setdefault("X-Content-Type-Options", "nosniff")
-    response.headers.setdefault("Referrer-Policy", "no-referrer")
-    response.headers.setdefault("X-Frame-Options", "DENY")
-    if request.path == "/driver":
-        response.headers["Content-Security-Policy"] = CSP

@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from onboard.journey.plan import TripPlan
-from onboard.journey.tracker import JourneyState
+from onboard.journey.states import JourneyState
 from protocols.geo import EARTH_RADIUS_M, Polyline
 
 # Schedule adherence bands (delay in seconds, positive = late). Early is the worse fault in

@@ -24,20 +24,18 @@ POSTs must be same-origin and JSON (onboard/driver/http.py).
 
 from __future__ import annotations
 
-import asyncio
 import collections
-import contextlib
 import logging
 import re
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Protocol
+from typing import ClassVar, Protocol
 
 from aiohttp import web
 
-from onboard.driver.http import json_body, nonce_of, same_origin_posts, security_headers
+from onboard.driver.http import CSP, json_body, nonce_of, same_origin_posts
 from onboard.driver.model import (
     CANNED_BY_CODE,
     EMERGENCY_SEVERITY,
@@ -48,10 +46,11 @@ from onboard.driver.model import (
 from onboard.driver.store import KEEP_S, DriverStore
 from onboard.journey.diversion import Detour
 from onboard.journey.plan import TripPlan
-from onboard.journey.tracker import JourneyState
+from onboard.journey.states import JourneyState
 from onboard.link.commands import Result
 from onboard.link.outbox import Outbox
 from onboard.web.live import LiveFeed
+from onboard.web.site import LocalSite
 from protocols.nmea.decoder import Fix
 from protocols.schemas import Command, Scalar
 
@@ -79,8 +78,14 @@ def position_of(fix: Fix | None) -> tuple[float, float] | None:
     return fix.lat, fix.lon
 
 
-class DriverTerminal:
+class DriverTerminal(LocalSite[DriverState]):
     """The terminal's state and its HTTP server (an async context manager, or `run()`)."""
+
+    name = "driver terminal"
+    prefix = "/driver"
+    csp = CSP
+    csp_paths = frozenset({"/driver"})
+    extra_headers: ClassVar[Mapping[str, str]] = {"X-Frame-Options": "DENY"}  # never framed
 
     def __init__(
         self,
@@ -95,22 +100,20 @@ class DriverTerminal:
         tick_s: float = 1.0,
         heartbeat_s: float = 15.0,
     ) -> None:
+        super().__init__(
+            host, port, LiveFeed(DriverState(), heartbeat_s=heartbeat_s), tick_s=tick_s
+        )
         self.store = DriverStore(outbox)
         self.record = record
-        self.host = host
-        self.requested_port = port  # 0: any free port (tests); see `port` for the bound one
-        self.port: int | None = None
         self.position = position
         self.online = online
         self.clock = clock
-        self.tick_s = tick_s
+        self._last_housekeeping = 0.0
         self.journey: JourneyState | None = None
         self.plan: TripPlan | None = None
         self.diversion: str | None = None
         self.detour_m: tuple[float, float] | None = None
-        self.feed: LiveFeed[DriverState] = LiveFeed(DriverState(), heartbeat_s=heartbeat_s)
         self._nonces: collections.OrderedDict[str, int] = collections.OrderedDict()
-        self._runner: web.AppRunner | None = None
         self.refresh()
 
     # -- inputs from the agent -----------------------------------------------------------------
@@ -226,116 +229,34 @@ class DriverTerminal:
         )
         return self.feed.publish(state)
 
-    @property
-    def state(self) -> DriverState:
-        return self.feed.state
-
-    @property
-    def version(self) -> int:
-        return self.feed.version
-
-    @property
-    def clients(self) -> int:
-        """Pages listening now."""
-        return self.feed.clients
-
     # -- serving -------------------------------------------------------------------------------
-    def app(self) -> web.Application:
-        app = web.Application(client_max_size=4096, middlewares=[same_origin_posts])
+    def application(self) -> web.Application:
+        # Small bodies only, and every POST from the terminal's own page (onboard/driver/http.py).
+        return web.Application(client_max_size=4096, middlewares=[same_origin_posts])
+
+    def own_routes(self, app: web.Application) -> None:
         app.router.add_get("/", self._index)
         app.router.add_get("/driver", self._page)
-        app.router.add_get("/driver/events", self._events)
-        app.router.add_get("/driver/state.json", self._state_json)
         app.router.add_post("/driver/canned", self._post_canned)
         app.router.add_post("/driver/emergency", self._post_emergency)
         app.router.add_post("/driver/ack", self._post_ack)
-        app.router.add_get("/favicon.ico", self._no_icon)
         app.router.add_static("/driver/static", STATIC)
-        app.on_response_prepare.append(security_headers)
-        app.on_shutdown.append(self._on_shutdown)
-        return app
 
-    async def start(self) -> None:
-        """Bind and serve in the background; OSError if the address is taken."""
-        self.feed.open()
-        runner = web.AppRunner(self.app(), access_log=None, shutdown_timeout=1.0)
-        await runner.setup()
-        site = web.TCPSite(runner, self.host, self.requested_port)
-        try:
-            await site.start()
-        except OSError:
-            await runner.cleanup()
-            raise
-        self._runner = runner
-        self.port = int(runner.addresses[0][1])
-        log.info("driver terminal on http://%s:%s/driver", self.host, self.port)
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            runner, self._runner = self._runner, None
-            await runner.cleanup()
-
-    async def __aenter__(self) -> DriverTerminal:
-        await self.start()
-        self._ticker_task = asyncio.create_task(self._ticker(), name="driver-tick")
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        self._ticker_task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._ticker_task
-        await self.stop()
-
-    async def run(self) -> None:
-        """Serve until cancelled; a taken port is retried with backoff (the agent runs on)."""
-        async with asyncio.TaskGroup() as tg:
-            tg.create_task(self._ticker(), name="driver-tick")
-            tg.create_task(self._serve(), name="driver-http")
-
-    async def _serve(self) -> None:
-        delay = 1.0
-        while True:
-            try:
-                await self.start()
-                break
-            except OSError as exc:
-                level = logging.WARNING if delay == 1.0 else logging.DEBUG
-                log.log(level, "driver terminal cannot listen on %s:%s: %s", self.host,
-                        self.requested_port, exc)  # fmt: skip
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 60.0)
-        try:
-            await asyncio.Event().wait()  # serve until cancelled
-        finally:
-            await self.stop()
-
-    async def _ticker(self) -> None:
-        """Receipts, the uplink and the clock change what is shown without telling anyone."""
-        last_housekeeping = 0.0
-        while True:
-            await asyncio.sleep(self.tick_s)
-            now = self.clock()
-            if now - last_housekeeping >= HOUSEKEEPING_S:
-                last_housekeeping = now
-                self.store.forget(now - KEEP_S)
-            self.refresh()
+    def tick(self) -> None:
+        """Receipts, the uplink and the clock change what is shown without telling anyone;
+        once an hour, forget old messages and delivered items."""
+        now = self.clock()
+        if now - self._last_housekeeping >= HOUSEKEEPING_S:
+            self._last_housekeeping = now
+            self.store.forget(now - KEEP_S)
+        self.refresh()
 
     # -- handlers ------------------------------------------------------------------------------
     async def _index(self, request: web.Request) -> web.StreamResponse:
         raise web.HTTPFound("/driver")
 
-    async def _no_icon(self, request: web.Request) -> web.StreamResponse:
-        return web.Response(status=204)
-
     async def _page(self, request: web.Request) -> web.StreamResponse:
         return web.FileResponse(STATIC / "driver.html", headers={"Cache-Control": "no-cache"})
-
-    async def _state_json(self, request: web.Request) -> web.StreamResponse:
-        return web.Response(
-            body=self.feed.payload,
-            content_type="application/json",
-            headers={"Cache-Control": "no-store"},
-        )
 
     async def _post_canned(self, request: web.Request) -> web.StreamResponse:
         body = await json_body(request)
@@ -357,9 +278,3 @@ class DriverTerminal:
         if result is None:
             raise web.HTTPNotFound(text="no such message on this bus")
         return web.json_response({"acknowledged": True, "new": result})
-
-    async def _events(self, request: web.Request) -> web.StreamResponse:
-        return await self.feed.stream(request)
-
-    async def _on_shutdown(self, app: web.Application) -> None:
-        self.feed.close()

@@ -1,4 +1,4 @@
-"""The driver terminal's durable state, in the agent's own SQLite file (the outbox's database).
+"""The driver terminal's durable state, in agent.sqlite beside the outbox (onboard/store.py).
 
 Two small tables: the messages dispatch sent (kept until the driver acknowledged them, and a
 day after), and what the driver sent (canned messages, emergency alarms, acknowledgements) by
@@ -18,17 +18,11 @@ MAX_OPEN = 50  # unacknowledged messages kept at most (the oldest go): a bounded
 
 
 class DriverStore:
+    """The tables `driver_messages` and `driver_outgoing` (created by onboard/store.py)."""
+
     def __init__(self, outbox: Outbox) -> None:
-        self.outbox = outbox
+        self.outbox = outbox  # its `stored` flags say what central has (see the docstring)
         self.db = outbox.db
-        self.db.execute(
-            "CREATE TABLE IF NOT EXISTS driver_messages (id TEXT PRIMARY KEY, text TEXT NOT NULL,"
-            " sent REAL NOT NULL, received REAL NOT NULL, expires REAL NOT NULL, acked REAL)"
-        )
-        self.db.execute(
-            "CREATE TABLE IF NOT EXISTS driver_outgoing (seq INTEGER PRIMARY KEY,"
-            " kind TEXT NOT NULL, code TEXT NOT NULL, t REAL NOT NULL)"
-        )
 
     # -- messages from dispatch ----------------------------------------------------------------
     def add_message(

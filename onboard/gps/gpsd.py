@@ -1,4 +1,5 @@
-"""A minimal asyncio gpsd client: `?WATCH` for JSON, yield each TPV report as a `Fix`.
+"""gpsd as a GPS backend (`GpsdGps`), on a minimal asyncio client: `?WATCH` for JSON, yield
+each TPV report as a `Fix`.
 
 gpsd (TCP 2947) answers `?WATCH={"enable":true,"json":true}` with one JSON object per line:
 VERSION, DEVICES, WATCH, then TPV (time-position-velocity) and SKY reports as the receiver
@@ -11,19 +12,28 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import math
-from collections.abc import AsyncIterator, Mapping
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from datetime import datetime
+from typing import TYPE_CHECKING, Self, cast
 
-from onboard.errors import AgentError
+from onboard.errors import DeviceError
+from onboard.gps.base import GpsSource, OnFix
 from protocols.nmea.decoder import Fix
+
+if TYPE_CHECKING:
+    from onboard.config import GpsSection
+
+log = logging.getLogger("busfleet.onboard.gps")
 
 WATCH_COMMAND = b'?WATCH={"enable":true,"json":true}\n'
 # SKY reports list every satellite; 64 KiB (asyncio's default) is ample, but say so.
 LINE_LIMIT = 1 << 16
 
 
-class GpsdError(AgentError):
+class GpsdError(DeviceError):
     """gpsd refused us, closed the connection or sent a line too long to be a report."""
 
 
@@ -84,3 +94,45 @@ async def watch_gpsd(host: str, port: int, *, connect_timeout: float = 5.0) -> A
         writer.close()
         with contextlib.suppress(OSError):
             await writer.wait_closed()
+
+
+class GpsdGps(GpsSource):
+    """Fixes from gpsd's TPV reports; reconnects forever (GpsSource's retry loop)."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        on_fix: OnFix,
+        *,
+        backoff_max_s: float = 10.0,
+        backoff_min_s: float = 0.5,
+    ) -> None:
+        super().__init__(on_fix, backoff_max_s=backoff_max_s, backoff_min_s=backoff_min_s)
+        self.host = host
+        self.port = port
+        self.connects = 0  # sessions that delivered at least one report
+
+    @classmethod
+    def from_config(cls, section: GpsSection, on_fix: OnFix) -> Self:
+        return cls(section.gpsd_host, section.gpsd_port, on_fix)
+
+    # rejected stays 0: gpsd decodes and filters NMEA itself; nothing reaches us to reject.
+
+    def describe(self) -> str:
+        return f"gpsd {self.host}:{self.port}"
+
+    async def session(self) -> bool:
+        """One connection, until gpsd goes away (GpsdError) or the connection fails."""
+        # watch_gpsd is an async generator (annotated as an AsyncIterator): close it on the way
+        # out so that its socket is closed now, not whenever the generator is collected.
+        reports = cast(AsyncGenerator[Fix, None], watch_gpsd(self.host, self.port))
+        first = True
+        async with contextlib.aclosing(reports):
+            async for fix in reports:
+                if first:
+                    first = False
+                    self.connects += 1
+                    log.info("gpsd %s:%d delivering fixes", self.host, self.port)
+                self.deliver(fix, time.monotonic())
+        raise GpsdError("watch ended")  # watch_gpsd raises when gpsd goes; kept for safety

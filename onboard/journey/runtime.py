@@ -11,8 +11,10 @@ Outputs, all cheap and side-effect free, for the agent to route:
   whether the reported state should be republished: only at stop granularity (another stop,
   arrived or left, another trip or diversion, the delay moved by `REPORT_DELAY_S`);
 - `status()`: the `JourneyStatus` for the reported state (GTFS-Realtime at central);
-- `view()`: the display's `JourneyView`, with stops a diversion skips marked, never first;
-- `notice()`: the diversion text for the display; `portal(content)` the portal's content;
+- `stops_ahead()`: the next stops, with stops a diversion skips marked, never first (the
+  display and the portal turn it into their views: onboard/display/journey.py and
+  onboard/portal/journey.py; this core imports no presentation);
+- `notice()`: the diversion text for passengers;
 - `detour`: the applied `Detour` (for the driver terminal: its path, notice, skipped stops).
 Pure: no I/O, no clock of its own. Loading the feed is the agent's job (in a thread).
 """
@@ -25,13 +27,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from onboard.display.model import JourneyView, NextStop, from_journey
 from onboard.journey.diversion import Detour, active_for, apply_diversions
 from onboard.journey.plan import TripPlan, plans_for_assignment
-from onboard.journey.tracker import JourneyEvent, JourneyState, JourneyTracker, TrackerParams
-from onboard.portal.content import Announcement as PortalAnnouncement
-from onboard.portal.content import PortalContent
-from onboard.portal.content import Stop as PortalStop
+from onboard.journey.states import JourneyEvent, JourneyState, TrackerParams
+from onboard.journey.tracker import JourneyTracker
 from protocols.gtfs.feed import Feed
 from protocols.schemas import Assignment, Diversion, JourneyStatus, Position, Scalar
 
@@ -41,15 +40,23 @@ __all__ = [
     "JourneyRuntime",
     "JourneyUpdate",
     "Recordable",
+    "StopAhead",
     "TempStopEvent",
 ]
 
 log = logging.getLogger("busfleet.onboard.journey")
 
 REPORT_DELAY_S = 30.0  # the reported delay is refreshed when it moved this much
-MAX_PORTAL_STOPS = 8
-DIVERSION_DE, DIVERSION_EN = "Umleitung", "Diversion"
-SKIPPED_DE, SKIPPED_EN = "entfällt", "not served"  # as the display pages say it
+
+
+@dataclass(frozen=True, slots=True)
+class StopAhead:
+    """A stop ahead of the bus, as the journey knows it (each presentation draws its own)."""
+
+    stop_id: str
+    name: str
+    expected: float | None  # unix seconds; None when the bus cannot predict it
+    skipped: bool = False  # a diversion leaves it out: the bus will not call here
 
 
 class Recordable(Protocol):
@@ -318,65 +325,34 @@ class JourneyRuntime:
         self._reported, self._reported_delay = key, delay
         return True
 
-    def view(self) -> JourneyView | None:
-        """The display's view: the tracker's next stops, and after the first of them the
-        stops a diversion skips, marked skipped (a skipped stop is never the next stop)."""
+    def stops_ahead(self) -> tuple[StopAhead, ...] | None:
+        """The tracker's next stops, and after the first of them the stops a diversion skips,
+        marked skipped (a skipped stop is never the next stop); None: nothing tracked.
+
+        The presentations turn this into their own views (onboard/display/journey.py,
+        onboard/portal/journey.py); the journey core knows none of them.
+        """
         tracker = self.tracker
         if tracker is None:
             return None
         state = tracker.state
-        view = from_journey(state)
+        ahead = [StopAhead(c.stop_id, c.name, c.expected_t) for c in state.upcoming]
         if self.detour is None or not state.upcoming:
-            return view
+            return tuple(ahead)
         plan = tracker.plan
         first = plan.stops[state.upcoming[0].index]
         before = plan.stops[first.index - 1].sequence if first.index > 0 else -1
         pending = [s for s in self.detour.skipped if s.sequence > before]
         pending.sort(key=lambda s: s.sequence)
-        stops = [view.next_stops[0]]
-        for call, shown in zip(state.upcoming[1:], view.next_stops[1:], strict=True):
+        stops = [ahead[0]]
+        for call, shown in zip(state.upcoming[1:], ahead[1:], strict=True):
             seq = plan.stops[call.index].sequence
             while pending and pending[0].sequence < seq:
                 s = pending.pop(0)
-                stops.append(NextStop(s.stop_id, s.name, None, skipped=True))
+                stops.append(StopAhead(s.stop_id, s.name, None, skipped=True))
             stops.append(shown)
-        stops += [NextStop(s.stop_id, s.name, None, skipped=True) for s in pending]
-        return dataclasses.replace(view, next_stops=tuple(stops))
-
-    def portal(self, base: PortalContent) -> PortalContent:
-        """The portal's content with the journey: line and destination from the timetable,
-        the next stops (skipped ones named as such) and the diversion notice first among
-        the announcements, in German and English."""
-        view = self.view()
-        if view is None:
-            return base
-        stops = tuple(
-            PortalStop(f"{s.name} ({SKIPPED_DE} / {SKIPPED_EN})" if s.skipped else s.name,
-                       None if s.skipped else s.expected)
-            for s in view.next_stops[:MAX_PORTAL_STOPS]
-        )  # fmt: skip
-        news = base.announcements
-        if self.detour is not None:
-            news = (self._portal_notice(), *news)
-        return dataclasses.replace(
-            base,
-            line=view.line or base.line,
-            destination=view.destination or base.destination,
-            next_stops=stops,
-            announcements=news,
-        )
-
-    def _portal_notice(self) -> PortalAnnouncement:
-        assert self.detour is not None
-        names = ", ".join(s.name for s in self.detour.skipped)
-        de = [d.notice_de.strip() or d.notice_en.strip() for d in self.detour.diversions]
-        en = [d.notice_en.strip() or d.notice_de.strip() for d in self.detour.diversions]
-        text_de = " ".join(filter(None, [DIVERSION_DE + ":", *de]))
-        text_en = " ".join(filter(None, [DIVERSION_EN + ":", *en]))
-        if names:
-            text_de += f" {SKIPPED_DE.capitalize()}: {names}."
-            text_en += f" {SKIPPED_EN.capitalize()}: {names}."
-        return PortalAnnouncement(text_de, text_en)
+        stops += [StopAhead(s.stop_id, s.name, None, skipped=True) for s in pending]
+        return tuple(stops)
 
     def notice(self) -> str | None:
         """The diversion notice for passengers (German, then English if it differs)."""

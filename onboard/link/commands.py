@@ -70,8 +70,9 @@ class Commands:
         # Recording the command as done and queueing its result happen in one transaction.
         with self.outbox.transaction():
             self.db.execute("INSERT INTO commands_done (id, t) VALUES (?, ?)", (cmd.id, now))
-            self.outbox.append(
-                "cmd_ack", codec.encode(Event(seq=0, t=now, kind="cmd_ack", data=data))
+            self.outbox.put(
+                "cmd_ack",
+                lambda seq: codec.encode(Event(seq=seq, t=now, kind="cmd_ack", data=data)),
             )
         return result
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import msgspec
 
-from onboard.link.outbox import Outbox
+from onboard.store import AgentStore
 from protocols import codec
 from protocols.errors import CodecError
 from protocols.schemas import DesiredState, ReportedState
@@ -65,14 +65,10 @@ def reported(outcome: Outcome, bus_id: str, counters: dict[str, int]) -> Reporte
 
 
 class AppliedStore:
-    """The applied desired state, kept in the agent's SQLite file across restarts."""
+    """The applied desired state, kept in agent.sqlite across restarts (table `applied`)."""
 
-    def __init__(self, outbox: Outbox) -> None:
-        self.db = outbox.db
-        self.db.execute(
-            "CREATE TABLE IF NOT EXISTS applied (id INTEGER PRIMARY KEY CHECK (id = 1),"
-            " version INTEGER NOT NULL, body BLOB NOT NULL)"
-        )
+    def __init__(self, store: AgentStore) -> None:
+        self.db = store.db
 
     def load(self) -> DesiredState | None:
         row = self.db.execute("SELECT body FROM applied WHERE id = 1").fetchone()

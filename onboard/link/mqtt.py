@@ -14,25 +14,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
-import ssl
 import time
 from collections.abc import Callable
 from itertools import groupby
-from pathlib import Path
 
 import aiomqtt
 import msgspec
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 
+from onboard.backoff import Backoff
 from onboard.config import AgentConfig
 from onboard.link.outbox import Outbox, Pending
+from onboard.link.settings import mqtt_settings
 from protocols import codec, compact, topics
 from protocols.errors import ProtocolError
 from protocols.schemas import (
-    Event,
-    EventBatch,
+    SCHEMA_VERSION,
     Presence,
     Stored,
     TelemetryBatch,
@@ -42,34 +38,8 @@ from protocols.schemas import (
 log = logging.getLogger("busfleet.onboard.link")
 
 AGENT_VERSION = "0.1.0"
-SESSION_EXPIRY_S = 7 * 24 * 3600  # the broker keeps a bus's commands and receipts a week
 WINDOW = 20  # batches sent and not yet confirmed by central
 RECEIPT_TIMEOUT_S = 15.0
-
-
-def client_kwargs(config: AgentConfig) -> dict[str, object]:
-    """Connection settings shared by the agent's client and its tools."""
-    m = config.mqtt
-    kwargs: dict[str, object] = {
-        "hostname": m.host,
-        "port": m.port,
-        "identifier": config.bus.id,
-        "username": config.mqtt_username,
-        "keepalive": m.keepalive_s,
-        "max_inflight_messages": 20,
-        "timeout": 10,
-    }
-    if m.protocol == 5:
-        properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-        properties.SessionExpiryInterval = SESSION_EXPIRY_S
-        kwargs.update(protocol=aiomqtt.ProtocolVersion.V5, clean_start=False, properties=properties)
-    else:
-        kwargs.update(protocol=aiomqtt.ProtocolVersion.V311, clean_session=False)
-    if m.password_file:
-        kwargs["password"] = Path(m.password_file).read_text().strip()
-    if m.ca_file:
-        kwargs["tls_context"] = ssl.create_default_context(cafile=m.ca_file)
-    return kwargs
 
 
 class Link:
@@ -102,18 +72,17 @@ class Link:
         self._reported_changed.set()
 
     async def run(self) -> None:
-        delay = 0.5
-        while True:
+        """Connect, and connect again after every outage (the onboard backoff policy)."""
+        retries = Backoff(self.config.mqtt.backoff_max_s, first_s=0.5)
+        async for _attempt in retries:
             try:
                 await self._connected_session()
             except (aiomqtt.MqttError, OSError) as exc:
                 if self.connected.is_set():
-                    delay = 0.5  # it was up: start the backoff again
-                log.warning("link down: %s; reconnect in %.1f s", exc, delay)
+                    retries.reset()  # it was up: start the backoff again
+                log.warning("link down: %s; reconnect within %.1f s", exc, retries.bound())
             self.connected.clear()
             self.inflight.clear()  # whatever had no receipt is sent again
-            await asyncio.sleep(delay * random.uniform(0.7, 1.3))
-            delay = min(delay * 2, self.config.mqtt.backoff_max_s)
 
     def _presence(self, online: bool) -> bytes:
         interval = self.config.telemetry.interval_s
@@ -131,7 +100,7 @@ class Link:
     async def _connected_session(self) -> None:
         self.session = self.outbox.next_counter("session")
         will = aiomqtt.Will(topics.presence(self.bus_id), self._presence(False), qos=1, retain=True)
-        async with aiomqtt.Client(will=will, **client_kwargs(self.config)) as client:  # type: ignore[arg-type]
+        async with aiomqtt.Client(will=will, **mqtt_settings(self.config)) as client:
             log.info("link up (session %d, %d records pending)", self.session, self.outbox.count())
             await client.publish(
                 topics.presence(self.bus_id), self._presence(True), qos=1, retain=True
@@ -234,18 +203,41 @@ class Link:
             self.inflight.clear()
 
     def _batch(self, kind: str, rows: list[Pending]) -> tuple[str, bytes]:
+        """One message of stored records. Bodies carry their sequence numbers (Outbox.put), so
+        the JSON batch embeds them as stored; only the compact codec needs the records."""
         backfill = (
             time.time() - min(r.created for r in rows) > self.config.telemetry.backfill_after_s
         )
         if kind == "telemetry":
-            records = [
-                msgspec.structs.replace(codec.decode(TelemetryRecord, r.body), seq=r.seq)
-                for r in rows
-            ]
-            batch = TelemetryBatch(bus=self.bus_id, records=records, backfill=backfill)
+            topic = topics.telemetry(self.bus_id)
             if self.config.telemetry.codec == "compact":
-                return topics.telemetry(self.bus_id), compact.encode_batch(batch)
-            return topics.telemetry(self.bus_id), codec.encode(batch)
-        events = [msgspec.structs.replace(codec.decode(Event, r.body), seq=r.seq) for r in rows]
+                records = [codec.decode(TelemetryRecord, r.body) for r in rows]
+                batch = TelemetryBatch(bus=self.bus_id, records=records, backfill=backfill)
+                return topic, compact.encode_batch(batch)
+            raw = [msgspec.Raw(r.body) for r in rows]
+            return topic, _encoder.encode(
+                RawTelemetryBatch(bus=self.bus_id, records=raw, backfill=backfill)
+            )
         topic = topics.command_ack(self.bus_id) if kind == "cmd_ack" else topics.events(self.bus_id)
-        return topic, codec.encode(EventBatch(bus=self.bus_id, events=events, backfill=backfill))
+        raw = [msgspec.Raw(r.body) for r in rows]
+        return topic, _encoder.encode(RawEventBatch(bus=self.bus_id, events=raw, backfill=backfill))
+
+
+# The wire batches with their records already encoded: the same fields in the same order as
+# protocols.schemas' TelemetryBatch and EventBatch, so the bytes are the same as
+# codec.encode's (tests/test_outbox.py holds them to it).
+class RawTelemetryBatch(msgspec.Struct, frozen=True, kw_only=True):
+    v: int = SCHEMA_VERSION
+    bus: str
+    records: list[msgspec.Raw]
+    backfill: bool = False
+
+
+class RawEventBatch(msgspec.Struct, frozen=True, kw_only=True):
+    v: int = SCHEMA_VERSION
+    bus: str
+    events: list[msgspec.Raw]
+    backfill: bool = False
+
+
+_encoder = msgspec.json.Encoder()

@@ -1,11 +1,12 @@
 """The on-disk outbox: every record is written here, with its sequence number, before it is sent.
 
-SQLite in WAL mode with synchronous=FULL: a record that `append` returned survives kill -9
-and power loss. Sequence numbers come from an AUTOINCREMENT key, so they are never reused;
-central deduplicates on (bus, seq). A record stays pending until central's receipt (the
-`stored` topic) says it is stored — not merely until the broker's PUBACK, so a broker or
-central crash can only cause a resend, never a loss. Stored records are kept a while longer
-(history to resend on request) and then deleted.
+Its table lives in agent.sqlite (onboard/store.py: WAL, synchronous=FULL): a record that `put`
+returned survives kill -9 and power loss. Sequence numbers come from an AUTOINCREMENT key, so
+they are never reused; central deduplicates on (bus, seq). `put` hands the number to a body
+builder, so each record is encoded once, with its number inside, and sent as stored. A record
+stays pending until central's receipt (the `stored` topic) says it is stored — not merely until
+the broker's PUBACK, so a broker or central crash can only cause a resend, never a loss.
+Stored records are kept a while longer (history to resend on request) and then deleted.
 
 Disk budget policy (when the records' bytes exceed the budget), in this order:
 1. delete stored history, oldest first;
@@ -18,14 +19,12 @@ reported to central as a `dropped` event (its sequence ranges), so that a gap is
 from __future__ import annotations
 
 import contextlib
-import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import sqlite_utils
-
+from onboard.store import AgentStore, open_store
 from protocols.ranges import ranges
 
 # Lower is sent first: alarms never wait behind a backlog of telemetry.
@@ -33,63 +32,61 @@ PRIORITY = {"emergency": -1, "alarm": 0, "event": 1, "cmd_ack": 1, "telemetry": 
 DROPPABLE = "telemetry"
 ROW_OVERHEAD = 40  # bytes of SQLite bookkeeping per row, roughly, for the budget
 
+BodyBuilder = Callable[[int], bytes]  # the record's encoded body, given its sequence number
+
 
 @dataclass(frozen=True, slots=True)
 class Pending:
     seq: int
     kind: str
     created: float  # wall clock when written
-    body: bytes
+    body: bytes  # as it goes on the wire: it carries its own sequence number
 
 
 class Outbox:
-    """A durable, prioritised FIFO of encoded records keyed by sequence number."""
+    """A durable, prioritised FIFO of encoded records keyed by sequence number.
 
-    def __init__(self, path: str | Path, *, budget_bytes: int = 200_000_000) -> None:
-        self.path = Path(path)
+    Give it the agent's store; given a path it opens one of its own through onboard.store
+    (tools and tests) and closes it with itself.
+    """
+
+    def __init__(self, store: AgentStore | str | Path, *, budget_bytes: int = 200_000_000) -> None:
+        self._owns_store = not isinstance(store, AgentStore)
+        self.store = store if isinstance(store, AgentStore) else open_store(store)
+        self.db = self.store.db
         self.budget_bytes = budget_bytes
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        self.db = sqlite_utils.Database(conn)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=FULL")
-        self.db.execute(
-            "CREATE TABLE IF NOT EXISTS outbox ("
-            " seq INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL,"
-            " priority INTEGER NOT NULL, created REAL NOT NULL, body BLOB NOT NULL,"
-            " stored INTEGER NOT NULL DEFAULT 0)"
-        )
-        self.db.execute(
-            "CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (stored, priority, seq)"
-        )
-        self.db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER)")
         row = self.db.execute(
             f"SELECT COALESCE(SUM(length(body) + {ROW_OVERHEAD}), 0) FROM outbox"
         ).fetchone()
         self.size_bytes = int(row[0])
         self.dropped = 0  # pending records dropped by the budget policy since start
 
-    @contextlib.contextmanager
-    def transaction(self) -> Iterator[None]:
-        """Several writes that land together or not at all."""
-        self.db.execute("BEGIN")
-        try:
-            yield
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
-        self.db.execute("COMMIT")
+    def transaction(self) -> contextlib.AbstractContextManager[None]:
+        """Several writes that land together or not at all (the store's transaction)."""
+        return self.store.transaction()
 
-    def append(self, kind: str, body: bytes, created: float | None = None) -> int:
-        """Store one record durably and return its sequence number."""
-        cur = self.db.execute(
-            "INSERT INTO outbox (kind, priority, created, body) VALUES (?, ?, ?, ?)",
-            (kind, PRIORITY.get(kind, 1), time.time() if created is None else created, body),
-        )
-        seq = cur.lastrowid
-        assert seq is not None
+    def put(self, kind: str, build: BodyBuilder, created: float | None = None) -> int:
+        """Store one record durably and return its sequence number.
+
+        The number is handed to `build` before the body is encoded, so the body is encoded
+        once, with its real number, and the link sends it as it is.
+        """
+        when = time.time() if created is None else created
+        with self.store.transaction():  # the number and the body land together
+            cur = self.db.execute(
+                "INSERT INTO outbox (kind, priority, created, body) VALUES (?, ?, ?, x'')",
+                (kind, PRIORITY.get(kind, 1), when),
+            )
+            seq = cur.lastrowid
+            assert seq is not None
+            body = build(seq)
+            self.db.execute("UPDATE outbox SET body = ? WHERE seq = ?", (body, seq))
         self.size_bytes += len(body) + ROW_OVERHEAD
         return seq
+
+    def append(self, kind: str, body: bytes, created: float | None = None) -> int:
+        """Store a body that does not carry its sequence number (opaque bytes)."""
+        return self.put(kind, lambda _seq: body, created)
 
     def pending(self, limit: int, *, after: int = 0, kind: str | None = None) -> list[Pending]:
         """Unconfirmed records, most urgent kind first, then in sequence order."""
@@ -188,4 +185,6 @@ class Outbox:
         return int(row[0])
 
     def close(self) -> None:
-        self.db.conn.close()
+        """Close the store if the outbox opened it; the agent closes a shared one."""
+        if self._owns_store:
+            self.store.close()

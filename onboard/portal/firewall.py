@@ -18,9 +18,12 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, Self
 
-from onboard.errors import AgentError
+from onboard.errors import DeviceError
+
+if TYPE_CHECKING:
+    from onboard.config import PortalSection
 
 DEFAULT_TEMPLATE = Path(__file__).resolve().parents[2] / "deploy" / "nftables" / "portal.nft"
 
@@ -31,7 +34,7 @@ _PLACEHOLDER = re.compile(r"\{\{(\w+)\}\}")
 _BLOCK = re.compile(r"^[ \t]*# BEGIN (.+?)\n.*?^[ \t]*# END \1\n", re.M | re.S)
 
 
-class FirewallError(AgentError):
+class FirewallError(DeviceError):
     """The firewall refused a change or could not be read; `detail` holds nft's message."""
 
     def __init__(self, message: str, detail: str = "") -> None:
@@ -173,6 +176,11 @@ class NullFirewall:
         self.allowed: dict[Client, float] = {}
         self.loaded = False
 
+    @classmethod
+    def from_config(cls, section: PortalSection, blocked: Sequence[str] = ()) -> Self:
+        """Nothing to set up: the section is ignored."""
+        return cls()
+
     async def load(self, clients: Sequence[tuple[Client, float]]) -> None:
         self.allowed = dict(clients)
         self.loaded = True
@@ -198,6 +206,26 @@ class NftablesFirewall:
         self.rules = rules
         self.template = template or DEFAULT_TEMPLATE
         self.nft = tuple(nft)  # the command; tests prefix it with `ip netns exec NAME`
+
+    @classmethod
+    def from_config(cls, section: PortalSection, blocked: Sequence[str] = ()) -> Self:
+        """The ruleset of the [portal] section; `blocked` adds networks passengers never reach.
+
+        Raises FirewallError for a value that must not reach an nft script.
+        """
+        rules = Ruleset(
+            passenger_if=section.passenger_if,
+            address=section.address,
+            port=section.listen_port,
+            tls_port=section.tls_port,
+            uplink_if=section.uplink_if,
+            garden=parse_networks(section.walled_garden),
+            blocked=parse_networks(section.blocked) + tuple(blocked),
+            rate_kbytes=section.rate_kbytes,
+            table=section.nft_table,
+        )
+        template = Path(section.nft_template) if section.nft_template else None
+        return cls(rules, template=template)
 
     async def _run(self, *args: str, script: str | None = None) -> str:
         try:

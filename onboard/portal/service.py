@@ -20,23 +20,19 @@ from pathlib import Path
 
 from aiohttp import web
 
+from onboard.backoff import Backoff
 from onboard.config import PortalSection
 from onboard.errors import ConfigError
 from onboard.portal.content import ContentProvider, no_content
 from onboard.portal.core import MacLookup, Neighbours, Portal, Settings, no_macs
 from onboard.portal.feedback import FeedbackSink
-from onboard.portal.firewall import (
-    Firewall,
-    FirewallError,
-    NftablesFirewall,
-    NullFirewall,
-    Ruleset,
-    parse_networks,
-)
+from onboard.portal.firewall import Firewall, FirewallError
+from onboard.portal.firewalls import open_firewall
 from onboard.portal.server import make_app
 from onboard.portal.sessions import Limits
 from onboard.portal.stats import StatsSink
 from onboard.portal.store import SessionStore
+from onboard.store import AgentStore
 
 log = logging.getLogger("busfleet.onboard.portal")
 
@@ -48,7 +44,7 @@ class PortalService:
         self,
         settings: Settings,
         firewall: Firewall,
-        db_path: str | Path,
+        store: AgentStore | str | Path,
         *,
         listen_host: str = "0.0.0.0",
         listen_port: int = 8080,
@@ -64,7 +60,7 @@ class PortalService:
     ) -> None:
         self.settings = settings
         self.firewall = firewall
-        self.db_path = Path(db_path)
+        self.store = store  # agent.sqlite: the agent's open store, or its path
         self.listen_host = listen_host
         self.listen_port = listen_port
         self.tls = tls
@@ -82,23 +78,21 @@ class PortalService:
 
     async def run(self) -> None:
         """Serve until cancelled; failures are retried with a capped backoff."""
-        backoff = 1.0
-        while True:
+        retries = Backoff(BACKOFF_MAX_S)
+        async for _attempt in retries:
             started = time.monotonic()
             try:
                 await self._serve()
             except (FirewallError, OSError) as exc:
-                log.error("portal stopped: %s; again in %.0f s", exc, backoff)
+                log.error("portal stopped: %s; again within %.0f s", exc, retries.bound())
             except Exception:  # a bug here must not take GPS, CAN and telemetry down with it
-                log.exception("portal failed; again in %.0f s", backoff)
+                log.exception("portal failed; again within %.0f s", retries.bound())
             self.ready.clear()
             if time.monotonic() - started > BACKOFF_MAX_S:
-                backoff = 1.0
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, BACKOFF_MAX_S)
+                retries.reset()  # it ran a good while: this failure is a new one
 
     async def _serve(self) -> None:
-        store = SessionStore(self.db_path)
+        store = SessionStore(self.store)
         try:
             portal = Portal(
                 self.settings,
@@ -154,6 +148,7 @@ def build_portal(
     section: PortalSection,
     *,
     data_dir: str | Path,
+    store: AgentStore | None = None,
     content: ContentProvider = no_content,
     on_feedback: FeedbackSink | None = None,
     on_stats: StatsSink | None = None,
@@ -163,27 +158,10 @@ def build_portal(
 
     `extra_blocked` are more addresses passengers must never reach (the agent passes its MQTT
     broker's host; names are skipped — list the broker's addresses in portal.blocked).
+    Sessions are kept in `store` (the agent's), else in `data_dir`/agent.sqlite.
     """
     try:
-        garden = parse_networks(section.walled_garden)
-        blocked = parse_networks(section.blocked) + tuple(_literal_ipv4s(extra_blocked))
-        firewall: Firewall
-        if section.firewall == "nftables":
-            rules = Ruleset(
-                passenger_if=section.passenger_if,
-                address=section.address,
-                port=section.listen_port,
-                tls_port=section.tls_port,
-                uplink_if=section.uplink_if,
-                garden=garden,
-                blocked=blocked,
-                rate_kbytes=section.rate_kbytes,
-                table=section.nft_table,
-            )
-            template = Path(section.nft_template) if section.nft_template else None
-            firewall = NftablesFirewall(rules, template=template)
-        else:
-            firewall = NullFirewall()
+        firewall = open_firewall(section, extra_blocked=_literal_ipv4s(extra_blocked))
     except FirewallError as exc:
         raise ConfigError(f"[portal]: {exc}", key="portal") from exc
     host = section.hostname or section.address
@@ -213,7 +191,7 @@ def build_portal(
     return PortalService(
         settings,
         firewall,
-        Path(data_dir) / "portal.sqlite",
+        Path(data_dir) / "agent.sqlite" if store is None else store,
         listen_host=section.listen_host,
         listen_port=section.listen_port,
         tls=tls,

@@ -23,6 +23,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
+from onboard.errors import LocalError
+
 
 class State(StrEnum):
     PENDING = "pending"  # seen by the portal, terms not accepted yet
@@ -63,7 +65,7 @@ TRANSITIONS: dict[tuple[State, Event], State] = {
 }
 
 
-class SessionError(Exception):
+class SessionError(LocalError):
     """An event that the session's state does not allow (a bug, not a client's fault)."""
 
     def __init__(self, state: State, event: Event) -> None:

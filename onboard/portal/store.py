@@ -10,6 +10,9 @@ only for the session). What is written here, and why it is enough:
   to anyone. Sessions cannot outlive a boot anyway: the firewall's set lives in the kernel;
 - `secure_delete` makes SQLite overwrite deleted rows instead of leaving them in free pages.
 
+The tables live in agent.sqlite (onboard/store.py), opened once by the agent; the portal run
+alone (`python -m onboard.portal`) opens the same file through the same module.
+
 A restarted agent recognises its clients by computing the key again, either for the MAC and
 IP pairs the kernel's set still holds or for a client's next request to the portal.
 Times are seconds of CLOCK_MONOTONIC, meaningful within one boot like everything else here.
@@ -18,13 +21,11 @@ Times are seconds of CLOCK_MONOTONIC, meaningful within one boot like everything
 from __future__ import annotations
 
 import secrets
-import sqlite3
 from collections.abc import Iterable
 from pathlib import Path
 
-import sqlite_utils
-
 from onboard.portal.sessions import Stored
+from onboard.store import AgentStore, open_store
 
 BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
 
@@ -38,28 +39,21 @@ def current_boot_id() -> str:
 
 
 class SessionStore:
-    """SQLite (WAL) table of authorised sessions plus this boot's salt."""
+    """The authorised sessions (`portal_sessions`) and this boot's salt (`portal_meta`).
 
-    def __init__(self, path: str | Path, *, boot_id: str | None = None) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        self.db = sqlite_utils.Database(conn)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        # A process kill loses nothing with NORMAL in WAL mode; a power cut may lose the
-        # last accepts, but a power cut also empties the kernel's set: those sessions are over.
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.execute("PRAGMA secure_delete=ON")
-        self.db.execute(
-            "CREATE TABLE IF NOT EXISTS sessions (key TEXT PRIMARY KEY, accepted REAL NOT NULL,"
-            " last_seen REAL NOT NULL, bytes_up INTEGER NOT NULL, bytes_down INTEGER NOT NULL)"
-        )
-        self.db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
+    Give it the agent's store; given a path (the portal run alone, tests) it opens agent.sqlite
+    through onboard.store and closes it with itself.
+    """
+
+    def __init__(self, store: AgentStore | str | Path, *, boot_id: str | None = None) -> None:
+        self._owns_store = not isinstance(store, AgentStore)
+        self.store = store if isinstance(store, AgentStore) else open_store(store)
+        self.db = self.store.db
         self.boot_id = current_boot_id() if boot_id is None else boot_id
         self.salt = self._salt_for_this_boot()
 
     def _meta(self, key: str) -> str | None:
-        row = self.db.execute("SELECT value FROM meta WHERE key = ?", [key]).fetchone()
+        row = self.db.execute("SELECT value FROM portal_meta WHERE key = ?", [key]).fetchone()
         return None if row is None else str(row[0])
 
     def _salt_for_this_boot(self) -> bytes:
@@ -67,18 +61,20 @@ class SessionStore:
         if salt is not None and self._meta("boot_id") == self.boot_id and self.boot_id:
             return bytes.fromhex(salt)
         fresh = secrets.token_bytes(32)
-        self.db.execute("BEGIN")
-        self.db.execute("DELETE FROM sessions")
-        self.db.execute(
-            "INSERT OR REPLACE INTO meta (key, value) VALUES ('boot_id', ?), ('salt', ?)",
-            [self.boot_id, fresh.hex()],
-        )
-        self.db.execute("COMMIT")
+        with self.store.transaction():
+            self.db.execute("DELETE FROM portal_sessions")
+            self.db.execute(
+                "INSERT OR REPLACE INTO portal_meta (key, value)"
+                " VALUES ('boot_id', ?), ('salt', ?)",
+                [self.boot_id, fresh.hex()],
+            )
         return fresh
 
     def load(self) -> list[Stored]:
+        """Every stored session, oldest first."""
         rows = self.db.execute(
-            "SELECT key, accepted, last_seen, bytes_up, bytes_down FROM sessions ORDER BY accepted"
+            "SELECT key, accepted, last_seen, bytes_up, bytes_down FROM portal_sessions"
+            " ORDER BY accepted"
         ).fetchall()
         return [Stored(str(k), float(a), float(s), int(u), int(d)) for k, a, s, u, d in rows]
 
@@ -87,20 +83,23 @@ class SessionStore:
         rows = [(s.key, s.accepted, s.last_seen, s.bytes_up, s.bytes_down) for s in sessions]
         if not rows:
             return
-        self.db.execute("BEGIN")
-        self.db.conn.executemany(
-            "INSERT OR REPLACE INTO sessions (key, accepted, last_seen, bytes_up, bytes_down)"
-            " VALUES (?, ?, ?, ?, ?)",
-            rows,
-        )
-        self.db.execute("COMMIT")
+        with self.store.transaction():
+            self.store.conn.executemany(
+                "INSERT OR REPLACE INTO portal_sessions"
+                " (key, accepted, last_seen, bytes_up, bytes_down) VALUES (?, ?, ?, ?, ?)",
+                rows,
+            )
 
     def delete(self, keys: Iterable[str]) -> None:
+        """Forget these sessions (they ended)."""
         keys = list(keys)
         if keys:
-            self.db.execute("BEGIN")
-            self.db.conn.executemany("DELETE FROM sessions WHERE key = ?", [(k,) for k in keys])
-            self.db.execute("COMMIT")
+            with self.store.transaction():
+                self.store.conn.executemany(
+                    "DELETE FROM portal_sessions WHERE key = ?", [(k,) for k in keys]
+                )
 
     def close(self) -> None:
-        self.db.close()
+        """Close the store if this opened it; the agent closes a shared one."""
+        if self._owns_store:
+            self.store.close()

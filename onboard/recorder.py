@@ -1,0 +1,43 @@
+"""Events into the outbox: the one way a part of the agent tells central something happened.
+
+Vehicle events, GPS lost, journey events, the driver's messages and alarms, proofs of play,
+portal feedback: each becomes an `Event` numbered by the outbox and encoded once
+(`Outbox.put`), filed by severity (alarms, severity >= 3, and emergencies, 4, go before
+everything else and are never dropped), and the link is woken to send it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from onboard.link.outbox import Outbox
+from protocols import codec
+from protocols.schemas import Event, Scalar
+
+__all__ = ["EventRecorder", "outbox_kind"]
+
+
+def outbox_kind(severity: int) -> str:
+    """The outbox's kind for an event of this severity (its sending priority)."""
+    return "emergency" if severity >= 4 else "alarm" if severity >= 3 else "event"
+
+
+class EventRecorder:
+    """`record(kind, data, severity=, t=)` -> the event's sequence number."""
+
+    def __init__(self, outbox: Outbox, wake: Callable[[], None]) -> None:
+        self.outbox = outbox
+        self.wake = wake  # tells the link there is something to send
+
+    def record(
+        self, kind: str, data: dict[str, Scalar], *, severity: int = 0, t: float | None = None
+    ) -> int:
+        """Put an event into the outbox (alarms, severity >= 3, go before everything else)."""
+        at = time.time() if t is None else t
+        seq = self.outbox.put(
+            outbox_kind(severity),
+            lambda seq: codec.encode(Event(seq=seq, t=at, kind=kind, severity=severity, data=data)),
+        )
+        self.wake()
+        return seq
