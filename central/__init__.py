@@ -2,7 +2,7 @@
 
 The rules of this room:
 - `store/` holds every SQL statement of central (tests/test_import_rules.py fails on SQL text or
-  an `.execute(` anywhere else in central/). The service opens the database once.
+  a direct execute call anywhere else in central/). The service opens the database once.
 - The service (`service/`) is the only writer and the only publisher of desired state, alarms and
   fleet entries: the dashboard and every CLI tool send it typed requests (protocols/requests.py)
   through `client.py` and show its answer. A tool that finds no running central exits 2.

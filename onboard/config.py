@@ -13,7 +13,9 @@ from typing import Any, TypeVar
 
 from onboard.errors import ConfigError
 from onboard.gps.backends import GPS_SOURCES
+from onboard.gps.settings import GpsSection
 from onboard.portal.firewalls import FIREWALLS
+from onboard.portal.settings import PortalSection
 from onboard.vehicle.backends import CAN_INTERFACES
 from protocols.topics import valid_bus_id
 
@@ -34,23 +36,6 @@ class MqttSection:
     keepalive_s: int = 30
     protocol: int = 5  # MQTT 5; 4 means 3.1.1 (for brokers without MQTT 5)
     backoff_max_s: float = 30.0  # reconnect backoff grows to this, with jitter
-
-
-@dataclass(frozen=True, slots=True)
-class GpsSection:
-    # onboard/gps/backends.py: serial | gpsd | replay, or none (sim = serial on the sim's pty)
-    source: str = "serial"
-    device: str = "/dev/ttyUSB0"
-    baud: int = 9600
-    gpsd_host: str = "127.0.0.1"
-    gpsd_port: int = 2947
-    replay_path: str = ""  # an NMEA log, for source = replay
-    replay_speed: float = 1.0  # <= 0: as fast as possible
-    replay_loop: bool = True
-    stale_after_s: float = 3.0  # no good fix for this long: GPS lost, dead reckoning from CAN
-    max_hdop: float = 10.0  # worse fixes are rejected
-    max_speed_mps: float = 60.0  # faster implied movement between fixes is a jump, rejected
-    dead_reckon_max_s: float = 120.0  # dead reckoning stops after this long
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,37 +86,6 @@ class DriverSection:
     enabled: bool = True  # the driver's terminal in the cab (onboard/driver/)
     host: str = "127.0.0.1"  # the cab screen's network; never the passengers'
     port: int = 8091  # 0: any free port
-
-
-@dataclass(frozen=True, slots=True)
-class PortalSection:
-    """The passenger Wi-Fi captive portal (onboard/portal/); deploy/README.md explains each key."""
-
-    enabled: bool = False
-    listen_host: str = "0.0.0.0"
-    listen_port: int = 8480  # passengers' TCP 80 is redirected here
-    address: str = "10.42.0.1"  # the bus on the passenger network (IPv4): http://address/
-    hostname: str = ""  # a DNS name for the portal (needed for TLS); empty: the address
-    firewall: str = "null"  # onboard/portal/firewalls.py: null (nothing enforced) | nftables
-    passenger_if: str = "wlan0"
-    uplink_if: str = "wwan0"  # passengers are masqueraded out of it; empty: no NAT here
-    nft_table: str = "busfleet_portal"
-    nft_template: str = ""  # empty: deploy/nftables/portal.nft of this installation's source
-    walled_garden: str = ""  # comma-separated IPv4 addresses/networks open before acceptance
-    blocked: str = ""  # comma-separated IPv4 addresses/networks passengers never reach
-    prelogin_idle_s: float = 600.0
-    idle_s: float = 1800.0  # 0: no idle timeout
-    session_s: float = 14400.0
-    rate_kbytes: int = 0  # per client and direction, kB/s; 0: unlimited
-    volume_mb: float = 0.0  # per session; 0: unlimited
-    max_clients: int = 100
-    feedback_per_hour: int = 5  # per client
-    operator: str = ""  # named on the terms page
-    sync_every_s: float = 5.0  # firewall counters read and timeouts checked this often
-    stats_every_s: float = 900.0  # aggregate statistics to central this often
-    tls_port: int = 8443  # HTTPS for the RFC 8908 API when tls_cert is set
-    tls_cert: str = ""
-    tls_key: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,4 +190,11 @@ def load_config(path: str | Path) -> AgentConfig:
     return parse_config(text, str(path))
 
 
-__all__ = ["AgentConfig", "ConfigError", "load_config", "parse_config"]
+__all__ = [
+    "AgentConfig",
+    "ConfigError",
+    "GpsSection",
+    "PortalSection",
+    "load_config",
+    "parse_config",
+]

@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Final, Literal
 from onboard.backends import load_backend
 
 if TYPE_CHECKING:
-    from onboard.config import GpsSection
     from onboard.gps.base import GpsSource, OnFix
+    from onboard.gps.settings import GpsSection
 
 __all__ = ["BACKENDS", "GPS_SOURCES", "NONE", "GpsSourceName", "make_gps_source", "open_gps"]
 
@@ -59,7 +59,7 @@ def make_gps_source(
     replay_loop: bool = True,
 ) -> GpsSource | None:
     """`open_gps` from keyword settings (tools and tests without an agent.toml)."""
-    from onboard.config import GpsSection
+    from onboard.gps.settings import GpsSection
 
     section = GpsSection(
         source=source,

@@ -18,7 +18,7 @@ from onboard.errors import RemoteError
 from protocols.nmea.decoder import Fix
 
 if TYPE_CHECKING:
-    from onboard.config import GpsSection
+    from onboard.gps.settings import GpsSection
 
 __all__ = ["GpsSource", "OnFix"]
 

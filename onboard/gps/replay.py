@@ -19,7 +19,7 @@ from onboard.gps.base import GpsSource, OnFix
 from protocols.nmea.decoder import NmeaDecoder
 
 if TYPE_CHECKING:
-    from onboard.config import GpsSection
+    from onboard.gps.settings import GpsSection
 
 __all__ = ["ReplayGps"]
 

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Protocol, Self
 from onboard.errors import DeviceError
 
 if TYPE_CHECKING:
-    from onboard.config import PortalSection
+    from onboard.portal.settings import PortalSection
 
 DEFAULT_TEMPLATE = Path(__file__).resolve().parents[2] / "deploy" / "nftables" / "portal.nft"
 

@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Final, Literal, Protocol, Self, cast
 from onboard.backends import load_backend
 
 if TYPE_CHECKING:
-    from onboard.config import PortalSection
     from onboard.portal.firewall import Firewall
+    from onboard.portal.settings import PortalSection
 
 __all__ = ["FIREWALLS", "FirewallName", "open_firewall"]
 

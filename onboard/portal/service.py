@@ -21,7 +21,6 @@ from pathlib import Path
 from aiohttp import web
 
 from onboard.backoff import Backoff
-from onboard.config import PortalSection
 from onboard.errors import ConfigError
 from onboard.portal.content import ContentProvider, no_content
 from onboard.portal.core import MacLookup, Neighbours, Portal, Settings, no_macs
@@ -30,6 +29,7 @@ from onboard.portal.firewall import Firewall, FirewallError
 from onboard.portal.firewalls import open_firewall
 from onboard.portal.server import make_app
 from onboard.portal.sessions import Limits
+from onboard.portal.settings import PortalSection
 from onboard.portal.stats import StatsSink
 from onboard.portal.store import SessionStore
 from onboard.store import AgentStore
