@@ -6,9 +6,9 @@ Part 1, decode rates in this process, beside their baselines from the same run:
   framing + checksum alone (parse_sentence: the least any decoder must do per sentence).
 - J1939 frames/s through protocols.j1939.J1939Decoder on a bus-FMS mix from hw_sim (every
   signal PGN, tell-tales, DM1 with two DTCs by TP.BAM, the VIN every 60 cycles), and the same
-  plus protocols.vehicle.apply (what the agent's CAN input does per frame), beside raw cantools
-  (protocols/busfleet.dbc, Message.decode found by PGN) on the frames cantools can decode:
-  cantools has no TP.BAM and no n/a or error handling, so it is the floor, not a rival.
+  plus protocols.j1939.vehicle.apply (what the agent's CAN input does per frame), beside raw
+  cantools (protocols/j1939/busfleet.dbc, Message.decode found by PGN) on the frames cantools
+  can decode: cantools has no TP.BAM and no n/a or error handling, so it is the floor, not a rival.
 
 Part 2, the agent's footprint: bench/agent_load.py in a child process runs a real agent
 (onboard.agent.Agent, link to a mosquitto on a free port) with 10 Hz NMEA from hw_sim on a pty
@@ -125,7 +125,7 @@ def j1939_frames(cycles: int = 600) -> list[tuple[int, bytes, float]]:
 
 def bench_j1939(seconds: float) -> dict[str, float]:
     frames = j1939_frames()
-    db = cantools.database.load_file(str(REPO / "protocols" / "busfleet.dbc"))
+    db = cantools.database.load_file(str(REPO / "protocols" / "j1939" / "busfleet.dbc"))
     assert isinstance(db, cantools.database.can.Database)
     by_pgn: dict[int, Any] = {}
     for msg in db.messages:

@@ -3,7 +3,7 @@
 Setup: a mosquitto on a free loopback port and `--buses` lightweight buses, spread over
 `--workers` child processes. A lightweight bus is what of the agent takes part in the push:
 an MQTT 5 client subscribed to its desired-state topic; per document what `Agent.on_desired`
-does: `onboard.applied.evaluate`, the applied state saved in the bus's own SQLite file
+does: `onboard.link.desired.evaluate`, the applied state saved in the bus's own SQLite file
 (`AppliedStore`, WAL, synchronous=FULL) and `Display.apply_desired`; and a real
 `onboard.display.Display` with its own HTTP server on a free port, which an SSE client (the
 screen's browser, minus rendering) listens to at /display/events. No GPS, CAN, telemetry or

@@ -4,7 +4,7 @@ Dispatch defines a diversion for a route, or some of its trips, with a validity 
 skipped, temporary stops, and the detour path (`busfleet central divert create`). Every bus
 whose desired assignment is on that route carries it in `DesiredState.diversions` (a
 `protocols.schemas.Diversion`), ahead of its window. The bus applies it from `valid_from` to
-`valid_to` by its own clock (`onboard/diversion.py`), so service returns to the timetable on
+`valid_to` by its own clock (`onboard/journey/diversion.py`), so service returns to the timetable on
 time even with the uplink down.
 
 Central keeps the documents right: `DiversionSync.step` (run every few seconds by the

@@ -7,7 +7,7 @@ stream of the zip member) through the pure checkers of `protocols.gtfs_*` straig
 `executemany` (central/store/gtfs_load.py), so millions of stop times need neither memory
 nor minutes.
 
-What is an error and what a warning: see `protocols/gtfs_check.py`. An error anywhere means
+What is an error and what a warning: see `protocols/gtfs/check.py`. An error anywhere means
 nothing is stored and `GtfsInvalid` carries the whole report; warnings are returned with the
 counts.
 """

@@ -4,7 +4,7 @@ What may enter is decided by the bytes, never by the file name: the type is snif
 magic bytes, each kind has a size cap, and an SVG with anything active in it (scripts, event
 handlers, references to other documents) is refused, because the bus screens load it as an
 image on the same origin as the pages. HTML is allowed (animated ads are HTML) but is served
-with a CSP sandbox (see `central/media_http.py`), which gives it no origin and no network.
+with a CSP sandbox (see `central/http/media.py`), which gives it no origin and no network.
 
 Files live at `<dir>/<first two hex digits>/<sha256>`; importing the same bytes twice stores
 them once.

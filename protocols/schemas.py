@@ -175,7 +175,7 @@ class DesiredState(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True
     assignment: Assignment | None = None
     playlist: str | None = None  # playlist id (the advertising issue fills in the details)
     # The playlist document itself, carried here so that it is versioned and validated with
-    # the rest (see protocols/ads.py); its media come over HTTP.
+    # the rest (see protocols/ads/playlist.py); its media come over HTTP.
     ads: Playlist | None = None
     messages: list[PassengerMessage] = msgspec.field(default_factory=list)
     config: dict[str, str | int | float | bool] = msgspec.field(default_factory=dict)
@@ -249,7 +249,7 @@ class CentralStats(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class Alarm(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
-    """An alarm central raised (central/alarms.py), retained on its own topic for dashboards.
+    """An alarm central raised (central/fleet/alarms.py), retained on its own topic for dashboards.
 
     `state`: active, acked (still active, a dispatcher took it), cleared (over, nobody
     acknowledged it yet) or closed (over and acknowledged). `subject` tells alarms of one

@@ -126,7 +126,7 @@ def all_central_presence() -> str:
     return f"{ROOT}/central/presence/+"
 
 
-# Alarm ids are made by central (central/alarm_center.py); dispatcher names are chosen by
+# Alarm ids are made by central (central/service/alarm_center.py); dispatcher names are chosen by
 # the dashboard (`central dash --name`): both become one topic level, like bus ids.
 _LEVEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 

@@ -1,7 +1,7 @@
 """The fleet link is secure by default: real mosquitto running deploy/mosquitto's config.
 
 One broker per module: TLS with development certificates, `central` and `dispatcher` users,
-buses provisioned by busfleet.provision. Every "is not delivered" check is made against a
+buses provisioned by busfleet.broker.provision. Every "is not delivered" check is made against a
 sentinel that the same publisher sends after the refused message and that the subscriber is
 allowed to get: the broker keeps each publisher's order, so when the sentinel arrives, a
 delivered forgery would already be there. No sleeping and hoping.

@@ -1,4 +1,4 @@
-"""`python -m busfleet.embedded_broker PORT`: amqtt on loopback, for the zero-install demo only."""
+"""`python -m busfleet.broker.embedded PORT`: amqtt on loopback, for the zero-install demo only."""
 
 from __future__ import annotations
 

@@ -12,7 +12,7 @@ Detectors (`watch_*`) turn what a bus reports into `Change`s (raise or clear an 
 and subject on a bus). Conditions sampled from telemetry (door open while moving, overspeed)
 must hold for a while to raise and be gone for a while to clear (`Hold`), so one noisy sample
 neither raises nor clears. Nothing here is ever fed backfilled data to raise an alarm: the
-caller (central/alarm_center.py) drops backfilled telemetry and lets backfilled events only
+caller (central/service/alarm_center.py) drops backfilled telemetry and lets backfilled events only
 clear alarms they are newer than.
 """
 

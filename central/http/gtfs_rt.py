@@ -3,7 +3,7 @@ bindings (gtfs-realtime-bindings). Pure: every input, the clock included, is an 
 
 Inputs: central's fleet entries (position, speed, the assignment the bus reports) and each
 bus's `JourneyStatus` (the trip it really drives, its next stop, its delay). Where they
-come from is `central/http.py`'s business.
+come from is `central/http/server.py`'s business.
 
 What goes out, and why:
 - Only buses that are online and have a position. A bus that went offline keeps its last

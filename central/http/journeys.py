@@ -4,7 +4,7 @@ Two sources, the newer wins:
 - the `journey` of the bus's reported state (a `JourneyStatus`, republished by the bus at stop
   granularity; retained, so known right after a restart of central);
 - the bus's latest journey event (`arrived`, `departed`, `passed`, `trip_finished` with data
-  `trip`, `route`, `index`, `stop`, `delay_s`, as onboard/journey.py records them). The stop
+  `trip`, `route`, `index`, `stop`, `delay_s`, as onboard/journey/tracker.py records them). The stop
   after a departure and stop sequences come from the imported timetable.
 
 Events are read incrementally: per bus only those after the last one looked at, so a bus's

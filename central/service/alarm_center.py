@@ -1,7 +1,8 @@
-"""Alarms at central: the detectors of central/alarms.py fed by ingest, stored, published.
+"""Alarms at central: the detectors of central/fleet/alarms.py fed by ingest, stored, published.
 
 Ingest calls `on_telemetry`, `on_events` and `on_reported` for what the buses send and `tick`
-periodically; dispatchers' acknowledgements come through `acknowledge` (central/dispatch.py).
+periodically; dispatchers' acknowledgements come through `acknowledge`
+(central/service/dispatch.py).
 Every change is stored (table `alarms`, one row per alarm, its `Alarm` document in `body`) and
 queued for publishing, retained, on `busfleet/v1/alarms/{id}`: several dashboards see the same
 alarms and each other's acknowledgements, and a dashboard started later gets them all at once.

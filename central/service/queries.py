@@ -1,4 +1,4 @@
-"""What dashboards read through central (central/dispatch.py): bus detail, lists, reports.
+"""What dashboards read through central (central/service/dispatch.py): bus detail, lists, reports.
 
 Dashboards have no database: they ask central over MQTT, and these functions answer from its
 store with plain rows (`dict[str, Scalar]`). Everything is bounded (a limit, a time window):

@@ -115,7 +115,7 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX diversions_open ON diversions (status, valid_to);
     """,
-    # 6: alarms (central/alarm_center.py); body is the Alarm as published to dashboards; one
+    # 6: alarms (central/service/alarm_center.py); body is the Alarm as published to dashboards; one
     # open alarm per bus, kind and subject, even with several ingest workers
     """
     CREATE TABLE alarms (

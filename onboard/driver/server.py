@@ -134,7 +134,7 @@ class DriverTerminal(LocalSite[DriverState]):
         self.refresh()
 
     def on_message_command(self, cmd: Command) -> Result:
-        """The `driver_message` command handler (onboard.commands): keep it, show it."""
+        """The `driver_message` command handler (onboard.link.commands): keep it, show it."""
         text = cmd.args.get("text")
         if not isinstance(text, str) or not text.strip():
             return Result("failed", "driver_message needs a non-empty 'text'")

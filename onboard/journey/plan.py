@@ -269,7 +269,7 @@ class PathIndex:
 
 
 class Calendar(Protocol):
-    """Which service_ids run on a day (`protocols.gtfs_calendar.ServiceCalendar`)."""
+    """Which service_ids run on a day (`protocols.gtfs.calendar.ServiceCalendar`)."""
 
     def active(self, day: date) -> frozenset[str]: ...
 

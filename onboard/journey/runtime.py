@@ -4,7 +4,7 @@
 state (`assign`): a trip or block is planned at once, a route-only assignment waits for a fix
 to match the trip the bus drives (`plans_for_assignment` is asked again on every fix until it
 answers). Each fix goes to `update`, which also applies and lifts diversions by the fix's time
-(`onboard/diversion.py`), so the timetable comes back on time without central.
+(`onboard/journey/diversion.py`), so the timetable comes back on time without central.
 
 Outputs, all cheap and side-effect free, for the agent to route:
 - `update(...)` returns what happened (`JourneyEvent`s, diversion start/end events) and

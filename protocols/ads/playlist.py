@@ -8,8 +8,8 @@ was offline, so a second fetch path for the playlist would only add a way to fai
 is size: a playlist must fit in one MQTT payload (`codec.MAX_PAYLOAD`, 256 kB), which is
 thousands of items; the media files themselves go over HTTP (`media_url` + sha256).
 
-Everything here is pure; the schedule engine (`protocols.ads_schedule`) and the geo-fences
-(`protocols.ads_fence`) take time and position as arguments.
+Everything here is pure; the schedule engine (`protocols.ads.schedule`) and the geo-fences
+(`protocols.ads.fence`) take time and position as arguments.
 
 Conventions: days and times of day are local to `Playlist.timezone` (an IANA name);
 weekdays are ISO (1 = Monday ... 7 = Sunday); a schedule's `end` date is its last day.

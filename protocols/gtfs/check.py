@@ -28,7 +28,7 @@ __all__ = [
     "read_trips",
 ]
 
-# Row layouts, in the column order of central's tables (central/gtfs_db.py).
+# Row layouts, in the column order of central's tables (central/store/gtfs.py).
 RouteRow = tuple[str, str, str, str, int, str | None, str | None]
 StopRow = tuple[str, str, str, float | None, float | None, int, str | None]
 TripRow = tuple[str, str, str, str | None, str, int | None, str | None]

@@ -6,9 +6,9 @@ follow GTFS raises `GtfsError` carrying the file, line and field at fault.
 
 What is read, and how leniently: the four required files (routes, trips, stops, stop_times)
 plus shapes.txt, the agency's timezone and the service calendar (calendar.txt and/or
-calendar_dates.txt, `protocols.gtfs_calendar`) if present. Intermediate stop times left empty
+calendar_dates.txt, `protocols.gtfs.calendar`) if present. Intermediate stop times left empty
 (allowed by GTFS for non-timepoints) are interpolated by straight-line distance between the
-timed neighbours. Central's importer checks whole feeds with `protocols.gtfs_check`.
+timed neighbours. Central's importer checks whole feeds with `protocols.gtfs.check`.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ epoch and the decoder emits its fix. How the sentences of an epoch merge into a 
 speed derived from successive positions when the receiver sends none, ...) follows gpsd's NMEA
 driver and core (`driver_nmea0183.c`, `libgpsd_core.c`), so that our fixes agree with gpsd's TPV
 reports on gpsd's own regression captures (see `tests/test_nmea_gpsd_agreement.py`); the
-gpsd-specific rules live in `protocols/nmea_epoch.py`.
+gpsd-specific rules live in `protocols/nmea/epoch.py`.
 """
 
 from __future__ import annotations
