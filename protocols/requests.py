@@ -3,7 +3,10 @@
 A dispatcher's request (from the dashboard or a CLI tool) is one of the `Request` structs,
 told apart by its `type` tag, carried in a `DispatchRequest` envelope with an id; central
 answers with a `DispatchReply` of the same id (central/service/dispatch.py carries each type
-out). A command to a bus is one of the `BusCommand` structs, told apart by its `name`; on the
+out). The tools' read-only
+requests (`ListCommands`, `ListMessages`, `DriverLog`, `PlaysReport`, ...) are `Records`: their
+answer is whole records in `DispatchReply.records`, a page at a time. A command to a bus is one
+of the `BusCommand` structs, told apart by its `name`; on the
 wire it travels as `protocols.schemas.Command` (name + args), so agents of every version read
 it, and `bus_command` turns that back into the typed struct at the bus.
 
@@ -17,7 +20,8 @@ Pure: no I/O; times are unix seconds given by the caller.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+import datetime as dt
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -40,11 +44,21 @@ __all__ = [
     "Detail",
     "DispatchReply",
     "DispatchRequest",
+    "DriverLog",
     "DriverMessage",
     "ImportGtfs",
     "ImportMedia",
     "ImportPlaylist",
+    "ListCommands",
+    "ListDiversions",
+    "ListMedia",
+    "ListMessages",
+    "ListPlaylists",
     "Listing",
+    "PlaysReport",
+    "ReadRequest",
+    "Record",
+    "Records",
     "Report",
     "ReportKind",
     "Request",
@@ -54,6 +68,7 @@ __all__ = [
     "SavePlaylist",
     "SendCommand",
     "SendMessage",
+    "ShowPlaylist",
     "TempStopSpec",
     "WithdrawMessage",
     "bus_command",
@@ -245,6 +260,82 @@ class Report(RequestBase, tag="report", frozen=True, kw_only=True):
     days: Annotated[int, msgspec.Meta(ge=1, le=31)] = 1
 
 
+# -- the tools' read-only requests: whole records, a page at a time -------------------------------
+# The dashboard's `Listing`/`Report` give flat rows for its pickers and tables; a CLI tool prints
+# whole records (nested lists and objects) as JSON lines, and a long list must not be cut to one
+# MQTT message: it comes in pages.
+Offset = Annotated[int, msgspec.Meta(ge=0)]
+
+
+class Records(RequestBase, frozen=True, kw_only=True):
+    """A read-only request answered with records (`DispatchReply.records`) from `offset`; while
+    the reply's `result["next"]` is there, ask again from it for the rest."""
+
+    offset: Offset = 0
+
+
+class ListCommands(Records, tag="list_commands", frozen=True, kw_only=True):
+    """Commands sent to buses with their status, oldest first; `bus` narrows to one."""
+
+    bus: Name | None = None
+
+
+class ListMessages(Records, tag="list_messages", frozen=True, kw_only=True):
+    """Passenger messages, newest first, with the buses an active one goes to now."""
+
+    status: Literal["active", "expired", "withdrawn"] | None = None
+
+
+class ListDiversions(Records, tag="list_diversions", frozen=True, kw_only=True):
+    """Diversions, newest first, with their status."""
+
+    status: Literal["active", "expired", "cancelled"] | None = None
+
+
+class DriverLog(Records, tag="driver_log", frozen=True, kw_only=True):
+    """Messages to and from drivers and emergency alarms since `since`, oldest first."""
+
+    bus: Name | None = None
+    since: When
+
+
+class ListMedia(Records, tag="list_media", frozen=True, kw_only=True):
+    """The media library, one record per file."""
+
+
+class ListPlaylists(Records, tag="list_playlists", frozen=True, kw_only=True):
+    """Playlists in short: id, revision, items, schedules, timezone."""
+
+
+class ShowPlaylist(Records, tag="show_playlist", frozen=True, kw_only=True):
+    """One playlist whole (one record); refused if there is none of that id."""
+
+    id: Name
+
+
+class PlaysReport(Records, tag="plays_report", frozen=True, kw_only=True):
+    """Proof of play from `first` to `last` (local days in `timezone`), per item, day, route
+    and bus; `item` narrows to one."""
+
+    first: dt.date
+    last: dt.date
+    timezone: Name = "UTC"
+    item: Name | None = None
+
+
+# The `Records` requests, as one type for the tools that page through their answers.
+ReadRequest = (
+    ListCommands
+    | ListMessages
+    | ListDiversions
+    | DriverLog
+    | ListMedia
+    | ListPlaylists
+    | ShowPlaylist
+    | PlaysReport
+)
+
+
 class ImportGtfs(RequestBase, tag="import_gtfs", frozen=True, kw_only=True):
     """Import a GTFS feed (zip or folder on central's machine) as the timetable."""
 
@@ -267,6 +358,14 @@ Request = (
     | Listing
     | Report
     | ImportGtfs
+    | ListCommands
+    | ListMessages
+    | ListDiversions
+    | DriverLog
+    | ListMedia
+    | ListPlaylists
+    | ShowPlaylist
+    | PlaysReport
 )
 REQUESTS: tuple[type[RequestBase], ...] = (
     AckAlarm,
@@ -284,6 +383,14 @@ REQUESTS: tuple[type[RequestBase], ...] = (
     Listing,
     Report,
     ImportGtfs,
+    ListCommands,
+    ListMessages,
+    ListDiversions,
+    DriverLog,
+    ListMedia,
+    ListPlaylists,
+    ShowPlaylist,
+    PlaysReport,
 )
 
 
@@ -307,8 +414,13 @@ class DispatchRequest(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=T
     request: Request
 
 
+# A whole record as JSON (nested lists and objects), as a tool prints it.
+Record = dict[str, Any]
+
+
 class DispatchReply(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
-    """Central's answer: ok, or an error for people; scalar results and named tables.
+    """Central's answer: ok, or an error for people; scalar results, named tables of flat
+    rows (for screens) and, to a `Records` request, a page of whole records.
 
     `failed` tells central's own trouble (a bug, its database) from a refusal (the request
     was wrong: fix it and ask again).
@@ -322,3 +434,4 @@ class DispatchReply(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=Tru
     failed: bool = False
     result: dict[str, Scalar] = msgspec.field(default_factory=dict)
     tables: dict[str, list[dict[str, Scalar]]] = msgspec.field(default_factory=dict)
+    records: list[Record] = msgspec.field(default_factory=list)

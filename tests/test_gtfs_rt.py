@@ -263,7 +263,7 @@ async def test_central_serve_publishes_a_bus_in_its_gtfs_realtime_feed(
         fleet_publish_s=0.1,
         http_port=free_port(),
     )
-    service = asyncio.create_task(serve(config, CentralService(config).run()))
+    service = asyncio.create_task(serve(config, CentralService(config)))
     url = f"http://127.0.0.1:{config.http_port}/gtfs-rt/vehicle-positions"
     try:
         async with aiomqtt.Client(mosquitto.host, mosquitto.port, identifier="bus-77") as bus:

@@ -37,7 +37,7 @@ from central.store.db import CentralStore
 from protocols import codec, topics
 from protocols.schemas import Assignment, DesiredState, Event, EventBatch
 from tests.ads_helpers import png
-from tests.fleet_helpers import central_config, central_running
+from tests.fleet_helpers import central_config, central_running, cli_conn
 
 CLEAN_SVG = b"""<?xml version="1.0"?>
 <svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink" width="10"
@@ -262,7 +262,7 @@ def play_event(seq: int, item: str, start: float, seconds: float, route: str) ->
 
 
 def test_the_plays_report_counts_per_item_local_day_route_and_bus(
-    tmp_path: Path, store: CentralStore, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, store: CentralStore, capsys: pytest.CaptureFixture[str], mosquitto: Broker
 ) -> None:
     tz = ZoneInfo("Australia/Brisbane")
     day1 = dt.datetime(2025, 6, 1, tzinfo=tz).timestamp()
@@ -280,10 +280,15 @@ def test_the_plays_report_counts_per_item_local_day_route_and_bus(
         ingest.handle(topics.events(bus), batch)
         ingest.handle(topics.events(bus), batch)  # a resend after a lost receipt
     store.close()
-    args = ["central", "report", "plays", "--db", str(tmp_path / "central.sqlite"),
+    db = tmp_path / "central.sqlite"
+    args = ["central", "report", "plays", *cli_conn(mosquitto, db),
             "--from", "2025-06-01", "--to", "2025-06-02", "--tz", "Australia/Brisbane"]  # fmt: skip
-    assert main([*args, "--format", "csv"]) == 0
-    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    with central_running(central_config(mosquitto, db)):  # the tool asks it
+        assert main([*args, "--format", "csv"]) == 0
+        out = capsys.readouterr().out
+        assert main([*args, "--format", "json", "--item", "sale"]) == 0
+        json_out = capsys.readouterr().out
+    rows = list(csv.DictReader(io.StringIO(out)))
     got = {(r["day"], r["item"], r["route"], r["bus"]): (int(r["plays"]), float(r["seconds"]))
            for r in rows}  # fmt: skip
     want: dict[tuple[str, str, str, str], tuple[int, float]] = {}
@@ -293,8 +298,7 @@ def test_the_plays_report_counts_per_item_local_day_route_and_bus(
             n, s = want.get((day, item, route, bus), (0, 0.0))
             want[(day, item, route, bus)] = (n + 1, s + seconds)
     assert got == want
-    assert main([*args, "--format", "json", "--item", "sale"]) == 0
-    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    lines = [json.loads(line) for line in json_out.splitlines()]
     assert {(r["day"], r["bus"]) for r in lines} == {("2025-06-01", "bus-1"),
                                                       ("2025-06-02", "bus-2")}  # fmt: skip
 
@@ -327,8 +331,9 @@ def test_the_cli_imports_media_and_playlists(
         assert json.loads(out)["name"] == "a.png"
         assert main(["central", "playlist", "import", *db, *conf, str(tmp_path / "p.toml")]) == 0
         assert "spring revision 1" in capsys.readouterr().out
-    assert main(["central", "playlist", "show", "--db", db[1], "spring"]) == 0
-    shown = json.loads(capsys.readouterr().out)
+        conn = cli_conn(mosquitto, tmp_path / "c.sqlite")
+        assert main(["central", "playlist", "show", *conn, "spring"]) == 0
+        shown = json.loads(capsys.readouterr().out)
     assert shown["schedules"][0]["windows"] == [{"start": "06:00", "end": "10:00"}]
     # Without a media_url, the buses download from central's own HTTP server.
     assert shown["media_url"] == "http://127.0.0.1:8080/media"
@@ -341,7 +346,7 @@ async def test_central_serve_http_serves_the_library(
     port = free_port()
     config = CentralConfig(db=str(tmp_path / "central.sqlite"), media_dir=str(library.root),
                            http_port=port)  # fmt: skip
-    task = asyncio.create_task(run_http(config))
+    task = asyncio.create_task(run_http(config, store))
     try:
         async with aiohttp.ClientSession() as http:
             for _ in range(100):  # until it listens

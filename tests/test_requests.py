@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 from pathlib import Path
 
 import msgspec
@@ -27,11 +28,18 @@ from protocols.requests import (
     Detail,
     DispatchReply,
     DispatchRequest,
+    DriverLog,
     DriverMessage,
     ImportGtfs,
     ImportMedia,
     ImportPlaylist,
+    ListCommands,
+    ListDiversions,
     Listing,
+    ListMedia,
+    ListMessages,
+    ListPlaylists,
+    PlaysReport,
     Report,
     Request,
     Resend,
@@ -39,6 +47,7 @@ from protocols.requests import (
     SavePlaylist,
     SendCommand,
     SendMessage,
+    ShowPlaylist,
     TempStopSpec,
     WithdrawMessage,
     bus_command,
@@ -71,6 +80,14 @@ SAMPLES: list[Request] = [
     Listing(what="trips", route="R1"),
     Report(what="punctuality", days=7),
     ImportGtfs(path="/srv/gtfs/cairns.zip"),
+    ListCommands(bus="bus-1", offset=40),
+    ListMessages(status="active"),
+    ListDiversions(status="cancelled"),
+    DriverLog(bus="bus-1", since=T0 - 86400),
+    ListMedia(),
+    ListPlaylists(),
+    ShowPlaylist(id="sale"),
+    PlaysReport(first=dt.date(2025, 6, 1), last=dt.date(2025, 6, 30), timezone="Europe/Berlin"),
 ]
 
 

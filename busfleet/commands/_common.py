@@ -1,15 +1,20 @@
 """Helpers the `busfleet central ...` commands share: connection options, the config they
-make, and asking the running central (every tool that changes something asks the service,
-which alone writes desired state and publishes to buses)."""
+make, and asking the running central. Every tool asks the service: one that changes
+something (it alone writes desired state and publishes to buses), and one that lists or
+reports (it alone opens the database). Only `import-gtfs` fills a database itself, and only
+while no central runs."""
 
 from __future__ import annotations
 
 import argparse
-from typing import TYPE_CHECKING
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
     from central.config import CentralConfig
-    from protocols.requests import DispatchReply, Request
+    from protocols.requests import DispatchReply, ReadRequest, Record, Request
+
+T = TypeVar("T")
 
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}  # '+30m' and friends
 
@@ -67,38 +72,83 @@ def parse_when(text: str, now: float) -> float:
     return when.timestamp()
 
 
+def _answered(prog: str, asking: Coroutine[Any, Any, T]) -> T | int:
+    """What `asking` returns, or 2 after saying on stderr in one line why nobody answered."""
+    import asyncio
+    import sys
+
+    from central.errors import NoAnswer, NoCentral, Unavailable
+
+    try:
+        return asyncio.run(asking)
+    except NoAnswer as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+    except NoCentral as exc:
+        print(f"{prog}: {exc}; start it with `busfleet central serve`", file=sys.stderr)
+    except Unavailable as exc:
+        print(f"{prog}: {exc}; no central can be asked", file=sys.stderr)
+    return 2
+
+
+def _refused(prog: str, reply: DispatchReply) -> int:
+    """Say central's refusal or failure; 2 for a request to fix, 1 for central's trouble."""
+    import sys
+
+    print(f"{prog}: {reply.error}", file=sys.stderr)
+    return 1 if reply.failed else 2
+
+
 def ask_central(
     args: argparse.Namespace, request: Request, prog: str, *, timeout_s: float | None = None
 ) -> DispatchReply | int:
     """Ask the running central (central/client.py) and return its reply, or the exit status
     after saying on stderr why there is none: 2 when nobody answers or central refused
     (fix the request), 1 when central failed on its side."""
-    import asyncio
+    from central import client
+
+    asking = client.ask(
+        config_from(args),
+        request,
+        user=dispatcher_name(None),
+        timeout_s=timeout_s or client.REPLY_TIMEOUT_S,
+    )
+    reply = _answered(prog, asking)
+    if isinstance(reply, int):
+        return reply
+    if not reply.ok:
+        return _refused(prog, reply)
+    return reply
+
+
+def read_central(args: argparse.Namespace, request: ReadRequest, prog: str) -> list[Record] | int:
+    """Every record central answers to a read-only request (all its pages, over one
+    connection), or the exit status after saying why there are none, as `ask_central`."""
+    answer = _answered(prog, _pages(config_from(args), request))
+    if isinstance(answer, int):
+        return answer
+    if not isinstance(answer, list):
+        return _refused(prog, answer)
+    return answer
+
+
+async def _pages(config: CentralConfig, request: ReadRequest) -> list[Record] | DispatchReply:
+    """The records of every page; the reply itself if central refused or failed."""
     import sys
 
-    from central import client
-    from central.errors import NoAnswer, NoCentral, Unavailable
+    import msgspec
 
-    config = config_from(args)
-    try:
-        reply = asyncio.run(
-            client.ask(
-                config,
-                request,
-                user=dispatcher_name(None),
-                timeout_s=timeout_s or client.REPLY_TIMEOUT_S,
-            )
-        )
-    except NoAnswer as exc:
-        print(f"{prog}: {exc}", file=sys.stderr)
-        return 2
-    except NoCentral as exc:
-        print(f"{prog}: {exc}; start it with `busfleet central serve`", file=sys.stderr)
-        return 2
-    except Unavailable as exc:
-        print(f"{prog}: {exc}; no central can be asked", file=sys.stderr)
-        return 2
-    if not reply.ok:
-        print(f"{prog}: {reply.error}", file=sys.stderr)
-        return 1 if reply.failed else 2
-    return reply
+    from central import client
+
+    records: list[Record] = []
+    async with client.connect(config, dispatcher_name(None)) as requests:
+        while True:
+            reply = await requests.ask(client.envelope(request))
+            if not reply.ok:
+                return reply
+            records.extend(reply.records)
+            if reply.result.get("truncated"):
+                print("warning: a record too big for one reply was left out", file=sys.stderr)
+            after = reply.result.get("next")
+            if not isinstance(after, int) or after <= request.offset:
+                return records
+            request = msgspec.structs.replace(request, offset=after)

@@ -1,9 +1,10 @@
 """`busfleet central media|playlist|report ...`: the advertising tools of city hall.
 
 Registered under `central` (by busfleet/commands/central.py), with the same --config/--db
-options as the other central tools. `media import`, `playlist import` and `playlist assign`
-ask the running central (central/client.py; files are paths on central's machine, imported
-into its library); the listings and reports read the database.
+options as the other central tools. Every one asks the running central (central/client.py):
+`media import`, `playlist import` and `playlist assign` have it import (files are paths on
+central's machine, imported into its library) and publish; the listings and the plays report
+have it read its database, a page at a time (a month of plays for a city is long).
 """
 
 from __future__ import annotations
@@ -15,9 +16,6 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from central.config import CentralConfig
-    from central.store.db import CentralStore
-
     ConnectionArgs = Callable[[argparse.ArgumentParser], None]
     Parsers = argparse._SubParsersAction[argparse.ArgumentParser]
 
@@ -58,7 +56,8 @@ def _media(csub: Parsers, connection_args: ConnectionArgs) -> None:
 
 
 def _media_dir_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--media-dir", help="the library's directory (overrides the config)")
+    # Central keeps the library; the option stays so that scripts written for it still run.
+    p.add_argument("--media-dir", help="ignored: the running central uses its own library")
 
 
 def _playlist(csub: Parsers, connection_args: ConnectionArgs) -> None:
@@ -127,25 +126,9 @@ def _report(csub: Parsers, connection_args: ConnectionArgs) -> None:
 
 
 # -- handlers -------------------------------------------------------------------------------
-def _config(args: argparse.Namespace) -> CentralConfig:
-    import dataclasses
-
-    from busfleet.commands._common import config_from
-
-    config = config_from(args)
-    media_dir = getattr(args, "media_dir", None)
-    return dataclasses.replace(config, media_dir=media_dir) if media_dir else config
-
-
 def _fail(command: str, message: object) -> int:
     print(f"busfleet central {command}: {message}", file=sys.stderr)
     return 2
-
-
-def _store(config: CentralConfig) -> CentralStore:
-    from central.store.db import CentralStore
-
-    return CentralStore(config.db)
 
 
 def media_import_cmd(args: argparse.Namespace) -> int:
@@ -172,18 +155,17 @@ def media_import_cmd(args: argparse.Namespace) -> int:
 
 
 def media_list_cmd(args: argparse.Namespace) -> int:
-    import dataclasses
+    """Asks the running central for its library (--media-dir is central's own)."""
     import json
 
-    from central.media import MediaLibrary
+    from busfleet.commands._common import read_central
+    from protocols.requests import ListMedia
 
-    config = _config(args)
-    store = _store(config)
-    try:
-        for info in MediaLibrary(store, config.media_dir).list():
-            print(json.dumps(dataclasses.asdict(info)))
-    finally:
-        store.close()
+    records = read_central(args, ListMedia(), "busfleet central media list")
+    if isinstance(records, int):
+        return records
+    for info in records:
+        print(json.dumps(info))
     return 0
 
 
@@ -212,31 +194,31 @@ def playlist_import_cmd(args: argparse.Namespace) -> int:
 
 
 def playlist_list_cmd(args: argparse.Namespace) -> int:
-    from central.playlists import list_playlists
+    """Asks the running central for its playlists, in short."""
+    from busfleet.commands._common import read_central
+    from protocols.requests import ListPlaylists
 
-    store = _store(_config(args))
-    try:
-        for pl in list_playlists(store):
-            print(f"{pl.id}\trevision {pl.revision}\t{len(pl.items)} items\t"
-                  f"{len(pl.schedules)} schedules\t{pl.timezone}")  # fmt: skip
-    finally:
-        store.close()
+    records = read_central(args, ListPlaylists(), "busfleet central playlist list")
+    if isinstance(records, int):
+        return records
+    for pl in records:
+        print(f"{pl['id']}\trevision {pl['revision']}\t{pl['items']} items\t"
+              f"{pl['schedules']} schedules\t{pl['timezone']}")  # fmt: skip
     return 0
 
 
 def playlist_show_cmd(args: argparse.Namespace) -> int:
+    """Asks the running central for one playlist, whole; refused if there is none."""
     import msgspec
 
-    from central.playlists import get_playlist
+    from busfleet.commands._common import read_central
+    from protocols.requests import ShowPlaylist
 
-    store = _store(_config(args))
-    try:
-        pl = get_playlist(store, args.playlist)
-    finally:
-        store.close()
-    if pl is None:
-        return _fail("playlist show", f"no playlist {args.playlist!r}")
-    print(msgspec.json.format(msgspec.json.encode(pl)).decode())
+    records = read_central(args, ShowPlaylist(id=args.playlist), "busfleet central playlist show")
+    if isinstance(records, int):
+        return records
+    for pl in records:
+        print(msgspec.json.format(msgspec.json.encode(pl)).decode())
     return 0
 
 
@@ -257,11 +239,13 @@ def playlist_assign_cmd(args: argparse.Namespace) -> int:
 
 
 def report_plays_cmd(args: argparse.Namespace) -> int:
-    import dataclasses
+    """Asks the running central for the report, every page of it; the format is ours."""
     import json
     import zoneinfo
 
-    from central.reports import plays_report, to_csv
+    from busfleet.commands._common import read_central
+    from central.reports import PlayRow, to_csv
+    from protocols.requests import PlaysReport
 
     try:
         first, last = dt.date.fromisoformat(args.first), dt.date.fromisoformat(args.last)
@@ -270,14 +254,13 @@ def report_plays_cmd(args: argparse.Namespace) -> int:
         return _fail("report plays", exc)
     if last < first:
         return _fail("report plays", "--to is before --from")
-    store = _store(_config(args))
-    try:
-        rows = plays_report(store, first, last, args.tz, item=args.item)
-    finally:
-        store.close()
+    request = PlaysReport(first=first, last=last, timezone=args.tz, item=args.item)
+    records = read_central(args, request, "busfleet central report plays")
+    if isinstance(records, int):
+        return records
     if args.format == "csv":
-        sys.stdout.write(to_csv(rows))
+        sys.stdout.write(to_csv(PlayRow(**row) for row in records))
     else:
-        for row in rows:
-            print(json.dumps(dataclasses.asdict(row)))
+        for row in records:
+            print(json.dumps(row))
     return 0

@@ -135,7 +135,7 @@ def serve_cmd(args: argparse.Namespace) -> int:
         config = dataclasses.replace(config, http_port=args.http_port)
     from central.service.serve import serve  # with message expiry and the HTTP server
 
-    run_service(serve(config, CentralService(config, group=args.group).run()))
+    run_service(serve(config, CentralService(config, group=args.group)))
     return 0
 
 
@@ -198,14 +198,15 @@ def command_cmd(args: argparse.Namespace) -> int:
 
 
 def commands_cmd(args: argparse.Namespace) -> int:
+    """Asks the running central for the commands (it alone opens the database)."""
     import json
 
-    from central.store.db import CentralStore
+    from busfleet.commands._common import read_central
+    from protocols.requests import ListCommands
 
-    store = CentralStore(config_from(args).db)
-    try:
-        for row in store.commands(args.bus):
-            print(json.dumps(row))
-    finally:
-        store.close()
+    records = read_central(args, ListCommands(bus=args.bus), "busfleet central commands")
+    if isinstance(records, int):
+        return records
+    for row in records:
+        print(json.dumps(row))
     return 0

@@ -2,8 +2,9 @@
 
 Registered under `central` (by busfleet/commands/central.py), with the same --config/--db and
 broker options as the other central tools. `message` and `withdraw` ask the running central
-(central/client.py), which stores and publishes; `messages` reads the database; `import-gtfs`
-asks central if one runs, else fills the database itself.
+(central/client.py), which stores and publishes; `messages` asks it for the list;
+`import-gtfs` asks central if one runs, else fills the database itself (a new database,
+before central starts: the one tool that opens it).
 """
 
 from __future__ import annotations
@@ -198,21 +199,15 @@ def message_cmd(args: argparse.Namespace) -> int:
 
 
 def messages_cmd(args: argparse.Namespace) -> int:
-    import dataclasses
+    """Asks the running central for the messages and the buses they go to now."""
+    from busfleet.commands._common import read_central
+    from protocols.requests import ListMessages
 
-    from busfleet.commands._common import config_from
-    from central.messages import list_messages, recipients
-    from central.store.db import CentralStore
-
-    store = CentralStore(config_from(args).db)
-    try:
-        for m in list_messages(store, status=args.status):
-            row = dataclasses.asdict(m)
-            row["targets"] = list(m.targets)
-            row["buses"] = sorted(recipients(store, m)) if m.status == "active" else []
-            print(json.dumps(row, ensure_ascii=False))
-    finally:
-        store.close()
+    records = read_central(args, ListMessages(status=args.status), "busfleet central messages")
+    if isinstance(records, int):
+        return records
+    for row in records:
+        print(json.dumps(row, ensure_ascii=False))
     return 0
 
 

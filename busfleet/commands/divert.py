@@ -1,8 +1,9 @@
 """`busfleet central divert create|list|cancel`: diversions of a route, pushed to its buses.
 
 Registered under `central` (by busfleet/commands/central.py), with the same --config/--db and
-broker options as the other central tools. `create` and `cancel` ask the running central
-(central/client.py), which stores the diversion and publishes the buses' desired states.
+broker options as the other central tools. Each asks the running central (central/client.py):
+`create` and `cancel` have it store the diversion and publish the buses' desired states,
+`list` has it read them.
 """
 
 from __future__ import annotations
@@ -135,20 +136,15 @@ def create_cmd(args: argparse.Namespace) -> int:
 
 
 def list_cmd(args: argparse.Namespace) -> int:
-    import msgspec
+    """Asks the running central for the diversions."""
+    from busfleet.commands._common import read_central
+    from protocols.requests import ListDiversions
 
-    from busfleet.commands._common import config_from
-    from central.diversions import list_diversions
-    from central.store.db import CentralStore
-
-    store = CentralStore(config_from(args).db)
-    try:
-        for r in list_diversions(store, status=args.status):
-            row = msgspec.to_builtins(r.diversion)
-            row.update(created=r.created, status=r.status, ended=r.ended)
-            print(json.dumps(row, ensure_ascii=False))
-    finally:
-        store.close()
+    records = read_central(args, ListDiversions(status=args.status), f"{PROG} list")
+    if isinstance(records, int):
+        return records
+    for row in records:
+        print(json.dumps(row, ensure_ascii=False))
     return 0
 
 

@@ -1,7 +1,8 @@
 """`busfleet central message-driver|driver-log`: messages to drivers and what they send back.
 
 Registered under `central` (by busfleet/commands/central.py), with the same --config/--db
-and broker options as the other central tools.
+and broker options as the other central tools. Both ask the running central
+(central/client.py): it sends the message, and it reads the log from its database.
 """
 
 from __future__ import annotations
@@ -106,21 +107,21 @@ def message_driver_cmd(args: argparse.Namespace) -> int:
 
 
 def driver_log_cmd(args: argparse.Namespace) -> int:
+    """Asks the running central for the driver log."""
     import time
 
-    from busfleet.commands._common import config_from
-    from central.driver import driver_log
-    from central.store.db import CentralStore
+    from busfleet.commands._common import read_central
+    from protocols.requests import DriverLog
 
+    prog = "busfleet central driver-log"
     try:
         since = parse_since(args.since, time.time())
     except ValueError as exc:
-        print(f"busfleet central driver-log: {exc}", file=sys.stderr)
+        print(f"{prog}: {exc}", file=sys.stderr)
         return 2
-    store = CentralStore(config_from(args).db)
-    try:
-        for entry in driver_log(store, bus=args.bus, since=since):
-            print(json.dumps(entry.as_dict(), ensure_ascii=False))
-    finally:
-        store.close()
+    records = read_central(args, DriverLog(bus=args.bus, since=max(0.0, since)), prog)
+    if isinstance(records, int):
+        return records
+    for entry in records:
+        print(json.dumps(entry, ensure_ascii=False))
     return 0

@@ -188,17 +188,15 @@ async def serving(app: web.Application, host: str, port: int) -> AsyncIterator[t
 
 async def run_http(
     config: CentralConfig,
+    store: CentralStore,
     *,
     fleet: FleetSource | None = None,
     routes: Iterable[web.RouteDef] = (),
 ) -> None:
-    """Serve central's HTTP on `config.http_host:http_port` until cancelled (its own store)."""
-    store = CentralStore(config.db)
-    try:
-        # The ad media library for the buses (Range requests: resumable downloads).
-        routes = [*media_routes(config.media_dir), *routes]
-        app = create_app(store, fleet=fleet, routes=routes)
-        async with serving(app, config.http_host, config.http_port):
-            await asyncio.Event().wait()
-    finally:
-        store.close()
+    """Serve central's HTTP on `config.http_host:http_port` until cancelled, from the store
+    the process opened (the service's: its handlers run on the same event loop)."""
+    # The ad media library for the buses (Range requests: resumable downloads).
+    routes = [*media_routes(config.media_dir), *routes]
+    app = create_app(store, fleet=fleet, routes=routes)
+    async with serving(app, config.http_host, config.http_port):
+        await asyncio.Event().wait()

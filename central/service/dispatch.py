@@ -10,6 +10,12 @@ reported state. Every desired document written here is published by the service 
 client, and fleet state hears of its new version directly (`on_desired`), not by listening
 to the broker.
 
+The tools' read-only requests (`Records`: commands, messages, diversions, the driver log, the
+media library, playlists, the plays report) are answered with whole records, a page that fits
+one reply at a time (`result["next"]` says where the next begins); each page is computed
+afresh, so a list that changes between two pages may repeat or skip a record, as a paged
+listing does anywhere.
+
 One handler per request type, in a table: adding a type to the vocabulary without a handler
 fails a test (tests/test_dispatch.py). A refusal (`central.errors.Refused`: the request was
 wrong) goes back as `ok=False`; central's own trouble (anything else) is logged with its
@@ -22,11 +28,12 @@ it is what the dashboard says (`busfleet central dash --name`), so it names, it 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import dataclasses
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterator
+import zoneinfo
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,20 +43,23 @@ import msgspec
 from central.assign import check_assignment, next_desired
 from central.config import CentralConfig
 from central.desired import Published
-from central.diversions import cancel_diversion, create_diversion
+from central.diversions import cancel_diversion, create_diversion, list_diversions
+from central.driver import driver_log
 from central.errors import CentralFault, Refused
 from central.gtfs_import import GtfsInvalid, import_gtfs
 from central.media import MediaLibrary, MediaRejected
-from central.messages import create_message, withdraw_message
+from central.messages import create_message, list_messages, recipients, withdraw_message
 from central.playlists import (
     build_playlist,
     buses_with,
     desired_with_playlist,
     get_playlist,
+    list_playlists,
     media_url_for,
     read_source,
     save_playlist,
 )
+from central.reports import plays_report
 from central.service import queries
 from central.service.alarm_center import AlarmCenter, Outgoing
 from central.store import gtfs as gtfs_db
@@ -67,17 +77,27 @@ from protocols.requests import (
     Detail,
     DispatchReply,
     DispatchRequest,
+    DriverLog,
     DriverMessage,
     ImportGtfs,
     ImportMedia,
     ImportPlaylist,
+    ListCommands,
+    ListDiversions,
     Listing,
+    ListMedia,
+    ListMessages,
+    ListPlaylists,
+    PlaysReport,
+    Record,
+    Records,
     Report,
     Request,
     RequestBase,
     SavePlaylist,
     SendCommand,
     SendMessage,
+    ShowPlaylist,
     WithdrawMessage,
     command_args,
 )
@@ -89,8 +109,9 @@ log = logging.getLogger("busfleet.central.dispatch")
 
 # Run on a thread with a connection of their own: they read much or write for long, and
 # publish nothing.
-SLOW: tuple[type[RequestBase], ...] = (Listing, Report, ImportGtfs, ImportMedia)
+SLOW: tuple[type[RequestBase], ...] = (Listing, Report, Records, ImportGtfs, ImportMedia)
 REPLY_LIMIT = codec.MAX_PAYLOAD - 4096
+PAGE_BYTES = REPLY_LIMIT // 2  # records per reply: half of it, the envelope is never near
 
 Answer = tuple[dict[str, Scalar], dict[str, list[dict[str, Scalar]]]]
 OnDesired = Callable[[str, int], None]
@@ -112,6 +133,7 @@ class Ctx:
     now: float
     out: list[Outgoing] = field(default_factory=list)
     desired: Published = field(default_factory=dict)
+    records: list[Record] = field(default_factory=list)  # a page, to a `Records` request
 
 
 def _bus(text: str) -> str:
@@ -162,6 +184,14 @@ class Dispatch:
             Listing: self._list,
             Report: self._report,
             ImportGtfs: self._import_gtfs,
+            ListCommands: self._list_commands,
+            ListMessages: self._list_messages,
+            ListDiversions: self._list_diversions,
+            DriverLog: self._driver_log,
+            ListMedia: self._list_media,
+            ListPlaylists: self._list_playlists,
+            ShowPlaylist: self._show_playlist,
+            PlaysReport: self._plays_report,
         }
         assert set(self.handlers) == set(REQUESTS), "every request type has its handler"
 
@@ -178,11 +208,13 @@ class Dispatch:
         c = Ctx(self.store, user, now)
         try:
             log.info("%s: %s", user, request)
-            if isinstance(request, SLOW) and self.config.db != ":memory:":
-                result, tables = await asyncio.to_thread(self._threaded, request, user, now)
+            if isinstance(request, SLOW) and self.store.shareable:
+                result, tables = await asyncio.to_thread(self._threaded, c, request)
             else:
                 result, tables = self.handlers[type(request)](c, request)
-            reply = DispatchReply(id=envelope.id, ok=True, t=now, result=result, tables=tables)
+            reply = DispatchReply(
+                id=envelope.id, ok=True, t=now, result=result, tables=tables, records=c.records
+            )
         except GtfsInvalid as exc:
             reply = self._refuse(envelope.id, user, f"the feed was not imported: {exc}", now)
         except (Refused, ProtocolError, ValueError) as exc:  # ValueError: the older rules' way
@@ -226,9 +258,10 @@ class Dispatch:
                 self.on_desired(bus, version)
         return [(topics.desired(bus), body, True) for bus, (_, body) in sorted(published.items())]
 
-    def _threaded(self, request: Request, user: str, now: float) -> Answer:
-        with _own_store(self.config.db) as store:
-            return self.handlers[type(request)](Ctx(store, user, now), request)
+    def _threaded(self, c: Ctx, request: Request) -> Answer:
+        """On a thread, with a connection of its own; what it adds goes into `c`'s lists."""
+        with self.store.for_thread() as store:
+            return self.handlers[type(request)](dataclasses.replace(c, store=store), request)
 
     # -- handlers: (context, request) -> (result, tables) -------------------------------------
     def _ack_alarm(self, c: Ctx, r: AckAlarm) -> Answer:
@@ -388,6 +421,82 @@ class Dispatch:
         issues = [{"issue": str(i)} for i in (*result.report.errors, *result.report.warnings)]
         return summary, {"issues": _table(issues)}
 
+    # -- the tools' read-only requests: whole records, paged (_page) -------------------------
+    def _list_commands(self, c: Ctx, r: ListCommands) -> Answer:
+        return _page(c, c.store.commands(r.bus), r.offset)
+
+    def _list_messages(self, c: Ctx, r: ListMessages) -> Answer:
+        records: list[Record] = []
+        for m in list_messages(c.store, status=r.status):
+            row = dataclasses.asdict(m)
+            row["targets"] = list(m.targets)
+            row["buses"] = sorted(recipients(c.store, m)) if m.status == "active" else []
+            records.append(row)
+        return _page(c, records, r.offset)
+
+    def _list_diversions(self, c: Ctx, r: ListDiversions) -> Answer:
+        records: list[Record] = []
+        for d in list_diversions(c.store, status=r.status):
+            row = msgspec.to_builtins(d.diversion)
+            row.update(created=d.created, status=d.status, ended=d.ended)
+            records.append(row)
+        return _page(c, records, r.offset)
+
+    def _driver_log(self, c: Ctx, r: DriverLog) -> Answer:
+        entries = driver_log(c.store, bus=r.bus, since=r.since)
+        return _page(c, [e.as_dict() for e in entries], r.offset)
+
+    def _list_media(self, c: Ctx, r: ListMedia) -> Answer:
+        library = MediaLibrary(c.store, self.config.media_dir)
+        return _page(c, [dataclasses.asdict(m) for m in library.list()], r.offset)
+
+    def _list_playlists(self, c: Ctx, r: ListPlaylists) -> Answer:
+        records: list[Record] = [
+            {
+                "id": p.id,
+                "revision": p.revision,
+                "items": len(p.items),
+                "schedules": len(p.schedules),
+                "timezone": p.timezone,
+            }
+            for p in list_playlists(c.store)
+        ]
+        return _page(c, records, r.offset)
+
+    def _show_playlist(self, c: Ctx, r: ShowPlaylist) -> Answer:
+        playlist = get_playlist(c.store, r.id)
+        if playlist is None:
+            raise Refused(f"no playlist {r.id!r}")
+        return _page(c, [msgspec.to_builtins(playlist)], r.offset)
+
+    def _plays_report(self, c: Ctx, r: PlaysReport) -> Answer:
+        if r.last < r.first:
+            raise Refused("the last day is before the first")
+        try:
+            zoneinfo.ZoneInfo(r.timezone)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+            raise Refused(f"no timezone {r.timezone!r}") from exc
+        rows = plays_report(c.store, r.first, r.last, r.timezone, item=r.item)
+        return _page(c, [dataclasses.asdict(row) for row in rows], r.offset)
+
+
+def _page(c: Ctx, records: list[Record], offset: int) -> Answer:
+    """The records from `offset` that fit one reply go into `c.records` (at least one, so
+    that a big record still comes); `next` in the result says where the rest begins."""
+    budget = PAGE_BYTES
+    end = offset
+    while end < len(records):
+        size = len(msgspec.json.encode(records[end])) + 1
+        if end > offset and size > budget:
+            break
+        budget -= size
+        end += 1
+    c.records.extend(records[offset:end])
+    result: dict[str, Scalar] = {"total": len(records)}
+    if end < len(records):
+        result["next"] = end
+    return result, {}
+
 
 def _table(rows: list[dict[str, Any]]) -> list[dict[str, Scalar]]:
     return [
@@ -396,26 +505,22 @@ def _table(rows: list[dict[str, Any]]) -> list[dict[str, Scalar]]:
     ]
 
 
-@contextlib.contextmanager
-def _own_store(path: str) -> Iterator[CentralStore]:
-    store = CentralStore(path)
-    try:
-        yield store
-    finally:
-        store.close()
-
-
 def _fit(reply: DispatchReply) -> bytes:
-    """The reply's payload; tables cut (and the cut said) so that it fits one MQTT message."""
+    """The reply's payload; tables and records cut (and the cut said) so that it fits one
+    MQTT message. Records come paged (_page), so only one record too big for a reply is cut."""
     payload = codec.encode(reply)
     if len(payload) <= REPLY_LIMIT:
         return payload
     tables: dict[str, list[Any]] = {k: list(v) for k, v in reply.tables.items()}
-    while len(payload) > REPLY_LIMIT and any(tables.values()):
-        name = max(tables, key=lambda k: len(tables[k]))
-        tables[name] = tables[name][: len(tables[name]) * 3 // 4]
+    records = list(reply.records)
+    while len(payload) > REPLY_LIMIT and (records or any(tables.values())):
+        if any(tables.values()):
+            name = max(tables, key=lambda k: len(tables[k]))
+            tables[name] = tables[name][: len(tables[name]) * 3 // 4]
+        else:
+            records = records[: len(records) * 3 // 4]
         cut = msgspec.structs.replace(
-            reply, tables=tables, result={**reply.result, "truncated": True}
+            reply, tables=tables, records=records, result={**reply.result, "truncated": True}
         )
         payload = codec.encode(cut)
     return payload

@@ -4,25 +4,27 @@ The service (central/service/service.py: ingest, fleet state, dispatchers' reque
 periodic sync of desired documents, all on its one MQTT client) and, when `http_port` is set,
 the HTTP server (GTFS-Realtime, media, /healthz) run as named tasks of one TaskGroup. If one
 of them fails, the process ends and systemd restarts it whole.
+
+The service opened the database; the HTTP server reads it through the same store, on the same
+event loop (one owner, one connection; the dispatch's slow work takes `store.for_thread()`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine
-from typing import Any
 
 from central.config import CentralConfig
 from central.http.server import run_http
+from central.service.service import CentralService
 
 log = logging.getLogger("busfleet.central.serve")
 
 
-async def serve(config: CentralConfig, service: Coroutine[Any, Any, None]) -> None:
-    """Run `service` (CentralService(...).run()) with the HTTP server."""
+async def serve(config: CentralConfig, service: CentralService) -> None:
+    """Run the service with the HTTP server, which reads the service's store."""
     async with asyncio.TaskGroup() as tg:
-        tg.create_task(service, name="central")
+        tg.create_task(service.run(), name="central")
         if config.http_port:
             log.info("HTTP on %s:%d", config.http_host, config.http_port)
-            tg.create_task(run_http(config), name="http")
+            tg.create_task(run_http(config, service.store), name="http")

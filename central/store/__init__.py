@@ -5,9 +5,10 @@ Rules of the room:
 - Every SQL statement of central lives here. Feature modules (central/messages.py,
   diversions.py, media.py, ...) keep their rules and call these functions; a test fails on
   `.execute(` or SQL text anywhere else in central/.
-- One connection per process (`CentralStore`), one transaction helper (`store.transaction()`,
-  tx.py): BEGIN IMMEDIATE, nested use joins the open transaction, so the ingest's group
-  commit and a feature's read-modify-write compose.
+- One connection per process (`CentralStore`, opened where the process starts and handed to
+  its parts; work on another thread takes `store.for_thread()`), one transaction helper
+  (`store.transaction()`, tx.py): BEGIN IMMEDIATE, nested use joins the open transaction,
+  so the ingest's group commit and a feature's read-modify-write compose.
 - Rows go in and out as plain values (tuples, dicts keyed by column); the feature modules turn
   them into their types. Statements are built from column lists, not re-listed by hand;
   sqlite-utils (`Table.insert`, `upsert`, `rows_where`) where a statement is plain, raw

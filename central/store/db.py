@@ -5,12 +5,18 @@ buses send (`TelemetryTables`) and the per-bus documents (`DesiredTables`) come 
 sibling modules that own those tables. The other tables are read and written by the
 functions of their modules (messages, diversions, alarms, ads, gtfs, gtfs_load, queries),
 each taking the store.
+
+A process opens the store once (`busfleet central serve`, or a tool filling a new database
+while no central runs) and hands it to its parts. Work that runs on another thread (the
+dispatch's slow reads and imports) takes `store.for_thread()`: SQLite connections are not to
+be shared between threads, and the store, not its callers, knows how to open the same file.
 """
 
 from __future__ import annotations
 
 import contextlib
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 
 import sqlite_utils
@@ -26,15 +32,35 @@ __all__ = ["CentralStore"]
 class CentralStore(TelemetryTables, DesiredTables):
     """The one owner of central's database: open it once per process, pass it around."""
 
-    def __init__(self, path: str | Path) -> None:
-        if str(path) != ":memory:":
+    def __init__(self, path: str | Path, *, migrate: bool = True) -> None:
+        self.path = str(path)
+        if self.path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self.db = sqlite_utils.Database(conn)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.execute("PRAGMA busy_timeout=5000")
-        self._migrate()
+        if migrate:
+            self._migrate()
+
+    @property
+    def shareable(self) -> bool:
+        """Another thread can open this database (`for_thread`): it is a file, not memory."""
+        return self.path != ":memory:"
+
+    @contextlib.contextmanager
+    def for_thread(self) -> Iterator[CentralStore]:
+        """A connection of its own to the same file, for work on another thread, closed
+        after the block. Its schema is this store's (migrated when it opened). WAL lets it
+        read while this one writes; a write waits for the other's (busy_timeout)."""
+        if not self.shareable:
+            raise ValueError("an in-memory database has no second connection")
+        other = CentralStore(self.path, migrate=False)
+        try:
+            yield other
+        finally:
+            other.close()
 
     def _migrate(self) -> None:
         """Bring the schema up to date; safe when several workers start at once."""

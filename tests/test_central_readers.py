@@ -1,0 +1,119 @@
+"""The read-only tools (`central commands`, `messages`, `driver-log`, `divert list`, `media list`,
+`playlist list|show`, `report plays`) ask the running central, which alone opens its database;
+long answers come in pages."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from pathlib import Path
+
+import pytest
+
+from busfleet.broker.launch import Broker
+from busfleet.cli import main
+from central import client
+from central.media import MediaLibrary
+from central.service import dispatch
+from central.store.db import CentralStore
+from protocols import codec
+from tests.ads_helpers import png
+from tests.fleet_helpers import central_config, central_running, cli_conn
+
+READERS = [
+    ["central", "commands"],
+    ["central", "messages", "--status", "active"],
+    ["central", "driver-log", "--bus", "bus-01"],
+    ["central", "divert", "list"],
+    ["central", "media", "list"],
+    ["central", "playlist", "list"],
+    ["central", "playlist", "show", "spring"],
+    ["central", "report", "plays", "--from", "2025-06-01", "--to", "2025-06-02"],
+]
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.parametrize("argv", READERS, ids=lambda a: " ".join(a[1:3]))
+def test_a_read_only_tool_with_no_central_running_says_so_in_one_line_and_exits_2(
+    argv: list[str], mosquitto: Broker, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    started = time.monotonic()
+    assert main([*argv, *cli_conn(mosquitto, tmp_path / "c.sqlite")]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    [line] = err.strip().splitlines()
+    assert "no central is running" in line and "busfleet central serve" in line
+    assert time.monotonic() - started < client.PRESENCE_WAIT_S + 5
+    assert not (tmp_path / "c.sqlite").exists()  # the tool did not open the database
+
+
+def test_a_listing_through_the_service_prints_what_the_database_holds_in_pages(
+    mosquitto: Broker,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    db = tmp_path / "central.sqlite"
+    store = CentralStore(db)
+    later = time.time() + 3600  # central expires unanswered commands: these are not yet
+    try:
+        for n in range(60):
+            args = codec.encode_json({"text": f"Durchsage {n}"})
+            store.add_command(f"c{n:03d}", "bus-01", "announce", args, 1000.0 + n, later)
+        store.add_command("c-other", "bus-02", "restart", "{}", 999.0, later)
+        held = store.commands("bus-01")
+        media = MediaLibrary(store, tmp_path / "media").import_bytes(png(2, 2, (9, 9, 9)), "a.png")
+    finally:
+        store.close()
+    # A page of a few records: sixty commands take several requests, and all of them come.
+    monkeypatch.setattr(dispatch, "PAGE_BYTES", 1500)
+    asked: list[object] = []
+    real_envelope = client.envelope
+    monkeypatch.setattr(client, "envelope", lambda r, *a: asked.append(r) or real_envelope(r, *a))
+    conn = cli_conn(mosquitto, db)
+    with central_running(central_config(mosquitto, db, media_dir=str(tmp_path / "media"))):
+        assert main(["central", "commands", "--bus", "bus-01", *conn]) == 0
+        printed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+        assert len(asked) > 3
+        assert main(["central", "media", "list", *conn]) == 0
+        [listed] = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+        assert main(["central", "playlist", "show", "nothing", *conn]) == 2
+        err = capsys.readouterr().err
+    assert printed == held and [r["id"] for r in printed] == [f"c{n:03d}" for n in range(60)]
+    assert (listed["sha256"], listed["name"], listed["size"]) == (media.sha256, "a.png", media.size)
+    [line] = err.strip().splitlines()
+    assert line == "busfleet central playlist show: no playlist 'nothing'"
+
+
+def test_another_thread_gets_its_own_connection_to_the_same_file(tmp_path: Path) -> None:
+    store = CentralStore(tmp_path / "c.sqlite")
+    try:
+        store.add_command("c1", "bus-01", "restart", "{}", 1.0, 2.0)
+        with store.for_thread() as other:
+            assert other is not store and other.db.conn is not store.db.conn
+            assert [c["id"] for c in other.commands()] == ["c1"]
+    finally:
+        store.close()
+    memory = CentralStore(":memory:")
+    try:
+        assert not memory.shareable
+        with pytest.raises(ValueError, match="in-memory"), memory.for_thread():
+            pass
+    finally:
+        memory.close()
+
+
+def test_only_a_process_that_starts_opens_central_s_database() -> None:
+    """The service opens it and hands it to its parts; import-gtfs fills a new one while no
+    central runs. Nothing else in central/ or busfleet/ opens it."""
+    allowed = {"central/service/service.py", "busfleet/commands/dispatch.py"}
+    opened = set()
+    for package in ("central", "busfleet"):
+        for path in (ROOT / package).rglob("*.py"):
+            rel = path.relative_to(ROOT).as_posix()
+            if rel.startswith("central/store/"):
+                continue
+            if re.search(r"\bCentralStore\(", path.read_text()):
+                opened.add(rel)
+    assert opened == allowed
