@@ -76,6 +76,7 @@ def mosquitto_config(port: int, workdir: Path, extra: str = "") -> str:
             # A slow subscriber must not silently lose QoS 0 messages (REFERENCE.md 6).
             "max_queued_messages 100000",
             "max_inflight_messages 100",
+            "set_tcp_nodelay true",  # small requests and receipts go out at once (no Nagle)
             "log_type error",
             "log_type warning",
             f"log_dest file {workdir / 'mosquitto.log'}",
