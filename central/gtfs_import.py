@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from central.operator_files import NotAFile, check_regular
 from central.store import gtfs_load
 from central.store.db import CentralStore
 from central.store.gtfs_load import FeedWriter
@@ -78,6 +79,10 @@ class _Source:
         self.path = path
         self._zip: zipfile.ZipFile | None = None
         self._members: dict[str, zipfile.ZipInfo] = {}
+        try:
+            check_regular(path, folders=True)  # a FIFO or a device would block the reader
+        except NotAFile as exc:
+            raise GtfsError(f"cannot read GTFS feed {path}: {exc}") from exc
         try:
             if not path.is_dir():
                 self._zip = zipfile.ZipFile(path)

@@ -22,6 +22,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
 
+from central.operator_files import NotAFile, check_regular, read_capped
 from central.store import ads as ads_db
 from central.store.db import CentralStore
 
@@ -189,11 +190,16 @@ class MediaLibrary:
 
     def import_file(self, path: str | Path, name: str | None = None) -> MediaInfo:
         """Validate and add a file; an oversized file is refused before it is read whole."""
-        path = Path(path)
+        path = check_regular(path)  # NotAFile for a FIFO, a device, a folder: never blocks
+        cap = max(self.caps.values())
         size = path.stat().st_size
-        if size > max(self.caps.values()):
+        if size > cap:
             raise MediaRejected(f"{size} bytes exceeds every size cap", reason="size")
-        return self.import_bytes(path.read_bytes(), name or path.name)
+        try:  # counted while reading: a file that grows, or lies about its size, stops here
+            data = read_capped(path, cap)
+        except NotAFile as exc:
+            raise MediaRejected(str(exc), reason="size") from exc
+        return self.import_bytes(data, name or path.name)
 
     def import_bytes(self, data: bytes, name: str) -> MediaInfo:
         media = validate(data, self.caps)

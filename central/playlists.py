@@ -21,12 +21,15 @@ from central.config import CentralConfig
 from central.desired import update_desired
 from central.errors import Refused
 from central.media import MediaLibrary
+from central.operator_files import read_capped
 from central.store import ads as ads_db
 from central.store.db import CentralStore
 from protocols import codec
 from protocols.ads.playlist import Playlist, decode_playlist, encode_playlist, playlist_from_object
 from protocols.errors import CodecError
 from protocols.schemas import DesiredState
+
+MAX_SOURCE_BYTES = 1_000_000  # a playlist file; a real one is a few kB
 
 
 class PlaylistError(Refused):
@@ -36,10 +39,7 @@ class PlaylistError(Refused):
 def read_source(path: str | Path) -> dict[str, Any]:
     """An operator's playlist file: TOML (.toml) or JSON (anything else)."""
     path = Path(path)
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise PlaylistError(f"cannot read {path}: {exc.strerror}") from exc
+    data = read_capped(path, MAX_SOURCE_BYTES)  # regular files only: a FIFO would hang us
     try:
         if path.suffix == ".toml":
             raw: Any = tomllib.loads(data.decode())

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import os
 from pathlib import Path
 
 import msgspec
@@ -10,6 +12,7 @@ import pytest
 
 from central.config import CentralConfig
 from central.media import MediaLibrary
+from central.playlists import MAX_SOURCE_BYTES
 from central.service.alarm_center import AlarmCenter, Outgoing
 from central.service.dispatch import Dispatch
 from central.store.db import CentralStore
@@ -21,6 +24,9 @@ from protocols.requests import (
     Detail,
     DispatchReply,
     DispatchRequest,
+    ImportGtfs,
+    ImportMedia,
+    ImportPlaylist,
     Listing,
     Report,
     Request,
@@ -191,3 +197,31 @@ async def test_a_simple_playlist_is_saved_from_media_names_with_a_new_revision_e
     assert (row["media"], row["seconds"], row["items"]) == ("blue.png", 5.0, 1)
     reply, _ = await ask(dispatch, SavePlaylist(id="sale", media=["green.png"]))
     assert not reply.ok and "green.png" in reply.error
+
+
+async def test_an_import_naming_a_fifo_or_a_device_is_refused_without_hanging_central(
+    dispatch: Dispatch, tmp_path: Path
+) -> None:
+    fifo = tmp_path / "playlist.fifo"
+    os.mkfifo(fifo)  # opening it for reading would block until a writer came: forever
+    for request in (
+        ImportPlaylist(path=str(fifo)),
+        ImportPlaylist(path="/dev/zero"),
+        ImportGtfs(path=str(fifo)),
+    ):
+        reply, out = await asyncio.wait_for(ask(dispatch, request), 10)
+        assert not reply.ok and "not a regular file" in reply.error and out == []
+    reply, _ = await asyncio.wait_for(
+        ask(dispatch, ImportMedia(paths=[str(fifo), "/dev/zero"])), 10
+    )
+    assert reply.ok and reply.result == {"imported": 0, "rejected": 2}
+    assert all("not a regular file" in str(r["error"]) for r in reply.tables["rejected"])
+
+
+async def test_a_playlist_file_that_grows_past_its_cap_is_refused_while_reading(
+    dispatch: Dispatch, tmp_path: Path
+) -> None:
+    big = tmp_path / "huge.json"
+    big.write_bytes(b" " * (MAX_SOURCE_BYTES + 1))
+    reply, _ = await ask(dispatch, ImportPlaylist(path=str(big)))
+    assert not reply.ok and "larger than" in reply.error

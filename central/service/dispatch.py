@@ -49,6 +49,7 @@ from central.errors import CentralFault, Refused
 from central.gtfs_import import GtfsInvalid, import_gtfs
 from central.media import MediaLibrary, MediaRejected
 from central.messages import create_message, list_messages, recipients, withdraw_message
+from central.operator_files import NotAFile
 from central.playlists import (
     build_playlist,
     buses_with,
@@ -336,7 +337,7 @@ class Dispatch:
         for path in r.paths:
             try:
                 info = library.import_file(path, r.name)
-            except (MediaRejected, OSError) as exc:
+            except (MediaRejected, NotAFile, OSError) as exc:
                 rejected.append({"path": path, "error": str(exc)})
                 continue
             imported.append(

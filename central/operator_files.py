@@ -1,0 +1,46 @@
+"""Files that a request names by path on central's machine: read safely or refused.
+
+Imports (a GTFS feed, a playlist, media) name a file on central's machine. Whoever sends the
+request must not be able to hang the service or fill its memory with it: only regular files
+are read (a FIFO would block the event loop forever, /dev/zero would never end), and at most
+`limit` bytes, counted while reading, whatever the file's size claims.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+from central.errors import Refused
+
+__all__ = ["NotAFile", "check_regular", "read_capped"]
+
+
+class NotAFile(Refused):
+    """The path names no regular file (missing, a folder, a device, a FIFO) or one too big."""
+
+
+def check_regular(path: str | Path, *, folders: bool = False) -> Path:
+    """`path` if it is a regular file (or, with `folders`, a folder); NotAFile otherwise."""
+    path = Path(path)
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        raise NotAFile(f"cannot read {path}: {exc.strerror}") from exc
+    if stat.S_ISREG(mode) or (folders and stat.S_ISDIR(mode)):
+        return path
+    raise NotAFile(f"{path} is not a regular file")
+
+
+def read_capped(path: str | Path, limit: int) -> bytes:
+    """The whole file, at most `limit` bytes (NotAFile beyond, or if it is no regular file)."""
+    path = check_regular(path)
+    try:
+        with path.open("rb") as f:
+            data = f.read(limit + 1)
+    except OSError as exc:
+        raise NotAFile(f"cannot read {path}: {exc.strerror}") from exc
+    if len(data) > limit:
+        raise NotAFile(f"{path} is larger than {limit} bytes")
+    return data
