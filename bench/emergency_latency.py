@@ -82,8 +82,13 @@ def prefill(data_dir: Path, n: int) -> None:
     start = time.time() - n
     with box.transaction():
         for i in range(n):
-            record = TelemetryRecord(seq=0, t=start + i, pos=Position(lat=-16.9, lon=145.7))
-            box.append("telemetry", codec.encode(record), created=start + i)
+            box.put(
+                "telemetry",
+                lambda seq, t=start + i: codec.encode(
+                    TelemetryRecord(seq=seq, t=t, pos=Position(lat=-16.9, lon=145.7))
+                ),
+                created=start + i,
+            )
     box.close()
 
 

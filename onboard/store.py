@@ -84,8 +84,9 @@ def _commands(db: sqlite_utils.Database) -> None:
 
 def _bodies_carry_their_seq(db: sqlite_utils.Database) -> None:
     """Records written before the outbox handed out sequence numbers say `"seq":0` inside;
-    the link now sends bodies as stored, so write each pending one's number into it."""
-    rows = db.execute("SELECT seq, body FROM outbox WHERE stored = 0").fetchall()
+    the link now sends bodies as stored, so write each one's number into it: pending ones, and
+    stored history too, which central's `resend` command puts back in the queue."""
+    rows = db.execute("SELECT seq, body FROM outbox").fetchall()
     for seq, body in rows:
         try:
             doc = msgspec.json.decode(body)

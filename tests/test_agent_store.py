@@ -69,12 +69,15 @@ def test_a_file_of_the_schema_before_migrations_keeps_its_rows_and_numbers_its_b
                 "INSERT INTO outbox (kind, priority, created, body) VALUES ('telemetry', 2, 5, ?)",
                 (body,),
             )
-        conn.execute("UPDATE outbox SET stored = 1 WHERE seq = 1")  # history stays as it was
+        conn.execute("UPDATE outbox SET stored = 1 WHERE seq = 1")  # stored history
 
     box = Outbox(path)
     assert schema_version(box.db) == len(MIGRATIONS)
     assert box.next_counter("session") == 8
     assert [codec.decode(TelemetryRecord, p.body).seq for p in box.pending(10)] == [2, 3]
+    # History too: central's `resend` puts it back in the queue, sent as stored.
+    assert box.requeue_since(0.0) == 1
+    assert [codec.decode(TelemetryRecord, p.body).seq for p in box.pending(10)] == [1, 2, 3]
     assert box.put("telemetry", lambda seq: b"%d" % seq) == 4
     texts = box.db.execute("SELECT text FROM driver_messages").fetchall()
     assert texts == [("hello",)]

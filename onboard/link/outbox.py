@@ -85,7 +85,9 @@ class Outbox:
         return seq
 
     def append(self, kind: str, body: bytes, created: float | None = None) -> int:
-        """Store a body that does not carry its sequence number (opaque bytes)."""
+        """Store an opaque body that does not carry its sequence number (the outbox's own tests).
+
+        A record the link sends must name its number: build it with `put`."""
         return self.put(kind, lambda _seq: body, created)
 
     def pending(self, limit: int, *, after: int = 0, kind: str | None = None) -> list[Pending]:
