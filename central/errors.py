@@ -8,6 +8,7 @@
     │       feature modules), AlarmError (central/fleet)
     ├── CentralFault       central's own trouble while carrying out a good request (a bug, its
     │                      database): logged with the traceback, answered as `failed`.
+    ├── CentralRunning     a tool wanted to write the database itself, but a service runs on it
     └── Unavailable        (client side) no broker to reach central through
         └── NoCentral          no central is online
             └── NoAnswer           one was, but did not answer in time
@@ -19,7 +20,15 @@ callers catch it as one.
 
 from __future__ import annotations
 
-__all__ = ["CentralError", "CentralFault", "NoAnswer", "NoCentral", "Refused", "Unavailable"]
+__all__ = [
+    "CentralError",
+    "CentralFault",
+    "CentralRunning",
+    "NoAnswer",
+    "NoCentral",
+    "Refused",
+    "Unavailable",
+]
 
 
 class CentralError(Exception):
@@ -32,6 +41,10 @@ class Refused(CentralError, ValueError):
 
 class CentralFault(CentralError):
     """Central failed to carry out a request that was fine (our mistake, not theirs)."""
+
+
+class CentralRunning(CentralError):
+    """A service runs on this database: only it writes there (central/store/claim.py)."""
 
 
 class Unavailable(CentralError):

@@ -17,7 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from busfleet.broker.launch import Broker
+from busfleet.broker.launch import Broker, free_port
 from busfleet.cli import main
 from central.assign import AssignmentError, check_assignment
 from central.gtfs_import import GtfsInvalid, import_gtfs
@@ -394,3 +394,20 @@ def test_import_warns_on_a_calendar_that_has_ended(db: Path, tmp_path: Path) -> 
             import_gtfs(store, write_feed(tmp_path / "g", **{"trips.txt": "trip_id\nT1\n"}))
         finally:
             store.close()
+
+
+def test_import_gtfs_never_writes_behind_a_running_central_it_cannot_reach(
+    mosquitto: Broker, db: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A wrong broker port: the tool cannot ask the central that runs on this database, and
+    # must not take that for "no central runs" and replace the timetable behind its back.
+    with central_running(central_config(mosquitto, db)):
+        status = main(["central", "import-gtfs", str(CAIRNS), "--db", str(db),
+                       "--mqtt-port", str(free_port())])  # fmt: skip
+    err = capsys.readouterr().err
+    assert status == 2
+    assert "a central service is running on" in err
+    assert query(db, "SELECT COUNT(*) FROM gtfs_trips")[0][0] == 0
+    # Once it has stopped, the same command fills the database directly.
+    status, summary, _ = run_import(capsys, CAIRNS, db)
+    assert status == 0 and summary["ok"] and query(db, "SELECT COUNT(*) FROM gtfs_trips")[0][0]

@@ -107,9 +107,7 @@ def import_gtfs_cmd(args: argparse.Namespace) -> int:
     config = config_from(args)
     request = ImportGtfs(path=str(Path(args.path).resolve()))
     try:
-        reply = asyncio.run(
-            client.ask(config, request, user=dispatcher_name(None), presence_wait_s=1.0)
-        )
+        reply = asyncio.run(client.ask(config, request, user=dispatcher_name(None)))
     except NoAnswer as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
         return 2
@@ -127,11 +125,24 @@ def import_gtfs_cmd(args: argparse.Namespace) -> int:
 
 def _import_directly(args: argparse.Namespace, prog: str) -> int:
     from busfleet.commands._common import config_from
+    from central.errors import CentralRunning
+    from central.store.claim import offline_claim
+
+    db = config_from(args).db
+    try:
+        with offline_claim(db):  # a service runs on this database that we could not ask
+            return _import_into(db, args, prog)
+    except CentralRunning as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return 2
+
+
+def _import_into(db: str, args: argparse.Namespace, prog: str) -> int:
     from central.gtfs_import import GtfsInvalid, import_gtfs
     from central.store.db import CentralStore
     from protocols.errors import GtfsError
 
-    store = CentralStore(config_from(args).db)
+    store = CentralStore(db)
     try:
         result = import_gtfs(store, args.path, max_listed=max(0, args.list))
     except GtfsInvalid as exc:

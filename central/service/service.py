@@ -32,6 +32,7 @@ import contextlib
 import logging
 import threading
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import paho.mqtt.client as paho
@@ -44,6 +45,7 @@ from central.fleet.alarms import AlarmParams
 from central.service.dispatch import Dispatch
 from central.service.ingest import Ingest
 from central.service.sync import SYNC_INTERVAL_S, DesiredSync
+from central.store.claim import service_claim
 from central.store.db import CentralStore
 from protocols import codec, topics
 from protocols.requests import CentralPresence
@@ -190,7 +192,8 @@ class CentralService:
         client.connect_async(self.config.mqtt_host, self.config.mqtt_port)
         client.loop_start()
         try:
-            async with asyncio.TaskGroup() as tg:
+            # While this runs, no tool writes the database behind our back (store/claim.py).
+            async with _claimed(self.config.db), asyncio.TaskGroup() as tg:
                 tg.create_task(self._connections(connected), name="connections")
                 tg.create_task(self._receive(inbox), name="ingest")
                 tg.create_task(self._publish(), name="publish")
@@ -286,3 +289,9 @@ class CentralService:
                 last_stats = now
                 stats = CentralStats(t=now, counters=dict(self.ingest.counters))
                 self._send(topics.central_stats(), codec.encode(stats), qos=0, retain=True)
+
+
+@contextlib.asynccontextmanager
+async def _claimed(db: str) -> AsyncIterator[None]:
+    with service_claim(db):
+        yield
