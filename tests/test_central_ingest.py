@@ -11,7 +11,13 @@ from hypothesis import strategies as st
 from central.service.ingest import Ingest
 from central.store.db import CentralStore
 from protocols import codec, topics
-from protocols.schemas import Position, Presence, TelemetryBatch, TelemetryRecord
+from protocols.schemas import (
+    DesiredState,
+    Position,
+    Presence,
+    TelemetryBatch,
+    TelemetryRecord,
+)
 
 
 @pytest.fixture
@@ -97,3 +103,16 @@ def test_garbage_payloads_are_counted_and_never_raise(topic: str, payload: bytes
     assert ingest.store.count() == 0
     if topic.endswith(("telemetry", "presence", "reported")):
         assert ingest.counters["rejected"] == 1
+
+
+def test_a_desired_document_another_worker_wrote_moves_the_fleet_entrys_version(
+    ingest: Ingest,
+) -> None:
+    ingest.handle(topics.telemetry("b1"), batch("b1", range(1, 3)), now=2000)
+    ingest.handle(topics.desired("b1"), codec.encode(DesiredState(bus="b1", version=7)), 2001)
+    [entry] = [e for e in ingest.take_dirty() if e.bus == "b1"]
+    assert entry.desired_version == 7
+    # A document that names another bus than its topic is a lie, counted, and changes nothing.
+    ingest.handle(topics.desired("b1"), codec.encode(DesiredState(bus="b2", version=9)), 2002)
+    assert all(e.desired_version != 9 for e in ingest.take_dirty())
+    assert ingest.counters["rejected"] >= 1

@@ -21,6 +21,7 @@ from protocols import codec, compact, topics
 from protocols.errors import ProtocolError
 from protocols.ranges import ranges
 from protocols.schemas import (
+    DesiredState,
     EventBatch,
     FleetEntry,
     Presence,
@@ -86,6 +87,10 @@ class Ingest:
                 self._reported(bus, payload, codec.decode(ReportedState, payload), now)
             elif parsed.kind in (topics.Kind.EVENTS, topics.Kind.COMMAND_ACK):
                 self._events(bus, codec.decode(EventBatch, payload), now)
+            elif parsed.kind is topics.Kind.DESIRED:  # another worker of a group wrote it
+                desired = codec.decode(DesiredState, payload)
+                self._check_bus(bus, desired.bus)
+                self.on_desired(bus, desired.version)
             else:
                 return
         except ProtocolError as exc:

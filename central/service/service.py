@@ -145,6 +145,11 @@ class CentralService:
             out.append(topics.shared(self.group, flt) if self.group and kind in SHAREABLE else flt)
         requests = topics.all_dispatch_requests()  # each request to one worker of a group
         out.append(topics.shared(self.group, requests) if self.group else requests)
+        if self.group:
+            # A request answered by another worker of the group changed a desired document
+            # that this worker did not write: learn its version as the buses do. (Several
+            # workers as one system, with one fleet view, is issue 15's business.)
+            out.append(topics.all_buses(topics.Kind.DESIRED))
         return out
 
     async def run(self) -> None:
