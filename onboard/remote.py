@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import asyncio
 
-from onboard.link.commands import Handler, Result
+from onboard.link.commands import Handler, Result, typed_as
 from onboard.link.outbox import Outbox
+from protocols.requests import Announce, Resend, Restart
 from protocols.schemas import Command
 
 __all__ = ["MAX_ANNOUNCEMENT", "AgentCommands"]
@@ -29,22 +30,21 @@ class AgentCommands:
         return {"resend": self.resend, "announce": self.announce, "restart": self.restart}
 
     def resend(self, cmd: Command) -> Result:
-        """Send stored history again from `since` (unix seconds) on."""
-        since = cmd.args.get("since")
-        if not isinstance(since, (int, float)) or isinstance(since, bool):
-            return Result("failed", "resend needs a numeric 'since' (unix seconds)")
-        count = self.outbox.requeue_since(float(since))
+        """Send stored history again from `since` (unix seconds) on; its arguments are checked
+        against the vocabulary (ValueError: the command fails with the reason)."""
+        count = self.outbox.requeue_since(typed_as(cmd, Resend).since)
         return Result("ok", data={"records": count})
 
     def announce(self, cmd: Command) -> Result:
         """A text for passengers (the portal's announcements)."""
-        text = cmd.args.get("text")
-        if not isinstance(text, str) or not text.strip():
+        text = typed_as(cmd, Announce).text
+        if not text.strip():
             return Result("failed", "announce needs a non-empty 'text'")
         self.announcements.append(text[:MAX_ANNOUNCEMENT])
         return Result("ok")
 
     def restart(self, cmd: Command) -> Result:
         """Ask the agent to stop and be run again (once its result reached central)."""
+        typed_as(cmd, Restart)
         self.restart_requested.set()
         return Result("ok")

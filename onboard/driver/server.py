@@ -47,11 +47,12 @@ from onboard.driver.store import KEEP_S, DriverStore
 from onboard.journey.diversion import Detour
 from onboard.journey.plan import TripPlan
 from onboard.journey.states import JourneyState
-from onboard.link.commands import Result
+from onboard.link.commands import Result, typed_as
 from onboard.link.outbox import Outbox
 from onboard.web.live import LiveFeed
 from onboard.web.site import LocalSite
 from protocols.nmea.decoder import Fix
+from protocols.requests import DriverMessage
 from protocols.schemas import Command, Scalar
 
 log = logging.getLogger("busfleet.onboard.driver")
@@ -135,8 +136,8 @@ class DriverTerminal(LocalSite[DriverState]):
 
     def on_message_command(self, cmd: Command) -> Result:
         """The `driver_message` command handler (onboard.link.commands): keep it, show it."""
-        text = cmd.args.get("text")
-        if not isinstance(text, str) or not text.strip():
+        text = typed_as(cmd, DriverMessage).text  # ValueError: failed, with the reason
+        if not text.strip():
             return Result("failed", "driver_message needs a non-empty 'text'")
         text = _CONTROL.sub(" ", text).strip()[:MAX_TEXT]
         self.store.add_message(cmd.id, text, cmd.t, self.clock(), cmd.expires)

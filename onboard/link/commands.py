@@ -13,6 +13,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from onboard.link.outbox import Outbox
 from protocols import codec
@@ -21,6 +22,8 @@ from protocols.requests import BusCommand, bus_command
 from protocols.schemas import Command, Event, Scalar
 
 log = logging.getLogger("busfleet.onboard.commands")
+
+C = TypeVar("C", bound=BusCommand)
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,8 +40,7 @@ class Commands:
     def __init__(self, outbox: Outbox, handlers: dict[str, Handler]) -> None:
         self.outbox = outbox
         self.handlers = handlers
-        self.db = outbox.db
-        self.db.execute("CREATE TABLE IF NOT EXISTS commands_done (id TEXT PRIMARY KEY, t REAL)")
+        self.db = outbox.db  # its commands_done table is onboard/store.py's migration
         self.rejected = 0
 
     def receive(self, payload: bytes, now: float | None = None) -> Result | None:
@@ -84,3 +86,11 @@ def typed(cmd: Command) -> BusCommand:
         return bus_command(cmd.name, cmd.args)
     except CodecError as exc:
         raise ValueError(str(exc)) from exc
+
+
+def typed_as(cmd: Command, kind: type[C]) -> C:
+    """`typed(cmd)`, which a handler registered for `kind`'s name expects to be a `kind`."""
+    command = typed(cmd)
+    if not isinstance(command, kind):
+        raise ValueError(f"{cmd.name!r} is not a {kind.__name__} command")
+    return command
