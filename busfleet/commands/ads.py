@@ -67,7 +67,7 @@ def _playlist(csub: Parsers, connection_args: ConnectionArgs) -> None:
         description="Playlists of media items with durations and schedules (date range, "
         "weekdays, time-of-day windows, priority, plays-per-hour caps, share of the hour, "
         "targets by route, bus or geo-fence). Written as TOML or JSON; see "
-        "protocols/ads.py for every field.",
+        "protocols/ads/playlist.py for every field.",
     )
     sub = p.add_subparsers(dest="playlist_command", metavar="COMMAND", required=True)
     imp = sub.add_parser(

@@ -133,7 +133,7 @@ def serve_cmd(args: argparse.Namespace) -> int:
         config = dataclasses.replace(config, client_id=args.client_id)
     if args.http_port is not None:
         config = dataclasses.replace(config, http_port=args.http_port)
-    from central.service.serve import serve  # with message expiry and the HTTP server
+    from central.service.serve import serve  # the service with its HTTP server
 
     run_service(serve(config, CentralService(config, group=args.group)))
     return 0

@@ -7,9 +7,9 @@
 - `GET /healthz`: `{"ok": true, "buses_online": N, "gtfs": {...} | null}`.
 
 Fleet state comes from the store (`buses` table, written by the service as entries change)
-unless a `fleet` source is given; journeys from `central.journeys`. A feed is built at most
+unless a `fleet` source is given; journeys from `central.http.journeys`. A feed is built at most
 once per `cache_s` whatever the number of clients. `create_app(routes=...)` takes further
-routes (the media library, `central/media_http.py`), so that central runs one HTTP server.
+routes (the media library, `central/http/media.py`), so that central runs one HTTP server.
 """
 
 from __future__ import annotations

@@ -5,8 +5,8 @@ the bus forget them. On every (re)connection central republishes the desired sta
 bus and the whole fleet view, so a broker that restarted without persistence loses nothing.
 Several workers may share the ingest (`group`): MQTT 5 shared subscriptions spread the bus
 messages over them, and (bus, seq) keys keep storage exactly-once whatever the order.
-Ingest also raises and clears alarms (central/alarm_center.py), published retained for the
-dashboards; dispatchers' requests (central/dispatch.py) come on their own topic, skip the
+Ingest also raises and clears alarms (central/service/alarm_center.py), published retained for the
+dashboards; dispatchers' requests (central/service/dispatch.py) come on their own topic, skip the
 ingest inbox and are answered one at a time.
 
 The service is the only writer and the only publisher of desired state: requests from the
@@ -220,12 +220,12 @@ class CentralService:
         self._client.publish(topic, payload, qos=qos, retain=retain)
 
     def _send_alarms(self) -> None:
-        """Changed alarms, retained (central/alarm_center.py), QoS 1: never dropped."""
+        """Changed alarms, retained (central/service/alarm_center.py), QoS 1: never dropped."""
         for topic, payload, retain in self.ingest.alarms.take_outgoing():
             self._send(topic, payload, qos=1, retain=retain)
 
     async def _requests(self, requests: asyncio.Queue[tuple[str, bytes]]) -> None:
-        """Dispatchers' requests (central/dispatch.py), one at a time, each answered."""
+        """Dispatchers' requests (central/service/dispatch.py), one at a time, each answered."""
         while True:
             topic, payload = await requests.get()
             for out_topic, out_payload, retain in await self.dispatch.handle(topic, payload):

@@ -225,7 +225,7 @@ class Link:
 
 # The wire batches with their records already encoded: the same fields in the same order as
 # protocols.schemas' TelemetryBatch and EventBatch, so the bytes are the same as
-# codec.encode's (tests/test_outbox.py holds them to it).
+# codec.encode's (tests/test_agent_store.py holds them to it).
 class RawTelemetryBatch(msgspec.Struct, frozen=True, kw_only=True):
     v: int = SCHEMA_VERSION
     bus: str
