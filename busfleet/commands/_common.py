@@ -21,7 +21,11 @@ UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}  # '+30m' and friends
 
 def connection_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="central TOML file (see deploy/central.example.toml)")
-    p.add_argument("--db", help="SQLite file (overrides the config)")
+    p.add_argument(
+        "--db",
+        help="SQLite file (overrides the config); used by `serve` and by `import-gtfs` while no "
+        "central runs, the other tools ask the running central, which has its own",
+    )
     p.add_argument("--mqtt-host", help="broker host (overrides the config)")
     p.add_argument("--mqtt-port", type=int, help="broker port (overrides the config)")
     p.add_argument("--mqtt-username", help="MQTT user (overrides the config)")
