@@ -20,6 +20,8 @@ callers catch it as one.
 
 from __future__ import annotations
 
+from protocols.schemas import Scalar
+
 __all__ = [
     "CentralError",
     "CentralFault",
@@ -36,7 +38,19 @@ class CentralError(Exception):
 
 
 class Refused(CentralError, ValueError):
-    """A request central will not carry out; `str(exc)` tells the dispatcher what to fix."""
+    """A request central will not carry out; `str(exc)` tells the dispatcher what to fix,
+    `result` and `tables` may say more (the issues of a refused GTFS feed, say)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        result: dict[str, Scalar] | None = None,
+        tables: dict[str, list[dict[str, Scalar]]] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.result = result or {}
+        self.tables = tables or {}
 
 
 class CentralFault(CentralError):

@@ -57,6 +57,14 @@ REQUIRED = ("routes.txt", "trips.txt", "stops.txt", "stop_times.txt")
 OPTIONAL = ("agency.txt", "calendar.txt", "calendar_dates.txt", "shapes.txt")
 
 
+def issue_lines(report: Report) -> list[str]:
+    """The report as lines for a person: each listed issue, then what was not listed."""
+    lines = [str(issue) for issue in (*report.errors, *report.warnings)]
+    for (severity, code), n in sorted(report.unlisted().items()):
+        lines.append(f"... and {n} more {severity}s of kind {code}")
+    return lines
+
+
 class GtfsInvalid(Exception):
     """The feed has errors; nothing was stored. `report` lists them (file, line, field)."""
 

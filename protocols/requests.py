@@ -337,9 +337,11 @@ ReadRequest = (
 
 
 class ImportGtfs(RequestBase, tag="import_gtfs", frozen=True, kw_only=True):
-    """Import a GTFS feed (zip or folder on central's machine) as the timetable."""
+    """Import a GTFS feed (zip or folder on central's machine) as the timetable; up to
+    `max_listed` issues of each kind are listed in the answer."""
 
     path: Path
+    max_listed: Annotated[int, msgspec.Meta(ge=0, le=1000)] = 20
 
 
 Request = (

@@ -411,3 +411,29 @@ def test_import_gtfs_never_writes_behind_a_running_central_it_cannot_reach(
     # Once it has stopped, the same command fills the database directly.
     status, summary, _ = run_import(capsys, CAIRNS, db)
     assert status == 0 and summary["ok"] and query(db, "SELECT COUNT(*) FROM gtfs_trips")[0][0]
+
+
+def test_a_broken_feed_reads_the_same_through_a_running_central_as_without_one(
+    mosquitto: Broker, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # An unknown stop (an error) and two stops without a name (warnings): with --list 1, one
+    # warning is listed and the other counted.
+    unnamed = "E,,-16.95,145.75\nF,,-16.95,145.76\n"
+    broken = {
+        "stop_times.txt": FEED["stop_times.txt"] + "T2,08:40:00,08:40:00,X0,5\n",
+        "stops.txt": FEED["stops.txt"] + unnamed,
+    }
+    folder = write_feed(tmp_path / "f", **broken)
+    args = ["central", "import-gtfs", str(folder), "--list", "1"]
+    assert main([*args, "--db", str(tmp_path / "direct.sqlite")]) == 2
+    direct_out, direct_err = capsys.readouterr()
+    central_db = tmp_path / "central.sqlite"
+    with central_running(central_config(mosquitto, central_db)):
+        assert main([*args, *cli_conn(mosquitto, central_db)]) == 2
+    out, err = capsys.readouterr()
+    direct = json.loads(direct_out.splitlines()[-1])
+    assert json.loads(out.splitlines()[-1]) == direct == {"ok": False, "errors": 1, "warnings": 2}
+    lines = [line for line in direct_err.splitlines() if "X0" in line or "more warnings" in line]
+    assert len(lines) == 2
+    assert lines and all(line in err.splitlines() for line in lines)
+    assert query(central_db, "SELECT COUNT(*) FROM gtfs_trips")[0][0] == 0

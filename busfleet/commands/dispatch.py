@@ -87,10 +87,10 @@ def register_central(csub: Parsers, connection_args: ConnectionArgs) -> None:
 
 
 def _print_issues(report: Report, prog: str) -> None:
-    for issue in (*report.errors, *report.warnings):
-        print(f"{prog}: {issue}", file=sys.stderr)
-    for (severity, code), n in sorted(report.unlisted().items()):
-        print(f"{prog}: ... and {n} more {severity}s of kind {code}", file=sys.stderr)
+    from central.gtfs_import import issue_lines
+
+    for line in issue_lines(report):
+        print(f"{prog}: {line}", file=sys.stderr)
 
 
 def import_gtfs_cmd(args: argparse.Namespace) -> int:
@@ -105,7 +105,7 @@ def import_gtfs_cmd(args: argparse.Namespace) -> int:
 
     prog = "busfleet central import-gtfs"
     config = config_from(args)
-    request = ImportGtfs(path=str(Path(args.path).resolve()))
+    request = ImportGtfs(path=str(Path(args.path).resolve()), max_listed=max(0, args.list))
     try:
         reply = asyncio.run(client.ask(config, request, user=dispatcher_name(None)))
     except NoAnswer as exc:
@@ -115,9 +115,13 @@ def import_gtfs_cmd(args: argparse.Namespace) -> int:
         return _import_directly(args, prog)
     for issue in reply.tables.get("issues", []):
         print(f"{prog}: {issue['issue']}", file=sys.stderr)
-    if not reply.ok:
+    if not reply.ok:  # the same last line as an import without central (_import_into)
         print(f"{prog}: {reply.error}", file=sys.stderr)
-        print(json.dumps({"ok": False, "error": reply.error}))
+        counts = {
+            "errors": reply.result.get("errors", 1),
+            "warnings": reply.result.get("warnings", 0),
+        }
+        print(json.dumps({"ok": False, **counts}))
         return 1 if reply.failed else 2
     print(json.dumps({"ok": True, **reply.result}))
     return 0

@@ -46,7 +46,7 @@ from central.desired import Published
 from central.diversions import cancel_diversion, create_diversion, list_diversions
 from central.driver import driver_log
 from central.errors import CentralFault, Refused
-from central.gtfs_import import GtfsInvalid, import_gtfs
+from central.gtfs_import import GtfsInvalid, import_gtfs, issue_lines
 from central.media import MediaLibrary, MediaRejected
 from central.messages import create_message, list_messages, recipients, withdraw_message
 from central.operator_files import NotAFile
@@ -67,6 +67,7 @@ from central.store import gtfs as gtfs_db
 from central.store.db import CentralStore
 from protocols import codec, topics
 from protocols.errors import ProtocolError
+from protocols.gtfs.table import Report as FeedReport
 from protocols.requests import (
     REQUESTS,
     AckAlarm,
@@ -216,9 +217,9 @@ class Dispatch:
             reply = DispatchReply(
                 id=envelope.id, ok=True, t=now, result=result, tables=tables, records=c.records
             )
-        except GtfsInvalid as exc:
-            reply = self._refuse(envelope.id, user, f"the feed was not imported: {exc}", now)
-        except (Refused, ProtocolError, ValueError) as exc:  # ValueError: the older rules' way
+        except Refused as exc:
+            reply = self._refuse(envelope.id, user, str(exc), now, exc.result, exc.tables)
+        except (ProtocolError, ValueError) as exc:  # ValueError: the older rules' way
             reply = self._refuse(envelope.id, user, str(exc), now)
         except Exception as exc:
             fault = CentralFault(f"central failed to carry out the request: {exc}")
@@ -248,10 +249,20 @@ class Dispatch:
         reply = self._refuse(request_id, user, why, now)
         return [(topics.dispatch_reply(user), _fit(reply), False)]
 
-    def _refuse(self, request_id: str, user: str, error: str, now: float) -> DispatchReply:
+    def _refuse(
+        self,
+        request_id: str,
+        user: str,
+        error: str,
+        now: float,
+        result: dict[str, Scalar] | None = None,
+        tables: dict[str, list[dict[str, Scalar]]] | None = None,
+    ) -> DispatchReply:
         self.counters["refused"] += 1
         log.info("refused %s's request %s: %s", user, request_id, error)
-        return DispatchReply(id=request_id, ok=False, t=now, error=error)
+        return DispatchReply(
+            id=request_id, ok=False, t=now, error=error, result=result or {}, tables=tables or {}
+        )
 
     def _desired(self, published: Published) -> list[Outgoing]:
         for bus, (version, _) in sorted(published.items()):
@@ -415,12 +426,20 @@ class Dispatch:
         return queries.report(c.store, r.what, {"days": r.days}, c.now)
 
     def _import_gtfs(self, c: Ctx, r: ImportGtfs) -> Answer:
-        result = import_gtfs(c.store, str(Path(r.path)), now=c.now)
+        try:
+            result = import_gtfs(c.store, str(Path(r.path)), now=c.now, max_listed=r.max_listed)
+        except GtfsInvalid as exc:  # refused, with the counts and the issues the CLI prints
+            counts: dict[str, Scalar] = {
+                "errors": exc.report.error_count,
+                "warnings": exc.report.warning_count,
+            }
+            raise Refused(
+                f"the feed was not imported: {exc}", result=counts, tables=_issues(exc.report)
+            ) from exc
         summary: dict[str, Scalar] = {
             k: v for k, v in result.summary.items() if isinstance(v, int | float | str)
         }
-        issues = [{"issue": str(i)} for i in (*result.report.errors, *result.report.warnings)]
-        return summary, {"issues": _table(issues)}
+        return summary, _issues(result.report)
 
     # -- the tools' read-only requests: whole records, paged (_page) -------------------------
     def _list_commands(self, c: Ctx, r: ListCommands) -> Answer:
@@ -525,3 +544,7 @@ def _fit(reply: DispatchReply) -> bytes:
         )
         payload = codec.encode(cut)
     return payload
+
+
+def _issues(report: FeedReport) -> dict[str, list[dict[str, Scalar]]]:
+    return {"issues": _table([{"issue": line} for line in issue_lines(report)])}
