@@ -17,7 +17,7 @@ from busfleet.cli import main
 from central import client, mqtt
 from central.errors import NoCentral
 from protocols import codec, topics
-from protocols.requests import CentralPresence, Detail
+from protocols.requests import CentralPresence, Detail, ImportGtfs, Request
 from protocols.schemas import DesiredState
 from tests.fleet_helpers import central_config, central_running, cli_conn, wait_for
 
@@ -174,3 +174,31 @@ def test_fleet_state_hears_of_a_new_desired_version_from_the_writer(
             )
     finally:
         watcher.close()
+
+
+def test_a_slow_request_does_not_hold_up_a_quick_one_behind_it(
+    mosquitto: Broker, tmp_path: Path
+) -> None:
+    """A GTFS import (seconds, on a thread) is under way; a look at a bus is answered first."""
+    from tests.test_gtfs_import import _bench_module
+
+    feed = tmp_path / "big"
+    _bench_module().write_feed(feed, 400_000)  # several seconds to import, even on a fast machine
+    config = central_config(mosquitto, tmp_path / "central.sqlite")
+
+    async def both() -> list[str]:
+        answered: list[str] = []
+
+        async def one(name: str, request: Request) -> None:
+            reply = await requests.ask(client.envelope(request))
+            assert reply.ok, reply.error
+            answered.append(name)
+
+        async with client.connect(config, "alice") as requests, asyncio.TaskGroup() as tg:
+            tg.create_task(one("import", ImportGtfs(path=str(feed))))
+            await asyncio.sleep(0.2)  # the import is on its thread by now
+            tg.create_task(one("detail", Detail(bus="bus-01")))
+        return answered
+
+    with central_running(config):
+        assert asyncio.run(both()) == ["detail", "import"]

@@ -112,6 +112,7 @@ log = logging.getLogger("busfleet.central.dispatch")
 # Run on a thread with a connection of their own: they read much or write for long, and
 # publish nothing.
 SLOW: tuple[type[RequestBase], ...] = (Listing, Report, Records, ImportGtfs, ImportMedia)
+SLOW_AT_ONCE = 2  # slow requests on threads at the same time; more wait their turn
 REPLY_LIMIT = codec.MAX_PAYLOAD - 4096
 PAGE_BYTES = REPLY_LIMIT // 2  # records per reply: half of it, the envelope is never near
 
@@ -170,6 +171,7 @@ class Dispatch:
         self.alarms = alarms
         self.on_desired = on_desired  # fleet state hears of every new desired version
         self.counters: dict[str, int] = {"requests": 0, "refused": 0, "failed": 0, "bad": 0}
+        self._threads = asyncio.Semaphore(SLOW_AT_ONCE)
         self.handlers: dict[type[RequestBase], Callable[[Ctx, Any], Answer]] = {
             AckAlarm: self._ack_alarm,
             Assign: self._assign,
@@ -211,7 +213,8 @@ class Dispatch:
         try:
             log.info("%s: %s", user, request)
             if isinstance(request, SLOW) and self.store.shareable:
-                result, tables = await asyncio.to_thread(self._threaded, c, request)
+                async with self._threads:  # a few at once: each holds a connection and a core
+                    result, tables = await asyncio.to_thread(self._threaded, c, request)
             else:
                 result, tables = self.handlers[type(request)](c, request)
             reply = DispatchReply(

@@ -225,11 +225,26 @@ class CentralService:
             self._send(topic, payload, qos=1, retain=retain)
 
     async def _requests(self, requests: asyncio.Queue[tuple[str, bytes]]) -> None:
-        """Dispatchers' requests (central/service/dispatch.py), one at a time, each answered."""
-        while True:
-            topic, payload = await requests.get()
+        """Dispatchers' requests (central/service/dispatch.py), each answered.
+
+        Each is a task of its own: a quick one runs to its answer at once, in arrival order
+        (it never awaits); a slow one (a listing, a report, an import: on a thread) does not
+        hold up the acknowledgements and assignments behind it. At most REQUESTS_LIMIT are
+        under way; the broker and the bounded queue hold the rest.
+        """
+        room = asyncio.Semaphore(REQUESTS_LIMIT)
+        async with asyncio.TaskGroup() as tg:
+            while True:
+                topic, payload = await requests.get()
+                await room.acquire()
+                tg.create_task(self._request(topic, payload, room), name="request")
+
+    async def _request(self, topic: str, payload: bytes, room: asyncio.Semaphore) -> None:
+        try:
             for out_topic, out_payload, retain in await self.dispatch.handle(topic, payload):
                 self._send(out_topic, out_payload, qos=1, retain=retain)
+        finally:
+            room.release()
 
     def _send_desired(self, published: Published) -> None:
         """Publish desired documents this process wrote, and tell fleet state their versions."""
