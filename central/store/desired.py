@@ -49,8 +49,13 @@ class DesiredTables:
             row = self.db.execute("SELECT version FROM desired WHERE bus = ?", [bus]).fetchone()
             version = (row[0] if row else 0) + 1
             body = body_for_version(version)
-            self.db.table("desired").upsert(
-                {"bus": bus, "version": version, "body": body}, pk="bus"
+            # Plain SQL, not sqlite-utils' upsert: that reads the table's columns on every call,
+            # and this is on the path of every dispatcher action (bench/push_latency.py:
+            # store write p99 0.8 ms with it, 0.3 ms without).
+            self.db.execute(
+                "INSERT INTO desired (bus, version, body) VALUES (?, ?, ?)"
+                " ON CONFLICT(bus) DO UPDATE SET version = excluded.version, body = excluded.body",
+                (bus, version, body),
             )
         return version
 
