@@ -313,6 +313,21 @@ def test_a_dispatcher_asks_central_and_reads_alarms_and_answers_but_forges_neith
     assert central.publish(topics.alarm("a-1"), b"", retain=True) in ACCEPTED  # tidy up
 
 
+def test_only_dispatchers_ask_central_and_the_service_account_asks_nobody(
+    connect: Connect,
+) -> None:
+    # The CLI tools log in as dispatchers; `central` is the service's alone, which answers
+    # requests and never makes one (so a request always comes from a dispatcher's account).
+    service = connect("central", client_id="central-requests")
+    service.subscribe(topics.dispatch_request("bob"))
+    central = connect("central")
+    dispatcher = connect("dispatcher", client_id="dash-3")
+    assert central.publish(topics.dispatch_request("bob"), b"forged") == NOT_AUTHORIZED
+    assert dispatcher.publish(topics.dispatch_request("bob"), b"asked") in ACCEPTED
+    got = service.until(topics.dispatch_request("bob"), b"asked")
+    assert not [m for m in got if m[1] == b"forged"]
+
+
 def test_central_ingest_workers_share_one_subscription(connect: Connect) -> None:
     group = topics.shared("ingest", topics.all_buses(topics.Kind.TELEMETRY))
     workers = [connect("central", client_id=f"central-ingest-{i}") for i in (1, 2)]
