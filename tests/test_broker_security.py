@@ -36,7 +36,12 @@ from protocols.schemas import Presence, ReportedState
 from tests.conftest import REPO
 from tests.test_deploy_files import DOWNLINK, UPLINK
 
-pytestmark = pytest.mark.skipif(mosquitto_path() is None, reason="mosquitto is not installed")
+
+# Not a skip: CI has everything installed, so a missing broker is a failure that says why.
+@pytest.fixture(autouse=True)
+def _mosquitto_is_installed() -> None:
+    assert mosquitto_path(), "mosquitto is not installed (./run setup installs it)"
+
 
 WAIT = 45.0  # generous: a busy CI machine is slow, a missing message is a failure anyway
 NOT_AUTHORIZED = 0x87

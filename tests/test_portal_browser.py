@@ -44,9 +44,12 @@ CHROMIUM_ARGS = [
 PHONE: ViewportSize = {"width": 390, "height": 844}
 WAIT_MS = 15_000  # generous for a loaded CI machine; never a timing assertion
 
-pytestmark = pytest.mark.skipif(
-    shutil.which(CHROMIUM) is None and not Path(CHROMIUM).exists(), reason="needs Debian chromium"
-)
+
+# Not a skip: CI has everything installed, so a missing browser is a failure that says why.
+@pytest.fixture(autouse=True)
+def _chromium_is_installed() -> None:
+    assert shutil.which(CHROMIUM) or Path(CHROMIUM).exists(), "needs Debian chromium (./run setup)"
+
 
 CONTENT = PortalContent(
     line="131",

@@ -26,7 +26,6 @@ from busfleet.cli import main
 from onboard.config import load_config
 
 MOSQUITTO_PASSWD = shutil.which("mosquitto_passwd")
-needs_mosquitto_passwd = pytest.mark.skipif(MOSQUITTO_PASSWD is None, reason="no mosquitto_passwd")
 
 
 def _mosquitto_passwd(path: Path, user: str, password: str) -> str:
@@ -36,8 +35,8 @@ def _mosquitto_passwd(path: Path, user: str, password: str) -> str:
     return read_password_file(path)[user]
 
 
-@needs_mosquitto_passwd
 def test_our_hash_is_byte_for_byte_the_one_mosquitto_passwd_makes(tmp_path: Path) -> None:
+    assert MOSQUITTO_PASSWD, "mosquitto_passwd is missing (./run setup installs mosquitto)"
     import base64
 
     theirs = _mosquitto_passwd(tmp_path / "passwd", "bus-1", "s3cret-Ü")
@@ -47,8 +46,8 @@ def test_our_hash_is_byte_for_byte_the_one_mosquitto_passwd_makes(tmp_path: Path
     assert ours == theirs
 
 
-@needs_mosquitto_passwd
 def test_a_hash_from_mosquitto_passwd_checks_against_its_password_only(tmp_path: Path) -> None:
+    assert MOSQUITTO_PASSWD, "mosquitto_passwd is missing (./run setup installs mosquitto)"
     theirs = _mosquitto_passwd(tmp_path / "passwd", "bus-1", "right")
     assert check_mosquitto_hash("right", theirs)
     assert not check_mosquitto_hash("wrong", theirs)
@@ -233,8 +232,8 @@ def test_the_revoke_command_says_when_the_bus_was_never_there(
     assert "not in" in capsys.readouterr().err
 
 
-@pytest.mark.skipif(shutil.which("openssl") is None, reason="no openssl")
 def test_development_certificates_verify_for_localhost_and_loopback(tmp_path: Path) -> None:
+    assert shutil.which("openssl"), "openssl is missing (./run setup installs it)"
     assert (
         main(["bus", "dev-certs", str(tmp_path), "--host", "localhost", "--host", "127.0.0.1"]) == 0
     )
