@@ -22,9 +22,14 @@ log = logging.getLogger("busfleet.central.serve")
 
 
 async def serve(config: CentralConfig, service: CentralService) -> None:
-    """Run the service with the HTTP server, which reads the service's store."""
-    async with asyncio.TaskGroup() as tg:
-        tg.create_task(service.run(), name="central")
-        if config.http_port:
-            log.info("HTTP on %s:%d", config.http_host, config.http_port)
-            tg.create_task(run_http(config, service.store), name="http")
+    """Run the service with the HTTP server, which reads the service's store; the store is
+    closed once both have ended, not while the HTTP server may still read it."""
+    service.closes_store = False
+    try:
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(service.run(), name="central")
+            if config.http_port:
+                log.info("HTTP on %s:%d", config.http_host, config.http_port)
+                tg.create_task(run_http(config, service.store), name="http")
+    finally:
+        service.store.close()

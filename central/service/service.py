@@ -136,6 +136,9 @@ class CentralService:
         for bus, payload in self.store.all_desired():  # fleet state starts with the versions
             self.ingest.on_desired(bus, codec.decode(DesiredState, payload).version)
         self.ready = asyncio.Event()  # subscribed and ingesting
+        # run() closes the store on its way out, unless whoever shares it closes it later
+        # (serve.py: the HTTP server reads it until its own task has ended).
+        self.closes_store = True
         self._client: paho.Client | None = None
 
     def _filters(self) -> list[str]:
@@ -212,7 +215,8 @@ class CentralService:
                 client.publish(presence, codec.encode(gone), qos=1, retain=True).wait_for_publish(2)
             client.disconnect()
             client.loop_stop()
-            self.store.close()
+            if self.closes_store:
+                self.store.close()
 
     def _send(self, topic: str, payload: bytes, qos: int, retain: bool = False) -> None:
         """Queue a publish on the paho thread; QoS 1 ones go out after a reconnect, too."""
