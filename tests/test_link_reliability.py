@@ -59,7 +59,8 @@ def test_a_bus_offline_for_an_hour_sends_its_backlog_in_order_as_backfill(
 def test_the_broker_killed_and_restarted_mid_stream_loses_nothing(
     tmp_path: Path, port: int, procs: Procs
 ) -> None:
-    seqs = prefill(tmp_path / "bus-a", 6000, created=time.time() - 6000)
+    # A backlog large enough to be still streaming when the broker goes (see below).
+    seqs = prefill(tmp_path / "bus-a", 50_000, created=time.time() - 50_000, spacing=0.1)
     with broker_on(tmp_path / "mq", port):
         procs.central()
         procs.agent("bus-a")
@@ -74,7 +75,8 @@ def test_the_broker_killed_and_restarted_mid_stream_loses_nothing(
 def test_an_agent_killed_mid_batch_resumes_without_loss_or_duplicates(
     tmp_path: Path, port: int, procs: Procs
 ) -> None:
-    seqs = prefill(tmp_path / "bus-a", 5000, created=time.time() - 5000)
+    # A backlog large enough to be still streaming when the agent is killed (see below).
+    seqs = prefill(tmp_path / "bus-a", 50_000, created=time.time() - 50_000, spacing=0.1)
     with broker_on(tmp_path / "mq", port):
         procs.central()
         first = procs.agent("bus-a", "agent-1")
@@ -89,8 +91,8 @@ def test_an_agent_killed_mid_batch_resumes_without_loss_or_duplicates(
 def test_central_killed_mid_ingest_gets_everything_after_its_restart(
     tmp_path: Path, port: int, procs: Procs
 ) -> None:
-    # Enough backlog that central is still ingesting when it is killed: without Nagle and with
-    # each record encoded once, 5,000 records were all stored before the first poll saw 100.
+    # Enough backlog that the stream is still running when something is killed: without Nagle
+    # and with each record encoded once, 5,000 records were all stored before the first poll.
     seqs = prefill(tmp_path / "bus-a", 50_000, created=time.time() - 50_000, spacing=0.1)
     with broker_on(tmp_path / "mq", port):
         central = procs.central("central-1")
