@@ -33,6 +33,17 @@ TOOLS = [
     ["central", "playlist", "import", "p.toml"],
     ["central", "media", "import", "a.png"],
 ]
+# The read-only ones ask too (the service alone opens the database).
+TOOLS += [
+    ["central", "commands"],
+    ["central", "messages", "--status", "active"],
+    ["central", "driver-log", "--bus", "bus-01"],
+    ["central", "divert", "list"],
+    ["central", "media", "list"],
+    ["central", "playlist", "list"],
+    ["central", "playlist", "show", "spring"],
+    ["central", "report", "plays", "--from", "2025-06-01", "--to", "2025-06-02"],
+]
 
 
 @pytest.mark.parametrize("argv", TOOLS, ids=lambda a: " ".join(a[1:3]))

@@ -21,31 +21,7 @@ from protocols import codec
 from tests.ads_helpers import png
 from tests.fleet_helpers import central_config, central_running, cli_conn
 
-READERS = [
-    ["central", "commands"],
-    ["central", "messages", "--status", "active"],
-    ["central", "driver-log", "--bus", "bus-01"],
-    ["central", "divert", "list"],
-    ["central", "media", "list"],
-    ["central", "playlist", "list"],
-    ["central", "playlist", "show", "spring"],
-    ["central", "report", "plays", "--from", "2025-06-01", "--to", "2025-06-02"],
-]
 ROOT = Path(__file__).resolve().parent.parent
-
-
-@pytest.mark.parametrize("argv", READERS, ids=lambda a: " ".join(a[1:3]))
-def test_a_read_only_tool_with_no_central_running_says_so_in_one_line_and_exits_2(
-    argv: list[str], mosquitto: Broker, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    started = time.monotonic()
-    assert main([*argv, *cli_conn(mosquitto, tmp_path / "c.sqlite")]) == 2
-    out, err = capsys.readouterr()
-    assert out == ""
-    [line] = err.strip().splitlines()
-    assert "no central is running" in line and "busfleet central serve" in line
-    assert time.monotonic() - started < client.PRESENCE_WAIT_S + 5
-    assert not (tmp_path / "c.sqlite").exists()  # the tool did not open the database
 
 
 def test_a_listing_through_the_service_prints_what_the_database_holds_in_pages(
