@@ -122,6 +122,33 @@ def test_systemd_verifies_a_unit_without_a_complaint(unit: str, tmp_path: Path) 
     assert proc.returncode == 0 and proc.stderr == "", proc.stderr
 
 
+EXPOSURE = re.compile(r"Overall exposure level for \S+: (\d+\.\d+)")
+
+
+@pytest.mark.parametrize("unit", sorted(UNITS))
+def test_systemd_rates_a_units_exposure_at_4_or_less(unit: str) -> None:
+    # The same rating `systemd-analyze security busfleet-agent` gives an installed unit.
+    assert shutil.which("systemd-analyze"), "systemd-analyze is missing (./run setup installs it)"
+    proc = subprocess.run(
+        ["systemd-analyze", "security", "--offline=yes", "--no-pager", str(DEPLOY / "systemd" / unit)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    found = EXPOSURE.search(proc.stdout)
+    assert found, proc.stdout + proc.stderr
+    assert float(found.group(1)) <= 4.0, proc.stdout
+
+
+def test_the_agent_has_descriptors_for_a_busload_of_phones_and_central_a_memory_limit() -> None:
+    agent = parse_unit(DEPLOY / "systemd" / "busfleet-agent.service")["Service"]
+    central = parse_unit(DEPLOY / "systemd" / "busfleet-central.service")["Service"]
+    assert int(agent["LimitNOFILE"][0]) >= 65536  # systemd's default soft limit is 1,024
+    assert central["MemoryMax"] and central["MemoryMax"][0] not in ("infinity", "")
+    # The passenger portal's `nft` needs CAP_NET_ADMIN (a drop-in adds it as ambient): the
+    # bounding set must leave it possible, and netlink must stay open.
+    assert agent["CapabilityBoundingSet"] == ["CAP_NET_ADMIN"]
+    assert "AF_NETLINK" in agent["RestrictAddressFamilies"][0].split()
+
+
 def test_buses_may_write_uplink_and_read_downlink_topics_of_their_own_only() -> None:
     patterns = parse_acl(ACL)[None]
     want = {("write", f"busfleet/v1/bus/%u/{k.value}") for k in UPLINK}
