@@ -1,7 +1,9 @@
 """Asking the running central service: request/reply over MQTT, for the dashboard and the CLI.
 
 A request (protocols/requests.py) goes to `busfleet/v1/dispatch/{user}/request` in an envelope
-with an id; central carries it out and answers on `.../{user}/reply` with the same id. The
+with an id; central carries it out and answers on `.../{user}/reply` with the same id. `user`
+is the broker account (`account`): deploy/'s ACL lets an account ask under its own name only
+and read only its own replies, so the name is proven, not said. The
 service is the only writer of desired state and the only publisher to buses: the dashboard
 and every CLI tool ask it, none of them opens the database to change it.
 
@@ -22,6 +24,7 @@ import uuid
 from collections.abc import AsyncIterator
 
 import aiomqtt
+import msgspec
 
 from central import mqtt
 from central.config import CentralConfig
@@ -34,6 +37,7 @@ __all__ = [
     "PRESENCE_WAIT_S",
     "REPLY_TIMEOUT_S",
     "Requests",
+    "account",
     "ask",
     "connect",
     "envelope",
@@ -43,6 +47,12 @@ log = logging.getLogger("busfleet.central.client")
 
 PRESENCE_WAIT_S = 3.0  # retained presence comes at once; a little slack for a busy broker
 REPLY_TIMEOUT_S = 120.0  # a GTFS import or a media import of big files takes a while
+
+
+def account(config: CentralConfig, name: str | None = None) -> str:
+    """The name a dispatcher asks under: its broker account (`mqtt_username`), which the ACL
+    ties to the request topic; `name` only where the broker has no accounts (development)."""
+    return config.mqtt_username or name or "dispatcher"
 
 
 def envelope(request: Request, now: float | None = None) -> DispatchRequest:
@@ -101,7 +111,8 @@ class Requests:
     async def send(self, request: DispatchRequest) -> None:
         """Publish a request; its reply comes through `feed`."""
         topic = topics.dispatch_request(self.user)
-        await self.client.publish(topic, codec.encode(request), qos=1)
+        signed = msgspec.structs.replace(request, by=self.user)  # central checks it: the topic's
+        await self.client.publish(topic, codec.encode(signed), qos=1)
 
     async def ask(
         self, request: DispatchRequest, timeout_s: float = REPLY_TIMEOUT_S
@@ -127,15 +138,18 @@ async def _read(client: aiomqtt.Client, requests: Requests) -> None:
 
 @contextlib.asynccontextmanager
 async def connect(
-    config: CentralConfig, user: str, *, presence_wait_s: float = PRESENCE_WAIT_S
+    config: CentralConfig, user: str | None = None, *, presence_wait_s: float = PRESENCE_WAIT_S
 ) -> AsyncIterator[Requests]:
-    """A connection of its own to ask central (CLI tools). Unavailable if the broker cannot
-    be reached, NoCentral if no central worker is online."""
+    """A connection of its own to ask central (CLI tools), as `account(config, user)`.
+    Unavailable if the broker cannot be reached, NoCentral if no central worker is online.
+
+    On deploy/'s broker the client id is the account: a tool and a dashboard that run at
+    once need accounts of their own (one would knock the other off)."""
     where = f"{config.mqtt_host}:{config.mqtt_port}"
-    identifier = f"{config.client_id}-ask-{uuid.uuid4().hex[:8]}"
+    identifier = f"{config.identity}-ask-{uuid.uuid4().hex[:8]}"  # unique where not forced
     try:
         async with mqtt.client(config, identifier=identifier) as client:
-            requests = Requests(client, user)
+            requests = Requests(client, account(config, user))
             # Not a TaskGroup: the caller's body runs inside, and its errors must come out
             # as they are, not wrapped in an ExceptionGroup. The reader ends with the block.
             reader = asyncio.create_task(_read(client, requests), name="central-client-read")
@@ -159,7 +173,7 @@ async def ask(
     config: CentralConfig,
     request: Request,
     *,
-    user: str,
+    user: str | None = None,
     timeout_s: float = REPLY_TIMEOUT_S,
     presence_wait_s: float = PRESENCE_WAIT_S,
 ) -> DispatchReply:

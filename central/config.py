@@ -21,7 +21,9 @@ class CentralConfig:
     mqtt_password_file: str = ""
     mqtt_ca_file: str = ""
     mqtt_protocol: int = 5  # 4 = MQTT 3.1.1
-    client_id: str = "central"
+    # Empty: the MQTT username. deploy/'s broker forces every client id to its username, so
+    # there an account is one connection, and each ingest worker needs an account of its own.
+    client_id: str = ""
     offline_after_s: float = 30.0  # no message from a bus for this long: offline
     fleet_publish_s: float = 0.5  # how often changed fleet entries go to dashboards
     media_dir: str = "media"  # the ad media library (content-addressed files)
@@ -31,6 +33,11 @@ class CentralConfig:
     alarm_overspeed_kmh: float = 70.0  # faster than this for 5 s raises an overspeed alarm
     alarm_sync_after_s: float = 120.0  # online, not running its desired state this long: alarm
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def identity(self) -> str:
+        """The client id to connect with, and the name of this worker's presence."""
+        return self.client_id or self.mqtt_username or "central"
 
 
 def parse_central_config(text: str, path: str = "<string>") -> CentralConfig:

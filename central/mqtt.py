@@ -51,7 +51,7 @@ def client(config: CentralConfig, identifier: str | None = None, **extra: object
         "port": config.mqtt_port,
         "username": config.mqtt_username or None,
         "password": _password(config),
-        "identifier": identifier or config.client_id,
+        "identifier": identifier or config.identity,
         "protocol": aiomqtt.ProtocolVersion.V5
         if config.mqtt_protocol == 5
         else aiomqtt.ProtocolVersion.V311,
@@ -69,7 +69,7 @@ def paho_client(config: CentralConfig, client_id: str | None = None) -> paho.Cli
     v5 = config.mqtt_protocol == 5
     out = paho.Client(
         CallbackAPIVersion.VERSION2,
-        client_id=client_id or config.client_id,
+        client_id=client_id or config.identity,
         protocol=paho.MQTTv5 if v5 else paho.MQTTv311,
     )
     password = _password(config)

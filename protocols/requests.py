@@ -407,13 +407,16 @@ class CentralPresence(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class DispatchRequest(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
-    """A request to central with its id; the dispatcher is the topic's user level, and
-    central answers on the reply topic with the same `id`."""
+    """A request to central with its id; the dispatcher is the topic's user level (the
+    broker account: the ACL allows no other), and central answers on the reply topic with
+    the same `id`. `by`, when given, is who the client says asks: central refuses it unless
+    it is the topic's account."""
 
     v: int = SCHEMA_VERSION
     id: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
     t: float
     request: Request
+    by: Annotated[str, msgspec.Meta(max_length=64)] = ""
 
 
 # A whole record as JSON (nested lists and objects), as a tool prints it.

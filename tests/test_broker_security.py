@@ -1,10 +1,14 @@
 """The fleet link is secure by default: real mosquitto running deploy/mosquitto's config.
 
-One broker per module: TLS with development certificates, `central` and `dispatcher` users,
-buses provisioned by busfleet.broker.provision. Every "is not delivered" check is made against a
-sentinel that the same publisher sends after the refused message and that the subscriber is
-allowed to get: the broker keeps each publisher's order, so when the sentinel arrives, a
-delivered forgery would already be there. No sleeping and hoping.
+One broker per module: TLS with development certificates; on the city listener the accounts
+`central` and `central-2` (role central), `dispatcher` and `tools` (role dispatcher); on the bus
+listener buses provisioned by busfleet.broker.provision. Both listeners force client ids to
+usernames: an account is one connection, so a test that needs two uses two accounts.
+
+Every "is not delivered" check is made against a sentinel that the same publisher sends
+after the refused message and that the subscriber is allowed to get: the broker keeps each
+publisher's order, so when the sentinel arrives, a delivered forgery would already be there.
+No sleeping and hoping.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol
 
+import msgspec
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
@@ -28,12 +33,16 @@ from paho.mqtt.reasoncodes import ReasonCode
 from busfleet.broker.launch import mosquitto_path
 from busfleet.broker.provision import remove_user
 from busfleet.broker.secure import SecureBroker, run_secure_mosquitto
+from central import client
 from central import mqtt as central_mqtt
+from central.config import CentralConfig
 from onboard.agent import Agent
 from onboard.config import load_config
 from protocols import codec, compact, topics
+from protocols.requests import ListMedia
 from protocols.schemas import Presence, ReportedState
 from tests.conftest import REPO
+from tests.fleet_helpers import central_running
 from tests.test_deploy_files import DOWNLINK, UPLINK
 
 
@@ -54,6 +63,8 @@ BAD_CREDENTIALS = {0x86, 0x87}
 @pytest.fixture(scope="module")
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureBroker]:
     with run_secure_mosquitto(tmp_path_factory.mktemp("secure"), buses=("bus-a", "bus-b")) as b:
+        b.add_account("central-2", "central")
+        b.add_account("tools", "dispatcher")
         yield b
 
 
@@ -69,6 +80,7 @@ class Session:
         port: int | None = None,
         client_id: str = "",
         tls: bool = True,
+        clean_start: bool = True,
     ) -> None:
         self.connacks: queue.Queue[ReasonCode] = queue.Queue()
         self.messages: queue.Queue[mqtt.MQTTMessage] = queue.Queue()
@@ -86,7 +98,7 @@ class Session:
         c.on_message = lambda _c, _u, msg: self.messages.put(msg)
         c.on_publish = lambda _c, _u, mid, rc, _p: self._ack(mid).put(rc)
         c.on_disconnect = lambda _c, _u, _f, rc, _p: self._on_disconnect(rc)
-        c.connect_async(broker.host, port or broker.city_port)
+        c.connect_async(broker.host, port or broker.city_port, clean_start=clean_start)
         c.loop_start()
         self.client = c
 
@@ -124,7 +136,9 @@ class Session:
 
 
 class Connect(Protocol):
-    def __call__(self, user: str, *, bus_port: bool = False, client_id: str = "") -> Session: ...
+    def __call__(
+        self, user: str, *, bus_port: bool = False, client_id: str = "", clean_start: bool = True
+    ) -> Session: ...
 
 
 @pytest.fixture
@@ -139,9 +153,12 @@ def sessions() -> Iterator[list[Session]]:
 def connect(broker: SecureBroker, sessions: list[Session]) -> Connect:
     """connect(user, bus_port=False, **kw): a connected session, its password looked up."""
 
-    def make(user: str, *, bus_port: bool = False, client_id: str = "") -> Session:
+    def make(
+        user: str, *, bus_port: bool = False, client_id: str = "", clean_start: bool = True
+    ) -> Session:
         port = broker.port if bus_port else broker.city_port
-        s = Session(broker, user, broker.password(user), port=port, client_id=client_id)
+        password = broker.password(user)
+        s = Session(broker, user, password, port=port, client_id=client_id, clean_start=clean_start)
         sessions.append(s)
         assert s.connack().value == 0, f"{user} was refused"
         return s
@@ -305,14 +322,15 @@ def test_a_dispatcher_asks_central_and_reads_alarms_and_answers_but_forges_neith
     central = connect("central")
     central.subscribe(topics.all_dispatch_requests())
     dispatcher = connect("dispatcher", client_id="dash-2")
-    dispatcher.subscribe(topics.all_alarms(), topics.dispatch_reply("alice"))
+    mine = topics.dispatch_reply("dispatcher")
+    dispatcher.subscribe(topics.all_alarms(), mine)
     assert dispatcher.publish(topics.alarm("a-1"), b"forged") == NOT_AUTHORIZED
-    assert dispatcher.publish(topics.dispatch_reply("alice"), b"forged") == NOT_AUTHORIZED
-    assert dispatcher.publish(topics.dispatch_request("alice"), b"request") in ACCEPTED
-    central.until(topics.dispatch_request("alice"), b"request")
+    assert dispatcher.publish(mine, b"forged") == NOT_AUTHORIZED
+    assert dispatcher.publish(topics.dispatch_request("dispatcher"), b"request") in ACCEPTED
+    central.until(topics.dispatch_request("dispatcher"), b"request")
     assert central.publish(topics.alarm("a-1"), b"alarm", retain=True) in ACCEPTED
-    assert central.publish(topics.dispatch_reply("alice"), b"reply") in ACCEPTED
-    got = dispatcher.until(topics.dispatch_reply("alice"), b"reply")
+    assert central.publish(mine, b"reply") in ACCEPTED
+    got = dispatcher.until(mine, b"reply")
     assert (topics.alarm("a-1"), b"alarm") in got
     assert not [m for m in got if m[1] == b"forged"]
     assert central.publish(topics.alarm("a-1"), b"", retain=True) in ACCEPTED  # tidy up
@@ -321,21 +339,23 @@ def test_a_dispatcher_asks_central_and_reads_alarms_and_answers_but_forges_neith
 def test_only_dispatchers_ask_central_and_the_service_account_asks_nobody(
     connect: Connect,
 ) -> None:
-    # The CLI tools log in as dispatchers; `central` is the service's alone, which answers
-    # requests and never makes one (so a request always comes from a dispatcher's account).
-    service = connect("central", client_id="central-requests")
-    service.subscribe(topics.dispatch_request("bob"))
+    # The CLI tools log in as dispatchers; central accounts are the service's alone, which
+    # answers requests and never makes one (so a request always comes from a dispatcher).
+    service = connect("central-2")
+    service.subscribe(topics.all_dispatch_requests())
     central = connect("central")
     dispatcher = connect("dispatcher", client_id="dash-3")
-    assert central.publish(topics.dispatch_request("bob"), b"forged") == NOT_AUTHORIZED
-    assert dispatcher.publish(topics.dispatch_request("bob"), b"asked") in ACCEPTED
-    got = service.until(topics.dispatch_request("bob"), b"asked")
+    for name in ("central", "dispatcher"):
+        assert central.publish(topics.dispatch_request(name), b"forged") == NOT_AUTHORIZED
+    assert dispatcher.publish(topics.dispatch_request("dispatcher"), b"asked") in ACCEPTED
+    got = service.until(topics.dispatch_request("dispatcher"), b"asked")
     assert not [m for m in got if m[1] == b"forged"]
 
 
 def test_central_ingest_workers_share_one_subscription(connect: Connect) -> None:
     group = topics.shared("ingest", topics.all_buses(topics.Kind.TELEMETRY))
-    workers = [connect("central", client_id=f"central-ingest-{i}") for i in (1, 2)]
+    # One account per worker: the broker forces each client id to its username.
+    workers = [connect(account) for account in ("central", "central-2")]
     for w in workers:
         w.subscribe(group)
     bus = connect("bus-a", bus_port=True)
@@ -423,3 +443,81 @@ async def test_central_settings_refuse_a_broker_with_an_unknown_certificate(
     assert any(isinstance(e, ssl.SSLCertVerificationError) for e in chain) or (
         "CERTIFICATE_VERIFY_FAILED" in str(caught.value)
     )
+
+
+# --- identities on the city listener (issue 13) ---------------------------------------------
+
+
+def test_a_bus_password_is_refused_on_the_city_listener_and_a_service_one_on_the_bus_listener(
+    broker: SecureBroker, sessions: list[Session]
+) -> None:
+    # A bus that knows its own password cannot come to where central and the dashboards are.
+    for bus in ("bus-a", "bus-b"):
+        password = broker.password(bus)
+        assert refused(broker, sessions, bus, password, port=broker.city_port) in BAD_CREDENTIALS
+    for user in ("central", "dispatcher"):
+        password = broker.password(user)
+        assert refused(broker, sessions, user, password, port=broker.port) in BAD_CREDENTIALS
+
+
+def test_a_dispatcher_asking_for_centrals_client_id_and_session_does_not_knock_central_off(
+    connect: Connect,
+) -> None:
+    central = connect("central", client_id="central")
+    central.subscribe(topics.all_dispatch_requests())
+    # Same client id, and "resume that session" (clean_start=0): without the forced client id
+    # the broker would drop central and hand its session and subscriptions to the dispatcher.
+    thief = connect("dispatcher", client_id="central", clean_start=False)
+    assert thief.publish(topics.dispatch_request("dispatcher"), b"sentinel") in ACCEPTED
+    central.until(topics.dispatch_request("dispatcher"), b"sentinel")
+    assert central.publish(topics.fleet("bus-a"), b"still here") in ACCEPTED
+    assert central.disconnects == []
+
+
+def test_a_dispatcher_asks_under_its_own_account_and_reads_its_own_answers_only(
+    connect: Connect,
+) -> None:
+    central = connect("central")
+    central.subscribe(topics.all_dispatch_requests())
+    dispatcher = connect("dispatcher")
+    dispatcher.subscribe("busfleet/v1/dispatch/+/reply")
+    for name in ("tools", "alice"):  # another account's name, or one nobody has
+        assert dispatcher.publish(topics.dispatch_request(name), b"forged") == NOT_AUTHORIZED
+    assert dispatcher.publish(topics.dispatch_request("dispatcher"), b"sentinel") in ACCEPTED
+    got = central.until(topics.dispatch_request("dispatcher"), b"sentinel")
+    assert not [m for m in got if m[1] == b"forged"]
+    assert central.publish(topics.dispatch_reply("tools"), b"theirs") in ACCEPTED
+    assert central.publish(topics.dispatch_reply("dispatcher"), b"mine") in ACCEPTED
+    got = dispatcher.until(topics.dispatch_reply("dispatcher"), b"mine")
+    assert not [m for m in got if m[1] == b"theirs"]
+
+
+async def test_central_and_a_worker_run_at_once_and_refuse_a_request_in_another_dispatchers_name(
+    broker: SecureBroker, tmp_path: Path
+) -> None:
+    # Two central processes and a tool, each with an account of its own: all connected at once.
+    def worker(account: str) -> CentralConfig:
+        folder = tmp_path / account
+        return broker.central_config(
+            account, db=str(folder / "central.sqlite"), media_dir=str(folder / "media")
+        )
+
+    with central_running(worker("central")), central_running(worker("central-2")):
+        async with client.connect(broker.central_config("tools")) as requests:
+            async with asyncio.timeout(WAIT):
+                while requests.online != {"central", "central-2"}:  # noqa: ASYNC110 (no event per worker)
+                    await asyncio.sleep(0.05)
+            honest = await requests.ask(client.envelope(ListMedia()), WAIT)
+            assert honest.ok, honest.error
+            # A request that says it is from someone else than the account it came from:
+            # published by hand, as Requests.send signs every request with its account.
+            raw = msgspec.json.decode(codec.encode(client.envelope(ListMedia())))
+            raw |= {"id": "forged", "by": "alice"}
+            waiting = asyncio.get_running_loop().create_future()
+            requests._waiting["forged"] = waiting
+            topic = topics.dispatch_request("tools")
+            await requests.client.publish(topic, msgspec.json.encode(raw), qos=1)
+            async with asyncio.timeout(WAIT):
+                forged = await waiting
+    assert not forged.ok and not forged.failed
+    assert "'alice'" in forged.error and "'tools'" in forged.error, forged.error

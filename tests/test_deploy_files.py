@@ -129,8 +129,9 @@ EXPOSURE = re.compile(r"Overall exposure level for \S+: (\d+\.\d+)")
 def test_systemd_rates_a_units_exposure_at_4_or_less(unit: str) -> None:
     # The same rating `systemd-analyze security busfleet-agent` gives an installed unit.
     assert shutil.which("systemd-analyze"), "systemd-analyze is missing (./run setup installs it)"
+    path = DEPLOY / "systemd" / unit
     proc = subprocess.run(
-        ["systemd-analyze", "security", "--offline=yes", "--no-pager", str(DEPLOY / "systemd" / unit)],
+        ["systemd-analyze", "security", "--offline=yes", "--no-pager", str(path)],
         capture_output=True, text=True, check=False,
     )  # fmt: skip
     found = EXPOSURE.search(proc.stdout)

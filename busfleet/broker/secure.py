@@ -4,6 +4,10 @@
 what `busfleet bus broker-config` prints for a city's broker. `run_secure_mosquitto` runs
 that same config on loopback for the integration tests, with development certificates and
 provisioned users, so that the tests exercise exactly what a city installs.
+
+Each listener has its own password file and ACL: buses exist only on the bus listener
+(bus.acl), service accounts only on the city listener (city.acl, with a block per central
+account: busfleet/broker/accounts.py). Both force client ids to usernames.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from busfleet.broker.accounts import CITY_ACL, Role, set_role
 from busfleet.broker.errors import BrokerError
 from busfleet.broker.launch import free_port, run_mosquitto
 from busfleet.broker.provision import Provisioned, add_user, provision_bus
@@ -28,9 +33,10 @@ from onboard.config import AgentConfig, load_config
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "mosquitto"
 TEMPLATE = DEPLOY / "mosquitto.conf"
-ACL = DEPLOY / "acl"
+ACL = DEPLOY / "bus.acl"
 
-SERVICE_USERS = ("central", "dispatcher")
+# The accounts a test broker starts with, and their roles on the city listener.
+SERVICE_USERS: dict[str, Role] = {"central": "central", "dispatcher": "dispatcher"}
 _RELOADED = "Reloading config."
 
 _PLACEHOLDER = re.compile(r"\{\{(\w+)\}\}")
@@ -46,6 +52,8 @@ def render_mosquitto_config(
     keyfile: Path | str,
     password_file: Path | str,
     acl_file: Path | str,
+    city_password_file: Path | str = "/etc/mosquitto/busfleet-city.passwd",
+    city_acl_file: Path | str = "/etc/mosquitto/busfleet-city.acl",
     city_port: int | None = None,
     bind_address: str = "",
     city_bind_address: str = "127.0.0.1",
@@ -54,8 +62,9 @@ def render_mosquitto_config(
 ) -> str:
     """deploy/mosquitto/mosquitto.conf with its placeholders filled.
 
-    `port` is the bus listener (all interfaces unless `bind_address`), `city_port` the
-    listener for central and dispatchers (left out when None). `workdir` holds persistence
+    `port` is the bus listener (all interfaces unless `bind_address`) with the buses'
+    `password_file` and `acl_file`; `city_port` the listener for central and dispatchers
+    (left out when None) with `city_password_file` and `city_acl_file`. `workdir` holds persistence
     and, unless `log_dest` says otherwise ("syslog", "stderr", "file PATH"), the log.
     """
     values = {
@@ -69,6 +78,8 @@ def render_mosquitto_config(
         "keyfile": str(keyfile),
         "password_file": str(password_file),
         "acl_file": str(acl_file),
+        "city_password_file": str(city_password_file),
+        "city_acl_file": str(city_acl_file),
         "user": user,
         "log_dest": log_dest or f"file {workdir / 'mosquitto.log'}",
     }
@@ -98,12 +109,14 @@ class SecureBroker:
     """A running mosquitto with the production config; files are under `workdir`."""
 
     host: str  # 127.0.0.1, which the server certificate names (so does "localhost")
-    port: int  # the bus listener: client id forced to the username
-    city_port: int  # central and dispatchers
+    port: int  # the bus listener: buses only
+    city_port: int  # central and dispatchers: service accounts only
     workdir: Path
     ca_file: Path
-    password_file: Path
-    acl_file: Path
+    password_file: Path  # the buses'
+    acl_file: Path  # bus.acl
+    city_password_file: Path  # the service accounts'
+    city_acl_file: Path  # a copy of city.acl, with a block per central account
 
     def secret_file(self, user: str) -> Path:
         """The file holding a service user's password (central.toml `mqtt_password_file`)."""
@@ -120,8 +133,14 @@ class SecureBroker:
         """Where a provisioned bus's agent.toml, password and ca.crt are."""
         return self.workdir / "buses" / bus_id
 
+    def add_account(self, name: str, role: Role) -> None:
+        """A new city account (or a new role for one), live on the running broker."""
+        _add_account(self, name, role)
+        self.reload()
+
     def central_config(self, user: str = "central", **changes: Any) -> CentralConfig:
-        """A central.toml for this broker's city listener, as `user` (central or dispatcher)."""
+        """A central.toml for this broker's city listener, as `user` (an account made by
+        `add_account`, or `central` or `dispatcher`)."""
         config = CentralConfig(
             mqtt_host=self.host,
             mqtt_port=self.city_port,
@@ -157,6 +176,11 @@ class SecureBroker:
             time.sleep(0.02)
 
 
+def _add_account(broker: SecureBroker, name: str, role: Role) -> None:
+    add_user(broker.city_password_file, name, broker.secret_file(name))
+    set_role(broker.city_acl_file, name, role)
+
+
 def _provision(broker: SecureBroker, bus_id: str) -> Provisioned:
     return provision_bus(
         bus_id,
@@ -174,8 +198,9 @@ def _provision(broker: SecureBroker, bus_id: str) -> Provisioned:
 def run_secure_mosquitto(workdir: Path, buses: Iterable[str] = ()) -> Iterator[SecureBroker]:
     """Run mosquitto on loopback with deploy/mosquitto's config, TLS and ACL, until the block ends.
 
-    Makes a development CA and server certificate, gives `central` and `dispatcher` random
-    passwords and provisions `buses` (more later with SecureBroker.provision). The config
+    Makes a development CA and server certificate, gives the city accounts `central` and
+    `dispatcher` random passwords and provisions `buses` (more later with
+    SecureBroker.provision and SecureBroker.add_account). The config
     differs from production only in its values (loopback addresses, free ports, `user root`)
     and one added line, a pid file for SecureBroker.reload.
     """
@@ -192,9 +217,12 @@ def run_secure_mosquitto(workdir: Path, buses: Iterable[str] = ()) -> Iterator[S
         ca_file=certs.ca_file,
         password_file=workdir / "passwd",
         acl_file=ACL,
+        city_password_file=workdir / "city.passwd",
+        city_acl_file=workdir / "city.acl",
     )
-    for user in SERVICE_USERS:
-        add_user(broker.password_file, user, broker.secret_file(user))
+    broker.city_acl_file.write_text(CITY_ACL.read_text())  # as a city installs it
+    for user, role in SERVICE_USERS.items():
+        _add_account(broker, user, role)
     for bus_id in buses:
         _provision(broker, bus_id)
     config = render_mosquitto_config(
@@ -205,6 +233,8 @@ def run_secure_mosquitto(workdir: Path, buses: Iterable[str] = ()) -> Iterator[S
         keyfile=certs.key_file,
         password_file=broker.password_file,
         acl_file=ACL,
+        city_password_file=broker.city_password_file,
+        city_acl_file=broker.city_acl_file,
         city_port=city_port,
         bind_address="127.0.0.1",
         city_bind_address="127.0.0.1",

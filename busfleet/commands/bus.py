@@ -73,8 +73,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
     revoke = bsub.add_parser(
         "revoke",
-        help="take a bus (or any user) out of the broker's password file",
-        description="Remove BUS_ID from the mosquitto password file. After `systemctl reload "
+        help="take a bus (or a service account) out of the broker's password file",
+        description="Remove BUS_ID from a mosquitto password file (the buses', or with the "
+        "city's and --acl-file a service account, with its ACL block). After `systemctl reload "
         "mosquitto` the broker refuses it and drops its open connection.",
     )
     revoke.add_argument("bus_id", metavar="BUS_ID")
@@ -84,21 +85,43 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         required=True,
         help="the broker's password file (e.g. /etc/mosquitto/passwd)",
     )
+    revoke.add_argument(
+        "--acl-file",
+        type=Path,
+        help="for a central account: the city ACL to take its block out of",
+    )
     revoke.set_defaults(func=revoke_cmd)
 
     user = bsub.add_parser(
         "service-user",
-        help="give central or the dispatchers a new random broker password",
-        description="Enter NAME (central or dispatcher, the users deploy/mosquitto/acl knows) in "
-        "the broker's password file with a new random password, and write that password to "
-        "--secret-file (mode 0600) for central.toml's mqtt_password_file.",
+        help="make an account on the city listener (central or a dispatcher), new password",
+        description="Enter NAME in the city listener's password file with a new random "
+        "password, write that password to --secret-file (mode 0600) for central.toml's "
+        "mqtt_password_file, and give NAME its role in the city ACL: a central account gets a "
+        "block of its own (--acl-file), a dispatcher's rights are the ACL's patterns. An "
+        "account is one connection at a time (the broker forces client ids to usernames): give "
+        "each central worker, each dashboard and the CLI tools beside a dashboard their own.",
     )
-    user.add_argument("name", metavar="NAME", help="central or dispatcher")
+    user.add_argument("name", metavar="NAME", help="the account, e.g. central, dispatcher, tools")
+    user.add_argument(
+        "--role",
+        choices=("central", "dispatcher"),
+        default="dispatcher",
+        help="central: the service or one of its workers; dispatcher: a dashboard or the CLI "
+        "tools (default)",
+    )
     user.add_argument(
         "--password-file",
         type=Path,
         required=True,
-        help="the broker's password file (e.g. /etc/mosquitto/passwd)",
+        help="the city listener's password file (e.g. /etc/mosquitto/busfleet-city.passwd)",
+    )
+    user.add_argument(
+        "--acl-file",
+        type=Path,
+        default=Path("/etc/mosquitto/busfleet-city.acl"),
+        help="the installed city ACL (deploy/mosquitto/city.acl; default "
+        "/etc/mosquitto/busfleet-city.acl)",
     )
     user.add_argument(
         "--secret-file",
@@ -112,7 +135,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "broker-config",
         help="print the mosquitto config (TLS listeners, passwords, ACL)",
         description="Fill deploy/mosquitto/mosquitto.conf for this broker and print it; write "
-        "it to /etc/mosquitto/mosquitto.conf. The ACL is deploy/mosquitto/acl.",
+        "it to /etc/mosquitto/mosquitto.conf. Each listener has its own password file and ACL "
+        "(deploy/mosquitto/bus.acl, city.acl).",
     )
     conf.add_argument("--port", type=int, default=8883, help="bus listener port (default 8883)")
     conf.add_argument("--bind", default="", help="bus listener address (default: all)")
@@ -145,12 +169,23 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     conf.add_argument(
         "--password-file",
         default="/etc/mosquitto/passwd",
-        help="mosquitto password file (default /etc/mosquitto/passwd)",
+        help="the buses' password file (default /etc/mosquitto/passwd)",
     )
     conf.add_argument(
         "--acl-file",
         default="/etc/mosquitto/busfleet.acl",
-        help="where deploy/mosquitto/acl is installed (default /etc/mosquitto/busfleet.acl)",
+        help="where deploy/mosquitto/bus.acl is installed (default /etc/mosquitto/busfleet.acl)",
+    )
+    conf.add_argument(
+        "--city-password-file",
+        default="/etc/mosquitto/busfleet-city.passwd",
+        help="the service accounts' password file (default /etc/mosquitto/busfleet-city.passwd)",
+    )
+    conf.add_argument(
+        "--city-acl-file",
+        default="/etc/mosquitto/busfleet-city.acl",
+        help="where deploy/mosquitto/city.acl is installed (default "
+        "/etc/mosquitto/busfleet-city.acl)",
     )
     conf.add_argument("--workdir", default="/var/lib/mosquitto", help="persistence folder")
     conf.add_argument(
@@ -214,11 +249,14 @@ def provision_cmd(args: argparse.Namespace) -> int:
 
 
 def revoke_cmd(args: argparse.Namespace) -> int:
+    from busfleet.broker.accounts import remove_account
     from busfleet.broker.errors import ProvisionError
     from busfleet.broker.provision import remove_user
 
     try:
         removed = remove_user(args.password_file, args.bus_id)
+        if args.acl_file is not None:
+            remove_account(args.acl_file, args.bus_id)
     except (ProvisionError, OSError) as exc:
         print(f"busfleet bus revoke: {exc}", file=sys.stderr)
         return 2
@@ -230,23 +268,20 @@ def revoke_cmd(args: argparse.Namespace) -> int:
 
 
 def service_user_cmd(args: argparse.Namespace) -> int:
+    from busfleet.broker.accounts import check_account, set_role
     from busfleet.broker.errors import ProvisionError
-    from busfleet.broker.provision import RESERVED_USERS, add_user
+    from busfleet.broker.provision import add_user
 
-    if args.name not in RESERVED_USERS:
-        print(
-            f"busfleet bus service-user: the ACL knows {', '.join(sorted(RESERVED_USERS))}; "
-            f"{args.name!r} would be treated as a bus",
-            file=sys.stderr,
-        )
-        return 2
     try:
+        check_account(args.name)
+        if args.role == "central" or args.acl_file.exists():
+            set_role(args.acl_file, args.name, args.role)  # first: a missing ACL stops here
         add_user(args.password_file, args.name, args.secret_file)
     except (ProvisionError, OSError) as exc:
         print(f"busfleet bus service-user: {exc}", file=sys.stderr)
         return 2
     print(
-        f"{args.name}: password in {args.secret_file}; reload the broker "
+        f"{args.name} ({args.role}): password in {args.secret_file}; reload the broker "
         "(systemctl reload mosquitto)"
     )
     return 0
@@ -264,6 +299,8 @@ def broker_config_cmd(args: argparse.Namespace) -> int:
             keyfile=args.keyfile,
             password_file=args.password_file,
             acl_file=args.acl_file,
+            city_password_file=args.city_password_file,
+            city_acl_file=args.city_acl_file,
             city_port=args.city_port or None,
             bind_address=args.bind,
             city_bind_address=args.city_bind,

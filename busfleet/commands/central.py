@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from busfleet.commands._common import ask_central, config_from, connection_args, dispatcher_name
+from busfleet.commands._common import ask_central, config_from, connection_args
 from protocols.requests import COMMAND_NAMES
 
 
@@ -30,7 +30,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--group",
         help="share the ingest with other workers of this group (MQTT 5 shared subscription)",
     )
-    serve.add_argument("--client-id", help="MQTT client id (each worker needs its own)")
+    serve.add_argument(
+        "--client-id",
+        help="MQTT client id and presence name (default: the MQTT username; deploy/'s broker "
+        "forces the username, so each worker needs an account of its own)",
+    )
     serve.add_argument(
         "--http-port",
         type=int,
@@ -48,7 +52,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     connection_args(dash)
     dash.add_argument(
         "--name",
-        help="the dispatcher's name, recorded with acknowledgements (default: the login name)",
+        help="your dispatcher account on the broker (its MQTT username, as --mqtt-username): "
+        "the name your requests and acknowledgements carry, proven by the broker (default: the "
+        "config's mqtt_username, else dispatcher)",
     )
     dash.set_defaults(func=dash_cmd)
 
@@ -142,12 +148,15 @@ def serve_cmd(args: argparse.Namespace) -> int:
 def dash_cmd(args: argparse.Namespace) -> int:
     import dataclasses
 
+    from central.client import account
     from central.dashboard.app import create_app
 
     config = config_from(args)
-    if args.mqtt_username is None and not args.config:
+    if args.name:
+        config = dataclasses.replace(config, mqtt_username=args.name)
+    elif args.mqtt_username is None and not args.config:
         config = dataclasses.replace(config, mqtt_username="dispatcher")
-    create_app(config, user=dispatcher_name(args.name)).run()
+    create_app(config, user=account(config)).run()
     return 0
 
 

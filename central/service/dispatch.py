@@ -21,8 +21,11 @@ fails a test (tests/test_dispatch.py). A refusal (`central.errors.Refused`: the 
 wrong) goes back as `ok=False`; central's own trouble (anything else) is logged with its
 traceback and answered `failed=True`.
 
-`user` is the dispatcher's name in the topic; with one shared broker account for dispatchers
-it is what the dashboard says (`busfleet central dash --name`), so it names, it does not prove.
+`user` is the dispatcher's name in the topic: its broker account, since deploy/'s city ACL
+lets an account publish requests under its own name only (`pattern ... dispatch/%u/request`).
+A request whose envelope says another dispatcher (`by`) is refused: nobody acts in another's
+name. One shared `dispatcher` account proves only "a dispatcher"; personal accounts come with
+the issue on a working day in city hall.
 """
 
 from __future__ import annotations
@@ -170,7 +173,13 @@ class Dispatch:
         self.config = config
         self.alarms = alarms
         self.on_desired = on_desired  # fleet state hears of every new desired version
-        self.counters: dict[str, int] = {"requests": 0, "refused": 0, "failed": 0, "bad": 0}
+        self.counters: dict[str, int] = {
+            "requests": 0,
+            "refused": 0,
+            "failed": 0,
+            "bad": 0,
+            "impersonations": 0,
+        }
         self._threads = asyncio.Semaphore(SLOW_AT_ONCE)
         self.handlers: dict[type[RequestBase], Callable[[Ctx, Any], Answer]] = {
             AckAlarm: self._ack_alarm,
@@ -209,6 +218,20 @@ class Dispatch:
             return self._unreadable(topic, payload, exc, now)
         self.counters["requests"] += 1
         request = envelope.request
+        if envelope.by and envelope.by != user:
+            self.counters["impersonations"] += 1
+            why = (
+                f"this request says it is from {envelope.by!r} but came from the broker account "
+                f"{user!r}: a dispatcher asks under its own account only (log in as {envelope.by!r}"
+                " to act as them)"
+            )
+            return [
+                (
+                    topics.dispatch_reply(user),
+                    _fit(self._refuse(envelope.id, user, why, now)),
+                    False,
+                )
+            ]
         c = Ctx(self.store, user, now)
         try:
             log.info("%s: %s", user, request)

@@ -161,8 +161,8 @@ class CentralService:
         connected: asyncio.Queue[bool] = asyncio.Queue()  # connection changes, in order
         client = mqtt.paho_client(self.config)
         self._client = client
-        presence = topics.central_presence(self.config.client_id)
-        offline = CentralPresence(client_id=self.config.client_id, online=False, t=time.time())
+        presence = topics.central_presence(self.config.identity)
+        offline = CentralPresence(client_id=self.config.identity, online=False, t=time.time())
         client.will_set(presence, codec.encode(offline), qos=1, retain=True)
         v5 = self.config.mqtt_protocol == 5
         filters = self._filters()
@@ -210,7 +210,7 @@ class CentralService:
         finally:
             closing.set()
             inbox.close()
-            gone = CentralPresence(client_id=self.config.client_id, online=False, t=time.time())
+            gone = CentralPresence(client_id=self.config.identity, online=False, t=time.time())
             with contextlib.suppress(RuntimeError, ValueError):  # not connected: the will said it
                 client.publish(presence, codec.encode(gone), qos=1, retain=True).wait_for_publish(2)
             client.disconnect()
@@ -271,9 +271,9 @@ class CentralService:
                 self._send(topics.desired(bus), payload, qos=1, retain=True)
             self.ingest.dirty.update(self.ingest.buses)
             self.ingest.alarms.republish()
-            here = CentralPresence(client_id=self.config.client_id, online=True, t=time.time())
+            here = CentralPresence(client_id=self.config.identity, online=True, t=time.time())
             self._send(
-                topics.central_presence(self.config.client_id),
+                topics.central_presence(self.config.identity),
                 codec.encode(here),
                 qos=1,
                 retain=True,
