@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from busfleet.broker.provision import RESERVED_USERS
+from busfleet.broker.accounts import CITY_ACL, central_accounts
 from busfleet.broker.secure import ACL, TEMPLATE, render_mosquitto_config
 from busfleet.cli import build_parser
 from protocols import topics
@@ -157,8 +157,23 @@ def test_buses_may_write_uplink_and_read_downlink_topics_of_their_own_only() -> 
     assert patterns == want
 
 
+def _city() -> dict[str | None, set[tuple[str, str]]]:
+    return parse_acl(CITY_ACL)
+
+
+def _as(user: str, rules: dict[str | None, set[tuple[str, str]]]) -> set[tuple[str, str]]:
+    """What mosquitto applies to `user`: its own block and the patterns with %u filled in."""
+    patterns = {(a, f.replace("%u", user)) for a, f in rules[None]}
+    return rules.get(user, set()) | patterns
+
+
+def test_the_bus_acl_has_bus_patterns_only_and_the_city_acl_no_bus_pattern() -> None:
+    assert set(parse_acl(ACL)) == {None}  # no service account on the bus listener
+    assert not [f for _, f in _city()[None] if f.startswith("busfleet/v1/bus/%u")]
+
+
 def test_central_reads_every_bus_topic_and_writes_the_downlink_ones() -> None:
-    central = parse_acl(ACL)["central"]
+    central = _as("central", _city())
     for kind in PER_BUS:
         assert grants(central, "read", topics.bus_topic("bus-7", kind)), kind
         assert grants(central, "write", topics.bus_topic("bus-7", kind)) == (kind in DOWNLINK), kind
@@ -166,42 +181,69 @@ def test_central_reads_every_bus_topic_and_writes_the_downlink_ones() -> None:
     assert grants(central, "write", topics.central_stats())
 
 
-def test_dispatchers_read_the_fleet_view_and_write_only_requests_to_central() -> None:
-    dispatcher = parse_acl(ACL)["dispatcher"]
-    writes = [rule for rule in dispatcher if rule[0] in ("write", "readwrite")]
-    assert writes == [("write", topics.all_dispatch_requests())]
-    for kind in PER_BUS:
-        assert not grants(dispatcher, "write", topics.bus_topic("bus-7", kind)), kind
-    assert not grants(dispatcher, "write", topics.alarm("a-1"))
-    assert not grants(dispatcher, "write", topics.dispatch_reply("alice"))
-    central = parse_acl(ACL)["central"]
+def test_dispatchers_read_the_fleet_view_and_ask_central_under_their_own_account_only() -> None:
+    rules = _city()
+    for account in ("dispatcher", "tools", "alice"):  # every account that is not central's
+        dispatcher = _as(account, rules)
+        writes = {rule for rule in dispatcher if rule[0] in ("write", "readwrite")}
+        assert writes == {("write", topics.dispatch_request(account))}
+        assert grants(dispatcher, "read", topics.dispatch_reply(account))
+        for other in ("central", "someone-else"):
+            assert not grants(dispatcher, "write", topics.dispatch_request(other))
+            assert not grants(dispatcher, "read", topics.dispatch_reply(other))
+        for kind in PER_BUS:
+            assert not grants(dispatcher, "write", topics.bus_topic("bus-7", kind)), kind
+        assert not grants(dispatcher, "write", topics.alarm("a-1"))
+        assert not grants(dispatcher, "write", topics.dispatch_reply(account))
+        for topic in (
+            topics.fleet("bus-7"),
+            topics.central_stats(),
+            topics.presence("bus-7"),
+            topics.reported("bus-7"),
+            topics.alarm("a-1"),
+        ):
+            assert grants(dispatcher, "read", topic), topic
+        for kind in (topics.Kind.TELEMETRY, topics.Kind.DESIRED, topics.Kind.COMMAND):
+            assert not grants(dispatcher, "read", topics.bus_topic("bus-7", kind)), kind
+    central = _as("central", rules)
     assert grants(central, "read", topics.dispatch_request("alice"))
     assert grants(central, "write", topics.dispatch_reply("alice"))
     assert grants(central, "write", topics.alarm("a-1"))
-    for topic in (
-        topics.fleet("bus-7"),
-        topics.central_stats(),
-        topics.presence("bus-7"),
-        topics.reported("bus-7"),
-        topics.alarm("a-1"),
-        topics.dispatch_reply("alice"),
-    ):
-        assert grants(dispatcher, "read", topic), topic
-    for kind in (topics.Kind.TELEMETRY, topics.Kind.DESIRED, topics.Kind.COMMAND):
-        assert not grants(dispatcher, "read", topics.bus_topic("bus-7", kind)), kind
+    # The service answers requests and makes none: not even under its own name.
+    assert not grants(central, "write", topics.dispatch_request("central"))
 
 
-def test_every_service_user_is_denied_the_bus_subtree_its_name_would_give_it() -> None:
-    rules = parse_acl(ACL)
-    users = {u for u in rules if u is not None}
-    assert users == RESERVED_USERS  # provisioning refuses exactly these as bus ids
-    for user in users:
-        assert ("deny", f"busfleet/v1/bus/{user}/#") in rules[user]
+def test_a_central_account_made_by_the_command_has_the_rights_of_central(tmp_path: Path) -> None:
+    acl = tmp_path / "city.acl"
+    acl.write_text(CITY_ACL.read_text())
+    for role in ("central", "central", "dispatcher", "central"):  # again, demoted, promoted
+        args = build_parser().parse_args(
+            ["bus", "service-user", "central-ingest-2", "--role", role,
+             "--password-file", str(tmp_path / "passwd"), "--secret-file",
+             str(tmp_path / "secret"), "--acl-file", str(acl)]
+        )  # fmt: skip
+        assert args.func(args) == 0
+    rules = parse_acl(acl)
+    assert rules["central-ingest-2"] == {
+        (a, f.replace("/central/", "/central-ingest-2/") if a == "deny" else f)
+        for a, f in rules["central"]
+    }
+    assert central_accounts(acl.read_text()) == ["central", "central-ingest-2"]
+    assert not grants(
+        _as("central-ingest-2", rules), "write", topics.dispatch_request("central-ingest-2")
+    )
+    args = build_parser().parse_args(
+        ["bus", "revoke", "central-ingest-2", "--password-file", str(tmp_path / "passwd"),
+         "--acl-file", str(acl)]
+    )  # fmt: skip
+    assert args.func(args) == 0
+    assert acl.read_text() == CITY_ACL.read_text()
 
 
 def _render(**extra: object) -> str:
     paths = {k: f"/etc/mosquitto/{k}" for k in
-             ("cafile", "certfile", "keyfile", "password_file", "acl_file")}  # fmt: skip
+             ("cafile", "certfile", "keyfile", "password_file", "acl_file",
+              "city_password_file", "city_acl_file")}  # fmt: skip
     return render_mosquitto_config(port=8883, workdir=Path("/var/lib/mosquitto"), **paths, **extra)  # type: ignore[arg-type]
 
 
@@ -210,15 +252,19 @@ def test_the_rendered_broker_config_fills_every_placeholder() -> None:
     settings = [line for line in text.splitlines() if line and not line.startswith("#")]
     assert not [line for line in settings if "{{" in line]
     assert "listener 8883" in settings and "listener 8884 10.1.2.3" in settings
-    assert settings.count("use_username_as_clientid true") == 1  # the bus listener only
-    for must in (
-        "allow_anonymous false",
-        "per_listener_settings false",
-        "user mosquitto",
-        "password_file /etc/mosquitto/password_file",
-        "acl_file /etc/mosquitto/acl_file",
-    ):
-        assert must in settings, must
+    # Every listener: its own accounts and ACL, no anonymous client, client id = username.
+    listeners = "\n".join(settings).split("\nlistener ")[1:]
+    assert len(listeners) == 2
+    for block, accounts in zip(listeners, ("", "city_"), strict=True):
+        lines = block.splitlines()
+        for must in (
+            "allow_anonymous false",
+            "use_username_as_clientid true",
+            f"password_file /etc/mosquitto/{accounts}password_file",
+            f"acl_file /etc/mosquitto/{accounts}acl_file",
+        ):
+            assert must in lines, (must, lines[0])
+    assert "per_listener_settings true" in settings and "user mosquitto" in settings
     assert text.count("cafile /etc/mosquitto/cafile") == 2  # TLS on both listeners
 
 

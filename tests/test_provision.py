@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from busfleet.broker.accounts import CITY_ACL
 from busfleet.broker.provision import (
     ProvisionError,
     check_mosquitto_hash,
@@ -208,18 +209,41 @@ def test_the_command_provisions_a_bus_for_a_tls_broker(
     assert check_mosquitto_hash(password, read_password_file(pwfile)["bus-5"])
 
 
-def test_the_service_user_command_knows_only_the_acls_users(
+def test_the_service_user_command_makes_an_account_with_its_role_in_the_city_acl(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    pwfile, secret = tmp_path / "passwd", tmp_path / "central.password"
-    argv = ["bus", "service-user", "central", "--password-file", str(pwfile),
-            "--secret-file", str(secret)]  # fmt: skip
+    pwfile, secret, acl = tmp_path / "passwd", tmp_path / "worker.password", tmp_path / "city.acl"
+    argv = ["bus", "service-user", "central-ingest-1", "--role", "central",
+            "--password-file", str(pwfile), "--secret-file", str(secret),
+            "--acl-file", str(acl)]  # fmt: skip
+    # The city ACL must be installed first: a central account without its block would be a
+    # dispatcher that thinks it is central.
+    assert main(argv) == 2
+    assert "install deploy/mosquitto/city.acl" in capsys.readouterr().err
+    assert not pwfile.exists()
+    acl.write_text(CITY_ACL.read_text())
     assert main(argv) == 0
     assert stat.S_IMODE(secret.stat().st_mode) == 0o600
-    assert check_mosquitto_hash(secret.read_text().strip(), read_password_file(pwfile)["central"])
-    argv[2] = "admin"
+    entry = read_password_file(pwfile)["central-ingest-1"]
+    assert check_mosquitto_hash(secret.read_text().strip(), entry)
+    assert "user central-ingest-1" in acl.read_text().splitlines()
+    # A dispatcher account (a dashboard, the CLI tools) needs no block: the patterns are its.
+    argv[2:5] = ["tools", "--role", "dispatcher"]
+    assert main(argv) == 0
+    assert "tools" in read_password_file(pwfile)
+    assert "user tools" not in acl.read_text().splitlines()
+
+
+@pytest.mark.parametrize("bad", ["", "a/b", "x+", "#", "a b", "x" * 65, "_lead"])
+def test_the_service_user_command_refuses_a_name_that_cannot_be_a_topic_level(
+    bad: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["bus", "service-user", bad, "--password-file", str(tmp_path / "pw"),
+            "--secret-file", str(tmp_path / "secret"),
+            "--acl-file", str(tmp_path / "acl")]  # fmt: skip
     assert main(argv) == 2
-    assert "treated as a bus" in capsys.readouterr().err
+    assert "invalid account name" in capsys.readouterr().err
+    assert not (tmp_path / "pw").exists()
 
 
 def test_the_revoke_command_says_when_the_bus_was_never_there(
