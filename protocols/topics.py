@@ -16,7 +16,9 @@
     busfleet/v1/dispatch/{user}/reply      central -> dashboard, the answer to it
 
 Every bus topic has the bus id as its fourth level so that a broker ACL `pattern` rule with
-`%u` confines a bus to its own subtree.
+`%u` confines a bus to its own subtree; likewise `{user}` in the dispatch topics is the
+dispatcher's broker account, so that `%u` patterns let an account ask under its own name
+only and read its own answers only (deploy/mosquitto/city.acl).
 """
 
 from __future__ import annotations
@@ -126,8 +128,8 @@ def all_central_presence() -> str:
     return f"{ROOT}/central/presence/+"
 
 
-# Alarm ids are made by central (central/service/alarm_center.py); dispatcher names are chosen by
-# the dashboard (`central dash --name`): both become one topic level, like bus ids.
+# Alarm ids are made by central (central/service/alarm_center.py); dispatcher names are their
+# broker accounts (`central dash --name`): both become one topic level, like bus ids.
 _LEVEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 
