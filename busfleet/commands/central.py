@@ -150,13 +150,20 @@ def dash_cmd(args: argparse.Namespace) -> int:
 
     from central.client import account
     from central.dashboard.app import create_app
+    from protocols.errors import TopicError
+    from protocols.topics import check_user
 
     config = config_from(args)
     if args.name:
         config = dataclasses.replace(config, mqtt_username=args.name)
     elif args.mqtt_username is None and not args.config:
         config = dataclasses.replace(config, mqtt_username="dispatcher")
-    create_app(config, user=account(config)).run()
+    try:
+        user = check_user(account(config))  # it names the request topics
+    except TopicError as exc:
+        print(f"busfleet central dash: {exc} (the broker account)", file=sys.stderr)
+        return 2
+    create_app(config, user=user).run()
     return 0
 
 
