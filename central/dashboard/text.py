@@ -16,7 +16,7 @@ import re
 
 from rich.text import Text
 
-__all__ = ["clock", "line", "lines", "plain"]
+__all__ = ["clean", "clock", "line", "lines", "plain"]
 
 # C0 and C1 controls but tab and newline: an escape sequence must not reach the terminal.
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
@@ -24,13 +24,14 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 Piece = str | Text | tuple[str, str]
 
 
-def _clean(value: object) -> str:
+def clean(value: object) -> str:
+    """A value as a string with control characters replaced (for widgets that draw str)."""
     return _CONTROL.sub("\N{REPLACEMENT CHARACTER}", "" if value is None else str(value))
 
 
 def plain(value: object, style: str = "") -> Text:
     """Any value as literal text (None: empty), never markup."""
-    return Text(_clean(value), style=style, end="")
+    return Text(clean(value), style=style, end="")
 
 
 def line(*pieces: Piece) -> Text:
@@ -40,9 +41,9 @@ def line(*pieces: Piece) -> Text:
         if isinstance(piece, Text):
             out.append_text(piece)
         elif isinstance(piece, tuple):
-            out.append(_clean(piece[0]), style=piece[1])
+            out.append(clean(piece[0]), style=piece[1])
         else:
-            out.append(_clean(piece))
+            out.append(clean(piece))
     return out
 
 
