@@ -274,7 +274,7 @@ async def test_a_command_sent_from_the_bus_detail_shows_the_bus_answer(
 
         def answered() -> bool:
             rows = [commands.get_row_at(i) for i in range(commands.row_count)]  # type: ignore[attr-defined]
-            return any(r[1] == "announce" and r[3] == "ok" for r in rows)
+            return any(str(r[1]) == "announce" and str(r[3]) == "ok" for r in rows)
 
         await until(pilot, answered, "the bus's acknowledgement of the command")
         await pilot.pause(0.3)
