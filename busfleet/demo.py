@@ -17,13 +17,20 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiomqtt
 
-from busfleet.broker.launch import Broker, die_with_parent, run_broker
+from busfleet.broker.launch import (
+    Broker,
+    die_with_parent,
+    mosquitto_path,
+    run_broker,
+    run_embedded,
+    run_mosquitto,
+)
 from busfleet.simbus import DEFAULT_GTFS
 from central import client
 from central.config import CentralConfig
@@ -34,6 +41,12 @@ from protocols.requests import Assign
 from protocols.schemas import Assignment, CentralStats
 
 CENTRAL_START_S = 30.0  # a cold start of `central serve` (imports, database) on a small board
+# `--broker`: auto is mosquitto if installed, else the embedded one (amqtt, MQTT 3.1.1)
+BROKERS: dict[str, Callable[..., contextlib.AbstractContextManager[Broker]]] = {
+    "auto": run_broker,
+    "mosquitto": run_mosquitto,
+    "embedded": run_embedded,
+}
 
 
 @dataclass
@@ -185,9 +198,13 @@ def spawn_bus(
 
 
 @contextlib.contextmanager
-def running_fleet(workdir: Path, buses: int, *, rate_hz: float = 1.0) -> Iterator[Fleet]:
-    """A broker (mosquitto, else embedded), central and the simulated buses."""
-    with run_broker(workdir / "broker") as broker:
+def running_fleet(
+    workdir: Path, buses: int, *, rate_hz: float = 1.0, broker_kind: str = "auto"
+) -> Iterator[Fleet]:
+    """A broker (`BROKERS`: mosquitto, else embedded), central and the simulated buses."""
+    if broker_kind == "mosquitto" and not mosquitto_path():
+        raise SystemExit("busfleet demo: --broker mosquitto, but mosquitto is not installed")
+    with BROKERS[broker_kind](workdir / "broker") as broker:
         print(f"[demo] broker: {broker.kind} on {broker.host}:{broker.port}", file=sys.stderr)
         with start_fleet(workdir, broker, buses, rate_hz=rate_hz) as fleet:
             yield fleet
@@ -225,18 +242,23 @@ async def _central_stats(broker: Broker) -> CentralStats:
         await client.subscribe(topics.central_stats())
         async with asyncio.timeout(5):
             async for message in client.messages:
-                if isinstance(message.payload, bytes):
+                # amqtt also hands a new subscriber retained messages of other topics
+                if message.topic.matches(topics.central_stats()) and isinstance(
+                    message.payload, bytes
+                ):
                     return codec.decode(CentralStats, message.payload)
     raise TimeoutError("no stats from central")
 
 
-def run_headless(buses: int, seconds: float, workdir: Path | None, rate_hz: float) -> int:
+def run_headless(
+    buses: int, seconds: float, workdir: Path | None, rate_hz: float, broker_kind: str = "auto"
+) -> int:
     with contextlib.ExitStack() as stack:
         if workdir is None:
             workdir = Path(
                 stack.enter_context(tempfile.TemporaryDirectory(prefix="busfleet-demo-"))
             )
-        with running_fleet(workdir, buses, rate_hz=rate_hz) as fleet:
+        with running_fleet(workdir, buses, rate_hz=rate_hz, broker_kind=broker_kind) as fleet:
             start = time.monotonic()
             next_report = start + 5
             try:
@@ -265,7 +287,9 @@ def run_headless(buses: int, seconds: float, workdir: Path | None, rate_hz: floa
     return 0 if result["errors"] == 0 else 1
 
 
-def run_interactive(buses: int, workdir: Path | None, rate_hz: float) -> int:
+def run_interactive(
+    buses: int, workdir: Path | None, rate_hz: float, broker_kind: str = "auto"
+) -> int:
     import dataclasses
 
     from central.config import CentralConfig
@@ -276,7 +300,9 @@ def run_interactive(buses: int, workdir: Path | None, rate_hz: float) -> int:
             workdir = Path(
                 stack.enter_context(tempfile.TemporaryDirectory(prefix="busfleet-demo-"))
             )
-        fleet = stack.enter_context(running_fleet(workdir, buses, rate_hz=rate_hz))
+        fleet = stack.enter_context(
+            running_fleet(workdir, buses, rate_hz=rate_hz, broker_kind=broker_kind)
+        )
         config = dataclasses.replace(
             CentralConfig(),
             mqtt_host=fleet.broker.host,

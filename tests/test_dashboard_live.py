@@ -34,7 +34,7 @@ from protocols import codec, topics
 from protocols.schemas import Alarm, Event, EventBatch
 from tests.ads_helpers import png
 from tests.conftest import DATA
-from tests.fleet_helpers import Procs, wait_for
+from tests.fleet_helpers import Procs, rows, wait_for
 
 
 # Not a skip: CI has everything installed, so a missing broker is a failure that says why.
@@ -45,6 +45,8 @@ def _mosquitto_is_installed() -> None:
 
 BUS = "bus-live"  # a real agent (no GPS, no CAN): it applies and reports its desired state
 FAKE = "bus-fake"  # events published by the test as that bus would
+BACKFILL_KIND = "fire_detected"  # no rule of central's: severity 4 raises an alarm of its own
+BACKFILLED = "SELECT COUNT(*) FROM events WHERE bus = ? AND backfill = 1"
 
 
 @dataclass
@@ -159,12 +161,22 @@ async def test_an_alarm_acknowledged_on_one_dashboard_is_seen_acknowledged_on_th
             await until(pa, lambda: alice.link_text.startswith("alice@"), "alice's link")
             await until(pb, lambda: bob.link_text.startswith("bob@"), "bob's link")
             now = time.time()
-            # An off-route from the outbox after an outage: history, never a live alarm.
-            bus.events(("off_route", 3), t=now - 3600, backfill=True)
+            # An off-route and an alarm of the bus's own kind from the outbox after an outage:
+            # history, never a live alarm. Central decides in the transaction that stores the
+            # events, so once they are stored, no alarm means none was raised.
+            bus.events(("off_route", 3), (BACKFILL_KIND, 4), t=now - 3600, backfill=True)
+            central_db = city.procs.workdir / "central.sqlite"
+            await until(pa, lambda: rows(central_db, BACKFILLED, FAKE) == [(2,)], "the backfill")
+            assert rows(central_db, "SELECT kind FROM alarms WHERE bus = ?", FAKE) == []
+            # The same off-route, live: this one raises the alarm, raised when it happened.
             bus.events(("off_route", 3), t=now)
             await until(pa, lambda: alarm_of(alice), "the off-route alarm on alice's dashboard")
             await until(pb, lambda: alarm_of(bob), "the off-route alarm on bob's dashboard")
             assert [a.kind for a in alice.alarms.values() if a.bus == FAKE] == ["off_route"]
+            assert [a.raised_t for a in bob.alarms.values() if a.bus == FAKE] == [now]
+            assert rows(central_db, "SELECT kind, raised_t FROM alarms WHERE bus = ?", FAKE) == [
+                ("off_route", now)
+            ]
             assert "off_route" in str(bob.screen.query_one("#banner").render())
 
             await pa.press("2")  # the alarm list
@@ -262,7 +274,7 @@ async def test_a_command_sent_from_the_bus_detail_shows_the_bus_answer(
 
         def answered() -> bool:
             rows = [commands.get_row_at(i) for i in range(commands.row_count)]  # type: ignore[attr-defined]
-            return any(r[1] == "announce" and r[3] == "ok" for r in rows)
+            return any(str(r[1]) == "announce" and str(r[3]) == "ok" for r in rows)
 
         await until(pilot, answered, "the bus's acknowledgement of the command")
         await pilot.pause(0.3)

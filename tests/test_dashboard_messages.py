@@ -117,17 +117,27 @@ async def test_a_key_on_a_screen_reaches_the_app_as_a_message_and_the_app_opens_
 class Deaf(DashboardApp):
     """An app that takes a screen's bus actions in and does nothing with them."""
 
+    def __init__(self) -> None:
+        super().__init__(CentralConfig(), user="eve", connect=False, clock=lambda: T0)
+        self.refused: list[str] = []
+
     def on_bus_action(self, message: BusAction) -> None:
         message.prevent_default()  # not the app's decision: ours, and it is no
+        self.refused.append(message.action)
 
 
 async def test_the_screen_only_asks_the_app_decides() -> None:
-    app = Deaf(CentralConfig(), user="eve", connect=False, clock=lambda: T0, handler=answered)
+    app = Deaf()
     async with app.run_test(size=SIZE) as pilot:
         app.apply_update([entry(1)], None, {})
         await pilot.pause(0.1)
         await pilot.press("t", "enter", "c", "m")
-        await pilot.pause(0.1)
+        for _ in range(50):  # until the app has had every request (not a fixed wait)
+            if len(app.refused) == 4:
+                break
+            await pilot.pause(0.1)
+        await pilot.pause()  # and whatever they would have started has run
+        assert app.refused == ["assign", "open", "command", "map"]
         assert app.screen.__class__.__name__ == "FleetScreen"  # no form, no map, no bus opened
 
 

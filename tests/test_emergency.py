@@ -25,7 +25,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from busfleet.broker.launch import free_port, run_mosquitto
 from onboard.link.outbox import Outbox
 from protocols import codec, compact, topics
-from protocols.schemas import Event, EventBatch
+from protocols.schemas import Alarm, Event, EventBatch
 from tests.fleet_helpers import Procs, prefill, rows, stored_seqs, wait_for
 
 REPO = Path(__file__).resolve().parent.parent
@@ -81,7 +81,9 @@ class Observer:
     """Records, in the broker's order, what the bus publishes on its telemetry and events."""
 
     def __init__(self, port: int) -> None:
+        self.port = port
         self.seen: list[tuple[str, bytes]] = []
+        self.alarms: list[tuple[Alarm, bool]] = []  # (alarm, retained) as dashboards get them
         self.stats = threading.Event()
         self.client = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
         self.client.on_message = self._on_message
@@ -90,6 +92,7 @@ class Observer:
                 (topics.telemetry(BUS), 1),
                 (topics.events(BUS), 1),
                 (topics.central_stats(), 0),
+                (topics.all_alarms(), 1),
             ]
         )
         self.client.connect("127.0.0.1", port)
@@ -98,6 +101,8 @@ class Observer:
     def _on_message(self, _c: Any, _u: Any, msg: paho.MQTTMessage) -> None:
         if msg.topic == topics.central_stats():
             self.stats.set()  # central is connected and publishing
+        elif topics.matches(topics.all_alarms(), msg.topic):
+            self.alarms.append((codec.decode(Alarm, bytes(msg.payload)), bool(msg.retain)))
         else:
             self.seen.append((msg.topic, bytes(msg.payload)))
 
@@ -245,3 +250,23 @@ def test_an_alarm_pressed_offline_is_the_first_record_central_stores_after_recon
 
     state = wait_for(confirmed, 30, "the receipt on the terminal")
     assert state["online"] is True
+
+    # Central raised the alarm, at the time the driver pressed, and published it to the
+    # dispatchers' dashboards: on its alarm topic, retained for a dashboard started later.
+    (pressed_t,) = rows(db, "SELECT t FROM events WHERE bus = ? AND seq = ?", BUS, seq)[0]
+    raised = rows(db, "SELECT id, kind, severity, state, raised_t FROM alarms WHERE bus = ?", BUS)
+    assert [r[1:] for r in raised] == [("emergency", 4, "active", pressed_t)]
+    alarm_id = raised[0][0]
+    published = wait_for(
+        lambda: [a for a, _ in observer.alarms if a.id == alarm_id], 30, "the alarm on its topic"
+    )
+    assert {(a.bus, a.kind, a.severity, a.state, a.raised_t) for a in published} == {
+        (BUS, "emergency", 4, "active", pressed_t)
+    }
+    assert (published[0].lat, published[0].lon) == (position["lat"], position["lon"])
+    later = Observer(observer.port)  # a dashboard started now gets it at once, retained
+    try:
+        got = wait_for(lambda: [r for a, r in later.alarms if a.id == alarm_id], 30, "retained")
+        assert got and all(got)
+    finally:
+        later.close()

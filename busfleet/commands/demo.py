@@ -27,6 +27,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument(
         "--workdir", type=Path, help="keep databases and logs here (default: a temporary directory)"
     )
+    p.add_argument(
+        "--broker",
+        choices=("auto", "mosquitto", "embedded"),
+        default="auto",
+        help="the MQTT broker: mosquitto if installed, else the embedded one (auto, the "
+        "default), or either of them by name (embedded: amqtt in a child process, MQTT 3.1.1)",
+    )
     p.set_defaults(func=run)
 
 
@@ -36,5 +43,5 @@ def run(args: argparse.Namespace) -> int:
     if args.buses < 1:
         raise SystemExit("busfleet demo: --buses must be at least 1")
     if args.headless:
-        return run_headless(args.buses, args.seconds, args.workdir, args.rate)
-    return run_interactive(args.buses, args.workdir, args.rate)
+        return run_headless(args.buses, args.seconds, args.workdir, args.rate, args.broker)
+    return run_interactive(args.buses, args.workdir, args.rate, args.broker)

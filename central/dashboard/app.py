@@ -52,6 +52,7 @@ from central.dashboard.screens.map import MapScreen
 from central.dashboard.screens.media import MediaScreen
 from central.dashboard.screens.reports import ReportsScreen
 from central.dashboard.state import UNACKED, apply, apply_alarms, per_bus
+from central.dashboard.text import clean
 from central.dashboard.view import DashboardView, Query, Shapes, Stops
 from central.dashboard.widgets.alarm_table import AlarmTable
 from central.dashboard.widgets.braille_map import BrailleMap
@@ -136,6 +137,20 @@ class DashboardApp(App[None]):
         self._pending: dict[str, asyncio.Future[DispatchReply]] = {}
         self._geometry: tuple[Shapes, Stops] | None = None
         self._connected_at: float | None = None
+
+    def notify(  # the same call as Textual's, but never markup
+        self,
+        message: str,
+        *,
+        title: str = "",
+        severity: SeverityLevel = "information",
+        timeout: float | None = None,
+        markup: bool = False,
+    ) -> None:
+        """A toast; its text is literal (it names buses, alarms and central's refusals)."""
+        super().notify(
+            clean(message), title=clean(title), severity=severity, timeout=timeout, markup=False
+        )
 
     # -- state ------------------------------------------------------------------------------
     def on_mount(self) -> None:

@@ -10,10 +10,12 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
-from textual.command import DiscoveryHit, Hit, Hits, Provider
+from textual.command import DiscoveryHit, Hit, Hits, Matcher, Provider
+from textual.content import Content
 from textual.message import Message
 
 from central.dashboard.messages import AckAlarm, BusAction
+from central.dashboard.text import clean
 from central.dashboard.view import view_of
 
 
@@ -67,11 +69,22 @@ class DispatchCommands(Provider):
 
     async def discover(self) -> Hits:
         for name, run, help_text in self._commands()[:8]:
-            yield DiscoveryHit(name, run, help=help_text)
+            yield DiscoveryHit(_prompt(name, help_text), run, text=name)
 
     async def search(self, query: str) -> Hits:
         matcher = self.matcher(query)
         for name, run, help_text in self._commands():
             score = matcher.match(name)
             if score > 0:
-                yield Hit(score, matcher.highlight(name), run, help=help_text)
+                yield Hit(score, _prompt(name, help_text, matcher), run, text=name)
+
+
+def _prompt(name: str, help_text: str, matcher: Matcher | None = None) -> Content:
+    """A palette entry as literal text: the palette reads a str prompt and any help as markup,
+    and these name buses and alarms. The help goes on the entry's second line, dimmed."""
+    prompt = Content(clean(name))
+    if matcher is not None:
+        _, offsets = matcher.fuzzy_search.match(matcher.query, prompt.plain)
+        for offset in offsets:
+            prompt = prompt.stylize(matcher.match_style, offset, offset + 1)
+    return Content.assemble(prompt, "\n", (clean(help_text), "dim"))

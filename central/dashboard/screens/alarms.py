@@ -10,6 +10,7 @@ from textual.widgets import DataTable, Static
 
 from central.dashboard.messages import AckAlarm
 from central.dashboard.screens.base import DispatchScreen
+from central.dashboard.text import plain
 from central.dashboard.widgets.alarm_table import AlarmTable
 
 
@@ -39,7 +40,7 @@ class AlarmsScreen(DispatchScreen):
         table.show(self.dashboard.alarms, include_closed=self.include_closed)
         shown = "all, closed ones too" if self.include_closed else "open"
         self.query_one("#alarms-summary", Static).update(
-            f"{len(table.rows)} alarms ({shown}) · k or enter: acknowledge with a note"
+            plain(f"{len(table.rows)} alarms ({shown}) · k or enter: acknowledge with a note")
         )
 
     def _alarm(self) -> str | None:

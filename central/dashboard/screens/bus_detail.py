@@ -7,10 +7,10 @@ so a command's acknowledgement appears by itself.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from typing import ClassVar
 
+from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -18,6 +18,7 @@ from textual.containers import Horizontal
 from textual.widgets import DataTable, Static
 
 from central.dashboard.screens.base import DispatchScreen
+from central.dashboard.text import clock, line, lines, plain
 from protocols.requests import Detail, DispatchReply
 from protocols.schemas import Scalar
 
@@ -51,12 +52,6 @@ def event_text(data: Scalar) -> str:
     return " ".join(f"{k}={v}" for k, v in value.items())[:120]
 
 
-def _time(t: Scalar) -> str:
-    if isinstance(t, int | float) and not isinstance(t, bool):
-        return dt.datetime.fromtimestamp(t).strftime("%H:%M:%S")
-    return ""
-
-
 def _value(v: Scalar, unit: str, scale: float) -> str:
     if v is None:
         return "—"
@@ -85,7 +80,7 @@ class BusDetailScreen(DispatchScreen):
         self.detail: DispatchReply | None = None
 
     def body(self) -> ComposeResult:
-        yield Static(f"bus {self.bus}", id="detail-title")
+        yield Static(plain(f"bus {self.bus}"), id="detail-title")
         with Horizontal(id="detail-top"):
             yield Static("loading…", id="vehicle", classes="box")
             yield Static("", id="health", classes="box")
@@ -119,7 +114,7 @@ class BusDetailScreen(DispatchScreen):
             self.detail = reply
             self.show_detail(reply)
         else:
-            self.query_one("#vehicle", Static).update(f"cannot load: {reply.error}")
+            self.query_one("#vehicle", Static).update(plain(f"cannot load: {reply.error}"))
 
     def on_state(self) -> None:
         self.show_entry()
@@ -129,67 +124,68 @@ class BusDetailScreen(DispatchScreen):
         alarms = [
             a for a in self.dashboard.alarms.values() if a.bus == self.bus and a.state != "closed"
         ]
-        lines = [f"[b]{self.bus}[/b]"]
+        parts: list[Text] = [plain(self.bus, "bold")]
         if e is not None:
-            seen = (
-                ""
-                if e.last_seen is None
-                else f", seen {self.dashboard.clock() - e.last_seen:.0f} s ago"
-            )
-            lines.append(("online" if e.online else "[red]OFFLINE[/red]") + seen)
-        lines.append(f"open alarms: {', '.join(a.kind for a in alarms) or 'none'}")
-        self.query_one("#detail-title", Static).update(" · ".join(lines))
+            ago = None if e.last_seen is None else self.dashboard.clock() - e.last_seen
+            seen = "" if ago is None or not 0 <= ago < 1e9 else f", seen {ago:.0f} s ago"
+            status = plain("online") if e.online else plain("OFFLINE", "red")
+            parts.append(line(status, seen))
+        parts.append(plain(f"open alarms: {', '.join(a.kind for a in alarms) or 'none'}"))
+        self.query_one("#detail-title", Static).update(Text(" · ", end="").join(parts))
 
     def show_detail(self, reply: DispatchReply) -> None:
         r = reply.result
-        vehicle = ["[b]Vehicle[/b]"]
+        vehicle = [plain("Vehicle", "bold")]
         for key, label, unit, scale in VEHICLE:
-            vehicle.append(f"{label:<14} {_value(r.get(f'vehicle.{key}'), unit, scale)}")
-        vehicle.append(f"{'sample':<14} {_time(r.get('vehicle.t'))}")
-        self.query_one("#vehicle", Static).update("\n".join(vehicle))
-        health = ["[b]Health[/b]"]
+            vehicle.append(plain(f"{label:<14} {_value(r.get(f'vehicle.{key}'), unit, scale)}"))
+        vehicle.append(plain(f"{'sample':<14} {clock(r.get('vehicle.t'))}"))
+        self.query_one("#vehicle", Static).update(lines(vehicle))
+        health = [plain("Health", "bold")]
         health.append(
-            f"desired v{r.get('desired_version', 0)} · runs v{r.get('reported_version', 0)}"
+            plain(f"desired v{r.get('desired_version', 0)} · runs v{r.get('reported_version', 0)}")
         )
         if r.get("reported_error"):
-            health.append(f"[red]refused: {r['reported_error']}[/red]")
+            health.append(plain(f"refused: {r['reported_error']}", "red"))
         for key, value in r.items():
             if key.startswith("counter."):
-                health.append(f"{key[8:]:<18} {value}")
-        self.query_one("#health", Static).update("\n".join(health))
-        a = ["[b]Assignment[/b]"]
+                health.append(plain(f"{key[8:]:<18} {value}"))
+        self.query_one("#health", Static).update(lines(health))
+        a = [plain("Assignment", "bold")]
         for key, label in (("route_id", "route"), ("trip_id", "trip"), ("block_id", "block")):
-            a.append(f"{label:<9} {r.get(key) or '—'}")
-        a.append(f"{'next stop':<9} {r.get('journey_stop') or '—'}")
+            a.append(plain(f"{label:<9} {r.get(key) or '—'}"))
+        a.append(plain(f"{'next stop':<9} {r.get('journey_stop') or '—'}"))
         delay = r.get("journey_delay_s")
-        a.append(f"{'delay':<9} {'—' if delay is None else f'{delay} s'}")
+        a.append(plain(f"{'delay':<9} {'—' if delay is None else f'{delay} s'}"))
         a.append(
-            f"{'playlist':<9} {r.get('playlist') or '—'} (runs {r.get('reported_playlist') or '—'})"
+            plain(
+                f"{'playlist':<9} {r.get('playlist') or '—'}"
+                f" (runs {r.get('reported_playlist') or '—'})"
+            )
         )
         messages = reply.tables.get("messages", [])
-        a.append(f"[b]Messages[/b] ({len(messages)})")
-        a += [f"· {m.get('text')}"[:60] for m in messages[:5]]
-        self.query_one("#assignment", Static).update("\n".join(a))
+        a.append(line(("Messages", "bold"), f" ({len(messages)})"))
+        a += [plain(f"· {m.get('text')}"[:60]) for m in messages[:5]]
+        self.query_one("#assignment", Static).update(lines(a))
         commands = self.query_one("#commands", DataTable)
         commands.clear()
         for c in reply.tables.get("commands", []):
             commands.add_row(
-                _time(c.get("sent")),
-                c.get("name"),
-                str(c.get("args"))[:40],
-                c.get("status"),
-                c.get("reason") or "",
-                _time(c.get("answered")),
+                plain(clock(c.get("sent"))),
+                plain(c.get("name")),
+                plain(str(c.get("args"))[:40]),
+                plain(c.get("status")),
+                plain(c.get("reason") or ""),
+                plain(clock(c.get("answered"))),
             )
         events = self.query_one("#events", DataTable)
         events.clear()
         for ev in reply.tables.get("events", []):
             events.add_row(
-                _time(ev.get("t")),
-                ev.get("kind"),
-                ev.get("severity"),
-                event_text(ev.get("data")),
-                "yes" if ev.get("backfill") else "",
+                plain(clock(ev.get("t"))),
+                plain(ev.get("kind")),
+                plain(ev.get("severity")),
+                plain(event_text(ev.get("data"))),
+                plain("yes" if ev.get("backfill") else ""),
             )
 
     def action_command(self) -> None:

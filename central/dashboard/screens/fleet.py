@@ -10,6 +10,7 @@ from textual.widgets import Input, Static
 
 from central.dashboard.screens.base import DispatchScreen
 from central.dashboard.state import View, summary
+from central.dashboard.text import plain
 from central.dashboard.widgets.fleet_table import SORTABLE, FleetTable
 
 
@@ -51,7 +52,7 @@ class FleetScreen(DispatchScreen):
         only = " · problems only" if view.problems_only else ""
         search = f" · search {view.search!r}" if view.search else ""
         text = f"{summary(d.fleet, d.stats)} · {shown} · {order}{only}{search} · {d.link_text}"
-        self.query_one("#summary", Static).update(text)
+        self.query_one("#summary", Static).update(plain(text))
 
     def selected_bus(self) -> str | None:
         return self.table.cursor_bus

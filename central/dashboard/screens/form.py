@@ -17,6 +17,8 @@ from textual.screen import ModalScreen
 from textual.suggester import SuggestFromList
 from textual.widgets import Input, Label, Static
 
+from central.dashboard.text import plain
+
 
 @dataclass(frozen=True, slots=True)
 class Field:
@@ -41,11 +43,11 @@ class FormScreen(ModalScreen[dict[str, str] | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="form"):
-            yield Label(self.title_text, id="form-title")
+            yield Label(plain(self.title_text), id="form-title")
             if self.note:
-                yield Static(self.note, id="form-note")
+                yield Static(plain(self.note), id="form-note")
             for f in self.fields:
-                yield Label(f.label)
+                yield Label(plain(f.label))
                 suggester = (
                     SuggestFromList(f.suggestions, case_sensitive=False) if f.suggestions else None
                 )

@@ -5,11 +5,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import ClassVar
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Label
+
+from central.dashboard.text import plain
 
 
 def bindings_of(cls: type) -> list[Binding]:
@@ -60,12 +63,14 @@ class HelpScreen(ModalScreen[None]):
             yield Label(
                 "Keys · ctrl+p opens the command palette · escape closes this", id="help-title"
             )
-            table: DataTable[str] = DataTable(id="help-keys", cursor_type="row", zebra_stripes=True)
+            table: DataTable[Text] = DataTable(
+                id="help-keys", cursor_type="row", zebra_stripes=True
+            )
             yield table
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
         table.add_columns("where", "keys", "what")
         for row in key_rows(self.scopes):
-            table.add_row(*row)
+            table.add_row(*map(plain, row))
         table.focus()

@@ -10,6 +10,7 @@ from textual.binding import Binding, BindingType
 from textual.widgets import Static
 
 from central.dashboard.screens.base import DispatchScreen
+from central.dashboard.text import plain
 from central.dashboard.widgets.braille_map import BrailleMap, Stop
 
 
@@ -51,8 +52,10 @@ class MapScreen(DispatchScreen):
         sel = self.selected or "none"
         shapes = f"{len(m.shapes)} shapes" if self._geometry_loaded else "loading shapes…"
         self.query_one("#map-status", Static).update(
-            f"{m.m_per_dot:.0f} m per dot · {shapes} · selected {sel} ([ ] to change) · {follow}"
-            " · arrows pan, + - zoom, 0 fit"
+            plain(
+                f"{m.m_per_dot:.0f} m per dot · {shapes} · selected {sel} ([ ] to change)"
+                f" · {follow} · arrows pan, + - zoom, 0 fit"
+            )
         )
 
     def focus_bus(self, bus: str | None) -> None:

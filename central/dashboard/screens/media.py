@@ -17,6 +17,7 @@ from textual.widgets import DataTable, Static
 
 from central.dashboard.messages import AssignPlaylist, EditPlaylist
 from central.dashboard.screens.base import DispatchScreen
+from central.dashboard.text import plain
 from protocols.requests import Listing
 from protocols.schemas import Scalar
 
@@ -65,13 +66,16 @@ class MediaScreen(DispatchScreen):
         table.clear()
         self.playlists = {str(p.get("id")): p for p in playlists.tables.get("playlists", [])}
         for key, p in self.playlists.items():
-            table.add_row(key, p.get("revision"), p.get("items"), p.get("media"), key=key)
+            table.add_row(
+                *map(plain, (key, p.get("revision"), p.get("items"), p.get("media"))), key=key
+            )
         table = self.query_one("#media", DataTable)
         table.clear()
         self.media_names = [str(m.get("name")) for m in media.tables.get("media", [])]
         for m in media.tables.get("media", []):
             sha = str(m.get("sha256"))
-            table.add_row(m.get("name"), m.get("kind"), m.get("mime"), m.get("size"), sha[:16])
+            cells = (m.get("name"), m.get("kind"), m.get("mime"), m.get("size"), sha[:16])
+            table.add_row(*map(plain, cells))
 
     def _selected(self) -> str | None:
         table = self.query_one("#playlists", DataTable)

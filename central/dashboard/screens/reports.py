@@ -10,6 +10,7 @@ from textual.binding import Binding, BindingType
 from textual.widgets import DataTable, Static
 
 from central.dashboard.screens.base import DispatchScreen
+from central.dashboard.text import plain
 from protocols.requests import Report, ReportKind
 
 TITLES = {
@@ -54,7 +55,7 @@ class ReportsScreen(DispatchScreen):
 
     def action_reload(self) -> None:
         title = self.query_one("#report-title", Static)
-        title.update(f"{TITLES[self.what]} · last {self.days} day(s) · loading…")
+        title.update(plain(f"{TITLES[self.what]} · last {self.days} day(s) · loading…"))
         self._load()
 
     # exit_on_error off: a screen closing while its answer is on the way is no crash
@@ -65,16 +66,16 @@ class ReportsScreen(DispatchScreen):
         table = self.query_one(DataTable)
         table.clear(columns=True)
         if not reply.ok:
-            title.update(f"{TITLES[self.what]}: {reply.error}")
+            title.update(plain(f"{TITLES[self.what]}: {reply.error}"))
             return
         rows = reply.tables.get(self.what, [])
         cut = " (cut to fit)" if reply.result.get("truncated") else ""
         keys = "u punctuality · o proof of play · b feedback · d days"
         title.update(
-            f"{TITLES[self.what]} · last {self.days} day(s) · {len(rows)} rows{cut} · {keys}"
+            plain(f"{TITLES[self.what]} · last {self.days} day(s) · {len(rows)} rows{cut} · {keys}")
         )
         if rows:
             names = list(rows[0])
-            table.add_columns(*names)
+            table.add_columns(*map(plain, names))
             for row in rows:
-                table.add_row(*("" if row.get(n) is None else str(row.get(n)) for n in names))
+                table.add_row(*(plain(row.get(n)) for n in names))

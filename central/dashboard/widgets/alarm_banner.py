@@ -5,6 +5,7 @@ from __future__ import annotations
 from textual.widgets import Static
 
 from central.dashboard.state import AlarmState, banner
+from central.dashboard.text import plain
 
 
 class AlarmBanner(Static):
@@ -12,7 +13,7 @@ class AlarmBanner(Static):
 
     def show(self, alarms: AlarmState) -> None:
         text, severity = banner(alarms)
-        self.update(text)
+        self.update(plain(text))
         self.set_class(severity >= 4, "-emergency")
         self.set_class(severity == 3, "-alarm")
         self.set_class(0 <= severity <= 2, "-warning")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import ClassVar
 
 from rich.text import Text
@@ -10,6 +9,7 @@ from textual.binding import Binding, BindingType
 from textual.widgets import DataTable
 
 from central.dashboard.state import SEVERITY, UNACKED, AlarmState, open_alarms
+from central.dashboard.text import clock, plain
 from protocols.schemas import Alarm
 
 COLUMNS = (
@@ -24,26 +24,23 @@ COLUMNS = (
 STYLES = {4: "bold white on red", 3: "bold red", 2: "yellow"}
 
 
-def _clock(t: float | None) -> str:
-    return "" if t is None else dt.datetime.fromtimestamp(t).strftime("%H:%M:%S")
-
-
-def row(a: Alarm) -> tuple[Text | str, ...]:
+def row(a: Alarm) -> tuple[Text, ...]:
+    """The cells of one alarm: literal text, whatever the bus put in it."""
     style = STYLES.get(a.severity, "") if a.state in UNACKED else "dim"
     what = " ".join(x for x in (a.subject, a.text) if x)
-    acked = f"{a.acked_by} {_clock(a.ack_t)}: {a.ack_note or ''}" if a.acked_by else ""
+    acked = f"{a.acked_by} {clock(a.ack_t)}: {a.ack_note or ''}" if a.acked_by else ""
     return (
-        Text(SEVERITY.get(a.severity, str(a.severity)), style=style),
-        Text(a.state, style=style),
-        _clock(a.raised_t),
-        a.bus,
-        a.kind,
-        what,
-        acked,
+        plain(SEVERITY.get(a.severity, str(a.severity)), style),
+        plain(a.state, style),
+        plain(clock(a.raised_t)),
+        plain(a.bus),
+        plain(a.kind),
+        plain(what),
+        plain(acked),
     )
 
 
-class AlarmTable(DataTable[Text | str]):
+class AlarmTable(DataTable[Text]):
     """The dispatcher acknowledges the alarm under the cursor (the screen's `k`)."""
 
     BINDINGS: ClassVar[list[BindingType]] = [Binding("enter", "select_cursor", "Acknowledge")]

@@ -19,6 +19,7 @@ from textual.reactive import reactive
 from textual.widget import Widget
 
 from central.dashboard.state import BusAlarms
+from central.dashboard.text import clean
 from protocols.schemas import FleetEntry
 
 M_PER_DEG_LAT = 110_540.0
@@ -43,6 +44,18 @@ BUS = Style(bold=True, color="green")
 BUS_OFF = Style(color="bright_black")
 BUS_ALARM = Style(bold=True, color="red")
 FOLLOWED = Style(bold=True, color="black", bgcolor="yellow")
+
+
+def on_earth(lat: float | None, lon: float | None) -> bool:
+    """Whether a point can be drawn: a bus or a feed far off the globe is left off the map."""
+    return (
+        lat is not None
+        and lon is not None
+        and math.isfinite(lat)
+        and math.isfinite(lon)
+        and -90.0 <= lat <= 90.0
+        and -180.0 <= lon <= 180.0
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +95,8 @@ class BrailleMap(Widget, can_focus=True):
     def set_geometry(
         self, shapes: Sequence[list[tuple[float, float]]], stops: Sequence[Stop]
     ) -> None:
-        self.shapes, self.stops = list(shapes), list(stops)
+        self.shapes = [[p for p in shape if on_earth(*p)] for shape in shapes]
+        self.stops = [s for s in stops if on_earth(s.lat, s.lon)]
         self._layer = None
         self.refresh()
 
@@ -90,8 +104,9 @@ class BrailleMap(Widget, can_focus=True):
         self.buses, self.alarms = buses, alarms
         followed = buses.get(self.follow or "")
         if followed is not None and followed.lat is not None and followed.lon is not None:
-            self.center = (followed.lat, followed.lon)
-        elif not self._fitted and any(e.lat is not None for e in buses.values()):
+            if on_earth(followed.lat, followed.lon):
+                self.center = (followed.lat, followed.lon)
+        elif not self._fitted and any(on_earth(e.lat, e.lon) for e in buses.values()):
             self.action_fit()
         self.refresh()
 
@@ -116,7 +131,9 @@ class BrailleMap(Widget, can_focus=True):
         if self.size.width < 4 or self.size.height < 2:
             return  # not laid out yet: fitted on the first resize
         points = [
-            (e.lat, e.lon) for e in self.buses.values() if e.lat is not None and e.lon is not None
+            (e.lat, e.lon)
+            for e in self.buses.values()
+            if e.lat is not None and e.lon is not None and on_earth(e.lat, e.lon)
         ]
         if not points:
             points = [p for shape in self.shapes for p in shape[:: max(1, len(shape) // 8)]]
@@ -172,7 +189,7 @@ class BrailleMap(Widget, can_focus=True):
                     overlay[(int(x) // 2, int(y) // 4)] = ("◦", STOP)
         labels = self.m_per_dot <= LABELS_BELOW_M
         for bus, e in sorted(self.buses.items()):
-            if e.lat is None or e.lon is None:
+            if e.lat is None or e.lon is None or not on_earth(e.lat, e.lon):
                 continue
             x, y = self.project(e.lat, e.lon)
             if not (0 <= x < w and 0 <= y < h):
@@ -186,7 +203,7 @@ class BrailleMap(Widget, can_focus=True):
                 style = FOLLOWED
             overlay[(cx, cy)] = ("●", style)
             if labels or bus == self.follow:
-                for i, ch in enumerate(f" {bus}"[: max(0, cols - cx - 1)]):
+                for i, ch in enumerate(clean(f" {bus}")[: max(0, cols - cx - 1)]):
                     overlay.setdefault((cx + 1 + i, cy), (ch, style))
         text = Text(no_wrap=True, overflow="crop")
         for row in range(lines):

@@ -20,6 +20,7 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from central.dashboard.state import BusAlarms, View, rows
+from central.dashboard.text import clean
 from protocols.schemas import FleetEntry
 
 COLUMNS = (  # (key, label, width): fixed widths, so lines do not jump as values change
@@ -61,7 +62,7 @@ def _delay(seconds: int | None) -> str:
 def cells(
     e: FleetEntry, now: float, alarm: BusAlarms | None = None, stop_names: Mapping[str, str] = {}
 ) -> tuple[str, ...]:
-    """The texts of one bus's line, in COLUMNS order."""
+    """The texts of one bus's line, in COLUMNS order (drawn as they are: never markup)."""
     speed = "" if e.speed is None else f"{e.speed * 3.6:.0f}"
     doors = {None: "", True: "OPEN", False: "closed"}[e.doors_open]
     position = "" if e.lat is None or e.lon is None else f"{e.lat:.5f},{e.lon:.5f}"
@@ -72,7 +73,7 @@ def cells(
         else f"v{e.reported_version}→v{e.desired_version}"
     )
     stop = stop_names.get(e.stop_id, e.stop_id) if e.stop_id else ""
-    return (
+    texts = (
         alarm.label if alarm else "",
         e.bus,
         "online" if e.online else "OFFLINE",
@@ -88,6 +89,7 @@ def cells(
         str(e.records),
         position,
     )
+    return tuple(clean(t) for t in texts)
 
 
 class FleetTable(ScrollView, can_focus=True):
