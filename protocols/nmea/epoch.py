@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, ClassVar
 
+from protocols.nmea.cycle import CycleDetector, Seen
 from protocols.nmea.sentences import (
     DAY_US,
     earth_distance,
@@ -43,8 +44,6 @@ from protocols.nmea.sentences import (
 if TYPE_CHECKING:
     from protocols.nmea.framing import Sentence
 
-# gpsd starts a new cycle when the time moves by more than 10 ms.
-_NEW_CYCLE_US = 10_000
 _HALF_DAY_US = DAY_US // 2
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 _MAX_SPEED = 9999.9  # gpsd's sanity limit, m/s
@@ -146,6 +145,32 @@ class _New:
     hdop: float | None = None
     vdop: float | None = None
     pdop: float | None = None
+    sky: bool = False  # a complete GSV run
+    more_to_come: bool = False  # a GSV run not complete yet
+    force_report: bool = False  # gpsd reports an RMC V / GGA no fix without a time at once
+    tod_only: bool = False  # the time takes part in cycle detection, but sets no fix time
+
+    def seen(self, tag: str) -> Seen:
+        has_data = (
+            self.time_set
+            or self.mode is not None
+            or self.position is not None
+            or self.alt_msl is not None
+            or self.speed is not None
+            or self.track is not None
+            or self.quality is not None
+            or self.hdop is not None
+            or self.pdop is not None
+            or self.sky
+        )
+        return Seen(
+            tag=tag,
+            tod=self.tod,
+            has_data=has_data,
+            sets_fix=self.mode is not None or self.position is not None,
+            more_to_come=self.more_to_come,
+            force_report=self.force_report,
+        )
 
 
 class EpochAssembler:
@@ -156,7 +181,8 @@ class EpochAssembler:
         self._cur = _Building()
         self._date: date | None = None  # last date from RMC or ZDA
         self._date_tod = 0  # time of day when the date was last confirmed (midnight rollover)
-        self._frac_tod: int | None = None  # last time of day seen, for cycle detection
+        self._cycle = CycleDetector()
+        self._reported: Fix | None = None  # the open epoch as gpsd last reported it
         self._lastfix: _Past | None = None
         self._oldfix: _Past | None = None
         self._sats_used = 0  # satellites in use per the last GSA run (gpsd keeps it across cycles)
@@ -175,7 +201,14 @@ class EpochAssembler:
         new = handler(self, sentence)
         if sentence.type != "GSA":
             self._last_gsa_talker = ""
+        seen = new.seen(sentence.type)
+        if self._cycle.new_cycle(seen):
+            self._new_cycle(new)
         self._merge(new)
+        if self._cycle.report(seen):
+            # Before gpsd learned where a cycle ends it reports at every position or mode, and
+            # what it reported says nothing about the epoch: then we give all we merged of it.
+            self._reported = self._fix(self._cur) if self._cycle.reliable else None
         return True
 
     def close(self) -> None:
@@ -190,6 +223,9 @@ class EpochAssembler:
         if not rmc.valid:
             # gpsd ignores an invalid RMC's time and date: some receivers send garbage there.
             new.mode = NO_FIX
+            if not s.fields[0] or len(s.fields) < 9 or not s.fields[8]:
+                # ... and without either it forgets the date and reports at once.
+                new.force_report, self._date = True, None
             return new
         if rmc.time is not None and rmc.date is not None:
             self._set_date(rmc.date, rmc.time)
@@ -220,6 +256,9 @@ class EpochAssembler:
         if gga.time is not None:
             new.tod = gga.time
             new.time_set = self._date is not None
+        elif not gga.quality:
+            # gpsd: no fix and no time (a receiver still searching) forgets the date, reports.
+            new.force_report, self._date = True, None
         sats = gga.sats_used or 0
         if gga.position is None:
             new.mode = NO_FIX
@@ -291,8 +330,10 @@ class EpochAssembler:
         return new
 
     def _gsv(self, s: Sentence) -> _New:
-        parse_gsv(s.fields)  # checked, but the sky view is not part of a fix
-        return _New()
+        gsv = parse_gsv(s.fields)  # checked; the sky view is not part of a fix
+        if gsv.number is not None and gsv.total is not None and gsv.number < gsv.total:
+            return _New(more_to_come=True)
+        return _New(sky=True)
 
     _HANDLERS: ClassVar[dict[str, Callable[[EpochAssembler, Sentence], _New]]] = {
         "RMC": _rmc,
@@ -319,16 +360,19 @@ class EpochAssembler:
         self._date_tod = tod
         return (self._date.toordinal() - _EPOCH_ORDINAL) * DAY_US + tod
 
-    def _merge(self, new: _New) -> None:
-        cur = self._cur
+    def _new_cycle(self, new: _New) -> None:
         # gpsd applies its "keep 3D" rule before a new cycle clears the fix being built.
-        if new.mode is not None and cur.mode == FIX_3D and new.mode != NO_FIX:
+        self._keep_3d(new)
+        self._finish()
+        self._cur = _Building()
+
+    def _keep_3d(self, new: _New) -> None:
+        if new.mode is not None and self._cur.mode == FIX_3D and new.mode != NO_FIX:
             new.mode = self._hold_3d(new.mode)
-        if new.tod is not None:
-            if self._frac_tod is None or abs(new.tod - self._frac_tod) > _NEW_CYCLE_US:
-                self._finish()
-                cur = self._cur = _Building()
-            self._frac_tod = new.tod
+
+    def _merge(self, new: _New) -> None:
+        self._keep_3d(new)
+        cur = self._cur
         if new.time_set and new.tod is not None:
             cur.time_us = self._time_us(new.tod)
         if new.position is not None:
@@ -396,27 +440,35 @@ class EpochAssembler:
         self._lastfix = _Past(cur.time_us, cur.mode, cur.lat, cur.lon, cur.alt_msl is not None)
 
     def _finish(self) -> None:
-        cur = self._cur
+        """Emit the epoch as gpsd last reported it (with a time); else all we merged of it."""
+        cur, reported = self._cur, self._reported
+        self._reported = None
         if not cur.touched:
             return
         self._cur = _Building()
+        full = self._fix(cur)
+        if reported is not None and (reported.time is not None or full.time is None):
+            self._emit(reported)
+        else:
+            self._emit(full)
+
+    @staticmethod
+    def _fix(cur: _Building) -> Fix:
         when = None
         if cur.time_us is not None:
             when = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=cur.time_us)
         has_fix = cur.mode >= FIX_2D
-        self._emit(
-            Fix(
-                time=when,
-                mode=cur.mode,
-                lat=cur.lat if has_fix else None,
-                lon=cur.lon if has_fix else None,
-                speed=cur.speed if has_fix else None,
-                track=cur.track if has_fix else None,
-                alt_msl=cur.alt_msl if has_fix else None,
-                sats_used=cur.gga_sats if cur.gga_sats is not None else cur.gsa_sats,
-                hdop=cur.hdop,
-                vdop=cur.vdop,
-                pdop=cur.pdop,
-                quality=cur.quality,
-            )
+        return Fix(
+            time=when,
+            mode=cur.mode,
+            lat=cur.lat if has_fix else None,
+            lon=cur.lon if has_fix else None,
+            speed=cur.speed if has_fix else None,
+            track=cur.track if has_fix else None,
+            alt_msl=cur.alt_msl if has_fix else None,
+            sats_used=cur.gga_sats if cur.gga_sats is not None else cur.gsa_sats,
+            hdop=cur.hdop,
+            vdop=cur.vdop,
+            pdop=cur.pdop,
+            quality=cur.quality,
         )

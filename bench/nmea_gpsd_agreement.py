@@ -1,0 +1,129 @@
+"""How often `busfleet gps decode` agrees with gpsd, epoch by epoch, on gpsd's captures.
+
+    python bench/nmea_gpsd_agreement.py [DIR_OR_LOG ...]   (default: data/nmea)
+
+For each `X.log` with gpsd's `X.log.chk` beside it, an epoch is a UTC time that gpsd reported
+in a TPV or that we emitted a fix for. It agrees when both have it and the fields compared by
+tests/test_nmea_gpsd_agreement.py (mode, lat/lon, speed, track, altMSL) match within the same
+tolerances, our fix against gpsd's last TPV of that time. The capture's cut-off last epoch,
+which gpsd never reports (its cycle end never came) and our flush() does, is not counted.
+Prints one line per capture and the total; exits 0 whatever the figure (it measures only).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from protocols.nmea.decoder import Fix, NmeaDecoder
+
+TOLERANCES = {"lat": 1e-6, "lon": 1e-6, "speed": 0.01, "track": 0.1, "altMSL": 0.001}
+
+
+def iso(when: datetime) -> str:
+    return when.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def our_fixes(path: Path) -> dict[str, Fix]:
+    decoder = NmeaDecoder()
+    fixes: list[Fix] = []
+    with path.open("rb") as stream:
+        for line in stream:
+            if line.startswith(b"#"):
+                continue
+            decoder.receive_data(line)
+            while (fix := decoder.next_fix()) is not None:
+                fixes.append(fix)
+    fix = decoder.flush()
+    while fix is not None:
+        fixes.append(fix)
+        fix = decoder.next_fix()
+    return {iso(f.time): f for f in fixes if f.time is not None}
+
+
+def gpsd_tpvs(path: Path, shift: timedelta) -> dict[str, dict[str, Any]]:
+    last: dict[str, dict[str, Any]] = {}
+    for raw in path.read_bytes().splitlines():
+        line = raw.decode("latin-1").strip()
+        if not line.startswith("{"):
+            continue
+        try:
+            report = json.loads(line)
+        except ValueError:
+            continue
+        if report.get("class") != "TPV" or "time" not in report:
+            continue
+        when = datetime.fromisoformat(report["time"].replace("Z", "+00:00")) - shift
+        last[iso(when)] = report
+    return last
+
+
+def differences(fix: Fix, tpv: dict[str, Any]) -> list[str]:
+    out = []
+    if fix.mode != tpv["mode"]:
+        out.append(f"mode {fix.mode} gpsd {tpv['mode']}")
+    ours = {"lat": fix.lat, "lon": fix.lon, "speed": fix.speed, "track": fix.track}
+    ours["altMSL"] = fix.alt_msl
+    for key, tolerance in TOLERANCES.items():
+        mine, theirs = ours[key], tpv.get(key)
+        if mine is None and theirs is None:
+            continue
+        if mine is None or theirs is None or abs(mine - theirs) > tolerance:
+            out.append(f"{key} {mine} gpsd {theirs}")
+    return out
+
+
+def compare(log: Path, verbose: bool = False) -> tuple[int, int]:
+    ours = our_fixes(log)
+    chk = log.with_name(log.name + ".chk")
+    # Recent gpsd moves pre-2017 dates by 1024 weeks unless a `# Date:` header tells it
+    # otherwise (see the agreement test): take whichever reading matches our epochs best.
+    gpsd = max(
+        (gpsd_tpvs(chk, shift) for shift in (timedelta(0), timedelta(weeks=1024))),
+        key=lambda tpvs: len(set(tpvs) & set(ours)),
+    )
+    agree = 0
+    epochs = set(gpsd) | set(ours)
+    # The capture's last epoch, cut off: gpsd reports an epoch at the sentence that ends its
+    # cycle, which never came; our flush() at end of input reports it. Not a disagreement.
+    if ours and (last := max(ours)) not in gpsd and last == max(epochs):
+        epochs.discard(last)
+    for when in sorted(epochs):
+        if when not in gpsd or when not in ours:
+            if verbose:
+                print(f"  {when}: only {'ours' if when in ours else 'gpsd'}")
+            continue
+        diff = differences(ours[when], gpsd[when])
+        agree += not diff
+        if diff and verbose:
+            print(f"  {when}: {'; '.join(diff)}")
+    return agree, len(epochs)
+
+
+def main(argv: list[str]) -> None:
+    verbose = "-v" in argv
+    args = [Path(a) for a in argv if a != "-v"] or [
+        Path(__file__).resolve().parent.parent / "data" / "nmea"
+    ]
+    logs: list[Path] = []
+    for arg in args:
+        logs += sorted(arg.glob("*.log")) if arg.is_dir() else [arg]
+    total_agree = total = 0
+    for log in logs:
+        if not log.with_name(log.name + ".chk").is_file():
+            continue
+        agree, epochs = compare(log, verbose)
+        total_agree += agree
+        total += epochs
+        share = 100 * agree / epochs if epochs else 100.0
+        print(f"{log.name:40} {agree:5}/{epochs:<5} {share:6.1f} %")
+    print(f"{'total':40} {total_agree:5}/{total:<5} {100 * total_agree / max(total, 1):6.1f} %")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
