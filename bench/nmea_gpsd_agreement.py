@@ -2,11 +2,12 @@
 
     python bench/nmea_gpsd_agreement.py [DIR_OR_LOG ...]   (default: data/nmea)
 
-For each `X.log` with gpsd's `X.log.chk` beside it, an epoch is a UTC time that gpsd reported
-in a TPV or that we emitted a fix for. It agrees when both have it and the fields compared by
-tests/test_nmea_gpsd_agreement.py (mode, lat/lon, speed, track, altMSL) match within the same
-tolerances, our fix against gpsd's last TPV of that time. The capture's cut-off last epoch,
-which gpsd never reports (its cycle end never came) and our flush() does, is not counted.
+For each `X.log` with gpsd's `X.log.chk` beside it, the epochs are the UTC times gpsd reported
+in a TPV. One agrees when we emitted a fix of that time whose fields compared by
+tests/test_nmea_gpsd_agreement.py (mode, lat/lon, speed, track, altMSL) match gpsd's last TPV
+of that time within the same tolerances. Epochs only we report (gpsd printed no TPV with their
+time: the capture's cut-off last epoch, an epoch before gpsd learned the cycle end or had a
+date) are counted apart, in the last column; `-v` lists every one and every disagreement.
 Prints one line per capture and the total; exits 0 whatever the figure (it measures only).
 """
 
@@ -78,7 +79,8 @@ def differences(fix: Fix, tpv: dict[str, Any]) -> list[str]:
     return out
 
 
-def compare(log: Path, verbose: bool = False) -> tuple[int, int]:
+def compare(log: Path, verbose: bool = False) -> tuple[int, int, int]:
+    """(agreeing epochs, epochs gpsd reported with a time, epochs only we report)."""
     ours = our_fixes(log)
     chk = log.with_name(log.name + ".chk")
     # Recent gpsd moves pre-2017 dates by 1024 weeks unless a `# Date:` header tells it
@@ -88,41 +90,40 @@ def compare(log: Path, verbose: bool = False) -> tuple[int, int]:
         key=lambda tpvs: len(set(tpvs) & set(ours)),
     )
     agree = 0
-    epochs = set(gpsd) | set(ours)
-    # The capture's last epoch, cut off: gpsd reports an epoch at the sentence that ends its
-    # cycle, which never came; our flush() at end of input reports it. Not a disagreement.
-    if ours and (last := max(ours)) not in gpsd and last == max(epochs):
-        epochs.discard(last)
-    for when in sorted(epochs):
-        if when not in gpsd or when not in ours:
+    for when in sorted(set(gpsd) | set(ours)):
+        if when not in gpsd:
             if verbose:
-                print(f"  {when}: only {'ours' if when in ours else 'gpsd'}")
+                print(f"  {when}: only ours (gpsd reported no TPV with this time)")
             continue
-        diff = differences(ours[when], gpsd[when])
+        diff = (
+            ["we have no such epoch"] if when not in ours else differences(ours[when], gpsd[when])
+        )
         agree += not diff
         if diff and verbose:
             print(f"  {when}: {'; '.join(diff)}")
-    return agree, len(epochs)
+    return agree, len(gpsd), len(set(ours) - set(gpsd))
 
 
 def main(argv: list[str]) -> None:
     verbose = "-v" in argv
-    args = [Path(a) for a in argv if a != "-v"] or [
-        Path(__file__).resolve().parent.parent / "data" / "nmea"
-    ]
+    default = Path(__file__).resolve().parent.parent / "data" / "nmea"
+    args = [Path(a) for a in argv if a != "-v"] or [default]
     logs: list[Path] = []
     for arg in args:
         logs += sorted(arg.glob("*.log")) if arg.is_dir() else [arg]
-    total_agree = total = 0
+    total_agree = total = total_extra = 0
+    print(f"{'capture':40} {'agree/gpsd epochs':>17}          only ours")
     for log in logs:
         if not log.with_name(log.name + ".chk").is_file():
             continue
-        agree, epochs = compare(log, verbose)
+        agree, epochs, extra = compare(log, verbose)
         total_agree += agree
         total += epochs
+        total_extra += extra
         share = 100 * agree / epochs if epochs else 100.0
-        print(f"{log.name:40} {agree:5}/{epochs:<5} {share:6.1f} %")
-    print(f"{'total':40} {total_agree:5}/{total:<5} {100 * total_agree / max(total, 1):6.1f} %")
+        print(f"{log.name:40} {agree:8}/{epochs:<8} {share:6.1f} % {extra:6}")
+    share = 100 * total_agree / max(total, 1)
+    print(f"{'total':40} {total_agree:8}/{total:<8} {share:6.1f} % {total_extra:6}")
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ from protocols.nmea.sentences import (
     earth_distance,
     parse_gga,
     parse_gll,
+    parse_gns,
     parse_gsa,
     parse_gsv,
     parse_rmc,
@@ -273,6 +274,28 @@ class EpochAssembler:
                 new.mode = NO_FIX
         return new
 
+    def _gns(self, s: Sentence) -> _New:
+        gns = parse_gns(s.fields)
+        new = _New()
+        if gns.time is not None:
+            new.tod = gns.time
+            new.time_set = self._date is not None
+        if not gns.modes or gns.modes[0] == "N":
+            new.mode = NO_FIX
+            return new
+        if gns.nav_status in ("U", "V"):
+            return new
+        new.gga_sats, new.hdop = gns.sats_used, valid_dop(gns.hdop)
+        if gns.position is None:
+            new.mode = NO_FIX
+            return new
+        new.position, new.mode = gns.position, FIX_2D
+        if gns.alt_msl is not None:
+            new.alt_msl = gns.alt_msl
+            if (gns.sats_used or 0) > 3:
+                new.mode = FIX_3D
+        return new
+
     def _gll(self, s: Sentence) -> _New:
         gll = parse_gll(s.fields)
         new = _New()
@@ -339,6 +362,7 @@ class EpochAssembler:
         "RMC": _rmc,
         "GGA": _gga,
         "GLL": _gll,
+        "GNS": _gns,
         "GSA": _gsa,
         "VTG": _vtg,
         "ZDA": _zda,
