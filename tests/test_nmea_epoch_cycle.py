@@ -57,3 +57,32 @@ def test_gll_ahead_of_its_second_gives_the_epoch_gpsd_reported() -> None:
     assert round(fixes["094738"].lat or 0.0, 7) == lat(51.0080)
     assert fixes["094738"].mode == 3
     assert sorted(fixes) == ["094736", "094737", "094738", "094739", "094740", "094741", "094742"]
+
+
+def garmin_second(hhmmss: str, *, bod_before_pgrmz: bool) -> list[bytes]:
+    """A Garmin's second: RMC, GGA (altitude 14.7 m), GSA, GLL, then its $PGRMZ (48 ft)."""
+    lines = [
+        sentence(f"GPRMC,{hhmmss},A,4527.458,S,16709.165,E,000.0,094.5,060601,024.1,E"),
+        sentence(f"GPGGA,{hhmmss},4527.458,S,16709.165,E,1,05,2.2,14.7,M,1.1,M,,"),
+        sentence("GPGSA,A,3,01,,,,13,20,22,,,,28,,3.2,2.2,2.1"),
+        sentence(f"GPGLL,4527.458,S,16709.165,E,{hhmmss},A"),
+    ]
+    if bod_before_pgrmz:
+        lines.append(sentence("GPBOD,,T,,M,,"))
+    return [*lines, sentence("PGRMZ,48,f,3")]
+
+
+def test_garmin_altitude_counts_unless_a_sentence_gpsd_skips_ended_the_cycle_first() -> None:
+    """gpsd reads $PGRMZ (whole feet) and reports it right after the cycle ender (GLL)...
+
+    ...but a sentence gpsd has no decoder for (`$GPBOD`, as a Foretrex sends) right after GLL
+    keeps GLL's "continues the cycle" flag, takes the ender role and reports; the PGRMZ after it
+    is merged but never reported: gpsd's fix keeps the GGA's altitude.
+    """
+    seconds = ("225312", "225313", "225314")
+    plain = decode([line for t in seconds for line in garmin_second(t, bod_before_pgrmz=False)])
+    assert plain["225313"].alt_msl == 48 * 0.3048
+    assert plain["225313"].mode == 3
+
+    with_bod = decode([line for t in seconds for line in garmin_second(t, bod_before_pgrmz=True)])
+    assert with_bod["225313"].alt_msl == 14.7

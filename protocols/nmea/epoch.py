@@ -21,14 +21,16 @@ Position, speed and track are only reported with mode >= 2, like gpsd's TPV.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, ClassVar
 
-from protocols.nmea.cycle import CycleDetector, Seen
+from protocols.nmea.cycle import CycleDetector, Seen, gpsd_tag
 from protocols.nmea.sentences import (
     DAY_US,
+    BadField,
     earth_distance,
     parse_gga,
     parse_gll,
@@ -36,6 +38,7 @@ from protocols.nmea.sentences import (
     parse_gsa,
     parse_gsv,
     parse_rmc,
+    parse_time,
     parse_vtg,
     parse_zda,
     satellite_key,
@@ -46,10 +49,25 @@ if TYPE_CHECKING:
     from protocols.nmea.framing import Sentence
 
 _HALF_DAY_US = DAY_US // 2
+_INT = re.compile(r"\s*[+-]?\d+")
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 _MAX_SPEED = 9999.9  # gpsd's sanity limit, m/s
 
 NO_FIX, FIX_2D, FIX_3D = 1, 2, 3
+_FOOT = 0.3048  # metres
+# Sentences we do not decode whose time gpsd registers for cycle detection (first field).
+_TIMED_ONLY = frozenset({"GBS", "PSRFEPE"})
+
+
+def _require_fields(s: Sentence, n: int) -> None:
+    if len(s.fields) < n:
+        raise BadField(f"{s.talker}{s.type}: {len(s.fields)} fields, need {n}")
+
+
+def _leading_int(text: str) -> int:
+    """C's atoi(): the leading integer of the text, 0 when there is none."""
+    match = _INT.match(text)
+    return int(match.group()) if match else 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,14 +213,16 @@ class EpochAssembler:
 
     def feed(self, sentence: Sentence) -> bool:
         """Merge one sentence; False when it is not a type we decode. May raise BadField."""
-        handler = None if sentence.proprietary else self._HANDLERS.get(sentence.type)
+        handlers = self._PROPRIETARY if sentence.proprietary else self._HANDLERS
+        handler = handlers.get(sentence.type)
         if handler is None:
             self._last_gsa_talker = ""
+            self._not_ours(sentence)
             return False
         new = handler(self, sentence)
         if sentence.type != "GSA":
             self._last_gsa_talker = ""
-        seen = new.seen(sentence.type)
+        seen = new.seen(gpsd_tag(sentence.talker + sentence.type, sentence.fields))
         if self._cycle.new_cycle(seen):
             self._new_cycle(new)
         self._merge(new)
@@ -211,6 +231,18 @@ class EpochAssembler:
             # what it reported says nothing about the epoch: then we give all we merged of it.
             self._reported = self._fix(self._cur) if self._cycle.reliable else None
         return True
+
+    def _not_ours(self, sentence: Sentence) -> None:
+        """A sentence we do not decode still moves gpsd's cycle detector (and may report)."""
+        tag = gpsd_tag(sentence.talker + sentence.type, sentence.fields)
+        tod = None
+        if tag in _TIMED_ONLY and sentence.fields:
+            tod = parse_time(sentence.fields[0])
+        seen = Seen(tag=tag, tod=tod, has_data=any(sentence.fields))
+        if self._cycle.new_cycle(seen):
+            self._new_cycle(_New())
+        if self._cycle.report(seen):
+            self._reported = self._fix(self._cur) if self._cycle.reliable else None
 
     def close(self) -> None:
         """End of input: emit the open epoch, if it holds anything."""
@@ -296,6 +328,16 @@ class EpochAssembler:
                 new.mode = FIX_3D
         return new
 
+    def _pgrmz(self, s: Sentence) -> _New:
+        """Garmin's altitude (feet, whole ones as gpsd reads them) and fix dimension."""
+        _require_fields(s, 3)
+        new = _New()
+        feet = _leading_int(s.fields[0])
+        if s.fields[1][:1] == "f" and s.fields[0]:
+            new.alt_msl = feet * _FOOT
+        new.mode = {"1": NO_FIX, "2": FIX_2D, "3": FIX_3D}.get(s.fields[2][:1])
+        return new
+
     def _gll(self, s: Sentence) -> _New:
         gll = parse_gll(s.fields)
         new = _New()
@@ -367,6 +409,9 @@ class EpochAssembler:
         "VTG": _vtg,
         "ZDA": _zda,
         "GSV": _gsv,
+    }
+    _PROPRIETARY: ClassVar[dict[str, Callable[[EpochAssembler, Sentence], _New]]] = {
+        "GRMZ": _pgrmz,
     }
 
     # -- merging -----------------------------------------------------------------------------
