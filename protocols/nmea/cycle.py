@@ -11,8 +11,8 @@ This mirrors `nmea_parse()` in gpsd's `drivers/driver_nmea0183.c` and the report
   with data (GSA, VTG, a complete GSV run) right after a cycle ender. An untimed GLL moves the
   ender to GLL. Nothing happens in the middle of a GSV run.
 - Until an ender is known (`cycle_end_reliable`), every sentence that sets a position or a mode
-  reports. An RMC "V" or a GGA "no fix" without a time forces a report and makes the ender
-  unreliable again (Quectel sends `$GPGGA,,,,,,0,...` while searching).
+  reports. An RMC "V" or a GGA "no fix" without a time makes the ender unreliable again
+  (Quectel sends `$GPGGA,,,,,,0,...` while searching); the RMC also forces a report.
 
 Sentence types are tags without the talker, as gpsd's table is: GNGGA and GPGGA are one tag.
 A sentence gpsd has no decoder for (or one too short for it) has no tag: it leaves gpsd's
@@ -129,7 +129,8 @@ class Seen:
     has_data: bool = False  # the mask holds more than ONLINE_SET
     sets_fix: bool = False  # LATLON_SET or MODE_SET
     more_to_come: bool = False  # a GSV run not yet complete (gsx_more)
-    force_report: bool = False  # RMC V / GGA no fix without a time
+    force_report: bool = False  # RMC V without a time or date
+    unreliable: bool = False  # the handler cleared cycle_end_reliable (RMC V, GGA no fix, no time)
 
 
 @dataclass(slots=True)
@@ -151,10 +152,9 @@ class CycleDetector:
         if seen.tag:
             self._continues = seen.tag in CONTINUERS
         continues = self._continues
-        report = False
-        if seen.force_report:  # the sentence handler's doing, before the detector runs
+        if seen.unreliable:  # the sentence handler's doing, before the detector runs
             self.reliable = False
-            report = True
+        report = seen.force_report
         if seen.more_to_come:
             pass
         elif seen.tod is not None:

@@ -166,7 +166,9 @@ class _New:
     pdop: float | None = None
     sky: bool = False  # a complete GSV run
     more_to_come: bool = False  # a GSV run not complete yet
-    force_report: bool = False  # gpsd reports an RMC V / GGA no fix without a time at once
+    force_report: bool = False  # gpsd reports an RMC V without a time at once
+    wipe_time: bool = False  # ... and the fix being built loses its time
+    unreliable: bool = False  # a GGA no fix without a time: gpsd forgets the cycle end
     tod_only: bool = False  # the time takes part in cycle detection, but sets no fix time
 
     def seen(self, tag: str) -> Seen:
@@ -189,6 +191,7 @@ class _New:
             sets_fix=self.mode is not None or self.position is not None,
             more_to_come=self.more_to_come,
             force_report=self.force_report,
+            unreliable=self.unreliable or self.force_report,
         )
 
 
@@ -202,6 +205,7 @@ class EpochAssembler:
         self._date_tod = 0  # time of day when the date was last confirmed (midnight rollover)
         self._cycle = CycleDetector()
         self._reported: Fix | None = None  # the open epoch as gpsd last reported it
+        self._reported_at_end = False  # ... and gpsd reported it once at a learned cycle end
         self._lastfix: _Past | None = None
         self._oldfix: _Past | None = None
         self._sats_used = 0  # satellites in use per the last GSA run (gpsd keeps it across cycles)
@@ -226,10 +230,7 @@ class EpochAssembler:
         if self._cycle.new_cycle(seen):
             self._new_cycle(new)
         self._merge(new)
-        if self._cycle.report(seen):
-            # Before gpsd learned where a cycle ends it reports at every position or mode, and
-            # what it reported says nothing about the epoch: then we give all we merged of it.
-            self._reported = self._fix(self._cur) if self._cycle.reliable else None
+        self._report(seen)
         return True
 
     def _not_ours(self, sentence: Sentence) -> None:
@@ -241,8 +242,18 @@ class EpochAssembler:
         seen = Seen(tag=tag, tod=tod, has_data=any(sentence.fields))
         if self._cycle.new_cycle(seen):
             self._new_cycle(_New())
-        if self._cycle.report(seen):
-            self._reported = self._fix(self._cur) if self._cycle.reliable else None
+        self._report(seen)
+
+    def _report(self, seen: Seen) -> None:
+        # A report without a time (after a timeless RMC V) is not one of the epoch. While gpsd
+        # knows no cycle end it reports at every position or mode; an epoch with only such
+        # reports (the first one, typically) we give whole, as all we merged of it.
+        if not self._cycle.report(seen):
+            return
+        now = self._fix(self._cur)
+        if now.time is not None:
+            self._reported = now
+            self._reported_at_end = self._reported_at_end or self._cycle.reliable
 
     def close(self) -> None:
         """End of input: emit the open epoch, if it holds anything."""
@@ -257,8 +268,9 @@ class EpochAssembler:
             # gpsd ignores an invalid RMC's time and date: some receivers send garbage there.
             new.mode = NO_FIX
             if not s.fields[0] or len(s.fields) < 9 or not s.fields[8]:
-                # ... and without either it forgets the date and reports at once.
-                new.force_report, self._date = True, None
+                # ... and without either it forgets the date, reports at once, and that report
+                # and the rest of the cycle have no time (gpsd merges a zero time).
+                new.force_report, new.wipe_time, self._date = True, True, None
             return new
         if rmc.time is not None and rmc.date is not None:
             self._set_date(rmc.date, rmc.time)
@@ -290,8 +302,9 @@ class EpochAssembler:
             new.tod = gga.time
             new.time_set = self._date is not None
         elif not gga.quality:
-            # gpsd: no fix and no time (a receiver still searching) forgets the date, reports.
-            new.force_report, self._date = True, None
+            # gpsd: no fix and no time (a receiver still searching) forgets the date and the
+            # cycle end (its forced report is lost: the GGA handler then overwrites its mask).
+            new.unreliable, self._date = True, None
         sats = gga.sats_used or 0
         if gga.position is None:
             new.mode = NO_FIX
@@ -442,6 +455,8 @@ class EpochAssembler:
     def _merge(self, new: _New) -> None:
         self._keep_3d(new)
         cur = self._cur
+        if new.wipe_time:
+            cur.time_us = None
         if new.time_set and new.tod is not None:
             cur.time_us = self._time_us(new.tod)
         if new.position is not None:
@@ -510,13 +525,14 @@ class EpochAssembler:
 
     def _finish(self) -> None:
         """Emit the epoch as gpsd last reported it (with a time); else all we merged of it."""
-        cur, reported = self._cur, self._reported
-        self._reported = None
+        cur, reported, at_end = self._cur, self._reported, self._reported_at_end
+        self._reported, self._reported_at_end = None, False
         if not cur.touched:
             return
         self._cur = _Building()
         full = self._fix(cur)
-        if reported is not None and (reported.time is not None or full.time is None):
+        # (A timeless RMC V took the time of what we merged: then gpsd's last timed report.)
+        if reported is not None and (at_end or full.time is None):
             self._emit(reported)
         else:
             self._emit(full)
