@@ -23,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from protocols.nmea.decoder import Fix, NmeaDecoder
 
+CYCLE = timedelta(milliseconds=10)
 TOLERANCES = {"lat": 1e-6, "lon": 1e-6, "speed": 0.01, "track": 0.1, "altMSL": 0.001}
 
 
@@ -48,7 +49,15 @@ def our_fixes(path: Path) -> dict[str, Fix]:
 
 
 def gpsd_tpvs(path: Path, shift: timedelta) -> dict[str, dict[str, Any]]:
+    """gpsd's last TPV of each cycle, by its time.
+
+    Within one cycle (times less than 10 ms apart, gpsd's own rule) each timed sentence sets
+    the fix time, so gpsd may print one cycle under two times (a GLL at .523, then the GGA at
+    .520): the cycle is one epoch, known by the time of its last TPV, as ours is by its last
+    timed sentence.
+    """
     last: dict[str, dict[str, Any]] = {}
+    previous: datetime | None = None
     for raw in path.read_bytes().splitlines():
         line = raw.decode("latin-1").strip()
         if not line.startswith("{"):
@@ -60,7 +69,10 @@ def gpsd_tpvs(path: Path, shift: timedelta) -> dict[str, dict[str, Any]]:
         if report.get("class") != "TPV" or "time" not in report:
             continue
         when = datetime.fromisoformat(report["time"].replace("Z", "+00:00")) - shift
+        if previous is not None and when != previous and abs(when - previous) <= CYCLE:
+            last.pop(iso(previous), None)
         last[iso(when)] = report
+        previous = when
     return last
 
 

@@ -39,7 +39,7 @@ Documented differences, read off the .chk files (not off our output):
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +55,11 @@ SPEED_TOLERANCE = 0.01  # m/s
 TRACK_TOLERANCE = 0.1  # degrees
 ALT_TOLERANCE = 0.001  # metres; gpsd prints four decimals
 
+# Within one gpsd cycle (times at most 10 ms apart, gpsd's rule) each timed sentence sets the
+# fix time, so gpsd may print one cycle under two times (Magellan 315: its GLL at .523, then
+# its GGA and RMC at .520). The cycle is one epoch, known by its last TPV's time, as ours is by
+# its last timed sentence.
+GPSD_CYCLE = timedelta(milliseconds=10)
 GPSD_TIME_SHIFT = {"neo-m8n.log": timedelta(weeks=1024), "rst39.log": timedelta(weeks=1024)}
 GPSD_SILENT_EPOCHS = {
     "bt451.log": {
@@ -86,7 +91,11 @@ GPSD_SILENT_EPOCHS = {
 
 def iso(fix: Fix) -> str:
     assert fix.time is not None
-    return fix.time.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return iso_time(fix.time)
+
+
+def iso_time(when: datetime) -> str:
+    return when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def decode_capture(path: Path) -> list[Fix]:
@@ -107,9 +116,9 @@ def decode_capture(path: Path) -> list[Fix]:
 
 
 def gpsd_last_tpv_per_time(path: Path, shift: timedelta) -> dict[str, dict[str, Any]]:
-    from datetime import datetime
-
+    """gpsd's last TPV of each cycle, by its time (see GPSD_CYCLE)."""
     last: dict[str, dict[str, Any]] = {}
+    previous: datetime | None = None
     for raw in path.read_bytes().splitlines():
         line = raw.decode("latin-1").strip()
         if not line.startswith("{"):
@@ -118,7 +127,10 @@ def gpsd_last_tpv_per_time(path: Path, shift: timedelta) -> dict[str, dict[str, 
         if report.get("class") != "TPV" or "time" not in report:
             continue
         when = datetime.fromisoformat(report["time"].replace("Z", "+00:00")) - shift
-        last[when.isoformat(timespec="milliseconds").replace("+00:00", "Z")] = report
+        if previous is not None and when != previous and abs(when - previous) <= GPSD_CYCLE:
+            del last[iso_time(previous)]
+        last[iso_time(when)] = report
+        previous = when
     return last
 
 
