@@ -2,8 +2,11 @@
 
 gpsd's NMEA driver keeps a fix being built for the current cycle; a sentence whose UTC time
 differs (by more than 10 ms) from the last timed sentence starts a new cycle and clears it.
-Each sentence then merges what it carries. We do the same and emit the cycle's fix when the next
-one starts (or at `close()`), instead of gpsd's several partial reports per cycle.
+Each sentence then merges what it carries, and gpsd reports the fix at the sentences its cycle
+detector picks (`protocols/nmea/cycle.py`). We do the same and emit one fix per cycle when the
+next one starts (or at `close()`): the cycle as gpsd last reported it once it learned where its
+cycles end (sentences merged after that report, like the RMC and GGA of a second whose GLL came
+early, are not in it), else all we merged of it (gpsd's first cycles; a cycle it never reported).
 
 The mode rules below are gpsd's (`driver_nmea0183.c`), quirks included, because our fixes must
 agree with gpsd's on the same input:
