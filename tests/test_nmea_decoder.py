@@ -359,3 +359,20 @@ def test_json_has_the_documented_keys_and_leaves_out_what_the_receiver_did_not_g
     assert {"time", "lat", "lon", "speed", "track", "mode", "sats", "hdop"} <= set(out)
     (no_fix,), _ = decode(nmea("GPGGA,120317,4221.4394,N,01321.9948,E,0,00,,,M,,M,,"))
     assert set(no_fix.to_json_dict()) == {"mode", "sats", "quality"}
+
+
+def test_gns_gives_the_fix_of_receivers_that_send_no_gga() -> None:
+    """Some receivers (a Trimble/Ericsson GRU04) send ZDA + GNS + VTG + GLL, no GGA/RMC."""
+    fixes, decoder = decode(
+        nmea("GNZDA,213712.000,12,02,2026,,")
+        + nmea("GNGNS,213712.000,4111.59903,N,11156.54809,W,AANN,13,0.93,01482.5,-016.5,,")
+        + nmea("GNZDA,213713.000,12,02,2026,,")
+        + nmea("GNGNS,213713.000,,,,,NNNN,00,,,,,")
+    )
+    assert decoder.stats.sentences_ok == 4
+    first, second = fixes
+    assert first.mode == 3
+    assert first.lat == pytest.approx(41 + 11.59903 / 60, abs=1e-9)
+    assert first.lon == pytest.approx(-(111 + 56.54809 / 60), abs=1e-9)
+    assert (first.alt_msl, first.sats_used, first.hdop) == (1482.5, 13, 0.93)
+    assert second.mode == 1 and second.lat is None

@@ -18,16 +18,28 @@ Documented differences, read off the .chk files (not off our output):
   it learned the leap seconds for the capture's date from a `# Date:` header line; this capture
   writes `# Date = 2015-03-18`, the others with pre-2017 dates write `# Date:` and are not
   shifted. The receiver's date is right; we compare against gpsd's time minus 1024 weeks.
+  rst39.log (2014, no date header) likewise.
 - Epochs gpsd never reported with a time (listed below): the last, cut-off epoch of a capture
   (gpsd only reports at the cycle end it has learned, which never came; our `flush()` reports
   it), and haicom's first dated epoch (gpsd printed its TPV at the GGA, before the RMC brought
-  the date, and not again). These must be exactly our extra epochs.
+  the date, and not again). These must be exactly our extra epochs. Likewise, read off the
+  .chk files:
+  - receivers whose sentences of one second disagree on the time: garmin48 sends its fix every
+    2 s with the GLL one second ahead of the RMC and GGA; gpsd reports the GLL-started cycles
+    (GLL ends its cycle, then $PGRMZ) and never the RMC/GGA ones. tn204's RMC is one second
+    behind its GGA and GLL: gpsd reports at the RMC, the GGA/GLL second 23:01:49 never. rst39
+    (10 Hz GGA) before gpsd learned its cycle end (the first 0.1 s epoch).
+  - bt451 is pieced together from three sessions: the .5 s epoch cut off at the end of the
+    first, and the first epoch of the second (only GLL and ZDA) before its cycle end came.
+  - gp-320fw cold boot: one GGA with a no-fix time between two RMC "V" dates, never reported.
+- Where gpsd's reports and our fixes come from: the NMEA cycle detector (protocols/nmea/cycle.py)
+  mirrors gpsd's, and each fix is the epoch as gpsd last reported it at a learned cycle end.
 """
 
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -43,18 +55,47 @@ SPEED_TOLERANCE = 0.01  # m/s
 TRACK_TOLERANCE = 0.1  # degrees
 ALT_TOLERANCE = 0.001  # metres; gpsd prints four decimals
 
-GPSD_TIME_SHIFT = {"neo-m8n.log": timedelta(weeks=1024)}
+# Within one gpsd cycle (times at most 10 ms apart, gpsd's rule) each timed sentence sets the
+# fix time, so gpsd may print one cycle under two times (Magellan 315: its GLL at .523, then
+# its GGA and RMC at .520). The cycle is one epoch, known by its last TPV's time, as ours is by
+# its last timed sentence.
+GPSD_CYCLE = timedelta(milliseconds=10)
+GPSD_TIME_SHIFT = {"neo-m8n.log": timedelta(weeks=1024), "rst39.log": timedelta(weeks=1024)}
 GPSD_SILENT_EPOCHS = {
+    "bt451.log": {
+        "2009-12-09T14:33:08.500Z",
+        "2009-12-09T15:25:04.500Z",
+        "2009-12-09T15:25:08.500Z",
+    },
+    "ch-4701.log": {"2008-05-29T12:35:00.000Z"},
+    "foretrex-201.log": {"2010-08-26T20:00:16.000Z"},
+    "garmin48.log": {
+        "2001-06-06T22:53:10.000Z",
+        "2001-06-06T22:53:12.000Z",
+        "2001-06-06T22:53:14.000Z",
+        "2001-06-06T22:53:16.000Z",
+        "2001-06-06T22:53:18.000Z",
+        "2001-06-06T22:53:34.000Z",
+    },
+    "gp-320fw-2019-04-07-coldboot.log": {"2019-04-07T00:04:10.000Z"},
+    "gps-360.log": {"2006-07-28T02:16:25.949Z"},
     "haicom-305N.log": {"2007-04-08T09:53:04.802Z"},
     "neo-m8n.log": {"2015-03-18T17:19:48.000Z"},
+    "pharos-360.log": {"2006-07-28T02:16:33.948Z"},
     "quectel-l76k-nmea.log": {"2026-08-05T05:53:04.000Z"},
+    "rst39.log": {"2014-02-19T20:41:32.100Z"},
     "st-teseo-liv3f.log": {"2026-03-16T20:35:20.000Z"},
+    "tn204.log": {"2002-10-26T23:01:49.000Z"},
 }
 
 
 def iso(fix: Fix) -> str:
     assert fix.time is not None
-    return fix.time.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return iso_time(fix.time)
+
+
+def iso_time(when: datetime) -> str:
+    return when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def decode_capture(path: Path) -> list[Fix]:
@@ -75,9 +116,9 @@ def decode_capture(path: Path) -> list[Fix]:
 
 
 def gpsd_last_tpv_per_time(path: Path, shift: timedelta) -> dict[str, dict[str, Any]]:
-    from datetime import datetime
-
+    """gpsd's last TPV of each cycle, by its time (see GPSD_CYCLE)."""
     last: dict[str, dict[str, Any]] = {}
+    previous: datetime | None = None
     for raw in path.read_bytes().splitlines():
         line = raw.decode("latin-1").strip()
         if not line.startswith("{"):
@@ -86,7 +127,10 @@ def gpsd_last_tpv_per_time(path: Path, shift: timedelta) -> dict[str, dict[str, 
         if report.get("class") != "TPV" or "time" not in report:
             continue
         when = datetime.fromisoformat(report["time"].replace("Z", "+00:00")) - shift
-        last[when.isoformat(timespec="milliseconds").replace("+00:00", "Z")] = report
+        if previous is not None and when != previous and abs(when - previous) <= GPSD_CYCLE:
+            del last[iso_time(previous)]
+        last[iso_time(when)] = report
+        previous = when
     return last
 
 

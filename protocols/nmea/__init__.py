@@ -1,7 +1,8 @@
 """NMEA 0183, sans-IO: bytes in, one fix per receiver epoch out; fixes in, sentences out.
 
     framing     one line checked and split (start, length, checksum, address)
-    sentences   the fields of RMC, GGA, VTG, GSA, GLL, ZDA, GSV
+    sentences   the fields of RMC, GGA, GNS, VTG, GSA, GLL, ZDA, GSV
+    cycle       gpsd's end-of-cycle detector: when a cycle starts, when gpsd reports
     epoch       sentences of one epoch merged into a fix, by gpsd's rules
     decoder     the decoder: any chunking of bytes in, fixes out; counts what it rejects
     encode      fixes to sentences (the GPS simulator)

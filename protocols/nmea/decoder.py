@@ -3,7 +3,8 @@
 Use it like h11: feed whatever the serial port or file gave with `receive_data()` (any
 chunking), then drain `next_fix()` until it returns None; call `flush()` at end of input to get
 the last epoch. Nothing here raises on bad input: truncated lines, bad checksums, malformed
-fields, proprietary sentences and binary junk are counted in `stats` and skipped.
+fields, sentences we do not decode (proprietary ones but Garmin's `$PGRMZ`) and binary junk are
+counted in `stats` and skipped.
 
 An *epoch* is one navigation solution: all sentences carrying the same UTC time of day, plus the
 untimed ones (GSA, VTG, GSV) that arrive while it is open. A sentence with a new time closes the
@@ -11,7 +12,8 @@ epoch and the decoder emits its fix. How the sentences of an epoch merge into a 
 speed derived from successive positions when the receiver sends none, ...) follows gpsd's NMEA
 driver and core (`driver_nmea0183.c`, `libgpsd_core.c`), so that our fixes agree with gpsd's TPV
 reports on gpsd's own regression captures (see `tests/test_nmea_gpsd_agreement.py`); the
-gpsd-specific rules live in `protocols/nmea/epoch.py`.
+gpsd-specific rules live in `protocols/nmea/epoch.py` (merging) and `protocols/nmea/cycle.py`
+(when a cycle ends and when gpsd reports: a fix is its epoch as gpsd last reported it).
 """
 
 from __future__ import annotations

@@ -2,8 +2,11 @@
 
 gpsd's NMEA driver keeps a fix being built for the current cycle; a sentence whose UTC time
 differs (by more than 10 ms) from the last timed sentence starts a new cycle and clears it.
-Each sentence then merges what it carries. We do the same and emit the cycle's fix when the next
-one starts (or at `close()`), instead of gpsd's several partial reports per cycle.
+Each sentence then merges what it carries, and gpsd reports the fix at the sentences its cycle
+detector picks (`protocols/nmea/cycle.py`). We do the same and emit one fix per cycle when the
+next one starts (or at `close()`): the cycle as gpsd last reported it once it learned where its
+cycles end (sentences merged after that report, like the RMC and GGA of a second whose GLL came
+early, are not in it), else all we merged of it (gpsd's first cycles; a cycle it never reported).
 
 The mode rules below are gpsd's (`driver_nmea0183.c`), quirks included, because our fixes must
 agree with gpsd's on the same input:
@@ -21,19 +24,24 @@ Position, speed and track are only reported with mode >= 2, like gpsd's TPV.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, ClassVar
 
+from protocols.nmea.cycle import CycleDetector, Seen, gpsd_tag
 from protocols.nmea.sentences import (
     DAY_US,
+    BadField,
     earth_distance,
     parse_gga,
     parse_gll,
+    parse_gns,
     parse_gsa,
     parse_gsv,
     parse_rmc,
+    parse_time,
     parse_vtg,
     parse_zda,
     satellite_key,
@@ -43,13 +51,26 @@ from protocols.nmea.sentences import (
 if TYPE_CHECKING:
     from protocols.nmea.framing import Sentence
 
-# gpsd starts a new cycle when the time moves by more than 10 ms.
-_NEW_CYCLE_US = 10_000
 _HALF_DAY_US = DAY_US // 2
+_INT = re.compile(r"\s*[+-]?\d+")
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 _MAX_SPEED = 9999.9  # gpsd's sanity limit, m/s
 
 NO_FIX, FIX_2D, FIX_3D = 1, 2, 3
+_FOOT = 0.3048  # metres
+# Sentences we do not decode whose time gpsd registers for cycle detection (first field).
+_TIMED_ONLY = frozenset({"GBS", "PSRFEPE"})
+
+
+def _require_fields(s: Sentence, n: int) -> None:
+    if len(s.fields) < n:
+        raise BadField(f"{s.talker}{s.type}: {len(s.fields)} fields, need {n}")
+
+
+def _leading_int(text: str) -> int:
+    """C's atoi(): the leading integer of the text, 0 when there is none."""
+    match = _INT.match(text)
+    return int(match.group()) if match else 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +167,35 @@ class _New:
     hdop: float | None = None
     vdop: float | None = None
     pdop: float | None = None
+    sky: bool = False  # a complete GSV run
+    more_to_come: bool = False  # a GSV run not complete yet
+    force_report: bool = False  # gpsd reports an RMC V without a time at once
+    wipe_time: bool = False  # ... and the fix being built loses its time
+    unreliable: bool = False  # a GGA no fix without a time: gpsd forgets the cycle end
+    tod_only: bool = False  # the time takes part in cycle detection, but sets no fix time
+
+    def seen(self, tag: str) -> Seen:
+        has_data = (
+            self.time_set
+            or self.mode is not None
+            or self.position is not None
+            or self.alt_msl is not None
+            or self.speed is not None
+            or self.track is not None
+            or self.quality is not None
+            or self.hdop is not None
+            or self.pdop is not None
+            or self.sky
+        )
+        return Seen(
+            tag=tag,
+            tod=self.tod,
+            has_data=has_data,
+            sets_fix=self.mode is not None or self.position is not None,
+            more_to_come=self.more_to_come,
+            force_report=self.force_report,
+            unreliable=self.unreliable or self.force_report,
+        )
 
 
 class EpochAssembler:
@@ -156,7 +206,9 @@ class EpochAssembler:
         self._cur = _Building()
         self._date: date | None = None  # last date from RMC or ZDA
         self._date_tod = 0  # time of day when the date was last confirmed (midnight rollover)
-        self._frac_tod: int | None = None  # last time of day seen, for cycle detection
+        self._cycle = CycleDetector()
+        self._reported: Fix | None = None  # the open epoch as gpsd last reported it
+        self._reported_at_end = False  # ... and gpsd reported it once at a learned cycle end
         self._lastfix: _Past | None = None
         self._oldfix: _Past | None = None
         self._sats_used = 0  # satellites in use per the last GSA run (gpsd keeps it across cycles)
@@ -168,15 +220,43 @@ class EpochAssembler:
 
     def feed(self, sentence: Sentence) -> bool:
         """Merge one sentence; False when it is not a type we decode. May raise BadField."""
-        handler = None if sentence.proprietary else self._HANDLERS.get(sentence.type)
+        handlers = self._PROPRIETARY if sentence.proprietary else self._HANDLERS
+        handler = handlers.get(sentence.type)
         if handler is None:
             self._last_gsa_talker = ""
+            self._not_ours(sentence)
             return False
         new = handler(self, sentence)
         if sentence.type != "GSA":
             self._last_gsa_talker = ""
+        seen = new.seen(gpsd_tag(sentence.talker + sentence.type, sentence.fields))
+        if self._cycle.new_cycle(seen):
+            self._new_cycle(new)
         self._merge(new)
+        self._report(seen)
         return True
+
+    def _not_ours(self, sentence: Sentence) -> None:
+        """A sentence we do not decode still moves gpsd's cycle detector (and may report)."""
+        tag = gpsd_tag(sentence.talker + sentence.type, sentence.fields)
+        tod = None
+        if tag in _TIMED_ONLY and sentence.fields:
+            tod = parse_time(sentence.fields[0])
+        seen = Seen(tag=tag, tod=tod, has_data=any(sentence.fields))
+        if self._cycle.new_cycle(seen):
+            self._new_cycle(_New())
+        self._report(seen)
+
+    def _report(self, seen: Seen) -> None:
+        # A report without a time (after a timeless RMC V) is not one of the epoch. While gpsd
+        # knows no cycle end it reports at every position or mode; an epoch with only such
+        # reports (the first one, typically) we give whole, as all we merged of it.
+        if not self._cycle.report(seen):
+            return
+        now = self._fix(self._cur)
+        if now.time is not None:
+            self._reported = now
+            self._reported_at_end = self._reported_at_end or self._cycle.reliable
 
     def close(self) -> None:
         """End of input: emit the open epoch, if it holds anything."""
@@ -190,6 +270,10 @@ class EpochAssembler:
         if not rmc.valid:
             # gpsd ignores an invalid RMC's time and date: some receivers send garbage there.
             new.mode = NO_FIX
+            if not s.fields[0] or len(s.fields) < 9 or not s.fields[8]:
+                # ... and without either it forgets the date, reports at once, and that report
+                # and the rest of the cycle have no time (gpsd merges a zero time).
+                new.force_report, new.wipe_time, self._date = True, True, None
             return new
         if rmc.time is not None and rmc.date is not None:
             self._set_date(rmc.date, rmc.time)
@@ -220,6 +304,10 @@ class EpochAssembler:
         if gga.time is not None:
             new.tod = gga.time
             new.time_set = self._date is not None
+        elif not gga.quality:
+            # gpsd: no fix and no time (a receiver still searching) forgets the date and the
+            # cycle end (its forced report is lost: the GGA handler then overwrites its mask).
+            new.unreliable, self._date = True, None
         sats = gga.sats_used or 0
         if gga.position is None:
             new.mode = NO_FIX
@@ -232,6 +320,38 @@ class EpochAssembler:
                     new.mode = FIX_3D
             if sats < 3:
                 new.mode = NO_FIX
+        return new
+
+    def _gns(self, s: Sentence) -> _New:
+        gns = parse_gns(s.fields)
+        new = _New()
+        if gns.time is not None:
+            new.tod = gns.time
+            new.time_set = self._date is not None
+        if not gns.modes or gns.modes[0] == "N":
+            new.mode = NO_FIX
+            return new
+        if gns.nav_status in ("U", "V"):
+            return new
+        new.gga_sats, new.hdop = gns.sats_used, valid_dop(gns.hdop)
+        if gns.position is None:
+            new.mode = NO_FIX
+            return new
+        new.position, new.mode = gns.position, FIX_2D
+        if gns.alt_msl is not None:
+            new.alt_msl = gns.alt_msl
+            if (gns.sats_used or 0) > 3:
+                new.mode = FIX_3D
+        return new
+
+    def _pgrmz(self, s: Sentence) -> _New:
+        """Garmin's altitude (feet, whole ones as gpsd reads them) and fix dimension."""
+        _require_fields(s, 3)
+        new = _New()
+        feet = _leading_int(s.fields[0])
+        if s.fields[1][:1] == "f" and s.fields[0]:
+            new.alt_msl = feet * _FOOT
+        new.mode = {"1": NO_FIX, "2": FIX_2D, "3": FIX_3D}.get(s.fields[2][:1])
         return new
 
     def _gll(self, s: Sentence) -> _New:
@@ -291,17 +411,23 @@ class EpochAssembler:
         return new
 
     def _gsv(self, s: Sentence) -> _New:
-        parse_gsv(s.fields)  # checked, but the sky view is not part of a fix
-        return _New()
+        gsv = parse_gsv(s.fields)  # checked; the sky view is not part of a fix
+        if gsv.number is not None and gsv.total is not None and gsv.number < gsv.total:
+            return _New(more_to_come=True)
+        return _New(sky=True)
 
     _HANDLERS: ClassVar[dict[str, Callable[[EpochAssembler, Sentence], _New]]] = {
         "RMC": _rmc,
         "GGA": _gga,
         "GLL": _gll,
+        "GNS": _gns,
         "GSA": _gsa,
         "VTG": _vtg,
         "ZDA": _zda,
         "GSV": _gsv,
+    }
+    _PROPRIETARY: ClassVar[dict[str, Callable[[EpochAssembler, Sentence], _New]]] = {
+        "GRMZ": _pgrmz,
     }
 
     # -- merging -----------------------------------------------------------------------------
@@ -319,16 +445,21 @@ class EpochAssembler:
         self._date_tod = tod
         return (self._date.toordinal() - _EPOCH_ORDINAL) * DAY_US + tod
 
-    def _merge(self, new: _New) -> None:
-        cur = self._cur
+    def _new_cycle(self, new: _New) -> None:
         # gpsd applies its "keep 3D" rule before a new cycle clears the fix being built.
-        if new.mode is not None and cur.mode == FIX_3D and new.mode != NO_FIX:
+        self._keep_3d(new)
+        self._finish()
+        self._cur = _Building()
+
+    def _keep_3d(self, new: _New) -> None:
+        if new.mode is not None and self._cur.mode == FIX_3D and new.mode != NO_FIX:
             new.mode = self._hold_3d(new.mode)
-        if new.tod is not None:
-            if self._frac_tod is None or abs(new.tod - self._frac_tod) > _NEW_CYCLE_US:
-                self._finish()
-                cur = self._cur = _Building()
-            self._frac_tod = new.tod
+
+    def _merge(self, new: _New) -> None:
+        self._keep_3d(new)
+        cur = self._cur
+        if new.wipe_time:
+            cur.time_us = None
         if new.time_set and new.tod is not None:
             cur.time_us = self._time_us(new.tod)
         if new.position is not None:
@@ -396,27 +527,36 @@ class EpochAssembler:
         self._lastfix = _Past(cur.time_us, cur.mode, cur.lat, cur.lon, cur.alt_msl is not None)
 
     def _finish(self) -> None:
-        cur = self._cur
+        """Emit the epoch as gpsd last reported it (with a time); else all we merged of it."""
+        cur, reported, at_end = self._cur, self._reported, self._reported_at_end
+        self._reported, self._reported_at_end = None, False
         if not cur.touched:
             return
         self._cur = _Building()
+        full = self._fix(cur)
+        # (A timeless RMC V took the time of what we merged: then gpsd's last timed report.)
+        if reported is not None and (at_end or full.time is None):
+            self._emit(reported)
+        else:
+            self._emit(full)
+
+    @staticmethod
+    def _fix(cur: _Building) -> Fix:
         when = None
         if cur.time_us is not None:
             when = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=cur.time_us)
         has_fix = cur.mode >= FIX_2D
-        self._emit(
-            Fix(
-                time=when,
-                mode=cur.mode,
-                lat=cur.lat if has_fix else None,
-                lon=cur.lon if has_fix else None,
-                speed=cur.speed if has_fix else None,
-                track=cur.track if has_fix else None,
-                alt_msl=cur.alt_msl if has_fix else None,
-                sats_used=cur.gga_sats if cur.gga_sats is not None else cur.gsa_sats,
-                hdop=cur.hdop,
-                vdop=cur.vdop,
-                pdop=cur.pdop,
-                quality=cur.quality,
-            )
+        return Fix(
+            time=when,
+            mode=cur.mode,
+            lat=cur.lat if has_fix else None,
+            lon=cur.lon if has_fix else None,
+            speed=cur.speed if has_fix else None,
+            track=cur.track if has_fix else None,
+            alt_msl=cur.alt_msl if has_fix else None,
+            sats_used=cur.gga_sats if cur.gga_sats is not None else cur.gsa_sats,
+            hdop=cur.hdop,
+            vdop=cur.vdop,
+            pdop=cur.pdop,
+            quality=cur.quality,
         )

@@ -302,6 +302,32 @@ def parse_zda(fields: tuple[str, ...]) -> Zda:
 
 
 @dataclass(frozen=True, slots=True)
+class Gns:
+    """GNS (NMEA 4.0): GGA's fix data with one mode letter per constellation."""
+
+    time: int | None
+    position: tuple[float, float] | None
+    modes: str  # FAA mode letters, the first one counts (as in gpsd)
+    sats_used: int | None
+    hdop: float | None
+    alt_msl: float | None
+    nav_status: str  # NMEA 4.1: S safe, C caution, U unsafe, V not valid
+
+
+def parse_gns(fields: tuple[str, ...]) -> Gns:
+    _require(fields, 12, "GNS")
+    return Gns(
+        time=parse_time(fields[0]),
+        position=parse_position(fields, 1),
+        modes=fields[5],
+        sats_used=opt_int(fields, 6),
+        hdop=opt_float(fields, 7),
+        alt_msl=opt_float(fields, 8),
+        nav_status=opt_char(fields, 12),
+    )
+
+
+@dataclass(frozen=True, slots=True)
 class Gsv:
     """One sentence of a satellites-in-view group."""
 
