@@ -31,7 +31,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="decode an NMEA log to JSON lines, one per epoch",
         description="Decode an NMEA log (a raw capture, or gpsd's .log format: lines starting "
         "with # are comments) and print one JSON object per receiver epoch. Bad checksums, "
-        "truncated lines, proprietary sentences (but Garmin's $PGRMZ) and binary junk are skipped and counted.",
+        "truncated lines, proprietary sentences (but Garmin's $PGRMZ) and binary junk are "
+        "skipped and counted.",
     )
     dec.add_argument("file", metavar="FILE", help="NMEA log file, or - for standard input")
     dec.add_argument(
