@@ -3,6 +3,11 @@
 Presence carries a session number that grows with each connection of a bus: a death (last
 will) or birth with a session older than the newest one seen is stale and ignored, so a
 will that the broker delivers late can never mark a reconnected bus offline.
+
+Times from a bus are judged against central's clock (`plausible_time`): a record ten years
+ahead is stored (it is valid per schema) but never becomes the live position, which every
+later record would otherwise have to beat; a live position that is that far ahead already
+(stored before this rule) is replaced by the next plausible one.
 """
 
 from __future__ import annotations
@@ -10,6 +15,14 @@ from __future__ import annotations
 import msgspec
 
 from protocols.schemas import FleetEntry, Presence, ReportedState, TelemetryBatch
+
+MAX_AHEAD_S = 300.0  # a bus's clock this far ahead of central's is wrong, not early
+MAX_AGE_S = 30 * 86_400.0  # older than any outage a bus's outbox is kept through
+
+
+def plausible_time(t: float, now: float) -> bool:
+    """Whether a bus's time `t` can be true, by central's clock `now`."""
+    return now - MAX_AGE_S <= t <= now + MAX_AHEAD_S
 
 
 class BusState(msgspec.Struct, frozen=True, kw_only=True):
@@ -42,8 +55,10 @@ def on_telemetry(state: BusState, batch: TelemetryBatch, new_records: int, now: 
         "last_seen": now,
         "records": entry.records + new_records,
     }
-    latest = max(batch.records, key=lambda r: r.t, default=None)
-    if latest is not None and (entry.t is None or latest.t >= entry.t):
+    live = (r for r in batch.records if plausible_time(r.t, now))
+    latest = max(live, key=lambda r: r.t, default=None)
+    current = entry.t if entry.t is not None and entry.t <= now + MAX_AHEAD_S else None
+    if latest is not None and (current is None or latest.t >= current):
         if latest.pos is not None:
             updates.update(
                 t=latest.t, lat=latest.pos.lat, lon=latest.pos.lon, speed=latest.pos.speed
