@@ -42,7 +42,10 @@ SignedCount = Annotated[int, msgspec.Meta(ge=-MAX_SAFE_INT, le=MAX_SAFE_INT)]
 UnixTime = Annotated[float, msgspec.Meta(ge=0.0, le=MAX_T)]
 Severity = Annotated[int, msgspec.Meta(ge=0, le=4)]
 OfflineAfter = Annotated[float, msgspec.Meta(gt=0.0, le=MAX_OFFLINE_AFTER_S)]
-DelayS = Annotated[int, msgspec.Meta(ge=-MAX_DELAY_S, le=MAX_DELAY_S)]
+# GTFS-RT's int32. Not MAX_DELAY_S: a bus's clock or timetable can be wrong by years (seen in
+# tests), and that must not refuse its whole reported state; central reads a delay beyond
+# MAX_DELAY_S as not known (central/fleet/state.py, central/http/gtfs_rt.py).
+DelayS = Annotated[int, msgspec.Meta(ge=-(2**31), lt=2**31)]
 StopSequence = Annotated[int, msgspec.Meta(ge=0, lt=2**31)]  # GTFS-RT: uint32; GTFS: int
 DataInt = Annotated[int, msgspec.Meta(ge=-MAX_SAFE_INT, le=MAX_SAFE_INT)]
 DataFloat = Annotated[float, msgspec.Meta(ge=-MAX_DATA_NUMBER, le=MAX_DATA_NUMBER)]

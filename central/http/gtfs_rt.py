@@ -31,6 +31,7 @@ from typing import Any
 from google.protobuf import json_format  # type: ignore[import-untyped]  # no stubs installed
 from google.transit import gtfs_realtime_pb2 as rt
 
+from central.fleet.state import known_delay
 from protocols.schemas import FleetEntry, JourneyStatus
 
 __all__ = [
@@ -223,7 +224,7 @@ def _trip_update(
     trip_id = _current_trip(entry, journey)
     if not trip_id:
         return False
-    delay = journey.delay_s if journey else None
+    delay = known_delay(journey.delay_s) if journey else None
     stop_known = journey is not None and (journey.stop_id or journey.stop_sequence is not None)
     if delay is None and not stop_known:
         return False

@@ -34,7 +34,7 @@ from central.fleet.alarms import (
     BusWatch,
     Change,
 )
-from central.fleet.state import MAX_AHEAD_S, plausible_time
+from central.fleet.state import MAX_AHEAD_S, not_ahead
 from central.store import alarms as alarm_db
 from central.store.db import CentralStore
 from protocols import codec, topics
@@ -71,7 +71,7 @@ class AlarmCenter:
             return  # history: stored, never alarming
         w = self.watch.get(bus) or BusWatch()
         # A record far from central's clock would hold the detectors' timers (door, speed).
-        live = [r for r in batch.records if plausible_time(r.t, now)]
+        live = [r for r in batch.records if not_ahead(r.t, now)]
         w2, changes = rules.watch_telemetry(w, live, self.params)
         if w2 is not w:
             self.watch[bus] = w2

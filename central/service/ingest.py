@@ -5,7 +5,9 @@ validate (every number a bus sends is bounded by its schema), or a payload namin
 than its topic is counted and logged (rate-limited). A message that still makes its handler
 fail is counted (`errors`) and logged with its traceback, and the others of its batch are
 stored: one authenticated bus must not be able to stop central, least of all with a retained
-message that would stop it again at every restart.
+message that would stop it again at every restart. A failing database (SQLite's
+OperationalError: disk full, I/O error) is not the message's fault: the batch is rolled back
+and the error raised, no receipt goes out, and the buses send it all again.
 
 Times out of the plausible window around central's clock (central/fleet/state.py) are
 stored, counted (`implausible_time`) and never move live state. Receipts are cut into
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import sqlite3
 import time
 from collections.abc import Iterable
 
@@ -86,6 +89,8 @@ class Ingest:
             for topic, payload in messages:
                 try:
                     self._handle(topic, payload, now)
+                except sqlite3.OperationalError:
+                    raise  # the database failed, not the message: roll the whole batch back
                 except Exception:  # a bug that one message finds must not stop central
                     self.counters["errors"] += 1
                     log.exception("failed on a message on %s (%d bytes)", topic, len(payload))
