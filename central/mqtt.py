@@ -18,14 +18,31 @@ from typing import Any
 import aiomqtt
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from central.config import CentralConfig
 
-__all__ = ["BACKOFF_BASE", "BACKOFF_CAP_S", "Backoff", "backoff", "client", "delay", "paho_client"]
+__all__ = [
+    "BACKOFF_BASE",
+    "BACKOFF_CAP_S",
+    "MAX_PACKET_BYTES",
+    "Backoff",
+    "backoff",
+    "client",
+    "connect_properties",
+    "delay",
+    "paho_client",
+]
 
 BACKOFF_BASE = 1.5  # aiomqtt's own reconnect habit: uniform(0, 1.5 ** min(10, attempt))
 BACKOFF_CAP_S = 30.0
 MAX_INFLIGHT = 100  # mosquitto's receive maximum in deploy/ (max_inflight_messages)
+# The largest packet central takes: the broker's own max_packet_size in deploy/. Announced in
+# MQTT 5's CONNECT (Maximum Packet Size), so that a broker without a limit of its own does not
+# send central a 100 MB message (the broker drops it for us); what still comes (MQTT 3.1.1,
+# a broker that ignores the property) is dropped unread by the service.
+MAX_PACKET_BYTES = 1024 * 1024
 # No Nagle: a request, a reply or a receipt is one small packet that would otherwise wait up to
 # ~40 ms for the peer's delayed ACK (measured: a dispatcher's request took 68 ms round trip with
 # it, 2 ms without, bench/push_latency.py). The broker sets the same (set_tcp_nodelay).
@@ -86,6 +103,16 @@ def paho_client(config: CentralConfig, client_id: str | None = None) -> paho.Cli
     out.reconnect_delay_set(1, int(BACKOFF_CAP_S))
     out.on_socket_open = _no_delay
     return out
+
+
+def connect_properties(config: CentralConfig) -> Properties | None:
+    """The CONNECT properties for `paho_client` (give them to `connect_async`): MQTT 5's
+    Maximum Packet Size; None for MQTT 3.1.1, which has no properties."""
+    if config.mqtt_protocol != 5:
+        return None
+    props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]  # paho
+    props.MaximumPacketSize = MAX_PACKET_BYTES
+    return props
 
 
 def _no_delay(_client: paho.Client, _userdata: Any, sock: Any) -> None:

@@ -59,7 +59,8 @@ raw DEFLATE makes every batch of this bit stream larger, and a preset dictionary
 under 1 byte per record at 10 records (mostly the bus id) and nothing from 30 on.
 
 The decoded batch is the same schema (v = 1) as the JSON one: the version byte selects the
-wire encoding, not a different message.
+wire encoding, not a different message; it is validated against the schema's bounds as the
+JSON one is, so a number the codec can carry but the schema refuses is a CodecError.
 """
 
 from __future__ import annotations
@@ -68,6 +69,8 @@ import math
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import cast
+
+import msgspec
 
 from protocols.codec import MAX_PAYLOAD, decode
 from protocols.errors import CodecError
@@ -378,8 +381,22 @@ def decode_batch(data: bytes) -> TelemetryBatch:
     if len(data) > MAX_PAYLOAD:
         raise _fail(f"payload of {len(data)} bytes exceeds {MAX_PAYLOAD}")
     try:
-        return _decode_compact(data)
+        batch = _decode_compact(data)
     except (ValueError, OverflowError, IndexError) as exc:  # a CodecError passes unchanged
+        raise _fail(str(exc)) from exc
+    return _validated(batch)
+
+
+def _validated(batch: TelemetryBatch) -> TelemetryBatch:
+    """The batch checked against the schema's bounds, as the JSON path checks them.
+
+    The codec carries any finite number (up to `_MAX_BITS`), and a Struct built in code is not
+    validated: without this a compact batch could bring central the seq of 2^63 or the time
+    of 1e300 that the JSON path refuses.
+    """
+    try:
+        return msgspec.convert(msgspec.to_builtins(batch), TelemetryBatch)
+    except msgspec.ValidationError as exc:
         raise _fail(str(exc)) from exc
 
 

@@ -3,6 +3,13 @@
 Every payload carries `v`, its schema version. Unknown fields are ignored, so a newer peer can
 add fields without breaking an older one; a payload that does not validate is a CodecError.
 Times are unix seconds (UTC) as floats; speeds in m/s unless the name says otherwise.
+
+Every number a bus sends is bounded here, at the bytes boundary (issue 13): an integer of 2^63
+overflows SQLite and protobuf, a float of 1e300 keeps a silent bus online, and a payload that
+is retained does that again at every restart. A payload with a number out of its bound does
+not validate at all. Sensor bounds are what any real device can say, not what is plausible
+(plausibility, such as a time far from central's clock, is for the receiver to judge): a bound
+that caught real data would refuse a whole batch, again at every resend.
 """
 
 from __future__ import annotations
@@ -20,6 +27,41 @@ Lat = Annotated[float, msgspec.Meta(ge=-90.0, le=90.0)]
 Lon = Annotated[float, msgspec.Meta(ge=-180.0, le=180.0)]
 BusId = Annotated[str, msgspec.Meta(pattern=f"^{BUS_ID_PATTERN}$")]
 
+# -- bounds of what the buses send ----------------------------------------------------------------
+MAX_SAFE_INT = 2**53  # what a float (JSON in JavaScript, SQLite REAL, dashboards) holds exactly
+MAX_T = 4_102_444_800.0  # 2100-01-01T00:00Z: no bus runs later; far below float trouble
+MAX_DELAY_S = 86_400  # a journey a day late is no longer late but another day's
+MAX_OFFLINE_AFTER_S = 86_400.0
+MAX_DATA_NUMBER = 1e15  # a number in an event's data (counts, coordinates, speeds)
+
+# A per-bus sequence number: never negative, exact in a float.
+Seq = Annotated[int, msgspec.Meta(ge=0, lt=MAX_SAFE_INT)]
+# Counters that only grow (connection sessions, document versions).
+Count = Annotated[int, msgspec.Meta(ge=0, le=MAX_SAFE_INT)]
+SignedCount = Annotated[int, msgspec.Meta(ge=-MAX_SAFE_INT, le=MAX_SAFE_INT)]
+UnixTime = Annotated[float, msgspec.Meta(ge=0.0, le=MAX_T)]
+Severity = Annotated[int, msgspec.Meta(ge=0, le=4)]
+OfflineAfter = Annotated[float, msgspec.Meta(gt=0.0, le=MAX_OFFLINE_AFTER_S)]
+# GTFS-RT's int32. Not MAX_DELAY_S: a bus's clock or timetable can be wrong by years (seen in
+# tests), and that must not refuse its whole reported state; central reads a delay beyond
+# MAX_DELAY_S as not known (central/fleet/state.py, central/http/gtfs_rt.py).
+DelayS = Annotated[int, msgspec.Meta(ge=-(2**31), lt=2**31)]
+StopSequence = Annotated[int, msgspec.Meta(ge=0, lt=2**31)]  # GTFS-RT: uint32; GTFS: int
+DataInt = Annotated[int, msgspec.Meta(ge=-MAX_SAFE_INT, le=MAX_SAFE_INT)]
+DataFloat = Annotated[float, msgspec.Meta(ge=-MAX_DATA_NUMBER, le=MAX_DATA_NUMBER)]
+# Sensors: GNSS receivers are export-limited to 515 m/s; J1939 tops out at 251 km/h, 8,192 rpm,
+# -40..215 degC, 102 % and 21 million km; each bound leaves room above that.
+SpeedMps = Annotated[float, msgspec.Meta(ge=0.0, le=1_000.0)]
+Degrees = Annotated[float, msgspec.Meta(ge=0.0, le=360.0)]
+Dop = Annotated[float, msgspec.Meta(ge=0.0, le=1_000.0)]
+FixMode = Annotated[int, msgspec.Meta(ge=0, le=3)]
+Satellites = Annotated[int, msgspec.Meta(ge=0, le=1_000)]
+SpeedKmh = Annotated[float, msgspec.Meta(ge=0.0, le=1_000.0)]
+Rpm = Annotated[float, msgspec.Meta(ge=0.0, le=20_000.0)]
+Celsius = Annotated[float, msgspec.Meta(ge=-100.0, le=400.0)]
+Percent = Annotated[float, msgspec.Meta(ge=0.0, le=110.0)]
+Metres = Annotated[float, msgspec.Meta(ge=0.0, le=1e11)]
+
 
 class Presence(msgspec.Struct, frozen=True, kw_only=True):
     """Birth (online=True, retained) and last will (online=False) of a bus.
@@ -31,37 +73,37 @@ class Presence(msgspec.Struct, frozen=True, kw_only=True):
     v: int = SCHEMA_VERSION
     bus: BusId
     online: bool
-    session: int
-    t: float
+    session: Count
+    t: UnixTime
     agent: str = ""  # agent version
-    offline_after_s: float | None = None  # silence after which central shows the bus offline
+    offline_after_s: OfflineAfter | None = None  # silence after which central shows the bus offline
 
 
 class Position(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     lat: Lat
     lon: Lon
-    speed: float | None = None  # m/s
-    track: float | None = None  # degrees true
-    mode: int = 3  # 2 = 2D, 3 = 3D, as gpsd
-    hdop: float | None = None
-    sats: int | None = None
+    speed: SpeedMps | None = None  # m/s
+    track: Degrees | None = None  # degrees true
+    mode: FixMode = 3  # 2 = 2D, 3 = 3D, as gpsd
+    hdop: Dop | None = None
+    sats: Satellites | None = None
     estimated: bool = False  # dead reckoning, not a GNSS fix
 
 
 class Vehicle(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     """The 1 Hz vehicle summary from the bus CAN (bus-FMS); None where the bus gave nothing."""
 
-    speed_kmh: float | None = None
-    rpm: float | None = None
+    speed_kmh: SpeedKmh | None = None
+    rpm: Rpm | None = None
     doors_open: bool | None = None
-    coolant_c: float | None = None
-    fuel_pct: float | None = None
-    odometer_m: float | None = None
+    coolant_c: Celsius | None = None
+    fuel_pct: Percent | None = None
+    odometer_m: Metres | None = None
 
 
 class TelemetryRecord(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
-    seq: int  # per-bus sequence number, never reused: central deduplicates on (bus, seq)
-    t: float
+    seq: Seq  # per-bus sequence number, never reused: central deduplicates on (bus, seq)
+    t: UnixTime
     pos: Position | None = None
     veh: Vehicle | None = None
 
@@ -74,6 +116,8 @@ class TelemetryBatch(msgspec.Struct, frozen=True, kw_only=True):
 
 
 Scalar = str | int | float | bool | None
+# A scalar from a bus: its numbers bounded (an event's data is stored, shown and compared).
+BusScalar = str | DataInt | DataFloat | bool | None
 
 
 class Event(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
@@ -83,11 +127,11 @@ class Event(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     before anything else and never dropped by the outbox's disk budget.
     """
 
-    seq: int
-    t: float
+    seq: Seq
+    t: UnixTime
     kind: str
-    severity: int = 0  # 0 info, 1 notice, 2 warning, 3 alarm, 4 emergency
-    data: dict[str, Scalar] = msgspec.field(default_factory=dict)
+    severity: Severity = 0  # 0 info, 1 notice, 2 warning, 3 alarm, 4 emergency
+    data: dict[str, BusScalar] = msgspec.field(default_factory=dict)
 
 
 class EventBatch(msgspec.Struct, frozen=True, kw_only=True):
@@ -102,7 +146,7 @@ class Stored(msgspec.Struct, frozen=True, kw_only=True):
 
     v: int = SCHEMA_VERSION
     bus: BusId
-    ranges: list[tuple[int, int]]  # inclusive [first, last] ranges
+    ranges: list[tuple[Seq, Seq]]  # inclusive [first, last] ranges
 
 
 class Command(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
@@ -171,7 +215,7 @@ class DesiredState(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True
 
     v: int = SCHEMA_VERSION
     bus: BusId
-    version: int
+    version: Count
     assignment: Assignment | None = None
     playlist: str | None = None  # playlist id (the advertising issue fills in the details)
     # The playlist document itself, carried here so that it is versioned and validated with
@@ -187,15 +231,15 @@ class ReportedState(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=Tru
 
     v: int = SCHEMA_VERSION
     bus: BusId
-    version: int
-    t: float
+    version: Count
+    t: UnixTime
     assignment: Assignment | None = None
     playlist: str | None = None
     messages: list[str] = msgspec.field(default_factory=list)  # message ids shown
-    config: dict[str, str | int | float | bool] = msgspec.field(default_factory=dict)
-    rejected_version: int | None = None  # a newer desired version the bus refused
+    config: dict[str, str | DataInt | DataFloat | bool] = msgspec.field(default_factory=dict)
+    rejected_version: Count | None = None  # a newer desired version the bus refused
     error: str | None = None  # why it refused it
-    counters: dict[str, int] = msgspec.field(default_factory=dict)  # rejected inputs etc.
+    counters: dict[str, SignedCount] = msgspec.field(default_factory=dict)  # rejected inputs etc.
     journey: JourneyStatus | None = None  # where on its trip the bus is, how late
 
 
@@ -208,14 +252,14 @@ class JourneyStatus(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=Tru
     codec. Central also falls back on the bus's journey events (arrived/departed/passed).
     """
 
-    t: float  # when this was true
+    t: UnixTime  # when this was true
     trip_id: str
     route_id: str | None = None
     start_date: str | None = None  # the trip's service day, YYYYMMDD
     stop_id: str | None = None  # the stop the bus stands at (at_stop) or drives to next
-    stop_sequence: int | None = None  # its GTFS stop_sequence
+    stop_sequence: StopSequence | None = None  # its GTFS stop_sequence
     at_stop: bool = False
-    delay_s: int | None = None  # positive: late; None: not known yet
+    delay_s: DelayS | None = None  # positive: late; None: not known yet
     finished: bool = False  # the trip is done; the next one has not started
     diversions: list[str] = msgspec.field(default_factory=list)  # ids applied to the trip now
 

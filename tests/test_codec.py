@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from protocols import codec
 from protocols.errors import CodecError
 from protocols.schemas import (
+    MAX_T,
     Assignment,
     DesiredState,
     FleetEntry,
@@ -22,32 +23,36 @@ from protocols.schemas import (
     Vehicle,
 )
 
-finite = st.floats(allow_nan=False, allow_infinity=False, width=64)
-opt = st.one_of(st.none(), finite)
+
+# Within the bounds the schema sets on what a bus sends (protocols/schemas.py).
+def opt(low: float, high: float) -> st.SearchStrategy[float | None]:
+    return st.one_of(st.none(), st.floats(low, high))
+
+
 positions = st.builds(
     Position,
     lat=st.floats(-90, 90),
     lon=st.floats(-180, 180),
-    speed=opt,
-    track=opt,
+    speed=opt(0, 1000),
+    track=opt(0, 360),
     mode=st.integers(1, 3),
-    hdop=opt,
+    hdop=opt(0, 1000),
     sats=st.one_of(st.none(), st.integers(0, 64)),
     estimated=st.booleans(),
 )
 vehicles = st.builds(
     Vehicle,
-    speed_kmh=opt,
-    rpm=opt,
+    speed_kmh=opt(0, 1000),
+    rpm=opt(0, 20_000),
     doors_open=st.one_of(st.none(), st.booleans()),
-    coolant_c=opt,
-    fuel_pct=opt,
-    odometer_m=opt,
+    coolant_c=opt(-100, 400),
+    fuel_pct=opt(0, 110),
+    odometer_m=opt(0, 1e11),
 )
 records = st.builds(
     TelemetryRecord,
-    seq=st.integers(1, 2**53),
-    t=finite,
+    seq=st.integers(1, 2**53 - 1),
+    t=st.floats(0, MAX_T),
     pos=st.one_of(st.none(), positions),
     veh=st.one_of(st.none(), vehicles),
 )

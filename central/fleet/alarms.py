@@ -189,15 +189,20 @@ def from_event(event: Event) -> Change | None:
         subject = f"{data.get('spn', '?')}/{data.get('fmi', '?')}"
     text = data.get("text") or data.get("reason") or ""
     severity = event.severity if kind not in KINDS else 0
+    lat, lon = _num(data.get("lat", None)), _num(data.get("lon", None))
+    if lat is None or lon is None or not (-90.0 <= lat <= 90.0 and -180.0 <= lon <= 180.0):
+        # A position that is not one (latitude 999) is dropped, never the alarm: the alarm
+        # is raised and shown without it (or with the bus's last known position).
+        lat = lon = None
     return Change(
         what,
         kind,
         event.t,
         subject=subject,
-        severity=max(severity, 0),
+        severity=min(max(severity, 0), 4),
         text=str(text)[:200],
-        lat=_num(data.get("lat", None)),
-        lon=_num(data.get("lon", None)),
+        lat=lat,
+        lon=lon,
     )
 
 

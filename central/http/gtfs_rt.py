@@ -15,17 +15,23 @@ What goes out, and why:
   later stops) and, as the trip-level delay, the same figure. A bus with a trip but no delay
   yet gets its next stop marked NO_DATA; one with neither gets no TripUpdate. A finished trip
   gets none either.
+- One bus never fails the feed for everyone: each entity is built on its own, and one that
+  cannot be (a time or a delay that protobuf refuses) is left out, counted
+  (`gtfs_rt_skipped` in `counters`) and logged.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import functools
+import logging
+from collections.abc import Callable, Iterable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from google.protobuf import json_format  # type: ignore[import-untyped]  # no stubs installed
 from google.transit import gtfs_realtime_pb2 as rt
 
+from central.fleet.state import known_delay
 from protocols.schemas import FleetEntry, JourneyStatus
 
 __all__ = [
@@ -36,6 +42,31 @@ __all__ = [
 ]
 
 GTFS_RT_VERSION = "2.0"
+SKIPPED = "gtfs_rt_skipped"  # the counter of entities left out
+
+log = logging.getLogger("busfleet.central.gtfs_rt")
+Counters = MutableMapping[str, int]
+# What protobuf raises for a value its field cannot hold (an int32 delay of 2^40, a negative
+# uint64 timestamp), and int() for a float that is no integer (inf, NaN).
+_BAD_VALUE = (ValueError, TypeError, OverflowError)
+
+
+def _add_entity(
+    feed: Any, bus: str, build: Callable[[Any], bool], counters: Counters | None
+) -> None:
+    """Build one bus's entity apart and add it to `feed` only if that worked (`build` returns
+    False for a bus with nothing to say); otherwise leave it out, count and log it."""
+    entity = rt.FeedEntity()
+    entity.id = bus
+    try:
+        if not build(entity):
+            return
+    except _BAD_VALUE as exc:
+        if counters is not None:
+            counters[SKIPPED] = counters.get(SKIPPED, 0) + 1
+        log.warning("GTFS-RT: left out bus %s: %s", bus, exc)
+        return
+    feed.entity.add().CopyFrom(entity)
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +142,7 @@ def vehicle_positions(
     now: float,
     *,
     trips: TripLookup = _no_trips,
+    counters: Counters | None = None,
 ) -> Any:
     """A FeedMessage with one VehiclePosition per live bus (entity id = bus id)."""
     feed = rt.FeedMessage()
@@ -118,34 +150,39 @@ def vehicle_positions(
     for entry in sorted(entries, key=lambda e: e.bus):
         if not _live(entry):
             continue
-        journey = journeys.get(entry.bus)
-        entity = feed.entity.add()
-        entity.id = entry.bus
-        vp = entity.vehicle
-        vp.vehicle.id = entry.bus
-        vp.vehicle.label = entry.bus
-        assert entry.lat is not None and entry.lon is not None  # _live
-        vp.position.latitude = entry.lat
-        vp.position.longitude = entry.lon
-        if entry.speed is not None:
-            vp.position.speed = entry.speed
-        if entry.t is not None:
-            vp.timestamp = int(entry.t)
-        trip_id = _current_trip(entry, journey)
-        if trip_id:
-            _describe_trip(vp.trip, trip_id, entry, journey, trips)
-        elif entry.route_id:  # a route assignment not yet matched to a trip
-            vp.trip.route_id = entry.route_id
-        if journey is not None and not journey.finished and journey.stop_id:
-            vp.stop_id = journey.stop_id
-            if journey.stop_sequence is not None:
-                vp.current_stop_sequence = journey.stop_sequence
-            vp.current_status = (
-                rt.VehiclePosition.STOPPED_AT
-                if journey.at_stop
-                else rt.VehiclePosition.IN_TRANSIT_TO
-            )
+        build = functools.partial(
+            _vehicle_position, entry=entry, journey=journeys.get(entry.bus), trips=trips
+        )
+        _add_entity(feed, entry.bus, build, counters)
     return feed
+
+
+def _vehicle_position(
+    entity: Any, *, entry: FleetEntry, journey: JourneyStatus | None, trips: TripLookup
+) -> bool:
+    vp = entity.vehicle
+    vp.vehicle.id = entry.bus
+    vp.vehicle.label = entry.bus
+    assert entry.lat is not None and entry.lon is not None  # _live
+    vp.position.latitude = entry.lat
+    vp.position.longitude = entry.lon
+    if entry.speed is not None:
+        vp.position.speed = entry.speed
+    if entry.t is not None:
+        vp.timestamp = int(entry.t)
+    trip_id = _current_trip(entry, journey)
+    if trip_id:
+        _describe_trip(vp.trip, trip_id, entry, journey, trips)
+    elif entry.route_id:  # a route assignment not yet matched to a trip
+        vp.trip.route_id = entry.route_id
+    if journey is not None and not journey.finished and journey.stop_id:
+        vp.stop_id = journey.stop_id
+        if journey.stop_sequence is not None:
+            vp.current_stop_sequence = journey.stop_sequence
+        vp.current_status = (
+            rt.VehiclePosition.STOPPED_AT if journey.at_stop else rt.VehiclePosition.IN_TRANSIT_TO
+        )
+    return True
 
 
 def trip_updates(
@@ -155,6 +192,7 @@ def trip_updates(
     *,
     trips: TripLookup = _no_trips,
     skipped: SkippedLookup = _no_skips,
+    counters: Counters | None = None,
 ) -> Any:
     """A FeedMessage with one TripUpdate per live bus on a trip (entity id = bus id).
 
@@ -167,37 +205,51 @@ def trip_updates(
         if not _live(entry):
             continue
         journey = journeys.get(entry.bus)
-        trip_id = _current_trip(entry, journey)
-        if not trip_id:
-            continue
-        delay = journey.delay_s if journey else None
-        stop_known = journey is not None and (journey.stop_id or journey.stop_sequence is not None)
-        if delay is None and not stop_known:
-            continue
-        entity = feed.entity.add()
-        entity.id = entry.bus
-        tu = entity.trip_update
-        _describe_trip(tu.trip, trip_id, entry, journey, trips)
-        tu.vehicle.id = entry.bus
-        tu.vehicle.label = entry.bus
-        stamp = journey.t if journey is not None else entry.t
-        if stamp is not None:
-            tu.timestamp = int(stamp)
-        if delay is not None:
-            tu.delay = delay
-        if journey is not None and stop_known:
-            stu = tu.stop_time_update.add()
-            if journey.stop_sequence is not None:
-                stu.stop_sequence = journey.stop_sequence
-            if journey.stop_id:
-                stu.stop_id = journey.stop_id
-            if delay is None:
-                stu.schedule_relationship = rt.TripUpdate.StopTimeUpdate.NO_DATA
-            else:
-                stu.arrival.delay = delay
-                stu.departure.delay = delay
-        _skip_stops(tu, skipped(trip_id, journey.route_id if journey else entry.route_id), journey)
+        build = functools.partial(
+            _trip_update, entry=entry, journey=journey, trips=trips, skipped=skipped
+        )
+        _add_entity(feed, entry.bus, build, counters)
     return feed
+
+
+def _trip_update(
+    entity: Any,
+    *,
+    entry: FleetEntry,
+    journey: JourneyStatus | None,
+    trips: TripLookup,
+    skipped: SkippedLookup,
+) -> bool:
+    """Fill `entity` with the bus's TripUpdate; False if it has none to give."""
+    trip_id = _current_trip(entry, journey)
+    if not trip_id:
+        return False
+    delay = known_delay(journey.delay_s) if journey else None
+    stop_known = journey is not None and (journey.stop_id or journey.stop_sequence is not None)
+    if delay is None and not stop_known:
+        return False
+    tu = entity.trip_update
+    _describe_trip(tu.trip, trip_id, entry, journey, trips)
+    tu.vehicle.id = entry.bus
+    tu.vehicle.label = entry.bus
+    stamp = journey.t if journey is not None else entry.t
+    if stamp is not None:
+        tu.timestamp = int(stamp)
+    if delay is not None:
+        tu.delay = delay
+    if journey is not None and stop_known:
+        stu = tu.stop_time_update.add()
+        if journey.stop_sequence is not None:
+            stu.stop_sequence = journey.stop_sequence
+        if journey.stop_id:
+            stu.stop_id = journey.stop_id
+        if delay is None:
+            stu.schedule_relationship = rt.TripUpdate.StopTimeUpdate.NO_DATA
+        else:
+            stu.arrival.delay = delay
+            stu.departure.delay = delay
+    _skip_stops(tu, skipped(trip_id, journey.route_id if journey else entry.route_id), journey)
+    return True
 
 
 def _skip_stops(

@@ -13,6 +13,7 @@ long history (proof-of-play and the rest) is scanned once, not on every request.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 
 from central.store import gtfs as gtfs_db
@@ -20,15 +21,19 @@ from central.store import queries as query_db
 from central.store.db import CentralStore
 from protocols import codec
 from protocols.errors import CodecError
-from protocols.schemas import JourneyStatus, ReportedState, Scalar
+from protocols.schemas import MAX_DELAY_S, JourneyStatus, ReportedState, Scalar
 
 __all__ = ["JOURNEY_EVENTS", "JourneyIndex", "from_event"]
 
 JOURNEY_EVENTS = ("arrived", "departed", "passed", "trip_finished")
 
 
-def _int(value: Scalar) -> int | None:
+def _int(value: Scalar, bound: int) -> int | None:
+    """An event's number as an int, None if it is none or beyond +-`bound` (an int32 field
+    of GTFS-RT, or a delay of 2^40 s, must not fail the feed for every bus)."""
     if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if not -bound <= value <= bound:  # also NaN
         return None
     return round(value)
 
@@ -41,10 +46,10 @@ def from_event(
     if not isinstance(trip, str) or not trip:
         return None
     route_id = route if isinstance(route, str) and route else None
-    delay, index = _int(data.get("delay_s")), _int(data.get("index"))
+    delay, index = _int(data.get("delay_s"), MAX_DELAY_S), _int(data.get("index"), 2**31 - 2)
     if kind == "trip_finished":
         return JourneyStatus(t=t, trip_id=trip, route_id=route_id, delay_s=delay, finished=True)
-    if index is None:
+    if index is None or index < 0:
         return JourneyStatus(t=t, trip_id=trip, route_id=route_id, delay_s=delay)
     at_stop = kind == "arrived"
     stop = gtfs_db.stop_at(store, trip, index if at_stop else index + 1)
@@ -69,8 +74,13 @@ class JourneyIndex:
         self.store = store
         self._from_events: dict[str, tuple[int, JourneyStatus | None]] = {}
 
-    def status(self, buses: Iterable[str]) -> dict[str, JourneyStatus]:
-        """The newest known journey status of each of `buses` that has one."""
+    def status(self, buses: Iterable[str], now: float | None = None) -> dict[str, JourneyStatus]:
+        """The newest known journey status of each of `buses` that has one.
+
+        "Newest" by the bus's clock, but no later than central's `now`: a status dated ten
+        years ahead must not outrank every later one.
+        """
+        now = time.time() if now is None else now
         wanted = set(buses)
         out: dict[str, JourneyStatus] = {}
         for bus, body in self.store.all_reported():
@@ -84,7 +94,7 @@ class JourneyIndex:
                 out[bus] = journey
         for bus in wanted:
             event = self._event_status(bus)
-            if event is not None and (bus not in out or event.t > out[bus].t):
+            if event is not None and (bus not in out or min(event.t, now) > min(out[bus].t, now)):
                 out[bus] = event
         return out
 

@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, MutableMapping
 from typing import Any
 
 from aiohttp import web
@@ -67,8 +67,11 @@ class Realtime:
         fleet: FleetSource | None = None,
         cache_s: float = 1.0,
         clock: Callable[[], float] = time.time,
+        counters: MutableMapping[str, int] | None = None,
     ) -> None:
         self.store = store
+        # Entities left out of a feed (`gtfs_rt_skipped`); the service's counters in `serve`.
+        self.counters: MutableMapping[str, int] = {} if counters is None else counters
         self.fleet = fleet or store_fleet(store)
         self.cache_s = cache_s
         self.clock = clock
@@ -90,11 +93,8 @@ class Realtime:
     def feed(self, kind: str) -> Any:
         """The FeedMessage for 'vehicle-positions', 'trip-updates' or 'alerts' (KeyError
         otherwise)."""
-        build = {
-            "vehicle-positions": gtfs_rt.vehicle_positions,
-            "trip-updates": gtfs_rt.trip_updates,
-            "alerts": gtfs_rt.trip_updates,  # not used: built from the diversions below
-        }[kind]
+        if kind not in ("vehicle-positions", "trip-updates", "alerts"):
+            raise KeyError(kind)
         now = self.clock()
         cached = self._cache.get(kind)
         if cached is not None and now - cached[0] < self.cache_s:
@@ -111,11 +111,12 @@ class Realtime:
                 now,
                 route_name=lambda r: route_label(self.store, r),
                 stop_name=lambda s: stop_label(self.store, s),
+                counters=self.counters,
             )
             self._cache[kind] = (now, feed)
             return feed
         entries = [e for e in self.fleet() if e.online]
-        journeys = self.journeys.status(e.bus for e in entries)
+        journeys = self.journeys.status((e.bus for e in entries), now)
         if kind == "trip-updates":  # with the stops diversions skip now
             feed = gtfs_rt.trip_updates(
                 entries,
@@ -123,9 +124,12 @@ class Realtime:
                 now,
                 trips=self.trip_facts,
                 skipped=lambda t, r: skipped_stops(self.store, diversions, t, r, now),
+                counters=self.counters,
             )
         else:
-            feed = build(entries, journeys, now, trips=self.trip_facts)
+            feed = gtfs_rt.vehicle_positions(
+                entries, journeys, now, trips=self.trip_facts, counters=self.counters
+            )
         self._cache[kind] = (now, feed)
         return feed
 
@@ -164,10 +168,12 @@ def create_app(
     fleet: FleetSource | None = None,
     routes: Iterable[web.RouteDef] = (),
     cache_s: float = 1.0,
+    counters: MutableMapping[str, int] | None = None,
 ) -> web.Application:
     """The aiohttp application: GTFS-RT, /healthz, and any further `routes`."""
     app = web.Application()
-    app.add_routes(realtime_routes(Realtime(store, fleet=fleet, cache_s=cache_s)))
+    realtime = Realtime(store, fleet=fleet, cache_s=cache_s, counters=counters)
+    app.add_routes(realtime_routes(realtime))
     app.add_routes(list(routes))
     return app
 
@@ -192,11 +198,13 @@ async def run_http(
     *,
     fleet: FleetSource | None = None,
     routes: Iterable[web.RouteDef] = (),
+    counters: MutableMapping[str, int] | None = None,
 ) -> None:
     """Serve central's HTTP on `config.http_host:http_port` until cancelled, from the store
-    the process opened (the service's: its handlers run on the same event loop)."""
+    the process opened (the service's: its handlers run on the same event loop); what it
+    counts goes to `counters` (the service's, published in its stats)."""
     # The ad media library for the buses (Range requests: resumable downloads).
     routes = [*media_routes(config.media_dir), *routes]
-    app = create_app(store, fleet=fleet, routes=routes)
+    app = create_app(store, fleet=fleet, routes=routes, counters=counters)
     async with serving(app, config.http_host, config.http_port):
         await asyncio.Event().wait()

@@ -16,6 +16,8 @@ several ingest workers share the database.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import logging
 import time
 import uuid
@@ -32,6 +34,7 @@ from central.fleet.alarms import (
     BusWatch,
     Change,
 )
+from central.fleet.state import MAX_AHEAD_S, not_ahead
 from central.store import alarms as alarm_db
 from central.store.db import CentralStore
 from protocols import codec, topics
@@ -67,7 +70,9 @@ class AlarmCenter:
         if batch.backfill:
             return  # history: stored, never alarming
         w = self.watch.get(bus) or BusWatch()
-        w2, changes = rules.watch_telemetry(w, batch.records, self.params)
+        # A record far from central's clock would hold the detectors' timers (door, speed).
+        live = [r for r in batch.records if not_ahead(r.t, now)]
+        w2, changes = rules.watch_telemetry(w, live, self.params)
         if w2 is not w:
             self.watch[bus] = w2
         self._apply(bus, changes, entry, now)
@@ -77,6 +82,10 @@ class AlarmCenter:
             change = rules.from_event(event)
             if change is None:
                 continue
+            if change.t > now + MAX_AHEAD_S:
+                # A bus clock far ahead: the alarm is raised now, not in ten years (a clear
+                # "before" it could never come).
+                change = dataclasses.replace(change, t=now)
             # The one exception: a driver's emergency pressed during an outage still reaches
             # the dispatchers (latched, with the time it was pressed) — it may still matter.
             if batch.backfill and change.what == RAISE and event.kind != "emergency":
@@ -173,9 +182,9 @@ class AlarmCenter:
     def _raise(self, key: Key, c: Change, entry: FleetEntry, now: float) -> None:
         bus, kind, subject = key
         with self.store.transaction():
-            body = alarm_db.open_alarm_body(self.store, key)
-            current = None if body is None else _decode(body)
-            if current is None and alarm_db.alarm_seen(self.store, key, c.t):
+            row = alarm_db.open_alarm(self.store, key)
+            current = None if row is None else _decode(row[1])
+            if row is None and alarm_db.alarm_seen(self.store, key, c.t):
                 return  # an event sent twice (a lost acknowledgement): raised already
             if current is not None:
                 new = rules.step(current, RAISE, c.t)
@@ -183,25 +192,43 @@ class AlarmCenter:
                     self._save(new)
                 self._open[key] = current.id
                 return
-            kind_info = rules.info(kind)
-            lat, lon = (c.lat, c.lon) if c.lat is not None else (entry.lat, entry.lon)
-            alarm = Alarm(
-                id=f"{int(now):x}-{uuid.uuid4().hex[:8]}",
-                bus=bus,
-                kind=kind,
-                subject=subject,
-                severity=c.severity or kind_info.severity,
-                state=rules.ACTIVE,
-                raised_t=c.t,
-                t=now,
-                text=c.text,
-                lat=lat if lat is not None and lon is not None else None,
-                lon=lon if lat is not None and lon is not None else None,
-            )
-            self._save(alarm, new=True)
+            alarm = self._new_alarm(key, c, entry, now, row[0] if row is not None else None)
+            if row is not None:
+                # An open alarm whose stored document does not read back (written before its
+                # position was checked): this one takes its place, under its id.
+                alarm_db.replace_alarm(self.store, row[0], alarm, codec.encode(alarm).decode())
+                self.counters["repaired"] = self.counters.get("repaired", 0) + 1
+                self.changed[alarm.id] = alarm
+            elif not self._save(alarm, new=True):
+                # Another worker raised it between our read and our write: take theirs.
+                raced = alarm_db.open_alarm(self.store, key)
+                if raced is not None:
+                    self._open[key] = raced[0]
+                return
         self._open[key] = alarm.id
         self.counters["raised"] += 1
         log.warning("alarm %s: %s %s %s %s", alarm.id, bus, kind, subject, c.text)
+
+    def _new_alarm(
+        self, key: Key, c: Change, entry: FleetEntry, now: float, alarm_id: str | None
+    ) -> Alarm:
+        bus, kind, subject = key
+        kind_info = rules.info(kind)
+        lat, lon = (c.lat, c.lon) if c.lat is not None else (entry.lat, entry.lon)
+        where = lat is not None and lon is not None
+        return Alarm(
+            id=alarm_id or f"{int(now):x}-{uuid.uuid4().hex[:8]}",
+            bus=bus,
+            kind=kind,
+            subject=subject,
+            severity=c.severity or kind_info.severity,
+            state=rules.ACTIVE,
+            raised_t=c.t,
+            t=now,
+            text=c.text,
+            lat=lat if where else None,
+            lon=lon if where else None,
+        )
 
     def _clear(self, key: Key, c: Change, now: float, *, only_after: bool) -> None:
         with self.store.transaction():
@@ -214,15 +241,18 @@ class AlarmCenter:
             self._save(rules.step(alarm, CLEAR, now))
         self.counters["cleared"] += 1
 
-    def _save(self, alarm: Alarm, *, new: bool = False) -> None:
+    def _save(self, alarm: Alarm, *, new: bool = False) -> bool:
+        """Store and queue the alarm; False (nothing done) if it is new and its key is open."""
         body = codec.encode(alarm).decode()
         if new:
-            alarm_db.add_alarm(self.store, alarm, body)
+            if not alarm_db.add_alarm(self.store, alarm, body):
+                return False
         else:
             alarm_db.update_alarm(self.store, alarm, body)
         if alarm.state == CLOSED:
             self._open.pop((alarm.bus, alarm.kind, alarm.subject), None)
         self.changed[alarm.id] = alarm
+        return True
 
     def _sweep(self, now: float) -> None:
         cutoff = now - self.params.keep_closed_s
@@ -237,8 +267,17 @@ class AlarmCenter:
 
 
 def _decode(body: str | bytes) -> Alarm | None:
+    data = body.encode() if isinstance(body, str) else body
     try:
-        return codec.decode(Alarm, body.encode() if isinstance(body, str) else body)
+        return codec.decode(Alarm, data)
     except CodecError as exc:
+        # Stored before event positions were checked (issue 13): a latitude of 999 hid the
+        # alarm from every dashboard. Without its position it is still an alarm.
+        with contextlib.suppress(CodecError):
+            raw = codec.decode_json(data)
+            if isinstance(raw, dict) and ("lat" in raw or "lon" in raw):
+                raw.pop("lat", None)
+                raw.pop("lon", None)
+                return codec.decode(Alarm, codec.encode_json(raw).encode())
         log.error("unreadable alarm in the database: %s", exc)
         return None

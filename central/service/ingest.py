@@ -1,13 +1,25 @@
 """Ingest: every message from the buses goes through `Ingest.handle`, transport-agnostic.
 
 Bad input never raises out of here: an unknown topic, a payload that does not parse or
-validate, or a payload naming another bus than its topic is counted and logged (rate-limited).
+validate (every number a bus sends is bounded by its schema), or a payload naming another bus
+than its topic is counted and logged (rate-limited). A message that still makes its handler
+fail is counted (`errors`) and logged with its traceback, and the others of its batch are
+stored: one authenticated bus must not be able to stop central, least of all with a retained
+message that would stop it again at every restart. A failing database (SQLite's
+OperationalError: disk full, I/O error) is not the message's fault: the batch is rolled back
+and the error raised, no receipt goes out, and the buses send it all again.
+
+Times out of the plausible window around central's clock (central/fleet/state.py) are
+stored, counted (`implausible_time`) and never move live state. Receipts are cut into
+several `Stored` messages of at most RECEIPT_RANGES ranges each, so that a bus with gapped
+sequence numbers cannot make one exceed the broker's packet limit.
 """
 
 from __future__ import annotations
 
 import collections
 import logging
+import sqlite3
 import time
 from collections.abc import Iterable
 
@@ -33,6 +45,10 @@ from protocols.schemas import (
 
 log = logging.getLogger("busfleet.central.ingest")
 
+# Ranges per receipt: about 35 bytes each in JSON at the largest sequence numbers, so a
+# receipt stays near 70 kB, under the agent's MAX_PAYLOAD and far under the broker's 1 MB.
+RECEIPT_RANGES = 2000
+
 
 class Ingest:
     def __init__(self, store: CentralStore, offline_after_s: float = 30.0) -> None:
@@ -50,7 +66,11 @@ class Ingest:
         self.alarms = AlarmCenter(store)  # fed below; backfilled data never raises an alarm
         for row in store.buses():
             if row["body"]:
-                entry = codec.decode(FleetEntry, row["body"].encode())
+                try:
+                    entry = codec.decode(FleetEntry, row["body"].encode())
+                except ProtocolError as exc:  # rebuilt from the bus's next messages
+                    log.error("unreadable fleet entry of %s: %s", row["bus"], exc)
+                    continue
                 self.buses[row["bus"]] = fleet.BusState(entry=entry, session=row["session"])
 
     def handle(self, topic: str, payload: bytes, now: float | None = None) -> None:
@@ -67,7 +87,13 @@ class Ingest:
         self._pending.clear()
         with self.store.transaction():
             for topic, payload in messages:
-                self._handle(topic, payload, now)
+                try:
+                    self._handle(topic, payload, now)
+                except sqlite3.OperationalError:
+                    raise  # the database failed, not the message: roll the whole batch back
+                except Exception:  # a bug that one message finds must not stop central
+                    self.counters["errors"] += 1
+                    log.exception("failed on a message on %s (%d bytes)", topic, len(payload))
         for bus, seqs in self._pending.items():
             self.receipts[bus].extend(seqs)
         self._pending.clear()
@@ -101,12 +127,16 @@ class Ingest:
         self._set(bus, fleet.on_desired(self._state(bus), version))
 
     def reject(self, reason: str, detail: str) -> None:
+        """Count a message refused for `reason` and log it (rate-limited)."""
         self.counters["rejected"] += 1
         self.counters[f"rejected_{reason}"] += 1
+        self._warn(f"rejected ({self.counters['rejected']} so far): {detail}")
+
+    def _warn(self, text: str) -> None:
         now = time.monotonic()
         if now - self._last_warning > 1.0:  # a flood of garbage must not flood the log
             self._last_warning = now
-            log.warning("rejected (%d so far): %s", self.counters["rejected"], detail[:300])
+            log.warning("%s", text[:300])
 
     def _state(self, bus: str) -> fleet.BusState:
         state = self.buses.get(bus)
@@ -123,6 +153,7 @@ class Ingest:
     def _telemetry(self, bus: str, batch: TelemetryBatch, now: float) -> None:
         self._check_bus(bus, batch.bus)
         rows = [record_row(bus, r, batch.backfill, now) for r in batch.records]
+        self._check_times(bus, (r.t for r in batch.records), now)
         new = self.store.add_records(rows)
         self._pending[bus].extend(r.seq for r in batch.records)
         self.counters["records"] += new
@@ -145,6 +176,7 @@ class Ingest:
             )
             for e in batch.events
         ]
+        self._check_times(bus, (e.t for e in batch.events), now)
         new = self.store.add_events(rows)
         self._pending[bus].extend(e.seq for e in batch.events)
         self.counters["events"] += new
@@ -156,19 +188,33 @@ class Ingest:
                 self._set(bus, fleet.on_portal_stats(self._state(bus), e.data.get("clients")))
         self.alarms.on_events(bus, batch, self._state(bus).entry, now)
 
+    def _check_times(self, bus: str, times: Iterable[float], now: float) -> None:
+        """Count times the bus's clock cannot have meant (stored all the same)."""
+        bad = sum(1 for t in times if not fleet.plausible_time(t, now))
+        if bad:
+            self.counters["implausible_time"] += bad
+            self._warn(f"{bus}: {bad} times far from central's clock")
+
     def _command_answer(self, bus: str, data: dict[str, Scalar], t: float) -> None:
         cmd_id, result, reason = data.get("id"), data.get("result"), data.get("reason")
         if not isinstance(cmd_id, str) or result not in ("ok", "failed", "expired"):
             self.reject("BadAnswer", f"{bus}: command answer without id or result: {data}")
             return
         if self.store.answer_command(
-            cmd_id, str(result), None if reason is None else str(reason), t
+            bus, cmd_id, str(result), None if reason is None else str(reason), t
         ):
             self.counters["command_answers"] += 1
+        else:  # answered already (a resend), expired, or not a command sent to this bus
+            self.counters["command_answers_unmatched"] += 1
 
     def take_receipts(self) -> list[Stored]:
-        """Receipts for what was stored since the last call, one per bus."""
-        out = [Stored(bus=bus, ranges=ranges(seqs)) for bus, seqs in self.receipts.items() if seqs]
+        """Receipts for what was stored since the last call: per bus, as many as it takes
+        for each to carry at most RECEIPT_RANGES ranges."""
+        out = []
+        for bus, seqs in self.receipts.items():
+            spans = ranges(seqs)
+            for i in range(0, len(spans), RECEIPT_RANGES):
+                out.append(Stored(bus=bus, ranges=spans[i : i + RECEIPT_RANGES]))
         self.receipts.clear()
         return out
 

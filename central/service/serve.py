@@ -30,6 +30,7 @@ async def serve(config: CentralConfig, service: CentralService) -> None:
             tg.create_task(service.run(), name="central")
             if config.http_port:
                 log.info("HTTP on %s:%d", config.http_host, config.http_port)
-                tg.create_task(run_http(config, service.store), name="http")
+                http = run_http(config, service.store, counters=service.ingest.counters)
+                tg.create_task(http, name="http")
     finally:
         service.store.close()

@@ -67,6 +67,8 @@ SHAREABLE = (topics.Kind.TELEMETRY, topics.Kind.EVENTS, topics.Kind.COMMAND_ACK)
 BATCH_S = 0.05  # at most one commit per this interval: under load, one commit for many messages
 MAX_BATCH = 2000  # messages per transaction, so that the event loop turns a few times a second
 INBOX_LIMIT = 50_000  # a full inbox stalls the paho thread: TCP, then the broker, hold the rest
+INBOX_BYTES = 64 * 1024 * 1024  # and so does this much payload waiting, whatever the count
+MAX_MESSAGE = mqtt.MAX_PACKET_BYTES  # a larger payload is dropped unread (and counted)
 FLEET_CHUNK = 500  # fleet entries published between two turns of the event loop
 REQUESTS_LIMIT = 100  # dispatchers' requests waiting; beyond, one is dropped (and logged)
 
@@ -74,13 +76,21 @@ REQUESTS_LIMIT = 100  # dispatchers' requests waiting; beyond, one is dropped (a
 class Inbox:
     """Messages from the paho thread to the event loop, in arrival order.
 
-    Bounded: when full, the paho thread waits (so it stops reading the socket and the broker
-    queues for us, up to its max_queued_messages); nothing is dropped here.
+    Bounded in messages and in bytes: when full, the paho thread waits (so it stops reading
+    the socket and the broker queues for us, up to its max_queued_messages); nothing is
+    dropped here.
     """
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, limit: int = INBOX_LIMIT) -> None:
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        limit: int = INBOX_LIMIT,
+        max_bytes: int = INBOX_BYTES,
+    ) -> None:
         self._loop = loop
         self._limit = limit
+        self._max_bytes = max_bytes
+        self._bytes = 0
         self._items: list[tuple[str, bytes]] = []
         self._cond = threading.Condition()
         self._ready = asyncio.Event()
@@ -89,9 +99,10 @@ class Inbox:
     def put(self, topic: str, payload: bytes) -> None:
         """Called on the paho thread."""
         with self._cond:
-            while len(self._items) >= self._limit and not self._closed:
+            while self._full() and not self._closed:
                 self._cond.wait()
             self._items.append((topic, payload))
+            self._bytes += len(payload)
             if len(self._items) == 1:
                 self._loop.call_soon_threadsafe(self._ready.set)
 
@@ -102,11 +113,18 @@ class Inbox:
             with self._cond:
                 # A wake-up scheduled by `put` may arrive after its item was already taken.
                 batch, self._items = self._items[:limit], self._items[limit:]
+                self._bytes -= sum(len(p) for _t, p in batch)
                 if not self._items:
                     self._ready.clear()
                 self._cond.notify_all()
             if batch:
                 return batch
+
+    def _full(self) -> bool:
+        # Some room is always made for one message, however large: it cannot wait for itself.
+        return len(self._items) >= self._limit or (
+            bool(self._items) and self._bytes >= self._max_bytes
+        )
 
     def close(self) -> None:
         with self._cond:
@@ -184,8 +202,19 @@ class CentralService:
             loop.call_soon_threadsafe(connected.put_nowait, False)
             log.warning("broker connection lost: %s; reconnecting", reason)
 
+        def too_large(message: paho.MQTTMessage) -> bool:
+            """Count and drop a payload over MAX_MESSAGE (on the paho thread: the count is
+            the event loop's)."""
+            size = len(message.payload)
+            if size <= MAX_MESSAGE:
+                return False
+            detail = f"{message.topic}: payload of {size} bytes over {MAX_MESSAGE}"
+            loop.call_soon_threadsafe(self.ingest.reject, "TooLarge", detail)
+            return True
+
         def on_message(_c: paho.Client, _u: Any, message: paho.MQTTMessage) -> None:
-            inbox.put(message.topic, bytes(message.payload))
+            if not too_large(message):
+                inbox.put(message.topic, bytes(message.payload))
 
         client.on_connect = on_connect
         client.on_disconnect = on_disconnect
@@ -194,10 +223,15 @@ class CentralService:
         requests: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue(REQUESTS_LIMIT)
 
         def on_request(_c: paho.Client, _u: Any, message: paho.MQTTMessage) -> None:
-            loop.call_soon_threadsafe(_offer, requests, message.topic, bytes(message.payload))
+            if not too_large(message):
+                loop.call_soon_threadsafe(_offer, requests, message.topic, bytes(message.payload))
 
         client.message_callback_add(topics.all_dispatch_requests(), on_request)
-        client.connect_async(self.config.mqtt_host, self.config.mqtt_port)
+        client.connect_async(
+            self.config.mqtt_host,
+            self.config.mqtt_port,
+            properties=mqtt.connect_properties(self.config),
+        )
         client.loop_start()
         try:
             # While this runs, no tool writes the database behind our back (store/claim.py).

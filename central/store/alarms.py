@@ -20,8 +20,9 @@ __all__ = [
     "alarm_body",
     "alarm_seen",
     "closed_retained",
-    "open_alarm_body",
+    "open_alarm",
     "open_alarms",
+    "replace_alarm",
     "retained_bodies",
     "unretain",
     "update_alarm",
@@ -33,7 +34,7 @@ Key = tuple[str, str, str]  # (bus, kind, subject)
 ALARM_COLUMNS = ("id", "bus", "kind", "subject", "severity", "state", "raised_t", "t")
 # Raised on the ingest path (a whole fleet may go offline at once): one prepared statement.
 _INSERT = (
-    f"INSERT INTO alarms ({', '.join(ALARM_COLUMNS)}, body, retained)"
+    f"INSERT OR IGNORE INTO alarms ({', '.join(ALARM_COLUMNS)}, body, retained)"
     f" VALUES ({', '.join('?' * len(ALARM_COLUMNS))}, ?, 1)"
 )
 
@@ -49,11 +50,14 @@ def alarm_body(store: CentralStore, alarm_id: str) -> str | None:
     return None if row is None else str(row[0])
 
 
-def open_alarm_body(store: CentralStore, key: Key) -> str | None:
-    """The document of the open alarm of (bus, kind, subject), if there is one."""
-    sql = "SELECT body FROM alarms WHERE bus = ? AND kind = ? AND subject = ? AND state != 'closed'"
+def open_alarm(store: CentralStore, key: Key) -> tuple[str, str] | None:
+    """(id, document) of the open alarm of (bus, kind, subject), if there is one."""
+    sql = (
+        "SELECT id, body FROM alarms"
+        " WHERE bus = ? AND kind = ? AND subject = ? AND state != 'closed'"
+    )
     row = store.db.execute(sql, key).fetchone()
-    return None if row is None else str(row[0])
+    return None if row is None else (str(row[0]), str(row[1]))
 
 
 def alarm_seen(store: CentralStore, key: Key, raised_t: float) -> bool:
@@ -84,9 +88,21 @@ def retained_bodies(store: CentralStore) -> list[str]:
     return [str(r[0]) for r in store.db.execute("SELECT body FROM alarms WHERE retained = 1")]
 
 
-def add_alarm(store: CentralStore, alarm: Alarm, body: str) -> None:
-    """Store a new alarm (retained); IntegrityError if its key has an open alarm already."""
-    store.db.execute(_INSERT, [*(getattr(alarm, c) for c in ALARM_COLUMNS), body])
+def add_alarm(store: CentralStore, alarm: Alarm, body: str) -> bool:
+    """Store a new alarm (retained); False, and nothing stored, if its key has an open alarm
+    already (another worker raised it first, say): the caller takes that one instead."""
+    cur = store.db.execute(_INSERT, [*(getattr(alarm, c) for c in ALARM_COLUMNS), body])
+    return cur.rowcount > 0
+
+
+def replace_alarm(store: CentralStore, alarm_id: str, alarm: Alarm, body: str) -> None:
+    """Overwrite the row of `alarm_id` with `alarm` (same id): for a stored document that no
+    longer reads back, so that the alarm is shown and can be acknowledged again."""
+    sets = ", ".join(f"{c} = ?" for c in ALARM_COLUMNS)
+    store.db.execute(
+        f"UPDATE alarms SET {sets}, body = ?, retained = 1 WHERE id = ?",
+        [*(getattr(alarm, c) for c in ALARM_COLUMNS), body, alarm_id],
+    )
 
 
 def update_alarm(store: CentralStore, alarm: Alarm, body: str) -> None:

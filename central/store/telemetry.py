@@ -119,12 +119,15 @@ class TelemetryTables:
              "expires": expires, "status": "sent"}
         )  # fmt: skip
 
-    def answer_command(self, cmd_id: str, status: str, reason: str | None, t: float) -> bool:
-        """Record a command's result; only the first answer counts."""
+    def answer_command(
+        self, bus: str, cmd_id: str, status: str, reason: str | None, t: float
+    ) -> bool:
+        """Record a command's result from `bus`; only the first answer of the bus the command
+        was sent to counts (another bus that learnt the id answers nothing)."""
         cur = self.db.execute(
             "UPDATE commands SET status = ?, reason = ?, answered = ?"
-            " WHERE id = ? AND status = 'sent'",
-            (status, reason, t, cmd_id),
+            " WHERE id = ? AND bus = ? AND status = 'sent'",
+            (status, reason, t, cmd_id, bus),
         )
         return cur.rowcount > 0
 
