@@ -18,17 +18,13 @@ import contextlib
 import dataclasses
 import queue
 import ssl
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol
 
 import msgspec
-import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
-from paho.mqtt.reasoncodes import ReasonCode
 
 from busfleet.broker.launch import mosquitto_path
 from busfleet.broker.provision import remove_user
@@ -41,6 +37,7 @@ from onboard.config import load_config
 from protocols import codec, compact, topics
 from protocols.requests import ListMedia
 from protocols.schemas import Presence, ReportedState
+from tests.broker_helpers import WAIT, Session
 from tests.conftest import REPO
 from tests.fleet_helpers import central_running
 from tests.test_deploy_files import DOWNLINK, UPLINK
@@ -52,7 +49,6 @@ def _mosquitto_is_installed() -> None:
     assert mosquitto_path(), "mosquitto is not installed (./run setup installs it)"
 
 
-WAIT = 45.0  # generous: a busy CI machine is slow, a missing message is a failure anyway
 NOT_AUTHORIZED = 0x87
 ACCEPTED = {0x00, 0x10}  # success; "no matching subscribers" (also a success in MQTT 5)
 # A bad password: mosquitto 2.0.11 answers "not authorized" (0x87), other versions may say
@@ -66,73 +62,6 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureBroker]:
         b.add_account("central-2", "central")
         b.add_account("tools", "dispatcher")
         yield b
-
-
-class Session:
-    """A paho client (MQTT 5, TLS) whose events land in queues the test can wait on."""
-
-    def __init__(
-        self,
-        broker: SecureBroker,
-        user: str | None,
-        password: str | None = None,
-        *,
-        port: int | None = None,
-        client_id: str = "",
-        tls: bool = True,
-        clean_start: bool = True,
-    ) -> None:
-        self.connacks: queue.Queue[ReasonCode] = queue.Queue()
-        self.messages: queue.Queue[mqtt.MQTTMessage] = queue.Queue()
-        self.acks: dict[int, queue.Queue[ReasonCode]] = {}
-        self.disconnects: list[ReasonCode] = []
-        self.disconnected = threading.Event()
-        c = mqtt.Client(
-            CallbackAPIVersion.VERSION2, client_id=client_id, protocol=MQTTProtocolVersion.MQTTv5
-        )
-        if tls:
-            c.tls_set(ca_certs=str(broker.ca_file))
-        if user is not None:
-            c.username_pw_set(user, password)
-        c.on_connect = lambda _c, _u, _f, rc, _p: self.connacks.put(rc)
-        c.on_message = lambda _c, _u, msg: self.messages.put(msg)
-        c.on_publish = lambda _c, _u, mid, rc, _p: self._ack(mid).put(rc)
-        c.on_disconnect = lambda _c, _u, _f, rc, _p: self._on_disconnect(rc)
-        c.connect_async(broker.host, port or broker.city_port, clean_start=clean_start)
-        c.loop_start()
-        self.client = c
-
-    def _on_disconnect(self, rc: ReasonCode) -> None:
-        self.disconnects.append(rc)
-        self.disconnected.set()
-
-    def _ack(self, mid: int) -> queue.Queue[ReasonCode]:
-        return self.acks.setdefault(mid, queue.Queue())
-
-    def connack(self) -> ReasonCode:
-        return self.connacks.get(timeout=WAIT)
-
-    def publish(self, topic: str, payload: bytes, *, retain: bool = False) -> int:
-        """QoS 1 publish; the PUBACK's reason code (MQTT 5 says "not authorized" there)."""
-        info = self.client.publish(topic, payload, qos=1, retain=retain)
-        return self._ack(info.mid).get(timeout=WAIT).value
-
-    def subscribe(self, *filters: str) -> None:
-        for f in filters:
-            self.client.subscribe(f, qos=1)
-
-    def until(self, topic: str, payload: bytes | None = None) -> list[tuple[str, bytes]]:
-        """Every message received up to and including the first on `topic` (with `payload`)."""
-        seen: list[tuple[str, bytes]] = []
-        while True:
-            msg = self.messages.get(timeout=WAIT)
-            seen.append((msg.topic, bytes(msg.payload)))
-            if msg.topic == topic and payload in (None, msg.payload):
-                return seen
-
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
 
 
 class Connect(Protocol):
