@@ -42,6 +42,12 @@ def register_central(csub: Parsers, connection_args: ConnectionArgs) -> None:
     imp.add_argument(
         "--list", type=int, default=20, metavar="N", help="list up to N issues of each kind"
     )
+    imp.add_argument(
+        "--encoding",
+        metavar="NAME",
+        help="read every file in this encoding (e.g. cp1252); default: UTF-8 where a file is, "
+        "else Windows-1252, with a warning",
+    )
     imp.set_defaults(func=import_gtfs_cmd)
 
     msg = csub.add_parser(
@@ -148,7 +154,9 @@ def _import_into(db: str, args: argparse.Namespace, prog: str) -> int:
 
     store = CentralStore(db)
     try:
-        result = import_gtfs(store, args.path, max_listed=max(0, args.list))
+        result = import_gtfs(
+            store, args.path, max_listed=max(0, args.list), encoding=args.encoding
+        )
     except GtfsInvalid as exc:
         _print_issues(exc.report, prog)
         print(f"{prog}: {exc.report.error_count} errors: nothing imported", file=sys.stderr)
