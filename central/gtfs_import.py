@@ -164,9 +164,7 @@ class _Source:
             if self._zip is not None:
                 info = self._members[name]
                 if info.file_size > self.max_file_bytes:
-                    raise GtfsError(
-                        f"{name} is larger than {self.max_file_bytes} bytes", file=name
-                    )
+                    raise GtfsError(f"{name} is larger than {self.max_file_bytes} bytes", file=name)
                 raw = self._zip.open(info)
             else:
                 raw = check_regular(self.path / name).open("rb")

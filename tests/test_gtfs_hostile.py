@@ -29,9 +29,9 @@ CLI = "import sys; from busfleet.cli import main; sys.exit(main(sys.argv[1:]))"
 
 def cli_import(db: Path, path: Path, *extra: str) -> tuple[int, dict[str, object], str]:
     """The command line without a central (it fills the database itself)."""
+    command = ["central", "import-gtfs", str(path), "--db", str(db), "--mqtt-port", "1"]
     proc = subprocess.run(
-        [sys.executable, "-c", CLI, "central", "import-gtfs", str(path), "--db", str(db),
-         "--mqtt-port", "1", *extra],  # fmt: skip
+        [sys.executable, "-c", CLI, *command, *extra],
         capture_output=True,
         text=True,
         cwd=REPO,
@@ -175,7 +175,7 @@ def test_a_member_bigger_than_the_cap_is_refused_while_it_is_read(tmp_path: Path
 
 def cp1252_feed(folder: Path) -> Path:
     write_feed(folder)
-    stops = FEED["stops.txt"].replace("Stop A", "Bahnhofstraße Süd – Café")
+    stops = FEED["stops.txt"].replace("Stop A", "Bahnhofstraße Süd \u2013 Café")
     (folder / "stops.txt").write_bytes(stops.encode("cp1252"))
     return folder
 
@@ -189,7 +189,7 @@ def test_a_windows_1252_feed_imports_with_a_warning_naming_the_encoding(tmp_path
     assert "warning: stops.txt: not UTF-8: read as Windows-1252 (cp1252)" in err
     with sqlite3.connect(db) as conn:
         [(name,)] = conn.execute("SELECT name FROM gtfs_stops WHERE stop_id = 'A'")
-    assert name == "Bahnhofstraße Süd – Café"
+    assert name == "Bahnhofstraße Süd \u2013 Café"
 
 
 def test_an_encoding_can_be_forced_and_a_wrong_one_is_refused_clearly(tmp_path: Path) -> None:
