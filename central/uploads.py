@@ -140,8 +140,9 @@ class Uploads:
             touched = max((f.stat().st_mtime for f in (path, *files) if f.exists()), default=0.0)
             if touched < now - self.expire_s:
                 for f in (*files, path):
-                    f.unlink(missing_ok=True)
-                    gone += 1
+                    with contextlib.suppress(FileNotFoundError):
+                        f.unlink()
+                        gone += 1
         return gone
 
     @contextlib.contextmanager

@@ -17,6 +17,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from central.config import CentralConfig
     from protocols.requests import DispatchReply
 
@@ -209,26 +211,21 @@ def media_list_cmd(args: argparse.Namespace) -> int:
 
 
 def playlist_import_cmd(args: argparse.Namespace) -> int:
-    """Sends the playlist's text to the running central, which stores it."""
+    """Sends the playlist's text (read here) to the running central, which stores it."""
     from pathlib import Path
 
-    from busfleet.commands._common import ask_central
-    from central.operator_files import NotAFile, read_capped
-    from protocols.requests import PLAYLIST_SOURCE_CHARS, ImportPlaylist
+    from busfleet.commands._common import _answered, _refused, config_from
+    from central.operator_files import NotAFile
 
     prog = "busfleet central playlist import"
-    path = Path(args.file)
-    try:  # UTF-8 takes up to 4 bytes a character: the text cap is checked once decoded
-        text = read_capped(path, 4 * PLAYLIST_SOURCE_CHARS).decode()
-    except (NotAFile, UnicodeDecodeError) as exc:
-        return _fail("playlist import", f"{path}: {exc}")
-    if not text or len(text) > PLAYLIST_SOURCE_CHARS:
-        return _fail("playlist import", f"{path}: 1 to {PLAYLIST_SOURCE_CHARS} characters")
-    kind: Literal["toml", "json"] = "toml" if path.suffix == ".toml" else "json"
-    request = ImportPlaylist(source=text, format=kind, name=path.name[:200], push=args.push)
-    reply = ask_central(args, request, prog)
+    try:
+        reply = _answered(prog, _send_playlist(config_from(args), Path(args.file), args.push))
+    except NotAFile as exc:
+        return _fail("playlist import", exc)
     if isinstance(reply, int):
         return reply
+    if not reply.ok:
+        return _refused(prog, reply)
     r = reply.result
     if not r.get("media_url"):
         print(f"{prog}: warning: no central.media_url (nor http_port): buses need "
@@ -239,6 +236,25 @@ def playlist_import_cmd(args: argparse.Namespace) -> int:
     if pushed:
         print(f"pushed to {len(pushed)} buses: {' '.join(pushed)}")
     return 0
+
+
+async def _send_playlist(config: CentralConfig, path: Path, push: bool) -> DispatchReply:
+    """The playlist's text in the request itself (it is small); read once central is there."""
+    from busfleet.commands._common import dispatcher_name
+    from central import client
+    from central.operator_files import NotAFile, read_capped
+    from protocols.requests import PLAYLIST_SOURCE_CHARS, ImportPlaylist
+
+    async with client.connect(config, dispatcher_name(None)) as requests:
+        try:  # UTF-8 takes up to 4 bytes a character: the text cap is checked once decoded
+            text = read_capped(path, 4 * PLAYLIST_SOURCE_CHARS).decode()
+        except UnicodeDecodeError as exc:
+            raise NotAFile(f"{path}: not UTF-8 text ({exc.reason})") from exc
+        if not text or len(text) > PLAYLIST_SOURCE_CHARS:
+            raise NotAFile(f"{path}: a playlist is 1 to {PLAYLIST_SOURCE_CHARS} characters")
+        kind: Literal["toml", "json"] = "toml" if path.suffix == ".toml" else "json"
+        request = ImportPlaylist(source=text, format=kind, name=path.name[:200], push=push)
+        return await requests.ask(client.envelope(request))
 
 
 def playlist_list_cmd(args: argparse.Namespace) -> int:
