@@ -207,9 +207,7 @@ def test_a_slow_request_does_not_hold_up_a_quick_one_behind_it(
 
         async with client.connect(config, "alice") as requests:
             with client.zipped(feed) as archive:
-                upload = await client.upload(
-                    lambda r: requests.ask(client.envelope(r)), archive
-                )
+                upload = await client.upload(lambda r: requests.ask(client.envelope(r)), archive)
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(one("import", ImportGtfs(upload=upload)))
                 await asyncio.sleep(0.2)  # the import is on its thread by now

@@ -44,7 +44,8 @@ def _media(csub: Parsers, connection_args: ConnectionArgs) -> None:
     imp = sub.add_parser(
         "import",
         help="add files to the library",
-        description="Check and add media files. The type is taken from the bytes; files over "
+        description="Upload media files (read here) to the running central, which checks "
+        "and adds them. The type is taken from the bytes; files over "
         "the size cap, and SVGs with scripts, event handlers or external references, are "
         "refused. Prints one JSON line per file (sha256, name, mime, size).",
     )
@@ -79,8 +80,10 @@ def _playlist(csub: Parsers, connection_args: ConnectionArgs) -> None:
     imp = sub.add_parser(
         "import",
         help="store a playlist from a TOML or JSON file",
-        description="Resolve the items' media (by name or hash) in the library, validate the "
-        "whole playlist and store it; its revision grows when its content changed.",
+        description="Send the playlist's text (read here, at most 100,000 characters) to the "
+        "running central, which resolves the items' media (by name or hash) in the library, "
+        "validates the whole playlist and stores it; its revision grows when its content "
+        "changed.",
     )
     connection_args(imp)
     _media_dir_arg(imp)

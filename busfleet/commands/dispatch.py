@@ -37,7 +37,10 @@ def register_central(csub: Parsers, connection_args: ConnectionArgs) -> None:
         description="Check a GTFS feed and store it in central's database, replacing the "
         "current timetable in one transaction. Reads agency, routes, stops, trips, stop times, "
         "calendar, calendar dates and shapes (optional: without shapes.txt trips run stop to "
-        "stop). Problems are listed as FILE line N, FIELD: what. With errors nothing is stored "
+        "stop). With a central running, the feed is read here and uploaded to it (a folder is "
+        "zipped first; progress on stderr). Files that are not UTF-8 are read as Windows-1252 "
+        "with a warning, unless --encoding says otherwise. Problems are listed as FILE line N, "
+        "FIELD: what. With errors nothing is stored "
         "and the exit status is 2; warnings are listed and the feed is stored. The last line "
         "printed is one JSON object: routes, stops, trips, stop_times, shapes, warnings...",
     )
