@@ -182,7 +182,8 @@ class _Source:
             try:
                 with self._bytes(name) as raw:
                     while chunk := raw.read(1 << 20):
-                        decoder.decode(chunk)
+                        if not chunk.isascii() or decoder.getstate()[0]:  # ASCII is both
+                            decoder.decode(chunk)
                     decoder.decode(b"", final=True)
             except UnicodeDecodeError:
                 continue

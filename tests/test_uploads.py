@@ -193,3 +193,21 @@ def test_import_gtfs_uploads_a_folder_with_progress_and_forced_encoding(
     assert summary["ok"] and summary["stop_times"] == 8 and summary["encoding"] == "cp1252"
     assert "uploading feed: 100% of 6.0 MB" in err
     assert "not UTF-8" not in err
+
+
+async def test_a_malformed_feed_sent_to_central_is_refused_not_a_failure(
+    dispatch: Dispatch, tmp_path: Path
+) -> None:
+    extra = ",".join(f"x{i}" for i in range(2100))
+    stop_times = f"trip_id,arrival_time,departure_time,stop_id,stop_sequence,{extra}\n" + (
+        "T1,07:00:00,07:00:00,A,1\nT2,08:00:00,08:00:00,D,1\nT1,07:30:00,07:31:00,D,2\n"
+    )
+    archive = tmp_path / "wide.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for name, text in {**FEED, "stop_times.txt": stop_times}.items():
+            zf.writestr(name, text)
+    upload = await client.upload(asker(dispatch), archive)
+    reply, _ = await ask(dispatch, ImportGtfs(upload=upload))
+    assert (reply.ok, reply.failed) == (False, False)
+    assert "stop_times.txt line 1: 2105 columns, at most 500" in reply.error
+    assert dispatch.counters["failed"] == 0
