@@ -12,35 +12,57 @@ How a client knows that a central runs: every service worker keeps a retained pr
 on a clean stop). A client subscribes to all of them and asks only if one says online within
 `PRESENCE_WAIT_S` (retained messages arrive right after the subscription); then it waits for
 the answer up to a timeout. Either way, nobody answering is `NoCentral`, one clear sentence.
+
+A file for an import (a GTFS zip, a media file) is sent, not named: `upload` reads it here,
+on the dispatcher's machine, and sends it in pieces that central stages (central/uploads.py);
+the import request then names the upload.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
+import os
+import stat
+import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator
+import zipfile
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
 
 import aiomqtt
 import msgspec
 
 from central import mqtt
 from central.config import CentralConfig
-from central.errors import NoAnswer, NoCentral, Unavailable
+from central.errors import NoAnswer, NoCentral, Refused, Unavailable
+from central.operator_files import NotAFile, check_regular
 from protocols import codec, topics
 from protocols.errors import ProtocolError
-from protocols.requests import CentralPresence, DispatchReply, DispatchRequest, Request
+from protocols.requests import (
+    MAX_UPLOAD_BYTES,
+    UPLOAD_CHUNK_BYTES,
+    CentralPresence,
+    DispatchReply,
+    DispatchRequest,
+    Request,
+    Upload,
+)
 
 __all__ = [
     "PRESENCE_WAIT_S",
     "REPLY_TIMEOUT_S",
     "Requests",
+    "UploadFailed",
     "account",
     "ask",
     "connect",
     "envelope",
+    "upload",
+    "zipped",
 ]
 
 log = logging.getLogger("busfleet.central.client")
@@ -184,3 +206,89 @@ async def ask(
     """
     async with connect(config, user, presence_wait_s=presence_wait_s) as requests:
         return await requests.ask(envelope(request), timeout_s)
+
+
+class UploadFailed(Refused):
+    """Central refused a piece of an upload (or failed on it: `failed`)."""
+
+    def __init__(self, message: str, *, failed: bool = False) -> None:
+        super().__init__(message)
+        self.failed = failed
+
+
+Asker = Callable[[Request], Awaitable[DispatchReply]]
+Progress = Callable[[int, int], None]
+
+
+async def upload(
+    ask: Asker,
+    path: str | Path,
+    *,
+    limit: int = MAX_UPLOAD_BYTES,
+    progress: Progress | None = None,
+) -> str:
+    """Send a regular file to central in pieces, one at a time; its upload id for an import.
+
+    `ask` sends a request and waits for its reply (`Requests.ask` with an envelope, or the
+    dashboard's). Never reads more than the file's size when opened, nor more than `limit`:
+    NotAFile for a FIFO, a device (/dev/zero never ends), a folder, a file too big, or one
+    that changes while it is read; UploadFailed when central refuses a piece.
+    """
+    path = check_regular(path)  # before opening: opening a FIFO would block
+    upload_id = uuid.uuid4().hex
+    digest = hashlib.sha256()
+    try:
+        with path.open("rb") as f:
+            info = os.fstat(f.fileno())
+            if not stat.S_ISREG(info.st_mode):  # swapped since the check
+                raise NotAFile(f"{path} is not a regular file")
+            total = info.st_size
+            if total > limit:
+                raise NotAFile(f"{path} is larger than {limit} bytes")
+            offset = 0
+            while True:
+                want = min(UPLOAD_CHUNK_BYTES, total - offset)
+                data = f.read(want)
+                if len(data) < want:
+                    raise NotAFile(f"{path} became shorter while it was read")
+                digest.update(data)
+                last = offset + want == total
+                if last and f.read(1):
+                    raise NotAFile(f"{path} grew while it was read")
+                piece = Upload(
+                    id=upload_id,
+                    offset=offset,
+                    total=total,
+                    data=data,
+                    sha256=digest.hexdigest() if last else None,
+                )
+                reply = await ask(piece)
+                if not reply.ok:
+                    raise UploadFailed(reply.error, failed=reply.failed)
+                offset += want
+                if progress is not None:
+                    progress(offset, total)
+                if last:
+                    return upload_id
+    except OSError as exc:
+        raise NotAFile(f"cannot read {path}: {exc.strerror}") from exc
+
+
+@contextlib.contextmanager
+def zipped(path: str | Path) -> Iterator[Path]:
+    """A GTFS feed as one file to upload: a zip as it is, or a folder's regular .txt files
+    zipped in a temporary file (deleted after the block)."""
+    path = Path(path)
+    if not path.is_dir():
+        yield path
+        return
+    with tempfile.TemporaryDirectory(prefix="busfleet-gtfs-") as tmp:
+        archive = Path(tmp) / "feed.zip"
+        try:
+            with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:
+                for member in sorted(path.iterdir()):
+                    if member.suffix == ".txt" and member.is_file():  # not a FIFO or a device
+                        zf.write(member, member.name)
+        except OSError as exc:
+            raise NotAFile(f"cannot read {path}: {exc.strerror or exc}") from exc
+        yield archive

@@ -14,6 +14,7 @@ counts.
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import datetime
 import io
@@ -80,11 +81,62 @@ class ImportResult:
     report: Report
 
 
-class _Source:
-    """The files of a feed in a folder or a zip (possibly nested in a folder inside it)."""
+MAX_LINE_CHARS = 100_000  # a real line is under a kilobyte; one of a gigabyte is an attack
+MAX_FILE_BYTES = 4 * 2**30  # decompressed, per file: the largest national feeds are below
+ENCODINGS = ("utf-8", "cp1252", "latin-1")  # tried in this order when none is given
 
-    def __init__(self, path: Path) -> None:
+
+def check_encoding(encoding: str) -> str:
+    """The codec's canonical name if it is a text encoding Python knows; GtfsError if not."""
+    try:
+        info = codecs.lookup(encoding)
+    except LookupError:
+        raise GtfsError(f"unknown encoding {encoding!r}") from None
+    if not getattr(info, "_is_text_encoding", True):
+        raise GtfsError(f"{encoding!r} is not a text encoding")
+    return info.name
+
+
+class _Capped(io.RawIOBase):
+    """A byte stream that refuses to give more than `cap` bytes: a zip member's size is
+    whatever its header claims, so the bytes are counted while they are decompressed."""
+
+    def __init__(self, raw: IO[bytes], name: str, cap: int) -> None:
+        self._raw, self._name, self._cap, self.count = raw, name, cap, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self._raw.read(len(buffer))
+        self.count += len(data)
+        if self.count > self._cap:
+            raise GtfsError(f"{self._name} is larger than {self._cap} bytes", file=self._name)
+        buffer[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        self._raw.close()
+        super().close()
+
+
+class _Source:
+    """The files of a feed in a folder or a zip (possibly nested in a folder inside it),
+    read as text lines of bounded length, each file in its encoding (`encoding_of`)."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        encoding: str | None = None,
+        max_file_bytes: int = MAX_FILE_BYTES,
+        max_line_chars: int = MAX_LINE_CHARS,
+    ) -> None:
         self.path = path
+        self.forced = None if encoding is None else check_encoding(encoding)
+        self.max_file_bytes = max_file_bytes
+        self.max_line_chars = max_line_chars
+        self.encodings: dict[str, str] = {}  # file name -> the encoding it was read with
         self._zip: zipfile.ZipFile | None = None
         self._members: dict[str, zipfile.ZipInfo] = {}
         try:
@@ -97,7 +149,7 @@ class _Source:
                 for info in self._zip.infolist():
                     if not info.is_dir():
                         self._members.setdefault(Path(info.filename).name, info)
-        except (OSError, zipfile.BadZipFile) as exc:
+        except (OSError, zipfile.BadZipFile, ValueError) as exc:
             raise GtfsError(f"cannot read GTFS feed {path}: {exc}") from exc
 
     def has(self, name: str) -> bool:
@@ -105,20 +157,52 @@ class _Source:
             return name in self._members
         return (self.path / name).is_file()
 
-    @contextlib.contextmanager
-    def lines(self, name: str) -> Iterator[Iterable[str]]:
-        """The text lines of one file, decoded as UTF-8 (a byte order mark is dropped)."""
+    def _bytes(self, name: str) -> io.BufferedReader:
+        """The file's bytes, at most `max_file_bytes` of them."""
         raw: IO[bytes]
         try:
             if self._zip is not None:
-                raw = self._zip.open(self._members[name])
+                info = self._members[name]
+                if info.file_size > self.max_file_bytes:
+                    raise GtfsError(f"{name} is larger than {self.max_file_bytes} bytes", file=name)
+                raw = self._zip.open(info)
             else:
-                raw = (self.path / name).open("rb")
-        except (OSError, zipfile.BadZipFile) as exc:
+                raw = check_regular(self.path / name).open("rb")
+        except (OSError, zipfile.BadZipFile, NotImplementedError, NotAFile) as exc:
             raise GtfsError(f"cannot read {name}: {exc}", file=name) from exc
-        text = io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
+        return io.BufferedReader(_Capped(raw, name, self.max_file_bytes), 1 << 16)
+
+    def encoding_of(self, name: str) -> str:
+        """The given encoding; else UTF-8 if the whole file is (a byte order mark or not),
+        else Windows-1252, else Latin-1 (which any bytes are). Found by reading it once."""
+        if self.forced is not None:
+            return self.forced
+        for encoding in ENCODINGS[:-1]:
+            decoder = codecs.getincrementaldecoder(encoding)()
+            try:
+                with self._bytes(name) as raw:
+                    while chunk := raw.read(1 << 20):
+                        if not chunk.isascii() or decoder.getstate()[0]:  # ASCII is both
+                            decoder.decode(chunk)
+                    decoder.decode(b"", final=True)
+            except UnicodeDecodeError:
+                continue
+            except (OSError, zipfile.BadZipFile, EOFError) as exc:  # a corrupt archive
+                raise GtfsError(f"cannot read {name}: {exc}", file=name) from exc
+            return encoding
+        return ENCODINGS[-1]
+
+    @contextlib.contextmanager
+    def lines(self, name: str) -> Iterator[Iterable[str]]:
+        """The text lines of one file in its encoding (a UTF-8 byte order mark is dropped);
+        GtfsError at a line longer than `max_line_chars`, never reading it whole."""
+        encoding = self.encodings.get(name) or self.encoding_of(name)
+        self.encodings[name] = encoding
+        raw = self._bytes(name)
+        python_name = "utf-8-sig" if encoding == "utf-8" else encoding
+        text = io.TextIOWrapper(raw, encoding=python_name, newline="")
         try:
-            yield _decoded(text, name)
+            yield _decoded(text, name, encoding, self.max_line_chars)
         finally:
             text.close()
 
@@ -127,14 +211,19 @@ class _Source:
             self._zip.close()
 
 
-def _decoded(text: io.TextIOWrapper, name: str) -> Iterator[str]:
+def _decoded(text: io.TextIOWrapper, name: str, encoding: str, limit: int) -> Iterator[str]:
     line = 0
     try:
-        for line, value in enumerate(text, 1):  # noqa: B007 - `line` is read after the loop
+        while value := text.readline(limit + 1):
+            line += 1
+            if len(value) > limit:
+                raise GtfsError(
+                    f"{name} line {line}: longer than {limit} characters", file=name, line=line
+                )
             yield value
     except UnicodeDecodeError as exc:
         raise GtfsError(
-            f"{name} near line {line + 1}: not UTF-8 ({exc.reason})", file=name
+            f"{name} near line {line + 1}: not {encoding} ({exc.reason})", file=name
         ) from exc
     except (OSError, zipfile.BadZipFile, EOFError) as exc:  # a truncated or corrupt archive
         raise GtfsError(f"cannot read {name}: {exc}", file=name) from exc
@@ -151,15 +240,28 @@ def _issue(exc: GtfsError, path: str) -> Issue:
 
 
 def import_gtfs(
-    store: CentralStore, path: str | Path, *, now: float | None = None, max_listed: int = 20
+    store: CentralStore,
+    path: str | Path,
+    *,
+    now: float | None = None,
+    max_listed: int = 20,
+    encoding: str | None = None,
+    source_name: str | None = None,
+    max_file_bytes: int = MAX_FILE_BYTES,
+    max_line_chars: int = MAX_LINE_CHARS,
 ) -> ImportResult:
     """Check and store the feed at `path`, replacing the current one. See the module doc.
 
-    Raises `GtfsError` when the feed cannot be read at all, `GtfsInvalid` when it has errors.
+    `encoding` forces one for every file (else each is UTF-8 if it can be, else Windows-1252
+    or Latin-1, with a warning); `source_name` is what the feed's row says it came from
+    (default: the resolved path). Raises `GtfsError` when the feed cannot be read at all,
+    `GtfsInvalid` when it has errors.
     """
     started = time.monotonic()
     now = time.time() if now is None else now
-    source = _Source(Path(path))
+    source = _Source(
+        Path(path), encoding=encoding, max_file_bytes=max_file_bytes, max_line_chars=max_line_chars
+    )
     report = Report(max_listed=max_listed)
     try:
         missing = [n for n in REQUIRED if not source.has(n)]
@@ -178,17 +280,38 @@ def import_gtfs(
         try:
             with gtfs_load.replacing(store) as feed:
                 summary = _load(feed, source, report, now)
+                summary["encoding"] = _encodings(source, report)
                 if report.error_count:
                     raise GtfsInvalid(report)
                 summary["warnings"] = report.warning_count
                 summary["seconds"] = round(time.monotonic() - started, 2)
-                feed.describe(str(Path(path).resolve()), now, codec.encode_json(summary))
+                where = source_name or str(Path(path).resolve())
+                feed.describe(where, now, codec.encode_json(summary))
         except GtfsError as exc:  # rolled back: the old feed stays
             report.add(_issue(exc, str(path)))
             raise GtfsInvalid(report) from exc
     finally:
         source.close()
     return ImportResult(summary, report)
+
+
+def _encodings(source: _Source, report: Report) -> str:
+    """The encoding the feed was read in, for the summary; a warning per file that was not
+    UTF-8 without being told (GTFS asks for UTF-8: the publisher should hear of it)."""
+    used = source.encodings
+    if source.forced is None:
+        for name, encoding in sorted(used.items()):
+            if encoding != "utf-8":
+                what = f"not UTF-8: read as {_CODEC_NAMES.get(encoding, encoding)}"
+                report.warn("not_utf8", name, None, None, what)
+    kinds = sorted(set(used.values()))
+    if len(kinds) <= 1:
+        return kinds[0] if kinds else source.forced or "utf-8"
+    others = [f"{k}: {', '.join(n for n in sorted(used) if used[n] == k)}" for k in kinds]
+    return "; ".join(others)
+
+
+_CODEC_NAMES = {"cp1252": "Windows-1252 (cp1252)", "latin-1": "Latin-1 (ISO 8859-1)"}
 
 
 def _load(feed: FeedWriter, source: _Source, report: Report, now: float) -> dict[str, Any]:
@@ -253,6 +376,14 @@ def _load(feed: FeedWriter, source: _Source, report: Report, now: float) -> dict
         positions[sid] = (lat, lon) if kind == 0 and lat is not None and lon is not None else None
     reader = _stop_times(feed, source, report, trips, positions)
 
+    for file, count, what in (
+        ("routes.txt", len(routes), "routes"),
+        ("stops.txt", len(stops), "stops"),
+        ("trips.txt", len(trips), "trips"),
+        ("stop_times.txt", reader.count, "stop times"),
+    ):
+        if not count and not report.error_count:  # a timetable of nothing is no timetable
+            report.error("empty_feed", file, None, None, f"no {what}: nothing to run")
     if not report.error_count:  # with rows refused, "unused" would only be noise
         _usage_warnings(report, routes, stops, trips, reader, shape_ids)
     first, last = _service_span(services.values(), dates)
@@ -304,16 +435,28 @@ def _grouped_replay(
     trips: dict[str, Any],
     positions: dict[str, tuple[float, float] | None],
 ) -> StopTimeReader:
-    """Sort stop_times.txt by trip in a temporary table (bounded memory), then check it."""
+    """Sort stop_times.txt by trip in a temporary table (bounded memory), then check it.
+
+    Only the columns the checks read are staged, whatever the file's width."""
     with source.lines("stop_times.txt") as lines:
         table = Table("stop_times.txt", lines, STOP_TIME_COLUMNS)
-        i_trip = table.require("trip_id")
-        # (line, *row), sorted by trip, then by line: each trip's stop times together.
-        lines_in = ((line, *row) for line, row in table)
-        with feed.sorted_rows(len(table.columns) + 1, lines_in, i_trip + 1) as rows:
-            replay = ((r[0], list(r[1:])) for r in rows)
+        used = [table.require(c) for c in STOP_TIME_COLUMNS]
+        i_dist = table.index("shape_dist_traveled")
+        if i_dist is not None:
+            used.append(i_dist)
+        width = len(table.columns)
+        # (line, *used values), sorted by trip, then by line: each trip's stop times together.
+        lines_in = ((line, *(row[i] for i in used)) for line, row in table)
+
+        def replayed(r: tuple[Any, ...]) -> tuple[int, list[str]]:
+            row = [""] * width
+            for i, value in zip(used, r[1:], strict=True):
+                row[i] = value
+            return r[0], row
+
+        with feed.sorted_rows(len(used) + 1, lines_in, 1) as rows:
             reader = StopTimeReader(table, report, trips, positions)
-            feed.insert("gtfs_stop_times", reader.rows(replay), ignore=False)
+            feed.insert("gtfs_stop_times", reader.rows(map(replayed, rows)), ignore=False)
     return reader
 
 

@@ -1,9 +1,9 @@
-"""Files that a request names by path on central's machine: read safely or refused.
+"""Files read for an import, by a tool or by central: read safely or refused.
 
-Imports (a GTFS feed, a playlist, media) name a file on central's machine. Whoever sends the
-request must not be able to hang the service or fill its memory with it: only regular files
-are read (a FIFO would block the event loop forever, /dev/zero would never end), and at most
-`limit` bytes, counted while reading, whatever the file's size claims.
+No request names a path on central's machine any more (files are uploaded: central/uploads.py),
+but the tools that read a dispatcher's files and central reading its staged uploads follow the
+same rule: only regular files are read (a FIFO would block forever, /dev/zero would never end),
+and at most `limit` bytes, counted while reading, whatever the file's size claims.
 """
 
 from __future__ import annotations

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import time
 import tomllib
-from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -21,34 +20,32 @@ from central.config import CentralConfig
 from central.desired import update_desired
 from central.errors import Refused
 from central.media import MediaLibrary
-from central.operator_files import read_capped
 from central.store import ads as ads_db
 from central.store.db import CentralStore
 from protocols import codec
 from protocols.ads.playlist import Playlist, decode_playlist, encode_playlist, playlist_from_object
 from protocols.errors import CodecError
+from protocols.requests import PLAYLIST_SOURCE_CHARS
 from protocols.schemas import DesiredState
 
-MAX_SOURCE_BYTES = 1_000_000  # a playlist file; a real one is a few kB
+MAX_SOURCE_CHARS = PLAYLIST_SOURCE_CHARS  # a playlist file; a real one is a few kB
 
 
 class PlaylistError(Refused):
     """A playlist that cannot be built, stored or assigned; the message says what to fix."""
 
 
-def read_source(path: str | Path) -> dict[str, Any]:
-    """An operator's playlist file: TOML (.toml) or JSON (anything else)."""
-    path = Path(path)
-    data = read_capped(path, MAX_SOURCE_BYTES)  # regular files only: a FIFO would hang us
+def parse_source(text: str, fmt: str, name: str = "the playlist") -> dict[str, Any]:
+    """An operator's playlist from its text: TOML (`fmt` "toml") or JSON (anything else).
+    The tool on the dispatcher's machine read the file; central never reads a path."""
+    if len(text) > MAX_SOURCE_CHARS:
+        raise PlaylistError(f"{name}: longer than {MAX_SOURCE_CHARS} characters")
     try:
-        if path.suffix == ".toml":
-            raw: Any = tomllib.loads(data.decode())
-        else:
-            raw = msgspec.json.decode(data)
-    except (tomllib.TOMLDecodeError, msgspec.DecodeError, UnicodeDecodeError) as exc:
-        raise PlaylistError(f"{path}: {exc}") from exc
+        raw: Any = tomllib.loads(text) if fmt == "toml" else msgspec.json.decode(text)
+    except (tomllib.TOMLDecodeError, msgspec.DecodeError) as exc:
+        raise PlaylistError(f"{name}: {exc}") from exc
     if not isinstance(raw, dict):
-        raise PlaylistError(f"{path}: a playlist is a table/object")
+        raise PlaylistError(f"{name}: a playlist is a table/object")
     return raw
 
 

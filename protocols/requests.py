@@ -32,6 +32,7 @@ __all__ = [
     "BUS_COMMANDS",
     "COMMAND_NAMES",
     "REQUESTS",
+    "UPLOAD_CHUNK_BYTES",
     "AckAlarm",
     "Announce",
     "Assign",
@@ -70,6 +71,8 @@ __all__ = [
     "SendMessage",
     "ShowPlaylist",
     "TempStopSpec",
+    "Upload",
+    "UploadedFile",
     "WithdrawMessage",
     "bus_command",
     "command_args",
@@ -78,7 +81,14 @@ __all__ = [
 # Caps, not rules (see the module docstring).
 Name = Annotated[str, msgspec.Meta(max_length=200)]  # an id, a bus, a route, a user's label
 Text = Annotated[str, msgspec.Meta(max_length=4000)]  # a passenger or driver text, a note
-Path = Annotated[str, msgspec.Meta(min_length=1, max_length=4096)]  # on central's machine
+UploadId = Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{32}$")]  # the sender's, random
+Sha256 = Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{64}$")]
+MAX_UPLOAD_BYTES = 4 * 2**30  # a cap, not central's rule (central/uploads.py has its own)
+# The bytes of one `Upload`: JSON carries them in base64 (4/3 as long), and a request must stay
+# under central's payload cap (protocols.codec.MAX_PAYLOAD, 256 KiB) and the broker's 1 MB.
+UPLOAD_CHUNK_BYTES = 128 * 1024
+PLAYLIST_SOURCE_CHARS = 100_000  # a playlist file; a real one is a few kB
+Encoding = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.-]{1,40}$")]
 Names = Annotated[list[Name], msgspec.Meta(max_length=1000)]
 When = Annotated[float, msgspec.Meta(ge=0.0)]
 DriverText = Annotated[str, msgspec.Meta(min_length=1, max_length=500)]  # the terminal's limit
@@ -172,18 +182,39 @@ class SavePlaylist(RequestBase, tag="save_playlist", frozen=True, kw_only=True):
 
 
 class ImportPlaylist(RequestBase, tag="import_playlist", frozen=True, kw_only=True):
-    """Store a playlist from a TOML/JSON file on central's machine; `push`: publish the new
-    revision to the buses that run it."""
+    """Store a playlist from the text of a TOML or JSON file (`name` says which file, for
+    messages); `push`: publish the new revision to the buses that run it."""
 
-    path: Path
+    source: Annotated[str, msgspec.Meta(min_length=1, max_length=PLAYLIST_SOURCE_CHARS)]
+    format: Literal["toml", "json"] = "json"
+    name: Name = ""
     push: bool = False
 
 
-class ImportMedia(RequestBase, tag="import_media", frozen=True, kw_only=True):
-    """Add files on central's machine to the media library; `name` only for one file."""
+class UploadedFile(msgspec.Struct, frozen=True, kw_only=True):
+    """A file the sender uploaded (`Upload`), with the name it goes by."""
 
-    paths: Annotated[list[Path], msgspec.Meta(min_length=1, max_length=1000)]
-    name: Name | None = None
+    upload: UploadId
+    name: Name
+
+
+class ImportMedia(RequestBase, tag="import_media", frozen=True, kw_only=True):
+    """Add uploaded files to the media library."""
+
+    files: Annotated[list[UploadedFile], msgspec.Meta(min_length=1, max_length=1000)]
+
+
+class Upload(RequestBase, tag="upload", frozen=True, kw_only=True):
+    """A piece of a file for central to stage, for an import request to name by `id`: the
+    bytes from `offset` of a file of `total` bytes. Pieces come in order; the one that ends
+    the file carries the whole file's `sha256`. Only the sender's own requests can name it,
+    and central drops it after a while (central/uploads.py)."""
+
+    id: UploadId
+    offset: Annotated[int, msgspec.Meta(ge=0, le=MAX_UPLOAD_BYTES)]
+    total: Annotated[int, msgspec.Meta(ge=0, le=MAX_UPLOAD_BYTES)]
+    data: Annotated[bytes, msgspec.Meta(max_length=UPLOAD_CHUNK_BYTES)]
+    sha256: Sha256 | None = None
 
 
 class SendMessage(RequestBase, tag="message", frozen=True, kw_only=True):
@@ -337,10 +368,13 @@ ReadRequest = (
 
 
 class ImportGtfs(RequestBase, tag="import_gtfs", frozen=True, kw_only=True):
-    """Import a GTFS feed (zip or folder on central's machine) as the timetable; up to
-    `max_listed` issues of each kind are listed in the answer."""
+    """Import an uploaded GTFS zip as the timetable; up to `max_listed` issues of each kind
+    are listed in the answer. `name` is the feed's file name (for the record); `encoding`
+    forces one for every file (default: UTF-8, else Windows-1252 with a warning)."""
 
-    path: Path
+    upload: UploadId
+    name: Name = ""
+    encoding: Encoding | None = None
     max_listed: Annotated[int, msgspec.Meta(ge=0, le=1000)] = 20
 
 
@@ -351,6 +385,7 @@ Request = (
     | SavePlaylist
     | ImportPlaylist
     | ImportMedia
+    | Upload
     | SendMessage
     | WithdrawMessage
     | SendCommand
@@ -376,6 +411,7 @@ REQUESTS: tuple[type[RequestBase], ...] = (
     SavePlaylist,
     ImportPlaylist,
     ImportMedia,
+    Upload,
     SendMessage,
     WithdrawMessage,
     SendCommand,

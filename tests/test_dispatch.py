@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
-import os
 from pathlib import Path
 
 import msgspec
@@ -12,7 +10,7 @@ import pytest
 
 from central.config import CentralConfig
 from central.media import MediaLibrary
-from central.playlists import MAX_SOURCE_BYTES
+from central.playlists import MAX_SOURCE_CHARS
 from central.service.alarm_center import AlarmCenter, Outgoing
 from central.service.dispatch import Dispatch
 from central.store.db import CentralStore
@@ -24,8 +22,6 @@ from protocols.requests import (
     Detail,
     DispatchReply,
     DispatchRequest,
-    ImportGtfs,
-    ImportMedia,
     ImportPlaylist,
     Listing,
     Report,
@@ -199,29 +195,35 @@ async def test_a_simple_playlist_is_saved_from_media_names_with_a_new_revision_e
     assert not reply.ok and "green.png" in reply.error
 
 
-async def test_an_import_naming_a_fifo_or_a_device_is_refused_without_hanging_central(
-    dispatch: Dispatch, tmp_path: Path
-) -> None:
-    fifo = tmp_path / "playlist.fifo"
-    os.mkfifo(fifo)  # opening it for reading would block until a writer came: forever
+async def test_import_requests_name_no_path_on_centrals_machine(dispatch: Dispatch) -> None:
+    # A path that exists and one that does not get the same answer: nothing can be probed.
+    answers = set()
     for request in (
-        ImportPlaylist(path=str(fifo)),
-        ImportPlaylist(path="/dev/zero"),
-        ImportGtfs(path=str(fifo)),
+        {"type": "import_gtfs", "path": "/etc/hostname"},
+        {"type": "import_gtfs", "path": "/no/such/file"},
+        {"type": "import_playlist", "path": "/etc/hostname"},
+        {"type": "import_playlist", "path": "/no/such/file"},
+        {"type": "import_media", "paths": ["/etc/hostname"]},
+        {"type": "import_media", "paths": ["/no/such/file"]},
     ):
-        reply, out = await asyncio.wait_for(ask(dispatch, request), 10)
-        assert not reply.ok and "not a regular file" in reply.error and out == []
-    reply, _ = await asyncio.wait_for(
-        ask(dispatch, ImportMedia(paths=[str(fifo), "/dev/zero"])), 10
+        reply, out = await ask_raw(dispatch, raw(request))
+        assert not reply.ok and out == []
+        assert "/etc" not in reply.error and "/no/such" not in reply.error
+        answers.add((request["type"], reply.error))
+    assert len(answers) == 3  # one answer per type, whatever the path
+
+
+async def test_a_playlist_comes_as_text_within_a_cap(dispatch: Dispatch) -> None:
+    library = MediaLibrary(dispatch.store, dispatch.config.media_dir)
+    library.import_bytes(png(2, 2, (255, 0, 0)), "red.png")
+    source = (
+        'id = "sale"\ntimezone = "UTC"\n[[items]]\nid = "a"\nmedia = "red.png"\n'
+        'duration_s = 5\n[[schedules]]\nid = "all"\nitems = ["a"]\n'
     )
-    assert reply.ok and reply.result == {"imported": 0, "rejected": 2}
-    assert all("not a regular file" in str(r["error"]) for r in reply.tables["rejected"])
-
-
-async def test_a_playlist_file_that_grows_past_its_cap_is_refused_while_reading(
-    dispatch: Dispatch, tmp_path: Path
-) -> None:
-    big = tmp_path / "huge.json"
-    big.write_bytes(b" " * (MAX_SOURCE_BYTES + 1))
-    reply, _ = await ask(dispatch, ImportPlaylist(path=str(big)))
-    assert not reply.ok and "larger than" in reply.error
+    reply, _ = await ask(dispatch, ImportPlaylist(source=source, format="toml", name="s.toml"))
+    assert reply.ok and reply.result["id"] == "sale" and reply.result["revision"] == 1
+    reply, _ = await ask(dispatch, ImportPlaylist(source="[1, 2]", name="list.json"))
+    assert not reply.ok and "list.json: a playlist is a table/object" in reply.error
+    big = {"type": "import_playlist", "source": " " * (MAX_SOURCE_CHARS + 1)}
+    reply, _ = await ask_raw(dispatch, raw(big))
+    assert not reply.ok and "length <= 100000" in reply.error

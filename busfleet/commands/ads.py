@@ -2,8 +2,9 @@
 
 Registered under `central` (by busfleet/commands/central.py), with the same --config/--db
 options as the other central tools. Every one asks the running central (central/client.py):
-`media import`, `playlist import` and `playlist assign` have it import (files are paths on
-central's machine, imported into its library) and publish; the listings and the plays report
+`media import` uploads the files (read here, on the dispatcher's machine) and has central
+import them into its library, `playlist import` sends the playlist's text, `playlist assign`
+has it publish; the listings and the plays report
 have it read its database, a page at a time (a month of plays for a city is long).
 """
 
@@ -13,9 +14,14 @@ import argparse
 import datetime as dt
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
+    from central.config import CentralConfig
+    from protocols.requests import DispatchReply
+
     ConnectionArgs = Callable[[argparse.ArgumentParser], None]
     Parsers = argparse._SubParsersAction[argparse.ArgumentParser]
 
@@ -38,7 +44,8 @@ def _media(csub: Parsers, connection_args: ConnectionArgs) -> None:
     imp = sub.add_parser(
         "import",
         help="add files to the library",
-        description="Check and add media files. The type is taken from the bytes; files over "
+        description="Upload media files (read here) to the running central, which checks "
+        "and adds them. The type is taken from the bytes; files over "
         "the size cap, and SVGs with scripts, event handlers or external references, are "
         "refused. Prints one JSON line per file (sha256, name, mime, size).",
     )
@@ -73,8 +80,10 @@ def _playlist(csub: Parsers, connection_args: ConnectionArgs) -> None:
     imp = sub.add_parser(
         "import",
         help="store a playlist from a TOML or JSON file",
-        description="Resolve the items' media (by name or hash) in the library, validate the "
-        "whole playlist and store it; its revision grows when its content changed.",
+        description="Send the playlist's text (read here, at most 100,000 characters) to the "
+        "running central, which resolves the items' media (by name or hash) in the library, "
+        "validates the whole playlist and stores it; its revision grows when its content "
+        "changed.",
     )
     connection_args(imp)
     _media_dir_arg(imp)
@@ -132,26 +141,61 @@ def _fail(command: str, message: object) -> int:
 
 
 def media_import_cmd(args: argparse.Namespace) -> int:
-    """Asks the running central to import the files (paths on its machine, into its library)."""
+    """Uploads the files to the running central, which imports them into its library."""
     import json
-    from pathlib import Path
 
-    from busfleet.commands._common import ask_central
-    from protocols.requests import ImportMedia
+    from busfleet.commands._common import _answered, config_from
 
     if args.name and len(args.files) > 1:
         return _fail("media import", "--name takes one file")
-    paths = [str(Path(f).resolve()) for f in args.files]
-    reply = ask_central(
-        args, ImportMedia(paths=paths, name=args.name), "busfleet central media import"
-    )
-    if isinstance(reply, int):
-        return reply
-    for row in reply.tables.get("rejected", []):
-        print(f"busfleet central media import: {row['path']}: {row['error']}", file=sys.stderr)
-    for row in reply.tables.get("media", []):
+    prog = "busfleet central media import"
+    answer = _answered(prog, _upload_media(config_from(args), args.files, args.name, prog))
+    if isinstance(answer, int):
+        return answer
+    reply, rejected = answer
+    if reply is not None and not reply.ok:
+        print(f"{prog}: {reply.error}", file=sys.stderr)
+        return 1 if reply.failed else 2
+    if reply is not None:
+        rejected += [(str(r["path"]), str(r["error"])) for r in reply.tables.get("rejected", [])]
+    for path, error in rejected:
+        print(f"{prog}: {path}: {error}", file=sys.stderr)
+    for row in [] if reply is None else reply.tables.get("media", []):
         print(json.dumps(row))
-    return 1 if reply.tables.get("rejected") else 0
+    return 1 if rejected else 0
+
+
+async def _upload_media(
+    config: CentralConfig, files: list[str], name: str | None, prog: str
+) -> tuple[DispatchReply | None, list[tuple[str, str]]]:
+    """Each file uploaded (read here, at most the largest size cap), then one import of all
+    of them; a file that cannot be read or sent is said, and the others go on."""
+    from pathlib import Path
+
+    from busfleet.commands._common import dispatcher_name
+    from busfleet.commands._upload import asker, progress
+    from central import client
+    from central.media import SIZE_CAPS
+    from central.operator_files import NotAFile
+    from protocols.requests import ImportMedia, UploadedFile
+
+    rejected: list[tuple[str, str]] = []
+    uploaded: list[UploadedFile] = []
+    async with client.connect(config, dispatcher_name(None)) as requests:
+        ask = asker(requests)
+        for file in files:
+            label = (name or Path(file).name)[:200] or "media"
+            try:
+                upload = await client.upload(
+                    ask, file, limit=max(SIZE_CAPS.values()), progress=progress(prog, label)
+                )
+            except (NotAFile, client.UploadFailed) as exc:
+                rejected.append((file, str(exc)))
+                continue
+            uploaded.append(UploadedFile(upload=upload, name=label))
+        if not uploaded:
+            return None, rejected
+        return await requests.ask(client.envelope(ImportMedia(files=uploaded))), rejected
 
 
 def media_list_cmd(args: argparse.Namespace) -> int:
@@ -170,17 +214,21 @@ def media_list_cmd(args: argparse.Namespace) -> int:
 
 
 def playlist_import_cmd(args: argparse.Namespace) -> int:
-    """Asks the running central to store the playlist (a file on its machine)."""
+    """Sends the playlist's text (read here) to the running central, which stores it."""
     from pathlib import Path
 
-    from busfleet.commands._common import ask_central
-    from protocols.requests import ImportPlaylist
+    from busfleet.commands._common import _answered, _refused, config_from
+    from central.operator_files import NotAFile
 
     prog = "busfleet central playlist import"
-    request = ImportPlaylist(path=str(Path(args.file).resolve()), push=args.push)
-    reply = ask_central(args, request, prog)
+    try:
+        reply = _answered(prog, _send_playlist(config_from(args), Path(args.file), args.push))
+    except NotAFile as exc:
+        return _fail("playlist import", exc)
     if isinstance(reply, int):
         return reply
+    if not reply.ok:
+        return _refused(prog, reply)
     r = reply.result
     if not r.get("media_url"):
         print(f"{prog}: warning: no central.media_url (nor http_port): buses need "
@@ -191,6 +239,25 @@ def playlist_import_cmd(args: argparse.Namespace) -> int:
     if pushed:
         print(f"pushed to {len(pushed)} buses: {' '.join(pushed)}")
     return 0
+
+
+async def _send_playlist(config: CentralConfig, path: Path, push: bool) -> DispatchReply:
+    """The playlist's text in the request itself (it is small); read once central is there."""
+    from busfleet.commands._common import dispatcher_name
+    from central import client
+    from central.operator_files import NotAFile, read_capped
+    from protocols.requests import PLAYLIST_SOURCE_CHARS, ImportPlaylist
+
+    async with client.connect(config, dispatcher_name(None)) as requests:
+        try:  # UTF-8 takes up to 4 bytes a character: the text cap is checked once decoded
+            text = read_capped(path, 4 * PLAYLIST_SOURCE_CHARS).decode()
+        except UnicodeDecodeError as exc:
+            raise NotAFile(f"{path}: not UTF-8 text ({exc.reason})") from exc
+        if not text or len(text) > PLAYLIST_SOURCE_CHARS:
+            raise NotAFile(f"{path}: a playlist is 1 to {PLAYLIST_SOURCE_CHARS} characters")
+        kind: Literal["toml", "json"] = "toml" if path.suffix == ".toml" else "json"
+        request = ImportPlaylist(source=text, format=kind, name=path.name[:200], push=push)
+        return await requests.ask(client.envelope(request))
 
 
 def playlist_list_cmd(args: argparse.Namespace) -> int:

@@ -3,8 +3,8 @@
 Registered under `central` (by busfleet/commands/central.py), with the same --config/--db and
 broker options as the other central tools. `message` and `withdraw` ask the running central
 (central/client.py), which stores and publishes; `messages` asks it for the list;
-`import-gtfs` asks central if one runs, else fills the database itself (a new database,
-before central starts: the one tool that opens it).
+`import-gtfs` uploads the feed to central if one runs (busfleet/commands/_upload.py), else
+fills the database itself (a new database, before central starts: the one tool that opens it).
 """
 
 from __future__ import annotations
@@ -19,7 +19,11 @@ from typing import TYPE_CHECKING, Any
 from busfleet.commands._common import ask_central, dispatcher_name, parse_when
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
+    from central.config import CentralConfig
     from protocols.gtfs.table import Report
+    from protocols.requests import DispatchReply
 
     ConnectionArgs = Callable[[argparse.ArgumentParser], None]
     Parsers = argparse._SubParsersAction[argparse.ArgumentParser]
@@ -33,7 +37,10 @@ def register_central(csub: Parsers, connection_args: ConnectionArgs) -> None:
         description="Check a GTFS feed and store it in central's database, replacing the "
         "current timetable in one transaction. Reads agency, routes, stops, trips, stop times, "
         "calendar, calendar dates and shapes (optional: without shapes.txt trips run stop to "
-        "stop). Problems are listed as FILE line N, FIELD: what. With errors nothing is stored "
+        "stop). With a central running, the feed is read here and uploaded to it (a folder is "
+        "zipped first; progress on stderr). Files that are not UTF-8 are read as Windows-1252 "
+        "with a warning, unless --encoding says otherwise. Problems are listed as FILE line N, "
+        "FIELD: what. With errors nothing is stored "
         "and the exit status is 2; warnings are listed and the feed is stored. The last line "
         "printed is one JSON object: routes, stops, trips, stop_times, shapes, warnings...",
     )
@@ -41,6 +48,12 @@ def register_central(csub: Parsers, connection_args: ConnectionArgs) -> None:
     imp.add_argument("path", metavar="PATH", help="GTFS .zip archive or folder of .txt files")
     imp.add_argument(
         "--list", type=int, default=20, metavar="N", help="list up to N issues of each kind"
+    )
+    imp.add_argument(
+        "--encoding",
+        metavar="NAME",
+        help="read every file in this encoding (e.g. cp1252); default: UTF-8 where a file is, "
+        "else Windows-1252, with a warning",
     )
     imp.set_defaults(func=import_gtfs_cmd)
 
@@ -94,25 +107,32 @@ def _print_issues(report: Report, prog: str) -> None:
 
 
 def import_gtfs_cmd(args: argparse.Namespace) -> int:
-    """With a central running, it imports (the path is read on its machine); without one,
-    the feed goes straight into the database (filling a new one before central starts)."""
+    """With a central running, the feed is uploaded to it (zipped, if a folder) and imported
+    there; without one, it goes straight into the database (a new one, before central starts)."""
     from pathlib import Path
 
     from busfleet.commands._common import config_from
-    from central import client
+    from central.client import UploadFailed
     from central.errors import NoAnswer, Unavailable
-    from protocols.requests import ImportGtfs
+    from central.gtfs_import import check_encoding
+    from central.operator_files import NotAFile
+    from protocols.errors import GtfsError
 
     prog = "busfleet central import-gtfs"
     config = config_from(args)
-    request = ImportGtfs(path=str(Path(args.path).resolve()), max_listed=max(0, args.list))
     try:
-        reply = asyncio.run(client.ask(config, request, user=dispatcher_name(None)))
+        if args.encoding:
+            check_encoding(args.encoding)
+        reply = asyncio.run(_upload_and_import(config, Path(args.path).absolute(), args, prog))
     except NoAnswer as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
         return 2
     except Unavailable:  # no central runs: nobody else writes the database now
         return _import_directly(args, prog)
+    except (NotAFile, UploadFailed, GtfsError) as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        print(json.dumps({"ok": False, "errors": 1, "warnings": 0}))
+        return 1 if getattr(exc, "failed", False) else 2
     for issue in reply.tables.get("issues", []):
         print(f"{prog}: {issue['issue']}", file=sys.stderr)
     if not reply.ok:  # the same last line as an import without central (_import_into)
@@ -125,6 +145,23 @@ def import_gtfs_cmd(args: argparse.Namespace) -> int:
         return 1 if reply.failed else 2
     print(json.dumps({"ok": True, **reply.result}))
     return 0
+
+
+async def _upload_and_import(
+    config: CentralConfig, path: Path, args: argparse.Namespace, prog: str
+) -> DispatchReply:
+    from busfleet.commands._upload import asker, progress, zipped
+    from central import client
+    from protocols.requests import ImportGtfs
+
+    name = path.name[:200] or "feed"
+    async with client.connect(config, dispatcher_name(None)) as requests:
+        ask = asker(requests)
+        with zipped(path) as archive:
+            upload = await client.upload(ask, archive, progress=progress(prog, name))
+        listed = min(max(0, args.list), 1000)
+        request = ImportGtfs(upload=upload, name=name, encoding=args.encoding, max_listed=listed)
+        return await requests.ask(client.envelope(request))
 
 
 def _import_directly(args: argparse.Namespace, prog: str) -> int:
@@ -148,7 +185,7 @@ def _import_into(db: str, args: argparse.Namespace, prog: str) -> int:
 
     store = CentralStore(db)
     try:
-        result = import_gtfs(store, args.path, max_listed=max(0, args.list))
+        result = import_gtfs(store, args.path, max_listed=max(0, args.list), encoding=args.encoding)
     except GtfsInvalid as exc:
         _print_issues(exc.report, prog)
         print(f"{prog}: {exc.report.error_count} errors: nothing imported", file=sys.stderr)

@@ -472,11 +472,26 @@ class DashboardApp(App[None]):
         )
 
     def action_import_gtfs(self) -> None:
-        fields = [Field("path", "GTFS zip or folder on central's machine")]
+        fields = [Field("path", "GTFS zip or folder on this machine (uploaded to central)")]
         self.push_screen(
             FormScreen("Import a GTFS feed (replaces the current timetable)", fields),
-            self._then(lambda v: self.act(ImportGtfs(path=v["path"]), "feed imported")),
+            self._then(self._import_gtfs),
         )
+
+    async def _import_gtfs(self, v: dict[str, str]) -> DispatchReply | None:
+        from pathlib import Path
+
+        from central.client import UploadFailed, upload, zipped
+        from central.operator_files import NotAFile
+
+        try:  # central reads no path a dispatcher names: the feed is sent
+            with zipped(v["path"]) as archive:
+                upload_id = await upload(self.request, archive)
+        except (NotAFile, UploadFailed) as exc:
+            self.notify(str(exc), title="import_gtfs refused", severity="error", timeout=15)
+            return None
+        name = Path(v["path"]).name[:200]
+        return await self.act(ImportGtfs(upload=upload_id, name=name), "feed imported")
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen(KEY_SCOPES))

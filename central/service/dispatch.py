@@ -38,7 +38,6 @@ import uuid
 import zoneinfo
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -52,7 +51,6 @@ from central.errors import CentralFault, Refused
 from central.gtfs_import import GtfsInvalid, import_gtfs, issue_lines
 from central.media import MediaLibrary, MediaRejected
 from central.messages import create_message, list_messages, recipients, withdraw_message
-from central.operator_files import NotAFile
 from central.playlists import (
     build_playlist,
     buses_with,
@@ -60,7 +58,7 @@ from central.playlists import (
     get_playlist,
     list_playlists,
     media_url_for,
-    read_source,
+    parse_source,
     save_playlist,
 )
 from central.reports import plays_report
@@ -68,6 +66,7 @@ from central.service import queries
 from central.service.alarm_center import AlarmCenter, Outgoing
 from central.store import gtfs as gtfs_db
 from central.store.db import CentralStore
+from central.uploads import UploadRefused, Uploads, staging_dir
 from protocols import codec, topics
 from protocols.errors import ProtocolError
 from protocols.gtfs.table import Report as FeedReport
@@ -103,6 +102,7 @@ from protocols.requests import (
     SendCommand,
     SendMessage,
     ShowPlaylist,
+    Upload,
     WithdrawMessage,
     command_args,
 )
@@ -114,7 +114,7 @@ log = logging.getLogger("busfleet.central.dispatch")
 
 # Run on a thread with a connection of their own: they read much or write for long, and
 # publish nothing.
-SLOW: tuple[type[RequestBase], ...] = (Listing, Report, Records, ImportGtfs, ImportMedia)
+SLOW: tuple[type[RequestBase], ...] = (Listing, Report, Records, ImportGtfs, ImportMedia, Upload)
 SLOW_AT_ONCE = 2  # slow requests on threads at the same time; more wait their turn
 REPLY_LIMIT = codec.MAX_PAYLOAD - 4096
 PAGE_BYTES = REPLY_LIMIT // 2  # records per reply: half of it, the envelope is never near
@@ -181,6 +181,7 @@ class Dispatch:
             "impersonations": 0,
         }
         self._threads = asyncio.Semaphore(SLOW_AT_ONCE)
+        self.uploads = Uploads(staging_dir(config))  # files for imports, per dispatcher
         self.handlers: dict[type[RequestBase], Callable[[Ctx, Any], Answer]] = {
             AckAlarm: self._ack_alarm,
             Assign: self._assign,
@@ -188,6 +189,7 @@ class Dispatch:
             SavePlaylist: self._save_playlist,
             ImportPlaylist: self._import_playlist,
             ImportMedia: self._import_media,
+            Upload: self._upload,
             SendMessage: self._message,
             WithdrawMessage: self._withdraw_message,
             SendCommand: self._command,
@@ -351,7 +353,8 @@ class Dispatch:
     def _import_playlist(self, c: Ctx, r: ImportPlaylist) -> Answer:
         media_url = media_url_for(self.config)
         library = MediaLibrary(c.store, self.config.media_dir)
-        saved = save_playlist(c.store, build_playlist(library, read_source(r.path), media_url))
+        source = parse_source(r.source, r.format, r.name or "the playlist")
+        saved = save_playlist(c.store, build_playlist(library, source, media_url))
         if r.push:
             for bus in buses_with(c.store, saved.id):
                 c.desired[bus] = desired_with_playlist(c.store, bus, saved)
@@ -365,17 +368,19 @@ class Dispatch:
         pushed = [{"bus": b, "version": v} for b, (v, _) in sorted(c.desired.items())]
         return result, {"pushed": _table(pushed)}
 
+    def _upload(self, c: Ctx, r: Upload) -> Answer:
+        return self.uploads.receive(c.user, r), {}
+
     def _import_media(self, c: Ctx, r: ImportMedia) -> Answer:
-        if r.name and len(r.paths) > 1:
-            raise Refused("a name is for one file only")
         library = MediaLibrary(c.store, self.config.media_dir)
         imported: list[dict[str, Scalar]] = []
         rejected: list[dict[str, Scalar]] = []
-        for path in r.paths:
+        for file in r.files:
             try:
-                info = library.import_file(path, r.name)
-            except (MediaRejected, NotAFile, OSError) as exc:
-                rejected.append({"path": path, "error": str(exc)})
+                with self.uploads.finished(c.user, file.upload) as path:
+                    info = library.import_file(path, file.name)
+            except (MediaRejected, UploadRefused, OSError) as exc:
+                rejected.append({"path": file.name, "error": str(exc)})
                 continue
             imported.append(
                 {"sha256": info.sha256, "name": info.name, "mime": info.mime, "size": info.size}
@@ -453,7 +458,15 @@ class Dispatch:
 
     def _import_gtfs(self, c: Ctx, r: ImportGtfs) -> Answer:
         try:
-            result = import_gtfs(c.store, str(Path(r.path)), now=c.now, max_listed=r.max_listed)
+            with self.uploads.finished(c.user, r.upload) as path:
+                result = import_gtfs(
+                    c.store,
+                    path,
+                    now=c.now,
+                    max_listed=r.max_listed,
+                    encoding=r.encoding,
+                    source_name=f"{r.name or 'a feed'} uploaded by {c.user}",
+                )
         except GtfsInvalid as exc:  # refused, with the counts and the issues the CLI prints
             counts: dict[str, Scalar] = {
                 "errors": exc.report.error_count,

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterator, Sequence
 
 from protocols.gtfs.calendar import Agency
-from protocols.gtfs.table import Report, Table
+from protocols.gtfs.table import Report, Table, is_count
 
 __all__ = [
     "ROUTE_COLUMNS",
@@ -97,7 +97,7 @@ def read_routes(table: Table, report: Report, agencies: Sequence[Agency]) -> dic
                 "missing_value", name, line, "route_short_name", "neither short nor long name"
             )
         raw_type = row[i_type]
-        if not raw_type.isdigit():
+        if not is_count(raw_type):
             report.error("bad_value", name, line, "route_type", f"not an integer: {raw_type!r}")
             continue
         if int(raw_type) not in _ROUTE_TYPES:
@@ -242,7 +242,7 @@ class ShapeReader:
             if sid != current:
                 current, seqs = sid, set()
             raw_seq = row[i_seq]
-            if not raw_seq.isdigit():
+            if not is_count(raw_seq):
                 report.error(
                     "bad_value", name, line, "shape_pt_sequence", f"not an integer: {raw_seq!r}"
                 )

@@ -18,7 +18,7 @@ from collections.abc import Collection, Iterable, Iterator, Mapping
 from typing import Final
 
 from protocols.geo import haversine_m
-from protocols.gtfs.table import Report, Table, TimeParser
+from protocols.gtfs.table import Report, Table, TimeParser, is_count
 
 __all__ = ["STOP_TIME_COLUMNS", "StopTimeReader", "StopTimeRow", "Unsorted"]
 
@@ -100,7 +100,12 @@ class StopTimeReader:
                 continue
             # The common case in a few lookups; anything unusual goes to `_check_row`.
             arr, dep, raw_seq = time_of(row[i_arr], _NEW), time_of(row[i_dep], _NEW), row[i_seq]
-            if arr is _NEW or dep is _NEW or stop_at(row[i_stop]) is None or not raw_seq.isdigit():
+            if (
+                arr is _NEW
+                or dep is _NEW
+                or stop_at(row[i_stop]) is None
+                or not (raw_seq.isdigit() and raw_seq.isascii() and len(raw_seq) < 10)
+            ):
                 times = self._check_row(line, row)
                 if times is None:
                     broken = True
@@ -128,7 +133,7 @@ class StopTimeReader:
         if self.stops[sid] is None:
             report.error("bad_location_type", name, line, "stop_id", f"{sid!r}: not a stop")
             return None
-        if not row[i_seq].isdigit():
+        if not is_count(row[i_seq]):
             report.error(
                 "bad_value", name, line, "stop_sequence", f"not an integer: {row[i_seq]!r}"
             )

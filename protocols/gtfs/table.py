@@ -19,9 +19,19 @@ from typing import Literal
 
 from protocols.errors import GtfsError
 
-__all__ = ["Issue", "Report", "Table", "TimeParser", "parse_date"]
+__all__ = ["MAX_COLUMNS", "Issue", "Report", "Table", "TimeParser", "is_count", "parse_date"]
 
 Severity = Literal["error", "warning"]
+
+# A GTFS file has a few tens of columns; thousands are no feed, and would make every row (and
+# the importer's staging table) that wide.
+MAX_COLUMNS = 500
+
+
+def is_count(value: str) -> bool:
+    """A non-negative integer a store can keep: ASCII digits only ('²' is a digit to
+    `str.isdigit` but not to `int`), at most nine of them."""
+    return 0 < len(value) <= 9 and value.isascii() and value.isdigit()
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +121,10 @@ class Table:
             raise GtfsError(f"{name} is empty", file=name, line=1) from None
         except csv.Error as exc:
             raise GtfsError(f"{name} line 1: {exc}", file=name, line=1) from exc
+        if len(header) > MAX_COLUMNS:
+            raise GtfsError(
+                f"{name} line 1: {len(header)} columns, at most {MAX_COLUMNS}", file=name, line=1
+            )
         self.columns = [c.strip().lstrip("\ufeff") for c in header]
         self._positions = {c: i for i, c in enumerate(self.columns)}
         for column in required:
