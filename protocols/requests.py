@@ -476,3 +476,14 @@ class DispatchReply(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=Tru
     result: dict[str, Scalar] = msgspec.field(default_factory=dict)
     tables: dict[str, list[dict[str, Scalar]]] = msgspec.field(default_factory=dict)
     records: list[Record] = msgspec.field(default_factory=list)
+
+
+def described(request: RequestBase) -> str:
+    """A request for the log: bytes as their length (an upload's piece is 128 KiB), strings
+    quoted (a newline cannot forge a log line), at most 300 characters."""
+    fields = ", ".join(
+        f"{name}=<{len(value)} bytes>" if isinstance(value, bytes) else f"{name}={value!r}"
+        for name, value in msgspec.structs.asdict(request).items()
+    )
+    text = f"{type(request).__name__}({fields})"
+    return text if len(text) <= 300 else text[:299] + "…"

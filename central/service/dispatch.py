@@ -105,6 +105,7 @@ from protocols.requests import (
     Upload,
     WithdrawMessage,
     command_args,
+    described,
 )
 from protocols.schemas import Assignment, Command, Scalar
 
@@ -236,7 +237,7 @@ class Dispatch:
             ]
         c = Ctx(self.store, user, now)
         try:
-            log.info("%s: %s", user, request)
+            log.info("%s: %s", user, described(request))
             if isinstance(request, SLOW) and self.store.shareable:
                 async with self._threads:  # a few at once: each holds a connection and a core
                     result, tables = await asyncio.to_thread(self._threaded, c, request)

@@ -252,6 +252,14 @@ class CentralService:
             if self.closes_store:
                 self.store.close()
 
+    def counters(self) -> dict[str, int]:
+        """What CentralStats carries: the ingest's counters, the dispatchers' requests
+        (`dispatch_*`: refused, impersonations, ...) and the alarms (`alarms_*`)."""
+        out = dict(self.ingest.counters)
+        out.update({f"dispatch_{k}": v for k, v in self.dispatch.counters.items()})
+        out.update({f"alarms_{k}": v for k, v in self.ingest.alarms.counters.items()})
+        return out
+
     def _send(self, topic: str, payload: bytes, qos: int, retain: bool = False) -> None:
         """Queue a publish on the paho thread; QoS 1 ones go out after a reconnect, too."""
         assert self._client is not None
@@ -345,7 +353,7 @@ class CentralService:
                     await asyncio.sleep(0)
             if now - last_stats >= 2.0:
                 last_stats = now
-                stats = CentralStats(t=now, counters=dict(self.ingest.counters))
+                stats = CentralStats(t=now, counters=self.counters())
                 self._send(topics.central_stats(), codec.encode(stats), qos=0, retain=True)
 
 
