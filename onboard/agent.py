@@ -30,7 +30,7 @@ import msgspec
 from onboard.ads.http import local_media_routes, local_url
 from onboard.ads.player import PlayRecord, Showing
 from onboard.ads.runtime import AdsRuntime
-from onboard.config import AgentConfig
+from onboard.config import AgentConfig, check_link_security, check_portal_blocking
 from onboard.display.journey import journey_view
 from onboard.display.model import AdSlot
 from onboard.display.server import Display
@@ -74,6 +74,9 @@ class Agent:
     """One bus: its parts, built from agent.toml and wired together."""
 
     def __init__(self, config: AgentConfig) -> None:
+        # Checked here too: a config built in code never went through parse_config.
+        check_link_security(config)
+        check_portal_blocking(config)
         self.config = config
         self.bus_id = config.bus.id
         # agent.sqlite, opened once here and handed to every part that keeps state.
@@ -81,6 +84,7 @@ class Agent:
         self.outbox = Outbox(self.store, budget_bytes=int(config.outbox.budget_mb * 1_000_000))
         self.applied_store = AppliedStore(self.store)
         self.outcome = Outcome(self.applied_store.load())
+        self.desired_rejected = 0  # desired documents refused (the last one's error is reported)
         self.remote = AgentCommands(self.outbox)
         self.commands = Commands(self.outbox, self.remote.handlers())
         self.link = Link(config, self.outbox, self.on_desired, self._on_command)
@@ -193,6 +197,7 @@ class Agent:
     def on_desired(self, payload: bytes) -> None:
         outcome = evaluate(self.outcome.applied, payload, self.bus_id)
         if outcome.error:
+            self.desired_rejected += 1
             log.warning(
                 "desired state rejected (version %s): %s", outcome.rejected_version, outcome.error
             )
@@ -301,6 +306,8 @@ class Agent:
             "records": self.records,
             "gps_lost": self.quality.stats.lost,
             "commands_rejected": self.commands.rejected,
+            "desired_rejected": self.desired_rejected,
+            "inbound_rejected": self.link.rejected,
             "outbox_dropped": self.outbox.dropped,
             "outbox": self.outbox.count(),
         }
@@ -320,6 +327,7 @@ class Agent:
     async def run(self) -> None:
         """Run until cancelled or until a restart command (then return, to be run again)."""
         log.info("agent %s starting (outbox %d records)", self.bus_id, self.outbox.count())
+        self._warn_unenforced_portal()
         parts = {
             "link": self.link.run(),
             "telemetry": self.telemetry.run(),
@@ -347,6 +355,19 @@ class Agent:
                     task.cancel()
         finally:
             self.store.close()
+
+    def _warn_unenforced_portal(self) -> None:
+        """A portal without its firewall lets every passenger through: say so, here and to
+        central (an event of warning severity), at every start."""
+        firewall = self.config.portal.firewall
+        if self.portal is None or firewall == "nftables":
+            return
+        log.warning(
+            "portal enabled with firewall = %r: NOTHING IS ENFORCED (every passenger is online"
+            ' without accepting, nothing is blocked); set portal.firewall = "nftables" on a bus',
+            firewall,
+        )
+        self.record_event("portal_unenforced", {"firewall": firewall}, severity=2)
 
     async def _drain_acks(self) -> None:
         """Give the restart command's result a moment (5 s at most) to reach central first."""

@@ -413,6 +413,7 @@ def test_the_agent_turns_feedback_and_statistics_into_outbox_events(tmp_path: Pa
     config = parse_config(
         f'[bus]\ndata_dir = "{tmp_path}"\n[gps]\nsource = "none"\n[can]\ninterface = "none"\n'
         '[portal]\nenabled = true\nlisten_host = "127.0.0.1"\nlisten_port = 0\n'
+        "[mqtt]\ninsecure_dev_broker = true\n"
     )
     agent = Agent(config)
     try:
