@@ -62,6 +62,8 @@ from protocols.schemas import Scalar, TelemetryRecord
 log = logging.getLogger("busfleet.onboard.agent")
 
 COUNTERS_EVERY_S = 30.0
+# Telemetry intervals without a sample before the agent calls itself unhealthy (watchdog).
+HEALTHY_TICKS = 10
 
 
 class _Runs(Protocol):
@@ -85,6 +87,7 @@ class Agent:
         self.applied_store = AppliedStore(self.store)
         self.outcome = Outcome(self.applied_store.load())
         self.desired_rejected = 0  # desired documents refused (the last one's error is reported)
+        self.last_sample = time.monotonic()  # the telemetry loop's last tick (see `healthy`)
         self.remote = AgentCommands(self.outbox)
         self.commands = Commands(self.outbox, self.remote.handlers())
         self.link = Link(config, self.outbox, self.on_desired, self._on_command)
@@ -225,6 +228,7 @@ class Agent:
         self.record_event(event.kind, data, t=event.t)
 
     def _on_sample(self, record: TelemetryRecord) -> None:
+        self.last_sample = time.monotonic()
         self._track(record)
         if self.display:
             self.display.update(online=self.link.connected.is_set())
@@ -324,10 +328,19 @@ class Agent:
             self.link.set_reported(self._reported_payload())
 
     # -- running ---------------------------------------------------------------------------
+    def healthy(self) -> bool:
+        """For systemd's watchdog (busfleet/watchdog.py): the telemetry loop sampled within the
+        last HEALTHY_TICKS intervals. The ping task itself runs on the agent's event loop, so
+        a loop that blocks stops the pings anyway; this also catches a loop that runs while the
+        bus's one job, sampling, has hung or died."""
+        stale_after = HEALTHY_TICKS * self.config.telemetry.interval_s
+        return time.monotonic() - self.last_sample <= stale_after
+
     async def run(self) -> None:
         """Run until cancelled or until a restart command (then return, to be run again)."""
         log.info("agent %s starting (outbox %d records)", self.bus_id, self.outbox.count())
         self._warn_unenforced_portal()
+        self.last_sample = time.monotonic()  # the time it took to start is not a hang
         parts = {
             "link": self.link.run(),
             "telemetry": self.telemetry.run(),
