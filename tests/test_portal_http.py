@@ -20,6 +20,7 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
+from busfleet.broker.launch import free_port
 from onboard.config import PortalSection
 from onboard.errors import ConfigError
 from onboard.portal import (
@@ -428,3 +429,31 @@ def test_the_agent_turns_feedback_and_statistics_into_outbox_events(tmp_path: Pa
         ("passenger_feedback", {"category": "wifi", "text": "slow <b>"}),
         ("portal_stats", {"clients": 3, "accepted": 5}),
     ]
+
+
+async def test_a_portal_without_the_nftables_firewall_is_a_warning_in_the_log_and_to_central(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from onboard.agent import Agent
+    from onboard.config import parse_config
+    from protocols import codec
+    from protocols.schemas import Event
+
+    config = parse_config(
+        f'[bus]\ndata_dir = "{tmp_path}"\n[gps]\nsource = "none"\n[can]\ninterface = "none"\n'
+        "[display]\nenabled = false\n[driver]\nenabled = false\n[ads]\nenabled = false\n"
+        '[portal]\nenabled = true\nlisten_host = "127.0.0.1"\nlisten_port = 0\nfirewall = "null"\n'
+        f"[mqtt]\nport = {free_port()}\ninsecure_dev_broker = true\n"
+    )
+    agent = Agent(config)
+    task = asyncio.create_task(agent.run())
+    try:
+        await asyncio.sleep(0.5)  # the check runs first thing in run(); give it a margin
+        events = [codec.decode(Event, p.body) for p in agent.outbox.pending(50, kind="event")]
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    found = [(e.kind, e.severity, e.data) for e in events if e.kind == "portal_unenforced"]
+    assert found == [("portal_unenforced", 2, {"firewall": "null"})]
+    logged = [r for r in caplog.records if "NOTHING IS ENFORCED" in r.getMessage()]
+    assert [r.levelname for r in logged] == ["WARNING"]

@@ -157,7 +157,8 @@ def build_portal(
     """The portal as agent.toml's [portal] section describes it.
 
     `extra_blocked` are more addresses passengers must never reach (the agent passes its MQTT
-    broker's host; names are skipped — list the broker's addresses in portal.blocked).
+    broker's host; a name is skipped here because onboard/config.py refuses a portal with a
+    named broker unless portal.blocked lists addresses).
     Sessions are kept in `store` (the agent's), else in `data_dir`/agent.sqlite.
     """
     try:
