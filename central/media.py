@@ -102,19 +102,18 @@ def check_svg(data: bytes) -> None:
     # attribute it changes as a QName ("foo:href"), and only the namespace its prefix is bound
     # to says whether that is XLink's href, whatever the prefix is spelled.
     scopes: dict[int, dict[str, str]] = {}
-    parser = ET.XMLPullParser(events=("start-ns", "start", "end"))
+    parser: ET.XMLPullParser[ET.Element] = ET.XMLPullParser(events=("start-ns", "start", "end"))
     open_scopes: list[dict[str, str]] = [{"xml": XML_NS}]
     declared: dict[str, str] = {}
     root: ET.Element | None = None
     try:
         parser.feed(data)
         parser.close()
-        for event, item in parser.read_events():
-            if event == "start-ns":
-                prefix, uri = item  # type: ignore[misc]  # ("prefix", "uri") for start-ns
-                declared[prefix] = uri
-            elif event == "start":
-                assert isinstance(item, ET.Element)
+        for entry in parser.read_events():
+            event, item = entry[0], entry[-1]
+            if event == "start-ns" and isinstance(item, tuple):
+                declared[str(item[0])] = str(item[-1])  # (prefix, uri)
+            elif event == "start" and isinstance(item, ET.Element):
                 root = item if root is None else root
                 open_scopes.append({**open_scopes[-1], **declared})
                 declared = {}
@@ -178,9 +177,7 @@ def _css_refers_out(css: str) -> bool:
     text = _CSS_ESCAPE.sub(_unescape, _CSS_COMMENT.sub("", css)).lower()
     if "@import" in text or "@font-face" in text or _CSS_FETCHING.search(text):
         return True
-    return any(
-        not (url.startswith("#") or _inline_image(url)) for url in _URL_IN_CSS.findall(text)
-    )
+    return any(not (url.startswith("#") or _inline_image(url)) for url in _URL_IN_CSS.findall(text))
 
 
 _CSS_COMMENT = re.compile(r"/\*.*?(\*/|$)", re.DOTALL)
