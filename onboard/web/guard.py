@@ -39,6 +39,10 @@ REFUSAL = (
     b"Content-Length: 29\r\n\r\ntoo many connections from you"
 )
 
+# aiohttp reads an unwanted body for up to 10 s after its answer: a slow body would be held
+# that long once more.
+LINGER_S = 2.0
+
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -59,8 +63,12 @@ class ConnectionGuard:
         self.slow_bodies = 0  # request bodies not complete within body_timeout_s
 
     def runner_options(self) -> dict[str, Any]:
-        """Keywords for web.AppRunner: aiohttp's own header and idle deadline."""
-        return {"keepalive_timeout": self.limits.header_timeout_s}
+        """Keywords for web.AppRunner: aiohttp's own header and idle deadline, and how long it
+        keeps reading a body nobody wants after answering (so the client sees the answer)."""
+        return {
+            "keepalive_timeout": self.limits.header_timeout_s,
+            "lingering_time": min(LINGER_S, self.limits.body_timeout_s),
+        }
 
     def admit(self, address: str) -> bool:
         count = self.open.get(address, 0)
