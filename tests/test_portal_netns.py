@@ -363,6 +363,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             f'address = "{BUS_IP}"\npassenger_if = "br0"\nuplink_if = "up0"\n'
             f'walled_garden = "{GARDEN}"\nblocked = "{BROKER}"\n'
             f"idle_s = {IDLE_S}\nsession_s = 3600.0\nsync_every_s = 0.3\n"
+            "[mqtt]\ninsecure_dev_broker = true\n"
         )
         w.start_agent()
         yield w
