@@ -51,6 +51,7 @@ from onboard.remote import AgentCommands
 from onboard.store import open_store
 from onboard.telemetry import Telemetry
 from onboard.vehicle.can_input import CanInput
+from onboard.web.guard import ConnectionGuard
 from protocols import codec
 from protocols.ads.fence import accuracy_from_hdop
 from protocols.errors import GtfsError
@@ -312,9 +313,15 @@ class Agent:
             "commands_rejected": self.commands.rejected,
             "desired_rejected": self.desired_rejected,
             "inbound_rejected": self.link.rejected,
+            "http_refused": sum(g.refused + g.slow_bodies for g in self._guards()),
             "outbox_dropped": self.outbox.dropped,
             "outbox": self.outbox.count(),
         }
+
+    def _guards(self) -> list[ConnectionGuard]:
+        """The web servers' guards: connections over the per-address limit, slow bodies."""
+        sites = (self.display, self.driver, self.portal)
+        return [site.guard for site in sites if site is not None]
 
     def _reported_payload(self) -> bytes:
         state = reported(self.outcome, self.bus_id, self.counters())
