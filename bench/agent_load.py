@@ -94,7 +94,9 @@ def gps_simulator(rate_hz: float) -> GpsSimulator:
 def agent_config(args: argparse.Namespace, device: str, channel: str) -> AgentConfig:
     return AgentConfig(
         bus=BusSection(id="bench-001", data_dir=str(args.data_dir)),
-        mqtt=MqttSection(host=args.mqtt_host, port=args.mqtt_port, backoff_max_s=5.0),
+        mqtt=MqttSection(
+            host=args.mqtt_host, port=args.mqtt_port, backoff_max_s=5.0, insecure_dev_broker=True
+        ),
         gps=GpsSection(source="serial", device=device, baud=115200),
         can=CanSection(interface="virtual", channel=channel),
     )

@@ -205,6 +205,7 @@ def main() -> int:
                 config.write_text(
                     f'[bus]\nid = "{BUS}"\ndata_dir = "{workdir / BUS}"\n'
                     f"[mqtt]\nport = {broker.port}\nbackoff_max_s = 1.0\n"
+                    "insecure_dev_broker = true\n"
                     f'[gps]\nsource = "replay"\nreplay_path = "{nmea}"\n'
                     '[can]\ninterface = "none"\n[display]\nenabled = false\n'
                     "[ads]\nenabled = false\n"

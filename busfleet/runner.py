@@ -9,18 +9,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from busfleet.watchdog import supervise
 
 
-async def _until_signal(coro: Coroutine[Any, Any, Any]) -> None:
+async def _until_signal(coro: Coroutine[Any, Any, Any], healthy: Callable[[], bool]) -> None:
     loop = asyncio.get_running_loop()
     task = asyncio.ensure_future(coro)
     # Under systemd (Type=notify): READY=1, then watchdog pings while the event loop runs; a
-    # loop that hangs stops pinging and systemd restarts the service. A no-op elsewhere.
-    watchdog = asyncio.create_task(supervise(), name="watchdog")
+    # loop that hangs stops pinging and systemd restarts the service; so does one where
+    # `healthy()` says false (the agent: its telemetry loop stopped ticking). A no-op elsewhere.
+    watchdog = asyncio.create_task(supervise(healthy=healthy), name="watchdog")
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, task.cancel)
     try:
@@ -35,5 +36,6 @@ async def _until_signal(coro: Coroutine[Any, Any, Any]) -> None:
             await watchdog
 
 
-def run_service(coro: Coroutine[Any, Any, Any]) -> None:
-    asyncio.run(_until_signal(coro))
+def run_service(coro: Coroutine[Any, Any, Any], healthy: Callable[[], bool] = lambda: True) -> None:
+    """Run `coro` under the signal handlers and systemd's watchdog (pinged while `healthy()`)."""
+    asyncio.run(_until_signal(coro, healthy))

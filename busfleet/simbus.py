@@ -59,7 +59,11 @@ def agent_config(spec: SimBusSpec, gps_device: str, can_channel: str) -> AgentCo
     return AgentConfig(
         bus=BusSection(id=spec.bus_id, data_dir=str(spec.data_dir)),
         mqtt=MqttSection(
-            host=spec.mqtt_host, port=spec.mqtt_port, protocol=spec.mqtt_protocol, backoff_max_s=5.0
+            host=spec.mqtt_host,
+            port=spec.mqtt_port,
+            protocol=spec.mqtt_protocol,
+            backoff_max_s=5.0,
+            insecure_dev_broker=True,  # the simulator's development broker speaks no TLS
         ),
         gps=GpsSection(source="serial", device=gps_device, baud=9600),
         can=CanSection(interface="virtual", channel=can_channel),

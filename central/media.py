@@ -98,11 +98,31 @@ def check_svg(data: bytes) -> None:
     doctype = lowered.find(b"<!doctype")
     if b"<!entity" in lowered or (doctype >= 0 and b"[" in lowered[doctype : doctype + 512]):
         raise MediaRejected("SVG with entities or an internal DTD", reason="svg")
+    # Parsed with the namespace declarations in scope at each element: an animation names the
+    # attribute it changes as a QName ("foo:href"), and only the namespace its prefix is bound
+    # to says whether that is XLink's href, whatever the prefix is spelled.
+    scopes: dict[int, dict[str, str]] = {}
+    parser: ET.XMLPullParser[ET.Element] = ET.XMLPullParser(events=("start-ns", "start", "end"))
+    open_scopes: list[dict[str, str]] = [{"xml": XML_NS}]
+    declared: dict[str, str] = {}
+    root: ET.Element | None = None
     try:
-        root = ET.fromstring(data)
+        parser.feed(data)
+        parser.close()
+        for entry in parser.read_events():
+            event, item = entry[0], entry[-1]
+            if event == "start-ns" and isinstance(item, tuple):
+                declared[str(item[0])] = str(item[-1])  # (prefix, uri)
+            elif event == "start" and isinstance(item, ET.Element):
+                root = item if root is None else root
+                open_scopes.append({**open_scopes[-1], **declared})
+                declared = {}
+                scopes[id(item)] = open_scopes[-1]
+            else:
+                open_scopes.pop()
     except ET.ParseError as exc:
         raise MediaRejected(f"SVG is not well-formed XML: {exc}", reason="svg") from exc
-    if _local(root.tag) != "svg":
+    if root is None or _local(root.tag) != "svg":
         raise MediaRejected("the root element is not <svg>", reason="svg")
     stack: list[tuple[ET.Element, int]] = [(root, 0)]
     while stack:
@@ -113,22 +133,35 @@ def check_svg(data: bytes) -> None:
         if tag in _ACTIVE_ELEMENTS:
             raise MediaRejected(f"SVG with a <{tag}> element", reason="svg")
         for name, value in element.attrib.items():
-            _check_svg_attribute(tag, _local(name), value)
+            _check_svg_attribute(tag, _local(name), value, scopes.get(id(element), {}))
         if tag == "style" and element.text and _css_refers_out(element.text):
             raise MediaRejected("SVG style loads something", reason="svg")
         stack.extend((child, depth + 1) for child in element)
 
 
-def _check_svg_attribute(tag: str, name: str, value: str) -> None:
+XML_NS = "http://www.w3.org/XML/1998/namespace"
+XLINK_NS = "http://www.w3.org/1999/xlink"
+_ANIMATIONS = {"animate", "set", "animatetransform", "animatemotion", "animatecolor"}
+# Browsers drop ASCII tab and newline inside URLs and trim spaces and controls around them.
+_URL_NOISE = re.compile(r"[\x00-\x20]")
+
+
+def _check_svg_attribute(
+    tag: str, name: str, value: str, namespaces: dict[str, str] | None = None
+) -> None:
     text = value.strip().lower()
     if name.startswith("on"):
         raise MediaRejected(f"SVG with an event handler ({name})", reason="svg")
     if name in ("href", "src") and not (text.startswith("#") or _inline_image(text)):
         raise MediaRejected(f"SVG refers to another document ({text[:60]})", reason="svg")
-    animated = tag in ("animate", "set", "animatetransform") and name in ("attributename", "values")
-    if animated and (text in ("href", "xlink:href") or text.startswith("on")):
-        raise MediaRejected("SVG animates a link or handler", reason="svg")
-    if "javascript:" in text or (name == "style" and _css_refers_out(text)):
+    if tag in _ANIMATIONS and name == "attributename":
+        prefix, _, local = text.rpartition(":")
+        uri = (namespaces or {}).get(prefix) if prefix else ""
+        if uri is None:
+            raise MediaRejected(f"SVG animates {text!r}, an unbound prefix", reason="svg")
+        if local.startswith("on") or (local == "href" and uri in ("", XLINK_NS)):
+            raise MediaRejected("SVG animates a link or handler", reason="svg")
+    if "javascript:" in _URL_NOISE.sub("", text) or _css_refers_out(value):
         raise MediaRejected("SVG attribute refers out or runs code", reason="svg")
 
 
@@ -137,11 +170,28 @@ def _inline_image(url: str) -> bool:
 
 
 def _css_refers_out(css: str) -> bool:
-    if "@import" in css.lower():
+    """Whether CSS text (a <style>, a style or presentation attribute) could load anything:
+    @import, @font-face, a url() that is not a fragment or an inline image, or any of the
+    functions that take an image or font by a bare string (image-set() and its -webkit- form,
+    image(), cross-fade(), src()). CSS escapes are undone first (`\\75 rl(` is `url(`)."""
+    text = _CSS_ESCAPE.sub(_unescape, _CSS_COMMENT.sub("", css)).lower()
+    if "@import" in text or "@font-face" in text or _CSS_FETCHING.search(text):
         return True
-    return any(
-        not (url.startswith("#") or _inline_image(url.lower())) for url in _URL_IN_CSS.findall(css)
-    )
+    return any(not (url.startswith("#") or _inline_image(url)) for url in _URL_IN_CSS.findall(text))
+
+
+_CSS_COMMENT = re.compile(r"/\*.*?(\*/|$)", re.DOTALL)
+_CSS_ESCAPE = re.compile(r"\\([0-9a-fA-F]{1,6}[ \t\n\r\f]?|.)", re.DOTALL)
+_CSS_FETCHING = re.compile(r"(?<![\w-])(?:-webkit-)?(?:image-set|image|cross-fade|src)\(")
+
+
+def _unescape(match: re.Match[str]) -> str:
+    body = match.group(1)
+    hexdigits = body.rstrip(" \t\n\r\f")
+    if hexdigits and all(c in "0123456789abcdefABCDEF" for c in hexdigits):
+        code = int(hexdigits, 16)
+        return chr(code) if 0 < code <= 0x10FFFF else "\ufffd"
+    return body
 
 
 def validate(data: bytes, caps: dict[str, int] | None = None) -> MediaType:

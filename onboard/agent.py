@@ -30,7 +30,7 @@ import msgspec
 from onboard.ads.http import local_media_routes, local_url
 from onboard.ads.player import PlayRecord, Showing
 from onboard.ads.runtime import AdsRuntime
-from onboard.config import AgentConfig
+from onboard.config import AgentConfig, check_link_security, check_portal_blocking
 from onboard.display.journey import journey_view
 from onboard.display.model import AdSlot
 from onboard.display.server import Display
@@ -51,6 +51,7 @@ from onboard.remote import AgentCommands
 from onboard.store import open_store
 from onboard.telemetry import Telemetry
 from onboard.vehicle.can_input import CanInput
+from onboard.web.guard import ConnectionGuard
 from protocols import codec
 from protocols.ads.fence import accuracy_from_hdop
 from protocols.errors import GtfsError
@@ -62,6 +63,8 @@ from protocols.schemas import Scalar, TelemetryRecord
 log = logging.getLogger("busfleet.onboard.agent")
 
 COUNTERS_EVERY_S = 30.0
+# Telemetry intervals without a sample before the agent calls itself unhealthy (watchdog).
+HEALTHY_TICKS = 10
 
 
 class _Runs(Protocol):
@@ -74,6 +77,9 @@ class Agent:
     """One bus: its parts, built from agent.toml and wired together."""
 
     def __init__(self, config: AgentConfig) -> None:
+        # Checked here too: a config built in code never went through parse_config.
+        check_link_security(config)
+        check_portal_blocking(config)
         self.config = config
         self.bus_id = config.bus.id
         # agent.sqlite, opened once here and handed to every part that keeps state.
@@ -81,6 +87,8 @@ class Agent:
         self.outbox = Outbox(self.store, budget_bytes=int(config.outbox.budget_mb * 1_000_000))
         self.applied_store = AppliedStore(self.store)
         self.outcome = Outcome(self.applied_store.load())
+        self.desired_rejected = 0  # desired documents refused (the last one's error is reported)
+        self.last_sample = time.monotonic()  # the telemetry loop's last tick (see `healthy`)
         self.remote = AgentCommands(self.outbox)
         self.commands = Commands(self.outbox, self.remote.handlers())
         self.link = Link(config, self.outbox, self.on_desired, self._on_command)
@@ -193,6 +201,7 @@ class Agent:
     def on_desired(self, payload: bytes) -> None:
         outcome = evaluate(self.outcome.applied, payload, self.bus_id)
         if outcome.error:
+            self.desired_rejected += 1
             log.warning(
                 "desired state rejected (version %s): %s", outcome.rejected_version, outcome.error
             )
@@ -220,6 +229,7 @@ class Agent:
         self.record_event(event.kind, data, t=event.t)
 
     def _on_sample(self, record: TelemetryRecord) -> None:
+        self.last_sample = time.monotonic()
         self._track(record)
         if self.display:
             self.display.update(online=self.link.connected.is_set())
@@ -301,9 +311,17 @@ class Agent:
             "records": self.records,
             "gps_lost": self.quality.stats.lost,
             "commands_rejected": self.commands.rejected,
+            "desired_rejected": self.desired_rejected,
+            "inbound_rejected": self.link.rejected,
+            "http_refused": sum(g.refused + g.slow_bodies for g in self._guards()),
             "outbox_dropped": self.outbox.dropped,
             "outbox": self.outbox.count(),
         }
+
+    def _guards(self) -> list[ConnectionGuard]:
+        """The web servers' guards: connections over the per-address limit, slow bodies."""
+        sites = (self.display, self.driver, self.portal)
+        return [site.guard for site in sites if site is not None]
 
     def _reported_payload(self) -> bytes:
         state = reported(self.outcome, self.bus_id, self.counters())
@@ -317,9 +335,19 @@ class Agent:
             self.link.set_reported(self._reported_payload())
 
     # -- running ---------------------------------------------------------------------------
+    def healthy(self) -> bool:
+        """For systemd's watchdog (busfleet/watchdog.py): the telemetry loop sampled within the
+        last HEALTHY_TICKS intervals. The ping task itself runs on the agent's event loop, so
+        a loop that blocks stops the pings anyway; this also catches a loop that runs while the
+        bus's one job, sampling, has hung or died."""
+        stale_after = HEALTHY_TICKS * self.config.telemetry.interval_s
+        return time.monotonic() - self.last_sample <= stale_after
+
     async def run(self) -> None:
         """Run until cancelled or until a restart command (then return, to be run again)."""
         log.info("agent %s starting (outbox %d records)", self.bus_id, self.outbox.count())
+        self._warn_unenforced_portal()
+        self.last_sample = time.monotonic()  # the time it took to start is not a hang
         parts = {
             "link": self.link.run(),
             "telemetry": self.telemetry.run(),
@@ -347,6 +375,19 @@ class Agent:
                     task.cancel()
         finally:
             self.store.close()
+
+    def _warn_unenforced_portal(self) -> None:
+        """A portal without its firewall lets every passenger through: say so, here and to
+        central (an event of warning severity), at every start."""
+        firewall = self.config.portal.firewall
+        if self.portal is None or firewall == "nftables":
+            return
+        log.warning(
+            "portal enabled with firewall = %r: NOTHING IS ENFORCED (every passenger is online"
+            ' without accepting, nothing is blocked); set portal.firewall = "nftables" on a bus',
+            firewall,
+        )
+        self.record_event("portal_unenforced", {"firewall": firewall}, severity=2)
 
     async def _drain_acks(self) -> None:
         """Give the restart command's result a moment (5 s at most) to reach central first."""

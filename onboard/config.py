@@ -6,6 +6,7 @@ loads the example and compares it with these defaults).
 
 from __future__ import annotations
 
+import ipaddress
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Any, TypeVar
 from onboard.errors import ConfigError
 from onboard.gps.backends import GPS_SOURCES
 from onboard.gps.settings import GpsSection
+from onboard.portal.firewall import FirewallError, parse_networks
 from onboard.portal.firewalls import FIREWALLS
 from onboard.portal.settings import PortalSection
 from onboard.vehicle.backends import CAN_INTERFACES
@@ -32,7 +34,9 @@ class MqttSection:
     port: int = 1883
     username: str = ""  # empty: the bus id
     password_file: str = ""  # empty: no password (development brokers only)
-    ca_file: str = ""  # set to use TLS
+    ca_file: str = ""  # TLS with this CA; required unless insecure_dev_broker
+    # Development brokers only: connect without TLS (the bus password and all data in clear).
+    insecure_dev_broker: bool = False
     keepalive_s: int = 30
     protocol: int = 5  # MQTT 5; 4 means 3.1.1 (for brokers without MQTT 5)
     backoff_max_s: float = 30.0  # reconnect backoff grows to this, with jitter
@@ -172,7 +176,59 @@ def parse_config(text: str, path: str = "<string>") -> AgentConfig:
     _choice(config.gps.source, GPS_SOURCES, "gps.source", path)
     _choice(config.can.interface, CAN_INTERFACES, "can.interface", path)
     _choice(config.portal.firewall, tuple(FIREWALLS), "portal.firewall", path)
+    check_link_security(config, path)
+    check_portal_blocking(config, path)
     return config
+
+
+def check_link_security(config: AgentConfig, path: str = "<config>") -> None:
+    """ConfigError unless the link to city hall is TLS, or explicitly a development broker."""
+    m = config.mqtt
+    if not m.ca_file and not m.insecure_dev_broker:
+        raise ConfigError(
+            f"{path}: mqtt.ca_file is empty: the bus would send its password and data in clear."
+            " Set mqtt.ca_file to the broker's CA certificate (TLS), or, for a development"
+            " broker only, mqtt.insecure_dev_broker = true",
+            path=path,
+            key="mqtt.ca_file",
+        )
+
+
+def check_portal_blocking(config: AgentConfig, path: str = "<config>") -> None:
+    """ConfigError if passengers could reach the broker because it is named, not addressed.
+
+    The portal firewall blocks addresses, not names, and resolving a name once at start would
+    block yesterday's address: with the portal on and the broker given by name, its addresses
+    must be listed in portal.blocked (checked there like every other address).
+    """
+    for key in ("blocked", "walled_garden"):
+        try:
+            parse_networks(getattr(config.portal, key))
+        except FirewallError as exc:
+            raise ConfigError(
+                f"{path}: portal.{key}: {exc} (host names are not resolved: give addresses)",
+                path=path,
+                key=f"portal.{key}",
+            ) from exc
+    host = config.mqtt.host
+    if not config.portal.enabled or _is_address(host) or host.lower() == "localhost":
+        return
+    if not config.portal.blocked.strip():
+        raise ConfigError(
+            f"{path}: mqtt.host {host!r} is a host name, which the portal firewall cannot"
+            " block: list the broker's IPv4 addresses in portal.blocked"
+            ' (e.g. blocked = "203.0.113.7"), or give mqtt.host as an address',
+            path=path,
+            key="portal.blocked",
+        )
+
+
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def _choice(value: str, choices: tuple[str, ...], key: str, path: str) -> None:

@@ -127,7 +127,7 @@ class Procs:
         config = self.workdir / f"{bus}.toml"
         config.write_text(
             f'[bus]\nid = "{bus}"\ndata_dir = "{self.workdir / bus}"\n'
-            f"[mqtt]\nport = {self.port}\nbackoff_max_s = 2.0\n"
+            f"[mqtt]\nport = {self.port}\nbackoff_max_s = 2.0\ninsecure_dev_broker = true\n"
             '[gps]\nsource = "none"\n[can]\ninterface = "none"\n'
         )
         return self.start(name or bus, "agent", "--config", str(config))

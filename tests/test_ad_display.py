@@ -38,7 +38,7 @@ WAIT_MS = 10_000  # generous for a loaded machine; never a timing assertion
 def make_agent(tmp_path: Path) -> Agent:
     config = parse_config(
         f'[bus]\nid = "bus-a"\ndata_dir = "{tmp_path / "bus"}"\n'
-        f"[mqtt]\nport = {free_port()}\n"
+        f"[mqtt]\nport = {free_port()}\ninsecure_dev_broker = true\n"
         '[gps]\nsource = "none"\n[can]\ninterface = "none"\n'
         "[display]\nport = 0\n"
     )

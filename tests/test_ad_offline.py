@@ -43,7 +43,7 @@ HOURS = 6
 def agent_for(tmp_path: Path, port: int) -> Agent:
     config = parse_config(
         f'[bus]\nid = "bus-a"\ndata_dir = "{tmp_path / "bus-a"}"\n'
-        f"[mqtt]\nport = {port}\nbackoff_max_s = 1.0\n"
+        f"[mqtt]\nport = {port}\nbackoff_max_s = 1.0\ninsecure_dev_broker = true\n"
         '[gps]\nsource = "none"\n[can]\ninterface = "none"\n'
         "[display]\nenabled = false\n"
     )

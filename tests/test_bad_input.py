@@ -47,7 +47,7 @@ async def test_an_agent_fed_garbage_on_its_serial_port_and_can_keeps_running_and
     channel = f"bad-input-{os.getpid()}"
     config = AgentConfig(
         bus=BusSection(id="bus-bad", data_dir=str(tmp_path / "agent")),
-        mqtt=MqttSection(port=mosquitto.port),
+        mqtt=MqttSection(port=mosquitto.port, insecure_dev_broker=True),
         gps=GpsSection(source="serial", device=slave),
         can=CanSection(interface="virtual", channel=channel),
     )

@@ -7,13 +7,60 @@ from pathlib import Path
 import pytest
 
 from central.config import CentralConfig, CentralConfigError, parse_central_config
-from onboard.config import AgentConfig, ConfigError, load_config, parse_config
+from onboard.config import (
+    AgentConfig,
+    BusSection,
+    ConfigError,
+    MqttSection,
+    load_config,
+    parse_config,
+)
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
 
 
 def test_the_agent_example_config_lists_the_defaults() -> None:
-    assert load_config(DEPLOY / "agent.example.toml") == AgentConfig()
+    # The one key that differs: the default ca_file ("") is refused, so the example shows TLS.
+    expected = AgentConfig(mqtt=MqttSection(ca_file="/etc/busfleet/ca.crt"))
+    assert load_config(DEPLOY / "agent.example.toml") == expected
+
+
+def test_an_agent_config_without_tls_is_refused_unless_it_says_development_broker() -> None:
+    with pytest.raises(ConfigError, match="in clear") as info:
+        parse_config('[mqtt]\nhost = "mqtt.example.org"\npassword_file = "/etc/busfleet/pw"\n')
+    assert info.value.key == "mqtt.ca_file"
+    dev = parse_config("[mqtt]\ninsecure_dev_broker = true\n")
+    assert dev.mqtt.insecure_dev_broker and dev.mqtt.ca_file == ""
+    assert parse_config('[mqtt]\nca_file = "/etc/busfleet/ca.crt"\n').mqtt.ca_file
+
+
+def test_an_agent_built_in_code_without_tls_is_refused_at_start(tmp_path: Path) -> None:
+    from onboard.agent import Agent
+
+    config = AgentConfig(bus=BusSection(data_dir=str(tmp_path)))
+    with pytest.raises(ConfigError, match="insecure_dev_broker"):
+        Agent(config)
+    assert not (tmp_path / "agent.sqlite").exists()  # refused before anything was opened
+
+
+DEV = "[mqtt]\ninsecure_dev_broker = true\n"
+
+
+@pytest.mark.parametrize("key", ["blocked", "walled_garden"])
+def test_a_portal_address_given_as_a_host_name_is_refused_at_load(key: str) -> None:
+    with pytest.raises(ConfigError, match="host names are not resolved") as info:
+        parse_config(f'{DEV}[portal]\n{key} = "10.0.0.1, broker.example.org"\n')
+    assert info.value.key == f"portal.{key}"
+
+
+def test_a_portal_with_a_broker_named_not_addressed_must_list_its_addresses() -> None:
+    named = '[mqtt]\nhost = "mqtt.example.org"\nca_file = "/etc/busfleet/ca.crt"\n'
+    with pytest.raises(ConfigError, match="cannot block") as info:
+        parse_config(named + "[portal]\nenabled = true\n")
+    assert info.value.key == "portal.blocked"
+    listed = parse_config(named + '[portal]\nenabled = true\nblocked = "203.0.113.7"\n')
+    assert listed.portal.blocked == "203.0.113.7"
+    assert parse_config(named).mqtt.host == "mqtt.example.org"  # no portal: nothing to block
 
 
 def test_the_central_example_config_lists_the_defaults() -> None:
@@ -41,7 +88,7 @@ def test_an_unreadable_agent_config_is_a_config_error(tmp_path: Path) -> None:
 
 
 def test_integers_are_accepted_where_seconds_are_floats() -> None:
-    assert parse_config("[telemetry]\ninterval_s = 2").telemetry.interval_s == 2.0
+    assert parse_config(DEV + "[telemetry]\ninterval_s = 2").telemetry.interval_s == 2.0
 
 
 def test_a_bad_central_config_is_refused() -> None:

@@ -84,7 +84,7 @@ def city(tmp_path_factory: pytest.TempPathFactory) -> Iterator[City]:
             config_file = workdir / f"{BUS}.toml"
             config_file.write_text(  # no displays, no driver terminal: no ports to fight over
                 f'[bus]\nid = "{BUS}"\ndata_dir = "{workdir / BUS}"\n'
-                f"[mqtt]\nport = {broker.port}\nbackoff_max_s = 2.0\n"
+                f"[mqtt]\nport = {broker.port}\nbackoff_max_s = 2.0\ninsecure_dev_broker = true\n"
                 '[gps]\nsource = "none"\n[can]\ninterface = "none"\n'
                 "[display]\nenabled = false\n[driver]\nenabled = false\n"
             )

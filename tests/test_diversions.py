@@ -41,6 +41,7 @@ from onboard.config import (
     CanSection,
     DisplaySection,
     GpsSection,
+    MqttSection,
 )
 from onboard.journey.diversion import active_for, divert
 from onboard.journey.plan import TripPlan, plan_trip
@@ -238,6 +239,7 @@ def _agent(tmp_path: Path) -> Agent:
     return Agent(
         AgentConfig(
             bus=BusSection(id="bus-07", data_dir=str(tmp_path)),
+            mqtt=MqttSection(insecure_dev_broker=True),
             gps=GpsSection(source="none"),
             can=CanSection(interface="none"),
             ads=AdsSection(enabled=False),

@@ -240,7 +240,7 @@ def agent_in(tmp_path: Path) -> Agent:
     config = parse_config(
         f'[bus]\nid = "bus-d1"\ndata_dir = "{tmp_path}"\n[gps]\nsource = "none"\n'
         '[can]\ninterface = "none"\n[display]\nenabled = false\n[ads]\nenabled = false\n'
-        "[driver]\nport = 0\n"
+        "[driver]\nport = 0\n[mqtt]\ninsecure_dev_broker = true\n"
     )
     return Agent(config)
 

@@ -148,7 +148,7 @@ def start_agent(procs: Procs, uplink: Uplink, driver_port: int, name: str) -> No
     config = procs.workdir / f"{BUS}.toml"
     config.write_text(
         f'[bus]\nid = "{BUS}"\ndata_dir = "{procs.workdir / BUS}"\n'
-        f"[mqtt]\nport = {uplink.port}\nbackoff_max_s = 1.0\n"
+        f"[mqtt]\nport = {uplink.port}\nbackoff_max_s = 1.0\ninsecure_dev_broker = true\n"
         f'[gps]\nsource = "replay"\nreplay_path = "{REPO / "data" / "nmea" / "ublox-8.log"}"\n'
         '[can]\ninterface = "none"\n[display]\nenabled = false\n[ads]\nenabled = false\n'
         f"[driver]\nport = {driver_port}\n"

@@ -11,6 +11,7 @@ import asyncio
 import dataclasses
 import html
 import json
+import re
 import ssl
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
+from busfleet.broker.launch import free_port
 from onboard.config import PortalSection
 from onboard.errors import ConfigError
 from onboard.portal import (
@@ -127,10 +129,20 @@ async def probe(phone: aiohttp.ClientSession, os_name: str) -> tuple[int, str, d
         return resp.status, await resp.text(), dict(resp.headers)
 
 
+CSRF = re.compile(r'name="csrf" value="([0-9a-f]+)"')
+
+
+async def csrf(phone: aiohttp.ClientSession, path: str = "/") -> str:
+    """The form token of the page at `path`, as the phone's browser would submit it."""
+    async with phone.get(path) as resp:
+        found = CSRF.search(await resp.text())
+    assert found, f"no form token on {path}"
+    return found.group(1)
+
+
 async def accept(phone: aiohttp.ClientSession, lang: str = "de") -> aiohttp.ClientResponse:
-    async with phone.post(
-        "/accept", data={"accept": "yes", "lang": lang}, allow_redirects=False
-    ) as resp:
+    form = {"accept": "yes", "lang": lang, "csrf": await csrf(phone)}
+    async with phone.post("/accept", data=form, allow_redirects=False) as resp:
         await resp.read()
         return resp
 
@@ -174,7 +186,8 @@ async def test_the_terms_page_speaks_german_unless_the_phone_prefers_english(rig
 
 async def test_acceptance_needs_the_box_ticked(rig: Rig) -> None:
     async with rig.phone(2) as phone:
-        async with phone.post("/accept", data={"lang": "en"}, allow_redirects=False) as resp:
+        form = {"lang": "en", "csrf": await csrf(phone)}
+        async with phone.post("/accept", data=form, allow_redirects=False) as resp:
             body = await resp.text()
         status, _, _ = await probe(phone, "android")
     assert resp.status == 400 and "tick the box" in body
@@ -203,10 +216,12 @@ async def test_a_full_bus_turns_the_next_phone_away_until_a_place_is_free(rig: R
     async with rig.phone(2) as a, rig.phone(3) as b, rig.phone(4) as c:
         assert (await accept(a)).status == 303
         assert (await accept(b)).status == 303
-        async with c.post("/accept", data={"accept": "yes", "lang": "en"}) as full:
+        form = {"accept": "yes", "lang": "en", "csrf": await csrf(c)}
+        async with c.post("/accept", data=form) as full:
             text = await full.text()
         assert full.status == 503 and "full" in text
-        async with a.post("/logout", data={"lang": "en"}, allow_redirects=False) as out:
+        form = {"lang": "en", "csrf": await csrf(a, "/status")}
+        async with a.post("/logout", data=form, allow_redirects=False) as out:
             assert out.status == 303
         assert (await accept(c)).status == 303
     assert sorted(cl.ip for cl in rig.firewall.allowed) == ["127.0.0.3", "127.0.0.4"]
@@ -330,7 +345,8 @@ async def test_the_service_serves_and_reports_statistics_without_personal_data(
         await asyncio.wait_for(service.ready.wait(), 10)
         host, port = service.addresses[0]
         async with aiohttp.ClientSession(f"http://{host}:{port}") as phone:
-            async with phone.post("/accept", data={"accept": "yes"}) as resp:
+            form = {"accept": "yes", "csrf": await csrf(phone)}
+            async with phone.post("/accept", data=form) as resp:
                 assert resp.status == 200  # followed to the status page
             for _ in range(100):
                 if any(s["accepted"] for s in stats):
@@ -413,6 +429,7 @@ def test_the_agent_turns_feedback_and_statistics_into_outbox_events(tmp_path: Pa
     config = parse_config(
         f'[bus]\ndata_dir = "{tmp_path}"\n[gps]\nsource = "none"\n[can]\ninterface = "none"\n'
         '[portal]\nenabled = true\nlisten_host = "127.0.0.1"\nlisten_port = 0\n'
+        "[mqtt]\ninsecure_dev_broker = true\n"
     )
     agent = Agent(config)
     try:
@@ -427,3 +444,59 @@ def test_the_agent_turns_feedback_and_statistics_into_outbox_events(tmp_path: Pa
         ("passenger_feedback", {"category": "wifi", "text": "slow <b>"}),
         ("portal_stats", {"clients": 3, "accepted": 5}),
     ]
+
+
+async def test_a_portal_without_the_nftables_firewall_is_a_warning_in_the_log_and_to_central(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from onboard.agent import Agent
+    from onboard.config import parse_config
+    from protocols import codec
+    from protocols.schemas import Event
+
+    config = parse_config(
+        f'[bus]\ndata_dir = "{tmp_path}"\n[gps]\nsource = "none"\n[can]\ninterface = "none"\n'
+        "[display]\nenabled = false\n[driver]\nenabled = false\n[ads]\nenabled = false\n"
+        '[portal]\nenabled = true\nlisten_host = "127.0.0.1"\nlisten_port = 0\nfirewall = "null"\n'
+        f"[mqtt]\nport = {free_port()}\ninsecure_dev_broker = true\n"
+    )
+    agent = Agent(config)
+    task = asyncio.create_task(agent.run())
+    try:
+        await asyncio.sleep(0.5)  # the check runs first thing in run(); give it a margin
+        events = [codec.decode(Event, p.body) for p in agent.outbox.pending(50, kind="event")]
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    found = [(e.kind, e.severity, e.data) for e in events if e.kind == "portal_unenforced"]
+    assert found == [("portal_unenforced", 2, {"firewall": "null"})]
+    logged = [r for r in caplog.records if "NOTHING IS ENFORCED" in r.getMessage()]
+    assert [r.levelname for r in logged] == ["WARNING"]
+
+
+@pytest.mark.parametrize("path", ["/accept", "/logout"])
+async def test_a_cross_site_post_to_accept_or_logout_is_refused(rig: Rig, path: str) -> None:
+    async with rig.phone(2) as phone:
+        assert (await accept(phone)).status == 303  # online; the forged POSTs below change nothing
+        token = await csrf(phone, "/status")
+        forged = [
+            ({}, {"accept": "yes", "lang": "en"}),  # a form on another site: no token
+            ({}, {"accept": "yes", "csrf": "0" * 32}),  # a guessed token
+            ({"Origin": "http://evil.test"}, {"accept": "yes", "csrf": token}),  # another site
+        ]
+        for headers, form in forged:
+            async with phone.post(path, data=form, headers=headers, allow_redirects=False) as r:
+                body = await r.text()
+            assert r.status == 403, (headers, form)
+            assert CSRF.search(body), "the refusal offers the form again, with a fresh token"
+        async with rig.phone(3) as other:  # another phone's token is not this phone's
+            other_token = await csrf(other)
+        async with phone.post(path, data={"accept": "yes", "csrf": other_token}) as r:
+            assert r.status == 403
+        assert [c.ip for c in rig.firewall.allowed] == ["127.0.0.2"]  # still online
+        # The portal's own form (Origin "null" under no-referrer, or the portal's own origin).
+        for origin in ("null", rig.url):
+            form = {"accept": "yes", "lang": "en", "csrf": token}
+            headers = {"Origin": origin}
+            async with phone.post(path, data=form, headers=headers, allow_redirects=False) as r:
+                assert r.status == 303, origin

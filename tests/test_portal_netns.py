@@ -19,6 +19,7 @@ import ctypes
 import http.client
 import json
 import os
+import re
 import secrets
 import shutil
 import socket
@@ -232,6 +233,10 @@ class Phone:
         return self.ns.run(lambda: http_request(ip, path, host))
 
     def post(self, ip: str, path: str, form: dict[str, str]) -> Reply:
+        """A form POST as the browser sends it: with the token of the page the form is on."""
+        page = self.get(ip, "/status" if path == "/logout" else "/")
+        token = re.search(r'name="csrf" value="([0-9a-f]+)"', page.body)
+        form = {**form, "csrf": token.group(1)} if token else form
         return self.ns.run(lambda: http_request(ip, path, form=form))
 
     def probes(self) -> dict[str, Reply]:
@@ -358,6 +363,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             f'address = "{BUS_IP}"\npassenger_if = "br0"\nuplink_if = "up0"\n'
             f'walled_garden = "{GARDEN}"\nblocked = "{BROKER}"\n'
             f"idle_s = {IDLE_S}\nsession_s = 3600.0\nsync_every_s = 0.3\n"
+            "[mqtt]\ninsecure_dev_broker = true\n"
         )
         w.start_agent()
         yield w

@@ -10,7 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from busfleet.broker.launch import free_port
 from busfleet.watchdog import Notifier, keep_alive, supervise, watchdog_interval
+from onboard.agent import Agent
+from onboard.config import parse_config
 
 
 @pytest.fixture
@@ -122,3 +125,40 @@ async def test_supervise_says_ready_pings_and_says_stopping_when_cancelled(
         except BlockingIOError:
             break
     assert lines[-1] == b"STOPPING=1"
+
+
+async def test_an_agent_whose_telemetry_loop_stopped_withholds_the_watchdog_ping(
+    systemd_socket: tuple[socket.socket, str], tmp_path: Path
+) -> None:
+    sock, path = systemd_socket
+    sock.setblocking(False)
+    loop = asyncio.get_running_loop()
+    config = parse_config(
+        f'[bus]\ndata_dir = "{tmp_path}"\n[mqtt]\nport = {free_port()}\n'
+        "insecure_dev_broker = true\n"
+        '[gps]\nsource = "none"\n[can]\ninterface = "none"\n[telemetry]\ninterval_s = 0.05\n'
+        "[display]\nenabled = false\n[driver]\nenabled = false\n[ads]\nenabled = false\n"
+    )
+    agent = Agent(config)
+    running = asyncio.create_task(agent.run(), name="agent")
+    pinging = asyncio.create_task(keep_alive(Notifier(path), 0.1, agent.healthy))
+    try:
+        for _ in range(3):  # sampling: pings
+            assert await asyncio.wait_for(loop.sock_recv(sock, 4096), 5) == b"WATCHDOG=1"
+        # The telemetry loop dies (a hung sample looks the same from outside: no tick).
+        (telemetry,) = [t for t in asyncio.all_tasks() if t.get_name() == "telemetry"]
+        telemetry.cancel()
+        await asyncio.sleep(1.0)  # twice the 10 intervals the agent allows
+        while True:  # drain what was sent before the loop went stale
+            try:
+                sock.recv(4096)
+            except BlockingIOError:
+                break
+        await asyncio.sleep(0.3)  # six ping periods: a healthy agent would have pinged
+        with pytest.raises(BlockingIOError):
+            sock.recv(4096)
+        assert not agent.healthy() and not running.done()
+    finally:
+        pinging.cancel()
+        running.cancel()
+        await asyncio.gather(pinging, running, return_exceptions=True)

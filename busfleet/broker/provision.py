@@ -265,6 +265,7 @@ def provision_bus(
             username=bus_id,
             password_file=str(installed / "password"),
             ca_file=str(installed / "ca.crt") if ca_copy else "",
+            insecure_dev_broker=ca_copy is None,  # provisioned with --no-tls
         ),
     )
     text = agent_toml(

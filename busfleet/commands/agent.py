@@ -32,5 +32,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"busfleet agent: {exc}", file=sys.stderr)
         return 2
     setup_logging(config.bus.id, args.log_level)
-    run_service(Agent(config).run())
+    agent = Agent(config)
+    run_service(agent.run(), healthy=agent.healthy)  # the watchdog pings while it samples
     return 0

@@ -27,6 +27,7 @@ from central.config import CentralConfig
 from central.diversions import current_diversions, route_label, skipped_stops, stop_label
 from central.http import gtfs_rt
 from central.http.alerts import service_alerts
+from central.http.guard import ConnectionGuard, GuardedSite, ServerLimits
 from central.http.journeys import JourneyIndex
 from central.http.media import media_routes
 from central.store import gtfs as gtfs_db
@@ -179,12 +180,19 @@ def create_app(
 
 
 @contextlib.asynccontextmanager
-async def serving(app: web.Application, host: str, port: int) -> AsyncIterator[tuple[str, int]]:
-    """Serve `app` on host:port (port 0: a free one) while inside; yields the bound address."""
-    runner = web.AppRunner(app, access_log=None)
+async def serving(
+    app: web.Application, host: str, port: int, guard: ConnectionGuard | None = None
+) -> AsyncIterator[tuple[str, int]]:
+    """Serve `app` on host:port (port 0: a free one) while inside; yields the bound address.
+
+    Header, idle and body deadlines and a limit of connections per client address apply
+    (central/http/guard.py; `guard` to choose them and read what it refused)."""
+    guard = guard or ConnectionGuard(ServerLimits())
+    app.middlewares.append(guard.read_body_within)
+    runner = web.AppRunner(app, access_log=None, **guard.runner_options())
     await runner.setup()
     try:
-        site = web.TCPSite(runner, host, port)
+        site = GuardedSite(runner, host, port, guard)
         await site.start()
         address = runner.addresses[0]
         yield str(address[0]), int(address[1])

@@ -32,6 +32,7 @@ from onboard.display.model import (
     display_state,
     from_journey,
 )
+from onboard.web.guard import ServerLimits
 from onboard.web.live import LiveFeed
 from onboard.web.site import LocalSite
 from protocols.schemas import DesiredState, PassengerMessage
@@ -92,9 +93,10 @@ class Display(LocalSite[DisplayState]):
         clock: Callable[[], float] = time.time,
         tick_s: float = 1.0,
         heartbeat_s: float = 15.0,
+        limits: ServerLimits | None = None,
     ) -> None:
         feed: LiveFeed[DisplayState] = LiveFeed(DisplayState(), heartbeat_s=heartbeat_s)
-        super().__init__(host, port, feed, tick_s=tick_s)
+        super().__init__(host, port, feed, tick_s=tick_s, limits=limits)
         self.clock = clock
         self.inputs = DisplayInputs()
         self._extra_routes: list[web.AbstractRouteDef] = []

@@ -49,6 +49,7 @@ from onboard.journey.plan import TripPlan
 from onboard.journey.states import JourneyState
 from onboard.link.commands import Result, typed_as
 from onboard.link.outbox import Outbox
+from onboard.web.guard import ServerLimits
 from onboard.web.live import LiveFeed
 from onboard.web.site import LocalSite
 from protocols.nmea.decoder import Fix
@@ -100,10 +101,10 @@ class DriverTerminal(LocalSite[DriverState]):
         clock: Callable[[], float] = time.time,
         tick_s: float = 1.0,
         heartbeat_s: float = 15.0,
+        limits: ServerLimits | None = None,
     ) -> None:
-        super().__init__(
-            host, port, LiveFeed(DriverState(), heartbeat_s=heartbeat_s), tick_s=tick_s
-        )
+        feed = LiveFeed(DriverState(), heartbeat_s=heartbeat_s)
+        super().__init__(host, port, feed, tick_s=tick_s, limits=limits)
         self.store = DriverStore(outbox)
         self.record = record
         self.position = position

@@ -39,6 +39,10 @@ log = logging.getLogger("busfleet.onboard.link")
 
 AGENT_VERSION = "0.1.0"
 WINDOW = 20  # batches sent and not yet confirmed by central
+# Bigger messages on any subscribed topic are dropped unread; the broker is asked not to send
+# them at all (MQTT 5 Maximum Packet Size, onboard/link/settings.py).
+MAX_INBOUND = codec.MAX_PAYLOAD
+MAX_SEQ = 2**63 - 1  # SQLite's largest integer: the outbox's sequence numbers are below it
 RECEIPT_TIMEOUT_S = 15.0
 
 
@@ -66,6 +70,7 @@ class Link:
         self.sent_records = 0
         self.confirmed = 0
         self.resent = 0
+        self.rejected = 0  # inbound messages dropped: too big, malformed or failing their handler
 
     def set_reported(self, payload: bytes) -> None:
         self.reported = payload
@@ -128,26 +133,38 @@ class Link:
                         )
 
     async def _receive(self, client: aiomqtt.Client) -> None:
-        desired = topics.desired(self.bus_id)
-        command = topics.command(self.bus_id)
-        stored = topics.stored(self.bus_id)
+        handlers: dict[str, Callable[[bytes], None]] = {
+            topics.desired(self.bus_id): self.on_desired,
+            topics.command(self.bus_id): self.on_command,
+            topics.stored(self.bus_id): self._on_receipt,
+        }
         async for message in client.messages:
-            payload = message.payload
-            if not isinstance(payload, bytes):
-                continue
             topic = message.topic.value
-            if topic == desired:
-                self.on_desired(payload)
-            elif topic == command:
-                self.on_command(payload)
-            elif topic == stored:
-                self._on_receipt(payload)
+            handler = handlers.get(topic)
+            payload = message.payload
+            if handler is None or not isinstance(payload, bytes):
+                continue
+            if len(payload) > MAX_INBOUND:
+                self.rejected += 1
+                log.warning("ignored %d bytes on %s (more than %d)", len(payload), topic,
+                            MAX_INBOUND)  # fmt: skip
+                continue
+            try:
+                handler(payload)
+            except Exception:  # a retained message that kills the link would kill it again
+                self.rejected += 1
+                log.exception("ignored a message on %s that could not be handled", topic)
 
     def _on_receipt(self, payload: bytes) -> None:
         try:
             receipt = codec.decode(Stored, payload)
-        except ProtocolError as exc:
+        except (ProtocolError, RecursionError) as exc:
+            self.rejected += 1
             log.warning("ignored a bad receipt: %s", exc)
+            return
+        if not all(0 <= first <= last <= MAX_SEQ for first, last in receipt.ranges):
+            self.rejected += 1
+            log.warning("ignored a receipt with ranges out of bounds")
             return
         self.confirmed += self.outbox.confirm(receipt.ranges)
         for first, last in receipt.ranges:

@@ -18,12 +18,14 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from onboard.config import AgentConfig
+from protocols import codec
 
 __all__ = ["SESSION_EXPIRY_S", "MqttSettings", "mqtt_settings"]
 
 SESSION_EXPIRY_S = 7 * 24 * 3600  # the broker keeps a bus's commands and receipts a week
 MAX_INFLIGHT = 20
 CONNECT_TIMEOUT_S = 10.0
+MAX_PACKET = codec.MAX_PAYLOAD + 4096  # the largest payload the link reads, topic and headers
 # No Nagle: receipts, acks and an emergency are small packets that would otherwise wait for the
 # broker's delayed ACK (tens of ms); cellular bytes are unchanged, only their timing.
 NODELAY = (socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -66,6 +68,8 @@ def mqtt_settings(config: AgentConfig) -> MqttSettings:
     if m.protocol == 5:
         properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]  # paho
         properties.SessionExpiryInterval = SESSION_EXPIRY_S
+        # The broker drops what the bus would refuse anyway instead of sending it over cellular.
+        properties.MaximumPacketSize = MAX_PACKET
         settings["clean_start"] = False
         settings["properties"] = properties
     else:

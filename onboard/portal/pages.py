@@ -61,6 +61,7 @@ T: dict[str, dict[str, str]] = {
         "fb_category": "Bitte wählen Sie ein Thema aus der Liste.",
         "fb_rate": "Sie haben schon mehrere Nachrichten geschickt. Bitte später wieder.",
         "fb_expired": "Das Formular ist abgelaufen. Bitte noch einmal senden.",
+        "form_expired": "Die Seite ist abgelaufen. Bitte noch einmal versuchen.",
         "c_": "—",
         "c_cleanliness": "Sauberkeit",
         "c_punctuality": "Pünktlichkeit",
@@ -114,6 +115,7 @@ T: dict[str, dict[str, str]] = {
         "fb_category": "Please choose a topic from the list.",
         "fb_rate": "You have sent several messages already. Please try again later.",
         "fb_expired": "The form has expired. Please send it again.",
+        "form_expired": "This page has expired. Please try again.",
         "c_": "—",
         "c_cleanliness": "Cleanliness",
         "c_punctuality": "Punctuality",
@@ -227,6 +229,7 @@ def terms_page(
     idle_s: float,
     operator: str = "",
     error: str = "",
+    csrf: str = "",
 ) -> str:
     t = T[lang]
     terms = t["terms"].format(
@@ -238,6 +241,7 @@ def terms_page(
     body = (
         f"<p>{e(t['welcome'])}</p>{message}"
         f'<form method="post" action="/accept"><input type="hidden" name="lang" value="{lang}">'
+        f"{_csrf_field(csrf)}"
         f'<label><input type="checkbox" name="accept" value="yes" required>{e(t["accept"])}'
         f'</label><button type="submit" id="go">{e(t["go"])}</button></form>'
         f"<h2>{e(t['terms_h'])}</h2><ul>{terms}</ul>"
@@ -247,7 +251,12 @@ def terms_page(
     return layout(lang, body, "/")
 
 
-def status_page(lang: str, content: PortalContent, info: SessionInfo) -> str:
+def _csrf_field(token: str) -> str:
+    """The form's proof that it was rendered by the portal for this client (server.py)."""
+    return f'<input type="hidden" name="csrf" value="{e(token)}">' if token else ""
+
+
+def status_page(lang: str, content: PortalContent, info: SessionInfo, csrf: str = "") -> str:
     t = T[lang]
     if info.authorised:
         left = t["left"].format(minutes=int(info.seconds_left // 60))
@@ -256,7 +265,8 @@ def status_page(lang: str, content: PortalContent, info: SessionInfo) -> str:
         state = f'<p class="ok" id="state">{e(t["online"])} <small>{e(left)}</small></p>'
         action = (
             f'<form method="post" action="/logout"><input type="hidden" name="lang" '
-            f'value="{lang}"><button class="quiet" type="submit">{e(t["logout"])}</button></form>'
+            f'value="{lang}">{_csrf_field(csrf)}'
+            f'<button class="quiet" type="submit">{e(t["logout"])}</button></form>'
         )
     else:
         state = f'<p class="err" id="state">{e(t["not_online"])}</p>'

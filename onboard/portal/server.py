@@ -8,12 +8,23 @@ when it is one of the OS detection probes (REFERENCE.md section 4). A client tha
 accepted is let through by the firewall and reaches the real probe servers; should one of
 its requests still land here (a keep-alive connection from before acceptance, or the null
 firewall in development) the portal answers the probe with the "online" reply itself.
+
+`/accept` and `/logout` change a passenger's session, so another site must not make a phone
+POST them (CSRF): each form carries a token that is an HMAC of the client, under a key the
+portal draws at start, and a POST without the client's token, or with an `Origin` of another
+site, is refused with 403 (the terms page again, with a fresh token). An Origin check alone
+would not do: the pages say `Referrer-Policy: no-referrer`, under which browsers send
+`Origin: null` with the portal's own forms.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
-from collections.abc import Awaitable, Callable
+import logging
+import secrets
+from collections.abc import Awaitable, Callable, Mapping
 from urllib.parse import urlsplit
 
 from aiohttp import web
@@ -28,6 +39,8 @@ from onboard.portal.pages import (
     thanks_page,
 )
 from onboard.portal.sessions import State
+
+log = logging.getLogger("busfleet.onboard.portal")
 
 API_PATH = "/api/captive"
 CAPTIVE_JSON = "application/captive+json"
@@ -84,6 +97,18 @@ def make_app(portal: Portal) -> web.Application:
     """The aiohttp application of the portal."""
     hosts = portal_hosts(portal)
     public_url = portal.settings.public_url
+    csrf_key = secrets.token_bytes(32)  # per start: a page from before a restart is refused
+
+    def csrf_token(request: web.Request) -> str:
+        client = portal.client_key(remote(request)).encode()
+        return hmac.new(csrf_key, client, hashlib.sha256).hexdigest()[:32]
+
+    def forged(request: web.Request, form: Mapping[str, object]) -> bool:
+        """A POST that another site made the phone send (see the module docstring)."""
+        origin = request.headers.get("Origin", "null")
+        if origin != "null" and host_name(urlsplit(origin).netloc) not in hosts:
+            return True
+        return not hmac.compare_digest(str(form.get("csrf", "")), csrf_token(request))
 
     def remote(request: web.Request) -> str:
         return request.remote or ""
@@ -127,9 +152,9 @@ def make_app(portal: Portal) -> web.Application:
         session = await portal.seen(remote(request))
         if session.state is State.AUTHORISED:
             return redirect(f"/status?lang={lang}", 302)
-        return page(terms(lang))
+        return page(terms(request, lang))
 
-    def terms(lang: str, error: str = "") -> str:
+    def terms(request: web.Request, lang: str, error: str = "") -> str:
         limits = portal.settings.limits
         return terms_page(
             lang,
@@ -138,27 +163,38 @@ def make_app(portal: Portal) -> web.Application:
             idle_s=limits.idle_s,
             operator=portal.settings.operator,
             error=error,
+            csrf=csrf_token(request),
         )
+
+    def refused(request: web.Request, lang: str) -> web.Response:
+        portal.stats.count("forged_posts")
+        log.warning("refused a cross-site POST to %s", request.path)
+        return page(terms(request, lang, "form_expired"), 403)
 
     async def accept(request: web.Request) -> web.Response:
         form = await request.post()
         lang = lang_of(request, str(form.get("lang", "")))
+        if forged(request, form):
+            return refused(request, lang)
         if form.get("accept") != "yes":
             await portal.seen(remote(request))
-            return page(terms(lang, "must_accept"), 400)
+            return page(terms(request, lang, "must_accept"), 400)
         outcome = await portal.accept(remote(request))
         if outcome == "full":
-            return page(terms(lang, "full"), 503)
+            return page(terms(request, lang, "full"), 503)
         if outcome in ("unknown", "error"):
-            return page(terms(lang, outcome), 400 if outcome == "unknown" else 500)
+            return page(terms(request, lang, outcome), 400 if outcome == "unknown" else 500)
         return redirect(f"/status?lang={lang}")
 
     async def status(request: web.Request) -> web.Response:
         session = await portal.seen(remote(request))
-        return page(status_page(lang_of(request), portal.content(), portal.info(session)))
+        info = portal.info(session)
+        return page(status_page(lang_of(request), portal.content(), info, csrf_token(request)))
 
     async def logout(request: web.Request) -> web.Response:
         form = await request.post()
+        if forged(request, form):
+            return refused(request, lang_of(request, str(form.get("lang", ""))))
         await portal.logout(remote(request))
         return redirect(f"/?lang={lang_of(request, str(form.get('lang', '')))}")
 

@@ -33,6 +33,7 @@ from onboard.portal.settings import PortalSection
 from onboard.portal.stats import StatsSink
 from onboard.portal.store import SessionStore
 from onboard.store import AgentStore
+from onboard.web.guard import ConnectionGuard, GuardedSite, ServerLimits
 
 log = logging.getLogger("busfleet.onboard.portal")
 
@@ -57,8 +58,11 @@ class PortalService:
         sync_every_s: float = 5.0,
         stats_every_s: float = 900.0,
         clock: Callable[[], float] = time.monotonic,
+        limits: ServerLimits | None = None,
     ) -> None:
         self.settings = settings
+        # Deadlines and connections per phone (onboard/web/guard.py), over both listeners.
+        self.guard = ConnectionGuard(limits or ServerLimits())
         self.firewall = firewall
         self.store = store  # agent.sqlite: the agent's open store, or its path
         self.listen_host = listen_host
@@ -105,14 +109,15 @@ class PortalService:
             )
             await portal.start()
             self.portal = portal
-            runner = web.AppRunner(make_app(portal), access_log=None)
+            app = make_app(portal)
+            app.middlewares.append(self.guard.read_body_within)
+            runner = web.AppRunner(app, access_log=None, **self.guard.runner_options())
             await runner.setup()
             try:
-                await web.TCPSite(runner, self.listen_host, self.listen_port).start()
+                guard, host = self.guard, self.listen_host
+                await GuardedSite(runner, host, self.listen_port, guard).start()
                 if self.tls is not None:
-                    site = web.TCPSite(
-                        runner, self.listen_host, self.tls_port, ssl_context=self.tls
-                    )
+                    site = GuardedSite(runner, host, self.tls_port, guard, ssl_context=self.tls)
                     await site.start()
                 self.addresses = [a for a in runner.addresses if isinstance(a, tuple)]
                 log.info(
@@ -157,7 +162,8 @@ def build_portal(
     """The portal as agent.toml's [portal] section describes it.
 
     `extra_blocked` are more addresses passengers must never reach (the agent passes its MQTT
-    broker's host; names are skipped — list the broker's addresses in portal.blocked).
+    broker's host; a name is skipped here because onboard/config.py refuses a portal with a
+    named broker unless portal.blocked lists addresses).
     Sessions are kept in `store` (the agent's), else in `data_dir`/agent.sqlite.
     """
     try:

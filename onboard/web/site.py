@@ -12,7 +12,9 @@ the browsers of the bus. What they share is here, once:
   without anyone telling the site;
 - the live feed (onboard/web/live.py): `/<prefix>/events` (Server-Sent Events) and
   `/<prefix>/state.json`, closed on shutdown so that open streams end at once;
-- security headers on every response, and the page's Content-Security-Policy on its pages.
+- security headers on every response, and the page's Content-Security-Policy on its pages;
+- deadlines for a request's header and body, an idle deadline, and a limit of connections per
+  client address (onboard/web/guard.py): screens and phones the bus does not control.
 
 A site says its routes (`own_routes`), its state (`refresh`) and its policy (class attributes).
 """
@@ -29,6 +31,7 @@ from typing import ClassVar, Generic, Self, TypeVar
 from aiohttp import web
 
 from onboard.backoff import Backoff
+from onboard.web.guard import ConnectionGuard, GuardedSite, ServerLimits
 from onboard.web.live import LiveFeed
 
 __all__ = ["BIND_RETRY_MAX_S", "LocalSite"]
@@ -51,8 +54,17 @@ class LocalSite(abc.ABC, Generic[S]):
     csp_paths: ClassVar[frozenset[str]]  # the pages it applies to
     extra_headers: ClassVar[Mapping[str, str]] = {}  # more headers on every response
 
-    def __init__(self, host: str, port: int, feed: LiveFeed[S], *, tick_s: float = 1.0) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        feed: LiveFeed[S],
+        *,
+        tick_s: float = 1.0,
+        limits: ServerLimits | None = None,
+    ) -> None:
         self.host = host
+        self.guard = ConnectionGuard(limits or ServerLimits())
         self.requested_port = port  # 0: any free port (tests); see `port` for the bound one
         self.port: int | None = None
         self.feed = feed
@@ -99,15 +111,21 @@ class LocalSite(abc.ABC, Generic[S]):
         app.router.add_get(f"{self.prefix}/state.json", self._state_json)
         app.router.add_get("/favicon.ico", self._no_icon)
         app.on_response_prepare.append(self._security_headers)
+        app.middlewares.append(self.guard.read_body_within)
         app.on_shutdown.append(self._on_shutdown)
         return app
 
     async def start(self) -> None:
         """Bind and serve in the background; OSError if the address is taken."""
         self.feed.open()
-        runner = web.AppRunner(self.app(), access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
+        runner = web.AppRunner(
+            self.app(),
+            access_log=None,
+            shutdown_timeout=SHUTDOWN_TIMEOUT_S,
+            **self.guard.runner_options(),
+        )
         await runner.setup()
-        site = web.TCPSite(runner, self.host, self.requested_port)
+        site = GuardedSite(runner, self.host, self.requested_port, self.guard)
         try:
             await site.start()
         except OSError:
