@@ -44,6 +44,8 @@ def parse_source(text: str, fmt: str, name: str = "the playlist") -> dict[str, A
         raw: Any = tomllib.loads(text) if fmt == "toml" else msgspec.json.decode(text)
     except (tomllib.TOMLDecodeError, msgspec.DecodeError) as exc:
         raise PlaylistError(f"{name}: {exc}") from exc
+    except RecursionError:
+        raise PlaylistError(f"{name}: nested too deeply") from None
     if not isinstance(raw, dict):
         raise PlaylistError(f"{name}: a playlist is a table/object")
     return raw

@@ -70,6 +70,8 @@ def decode_json(text: str | bytes) -> Any:
         return msgspec.json.decode(text)
     except msgspec.DecodeError as exc:
         raise CodecError(f"not JSON: {exc}") from exc
+    except RecursionError:
+        raise CodecError("not JSON: nested too deeply") from None
 
 
 def decode(kind: type[T], data: bytes) -> T:
@@ -81,6 +83,8 @@ def decode(kind: type[T], data: bytes) -> T:
         msg: T = _decoders[kind].decode(data)
     except msgspec.DecodeError as exc:  # ValidationError is a subclass
         raise CodecError(f"{name}: {exc}", schema=name) from exc
+    except RecursionError:  # msgspec skips an unknown field recursively: nesting too deep
+        raise CodecError(f"{name}: nested too deeply", schema=name) from None
     version = getattr(msg, "v", SCHEMA_VERSION)
     if version != SCHEMA_VERSION:
         raise CodecError(f"{name}: unsupported schema version {version}", schema=name)

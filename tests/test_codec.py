@@ -124,3 +124,21 @@ def test_a_position_off_the_globe_is_rejected() -> None:
 def test_an_oversized_payload_is_rejected_before_parsing() -> None:
     with pytest.raises(CodecError, match="exceeds"):
         codec.decode(TelemetryBatch, b" " * (codec.MAX_PAYLOAD + 1))
+
+
+def test_nesting_too_deep_for_the_decoder_is_a_codec_error_for_every_schema() -> None:
+    # msgspec skips an unknown field recursively: 100,000 brackets raised RecursionError,
+    # which no caller catches (central's ingest and dispatch catch ProtocolError).
+    from protocols import schemas
+    from protocols.ads.playlist import decode_playlist
+    from protocols.requests import DispatchRequest
+
+    deep = b'{"v":1,"x":' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    kinds = [schemas.TelemetryBatch, schemas.EventBatch, schemas.ReportedState, DispatchRequest]
+    for kind in kinds:
+        with pytest.raises(CodecError, match="nested too deeply"):
+            codec.decode(kind, deep)
+    with pytest.raises(CodecError, match="nested too deeply"):
+        codec.decode_json(deep)
+    with pytest.raises(CodecError, match="nested too deeply"):
+        decode_playlist(deep)

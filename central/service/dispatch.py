@@ -269,7 +269,7 @@ class Dispatch:
         try:
             user = topics.dispatch_user(topic)
             request_id = msgspec.json.decode(payload, type=_Id).id
-        except (ProtocolError, msgspec.DecodeError):
+        except (ProtocolError, msgspec.DecodeError, RecursionError):
             self.counters["bad"] += 1
             log.warning("ignored a bad dispatch request on %s: %s", topic, exc)
             return []

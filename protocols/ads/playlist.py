@@ -252,6 +252,8 @@ def decode_playlist(data: bytes) -> Playlist:
         return _decoder.decode(data)
     except msgspec.DecodeError as exc:
         raise CodecError(f"Playlist: {exc}", schema="Playlist") from exc
+    except RecursionError:
+        raise CodecError("Playlist: nested too deeply", schema="Playlist") from None
 
 
 def playlist_from_object(obj: object) -> Playlist:
