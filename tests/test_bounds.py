@@ -1,0 +1,127 @@
+"""protocols/bounds.py: what a bus built is fitted into its schema's bounds before it is sent,
+so central never refuses a record the bus would then send again forever."""
+
+from __future__ import annotations
+
+import math
+
+import msgspec
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from protocols import codec
+from protocols.bounds import fit
+from protocols.errors import CodecError
+from protocols.schemas import (
+    Event,
+    EventBatch,
+    JourneyStatus,
+    Position,
+    ReportedState,
+    TelemetryBatch,
+    TelemetryRecord,
+    Vehicle,
+)
+
+T = 1_800_000_000.0
+
+
+def accepted_by_central(record: TelemetryRecord) -> bool:
+    batch = TelemetryBatch(bus="bus-a", records=[record])
+    try:
+        codec.decode(TelemetryBatch, codec.encode(batch))
+    except CodecError:
+        return False
+    return True
+
+
+def test_a_speed_out_of_bounds_goes_and_the_position_stays() -> None:
+    record = TelemetryRecord(seq=1, t=T, pos=Position(lat=-16.9, lon=145.7, speed=51_444.0))
+    assert not accepted_by_central(record)  # what the bus would otherwise send forever
+    fitted, dropped = fit(record)
+    assert dropped == ["pos.speed"]
+    assert fitted.pos == Position(lat=-16.9, lon=145.7)
+    assert accepted_by_central(fitted)
+
+
+def test_a_latitude_out_of_bounds_takes_the_position_and_the_vehicle_stays() -> None:
+    record = TelemetryRecord(
+        seq=1, t=T, pos=Position(lat=999.0, lon=145.7), veh=Vehicle(rpm=800.0, coolant_c=9e9)
+    )
+    fitted, dropped = fit(record)
+    assert sorted(dropped) == ["pos", "veh.coolant_c"]
+    assert fitted.pos is None and fitted.veh == Vehicle(rpm=800.0)
+
+
+def test_one_bad_entry_of_an_event_data_goes_alone() -> None:
+    event = Event(seq=1, t=T, kind="x", data={"ok": 1, "big": 1e300, "text": "a"})
+    fitted, dropped = fit(event)
+    assert dropped == ["data.big"] and fitted.data == {"ok": 1, "text": "a"}
+
+
+def test_a_journey_delay_out_of_bounds_goes_and_the_reported_state_stays() -> None:
+    state = ReportedState(
+        bus="bus-a", version=3, t=T, journey=JourneyStatus(t=T, trip_id="t1", delay_s=2**40)
+    )
+    fitted, dropped = fit(state)
+    assert dropped == ["journey.delay_s"]
+    assert fitted.journey is not None and fitted.journey.delay_s is None
+    assert fitted.version == 3
+
+
+def test_a_required_top_level_value_out_of_bounds_cannot_be_fitted() -> None:
+    with pytest.raises(CodecError, match="seq"):
+        fit(TelemetryRecord(seq=2**63, t=T))
+    with pytest.raises(CodecError):
+        fit(
+            EventBatch(bus="bus-a", events=[], backfill=False)
+            if False
+            else Event(seq=-1, t=T, kind="x")
+        )
+
+
+numbers = st.one_of(
+    st.floats(allow_nan=False, allow_infinity=False, width=64),
+    st.integers(-(2**70), 2**70).map(float),
+)
+
+
+@given(
+    lat=numbers,
+    lon=numbers,
+    speed=numbers,
+    track=numbers,
+    hdop=numbers,
+    rpm=numbers,
+    coolant=numbers,
+    fuel=numbers,
+    odo=numbers,
+)
+def test_whatever_the_sensors_say_the_fitted_record_is_accepted_and_keeps_what_was_fine(
+    lat: float,
+    lon: float,
+    speed: float,
+    track: float,
+    hdop: float,
+    rpm: float,
+    coolant: float,
+    fuel: float,
+    odo: float,
+) -> None:
+    record = TelemetryRecord(
+        seq=7,
+        t=T,
+        pos=Position(lat=lat, lon=lon, speed=speed, track=track, hdop=hdop),
+        veh=Vehicle(rpm=rpm, coolant_c=coolant, fuel_pct=fuel, odometer_m=odo),
+    )
+    fitted, dropped = fit(record)
+    assert accepted_by_central(fitted)
+    assert fitted.seq == 7 and fitted.t == T
+    kept = msgspec.to_builtins(fitted)
+    if "pos" not in dropped:
+        assert fitted.pos is not None and math.isclose(fitted.pos.lat, lat)
+        for name, value in (("speed", speed), ("track", track), ("hdop", hdop)):
+            assert (f"pos.{name}" in dropped) == (name not in kept["pos"])
+            if name in kept["pos"]:
+                assert kept["pos"][name] == value
