@@ -16,8 +16,12 @@ from pathlib import Path
 import pytest
 
 from busfleet.broker.launch import free_port
+from onboard.link.outbox import Outbox
+from onboard.link.upkeep import RANGES_CHARS, OutboxUpkeep
+from onboard.recorder import EventRecorder
 from protocols import codec
-from protocols.ranges import expand
+from protocols.ranges import expand, ranges
+from protocols.schemas import Event
 from tests.fleet_helpers import (
     Procs,
     broker_on,
@@ -158,3 +162,31 @@ def test_two_ingest_workers_on_a_shared_subscription_store_everything_once(
     for b in buses:
         order = [r[0] for r in rows(db, "SELECT t FROM telemetry WHERE bus = ? ORDER BY seq", b)]
         assert order == sorted(order), f"{b}: stored order differs from the bus's order"
+
+
+def test_a_budget_drop_of_a_thousand_gapped_ranges_is_named_whole_in_bounded_notes(
+    tmp_path: Path,
+) -> None:
+    # A long night in the depot: thinning to one record a minute leaves one gap a minute.
+    written = prefill(tmp_path / "bus-a", 60_000, created=time.time() - 100_000)
+    box = Outbox(tmp_path / "bus-a" / "agent.sqlite")
+    try:
+        upkeep = OutboxUpkeep(box, EventRecorder(box, wake=lambda: None), history_s=86_400)
+        box.budget_bytes = box.size_bytes // 20
+        count = upkeep.once()
+        kept = {p.seq for p in box.pending(len(written), kind="telemetry")}
+        notes = [codec.decode(Event, p.body) for p in box.pending(1000, kind="event")]
+    finally:
+        box.close()
+    lost = set(written) - kept
+    assert len(ranges(sorted(lost))) > 900, "the drop should leave many gaps"
+    assert notes and all(n.kind == "dropped" for n in notes)
+    assert len(notes) > 1
+    assert all(len(str(n.data["ranges"])) <= RANGES_CHARS for n in notes)
+    named: list[int] = []
+    for n in notes:
+        pairs = [tuple(map(int, r.split("-"))) for r in str(n.data["ranges"]).split(",")]
+        named += expand(pairs)  # type: ignore[arg-type]
+    assert len(named) == len(set(named)), "a range named twice"
+    assert set(named) == lost, f"{len(lost - set(named))} dropped records named by no note"
+    assert sum(int(n.data["records"]) for n in notes) == count == len(lost)  # type: ignore[call-overload]
