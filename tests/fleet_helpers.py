@@ -184,12 +184,10 @@ def arrival_inversions(db: Path, bus: str, table: str = "telemetry") -> list[tup
 
 
 def outbox_state(data_dir: Path) -> tuple[set[int], set[int]]:
-    """(every sequence number the bus's outbox holds, those still waiting for a receipt)."""
-    box = Outbox(data_dir / "agent.sqlite")
-    try:
-        found = box.db.execute("SELECT seq, stored FROM outbox").fetchall()
-    finally:
-        box.close()
+    """(every sequence number the bus's outbox holds, those still waiting for a receipt).
+
+    Read-only: the agent may be running and writing."""
+    found = rows(data_dir / "agent.sqlite", "SELECT seq, stored FROM outbox")
     return {seq for seq, _ in found}, {seq for seq, stored in found if not stored}
 
 
