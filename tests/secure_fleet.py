@@ -17,7 +17,6 @@ import signal
 import socket
 import subprocess
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -162,16 +161,3 @@ class StatsWatcher:
     def close(self) -> None:
         self.client.loop_stop()
         self.client.disconnect()
-
-
-def stats_settled(watcher: StatsWatcher, counter: str, at_least: int, timeout: float) -> int:
-    """Wait until central's `counter` reached `at_least`; returns its value."""
-    wait_for(lambda: watcher.total(counter) >= at_least, timeout, f"central's {counter}")
-    return watcher.total(counter)
-
-
-def wait_listening(host: str, port: int, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not _listening(host, port):
-        assert time.monotonic() < deadline, f"nothing listens on {host}:{port}"
-        time.sleep(0.05)
