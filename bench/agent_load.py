@@ -36,7 +36,16 @@ from hw_sim.drive import Drive
 from hw_sim.gps_sim import GpsSimulator, open_pty, run_gps_pty
 from hw_sim.pty import WriteStats
 from onboard.agent import Agent
-from onboard.config import AgentConfig, BusSection, CanSection, GpsSection, MqttSection
+from onboard.config import (
+    AgentConfig,
+    BusSection,
+    CanSection,
+    DisplaySection,
+    DriverSection,
+    GpsSection,
+    MqttSection,
+)
+from onboard.portal.settings import PortalSection
 from protocols.geo import Polyline, offset_m
 from protocols.j1939.decode import Dtc
 
@@ -54,6 +63,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--can-fps", type=int, default=2000, help="CAN frames per second (2000)")
     p.add_argument("--nmea-hz", type=float, default=10.0, help="GPS epochs per second (10)")
     p.add_argument("--warmup", type=float, default=5.0, help="seconds before READY (5)")
+    # The local web sites, for bench/agent_inputs.py's phones, display and driver terminal.
+    p.add_argument("--portal-port", type=int, default=0, help="run the portal here (0: off)")
+    p.add_argument("--display-port", type=int, default=DisplaySection().port)
+    p.add_argument("--driver-port", type=int, default=DriverSection().port)
     return p.parse_args(argv)
 
 
@@ -99,6 +112,14 @@ def agent_config(args: argparse.Namespace, device: str, channel: str) -> AgentCo
         ),
         gps=GpsSection(source="serial", device=device, baud=115200),
         can=CanSection(interface="virtual", channel=channel),
+        display=DisplaySection(port=args.display_port),
+        driver=DriverSection(port=args.driver_port),
+        portal=PortalSection(
+            enabled=args.portal_port > 0,
+            listen_host="127.0.0.1",
+            listen_port=args.portal_port,
+            address="127.0.0.1",
+        ),
     )
 
 

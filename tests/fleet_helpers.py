@@ -5,6 +5,7 @@ from __future__ import annotations
 import bisect
 import contextlib
 import dataclasses
+import itertools
 import json
 import sqlite3
 import subprocess
@@ -173,6 +174,23 @@ def written_seqs(data_dir: Path) -> list[int]:
         box.close()
 
 
+def arrival_inversions(db: Path, bus: str, table: str = "telemetry") -> list[tuple[int, int]]:
+    """(seq, next seq) pairs of the bus's records that central stored in the other order.
+
+    `received` is central's clock at the commit of each ingest batch: it shows the order in
+    which records arrived, which nothing in the records themselves (their `t`) can fake."""
+    found = rows(db, f"SELECT seq, received FROM {table} WHERE bus = ? ORDER BY seq", bus)
+    return [(a, b) for (a, ra), (b, rb) in itertools.pairwise(found) if rb < ra]
+
+
+def outbox_state(data_dir: Path) -> tuple[set[int], set[int]]:
+    """(every sequence number the bus's outbox holds, those still waiting for a receipt).
+
+    Read-only: the agent may be running and writing."""
+    found = rows(data_dir / "agent.sqlite", "SELECT seq, stored FROM outbox")
+    return {seq for seq, _ in found}, {seq for seq, stored in found if not stored}
+
+
 def wait_all_stored(workdir: Path, bus: str, expected: list[int], timeout: float = 90) -> None:
     def done() -> bool:
         return len(stored_seqs(workdir, bus)) >= len(expected)
@@ -181,7 +199,8 @@ def wait_all_stored(workdir: Path, bus: str, expected: list[int], timeout: float
         wait_for(done, timeout, f"{len(expected)} records of {bus} at central")
     finally:
         got = stored_seqs(workdir, bus)
-        assert len(got) == len(set(got))
+        # Telemetry and events share the bus's numbers: one number in both tables is a fault.
+        assert len(got) == len(set(got)), "a sequence number stored as telemetry and as event"
         missing = sorted(set(expected) - set(got))
         extra = sorted(set(got) - set(expected))
         assert (missing[:10], extra[:10]) == ([], []), f"{len(missing)} missing, {len(extra)} extra"
