@@ -315,6 +315,7 @@ class Agent:
             "inbound_rejected": self.link.rejected,
             "http_refused": sum(g.refused + g.slow_bodies for g in self._guards()),
             "outbox_dropped": self.outbox.dropped,
+            "out_of_bounds": self.events.bounds.dropped + self.events.bounds.unfit,
             "outbox": self.outbox.count(),
         }
 
@@ -327,7 +328,7 @@ class Agent:
         state = reported(self.outcome, self.bus_id, self.counters())
         if self.journey is not None:
             state = msgspec.structs.replace(state, journey=self.journey.status())
-        return codec.encode(state)
+        return codec.encode(self.events.bounds.fit(state) or state)
 
     async def _counters(self) -> None:
         while True:

@@ -74,9 +74,15 @@ class Telemetry:
         veh = vehicle(can.state) if can and can.frames else None
         return TelemetryRecord(seq=0, t=t, pos=pos, veh=veh)
 
-    def store(self, record: TelemetryRecord) -> int:
-        """Into the outbox, numbered and encoded once; returns its sequence number."""
-        seq = self.outbox.put("telemetry", _numbered(record))
+    def store(self, record: TelemetryRecord) -> int | None:
+        """Into the outbox, numbered and encoded once, within the schema's bounds (a GPS
+        clock out of them gives way to the agent's); returns its sequence number, None if
+        nothing of it was fit to send."""
+        bounds = self.events.bounds
+        fitted = bounds.fit(record) or bounds.fit(msgspec.structs.replace(record, t=time.time()))
+        if fitted is None:
+            return None
+        seq = self.outbox.put("telemetry", _numbered(fitted))
         self.records += 1
         self.wake()
         return seq

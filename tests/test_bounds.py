@@ -4,18 +4,22 @@ so central never refuses a record the bus would then send again forever."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import msgspec
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from onboard.gps.quality import GpsQuality, QualityLimits
+from onboard.link.outbox import Outbox
+from onboard.recorder import EventRecorder
+from onboard.telemetry import Telemetry
 from protocols import codec
 from protocols.bounds import fit
 from protocols.errors import CodecError
 from protocols.schemas import (
     Event,
-    EventBatch,
     JourneyStatus,
     Position,
     ReportedState,
@@ -74,11 +78,7 @@ def test_a_required_top_level_value_out_of_bounds_cannot_be_fitted() -> None:
     with pytest.raises(CodecError, match="seq"):
         fit(TelemetryRecord(seq=2**63, t=T))
     with pytest.raises(CodecError):
-        fit(
-            EventBatch(bus="bus-a", events=[], backfill=False)
-            if False
-            else Event(seq=-1, t=T, kind="x")
-        )
+        fit(Event(seq=-1, t=T, kind="x"))
 
 
 numbers = st.one_of(
@@ -125,3 +125,29 @@ def test_whatever_the_sensors_say_the_fitted_record_is_accepted_and_keeps_what_w
             assert (f"pos.{name}" in dropped) == (name not in kept["pos"])
             if name in kept["pos"]:
                 assert kept["pos"][name] == value
+
+
+def test_the_agent_stores_what_central_accepts_and_counts_what_it_left_out(
+    tmp_path: Path,
+) -> None:
+    # A receiver's garbage (99,999 knots, a clock before 1970) and a journey a day late by
+    # decades: before, the outbox kept them as they were and central refused them forever.
+    outbox = Outbox(tmp_path / "o.sqlite")
+    events = EventRecorder(outbox, lambda: None)
+    telemetry = Telemetry(
+        outbox, events, GpsQuality(QualityLimits()), None, None, interval_s=1.0, wake=lambda: None
+    )
+    fast = TelemetryRecord(seq=0, t=T, pos=Position(lat=-16.9, lon=145.7, speed=51_444.0))
+    early = TelemetryRecord(seq=0, t=-3e9, veh=Vehicle(rpm=900.0))
+    telemetry.store(fast)
+    telemetry.store(early)
+    events.record("departed", {"delay_s": 1e300, "stop": "s1"}, severity=1)
+    pending = outbox.pending(10)
+    assert len(pending) == 3
+    records = [codec.decode(TelemetryRecord, p.body) for p in pending if p.kind == "telemetry"]
+    (event,) = [codec.decode(Event, p.body) for p in pending if p.kind == "event"]
+    assert [r.pos.speed for r in records if r.pos] == [None]
+    times = [r.t for r in records if r.veh]
+    assert len(times) == 1 and times[0] > 1_700_000_000  # the agent's clock stood in
+    assert event.data == {"stop": "s1"}
+    assert events.bounds.dropped == 2 and events.bounds.unfit == 1
