@@ -76,6 +76,7 @@ def client(config: CentralConfig, identifier: str | None = None, **extra: object
         "timeout": 10,
         "tls_context": _tls(config),
         "socket_options": (NODELAY,),
+        "properties": connect_properties(config),  # MQTT 5: nothing over MAX_PACKET_BYTES
     }
     kwargs.update(extra)
     return aiomqtt.Client(**kwargs)  # type: ignore[arg-type]

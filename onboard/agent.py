@@ -27,6 +27,7 @@ from typing import Any, Protocol
 
 import msgspec
 
+from httpguard import ConnectionGuard
 from onboard.ads.http import local_media_routes, local_url
 from onboard.ads.player import PlayRecord, Showing
 from onboard.ads.runtime import AdsRuntime
@@ -51,7 +52,6 @@ from onboard.remote import AgentCommands
 from onboard.store import open_store
 from onboard.telemetry import Telemetry
 from onboard.vehicle.can_input import CanInput
-from onboard.web.guard import ConnectionGuard
 from protocols import codec
 from protocols.ads.fence import accuracy_from_hdop
 from protocols.errors import GtfsError

@@ -36,7 +36,6 @@ import pytest
 from busfleet.broker.launch import free_port, mosquitto_path
 from busfleet.broker.provision import agent_toml
 from busfleet.broker.secure import SecureBroker, run_secure_mosquitto
-from central.config import CentralConfig
 from central.dashboard.app import create_app
 from central.dashboard.messages import BusAction
 from central.dashboard.screens.bus_detail import BusDetailScreen
@@ -56,6 +55,7 @@ from protocols.schemas import (
 from tests.broker_helpers import WAIT, Session
 from tests.conftest import DATA
 from tests.fleet_helpers import rows, wait_for
+from tests.secure_fleet import central_toml
 
 
 # Not a skip: CI has everything installed, so a missing broker is a failure that says why.
@@ -131,15 +131,6 @@ class City:
                 return r.status, r.read()
         except urllib.error.HTTPError as exc:
             return exc.code, exc.read()
-
-
-def central_toml(config: CentralConfig) -> str:
-    lines = ["[central]"]
-    for f in dataclasses.fields(config):
-        value = getattr(config, f.name)
-        if f.name != "extra" and isinstance(value, str | int | float | bool):
-            lines.append(f"{f.name} = {json.dumps(value)}")
-    return "\n".join(lines) + "\n"
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from central.http import guard as central_guard
+import httpguard
 from central.http.server import create_app, serving
 from central.store.db import CentralStore
 from onboard.display.server import Display
@@ -27,7 +27,6 @@ from onboard.link.outbox import Outbox
 from onboard.portal import NullFirewall, Settings
 from onboard.portal.service import PortalService
 from onboard.portal.sessions import Limits
-from onboard.web import guard as onboard_guard
 
 DEADLINE_S = 30.0  # generous: "closed eventually", never "closed quickly"
 HALF_HEADER = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: slow"
@@ -43,8 +42,7 @@ class Served:
 
 
 def _limits(kind: str, **values: Any) -> Any:
-    module = central_guard if kind == "central" else onboard_guard
-    return module.ServerLimits(**values)
+    return httpguard.ServerLimits(**values)
 
 
 @contextlib.asynccontextmanager
@@ -52,7 +50,7 @@ async def server(kind: str, tmp_path: Path, **limits: Any) -> AsyncIterator[Serv
     chosen = _limits(kind, **limits)
     if kind == "central":
         store = CentralStore(tmp_path / "central.sqlite")
-        guard = central_guard.ConnectionGuard(chosen)
+        guard = httpguard.ConnectionGuard(chosen)
         try:
             async with serving(create_app(store), "127.0.0.1", 0, guard) as (_host, port):
                 post = b"POST /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n"

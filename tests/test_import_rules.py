@@ -35,6 +35,7 @@ FORBIDDEN = {
         "sqlite_utils",
     },
     "hw_sim": {"onboard", "central", "busfleet"},
+    "httpguard": {"protocols", "onboard", "central", "busfleet", "hw_sim"},
     "onboard": {"central", "busfleet", "hw_sim", "textual"},
     "central": {"onboard", "busfleet", "hw_sim", "serial", "can"},
 }

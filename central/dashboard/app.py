@@ -269,7 +269,11 @@ class DashboardApp(App[None]):
         reply = await self.request(ask)
         action = str(ask.__struct_config__.tag)
         if reply.ok:
-            self.notify(done.format(**reply.result), title=action)
+            try:
+                text = done.format(**reply.result)
+            except (KeyError, IndexError, ValueError):  # a central that answers differently
+                text = f"{action}: done"
+            self.notify(text, title=action)
         else:
             self.notify(reply.error, title=f"{action} refused", severity="error", timeout=15)
         return reply

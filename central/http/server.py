@@ -27,11 +27,11 @@ from central.config import CentralConfig
 from central.diversions import current_diversions, route_label, skipped_stops, stop_label
 from central.http import gtfs_rt
 from central.http.alerts import service_alerts
-from central.http.guard import ConnectionGuard, GuardedSite, ServerLimits
 from central.http.journeys import JourneyIndex
 from central.http.media import media_routes
 from central.store import gtfs as gtfs_db
 from central.store.db import CentralStore
+from httpguard import ConnectionGuard, GuardedSite, ServerLimits
 from protocols import codec
 from protocols.errors import CodecError
 from protocols.schemas import FleetEntry
@@ -40,6 +40,9 @@ __all__ = ["FleetSource", "Realtime", "create_app", "run_http", "serving", "stor
 
 FleetSource = Callable[[], Iterable[FleetEntry]]
 PROTOBUF = "application/x-protobuf"
+
+# More connections per address than on a bus: city-hall clients come through NAT and proxies.
+CENTRAL_LIMITS = ServerLimits(per_address=64)
 
 
 def store_fleet(store: CentralStore) -> FleetSource:
@@ -186,8 +189,8 @@ async def serving(
     """Serve `app` on host:port (port 0: a free one) while inside; yields the bound address.
 
     Header, idle and body deadlines and a limit of connections per client address apply
-    (central/http/guard.py; `guard` to choose them and read what it refused)."""
-    guard = guard or ConnectionGuard(ServerLimits())
+    (httpguard; `guard` to choose them and read what it refused)."""
+    guard = guard or ConnectionGuard(CENTRAL_LIMITS, "central http")
     app.middlewares.append(guard.read_body_within)
     runner = web.AppRunner(app, access_log=None, **guard.runner_options())
     await runner.setup()

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, TypedDict, Unpack
 
 from aiohttp import web
 
+from httpguard import ServerLimits
 from onboard.display.model import (
     AdSlot,
     DisplayState,
@@ -32,7 +33,6 @@ from onboard.display.model import (
     display_state,
     from_journey,
 )
-from onboard.web.guard import ServerLimits
 from onboard.web.live import LiveFeed
 from onboard.web.site import LocalSite
 from protocols.schemas import DesiredState, PassengerMessage

@@ -35,6 +35,7 @@ from typing import ClassVar, Protocol
 
 from aiohttp import web
 
+from httpguard import ServerLimits
 from onboard.driver.http import CSP, json_body, nonce_of, same_origin_posts
 from onboard.driver.model import (
     CANNED_BY_CODE,
@@ -49,7 +50,6 @@ from onboard.journey.plan import TripPlan
 from onboard.journey.states import JourneyState
 from onboard.link.commands import Result, typed_as
 from onboard.link.outbox import Outbox
-from onboard.web.guard import ServerLimits
 from onboard.web.live import LiveFeed
 from onboard.web.site import LocalSite
 from protocols.nmea.decoder import Fix

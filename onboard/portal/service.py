@@ -20,6 +20,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from httpguard import ConnectionGuard, GuardedSite, ServerLimits
 from onboard.backoff import Backoff
 from onboard.errors import ConfigError
 from onboard.portal.content import ContentProvider, no_content
@@ -33,7 +34,6 @@ from onboard.portal.settings import PortalSection
 from onboard.portal.stats import StatsSink
 from onboard.portal.store import SessionStore
 from onboard.store import AgentStore
-from onboard.web.guard import ConnectionGuard, GuardedSite, ServerLimits
 
 log = logging.getLogger("busfleet.onboard.portal")
 
@@ -61,8 +61,8 @@ class PortalService:
         limits: ServerLimits | None = None,
     ) -> None:
         self.settings = settings
-        # Deadlines and connections per phone (onboard/web/guard.py), over both listeners.
-        self.guard = ConnectionGuard(limits or ServerLimits())
+        # Deadlines and connections per phone (httpguard), over both listeners.
+        self.guard = ConnectionGuard(limits or ServerLimits(), "portal")
         self.firewall = firewall
         self.store = store  # agent.sqlite: the agent's open store, or its path
         self.listen_host = listen_host

@@ -14,7 +14,7 @@ the browsers of the bus. What they share is here, once:
   `/<prefix>/state.json`, closed on shutdown so that open streams end at once;
 - security headers on every response, and the page's Content-Security-Policy on its pages;
 - deadlines for a request's header and body, an idle deadline, and a limit of connections per
-  client address (onboard/web/guard.py): screens and phones the bus does not control.
+  client address (httpguard): screens and phones the bus does not control.
 
 A site says its routes (`own_routes`), its state (`refresh`) and its policy (class attributes).
 """
@@ -30,8 +30,8 @@ from typing import ClassVar, Generic, Self, TypeVar
 
 from aiohttp import web
 
+from httpguard import ConnectionGuard, GuardedSite, ServerLimits
 from onboard.backoff import Backoff
-from onboard.web.guard import ConnectionGuard, GuardedSite, ServerLimits
 from onboard.web.live import LiveFeed
 
 __all__ = ["BIND_RETRY_MAX_S", "LocalSite"]
@@ -64,7 +64,7 @@ class LocalSite(abc.ABC, Generic[S]):
         limits: ServerLimits | None = None,
     ) -> None:
         self.host = host
-        self.guard = ConnectionGuard(limits or ServerLimits())
+        self.guard = ConnectionGuard(limits or ServerLimits(), self.name)
         self.requested_port = port  # 0: any free port (tests); see `port` for the bound one
         self.port: int | None = None
         self.feed = feed

@@ -1,8 +1,9 @@
-"""Slow and greedy clients of central's HTTP server: deadlines and connections per address.
+"""Slow and greedy HTTP clients: deadlines and connections per address, for aiohttp servers.
 
-GTFS-Realtime consumers, the media downloads of the buses and /healthz are open to whoever can
-reach the port; a client sending a header a byte a minute, or opening a thousand sockets, must
-not take central's file descriptors. What aiohttp (3.14) gives and what is added here:
+The agent's display, driver terminal and portal are reached by phones and screens the bus does
+not control; central's GTFS-Realtime feeds, media downloads and /healthz by whoever reaches
+its port. One client opening a thousand sockets, or sending a header a byte a minute, must not
+starve the process of file descriptors. What aiohttp (3.14) gives and what is added here:
 
 - **header and idle deadline**: aiohttp closes a connection that has not delivered a complete
   request header within `keepalive_timeout` of connecting or of its last response (its
@@ -15,8 +16,8 @@ not take central's file descriptors. What aiohttp (3.14) gives and what is added
   aiohttp's TCPSite, with the server's protocol factory wrapped: a connection beyond
   `per_address` from one address gets a 503 and is closed before aiohttp sees it, and counted.
 
-onboard/web/guard.py is the same for the agent's servers (the one-way rule lets onboard and
-central share nothing but protocols/, which does no I/O).
+A package of its own beside onboard/ and central/: both run aiohttp servers, the one-way rule
+lets them share nothing but protocols/, and protocols/ does no I/O. It imports none of ours.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from aiohttp import web
 
 __all__ = ["ConnectionGuard", "GuardedSite", "ServerLimits"]
 
-log = logging.getLogger("busfleet.central.http")
+log = logging.getLogger("busfleet.http")
 
 REFUSAL = (
     b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Type: text/plain\r\n"
@@ -50,14 +51,15 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 class ServerLimits:
     header_timeout_s: float = 15.0  # a whole request header within this of connecting/idling
     body_timeout_s: float = 20.0  # a whole request body within this of its header
-    per_address: int = 64  # connections open at once from one client address (NAT: more)
+    per_address: int = 16  # connections open at once from one client address
 
 
 class ConnectionGuard:
     """The connections open per client address, and what was refused (one per server)."""
 
-    def __init__(self, limits: ServerLimits) -> None:
+    def __init__(self, limits: ServerLimits, name: str = "http") -> None:
         self.limits = limits
+        self.name = name  # the server, in log lines
         self.open: dict[str, int] = {}
         self.refused = 0  # connections over the per-address limit
         self.slow_bodies = 0  # request bodies not complete within body_timeout_s
@@ -75,8 +77,8 @@ class ConnectionGuard:
         if count >= self.limits.per_address:
             self.refused += 1
             if self.refused == 1 or self.refused % 100 == 0:
-                log.warning("refused a connection from %s: %d open already (%d refused so far)",
-                            address, count, self.refused)  # fmt: skip
+                log.warning("%s: refused a connection from %s: %d open already (%d refused so far)",
+                            self.name, address, count, self.refused)  # fmt: skip
             return False
         self.open[address] = count + 1
         return True
