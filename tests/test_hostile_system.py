@@ -278,6 +278,10 @@ def test_a_hostile_bus_is_refused_and_counted_and_central_survives_it_retained(
                 | {"journey": {"t": now, "trip_id": "x", "delay_s": 2**40}}
             ).encode(),
         ),
+        "emergency at 1e20": (
+            topics.events(EVIL),
+            json_events({"seq": 13, "t": 1e20, "kind": "emergency", "severity": 4}),
+        ),
         "garbage": (topics.events(EVIL), b"\xff\x00{not json"),
         "nested 100,000 deep": (
             topics.events(EVIL),
@@ -314,7 +318,7 @@ def test_a_hostile_bus_is_refused_and_counted_and_central_survives_it_retained(
     sentinel = TelemetryBatch(bus=EVIL, records=[TelemetryRecord(seq=30, t=time.time(), pos=here)])
     evil.publish(topics.telemetry(EVIL), compact.encode_batch(sentinel))
     wait_for(lambda: {20, 21, 22, 23, 30} <= stored_seqs(city, EVIL), WAIT, "sentinel stored")
-    assert not {BIG, -1, 10, 11, 12} & stored_seqs(city, EVIL)
+    assert not {BIG, -1, 10, 11, 12, 13} & stored_seqs(city, EVIL)
 
     after = stats(
         city,
@@ -341,6 +345,16 @@ def test_a_hostile_bus_is_refused_and_counted_and_central_survives_it_retained(
     again = stats(city, {"rejected_CodecError": 1})
     assert city.alive("central")
     assert again.get("errors", 0) == 0
+
+
+def test_a_bus_cannot_log_in_where_central_and_dispatchers_do(city: City) -> None:
+    # Its password is not valid on the city listener: it cannot take central's client id.
+    intruder = Session(city.broker, EVIL, city.broker.password(EVIL), port=city.broker.city_port)
+    try:
+        assert intruder.connack().is_failure
+    finally:
+        intruder.close()
+    assert city.alive("central")
 
 
 def test_sixty_thousand_gapped_records_get_receipts_each_under_the_packet_limit(

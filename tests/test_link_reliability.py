@@ -163,18 +163,16 @@ def test_a_central_stalled_past_the_receipt_timeout_drops_the_resends_it_gets(
         )
     finally:
         central.send_signal(signal.SIGCONT)
-    wait_all_stored(tmp_path, "bus-a", seqs)
-    # Every record of that first resend reached central twice: its original was queued (or
-    # stored) before it, in the bus's order, and the broker kept both.
-    first_resend = int(resent.group(1))
-    assert first_resend > 0
+    wait_all_stored(tmp_path, "bus-a", seqs)  # each exactly once: nothing missing or extra
+    # The bus put the records of that resend back in line; those it sent again before the
+    # receipts for their originals came back reached central twice (how many depends on how
+    # far the bus got before central woke up: not all of them, not none).
+    assert int(resent.group(1)) > 0
     duplicates = wait_for(
-        lambda: (d := stats.total("duplicates")) >= first_resend and d,
-        30,
-        f"central to count at least {first_resend} duplicates (it has {stats.total('duplicates')})",
+        lambda: stats.total("duplicates"), 30, "central to count the resent records it dropped"
     )
     assert stats.restarts_seen == 0
-    assert duplicates >= first_resend
+    assert duplicates > 0
 
 
 def test_an_outbox_over_its_budget_drops_only_what_it_reports(
