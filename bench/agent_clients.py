@@ -2,7 +2,8 @@
 
 - `--phones` passengers' phones on the portal (onboard/portal/), each from its own loopback
   address (127.0.1.N) so the portal sees distinct clients. A phone joins the Wi-Fi as a phone
-  does: the OS probe (intercepted: a foreign Host), the terms page, accept, the status page and
+  does: the OS probe (intercepted: a foreign Host), the terms page, accept (the form's hidden
+  fields sent back, CSRF token included, as a browser does), the status page and
   the RFC 8908 API (REFERENCE.md section 4). Then, as long as it is on board, it polls: every
   0..2 x `--think-s` seconds the status page (where the bus is, the next stops, the city's
   announcements), the captive API (the OS checks its session) and the OS probe; once a ride it
@@ -21,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import html
 import json
 import random
 import re
@@ -31,7 +33,9 @@ from typing import Any
 import aiohttp
 
 PROBE = ("connectivitycheck.gstatic.com", "/generate_204")
-TOKEN = re.compile(rb'name="token" value="([^"]+)"')
+# A form's hidden fields, sent back as a browser does: the portal's CSRF token ("csrf") on the
+# terms page, the feedback token ("token") on the feedback form, the language.
+HIDDEN = re.compile(rb'<input type="hidden" name="([^"]+)" value="([^"]*)"')
 
 
 class Tally:
@@ -56,13 +60,12 @@ async def phone(n: int, base: str, args: argparse.Namespace, tally: Tally) -> No
                 tally.counts[f"error_{type(exc).__name__}"] += 1
                 return b""
 
-        def token_of(page: bytes) -> dict[str, str]:
-            found = TOKEN.search(page)
-            return {"token": found.group(1).decode()} if found else {}
+        def hidden_of(page: bytes) -> dict[str, str]:
+            return {k.decode(): html.unescape(v.decode()) for k, v in HIDDEN.findall(page)}
 
         await request("GET", PROBE[1], headers={"Host": PROBE[0]})
         terms = await request("GET", "/")
-        form = {"accept": "yes", "lang": "de", **token_of(terms)}
+        form = {"accept": "yes", "lang": "de", **hidden_of(terms)}
         await request("POST", "/accept", data=form, headers=origin)
         await request("GET", "/status")
         await request("GET", "/api/captive", headers={"Accept": "application/captive+json"})
@@ -77,7 +80,7 @@ async def phone(n: int, base: str, args: argparse.Namespace, tally: Tally) -> No
             if rounds == feedback_at:
                 page = await request("GET", "/feedback")
                 text = {"category": "wifi", "text": f"phone {n}: works", "lang": "de"}
-                await request("POST", "/feedback", data={**text, **token_of(page)}, headers=origin)
+                await request("POST", "/feedback", data={**text, **hidden_of(page)}, headers=origin)
 
 
 async def live_feed(url: str, name: str, tally: Tally) -> None:

@@ -17,7 +17,13 @@ and 2,000 bus-FMS frames/s on a python-can virtual channel, both fed inside that
 over `--seconds`. The same child then runs the feeders alone for the same window:
 agent_cpu_pct = CPU % of one core with the agent minus CPU % of the feeders alone.
 agent_rss_mb is the peak RSS of the process with the agent *and* the feeders in it (an upper
-bound; the feeders-alone RSS is printed beside it).
+bound; the feeders-alone RSS is printed beside it). The feeders import the agent's modules too
+(agent_load.py imports onboard.agent at the top), and add little of their own (hw_sim, ~0.5 MB).
+Bytecode: where PYTHONDONTWRITEBYTECODE is set and the venv holds no .pyc (uv does not compile
+by default), every module is compiled from source at import, and that compiler's memory stays
+in the RSS: `import onboard.agent` peaks at ~53 MB so and ~45 MB from .pyc files, as a bus runs
+it (deploy/README.md installs the wheel with pip, which compiles). The figure here is measured
+as the environment runs it, so it overstates the bus's RSS by up to ~8 MB, never understates it.
 
 DESIGN.md's footprint goal includes the passenger portal with 50 clients: a third run adds them
 (bench/agent_clients.py in a process of its own, not measured as the agent's): 50 phones that

@@ -25,17 +25,16 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import msgspec
-import sqlite_utils
 
 __all__ = ["MIGRATIONS", "AgentStore", "open_store", "schema_version"]
 
 # Another process (the portal run alone, a test helper) may hold the write lock a moment.
 BUSY_TIMEOUT_MS = 10_000
 
-Migration = Callable[[sqlite_utils.Database], None]
+Migration = Callable[[sqlite3.Connection], None]
 
 
-def _outbox(db: sqlite_utils.Database) -> None:
+def _outbox(db: sqlite3.Connection) -> None:
     # IF NOT EXISTS: files written before migrations existed already hold these tables.
     db.execute(
         "CREATE TABLE IF NOT EXISTS outbox ("
@@ -47,14 +46,14 @@ def _outbox(db: sqlite_utils.Database) -> None:
     db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER)")
 
 
-def _applied(db: sqlite_utils.Database) -> None:
+def _applied(db: sqlite3.Connection) -> None:
     db.execute(
         "CREATE TABLE IF NOT EXISTS applied (id INTEGER PRIMARY KEY CHECK (id = 1),"
         " version INTEGER NOT NULL, body BLOB NOT NULL)"
     )
 
 
-def _driver(db: sqlite_utils.Database) -> None:
+def _driver(db: sqlite3.Connection) -> None:
     db.execute(
         "CREATE TABLE IF NOT EXISTS driver_messages (id TEXT PRIMARY KEY, text TEXT NOT NULL,"
         " sent REAL NOT NULL, received REAL NOT NULL, expires REAL NOT NULL, acked REAL)"
@@ -65,7 +64,7 @@ def _driver(db: sqlite_utils.Database) -> None:
     )
 
 
-def _portal(db: sqlite_utils.Database) -> None:
+def _portal(db: sqlite3.Connection) -> None:
     # Was portal.sqlite's `sessions` and `meta`; renamed so as not to meet the outbox's `meta`.
     # Nothing is copied from an old portal.sqlite (hashed keys under a salt of its own): on the
     # first start after the update, passengers online at that moment accept the terms again.
@@ -77,12 +76,12 @@ def _portal(db: sqlite_utils.Database) -> None:
     db.execute("CREATE TABLE IF NOT EXISTS portal_meta (key TEXT PRIMARY KEY, value TEXT)")
 
 
-def _commands(db: sqlite_utils.Database) -> None:
+def _commands(db: sqlite3.Connection) -> None:
     # onboard/link/commands.py: ids of the commands already run (redeliveries are ignored).
     db.execute("CREATE TABLE IF NOT EXISTS commands_done (id TEXT PRIMARY KEY, t REAL)")
 
 
-def _bodies_carry_their_seq(db: sqlite_utils.Database) -> None:
+def _bodies_carry_their_seq(db: sqlite3.Connection) -> None:
     """Records written before the outbox handed out sequence numbers say `"seq":0` inside;
     the link now sends bodies as stored, so write each one's number into it: pending ones, and
     stored history too, which central's `resend` command puts back in the queue."""
@@ -108,7 +107,7 @@ MIGRATIONS: tuple[Migration, ...] = (
 )
 
 
-def schema_version(db: sqlite_utils.Database) -> int:
+def schema_version(db: sqlite3.Connection) -> int:
     """How many migrations this database has had."""
     return int(db.execute("PRAGMA user_version").fetchone()[0])
 
@@ -116,15 +115,14 @@ def schema_version(db: sqlite_utils.Database) -> int:
 class AgentStore:
     """The open agent.sqlite: one connection, its pragmas, nestable transactions."""
 
-    def __init__(self, db: sqlite_utils.Database, path: Path | None) -> None:
+    def __init__(self, db: sqlite3.Connection, path: Path | None) -> None:
         self.db = db
         self.path = path
 
     @property
     def conn(self) -> sqlite3.Connection:
         """The sqlite3 connection, for `executemany` and the like."""
-        conn: sqlite3.Connection = self.db.conn
-        return conn
+        return self.db
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
@@ -174,7 +172,9 @@ def open_store(path: str | Path | None = None, *, migrate: bool = True) -> Agent
         # isolation_level=None: transactions are ours (AgentStore.transaction), never implicit.
         # check_same_thread=False: one thread at a time uses it, not always the opening one.
         conn = sqlite3.connect(where, isolation_level=None, check_same_thread=False)
-    db = sqlite_utils.Database(conn)
+    # The bare connection: the agent only ever calls execute() (sqlite_utils' Database added
+    # nothing here but ~6 MB of imports: click, dateutil, pluggy and a plugin scan).
+    db = conn
     db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=FULL")
