@@ -210,6 +210,35 @@ class Diversion(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     notice_en: str = ""
 
 
+Sha256 = Annotated[str, msgspec.Meta(pattern="^[0-9a-f]{64}$")]
+
+
+class TimetableRef(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """A published timetable version for a bus (issue 14): a content-addressed package.
+
+    The package is a zip of the GTFS files a bus reads (protocols/gtfs/package.py), normalised
+    so that the same timetable always gives the same bytes; the bus downloads it from `url`
+    (central's HTTP, Range/resume like the media), checks `size` and `sha256`, keeps it beside
+    the version it runs and switches at `valid_from` by its own clock (None: at once). A trip
+    in progress finishes on the version it started with.
+    """
+
+    version: Count
+    sha256: Sha256
+    size: Annotated[int, msgspec.Meta(ge=1, le=2**31)]
+    url: Annotated[str, msgspec.Meta(max_length=2048)]
+    valid_from: UnixTime | None = None
+
+
+class TimetableState(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """Which timetable a bus runs and which it holds ready (in its reported state)."""
+
+    running: Count | None = None  # None: no timetable (or a local bootstrap feed: `source`)
+    staged: Count | None = None  # downloaded and checked, waiting for its valid_from
+    source: str = ""  # "central" or "local" (agent.toml [journey] gtfs, a bootstrap)
+    error: str | None = None  # why the last package was refused (the old one runs on)
+
+
 class DesiredState(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     """What central wants a bus to run: one retained document per bus, versioned as a whole."""
 
@@ -224,6 +253,7 @@ class DesiredState(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True
     messages: list[PassengerMessage] = msgspec.field(default_factory=list)
     config: dict[str, str | int | float | bool] = msgspec.field(default_factory=dict)
     diversions: list[Diversion] = msgspec.field(default_factory=list)  # of the bus's routes
+    timetable: TimetableRef | None = None  # the published timetable this bus should run
 
 
 class ReportedState(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
@@ -241,6 +271,7 @@ class ReportedState(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=Tru
     error: str | None = None  # why it refused it
     counters: dict[str, SignedCount] = msgspec.field(default_factory=dict)  # rejected inputs etc.
     journey: JourneyStatus | None = None  # where on its trip the bus is, how late
+    timetable: TimetableState | None = None  # which timetable version runs, which is staged
 
 
 class JourneyStatus(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
