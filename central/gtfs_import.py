@@ -49,6 +49,7 @@ from protocols.gtfs.check import (
     read_stops,
     read_trips,
 )
+from protocols.gtfs.feed import ARCHIVE_ERRORS
 from protocols.gtfs.stop_times import STOP_TIME_COLUMNS, StopTimeReader, Unsorted
 from protocols.gtfs.table import Issue, Report, Table
 
@@ -56,6 +57,9 @@ __all__ = ["GtfsInvalid", "ImportResult", "import_gtfs"]
 
 REQUIRED = ("routes.txt", "trips.txt", "stops.txt", "stop_times.txt")
 OPTIONAL = ("agency.txt", "calendar.txt", "calendar_dates.txt", "shapes.txt")
+
+OPEN_ERRORS: tuple[type[Exception], ...] = (*ARCHIVE_ERRORS, ValueError)
+READ_ERRORS: tuple[type[Exception], ...] = (*ARCHIVE_ERRORS, NotAFile)
 
 
 def issue_lines(report: Report) -> list[str]:
@@ -149,7 +153,7 @@ class _Source:
                 for info in self._zip.infolist():
                     if not info.is_dir():
                         self._members.setdefault(Path(info.filename).name, info)
-        except (OSError, zipfile.BadZipFile, ValueError) as exc:
+        except OPEN_ERRORS as exc:
             raise GtfsError(f"cannot read GTFS feed {path}: {exc}") from exc
 
     def has(self, name: str) -> bool:
@@ -168,7 +172,7 @@ class _Source:
                 raw = self._zip.open(info)
             else:
                 raw = check_regular(self.path / name).open("rb")
-        except (OSError, zipfile.BadZipFile, NotImplementedError, NotAFile) as exc:
+        except READ_ERRORS as exc:
             raise GtfsError(f"cannot read {name}: {exc}", file=name) from exc
         return io.BufferedReader(_Capped(raw, name, self.max_file_bytes), 1 << 16)
 
@@ -187,7 +191,7 @@ class _Source:
                     decoder.decode(b"", final=True)
             except UnicodeDecodeError:
                 continue
-            except (OSError, zipfile.BadZipFile, EOFError) as exc:  # a corrupt archive
+            except ARCHIVE_ERRORS as exc:  # a corrupt archive
                 raise GtfsError(f"cannot read {name}: {exc}", file=name) from exc
             return encoding
         return ENCODINGS[-1]
@@ -225,7 +229,7 @@ def _decoded(text: io.TextIOWrapper, name: str, encoding: str, limit: int) -> It
         raise GtfsError(
             f"{name} near line {line + 1}: not {encoding} ({exc.reason})", file=name
         ) from exc
-    except (OSError, zipfile.BadZipFile, EOFError) as exc:  # a truncated or corrupt archive
+    except ARCHIVE_ERRORS as exc:  # a truncated or corrupt archive
         raise GtfsError(f"cannot read {name}: {exc}", file=name) from exc
 
 

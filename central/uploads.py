@@ -16,6 +16,7 @@ may each receive some pieces, and a restarted central all see the same uploads.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import os
 import threading
@@ -28,10 +29,18 @@ from central.errors import Refused
 from protocols.requests import Upload
 from protocols.schemas import Scalar
 
-__all__ = ["MAX_TOTAL_BYTES", "MAX_UPLOAD_BYTES", "UploadRefused", "Uploads", "staging_dir"]
+__all__ = [
+    "MAX_TOTAL_BYTES",
+    "MAX_UPLOAD_BYTES",
+    "MAX_USER_BYTES",
+    "UploadRefused",
+    "Uploads",
+    "staging_dir",
+]
 
 MAX_UPLOAD_BYTES = 1024 * 2**20  # one file: a national GTFS zip, a long video ad
 MAX_TOTAL_BYTES = 4 * 2**30  # every upload staged at once
+MAX_USER_BYTES = 2 * 2**30  # one dispatcher's: nobody fills the space for everyone
 EXPIRE_S = 3600.0
 
 
@@ -53,13 +62,25 @@ class Uploads:
         *,
         max_bytes: int = MAX_UPLOAD_BYTES,
         max_total: int = MAX_TOTAL_BYTES,
+        max_per_user: int = MAX_USER_BYTES,
         expire_s: float = EXPIRE_S,
     ) -> None:
         self.root = Path(root)
         self.max_bytes = max_bytes
         self.max_total = max_total
         self.expire_s = expire_s
+        self.max_per_user = max_per_user
         self._lock = threading.Lock()  # handlers run on threads; pieces of one upload in turn
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        """One piece at a time: across the threads of this process and, by a lock file,
+        across the processes of a central group that share the directory."""
+        with self._lock:
+            self.root.mkdir(parents=True, exist_ok=True)
+            with (self.root / ".lock").open("a+b") as f:
+                fcntl.flock(f, fcntl.LOCK_EX)  # released when the file closes
+                yield
 
     def _dir(self, user: str) -> Path:
         # A digest, not the name: whatever a topic level allows is no path component here.
@@ -67,7 +88,7 @@ class Uploads:
 
     def receive(self, user: str, piece: Upload) -> dict[str, Scalar]:
         """Write one piece; the answer says how much has come and whether the file is done."""
-        with self._lock:
+        with self._locked():
             self.sweep()
             folder = self._dir(user)
             part, size_file = folder / f"{piece.id}.part", folder / f"{piece.id}.size"
@@ -98,6 +119,12 @@ class Uploads:
             )
         for old in (f"{piece.id}.part", f"{piece.id}.done", f"{piece.id}.size"):
             (folder / old).unlink(missing_ok=True)  # begun again from the start
+        mine = self._staged(folder)
+        if mine + piece.total > self.max_per_user:
+            raise UploadRefused(
+                f"your uploads take {mine} of your {self.max_per_user} bytes; import or let "
+                "them expire first"
+            )
         staged = self._staged()
         if staged + piece.total > self.max_total:
             raise UploadRefused(
@@ -109,8 +136,10 @@ class Uploads:
         (folder / f"{piece.id}.part").write_bytes(b"")
 
     def _finish(self, part: Path, piece: Upload) -> None:
+        size_file = part.with_suffix(".size")
         if piece.sha256 is None:
             part.unlink()
+            size_file.unlink(missing_ok=True)  # its announced size no longer takes space
             raise UploadRefused(f"upload {piece.id}: the last piece carries the file's sha256")
         digest = hashlib.sha256()
         with part.open("rb") as f:
@@ -118,13 +147,15 @@ class Uploads:
                 digest.update(chunk)
         if digest.hexdigest() != piece.sha256:
             part.unlink()
+            size_file.unlink(missing_ok=True)
             raise UploadRefused(f"upload {piece.id}: sha256 differs: the file was damaged")
         os.replace(part, part.with_suffix(".done"))
 
-    def _staged(self) -> int:
-        """Bytes announced by every upload staged now (finished or coming)."""
+    def _staged(self, folder: Path | None = None) -> int:
+        """Bytes announced by every upload staged now (finished or coming), or by those of
+        one dispatcher's `folder`."""
         total = 0
-        for size_file in self.root.glob("*/*.size"):
+        for size_file in (folder or self.root).glob("*.size" if folder else "*/*.size"):
             with contextlib.suppress(OSError, ValueError):
                 total += int(size_file.read_text())
         return total
@@ -150,7 +181,7 @@ class Uploads:
         """The verified file of this user's upload, for the block; deleted after it."""
         folder = self._dir(user)
         done = folder / f"{upload_id}.done"
-        with self._lock:
+        with self._locked():
             if not done.exists():
                 raise UploadRefused(
                     f"no finished upload {upload_id} of yours (uploads expire after "
@@ -160,6 +191,6 @@ class Uploads:
         try:
             yield done
         finally:
-            with self._lock:
+            with self._locked():
                 done.unlink(missing_ok=True)
                 (folder / f"{upload_id}.size").unlink(missing_ok=True)

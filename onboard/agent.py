@@ -313,6 +313,7 @@ class Agent:
             "commands_rejected": self.commands.rejected,
             "desired_rejected": self.desired_rejected,
             "inbound_rejected": self.link.rejected,
+            "outbox_unsendable": self.link.unsendable,
             "http_refused": sum(g.refused + g.slow_bodies for g in self._guards()),
             "outbox_dropped": self.outbox.dropped,
             "out_of_bounds": self.events.bounds.dropped + self.events.bounds.unfit,

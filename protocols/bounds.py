@@ -31,8 +31,12 @@ SOME_KEY = "..."  # msgspec's path names no key of a dict: `$.data[...]`
 
 def fit(doc: T) -> tuple[T, list[str]]:
     """`doc` as its schema accepts it, and the paths of what had to go (`pos.speed`)."""
-    kind = type(doc)
-    raw: Any = msgspec.to_builtins(doc)
+    return fit_raw(msgspec.to_builtins(doc), type(doc))
+
+
+def fit_raw(raw: Any, kind: type[T]) -> tuple[T, list[str]]:
+    """Decoded JSON (`raw`, changed in place) as a `kind` within its bounds: what a store
+    kept from before the bounds existed (a bus's outbox after an upgrade)."""
     dropped: list[str] = []
     for _ in range(MAX_REPAIRS):
         error = _error(raw, kind)

@@ -11,7 +11,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from onboard.config import parse_config
 from onboard.gps.quality import GpsQuality, QualityLimits
+from onboard.link.mqtt import Link
 from onboard.link.outbox import Outbox
 from onboard.recorder import EventRecorder
 from onboard.telemetry import Telemetry
@@ -151,3 +153,25 @@ def test_the_agent_stores_what_central_accepts_and_counts_what_it_left_out(
     assert len(times) == 1 and times[0] > 1_700_000_000  # the agent's clock stood in
     assert event.data == {"stop": "s1"}
     assert events.bounds.dropped == 2 and events.bounds.unfit == 1
+
+
+def test_records_an_older_agent_stored_out_of_bounds_are_fitted_once_or_set_aside(
+    tmp_path: Path,
+) -> None:
+    # Before the bounds, the outbox kept whatever the agent built. After the upgrade such a
+    # row would be refused by central at every resend (JSON) or end the link's session
+    # (compact: the link decodes it): fitted and rewritten, or marked stored and counted.
+    outbox = Outbox(tmp_path / "o.sqlite")
+    old = b'{"seq":1,"t":1800000000.0,"pos":{"lat":-16.9,"lon":145.7,"speed":5000.0}}'
+    outbox.put("telemetry", lambda seq: old)
+    outbox.put("telemetry", lambda seq: b'{"seq":2,"t":-1e300}')  # nothing to keep
+    good = codec.encode(TelemetryRecord(seq=3, t=T))
+    outbox.put("telemetry", lambda seq: good)
+    config = parse_config('[bus]\nid = "bus-a"\n[mqtt]\ninsecure_dev_broker = true\n')
+    link = Link(config, outbox, lambda _p: None, lambda _p: None)
+    sendable = link._sendable(outbox.pending(10))
+    assert [r.seq for r in sendable] == [1, 3]
+    fitted = codec.decode(TelemetryRecord, sendable[0].body)
+    assert fitted.pos == Position(lat=-16.9, lon=145.7)
+    assert [p.body for p in outbox.pending(10)] == [sendable[0].body, good]  # rewritten once
+    assert link.unsendable == 1 and outbox.count() == 2

@@ -22,7 +22,7 @@ from central.operator_files import NotAFile
 from central.service.alarm_center import AlarmCenter
 from central.service.dispatch import Dispatch
 from central.store.db import CentralStore
-from central.uploads import Uploads
+from central.uploads import UploadRefused, Uploads
 from protocols.requests import (
     UPLOAD_CHUNK_BYTES,
     DispatchReply,
@@ -64,7 +64,7 @@ def feed_zip(path: Path, padding: int = 0) -> Path:
 
 
 def staged(d: Dispatch) -> list[Path]:
-    return sorted(p for p in d.uploads.root.rglob("*") if p.is_file())
+    return sorted(p for p in d.uploads.root.rglob("*") if p.is_file() and p.name != ".lock")
 
 
 async def test_an_uploaded_feed_is_imported_by_its_sender_only_and_once(
@@ -211,3 +211,23 @@ async def test_a_malformed_feed_sent_to_central_is_refused_not_a_failure(
     assert (reply.ok, reply.failed) == (False, False)
     assert "stop_times.txt line 1: 2105 columns, at most 500" in reply.error
     assert dispatch.counters["failed"] == 0
+
+
+def test_a_damaged_upload_frees_its_space_and_one_dispatcher_cannot_fill_it_for_all(
+    tmp_path: Path,
+) -> None:
+    uploads = Uploads(tmp_path / "up", max_bytes=100, max_total=300, max_per_user=150)
+    wrong = Upload(id="a" * 32, offset=0, total=100, data=b"x" * 100, sha256="0" * 64)
+    with pytest.raises(UploadRefused, match="sha256"):
+        uploads.receive("alice", wrong)
+    # Its announced size counted against everyone's space until the sweep an hour later.
+    assert uploads._staged() == 0
+    good = hashlib.sha256(b"y" * 100).hexdigest()
+    for n in "bc":
+        uploads.receive("alice", Upload(id=n * 32, offset=0, total=50, data=b"", sha256=None))
+    with pytest.raises(UploadRefused, match="your uploads"):
+        uploads.receive("alice", Upload(id="d" * 32, offset=0, total=100, data=b""))
+    done = uploads.receive(
+        "bob", Upload(id="e" * 32, offset=0, total=100, data=b"y" * 100, sha256=good)
+    )
+    assert done["complete"] is True

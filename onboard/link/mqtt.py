@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -26,9 +27,11 @@ from onboard.config import AgentConfig
 from onboard.link.outbox import Outbox, Pending
 from onboard.link.settings import mqtt_settings
 from protocols import codec, compact, topics
+from protocols.bounds import fit_raw
 from protocols.errors import ProtocolError
 from protocols.schemas import (
     SCHEMA_VERSION,
+    Event,
     Presence,
     Stored,
     TelemetryBatch,
@@ -71,6 +74,7 @@ class Link:
         self.confirmed = 0
         self.resent = 0
         self.rejected = 0  # inbound messages dropped: too big, malformed or failing their handler
+        self.unsendable = 0  # stored records no central would accept, marked stored here
 
     def set_reported(self, payload: bytes) -> None:
         self.reported = payload
@@ -195,6 +199,7 @@ class Link:
                         await self.wake.wait()
                 continue
             now = time.monotonic()
+            rows = self._sendable(rows)
             for kind, group in groupby(rows, key=lambda r: r.kind):
                 batch = list(group)
                 topic, payload = self._batch(kind, batch)
@@ -202,6 +207,31 @@ class Link:
                 for r in batch:
                     self.inflight[r.seq] = now
                 self.sent_records += len(batch)
+
+    def _sendable(self, rows: list[Pending]) -> list[Pending]:
+        """The rows as central will accept them. A body that does not validate was stored by
+        an older agent, before the schema's bounds (protocols/bounds.py): it is fitted and
+        rewritten once; one that cannot be fitted would be refused and resent forever, so it
+        is marked stored here, logged and counted (`unsendable`)."""
+        out = []
+        for row in rows:
+            schema = TelemetryRecord if row.kind == "telemetry" else Event
+            try:
+                codec.decode(schema, row.body)
+            except ProtocolError as exc:
+                try:
+                    fitted, dropped = fit_raw(codec.decode_json(row.body), schema)
+                except ProtocolError:
+                    self.unsendable += 1
+                    self.outbox.confirm([(row.seq, row.seq)])
+                    log.warning("record %d can never be sent, dropped: %s", row.seq, exc)
+                    continue
+                body = codec.encode(fitted)
+                self.outbox.rewrite(row.seq, body)
+                log.warning("record %d stored out of bounds, sent without %s", row.seq, dropped)
+                row = dataclasses.replace(row, body=body)
+            out.append(row)
+        return out
 
     def _due(self, rows: list[Pending], limit: int) -> bool:
         """Telemetry waits to fill a message (fewer bytes); anything else goes at once."""

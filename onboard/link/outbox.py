@@ -115,6 +115,11 @@ class Outbox:
             changed += cur.rowcount
         return changed
 
+    def rewrite(self, seq: int, body: bytes) -> None:
+        """Replace a pending record's body (one stored by an older agent, fitted to today's
+        bounds before it goes out: onboard/link/mqtt.py)."""
+        self.db.execute("UPDATE outbox SET body = ? WHERE seq = ? AND stored = 0", (body, seq))
+
     def requeue_since(self, t: float) -> int:
         """Send stored history again from time `t` on (central asked for it)."""
         cur = self.db.execute(

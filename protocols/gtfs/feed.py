@@ -14,7 +14,9 @@ timed neighbours. Central's importer checks whole feeds with `protocols.gtfs.che
 from __future__ import annotations
 
 import itertools
+import lzma
 import zipfile
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +27,7 @@ from protocols.gtfs.calendar import ServiceCalendar, parse_services
 from protocols.gtfs.rows import Rows, parse_time
 
 __all__ = [
+    "ARCHIVE_ERRORS",
     "Feed",
     "GtfsError",
     "Route",
@@ -38,6 +41,17 @@ __all__ = [
 ]
 
 REQUIRED_FILES = ("routes.txt", "trips.txt", "stops.txt", "stop_times.txt")
+# What reading a damaged or hostile zip member can raise besides OSError: a corrupt deflate,
+# LZMA or bzip2 stream, a truncated file, a method zipfile does not know, a ZIP64 it refuses.
+ARCHIVE_ERRORS: tuple[type[Exception], ...] = (
+    OSError,
+    EOFError,
+    zipfile.BadZipFile,
+    zipfile.LargeZipFile,
+    zlib.error,
+    lzma.LZMAError,
+    NotImplementedError,
+)
 OPTIONAL_FILES = ("shapes.txt", "agency.txt", "calendar.txt", "calendar_dates.txt")
 
 
@@ -360,7 +374,7 @@ def read_feed(path: str | Path) -> Feed:
                 # Some publishers nest the files in a folder inside the archive.
                 by_base = {Path(i.filename).name: i for i in zf.infolist() if not i.is_dir()}
                 files = {n: zf.read(by_base[n]) for n in wanted if n in by_base}
-    except (OSError, zipfile.BadZipFile) as exc:
+    except ARCHIVE_ERRORS as exc:
         raise GtfsError(f"cannot read GTFS feed {p}: {exc}") from exc
     texts: dict[str, str] = {}
     for name, data in files.items():

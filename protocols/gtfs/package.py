@@ -20,7 +20,7 @@ import zipfile
 from collections.abc import Mapping
 
 from protocols.errors import GtfsError
-from protocols.gtfs.feed import OPTIONAL_FILES, REQUIRED_FILES, Feed, parse_feed
+from protocols.gtfs.feed import ARCHIVE_ERRORS, OPTIONAL_FILES, REQUIRED_FILES, Feed, parse_feed
 
 __all__ = ["FILES", "MAX_FILE_BYTES", "build_package", "package_sha256", "read_package"]
 
@@ -70,7 +70,7 @@ def read_package(data: bytes) -> Feed:
                     raise GtfsError(f"{info.filename} is too big for a timetable package")
                 total += len(raw)
                 texts[info.filename] = raw.decode("utf-8")
-    except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError) as exc:
+    except ARCHIVE_ERRORS as exc:
         raise GtfsError(f"not a timetable package: {exc}") from exc
     except UnicodeDecodeError as exc:
         raise GtfsError(f"a file of the timetable package is not UTF-8: {exc}") from exc
