@@ -248,7 +248,7 @@ def test_a_zip_with_a_corrupt_deflate_stream_is_refused_with_one_clear_line(
     damaged.write_bytes(bytes(data))
     store = CentralStore(tmp_path / "direct.sqlite")
     try:
-        with pytest.raises(GtfsInvalid, match="stop_times.txt"):
+        with pytest.raises(GtfsInvalid, match=r"stop_times\.txt"):
             import_gtfs(store, damaged)
     finally:
         store.close()
