@@ -148,7 +148,8 @@ async def test_an_agent_whose_telemetry_loop_stopped_withholds_the_watchdog_ping
         # The telemetry loop dies (a hung sample looks the same from outside: no tick).
         (telemetry,) = [t for t in asyncio.all_tasks() if t.get_name() == "telemetry"]
         telemetry.cancel()
-        await asyncio.sleep(1.0)  # twice the 10 intervals the agent allows
+        while agent.healthy():  # until the agent sees it: 10 intervals without a tick
+            await asyncio.sleep(0.05)
         while True:  # drain what was sent before the loop went stale
             try:
                 sock.recv(4096)
