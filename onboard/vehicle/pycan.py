@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
 from typing import Any
 
 import can
@@ -37,20 +36,15 @@ class PythonCanFrames(FrameSource):
             bus = can.Bus(interface=self.interface, channel=self.channel, **self.bus_kwargs())
         except can.CanError as exc:
             raise CanBusError(f"cannot open {self.interface}:{self.channel}: {exc}") from exc
-        # The notifier's thread appends, the loop pops: both atomic on a deque, and far cheaper
-        # per frame than can.BufferedReader (a Python method and a locked queue each side).
-        # Unbounded like the reader it replaces: the thread must never block or drop.
-        inbox: deque[can.Message] = deque()
-        notifier = can.Notifier(bus, [inbox.append])
+        reader = can.BufferedReader()
+        notifier = can.Notifier(bus, [reader])
         log.info("can %s:%s open", self.interface, self.channel)
-        pop = inbox.popleft
         try:
             while True:
                 await asyncio.sleep(DRAIN_EVERY_S)
                 if notifier.exception is not None:
                     raise CanBusError(f"receive failed: {notifier.exception}")
-                for _ in range(len(inbox)):  # what is there now; later frames wait their turn
-                    msg = pop()
+                while (msg := reader.get_message(timeout=0)) is not None:
                     handle(msg.arbitration_id, bytes(msg.data), msg.timestamp)
         finally:
             notifier.stop()
