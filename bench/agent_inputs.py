@@ -9,6 +9,10 @@ Part 1, decode rates in this process, beside their baselines from the same run:
   plus protocols.j1939.vehicle.apply (what the agent's CAN input does per frame), beside raw
   cantools (protocols/j1939/busfleet.dbc, Message.decode found by PGN) on the frames cantools
   can decode: cantools has no TP.BAM and no n/a or error handling, so it is the floor, not a rival.
+  The agent's CAN input runs protocols.j1939.tracker.VehicleTracker (decode + apply, with a
+  shortcut for frames repeated unchanged): its rate is printed on that mix (each cycle once) and
+  on the bus-load mix bench/agent_load.py sends (each cycle padded to 2,000 frames by repeating
+  it), beside decode + apply on the same frames.
 
 Part 2, the agent's footprint: bench/agent_load.py in a child process runs a real agent
 (onboard.agent.Agent, link to a mosquitto on a free port) with 10 Hz NMEA from hw_sim on a pty

@@ -22,7 +22,7 @@ from protocols.j1939.decode import (
     make_id,
     messages,
 )
-from protocols.j1939.tracker import VehicleTracker
+from protocols.j1939.tracker import MAX_IDS, VehicleTracker
 from protocols.j1939.vehicle import VehicleEvent, VehicleState, apply
 
 Frame = tuple[int, bytes]
@@ -121,3 +121,23 @@ def test_the_tracker_agrees_with_decode_and_apply_after_every_frame(
         assert tracker.feed(can_id, data_bytes, float(i)) == events
         assert tracker.state == state
     assert asdict(tracker.stats) == asdict(decoder.stats)
+
+
+def test_the_tracker_agrees_on_a_bus_with_more_ids_than_it_remembers() -> None:
+    # Every signal PGN from every source address, each frame twice, all that twice over: past
+    # MAX_IDS the memory is refilled, and the doors flip between DC1 and DC2 senders all along.
+    ids = [make_id(pgn, sa, msg.priority) for sa in range(256) for pgn, msg in messages().items()]
+    assert len(ids) > MAX_IDS
+    doors = [encode(PGN_DC1, {1821: 0})[1], encode(PGN_DC2, {3413: 0})[1]]
+    once = [(can_id, doors[i % 2]) for i, can_id in enumerate(ids) for _ in range(2)]
+    flip = [encode(PGN_DC1, {1821: 0}), encode(PGN_DC2, {3413: 0})]  # the same two, again
+    frames = [f for i, frame in enumerate(once * 2) for f in [frame, *(flip if i % 7 else [])]]
+    decoder, state, events = J1939Decoder(), VehicleState(), []
+    for i, (can_id, data_bytes) in enumerate(frames):
+        for msg in decoder.decode(can_id, data_bytes, float(i)):
+            state, ev = apply(state, msg)
+            events += ev
+    fast_state, fast_events, tracker = tracked(frames)
+    assert fast_state == state and fast_events == events
+    assert asdict(tracker.stats) == asdict(decoder.stats)
+    assert tracker.repeats > 0
