@@ -9,6 +9,10 @@ Part 1, decode rates in this process, beside their baselines from the same run:
   plus protocols.j1939.vehicle.apply (what the agent's CAN input does per frame), beside raw
   cantools (protocols/j1939/busfleet.dbc, Message.decode found by PGN) on the frames cantools
   can decode: cantools has no TP.BAM and no n/a or error handling, so it is the floor, not a rival.
+  The agent's CAN input runs protocols.j1939.tracker.VehicleTracker (decode + apply, with a
+  shortcut for frames repeated unchanged): its rate is printed on that mix (each cycle once) and
+  on the bus-load mix bench/agent_load.py sends (each cycle padded to 2,000 frames by repeating
+  it), beside decode + apply on the same frames.
 
 Part 2, the agent's footprint: bench/agent_load.py in a child process runs a real agent
 (onboard.agent.Agent, link to a mosquitto on a free port) with 10 Hz NMEA from hw_sim on a pty
@@ -61,6 +65,7 @@ from busfleet.broker.launch import free_port, run_mosquitto  # noqa: E402
 from hw_sim.can_sim import Faults, cycle_frames, placeholder_drive  # noqa: E402
 from protocols.errors import ProtocolError  # noqa: E402
 from protocols.j1939.decode import Dtc, J1939Decoder  # noqa: E402
+from protocols.j1939.tracker import VehicleTracker  # noqa: E402
 from protocols.j1939.vehicle import VehicleState, apply  # noqa: E402
 from protocols.nmea.decoder import NmeaDecoder, parse_sentence  # noqa: E402
 
@@ -137,6 +142,20 @@ def j1939_frames(cycles: int = 600) -> list[tuple[int, bytes, float]]:
     return out
 
 
+def bus_load_frames(cycles: int = 20, fps: int = CAN_FPS) -> list[tuple[int, bytes, float]]:
+    """`cycles` seconds as bench/agent_load.py sends them: each cycle padded to `fps` frames by
+    repeating it (TP.BAM included), as a fully loaded bus repeats its PGNs."""
+    truths = placeholder_drive(1_717_200_000.0)
+    dtcs = [Dtc(spn=110, fmi=0, occurrence=1), Dtc(spn=100, fmi=1, occurrence=3)]
+    faults = Faults(burst_fps=fps, dm1=dtcs)
+    out = []
+    for cycle in range(cycles):
+        truth = next(truths)
+        frames = cycle_frames(truth, faults=faults, vin=VIN, cycle=cycle)
+        out += [(ident, data, truth.t + i / fps) for i, (ident, data) in enumerate(frames)]
+    return out
+
+
 def bench_j1939(seconds: float) -> dict[str, float]:
     frames = j1939_frames()
     db = cantools.database.load_file(str(REPO / "protocols" / "j1939" / "busfleet.dbc"))
@@ -177,6 +196,28 @@ def bench_j1939(seconds: float) -> dict[str, float]:
                 state, _ = apply(state, decoded)
         return len(frames)
 
+    def tracked(mix: list[tuple[int, bytes, float]]) -> Callable[[], int]:
+        def work() -> int:
+            tracker = VehicleTracker()
+            for ident, data, t in mix:
+                tracker.feed(ident, data, t)
+            return len(mix)
+
+        return work
+
+    def plain(mix: list[tuple[int, bytes, float]]) -> Callable[[], int]:
+        def work() -> int:
+            decoder = J1939Decoder()
+            state = VehicleState()
+            for ident, data, t in mix:
+                for decoded in decoder.decode(ident, data, t):
+                    state, _ = apply(state, decoded)
+            return len(mix)
+
+        return work
+
+    busy = bus_load_frames()
+
     def raw_cantools() -> int:
         for msg, _, data, _ in simple:
             msg.decode(data)
@@ -186,6 +227,9 @@ def bench_j1939(seconds: float) -> dict[str, float]:
         "j1939_per_s": rate(ours, seconds),
         "j1939_same_frames_per_s": rate(ours_same_frames, seconds),
         "j1939_with_state_per_s": rate(ours_with_state, seconds),
+        "j1939_tracker_per_s": rate(tracked(frames), seconds),
+        "busload_with_state_per_s": rate(plain(busy), seconds),
+        "busload_tracker_per_s": rate(tracked(busy), seconds),
         "cantools_raw_per_s": rate(raw_cantools, seconds),
     }
 
@@ -351,6 +395,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"J1939 decoder, mix    {can['j1939_per_s']:>10,.0f} frames/s (incl. TP.BAM)")
         print(f"  same frames as ct   {can['j1939_same_frames_per_s']:>10,.0f} frames/s")
         print(f"  + vehicle state     {can['j1939_with_state_per_s']:>10,.0f} frames/s")
+        print(f"  tracker (agent's)   {can['j1939_tracker_per_s']:>10,.0f} frames/s")
+        print(f"bus-load mix ({CAN_FPS:,}/s)")
+        print(f"  decode + state      {can['busload_with_state_per_s']:>10,.0f} frames/s")
+        print(f"  tracker (agent's)   {can['busload_tracker_per_s']:>10,.0f} frames/s")
         print(f"  raw cantools        {can['cantools_raw_per_s']:>10,.0f} frames/s (baseline)")
         result.update({k: round(v) for k, v in (nmea | can).items()})
     if args.part in ("all", "agent"):

@@ -151,3 +151,16 @@ def test_to_dict_is_plain_data() -> None:
     assert d["dtcs"] == [{"spn": 1, "fmi": 2, "occurrence": 3}]
     assert len(d["door_open"]) == 10  # type: ignore[arg-type]
     assert "dtcs_by_sa" not in d
+
+
+def test_a_repeated_dm1_is_no_news_but_the_same_faults_from_another_ecu_are() -> None:
+    lamps = Lamps(amber_warning=True)
+    engine = Dm1(t=1.0, sa=0x00, lamps=lamps, dtcs=(Dtc(110, 0, 1),))
+    state, events = run(VehicleState(), engine)
+    again, events = apply(state, Dm1(t=2.0, sa=0x00, lamps=lamps, dtcs=(Dtc(110, 0, 1),)))
+    assert again is state and events == []
+    state, events = apply(state, Dm1(t=3.0, sa=0x0B, lamps=lamps, dtcs=(Dtc(110, 0, 1),)))
+    assert [(e.kind, e.sa) for e in events] == [("dtc_new", 0x0B)]
+    assert state.dtcs == (Dtc(110, 0, 1), Dtc(110, 0, 1)) and state.updated == 3.0
+    state, events = apply(state, Dm1(t=4.0, sa=0x0B, lamps=lamps, dtcs=(Dtc(110, 0, 2),)))
+    assert events == [] and state.dtcs[1].occurrence == 2 and state.updated == 4.0

@@ -13,7 +13,8 @@ from onboard.backoff import Backoff
 from onboard.errors import RemoteError
 from onboard.vehicle.backends import frame_source
 from protocols.j1939.decode import J1939Decoder
-from protocols.j1939.vehicle import VehicleEvent, VehicleState, apply
+from protocols.j1939.tracker import VehicleTracker
+from protocols.j1939.vehicle import VehicleEvent, VehicleState
 
 log = logging.getLogger("busfleet.onboard.can")
 
@@ -35,9 +36,19 @@ class CanInput:
         # Chosen from the table (onboard/vehicle/backends.py): BackendError if unknown.
         self.source = frame_source(interface, channel, bitrate=bitrate)
         self.on_event = on_event
-        self.decoder = J1939Decoder()
-        self.state = VehicleState()
+        # Decoder + state, with the shortcut for repeated frames (protocols/j1939/tracker.py).
+        self.tracker = VehicleTracker()
         self.frames = 0
+
+    @property
+    def state(self) -> VehicleState:
+        """The latest vehicle state."""
+        return self.tracker.state
+
+    @property
+    def decoder(self) -> J1939Decoder:
+        """The J1939 decoder (its `stats` count every frame, repeated ones included)."""
+        return self.tracker.decoder
 
     async def run(self) -> None:
         """The one retry loop over the backend's sessions, until cancelled."""
@@ -59,8 +70,7 @@ class CanInput:
 
     def handle(self, can_id: int, data: bytes, t: float) -> None:
         self.frames += 1
-        for decoded in self.decoder.decode(can_id, data, t):
-            self.state, events = apply(self.state, decoded)
-            if self.on_event is not None:
-                for event in events:
-                    self.on_event(event)
+        events = self.tracker.feed(can_id, data, t)
+        if events and self.on_event is not None:
+            for event in events:
+                self.on_event(event)

@@ -143,7 +143,8 @@ _TELLTALES: tuple[tuple[str, int], ...] = (
 )
 
 
-def _changes_from_signals(msg: Signals) -> dict[str, object]:
+def signal_changes(msg: Signals) -> dict[str, object]:
+    """State field -> new value that `msg` carries (the same for the same PGN and bytes)."""
     changes: dict[str, object] = {}
     simple = _SIMPLE.get(msg.pgn)
     if simple is not None:
@@ -208,18 +209,29 @@ def _apply_dm1(state: VehicleState, msg: Dm1) -> tuple[dict[str, object], list[V
 
 def apply(state: VehicleState, msg: Signals | Dm1 | Vin) -> tuple[VehicleState, list[VehicleEvent]]:
     """The state after `msg` and the events it caused; `state` itself is not changed."""
-    events: list[VehicleEvent] = []
     if isinstance(msg, Signals):
-        changes = _changes_from_signals(msg)
-        events = _events(msg.t, state, changes)
-    elif isinstance(msg, Dm1):
+        return apply_changes(state, msg.t, signal_changes(msg))
+    if isinstance(msg, Dm1):
+        if msg.dtcs == dict(state.dtcs_by_sa).get(msg.sa, ()):
+            return state, []  # the ECU's repeat (each 1 s, by TP.BAM): nothing new, no event
         changes, events = _apply_dm1(state, msg)
     else:
-        changes = {"vin": msg.text}
+        changes, events = {"vin": msg.text}, []
+    return _replaced(state, msg.t, changes), events
+
+
+def apply_changes(
+    state: VehicleState, t: float, changes: dict[str, object]
+) -> tuple[VehicleState, list[VehicleEvent]]:
+    """`apply` for a Signals message whose `signal_changes` are `changes`, at time `t`."""
+    return _replaced(state, t, changes), _events(t, state, changes)
+
+
+def _replaced(state: VehicleState, t: float, changes: dict[str, object]) -> VehicleState:
     changed = {k: v for k, v in changes.items() if getattr(state, k) != v}
     if not changed:
-        return state, events
-    return replace(state, updated=msg.t, **changed), events  # type: ignore[arg-type]
+        return state
+    return replace(state, updated=t, **changed)  # type: ignore[arg-type]
 
 
 def to_dict(state: VehicleState) -> dict[str, object]:
