@@ -103,6 +103,11 @@ class TimetableRuntime:
             self.wanted = ref
             self._wake.set()
 
+    def clock_set(self) -> None:
+        """The bus's clock was set (from GPS, NTP): look at the staged version's time again now
+        rather than at the next MAX_WAIT_S."""
+        self._wake.set()
+
     def report(self, *, local: bool) -> TimetableState:
         """For the reported state; `local`: the journey runs on agent.toml's bootstrap feed."""
         running = self.running
