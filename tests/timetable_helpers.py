@@ -1,4 +1,4 @@
-"""A tiny timetable that runs now, its packages, and a bus agent that follows central's timetable."""
+"""A tiny timetable that runs now, its packages, a bus agent that follows central's timetable."""
 
 from __future__ import annotations
 
@@ -77,9 +77,7 @@ def agent_for(data_dir: Path, port: int, *, gtfs: str = "") -> Agent:
 
 async def publish_desired(port: int, desired: DesiredState) -> None:
     async with aiomqtt.Client("127.0.0.1", port) as client:
-        await client.publish(
-            topics.desired(desired.bus), codec.encode(desired), qos=1, retain=True
-        )
+        await client.publish(topics.desired(desired.bus), codec.encode(desired), qos=1, retain=True)
 
 
 async def until(what: str, check: Callable[[], bool], task: asyncio.Task[None]) -> None:
