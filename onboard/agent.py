@@ -9,7 +9,9 @@ talks to whom:
 - telemetry (onboard/telemetry.py) samples them into the outbox; events from every part go
   through one recorder (onboard/recorder.py); the link (onboard/link/) sends the outbox and
   brings desired state and commands;
-- the journey core (onboard/journey/) follows the applied assignment and each sample; the
+- the timetable (onboard/timetable/) fetches the version central publishes and switches to it
+  at its valid_from; the journey core (onboard/journey/) tracks the applied assignment on it
+  with each sample (agent.toml's `[journey] gtfs` only until a central timetable ran); the
   presentations (display, driver terminal, portal, ads) each turn what they get into their view.
 
 Every long-running loop is a named task in one TaskGroup.
@@ -51,14 +53,15 @@ from onboard.recorder import EventRecorder
 from onboard.remote import AgentCommands
 from onboard.store import open_store
 from onboard.telemetry import Telemetry
+from onboard.timetable.runtime import TimetableRuntime
 from onboard.vehicle.can_input import CanInput
 from protocols import codec
 from protocols.ads.fence import accuracy_from_hdop
 from protocols.errors import GtfsError
-from protocols.gtfs.feed import read_feed
+from protocols.gtfs.feed import Feed, read_feed
 from protocols.j1939.vehicle import VehicleEvent
 from protocols.nmea.decoder import Fix
-from protocols.schemas import Scalar, TelemetryRecord
+from protocols.schemas import Scalar, TelemetryRecord, TimetableRef
 
 log = logging.getLogger("busfleet.onboard.agent")
 
@@ -96,7 +99,18 @@ class Agent:
         self.upkeep = OutboxUpkeep(
             self.outbox, self.events, history_s=config.outbox.history_h * 3600
         )
-        self.journey: JourneyRuntime | None = None  # set once the GTFS feed is read
+        self.journey: JourneyRuntime | None = None  # set once a timetable is read
+        self.journey_local = False  # the journey runs on agent.toml's bootstrap feed
+        self.timetable = TimetableRuntime(
+            self.store,
+            Path(config.bus.data_dir) / "timetables",
+            on_feed=self._on_timetable,
+            on_event=lambda kind, data, severity: self.record_event(kind, data, severity=severity),
+            on_change=lambda: self.link.set_reported(self._reported_payload()),
+            budget_bytes=int(config.journey.timetable_budget_mb * 1_000_000),
+            base_url=config.journey.timetable_url,
+        )
+        self.timetable.offer(self.outcome.applied.timetable if self.outcome.applied else None)
         self._build_inputs()
         self._build_presentations()
         self.link.set_reported(self._reported_payload())
@@ -213,6 +227,7 @@ class Agent:
             self.display.apply_desired(outcome.applied)
         if self.ads:
             self.ads.offer(outcome.applied)
+        self.timetable.offer(outcome.applied.timetable if outcome.applied else None)
         self._journey_assign()
         self.link.set_reported(self._reported_payload())
 
@@ -255,17 +270,50 @@ class Agent:
             self.display.update(ad=slot)
 
     # -- journey ---------------------------------------------------------------------------
+    async def _timetables(self) -> None:
+        """The timetable task: the running version from disk (else agent.toml's bootstrap
+        feed; else no tracking, said once by a `no_timetable` event), then follow central."""
+        feed = await self.timetable.load_running()
+        if feed is not None:
+            self._start_journey(feed)
+        elif self.journey is None and self.config.journey.gtfs:
+            await self._load_journey()
+        if self.journey is None:
+            log.warning("no timetable: no journey tracking until central sends one")
+            self.record_event(
+                "no_timetable", {"staged": self.timetable.staged is not None}, severity=1
+            )
+        self.link.set_reported(self._reported_payload())
+        await self.timetable.run()
+
     async def _load_journey(self) -> None:
-        """Read the GTFS feed once, in a thread (it takes seconds); unreadable: no tracking,
-        the rest of the agent runs on."""
+        """Read the bootstrap GTFS feed, in a thread (it takes seconds); unreadable: no
+        tracking, the rest of the agent runs on."""
         path = self.config.journey.gtfs
         try:
             feed = await asyncio.to_thread(read_feed, path)
         except (OSError, GtfsError) as exc:
             log.error("journey tracking off: cannot read the GTFS feed %s: %s", path, exc)
             return
+        if self.timetable.running is None:  # central's arrived meanwhile: it wins
+            self._start_journey(feed)
+            self.journey_local = True
+
+    def _start_journey(self, feed: Feed) -> None:
         self.journey = JourneyRuntime(feed)
+        self.journey_local = False
         self._journey_assign()
+
+    def _on_timetable(self, feed: Feed, ref: TimetableRef) -> None:
+        """A central timetable runs now: the journey moves to it (a trip in progress first
+        finishes on its own), the presentations show it at once."""
+        if self.journey is None:
+            self._start_journey(feed)
+        else:
+            self.journey.switch_feed(feed, time.time())
+            self.journey_local = False
+        log.info("journey on timetable v%d", ref.version)
+        self._present_journey()
 
     def _journey_assign(self) -> None:
         applied = self.outcome.applied
@@ -288,6 +336,15 @@ class Agent:
         )
         for e in result.events:
             self.record_event(e.kind, e.data(), severity=e.severity, t=e.t)
+        self._present_journey()
+        if result.republish:
+            self.link.set_reported(self._reported_payload())
+
+    def _present_journey(self) -> None:
+        """The journey's state to each presentation."""
+        journey = self.journey
+        if journey is None:
+            return
         state = journey.state
         if self.display:
             requested = state.stop_requested if state else None
@@ -299,8 +356,6 @@ class Agent:
             self.driver.apply_journey(state, plan, notice=journey.notice(), detour=journey.detour)
         if self.ads and state is not None:
             self.ads.set_journey(state.route_id, state.stop_id)
-        if result.republish:
-            self.link.set_reported(self._reported_payload())
 
     # -- reported state --------------------------------------------------------------------
     def counters(self) -> dict[str, int]:
@@ -327,6 +382,8 @@ class Agent:
 
     def _reported_payload(self) -> bytes:
         state = reported(self.outcome, self.bus_id, self.counters())
+        timetable = self.timetable.report(local=self.journey_local)
+        state = msgspec.structs.replace(state, timetable=timetable)
         if self.journey is not None:
             state = msgspec.structs.replace(state, journey=self.journey.status())
         return codec.encode(self.events.bounds.fit(state) or state)
@@ -365,8 +422,7 @@ class Agent:
             "ads": self.ads,
         }
         parts.update({name: part.run() for name, part in optional.items() if part is not None})
-        if self.config.journey.gtfs and self.journey is None:  # None: not given already
-            parts["journey-feed"] = self._load_journey()
+        parts["timetable"] = self._timetables()
         try:
             async with asyncio.TaskGroup() as tg:
                 tasks = [tg.create_task(coro, name=name) for name, coro in parts.items()]

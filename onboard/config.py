@@ -94,7 +94,13 @@ class DriverSection:
 
 @dataclass(frozen=True, slots=True)
 class JourneySection:
-    gtfs: str = ""  # the GTFS feed (zip or folder) to track trips on; empty: no journey tracking
+    # The timetable comes from central (the desired document's `timetable`, onboard/timetable/).
+    # `gtfs` is only a bootstrap: a GTFS feed (zip or folder) tracked while the bus has never
+    # received a central timetable; once one runs, it is ignored. Empty and none from central:
+    # no journey tracking (a `no_timetable` event says so at start).
+    gtfs: str = ""
+    timetable_budget_mb: float = 500.0  # disk for the running and the staged timetable package
+    timetable_url: str = ""  # empty: the document's url; set: {timetable_url}/{sha256}.zip wins
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,6 +23,7 @@ TABLES = {
     "portal_sessions",
     "portal_meta",
     "commands_done",
+    "timetable",
 }
 
 

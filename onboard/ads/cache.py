@@ -132,6 +132,19 @@ class MediaCache:
         self.evicted += len(gone)
         return gone
 
+    def prune(self, keep: Iterable[str]) -> list[str]:
+        """Delete every file and partial not in `keep`, whatever the budget (a timetable keeps
+        only the version it runs and the one staged). Returns the hashes of the files removed."""
+        keep = set(keep)
+        for partial in self.partial_dir.iterdir():
+            if partial.name not in keep:
+                partial.unlink(missing_ok=True)
+        gone = [sha for sha in self.files if sha not in keep]
+        for sha in gone:
+            self._remove(sha)
+        self.evicted += len(gone)
+        return gone
+
     def _remove(self, sha256: str) -> None:
         path = self.files.pop(sha256, None)
         if path is not None:

@@ -3,7 +3,9 @@
 `JourneyRuntime` owns the GTFS feed and one `JourneyTracker`. It follows the applied desired
 state (`assign`): a trip or block is planned at once, a route-only assignment waits for a fix
 to match the trip the bus drives (`plans_for_assignment` is asked again on every fix until it
-answers). Each fix goes to `update`, which also applies and lifts diversions by the fix's time
+answers). A new timetable version comes in with `switch_feed`: a trip in progress finishes on
+the feed it started with, and the next trip (of its block, or of a new assignment) is planned
+on the new one. Each fix goes to `update`, which also applies and lifts diversions by the fix's time
 (`onboard/journey/diversion.py`), so the timetable comes back on time without central.
 
 Outputs, all cheap and side-effect free, for the agent to route:
@@ -130,6 +132,7 @@ class JourneyRuntime:
         self._base: TripPlan | None = None  # the tracked trip's undiverted plan
         self._reported: tuple[object, ...] | None = None
         self._reported_delay: float | None = None
+        self._next_feed: Feed | None = None  # a newer timetable, waiting for the trip to end
 
     # -- inputs ---------------------------------------------------------------------------
     def assign(
@@ -146,6 +149,8 @@ class JourneyRuntime:
         if assignment == self._assignment:
             return False
         self._assignment = assignment
+        if self._next_feed is not None:  # the old trip is given up: the new one, on the new feed
+            self.feed, self._next_feed = self._next_feed, None
         if assignment is None or not (
             assignment.trip_id or assignment.block_id or assignment.route_id
         ):
@@ -154,6 +159,33 @@ class JourneyRuntime:
             return changed
         return self._plan(now, position, track, replace=True)
 
+    @property
+    def feed_pending(self) -> bool:
+        """A newer timetable waits for the trip in progress to finish."""
+        return self._next_feed is not None
+
+    def switch_feed(self, feed: Feed, now: float) -> bool:
+        """A new timetable version; True if it is taken at once. While a trip is in progress
+        (left its first stop, not finished) it waits: that trip finishes on its own feed, and
+        the next one is planned on the new feed (`update` takes it then)."""
+        self._next_feed = feed
+        return self._take_feed(now)
+
+    def _take_feed(self, t: float) -> bool:
+        feed, tracker = self._next_feed, self.tracker
+        if feed is None or (tracker is not None and tracker.started and not tracker.finished):
+            return False
+        self.feed, self._next_feed = feed, None
+        log.info("journey: a new timetable from now on")
+        if tracker is None or tracker.finished:
+            return True  # nothing to plan again (a finished trip keeps its last state)
+        # Planned but not started (or a block's next trip just begun): plan it on the new feed.
+        trip = tracker.plan.trip_id
+        self.tracker, self.detour, self._base = None, None, None
+        if self._assignment is not None:
+            self._plan(t, None, None, replace=False, from_trip=trip)
+        return True
+
     def _plan(
         self,
         t: float,
@@ -161,12 +193,13 @@ class JourneyRuntime:
         track: float | None,
         *,
         replace: bool,
+        from_trip: str | None = None,
     ) -> bool:
         a = self._assignment
         assert a is not None
         plans = plans_for_assignment(
             self.feed,
-            trip_id=a.trip_id,
+            trip_id=(from_trip or a.trip_id) if a.block_id else a.trip_id,
             block_id=a.block_id,
             route_id=a.route_id,
             t=t,
@@ -220,6 +253,8 @@ class JourneyRuntime:
                     stop_requested=stop_requested,
                 )
             )
+        if self._next_feed is not None:
+            self._take_feed(t)
         return JourneyUpdate(tuple(events), self._republish())
 
     def _divert(self, t: float) -> list[Recordable]:

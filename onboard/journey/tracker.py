@@ -191,6 +191,16 @@ class JourneyTracker:
             self._start(self._queue.pop(0), t)
         return events
 
+    @property
+    def started(self) -> bool:
+        """The bus has left (or passed) the trip's first stop: the trip is in progress."""
+        return self._started
+
+    @property
+    def finished(self) -> bool:
+        """The last trip of the tracker is done."""
+        return self._finished and not self._queue
+
     def replace_plan(self, plan: TripPlan) -> None:
         """Take a new plan: for the same trip (a diversion) progress is kept by stop_sequence,
         stops left out are never announced and the new path is matched afresh; for another
