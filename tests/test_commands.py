@@ -123,7 +123,8 @@ def test_resend_sends_stored_history_again_and_central_still_stores_it_once(
 ) -> None:
     broker, procs = live
     # History the bus wrote two minutes ago and central has stored.
-    written = prefill(procs.workdir / "bus-a", 20, created=time.time() - 120)
+    t0 = time.time() - 120
+    written = prefill(procs.workdir / "bus-a", 20, created=t0)
     agent_db = procs.workdir / "bus-a" / "agent.sqlite"
     wait_for(
         lambda: rows(agent_db, "SELECT COUNT(*) FROM outbox WHERE stored = 0") == [(0,)],
@@ -133,7 +134,7 @@ def test_resend_sends_stored_history_again_and_central_still_stores_it_once(
     assert set(written) <= set(stored_seqs(procs.workdir, "bus-a"))
     before = stored_seqs(procs.workdir, "bus-a")
     duplicates = central_counters(broker).get("duplicates", 0)
-    since = time.time() - 130
+    since = t0 - 10  # all of that history, however long the receipts took
     cmd_id = send(procs, "bus-a", Resend(since=since))
     row = wait_for(lambda: answered(procs, cmd_id), 30, "the resend answer")
     assert row["status"] == "ok"
