@@ -29,6 +29,7 @@ from central.operator_files import NotAFile, check_regular
 from central.store import gtfs_load
 from central.store.db import CentralStore
 from central.store.gtfs_load import FeedWriter
+from central.timetables import default_root, record_version
 from protocols import codec
 from protocols.errors import GtfsError
 from protocols.gtfs.calendar import (
@@ -49,6 +50,7 @@ from protocols.gtfs.check import (
     read_stops,
     read_trips,
 )
+from protocols.gtfs.package import FILES as PACKAGE_FILES
 from protocols.gtfs.stop_times import STOP_TIME_COLUMNS, StopTimeReader, Unsorted
 from protocols.gtfs.table import Issue, Report, Table
 
@@ -249,13 +251,16 @@ def import_gtfs(
     source_name: str | None = None,
     max_file_bytes: int = MAX_FILE_BYTES,
     max_line_chars: int = MAX_LINE_CHARS,
+    timetable_dir: str | Path | None = None,
 ) -> ImportResult:
     """Check and store the feed at `path`, replacing the current one. See the module doc.
 
     `encoding` forces one for every file (else each is UTF-8 if it can be, else Windows-1252
     or Latin-1, with a warning); `source_name` is what the feed's row says it came from
-    (default: the resolved path). Raises `GtfsError` when the feed cannot be read at all,
-    `GtfsInvalid` when it has errors.
+    (default: the resolved path). The feed becomes the next timetable version
+    (central/timetables.py), its package written under `timetable_dir` (default: beside
+    the database); the summary says which (`timetable_version`, `package_sha256`). Raises
+    `GtfsError` when the feed cannot be read at all, `GtfsInvalid` when it has errors.
     """
     started = time.monotonic()
     now = time.time() if now is None else now
@@ -286,6 +291,15 @@ def import_gtfs(
                 summary["warnings"] = report.warning_count
                 summary["seconds"] = round(time.monotonic() - started, 2)
                 where = source_name or str(Path(path).resolve())
+                root = default_root(store) if timetable_dir is None else Path(timetable_dir)
+                texts = {n: _text(source, n) for n in PACKAGE_FILES if source.has(n)}
+                version = record_version(
+                    store, texts, source=where, imported=now, summary=summary, root=root
+                )
+                del texts
+                summary["timetable_version"] = version.version
+                summary["package_sha256"] = version.sha256
+                summary["package_bytes"] = version.size
                 feed.describe(where, now, codec.encode_json(summary))
         except GtfsError as exc:  # rolled back: the old feed stays
             report.add(_issue(exc, str(path)))
@@ -293,6 +307,12 @@ def import_gtfs(
     finally:
         source.close()
     return ImportResult(summary, report)
+
+
+def _text(source: _Source, name: str) -> str:
+    """A file's text as the import read it (its encoding, a UTF-8 byte order mark dropped)."""
+    with source.lines(name) as lines:
+        return "".join(lines)
 
 
 def _encodings(source: _Source, report: Report) -> str:

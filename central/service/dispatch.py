@@ -64,8 +64,10 @@ from central.playlists import (
 from central.reports import plays_report
 from central.service import queries
 from central.service.alarm_center import AlarmCenter, Outgoing
+from central.service.timetable_requests import handlers as timetable_handlers
 from central.store import gtfs as gtfs_db
 from central.store.db import CentralStore
+from central.timetables import timetable_root
 from central.uploads import UploadRefused, Uploads, staging_dir
 from protocols import codec, topics
 from protocols.errors import ProtocolError
@@ -209,6 +211,7 @@ class Dispatch:
             ShowPlaylist: self._show_playlist,
             PlaysReport: self._plays_report,
         }
+        self.handlers.update(timetable_handlers(config, _page))  # timetables, groups
         assert set(self.handlers) == set(REQUESTS), "every request type has its handler"
 
     async def handle(self, topic: str, payload: bytes, now: float | None = None) -> list[Outgoing]:
@@ -318,7 +321,7 @@ class Dispatch:
         )
         if assignment == Assignment():
             raise Refused("give a trip, a block or a route")
-        check_assignment(c.store, assignment)
+        check_assignment(c.store, assignment, bus)
         c.desired[bus] = next_desired(c.store, bus, assignment, c.now)
         return {"bus": bus, "version": c.desired[bus][0]}, {}
 
@@ -467,6 +470,7 @@ class Dispatch:
                     max_listed=r.max_listed,
                     encoding=r.encoding,
                     source_name=f"{r.name or 'a feed'} uploaded by {c.user}",
+                    timetable_dir=timetable_root(self.config),
                 )
         except GtfsInvalid as exc:  # refused, with the counts and the issues the CLI prints
             counts: dict[str, Scalar] = {
