@@ -32,6 +32,7 @@ __all__ = [
     "delete_group",
     "expand_targets",
     "get_group",
+    "group_members_as_buses",
     "list_groups",
     "selector",
     "set_group",
@@ -144,3 +145,15 @@ def selector(store: CentralStore, targets: Iterable[str]) -> Callable[[str], boo
         elif not sep:
             chosen.add(target)
     return chosen.__contains__
+
+
+def group_members_as_buses(store: CentralStore, targets: Iterable[str]) -> list[str]:
+    """`targets` with each "group:G" replaced by "bus:B" for its buses now (others as given):
+    for features with their own target kinds (a passenger message's "route:R")."""
+    out: list[str] = []
+    for target in targets:
+        if target.strip().startswith("group:"):
+            out.extend(f"bus:{b}" for b in target_buses(store, target))
+        else:
+            out.append(target)
+    return out

@@ -48,6 +48,7 @@ from central.desired import Published
 from central.diversions import cancel_diversion, create_diversion, list_diversions
 from central.driver import driver_log
 from central.errors import CentralFault, Refused
+from central.groups import expand_targets, group_members_as_buses
 from central.gtfs_import import GtfsInvalid, import_gtfs, issue_lines
 from central.media import MediaLibrary, MediaRejected
 from central.messages import create_message, list_messages, recipients, withdraw_message
@@ -326,15 +327,19 @@ class Dispatch:
         return {"bus": bus, "version": c.desired[bus][0]}, {}
 
     def _playlist(self, c: Ctx, r: AssignPlaylist) -> Answer:
-        bus = _bus(r.bus)
+        buses = [_bus(r.bus)] if ":" not in r.bus else expand_targets(c.store, [r.bus])
         name = r.playlist.strip()
         playlist = None
         if name and name != "none":
             playlist = get_playlist(c.store, name)
             if playlist is None:
                 raise Refused(f"no playlist {name!r}")
-        c.desired[bus] = desired_with_playlist(c.store, bus, playlist)
-        return {"bus": bus, "version": c.desired[bus][0]}, {}
+        for bus in buses:  # a bus, bus:B or group:G (central/groups.py)
+            c.desired[bus] = desired_with_playlist(c.store, bus, playlist)
+        return {
+            "bus": r.bus.strip(),
+            "version": max((v for v, _ in c.desired.values()), default=0),
+        }, {}
 
     def _save_playlist(self, c: Ctx, r: SavePlaylist) -> Answer:
         refs = [ref.strip() for ref in r.media if ref.strip()]
@@ -399,7 +404,7 @@ class Dispatch:
             text_de=r.text_de,
             text_en=r.text_en,
             priority=r.priority,
-            targets=[t for t in targets if t],
+            targets=group_members_as_buses(c.store, [t for t in targets if t]),
             valid_from=r.valid_from,
             valid_to=r.valid_to,
             now=c.now,
