@@ -51,6 +51,7 @@ from protocols.gtfs.check import (
     read_trips,
 )
 from protocols.gtfs.package import FILES as PACKAGE_FILES
+from protocols.gtfs.package import build_package
 from protocols.gtfs.stop_times import STOP_TIME_COLUMNS, StopTimeReader, Unsorted
 from protocols.gtfs.table import Issue, Report, Table
 
@@ -283,6 +284,10 @@ def import_gtfs(
         if report.error_count:
             raise GtfsInvalid(report)
         try:
+            # The package before the write transaction: compressing a big feed takes seconds
+            # that nobody else should wait for the database.
+            root = default_root(store) if timetable_dir is None else Path(timetable_dir)
+            package = _package(source)
             with gtfs_load.replacing(store) as feed:
                 summary = _load(feed, source, report, now)
                 summary["encoding"] = _encodings(source, report)
@@ -291,12 +296,9 @@ def import_gtfs(
                 summary["warnings"] = report.warning_count
                 summary["seconds"] = round(time.monotonic() - started, 2)
                 where = source_name or str(Path(path).resolve())
-                root = default_root(store) if timetable_dir is None else Path(timetable_dir)
-                texts = {n: _text(source, n) for n in PACKAGE_FILES if source.has(n)}
                 version = record_version(
-                    store, texts, source=where, imported=now, summary=summary, root=root
+                    store, package, source=where, imported=now, summary=summary, root=root
                 )
-                del texts
                 summary["timetable_version"] = version.version
                 summary["package_sha256"] = version.sha256
                 summary["package_bytes"] = version.size
@@ -309,10 +311,15 @@ def import_gtfs(
     return ImportResult(summary, report)
 
 
-def _text(source: _Source, name: str) -> str:
-    """A file's text as the import read it (its encoding, a UTF-8 byte order mark dropped)."""
-    with source.lines(name) as lines:
-        return "".join(lines)
+def _package(source: _Source) -> bytes:
+    """The timetable package of the feed (protocols/gtfs/package.py): each file's text as the
+    import reads it (its encoding, a UTF-8 byte order mark dropped)."""
+    texts: dict[str, str] = {}
+    for name in PACKAGE_FILES:
+        if source.has(name):
+            with source.lines(name) as lines:
+                texts[name] = "".join(lines)
+    return build_package(texts)
 
 
 def _encodings(source: _Source, report: Report) -> str:

@@ -29,7 +29,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,7 +43,7 @@ from central.groups import expand_targets, selector
 from central.store import timetables as tt_db
 from central.store.db import CentralStore
 from protocols import codec
-from protocols.gtfs.package import build_package, package_sha256
+from protocols.gtfs.package import package_sha256
 from protocols.schemas import DesiredState, TimetableRef
 
 __all__ = [
@@ -132,7 +132,7 @@ def _write_package(root: Path, sha256: str, data: bytes) -> None:
 # -- recording a version at import -------------------------------------------------------------
 def record_version(
     store: CentralStore,
-    files: Mapping[str, str],
+    package: bytes,
     *,
     source: str,
     imported: float,
@@ -140,9 +140,9 @@ def record_version(
     root: Path | None,
 ) -> VersionInfo:
     """Record the feed just loaded into the store's GTFS tables (in the import's transaction)
-    as the next version, its package built from `files` (name -> text) and written under
+    as the next version; its `package` (`build_package` of the feed's files) is written under
     `root` (None: not kept)."""
-    data = build_package(files)
+    data = package
     sha = package_sha256(data)
     if root is not None:
         _write_package(root, sha, data)
