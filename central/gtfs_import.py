@@ -18,6 +18,7 @@ import codecs
 import contextlib
 import datetime
 import io
+import logging
 import time
 import zipfile
 from collections.abc import Iterable, Iterator
@@ -29,7 +30,7 @@ from central.operator_files import NotAFile, check_regular
 from central.store import gtfs_load
 from central.store.db import CentralStore
 from central.store.gtfs_load import FeedWriter
-from central.timetables import default_root, record_version
+from central.timetables import default_root, record_items, record_version
 from protocols import codec
 from protocols.errors import GtfsError
 from protocols.gtfs.calendar import (
@@ -56,6 +57,8 @@ from protocols.gtfs.stop_times import STOP_TIME_COLUMNS, StopTimeReader, Unsorte
 from protocols.gtfs.table import Issue, Report, Table
 
 __all__ = ["GtfsInvalid", "ImportResult", "import_gtfs"]
+
+log = logging.getLogger("busfleet.central.gtfs_import")
 
 REQUIRED = ("routes.txt", "trips.txt", "stops.txt", "stop_times.txt")
 OPTIONAL = ("agency.txt", "calendar.txt", "calendar_dates.txt", "shapes.txt")
@@ -306,6 +309,9 @@ def import_gtfs(
         except GtfsError as exc:  # rolled back: the old feed stays
             report.add(_issue(exc, str(path)))
             raise GtfsInvalid(report) from exc
+        # What a version holds, for checks and diffs: its own transaction (see record_items).
+        if not record_items(store, version.version):
+            log.warning("timetable version %d: a newer import came first", version.version)
     finally:
         source.close()
     return ImportResult(summary, report)

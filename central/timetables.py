@@ -54,6 +54,7 @@ __all__ = [
     "newcomers",
     "package_path",
     "publish",
+    "record_items",
     "record_version",
     "show_version",
     "timetable_root",
@@ -157,8 +158,19 @@ def record_version(
             "size": len(data),
         }
         tt_db.add_version(store, row)
-        tt_db.add_items(store, version, _items(store))
     return _info(row)
+
+
+def record_items(store: CentralStore, version: int) -> bool:
+    """Record the routes, stops and trips of `version` with their fingerprints, from the feed
+    tables; run after the import's transaction, in one of its own, so that neither holds the
+    write lock long (the service's writers wait on it). False, and nothing written, if the
+    tables hold another version by now (an import that came in between records its own)."""
+    with store.transaction():
+        if tt_db.current_feed_version(store) != version:
+            return False
+        tt_db.add_items(store, version, _items(store))
+    return True
 
 
 def _fingerprint(values: Iterable[Any]) -> str:

@@ -25,6 +25,7 @@ __all__ = [
     "buses_per_version",
     "buses_without_timetable",
     "changes",
+    "current_feed_version",
     "feed_routes",
     "feed_stops",
     "feed_trip_calls",
@@ -216,3 +217,11 @@ def buses_per_version(store: CentralStore) -> dict[int, int]:
     """How many buses were last given each version."""
     sql = "SELECT version, COUNT(*) FROM bus_timetables GROUP BY version"
     return {int(v): int(n) for v, n in store.db.execute(sql)}
+
+
+def current_feed_version(store: CentralStore) -> int | None:
+    """The timetable version of the feed in the gtfs_* tables (its summary says it)."""
+    row = store.db.execute(
+        "SELECT json_extract(summary, '$.timetable_version') FROM gtfs_feed"
+    ).fetchone()
+    return None if row is None or row[0] is None else int(row[0])
