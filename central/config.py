@@ -28,6 +28,11 @@ class CentralConfig:
     fleet_publish_s: float = 0.5  # how often changed fleet entries go to dashboards
     media_dir: str = "media"  # the ad media library (content-addressed files)
     media_url: str = ""  # where buses download media; empty: http://{http_host}:{http_port}/media
+    # Timetable packages (content-addressed zips of published GTFS versions); empty:
+    # timetables/ beside the database. Where buses fetch them; empty:
+    # http://{http_host}:{http_port}/timetables
+    timetable_dir: str = ""
+    timetable_url: str = ""
     http_host: str = "127.0.0.1"  # central's HTTP server (GTFS-Realtime): address to bind
     http_port: int = 0  # its port; 0 = no HTTP server
     alarm_overspeed_kmh: float = 70.0  # faster than this for 5 s raises an overspeed alarm

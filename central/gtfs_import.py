@@ -18,6 +18,7 @@ import codecs
 import contextlib
 import datetime
 import io
+import logging
 import time
 import zipfile
 from collections.abc import Iterable, Iterator
@@ -29,6 +30,7 @@ from central.operator_files import NotAFile, check_regular
 from central.store import gtfs_load
 from central.store.db import CentralStore
 from central.store.gtfs_load import FeedWriter
+from central.timetables import default_root, record_items, record_version
 from protocols import codec
 from protocols.errors import GtfsError
 from protocols.gtfs.calendar import (
@@ -50,10 +52,14 @@ from protocols.gtfs.check import (
     read_trips,
 )
 from protocols.gtfs.feed import ARCHIVE_ERRORS
+from protocols.gtfs.package import FILES as PACKAGE_FILES
+from protocols.gtfs.package import build_package
 from protocols.gtfs.stop_times import STOP_TIME_COLUMNS, StopTimeReader, Unsorted
 from protocols.gtfs.table import Issue, Report, Table
 
 __all__ = ["GtfsInvalid", "ImportResult", "import_gtfs"]
+
+log = logging.getLogger("busfleet.central.gtfs_import")
 
 REQUIRED = ("routes.txt", "trips.txt", "stops.txt", "stop_times.txt")
 OPTIONAL = ("agency.txt", "calendar.txt", "calendar_dates.txt", "shapes.txt")
@@ -253,13 +259,16 @@ def import_gtfs(
     source_name: str | None = None,
     max_file_bytes: int = MAX_FILE_BYTES,
     max_line_chars: int = MAX_LINE_CHARS,
+    timetable_dir: str | Path | None = None,
 ) -> ImportResult:
     """Check and store the feed at `path`, replacing the current one. See the module doc.
 
     `encoding` forces one for every file (else each is UTF-8 if it can be, else Windows-1252
     or Latin-1, with a warning); `source_name` is what the feed's row says it came from
-    (default: the resolved path). Raises `GtfsError` when the feed cannot be read at all,
-    `GtfsInvalid` when it has errors.
+    (default: the resolved path). The feed becomes the next timetable version
+    (central/timetables.py), its package written under `timetable_dir` (default: beside
+    the database); the summary says which (`timetable_version`, `package_sha256`). Raises
+    `GtfsError` when the feed cannot be read at all, `GtfsInvalid` when it has errors.
     """
     started = time.monotonic()
     now = time.time() if now is None else now
@@ -282,6 +291,10 @@ def import_gtfs(
         if report.error_count:
             raise GtfsInvalid(report)
         try:
+            # The package before the write transaction: compressing a big feed takes seconds
+            # that nobody else should wait for the database.
+            root = default_root(store) if timetable_dir is None else Path(timetable_dir)
+            package = _package(source)
             with gtfs_load.replacing(store) as feed:
                 summary = _load(feed, source, report, now)
                 summary["encoding"] = _encodings(source, report)
@@ -290,13 +303,33 @@ def import_gtfs(
                 summary["warnings"] = report.warning_count
                 summary["seconds"] = round(time.monotonic() - started, 2)
                 where = source_name or str(Path(path).resolve())
+                version = record_version(
+                    store, package, source=where, imported=now, summary=summary, root=root
+                )
+                summary["timetable_version"] = version.version
+                summary["package_sha256"] = version.sha256
+                summary["package_bytes"] = version.size
                 feed.describe(where, now, codec.encode_json(summary))
         except GtfsError as exc:  # rolled back: the old feed stays
             report.add(_issue(exc, str(path)))
             raise GtfsInvalid(report) from exc
+        # What a version holds, for checks and diffs: its own transaction (see record_items).
+        if not record_items(store, version.version):
+            log.warning("timetable version %d: a newer import came first", version.version)
     finally:
         source.close()
     return ImportResult(summary, report)
+
+
+def _package(source: _Source) -> bytes:
+    """The timetable package of the feed (protocols/gtfs/package.py): each file's text as the
+    import reads it (its encoding, a UTF-8 byte order mark dropped)."""
+    texts: dict[str, str] = {}
+    for name in PACKAGE_FILES:
+        if source.has(name):
+            with source.lines(name) as lines:
+                texts[name] = "".join(lines)
+    return build_package(texts)
 
 
 def _encodings(source: _Source, report: Report) -> str:

@@ -42,6 +42,7 @@ __all__ = [
     "CancelDiversion",
     "CentralPresence",
     "CreateDiversion",
+    "DeleteGroup",
     "Detail",
     "DispatchReply",
     "DispatchRequest",
@@ -52,11 +53,14 @@ __all__ = [
     "ImportPlaylist",
     "ListCommands",
     "ListDiversions",
+    "ListGroups",
     "ListMedia",
     "ListMessages",
     "ListPlaylists",
+    "ListTimetables",
     "Listing",
     "PlaysReport",
+    "PublishTimetable",
     "ReadRequest",
     "Record",
     "Records",
@@ -69,7 +73,10 @@ __all__ = [
     "SavePlaylist",
     "SendCommand",
     "SendMessage",
+    "SetGroup",
+    "ShowGroup",
     "ShowPlaylist",
+    "ShowTimetable",
     "TempStopSpec",
     "Upload",
     "UploadedFile",
@@ -354,6 +361,65 @@ class PlaysReport(Records, tag="plays_report", frozen=True, kw_only=True):
     item: Name | None = None
 
 
+class ImportGtfs(RequestBase, tag="import_gtfs", frozen=True, kw_only=True):
+    """Import an uploaded GTFS zip as the timetable; up to `max_listed` issues of each kind
+    are listed in the answer. `name` is the feed's file name (for the record); `encoding`
+    forces one for every file (default: UTF-8, else Windows-1252 with a warning)."""
+
+    upload: UploadId
+    name: Name = ""
+    encoding: Encoding | None = None
+    max_listed: Annotated[int, msgspec.Meta(ge=0, le=1000)] = 20
+
+
+# -- timetable versions and groups of buses (issue 14) ---------------------------------------------
+Target = Annotated[str, msgspec.Meta(max_length=200)]  # "all", a bus id, "bus:B", "group:G"
+Version = Annotated[int, msgspec.Meta(ge=1)]
+
+
+class PublishTimetable(RequestBase, tag="publish_timetable", frozen=True, kw_only=True):
+    """Put timetable `version` into the desired state of the buses `to` names ("all", a bus
+    id or "bus:B", "group:G"); they switch to it at `valid_from` (None: at once)."""
+
+    version: Version
+    valid_from: When | None = None
+    to: Annotated[list[Target], msgspec.Meta(min_length=1, max_length=1000)]
+
+
+class SetGroup(RequestBase, tag="set_group", frozen=True, kw_only=True):
+    """Create a named group of buses, or replace its members."""
+
+    name: Name
+    buses: Annotated[list[Name], msgspec.Meta(max_length=10_000)]
+
+
+class DeleteGroup(RequestBase, tag="delete_group", frozen=True, kw_only=True):
+    name: Name
+
+
+class ListTimetables(Records, tag="list_timetables", frozen=True, kw_only=True):
+    """Timetable versions, oldest first: imported when, from where, package hash and size,
+    counts, and how many buses were given each."""
+
+
+class ShowTimetable(Records, tag="show_timetable", frozen=True, kw_only=True):
+    """One version (one record) and what changed against the one before it: routes, stops
+    and trips added, removed and changed, with up to `max_listed` ids of each."""
+
+    version: Version
+    max_listed: Annotated[int, msgspec.Meta(ge=0, le=1000)] = 20
+
+
+class ListGroups(Records, tag="list_groups", frozen=True, kw_only=True):
+    """Groups of buses with their members, by name."""
+
+
+class ShowGroup(Records, tag="show_group", frozen=True, kw_only=True):
+    """One group with its members (one record); refused if there is none of that name."""
+
+    name: Name
+
+
 # The `Records` requests, as one type for the tools that page through their answers.
 ReadRequest = (
     ListCommands
@@ -364,18 +430,11 @@ ReadRequest = (
     | ListPlaylists
     | ShowPlaylist
     | PlaysReport
+    | ListTimetables
+    | ShowTimetable
+    | ListGroups
+    | ShowGroup
 )
-
-
-class ImportGtfs(RequestBase, tag="import_gtfs", frozen=True, kw_only=True):
-    """Import an uploaded GTFS zip as the timetable; up to `max_listed` issues of each kind
-    are listed in the answer. `name` is the feed's file name (for the record); `encoding`
-    forces one for every file (default: UTF-8, else Windows-1252 with a warning)."""
-
-    upload: UploadId
-    name: Name = ""
-    encoding: Encoding | None = None
-    max_listed: Annotated[int, msgspec.Meta(ge=0, le=1000)] = 20
 
 
 Request = (
@@ -403,6 +462,13 @@ Request = (
     | ListPlaylists
     | ShowPlaylist
     | PlaysReport
+    | PublishTimetable
+    | SetGroup
+    | DeleteGroup
+    | ListTimetables
+    | ShowTimetable
+    | ListGroups
+    | ShowGroup
 )
 REQUESTS: tuple[type[RequestBase], ...] = (
     AckAlarm,
@@ -429,6 +495,13 @@ REQUESTS: tuple[type[RequestBase], ...] = (
     ListPlaylists,
     ShowPlaylist,
     PlaysReport,
+    PublishTimetable,
+    SetGroup,
+    DeleteGroup,
+    ListTimetables,
+    ShowTimetable,
+    ListGroups,
+    ShowGroup,
 )
 
 

@@ -112,6 +112,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
     dispatch.register_central(csub, connection_args)
 
+    from busfleet.commands import timetable  # timetable versions, groups of buses
+
+    timetable.register_central(csub, connection_args)
+
     from busfleet.commands import divert  # diversions of a route
 
     divert.register_central(csub, connection_args)

@@ -179,13 +179,22 @@ def _import_directly(args: argparse.Namespace, prog: str) -> int:
 
 
 def _import_into(db: str, args: argparse.Namespace, prog: str) -> int:
+    from busfleet.commands._common import config_from
     from central.gtfs_import import GtfsInvalid, import_gtfs
     from central.store.db import CentralStore
+    from central.timetables import timetable_root
     from protocols.errors import GtfsError
 
     store = CentralStore(db)
+    root = timetable_root(config_from(args))  # where central serves the packages from
     try:
-        result = import_gtfs(store, args.path, max_listed=max(0, args.list), encoding=args.encoding)
+        result = import_gtfs(
+            store,
+            args.path,
+            max_listed=max(0, args.list),
+            encoding=args.encoding,
+            timetable_dir=root,
+        )
     except GtfsInvalid as exc:
         _print_issues(exc.report, prog)
         print(f"{prog}: {exc.report.error_count} errors: nothing imported", file=sys.stderr)

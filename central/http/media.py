@@ -40,6 +40,15 @@ def security_headers(media: MediaType) -> dict[str, str]:
     return headers
 
 
+def immutable_file(path: Path, headers: dict[str, str], what: str) -> web.FileResponse:
+    """A content-addressed file (its bytes never change) with Range support: aiohttp's
+    FileResponse answers `Range: bytes=N-` with 206 and the rest. 404 if there is none.
+    Also serves central's timetable packages (central/http/timetables.py)."""
+    if not path.is_file():
+        raise web.HTTPNotFound(text=f"no such {what}\n")
+    return web.FileResponse(path, headers=headers)
+
+
 def media_routes(store_dir: str | Path) -> list[web.RouteDef]:
     """Routes serving the library in `store_dir`: `/media/{sha256}` and `/media/{sha256}.{ext}`."""
     root = Path(store_dir)
@@ -59,7 +68,7 @@ def media_routes(store_dir: str | Path) -> list[web.RouteDef]:
             except MediaRejected as exc:  # a file that did not come through the library
                 raise web.HTTPNotFound(text="no such media\n") from exc
             types[sha] = media
-        return web.FileResponse(path, headers=security_headers(media))
+        return immutable_file(path, security_headers(media), "media")
 
     return [
         web.get(SHA_ROUTE, serve),

@@ -29,8 +29,10 @@ from central.http import gtfs_rt
 from central.http.alerts import service_alerts
 from central.http.journeys import JourneyIndex
 from central.http.media import media_routes
+from central.http.timetables import timetable_routes
 from central.store import gtfs as gtfs_db
 from central.store.db import CentralStore
+from central.timetables import timetable_root
 from httpguard import ConnectionGuard, GuardedSite, ServerLimits
 from protocols import codec
 from protocols.errors import CodecError
@@ -215,7 +217,8 @@ async def run_http(
     the process opened (the service's: its handlers run on the same event loop); what it
     counts goes to `counters` (the service's, published in its stats)."""
     # The ad media library for the buses (Range requests: resumable downloads).
-    routes = [*media_routes(config.media_dir), *routes]
+    # Timetable packages the same way (central/http/timetables.py).
+    routes = [*media_routes(config.media_dir), *timetable_routes(timetable_root(config)), *routes]
     app = create_app(store, fleet=fleet, routes=routes, counters=counters)
     async with serving(app, config.http_host, config.http_port):
         await asyncio.Event().wait()

@@ -48,6 +48,7 @@ from central.desired import Published
 from central.diversions import cancel_diversion, create_diversion, list_diversions
 from central.driver import driver_log
 from central.errors import CentralFault, Refused
+from central.groups import expand_targets, group_members_as_buses
 from central.gtfs_import import GtfsInvalid, import_gtfs, issue_lines
 from central.media import MediaLibrary, MediaRejected
 from central.messages import create_message, list_messages, recipients, withdraw_message
@@ -64,8 +65,10 @@ from central.playlists import (
 from central.reports import plays_report
 from central.service import queries
 from central.service.alarm_center import AlarmCenter, Outgoing
+from central.service.timetable_requests import handlers as timetable_handlers
 from central.store import gtfs as gtfs_db
 from central.store.db import CentralStore
+from central.timetables import timetable_root
 from central.uploads import UploadRefused, Uploads, staging_dir
 from protocols import codec, topics
 from protocols.errors import ProtocolError
@@ -209,6 +212,7 @@ class Dispatch:
             ShowPlaylist: self._show_playlist,
             PlaysReport: self._plays_report,
         }
+        self.handlers.update(timetable_handlers(config, _page))  # timetables, groups
         assert set(self.handlers) == set(REQUESTS), "every request type has its handler"
 
     async def handle(self, topic: str, payload: bytes, now: float | None = None) -> list[Outgoing]:
@@ -318,20 +322,24 @@ class Dispatch:
         )
         if assignment == Assignment():
             raise Refused("give a trip, a block or a route")
-        check_assignment(c.store, assignment)
+        check_assignment(c.store, assignment, bus)
         c.desired[bus] = next_desired(c.store, bus, assignment, c.now)
         return {"bus": bus, "version": c.desired[bus][0]}, {}
 
     def _playlist(self, c: Ctx, r: AssignPlaylist) -> Answer:
-        bus = _bus(r.bus)
+        buses = [_bus(r.bus)] if ":" not in r.bus else expand_targets(c.store, [r.bus])
         name = r.playlist.strip()
         playlist = None
         if name and name != "none":
             playlist = get_playlist(c.store, name)
             if playlist is None:
                 raise Refused(f"no playlist {name!r}")
-        c.desired[bus] = desired_with_playlist(c.store, bus, playlist)
-        return {"bus": bus, "version": c.desired[bus][0]}, {}
+        for bus in buses:  # a bus, bus:B or group:G (central/groups.py)
+            c.desired[bus] = desired_with_playlist(c.store, bus, playlist)
+        return {
+            "bus": r.bus.strip(),
+            "version": max((v for v, _ in c.desired.values()), default=0),
+        }, {}
 
     def _save_playlist(self, c: Ctx, r: SavePlaylist) -> Answer:
         refs = [ref.strip() for ref in r.media if ref.strip()]
@@ -396,7 +404,7 @@ class Dispatch:
             text_de=r.text_de,
             text_en=r.text_en,
             priority=r.priority,
-            targets=[t for t in targets if t],
+            targets=group_members_as_buses(c.store, [t for t in targets if t]),
             valid_from=r.valid_from,
             valid_to=r.valid_to,
             now=c.now,
@@ -467,6 +475,7 @@ class Dispatch:
                     max_listed=r.max_listed,
                     encoding=r.encoding,
                     source_name=f"{r.name or 'a feed'} uploaded by {c.user}",
+                    timetable_dir=timetable_root(self.config),
                 )
         except GtfsInvalid as exc:  # refused, with the counts and the issues the CLI prints
             counts: dict[str, Scalar] = {

@@ -1,4 +1,5 @@
-"""Desired documents that change with the clock: message expiry and diversion windows.
+"""Desired documents that change with the clock: message expiry, diversion windows, and the
+published timetable for buses central first hears of after it was published.
 
 Both used to run beside the service with an MQTT connection and a reconnect loop each; now
 they are one step the service runs every few seconds on its own store, and it publishes what
@@ -13,6 +14,7 @@ from central.desired import Published
 from central.diversions import SYNC_S, DiversionSync
 from central.messages import EXPIRY_CHECK_S, expire_messages
 from central.store.db import CentralStore
+from central.timetables import newcomers
 
 __all__ = ["SYNC_INTERVAL_S", "DesiredSync"]
 
@@ -30,4 +32,5 @@ class DesiredSync:
         """One pass; returns bus -> (version, payload) of every document changed."""
         published = dict(expire_messages(self.store, now))
         published.update(self.diversions.step(now))  # a bus in both: the later version wins
+        published.update(newcomers(self.store))  # buses first seen since a timetable went out
         return published

@@ -127,4 +127,34 @@ MIGRATIONS: list[str] = [
     CREATE INDEX alarms_raised ON alarms (raised_t);
     CREATE INDEX alarms_retained ON alarms (t) WHERE retained = 1;
     """,
+    # 7: timetable versions (central/timetables.py): one row per imported feed, with the
+    # package's hash; per version the ids a check or a diff needs (route, stop, trip) with a
+    # fingerprint of each, not a second copy of its stop times; publications (what was sent
+    # to whom, the ref as sent) and the version each bus was given; named groups of buses
+    # (central/groups.py)
+    """
+    CREATE TABLE timetable_versions (
+        version INTEGER PRIMARY KEY, imported REAL NOT NULL, source TEXT NOT NULL,
+        summary TEXT NOT NULL, sha256 TEXT NOT NULL, size INTEGER NOT NULL
+    );
+    CREATE TABLE timetable_items (
+        version INTEGER NOT NULL, kind TEXT NOT NULL, id TEXT NOT NULL,
+        fingerprint TEXT NOT NULL, route_id TEXT, block_id TEXT,
+        PRIMARY KEY (version, kind, id)
+    ) WITHOUT ROWID;
+    CREATE INDEX timetable_items_block ON timetable_items (version, block_id)
+        WHERE block_id IS NOT NULL;
+    CREATE TABLE timetable_publications (
+        id INTEGER PRIMARY KEY, version INTEGER NOT NULL, targets TEXT NOT NULL,
+        ref BLOB NOT NULL, published REAL NOT NULL, by TEXT NOT NULL
+    );
+    CREATE TABLE bus_timetables (
+        bus TEXT PRIMARY KEY, version INTEGER NOT NULL, publication INTEGER NOT NULL
+    );
+    CREATE TABLE bus_groups (name TEXT PRIMARY KEY, updated REAL NOT NULL);
+    CREATE TABLE bus_group_members (
+        name TEXT NOT NULL, bus TEXT NOT NULL, PRIMARY KEY (name, bus)
+    ) WITHOUT ROWID;
+    CREATE INDEX bus_group_members_bus ON bus_group_members (bus);
+    """,
 ]

@@ -39,13 +39,13 @@ def build_package(files: Mapping[str, str]) -> bytes:
     if missing:
         raise GtfsError(f"a timetable package needs {missing[0]}", file=missing[0])
     out = io.BytesIO()
-    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as zf:
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED, compresslevel=6) as zf:
         for name in FILES:
             if name in files:
                 info = zipfile.ZipInfo(name, date_time=_STAMP)
                 info.compress_type = zipfile.ZIP_DEFLATED
                 info.external_attr = 0o644 << 16
-                zf.writestr(info, files[name].encode("utf-8"), compresslevel=9)
+                zf.writestr(info, files[name].encode("utf-8"), compresslevel=6)
     return out.getvalue()
 
 
