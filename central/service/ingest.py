@@ -249,6 +249,8 @@ class Ingest:
     def take_dirty(self) -> list[FleetEntry]:
         """Fleet entries changed since the last call; also persisted, so a restart keeps them."""
         entries = [self.buses[b].entry for b in sorted(self.dirty)]
+        if not entries:  # no write at all: a long import may hold the write lock
+            return []
         self.store.save_buses(
             (e.bus, e.online, self.buses[e.bus].session, e.last_seen, codec.encode(e).decode())
             for e in entries

@@ -132,7 +132,13 @@ class TelemetryTables:
         return cur.rowcount > 0
 
     def expire_commands(self, now: float) -> int:
-        """Commands past their expiry without an answer are expired; returns how many."""
+        """Commands past their expiry without an answer are expired; returns how many.
+
+        Asked every half second: only a write when there is one to make (a long import holds
+        the write lock, and the service must not wait on it for nothing)."""
+        due = "SELECT 1 FROM commands WHERE status = 'sent' AND expires < ? LIMIT 1"
+        if self.db.execute(due, (now,)).fetchone() is None:
+            return 0
         cur = self.db.execute(
             "UPDATE commands SET status = 'expired', reason = 'no answer before expiry',"
             " answered = ? WHERE status = 'sent' AND expires < ?",
