@@ -69,6 +69,8 @@ __all__ = [
     "SavePlaylist",
     "SendCommand",
     "SendMessage",
+    "SetConfig",
+    "ShowConfig",
     "ShowPlaylist",
     "TempStopSpec",
     "Upload",
@@ -378,6 +380,30 @@ class ImportGtfs(RequestBase, tag="import_gtfs", frozen=True, kw_only=True):
     max_listed: Annotated[int, msgspec.Meta(ge=0, le=1000)] = 20
 
 
+ConfigKey = Annotated[str, msgspec.Meta(max_length=100)]  # "section.key" (config_keys.py)
+ConfigValue = Annotated[str, msgspec.Meta(max_length=1000)] | int | float | bool
+
+
+class SetConfig(RequestBase, tag="set_config", frozen=True, kw_only=True):
+    """Set agent settings (`values`, by their agent.toml names) and drop others (`unset`: agent.toml
+    rules again) in the desired configuration of each bus of `buses`. Central refuses a bad key
+    form and the keys never set remotely (protocols/config_keys.py); the bus judges values."""
+
+    buses: Annotated[list[Name], msgspec.Meta(min_length=1, max_length=1000)]
+    values: Annotated[dict[ConfigKey, ConfigValue], msgspec.Meta(max_length=200)] = msgspec.field(
+        default_factory=dict
+    )
+    unset: Annotated[list[ConfigKey], msgspec.Meta(max_length=200)] = msgspec.field(
+        default_factory=list
+    )
+
+
+class ShowConfig(RequestBase, tag="show_config", frozen=True, kw_only=True):
+    """A bus's settings from central: desired, running (as the bus reports), refused and why."""
+
+    bus: Name
+
+
 Request = (
     AckAlarm
     | Assign
@@ -403,6 +429,8 @@ Request = (
     | ListPlaylists
     | ShowPlaylist
     | PlaysReport
+    | SetConfig
+    | ShowConfig
 )
 REQUESTS: tuple[type[RequestBase], ...] = (
     AckAlarm,
@@ -429,6 +457,8 @@ REQUESTS: tuple[type[RequestBase], ...] = (
     ListPlaylists,
     ShowPlaylist,
     PlaysReport,
+    SetConfig,
+    ShowConfig,
 )
 
 
