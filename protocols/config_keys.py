@@ -38,7 +38,10 @@ MAX_KEYS = 200  # keys in one bus's remote configuration; the agent has fewer th
 MAX_TEXT = 1000  # characters of a text value
 MAX_INT = 2**53  # what every JSON reader holds exactly
 
-_LINK = "the link to city hall: a wrong value would cut the bus off, and nothing remote could set it back"
+_LINK = (
+    "the link to city hall: a wrong value would cut the bus off,"
+    " and nothing remote could set it back"
+)
 _PATH = "a path to a file on the bus: set in agent.toml by whoever installs the bus"
 
 # A key ending in "." stands for its whole section. Reasons are said to the dispatcher.

@@ -41,7 +41,7 @@ def register_central(csub: Parsers, connection_args: ConnectionArgs) -> None:
         "set",
         help="set (or unset) settings of one or more buses",
         description="Set settings in the desired state of each bus named. Values are TOML "
-        "values: 5, 2.5, true, \"text\" (a bare word is a text too). Example: "
+        'values: 5, 2.5, true, "text" (a bare word is a text too). Example: '
         "`config set bus-01 telemetry.send_every_s=5 portal.max_clients=40`. "
         "--unset drops a setting: agent.toml's value applies again.",
     )
@@ -135,7 +135,9 @@ def show_cmd(args: argparse.Namespace) -> int:
         print("no settings from central")
         return 0
     table = [("KEY", "DESIRED", "RUNNING", "STATE")]
-    table += [(str(x["key"]), _text(x["desired"]), _text(x["running"]), str(x["state"])) for x in rows]
+    table += [
+        (str(x["key"]), _text(x["desired"]), _text(x["running"]), str(x["state"])) for x in rows
+    ]
     widths = [max(len(line[i]) for line in table) for i in range(4)]
     for line, row in zip(table, [None, *rows], strict=True):
         text = "  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip()
