@@ -257,7 +257,13 @@ class RemoteConfig:
         for applier in {LIVE[k] for k in keys}:
             applier(parts, self.running)
 
-    async def run(self, restart: asyncio.Event, trip_running: Callable[[], bool]) -> None:
+    async def run(
+        self,
+        restart: asyncio.Event,
+        trip_running: Callable[[], bool],
+        *,
+        poll_s: float = SAFE_POLL_S,
+    ) -> None:
         """Restart the agent (`restart`) once settings wait for it and no trip is running."""
         while True:
             await self.restart_wanted.wait()
@@ -265,7 +271,7 @@ class RemoteConfig:
                 self.restart_wanted.clear()
                 continue
             if trip_running():
-                await asyncio.sleep(SAFE_POLL_S)
+                await asyncio.sleep(poll_s)
                 continue
             keys = ", ".join(sorted(self.pending))
             log.info("restarting to apply remote settings: %s", keys)

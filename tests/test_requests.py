@@ -47,6 +47,8 @@ from protocols.requests import (
     SavePlaylist,
     SendCommand,
     SendMessage,
+    SetConfig,
+    ShowConfig,
     ShowPlaylist,
     TempStopSpec,
     Upload,
@@ -91,6 +93,8 @@ SAMPLES: list[Request] = [
     ListPlaylists(),
     ShowPlaylist(id="sale"),
     PlaysReport(first=dt.date(2025, 6, 1), last=dt.date(2025, 6, 30), timezone="Europe/Berlin"),
+    SetConfig(buses=["bus-1"], values={"telemetry.send_every_s": 5, "ads.enabled": False}),
+    ShowConfig(bus="bus-1"),
 ]
 
 
