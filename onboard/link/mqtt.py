@@ -55,9 +55,10 @@ async def unswallowed(call: Awaitable[T]) -> T:
     returns the result when the cancellation and the reply (a PUBACK) meet in the same turn of
     the loop (CPython gh-86296, fixed in 3.12): the task then ran on, cancelled in name only,
     and waited for its next change forever; the agent never stopped (SIGTERM, a restart)."""
-    result = await call
     task = asyncio.current_task()
-    if task is not None and task.cancelling():
+    before = task.cancelling() if task is not None else 0  # a stale count is not ours
+    result = await call
+    if task is not None and task.cancelling() > before:
         raise asyncio.CancelledError
     return result
 
