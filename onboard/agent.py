@@ -51,6 +51,7 @@ from onboard.portal.journey import with_journey
 from onboard.portal.service import PortalService, build_portal
 from onboard.recorder import EventRecorder
 from onboard.remote import AgentCommands
+from onboard.remote_config import RemoteConfig, trip_running
 from onboard.store import open_store
 from onboard.telemetry import Telemetry
 from onboard.timetable.runtime import TimetableRuntime
@@ -87,6 +88,9 @@ class Agent:
         self.bus_id = config.bus.id
         # agent.sqlite, opened once here and handed to every part that keeps state.
         self.store = open_store(Path(config.bus.data_dir) / "agent.sqlite")
+        # Central's settings over agent.toml, kept through restarts (onboard/remote_config.py).
+        self.remote_config = RemoteConfig(self.store, config, lambda k, d: self.record_event(k, d))
+        self.config = config = self.remote_config.running
         self.outbox = Outbox(self.store, budget_bytes=int(config.outbox.budget_mb * 1_000_000))
         self.applied_store = AppliedStore(self.store)
         self.outcome = Outcome(self.applied_store.load())
@@ -113,6 +117,7 @@ class Agent:
         self.timetable.offer(self.outcome.applied.timetable if self.outcome.applied else None)
         self._build_inputs()
         self._build_presentations()
+        self._apply_config()
         self.link.set_reported(self._reported_payload())
 
     def _build_inputs(self) -> None:
@@ -223,6 +228,7 @@ class Agent:
             self.applied_store.save(outcome.applied)
             log.info("desired state version %d applied", outcome.applied.version)
         self.outcome = outcome
+        self._apply_config()
         if self.display:
             self.display.apply_desired(outcome.applied)
         if self.ads:
@@ -230,6 +236,10 @@ class Agent:
         self.timetable.offer(outcome.applied.timetable if outcome.applied else None)
         self._journey_assign()
         self.link.set_reported(self._reported_payload())
+
+    def _apply_config(self) -> None:
+        if self.outcome.applied is not None:  # nothing applied yet: the kept settings run on
+            self.remote_config.offer(self.outcome.applied.config, self)
 
     def _on_command(self, payload: bytes) -> None:
         if self.commands.receive(payload) is not None:
@@ -373,6 +383,7 @@ class Agent:
             "outbox_dropped": self.outbox.dropped,
             "out_of_bounds": self.events.bounds.dropped + self.events.bounds.unfit,
             "outbox": self.outbox.count(),
+            "config_pending": len(self.remote_config.pending),  # settings awaiting a restart
         }
 
     def _guards(self) -> list[ConnectionGuard]:
@@ -381,7 +392,7 @@ class Agent:
         return [site.guard for site in sites if site is not None]
 
     def _reported_payload(self) -> bytes:
-        state = reported(self.outcome, self.bus_id, self.counters())
+        state = self.remote_config.reported(reported(self.outcome, self.bus_id, self.counters()))
         timetable = self.timetable.report(local=self.journey_local)
         state = msgspec.structs.replace(state, timetable=timetable)
         if self.journey is not None:
@@ -412,6 +423,9 @@ class Agent:
             "telemetry": self.telemetry.run(),
             "counters": self._counters(),
             "housekeeping": self.upkeep.run(),
+            "remote-config": self.remote_config.run(
+                self.remote.restart_requested, lambda: trip_running(self.journey)
+            ),
         }
         optional: dict[str, _Runs | None] = {
             "gps": self.gps,
@@ -428,7 +442,7 @@ class Agent:
                 tasks = [tg.create_task(coro, name=name) for name, coro in parts.items()]
                 await self.remote.restart_requested.wait()
                 await self._drain_acks()
-                log.info("restarting on command")
+                log.info("restarting (on command, or for settings from central)")
                 for task in tasks:
                     task.cancel()
         finally:

@@ -124,6 +124,45 @@ class AgentConfig:
 
 S = TypeVar("S")
 
+DAY = 86_400.0
+# Bounds of the numeric keys, inclusive: what the agent can run with. Checked when agent.toml is
+# loaded and when central sets a key remotely (onboard/remote_config.py): one set of rules.
+RANGES: dict[str, tuple[float, float]] = {
+    "mqtt.port": (1, 65_535),
+    "mqtt.keepalive_s": (1, 65_535),  # MQTT's own limit
+    "mqtt.protocol": (4, 5),
+    "mqtt.backoff_max_s": (0.01, DAY),
+    "gps.baud": (1, 10_000_000),
+    "gps.gpsd_port": (1, 65_535),
+    "gps.stale_after_s": (0.01, DAY),
+    "gps.max_hdop": (0.1, 1_000),
+    "gps.max_speed_mps": (0.1, 1_000),
+    "gps.dead_reckon_max_s": (0, DAY),
+    "can.bitrate": (1, 10_000_000),
+    "telemetry.interval_s": (0.01, 3_600),
+    "telemetry.send_every_s": (0, 3_600),
+    "telemetry.batch_max": (1, 10_000),
+    "telemetry.backfill_after_s": (0, DAY),
+    "outbox.budget_mb": (0.001, 10_000_000),
+    "outbox.history_h": (0, 24 * 366),
+    "ads.budget_mb": (0.001, 10_000_000),
+    "ads.lookahead_days": (0, 366),
+    "ads.max_accuracy_m": (0, 100_000),
+    "display.port": (0, 65_535),
+    "driver.port": (0, 65_535),
+    "portal.listen_port": (0, 65_535),
+    "portal.tls_port": (0, 65_535),
+    "portal.prelogin_idle_s": (0, 7 * DAY),
+    "portal.idle_s": (0, 7 * DAY),
+    "portal.session_s": (0, 7 * DAY),
+    "portal.rate_kbytes": (0, 10_000_000),
+    "portal.volume_mb": (0, 10_000_000),
+    "portal.max_clients": (1, 100_000),
+    "portal.feedback_per_hour": (0, 10_000),
+    "portal.sync_every_s": (0.01, 3_600),
+    "portal.stats_every_s": (0.01, DAY),
+}
+
 
 def _section(cls: type[S], raw: Any, name: str, path: str) -> S:
     if raw is None:
@@ -139,9 +178,18 @@ def _section(cls: type[S], raw: Any, name: str, path: str) -> S:
         expected = float if isinstance(default, float) else type(default)
         if expected is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
-        if not isinstance(value, expected):
+        # true is an int to Python, not to agent.toml's reader: `max_clients = true` is refused.
+        if not isinstance(value, expected) or (isinstance(value, bool) and expected is not bool):
             raise ConfigError(
                 f"{name}.{key} must be {expected.__name__}, not {type(value).__name__}",
+                path=path,
+                key=f"{name}.{key}",
+            )
+        bounds = RANGES.get(f"{name}.{key}")
+        if bounds and not isinstance(value, bool) and not bounds[0] <= value <= bounds[1]:
+            low, high = (f"{b:g}" for b in bounds)
+            raise ConfigError(
+                f"{name}.{key} = {value!r} is out of range ({low} to {high})",
                 path=path,
                 key=f"{name}.{key}",
             )
@@ -154,6 +202,11 @@ def parse_config(text: str, path: str = "<string>") -> AgentConfig:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: {exc}", path=path) from exc
+    return build_config(raw, path)
+
+
+def build_config(raw: dict[str, Any], path: str = "<config>") -> AgentConfig:
+    """The AgentConfig of agent.toml's tables (as tomllib reads them), checked as at load."""
     unknown = set(raw) - {f.name for f in fields(AgentConfig)}
     if unknown:
         raise ConfigError(f"unknown section [{sorted(unknown)[0]}]", path=path)
@@ -257,6 +310,7 @@ __all__ = [
     "ConfigError",
     "GpsSection",
     "PortalSection",
+    "build_config",
     "load_config",
     "parse_config",
 ]

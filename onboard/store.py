@@ -4,7 +4,8 @@ Every durable table of the bus lives here: the outbox and its counters (onboard/
 the applied desired state (onboard/link/desired.py), the commands already run
 (onboard/link/commands.py), the driver terminal's messages and sent items
 (onboard/driver/store.py), the portal's authorised sessions (onboard/portal/store.py) and the
-timetable versions running and staged (onboard/timetable/store.py).
+timetable versions running and staged (onboard/timetable/store.py) and the configuration
+central set (onboard/remote_config.py).
 The agent opens it once with `open_store` and gives the same `AgentStore` to each part; a part
 that runs in a process of its own (`python -m onboard.portal`) opens the same file through this
 module, so the pragmas and the schema are the same wherever it is opened.
@@ -105,6 +106,14 @@ def _timetable(db: sqlite3.Connection) -> None:
     )
 
 
+def _remote_config(db: sqlite3.Connection) -> None:
+    # onboard/remote_config.py: the configuration central set, as last accepted (JSON object).
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS remote_config (id INTEGER PRIMARY KEY CHECK (id = 1),"
+        " body BLOB NOT NULL)"
+    )
+
+
 # Append-only: user_version N means the first N steps have been applied.
 MIGRATIONS: tuple[Migration, ...] = (
     _outbox,
@@ -114,6 +123,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     _commands,
     _bodies_carry_their_seq,
     _timetable,
+    _remote_config,
 )
 
 

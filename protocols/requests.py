@@ -73,7 +73,9 @@ __all__ = [
     "SavePlaylist",
     "SendCommand",
     "SendMessage",
+    "SetConfig",
     "SetGroup",
+    "ShowConfig",
     "ShowGroup",
     "ShowPlaylist",
     "ShowTimetable",
@@ -437,6 +439,30 @@ ReadRequest = (
 )
 
 
+ConfigKey = Annotated[str, msgspec.Meta(max_length=100)]  # "section.key" (config_keys.py)
+ConfigValue = Annotated[str, msgspec.Meta(max_length=1000)] | int | float | bool
+
+
+class SetConfig(RequestBase, tag="set_config", frozen=True, kw_only=True):
+    """Set agent settings (`values`, by their agent.toml names) and drop others (`unset`: agent.toml
+    rules again) in the desired configuration of each bus of `buses`. Central refuses a bad key
+    form and the keys never set remotely (protocols/config_keys.py); the bus judges values."""
+
+    buses: Annotated[list[Name], msgspec.Meta(min_length=1, max_length=1000)]
+    values: Annotated[dict[ConfigKey, ConfigValue], msgspec.Meta(max_length=200)] = msgspec.field(
+        default_factory=dict
+    )
+    unset: Annotated[list[ConfigKey], msgspec.Meta(max_length=200)] = msgspec.field(
+        default_factory=list
+    )
+
+
+class ShowConfig(RequestBase, tag="show_config", frozen=True, kw_only=True):
+    """A bus's settings from central: desired, running (as the bus reports), refused and why."""
+
+    bus: Name
+
+
 Request = (
     AckAlarm
     | Assign
@@ -469,6 +495,8 @@ Request = (
     | ShowTimetable
     | ListGroups
     | ShowGroup
+    | SetConfig
+    | ShowConfig
 )
 REQUESTS: tuple[type[RequestBase], ...] = (
     AckAlarm,
@@ -502,6 +530,8 @@ REQUESTS: tuple[type[RequestBase], ...] = (
     ShowTimetable,
     ListGroups,
     ShowGroup,
+    SetConfig,
+    ShowConfig,
 )
 
 

@@ -266,7 +266,10 @@ class ReportedState(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=Tru
     assignment: Assignment | None = None
     playlist: str | None = None
     messages: list[str] = msgspec.field(default_factory=list)  # message ids shown
+    # The running value of each setting central set (not an echo of the desired document;
+    # secrets and paths never: protocols/config_keys.py), and the settings refused, with why.
     config: dict[str, str | DataInt | DataFloat | bool] = msgspec.field(default_factory=dict)
+    config_refused: dict[str, str] = msgspec.field(default_factory=dict)
     rejected_version: Count | None = None  # a newer desired version the bus refused
     error: str | None = None  # why it refused it
     counters: dict[str, SignedCount] = msgspec.field(default_factory=dict)  # rejected inputs etc.

@@ -51,7 +51,9 @@ from protocols.requests import (
     SavePlaylist,
     SendCommand,
     SendMessage,
+    SetConfig,
     SetGroup,
+    ShowConfig,
     ShowGroup,
     ShowPlaylist,
     ShowTimetable,
@@ -105,6 +107,8 @@ SAMPLES: list[Request] = [
     ShowTimetable(version=2, max_listed=5),
     ListGroups(),
     ShowGroup(name="depot"),
+    SetConfig(buses=["bus-1"], values={"telemetry.send_every_s": 5, "ads.enabled": False}),
+    ShowConfig(bus="bus-1"),
 ]
 
 

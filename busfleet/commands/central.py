@@ -124,6 +124,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
     driver.register_central(csub, connection_args)
 
+    from busfleet.commands import config  # agent settings pushed to buses
+
+    config.register_central(csub, connection_args)
+
 
 def serve_cmd(args: argparse.Namespace) -> int:
     import dataclasses

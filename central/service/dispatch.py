@@ -3,7 +3,7 @@
 Dashboards and the CLI tools never write a bus topic and need no database: a request
 (protocols/requests.py, a tagged union) arrives on `busfleet/v1/dispatch/{user}/request`;
 central checks it, carries it out with the feature modules (central/assign.py, messages.py,
-playlists.py, diversions.py, media.py, gtfs_import.py) and answers on
+playlists.py, diversions.py, media.py, gtfs_import.py, remote_config.py) and answers on
 `busfleet/v1/dispatch/{user}/reply` with the request's id. What changed reaches every
 dashboard the usual way: an alarm's retained document, a bus's fleet entry, the bus's
 reported state. Every desired document written here is published by the service on its one
@@ -62,6 +62,7 @@ from central.playlists import (
     parse_source,
     save_playlist,
 )
+from central.remote_config import CONFIG_HANDLERS
 from central.reports import plays_report
 from central.service import queries
 from central.service.alarm_center import AlarmCenter, Outgoing
@@ -177,13 +178,9 @@ class Dispatch:
         self.config = config
         self.alarms = alarms
         self.on_desired = on_desired  # fleet state hears of every new desired version
-        self.counters: dict[str, int] = {
-            "requests": 0,
-            "refused": 0,
-            "failed": 0,
-            "bad": 0,
-            "impersonations": 0,
-        }
+        self.counters: dict[str, int] = dict.fromkeys(
+            ("requests", "refused", "failed", "bad", "impersonations"), 0
+        )
         self._threads = asyncio.Semaphore(SLOW_AT_ONCE)
         self.uploads = Uploads(staging_dir(config))  # files for imports, per dispatcher
         self.handlers: dict[type[RequestBase], Callable[[Ctx, Any], Answer]] = {
@@ -211,6 +208,7 @@ class Dispatch:
             ListPlaylists: self._list_playlists,
             ShowPlaylist: self._show_playlist,
             PlaysReport: self._plays_report,
+            **CONFIG_HANDLERS,  # central/remote_config.py
         }
         self.handlers.update(timetable_handlers(config, _page))  # timetables, groups
         assert set(self.handlers) == set(REQUESTS), "every request type has its handler"

@@ -16,8 +16,9 @@ import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from itertools import groupby
+from typing import TypeVar
 
 import aiomqtt
 import msgspec
@@ -47,6 +48,22 @@ WINDOW = 20  # batches sent and not yet confirmed by central
 MAX_INBOUND = codec.MAX_PAYLOAD
 MAX_SEQ = 2**63 - 1  # SQLite's largest integer: the outbox's sequence numbers are below it
 RECEIPT_TIMEOUT_S = 15.0
+
+T = TypeVar("T")
+
+
+async def unswallowed(call: Awaitable[T]) -> T:
+    """Await one of aiomqtt's calls (publish, subscribe), then honour a cancellation it
+    swallowed. They wait for the broker's reply in asyncio.wait_for, which on Python 3.11
+    returns the result when the cancellation and the reply (a PUBACK) meet in the same turn of
+    the loop (CPython gh-86296, fixed in 3.12): the task then ran on, cancelled in name only,
+    and waited for its next change forever; the agent never stopped (SIGTERM, a restart)."""
+    task = asyncio.current_task()
+    before = task.cancelling() if task is not None else 0  # a stale count is not ours
+    result = await call
+    if task is not None and task.cancelling() > before:
+        raise asyncio.CancelledError
+    return result
 
 
 class Link:
@@ -111,15 +128,17 @@ class Link:
         will = aiomqtt.Will(topics.presence(self.bus_id), self._presence(False), qos=1, retain=True)
         async with aiomqtt.Client(will=will, **mqtt_settings(self.config)) as client:
             log.info("link up (session %d, %d records pending)", self.session, self.outbox.count())
-            await client.publish(
-                topics.presence(self.bus_id), self._presence(True), qos=1, retain=True
+            await unswallowed(
+                client.publish(
+                    topics.presence(self.bus_id), self._presence(True), qos=1, retain=True
+                )
             )
             for topic in (
                 topics.desired(self.bus_id),
                 topics.command(self.bus_id),
                 topics.stored(self.bus_id),
             ):
-                await client.subscribe(topic, qos=1)
+                await unswallowed(client.subscribe(topic, qos=1))
             self.connected.set()
             try:
                 async with asyncio.TaskGroup() as tg:
@@ -181,8 +200,8 @@ class Link:
         while True:
             self._reported_changed.clear()
             if self.reported is not None:
-                await client.publish(
-                    topics.reported(self.bus_id), self.reported, qos=1, retain=True
+                await unswallowed(
+                    client.publish(topics.reported(self.bus_id), self.reported, qos=1, retain=True)
                 )
             await self._reported_changed.wait()
 
@@ -203,7 +222,7 @@ class Link:
             for kind, group in groupby(rows, key=lambda r: r.kind):
                 batch = list(group)
                 topic, payload = self._batch(kind, batch)
-                await client.publish(topic, payload, qos=1)
+                await unswallowed(client.publish(topic, payload, qos=1))
                 for r in batch:
                     self.inflight[r.seq] = now
                 self.sent_records += len(batch)

@@ -149,6 +149,18 @@ class PortalService:
                         log.exception("portal statistics sink failed")
 
 
+def portal_limits(section: PortalSection) -> Limits:
+    """The session limits of the [portal] section (also applied live: onboard/remote_config.py)."""
+    return Limits(
+        prelogin_idle_s=section.prelogin_idle_s,
+        idle_s=section.idle_s,
+        session_s=section.session_s,
+        volume_bytes=int(section.volume_mb * 1_000_000),
+        max_clients=section.max_clients,
+        max_pending=max(4 * section.max_clients, 16),
+    )
+
+
 def build_portal(
     section: PortalSection,
     *,
@@ -173,14 +185,7 @@ def build_portal(
     host = section.hostname or section.address
     settings = Settings(
         public_url=f"http://{host}/",
-        limits=Limits(
-            prelogin_idle_s=section.prelogin_idle_s,
-            idle_s=section.idle_s,
-            session_s=section.session_s,
-            volume_bytes=int(section.volume_mb * 1_000_000),
-            max_clients=section.max_clients,
-            max_pending=max(4 * section.max_clients, 16),
-        ),
+        limits=portal_limits(section),
         feedback_per_hour=section.feedback_per_hour,
         operator=section.operator,
         require_mac=section.firewall == "nftables",
