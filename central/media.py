@@ -14,15 +14,13 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import os
 import re
-import tempfile
 import time
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
 
-from central.operator_files import NotAFile, check_regular, read_capped
+from central.operator_files import NotAFile, check_regular, read_capped, write_durably
 from central.store import ads as ads_db
 from central.store.db import CentralStore
 
@@ -257,20 +255,7 @@ class MediaLibrary:
         known = self.get(sha)
         if known is not None and media_path(self.root, sha).exists():
             return known
-        target = media_path(self.root, sha)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        # Write beside the target and rename: a crash never leaves a half file under its hash.
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".import-")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_durably(media_path(self.root, sha), data)
         info = MediaInfo(sha, name[:200], media.mime, media.kind, len(data), time.time())
         ads_db.add_media(self.store, dataclasses.asdict(info))
         return self.get(sha) or info

@@ -4,17 +4,36 @@ No request names a path on central's machine any more (files are uploaded: centr
 but the tools that read a dispatcher's files and central reading its staged uploads follow the
 same rule: only regular files are read (a FIFO would block forever, /dev/zero would never end),
 and at most `limit` bytes, counted while reading, whatever the file's size claims.
+What central keeps by content (media, timetable packages) is written with `write_durably`.
 """
 
 from __future__ import annotations
 
 import os
 import stat
+import tempfile
 from pathlib import Path
 
 from central.errors import Refused
 
-__all__ = ["NotAFile", "check_regular", "read_capped"]
+__all__ = ["NotAFile", "check_regular", "read_capped", "write_durably"]
+
+
+def write_durably(target: Path, data: bytes) -> None:
+    """`data` as `target`: written beside it, fsynced, renamed over it, so that a crash never
+    leaves a half file under its name (a content hash, for the media and timetable packages)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".writing-")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 class NotAFile(Refused):

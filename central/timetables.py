@@ -27,8 +27,6 @@ that covers it (`newcomers`, run by the service's periodic sync).
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +38,7 @@ from central.config import CentralConfig
 from central.desired import Published, update_desired
 from central.errors import Refused
 from central.groups import expand_targets, selector
+from central.operator_files import write_durably
 from central.store import timetables as tt_db
 from central.store.db import CentralStore
 from protocols import codec
@@ -116,18 +115,7 @@ def _write_package(root: Path, sha256: str, data: bytes) -> None:
     target = package_path(root, sha256)
     if target.is_file() and target.stat().st_size == len(data):
         return  # content-addressed: the same timetable imported again
-    root.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=root, prefix=".package-")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_durably(target, data)
 
 
 # -- recording a version at import -------------------------------------------------------------
