@@ -53,6 +53,9 @@ class SimBusSpec:
     start_fraction: float = 0.0  # where along the trip to start (0 = first stop)
     truth_log: Path | None = None
     gtfs: Path = DEFAULT_GTFS
+    # True: the agent tracks on the simulator's feed (agent.toml's `[journey] gtfs` bootstrap).
+    # False: the agent has no copy and waits for the timetable central publishes, as a new bus.
+    local_feed: bool = True
 
 
 def agent_config(spec: SimBusSpec, gps_device: str, can_channel: str) -> AgentConfig:
@@ -73,7 +76,7 @@ def agent_config(spec: SimBusSpec, gps_device: str, can_channel: str) -> AgentCo
         display=DisplaySection(port=0),
         driver=DriverSection(port=0),
         # The bus tracks the trip central assigns it (the demo assigns the one it drives).
-        journey=JourneySection(gtfs=str(spec.gtfs)),
+        journey=JourneySection(gtfs=str(spec.gtfs) if spec.local_feed else ""),
     )
 
 
@@ -102,7 +105,9 @@ async def run_sim_bus(spec: SimBusSpec, feed: Feed | None = None) -> None:
 
     gps = GpsSimulator(drive, rate_hz=spec.rate_hz, seed=spec.seed)
     agent = Agent(agent_config(spec, slave_path, channel))
-    agent.journey = JourneyRuntime(feed)  # the feed read above: no second parse in the agent
+    if spec.local_feed:
+        agent.journey = JourneyRuntime(feed)  # the feed read above: no second parse in the agent
+        agent.journey_local = True
     log.info("%s drives trip %s (gps %s, can %s)", spec.bus_id, spec.trip_id, slave_path, channel)
     try:
         async with asyncio.TaskGroup() as tg:

@@ -53,6 +53,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     bus.add_argument(
         "--start-fraction", type=float, default=0.0, help="where along the trip to start, 0..1"
     )
+    bus.add_argument(
+        "--no-local-feed",
+        dest="local_feed",
+        action="store_false",
+        help="give the agent no copy of the feed: it tracks the timetable central publishes"
+        " (the simulator still drives the --gtfs feed's trip)",
+    )
     bus.add_argument("--truth-log", type=Path, help="write the simulator's ground truth here")
     bus.add_argument("--log-level", default="INFO")
     bus.set_defaults(func=run_bus)
@@ -80,6 +87,7 @@ def run_bus(args: argparse.Namespace) -> int:
         start_fraction=args.start_fraction,
         truth_log=args.truth_log,
         gtfs=gtfs,
+        local_feed=args.local_feed,
     )
     run_service(run_sim_bus(spec, feed))
     return 0
