@@ -318,6 +318,14 @@ class FleetEntry(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     stop_id: str | None = None  # the journey's next stop (or the one the bus stands at)
     delay_s: int | None = None  # the journey's delay, positive: late
     wifi_clients: int | None = None  # passengers on the bus Wi-Fi, from its portal statistics
+    # The timetable (issue 14): the version central wants on the bus and from when, and what
+    # the bus reports it runs, holds staged, and why it refused the last package.
+    timetable_desired: Count | None = None
+    timetable_valid_from: UnixTime | None = None
+    timetable: Count | None = None
+    timetable_staged: Count | None = None
+    timetable_source: str = ""  # "central" or "local" (a bootstrap feed on the bus)
+    timetable_error: str | None = None
 
 
 class CentralStats(msgspec.Struct, frozen=True, kw_only=True):

@@ -17,7 +17,14 @@ from __future__ import annotations
 
 import msgspec
 
-from protocols.schemas import MAX_DELAY_S, FleetEntry, Presence, ReportedState, TelemetryBatch
+from protocols.schemas import (
+    MAX_DELAY_S,
+    DesiredState,
+    FleetEntry,
+    Presence,
+    ReportedState,
+    TelemetryBatch,
+)
 
 MAX_AHEAD_S = 300.0  # a bus's clock this far ahead of central's is wrong, not early
 MAX_AGE_S = 30 * 86_400.0  # older than any outage a bus's outbox is kept through
@@ -84,6 +91,7 @@ def on_telemetry(state: BusState, batch: TelemetryBatch, new_records: int, now: 
 
 def on_reported(state: BusState, r: ReportedState, now: float) -> BusState:
     a = r.assignment
+    tt = r.timetable
     entry = msgspec.structs.replace(
         state.entry,
         reported_version=r.version,
@@ -92,6 +100,10 @@ def on_reported(state: BusState, r: ReportedState, now: float) -> BusState:
         trip_id=a.trip_id if a else None,
         stop_id=j.stop_id if (j := r.journey) and not j.finished else None,
         delay_s=known_delay(j.delay_s) if j and not j.finished else None,
+        timetable=tt.running if tt else None,
+        timetable_staged=tt.staged if tt else None,
+        timetable_source=tt.source if tt else "",
+        timetable_error=tt.error if tt else None,
     )
     return msgspec.structs.replace(state, entry=entry)
 
@@ -105,10 +117,15 @@ def on_portal_stats(state: BusState, clients: object) -> BusState:
     )
 
 
-def on_desired(state: BusState, version: int) -> BusState:
-    return msgspec.structs.replace(
-        state, entry=msgspec.structs.replace(state.entry, desired_version=version)
+def on_desired(state: BusState, desired: DesiredState) -> BusState:
+    tt = desired.timetable
+    entry = msgspec.structs.replace(
+        state.entry,
+        desired_version=desired.version,
+        timetable_desired=tt.version if tt else None,
+        timetable_valid_from=tt.valid_from if tt else None,
     )
+    return msgspec.structs.replace(state, entry=entry)
 
 
 def on_tick(state: BusState, now: float, offline_after_s: float) -> BusState | None:

@@ -111,7 +111,7 @@ from protocols.requests import (
     command_args,
     described,
 )
-from protocols.schemas import Assignment, Command, Scalar
+from protocols.schemas import Assignment, Command, DesiredState, Scalar
 
 __all__ = ["Dispatch", "refusal"]
 
@@ -125,7 +125,7 @@ REPLY_LIMIT = codec.MAX_PAYLOAD - 4096
 PAGE_BYTES = REPLY_LIMIT // 2  # records per reply: half of it, the envelope is never near
 
 Answer = tuple[dict[str, Scalar], dict[str, list[dict[str, Scalar]]]]
-OnDesired = Callable[[str, int], None]
+OnDesired = Callable[[str, DesiredState], None]
 
 
 class _Id(msgspec.Struct):
@@ -296,9 +296,9 @@ class Dispatch:
         )
 
     def _desired(self, published: Published) -> list[Outgoing]:
-        for bus, (version, _) in sorted(published.items()):
+        for bus, (_, body) in sorted(published.items()):
             if self.on_desired is not None:
-                self.on_desired(bus, version)
+                self.on_desired(bus, codec.decode(DesiredState, body))
         return [(topics.desired(bus), body, True) for bus, (_, body) in sorted(published.items())]
 
     def _threaded(self, c: Ctx, request: Request) -> Answer:

@@ -116,15 +116,15 @@ class Ingest:
             elif parsed.kind is topics.Kind.DESIRED:  # another worker of a group wrote it
                 desired = codec.decode(DesiredState, payload)
                 self._check_bus(bus, desired.bus)
-                self.on_desired(bus, desired.version)
+                self.on_desired(bus, desired)
             else:
                 return
         except ProtocolError as exc:
             self.reject(type(exc).__name__, f"{topic}: {exc}")
 
-    def on_desired(self, bus: str, version: int) -> None:
-        """The bus's desired document is at `version` now (told by whoever wrote it)."""
-        self._set(bus, fleet.on_desired(self._state(bus), version))
+    def on_desired(self, bus: str, desired: DesiredState) -> None:
+        """The bus's desired document is `desired` now (told by whoever wrote it)."""
+        self._set(bus, fleet.on_desired(self._state(bus), desired))
 
     def reject(self, reason: str, detail: str) -> None:
         """Count a message refused for `reason` and log it (rate-limited)."""

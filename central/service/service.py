@@ -152,7 +152,7 @@ class CentralService:
         self.dispatch = Dispatch(self.store, config, self.ingest.alarms, self.ingest.on_desired)
         self.sync = DesiredSync(self.store)  # message expiry, diversion windows
         for bus, payload in self.store.all_desired():  # fleet state starts with the versions
-            self.ingest.on_desired(bus, codec.decode(DesiredState, payload).version)
+            self.ingest.on_desired(bus, codec.decode(DesiredState, payload))
         self.ready = asyncio.Event()  # subscribed and ingesting
         # run() closes the store on its way out, unless whoever shares it closes it later
         # (serve.py: the HTTP server reads it until its own task has ended).
@@ -294,8 +294,8 @@ class CentralService:
 
     def _send_desired(self, published: Published) -> None:
         """Publish desired documents this process wrote, and tell fleet state their versions."""
-        for bus, (version, payload) in sorted(published.items()):
-            self.ingest.on_desired(bus, version)
+        for bus, (_version, payload) in sorted(published.items()):
+            self.ingest.on_desired(bus, codec.decode(DesiredState, payload))
             self._send(topics.desired(bus), payload, qos=1, retain=True)
 
     async def _sync(self) -> None:
