@@ -15,8 +15,11 @@ from protocols.schemas import (
     DesiredState,
     Position,
     Presence,
+    ReportedState,
     TelemetryBatch,
     TelemetryRecord,
+    TimetableRef,
+    TimetableState,
 )
 
 
@@ -116,3 +119,19 @@ def test_a_desired_document_another_worker_wrote_moves_the_fleet_entrys_version(
     ingest.handle(topics.desired("b1"), codec.encode(DesiredState(bus="b2", version=9)), 2002)
     assert all(e.desired_version != 9 for e in ingest.take_dirty())
     assert ingest.counters["rejected"] >= 1
+
+
+def test_the_fleet_entry_shows_the_timetable_wanted_and_the_one_the_bus_runs(
+    ingest: Ingest,
+) -> None:
+    ref = TimetableRef(version=4, sha256="a" * 64, size=10, url="http://c/t", valid_from=5000.0)
+    ingest.handle(
+        topics.desired("b1"), codec.encode(DesiredState(bus="b1", version=2, timetable=ref)), 2000
+    )
+    state = TimetableState(running=3, staged=4, source="central", error="hash mismatch")
+    reported = ReportedState(bus="b1", version=2, t=2001.0, timetable=state)
+    ingest.handle(topics.reported("b1"), codec.encode(reported), 2001)
+    [entry] = [e for e in ingest.take_dirty() if e.bus == "b1"]
+    assert (entry.timetable_desired, entry.timetable_valid_from) == (4, 5000.0)
+    assert (entry.timetable, entry.timetable_staged, entry.timetable_source) == (3, 4, "central")
+    assert entry.timetable_error == "hash mismatch"
