@@ -21,7 +21,9 @@ Publishing (`publish`) writes each targeted bus's next desired document with a
 (central/desired.py); every later document of the bus keeps it, since each writer changes
 only its own field. A publication is stored with its targets ("all", a bus, a group:
 central/groups.py), so that a bus central first hears of later gets the newest publication
-that covers it (`newcomers`, run by the service's periodic sync).
+that covers it (`newcomers`, run by the service's periodic sync), and a bus added to a group
+gets the group's publication if it is newer than the bus's own (`catch_up`, when the group is
+set). A bus's timetable is never taken away: leaving a group, it keeps what it runs.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ from protocols.schemas import DesiredState, TimetableRef
 __all__ = [
     "TimetableError",
     "VersionInfo",
+    "catch_up",
     "default_root",
     "list_versions",
     "newcomers",
@@ -287,16 +290,25 @@ def _give(store: CentralStore, bus: str, ref: TimetableRef, publication: int) ->
 def newcomers(store: CentralStore) -> Published:
     """Buses central knows that were never given a timetable and that a publication covers
     (the newest that does): their next desired document, with it."""
-    pubs = tt_db.publications(store)
-    if not pubs:
+    if not tt_db.publications(store):
         return {}
-    buses = tt_db.buses_without_timetable(store)
-    if not buses:
+    return catch_up(store, tt_db.buses_without_timetable(store))
+
+
+def catch_up(store: CentralStore, buses: Iterable[str]) -> Published:
+    """Each of `buses` that a publication newer than its own covers now (a bus just added
+    to a group, a newcomer) gets the newest such: their next desired documents."""
+    buses = list(buses)
+    pubs = tt_db.publications(store)  # newest first
+    if not pubs or not buses:
         return {}
     chosen = [(pub, selector(store, codec.decode_json(pub["targets"]))) for pub in pubs]
     published: Published = {}
     for bus in buses:
+        own = tt_db.bus_publication(store, bus) or 0
         for pub, selects in chosen:
+            if int(pub["id"]) <= own:
+                break
             if selects(bus):
                 try:
                     ref = msgspec.json.decode(bytes(pub["ref"]), type=TimetableRef)

@@ -150,6 +150,36 @@ async def test_publishing_to_a_bus_and_a_group_puts_the_ref_in_their_desired_doc
     assert not missing.ok
 
 
+async def test_a_bus_added_to_a_group_gets_its_newer_timetable_and_keeps_it_when_it_leaves(
+    dispatch: Dispatch, tmp_path: Path
+) -> None:
+    _import(dispatch, tmp_path / "v1")
+    _import(dispatch, tmp_path / "v2", **V2)
+    _import(dispatch, tmp_path / "v3", **V3)
+    await ask(dispatch, SetGroup(name="depot", buses=["bus-1"]))
+    assert (await ask(dispatch, PublishTimetable(version=1, to=["bus-2", "bus-3"])))[0].ok
+    assert (await ask(dispatch, PublishTimetable(version=2, to=["group:depot"])))[0].ok
+    assert (await ask(dispatch, PublishTimetable(version=3, to=["bus-3"])))[0].ok
+    # bus-2 joins: the group's v2 is newer than its own v1; bus-3's own v3 is newer than it.
+    reply, out = await ask(dispatch, SetGroup(name="depot", buses=["bus-1", "bus-2", "bus-3"]))
+    assert reply.ok and reply.result["given_timetable"] == 1
+    sent = {topic for topic, _body, retain in out if retain}
+    assert sent == {topics.desired("bus-2")}
+    versions = {b: _desired(dispatch, b).timetable for b in ("bus-1", "bus-2", "bus-3")}
+    assert {b: r.version if r else None for b, r in versions.items()} == {
+        "bus-1": 2,
+        "bus-2": 2,
+        "bus-3": 3,
+    }
+    # Leaving the group takes nothing away; setting it again gives nothing twice.
+    reply, out = await ask(dispatch, SetGroup(name="depot", buses=["bus-1"]))
+    assert reply.ok and reply.result["given_timetable"] == 0 and out == []
+    reply, out = await ask(dispatch, SetGroup(name="depot", buses=["bus-1", "bus-2"]))
+    assert reply.result["given_timetable"] == 0 and out == []
+    bus2 = _desired(dispatch, "bus-2").timetable
+    assert bus2 is not None and bus2.version == 2
+
+
 async def test_an_assignment_is_checked_against_the_version_the_bus_runs(
     dispatch: Dispatch, tmp_path: Path
 ) -> None:

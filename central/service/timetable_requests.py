@@ -19,7 +19,7 @@ from central.errors import Refused
 from central.groups import delete_group, get_group, list_groups, set_group
 from central.store import timetables as tt_db
 from central.store.db import CentralStore
-from central.timetables import list_versions, publish, show_version
+from central.timetables import catch_up, list_versions, publish, show_version
 from protocols.requests import (
     DeleteGroup,
     ListGroups,
@@ -78,7 +78,9 @@ def handlers(config: CentralConfig, page: Page) -> dict[type[RequestBase], Handl
 
     def set_group_(c: Context, r: SetGroup) -> Answer:
         group = set_group(c.store, r.name, r.buses, c.now)
-        return {"group": group.name, "buses": len(group.buses)}, {}
+        given = catch_up(c.store, group.buses)  # the group's newer timetable, if any
+        c.desired.update(given)
+        return {"group": group.name, "buses": len(group.buses), "given_timetable": len(given)}, {}
 
     def delete_group_(c: Context, r: DeleteGroup) -> Answer:
         delete_group(c.store, r.name)

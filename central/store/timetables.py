@@ -203,6 +203,13 @@ def bus_timetable(store: CentralStore, bus: str) -> int | None:
     return None if row is None else int(row[0])
 
 
+def bus_publication(store: CentralStore, bus: str) -> int | None:
+    """The publication that last gave this bus its timetable."""
+    sql = "SELECT publication FROM bus_timetables WHERE bus = ?"
+    row = store.db.execute(sql, [bus]).fetchone()
+    return None if row is None else int(row[0])
+
+
 def buses_without_timetable(store: CentralStore) -> list[str]:
     """Buses central knows (a fleet entry or a desired document) that were never given a
     timetable: the newcomers a publication to "all" or a group may cover."""
