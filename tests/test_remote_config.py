@@ -444,3 +444,75 @@ def test_a_restart_waits_until_no_trip_is_running(mosquitto: Broker, tmp_path: P
         assert restart.is_set() and asked == [True, True, False]
     finally:
         agent.store.close()
+
+
+# -- several buses at once: a group, all ----------------------------------------------------------
+
+
+def retained_desired(
+    broker: Broker, buses: list[str], ready: Callable[[DesiredState], bool], what: str
+) -> dict[str, DesiredState]:
+    """The retained desired document of each of `buses` on the broker, once each is `ready`."""
+    docs: dict[str, DesiredState] = {}
+    watcher = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
+    watcher.on_connect = lambda c, *_: [c.subscribe(topics.desired(b), qos=1) for b in buses]
+
+    def on_message(_c: Any, _u: Any, msg: paho.MQTTMessage) -> None:
+        if msg.payload:
+            doc = codec.decode(DesiredState, bytes(msg.payload))
+            docs[doc.bus] = doc
+
+    watcher.on_message = on_message
+    watcher.connect(broker.host, broker.port)
+    watcher.loop_start()
+    try:
+        wait_for(lambda: all(b in docs and ready(docs[b]) for b in buses) or None, 30, what)
+    finally:
+        watcher.loop_stop()
+        watcher.disconnect()
+    return dict(docs)
+
+
+def test_config_set_for_a_group_or_all_sets_each_bus_and_says_which(
+    mosquitto: Broker, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = tmp_path / "central.sqlite"
+    conn = cli_conn(mosquitto, db)
+    with central_running(central_config(mosquitto, db)):
+        assert cli("central", "group", "set", "depot", "bus-g2", "bus-g3", *conn) == 0
+        assert cli("central", "config", "set", "bus-g1", "telemetry.batch_max=50", *conn) == 0
+        capsys.readouterr()
+        argv = ["central", "config", "set", "--group", "depot", "display.language=en", *conn]
+        assert cli(*argv) == 0
+        out = capsys.readouterr().out
+        assert "bus-g2: desired state version" in out and "bus-g3: desired state" in out
+        assert "bus-g1" not in out
+        docs = retained_desired(
+            mosquitto, ["bus-g2", "bus-g3"], lambda d: "display.language" in d.config, "group"
+        )
+        assert {b: d.config for b, d in docs.items()} == {
+            "bus-g2": {"display.language": "en"},
+            "bus-g3": {"display.language": "en"},
+        }
+        # An unknown group, or a forbidden key for all: refused whole, nothing written.
+        assert cli("central", "config", "set", "--group", "nope", "display.language=de", *conn) == 2
+        assert "no group 'nope'" in capsys.readouterr().err
+        assert cli("central", "config", "set", "--all", "bus.id=x", "display.language=de", *conn) == 2
+        assert "never set remotely" in capsys.readouterr().err
+        # --all: every bus central knows (here: by their desired documents).
+        assert cli("central", "config", "set", "--all", "--unset", "display.language", *conn) == 0
+        out = capsys.readouterr().out
+        assert sorted(line.split(":")[0] for line in out.splitlines()) == [
+            "bus-g1", "bus-g2", "bus-g3"
+        ]  # fmt: skip
+        docs = retained_desired(
+            mosquitto,
+            ["bus-g1", "bus-g2", "bus-g3"],
+            lambda d: "display.language" not in d.config,
+            "all",
+        )
+    assert {b: d.config for b, d in docs.items()} == {
+        "bus-g1": {"telemetry.batch_max": 50},
+        "bus-g2": {},
+        "bus-g3": {},
+    }
