@@ -21,12 +21,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import msgspec
 import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from busfleet.broker.launch import Broker
+from busfleet.broker.launch import Broker, free_port
 from busfleet.broker.provision import agent_toml
 from busfleet.cli import main
 from busfleet.commands.config import parse_value
@@ -43,7 +44,7 @@ from onboard.config import (
     parse_config,
 )
 from onboard.errors import ConfigError
-from onboard.remote_config import judge
+from onboard.remote_config import LIVE, judge
 from protocols import codec, topics
 from protocols.config_keys import refusal
 from protocols.requests import ShowConfig
@@ -101,6 +102,18 @@ def test_the_bus_judges_each_key_by_the_agent_config_schema_and_says_why() -> No
     assert refused["bus.data_dir"].startswith("never set remotely: the bus's identity")
     assert "path to a file" in refused["journey.gtfs"]
     assert refused["nosection"].startswith("not a key")
+
+
+def test_the_display_language_is_a_remote_setting_applied_live() -> None:
+    accepted, refused = judge(
+        BASE, {"display.language": "en", "display.cycle_s": 1, "display.port": 9000}
+    )
+    assert accepted == {"display.language": "en", "display.port": 9000}
+    assert "out of range" in refused["display.cycle_s"]
+    accepted, refused = judge(BASE, {"display.language": "fr,de"})
+    assert accepted == {} and "give de, en or de,en" in refused["display.language"]
+    assert {"display.language", "display.cycle_s"} <= set(LIVE)
+    assert "display.port" not in LIVE  # a new port needs the server started again
 
 
 def test_agent_toml_meets_the_same_bounds_as_a_remote_setting() -> None:
@@ -516,3 +529,48 @@ def test_config_set_for_a_group_or_all_sets_each_bus_and_says_which(
         "bus-g2": {},
         "bus-g3": {},
     }
+
+
+async def display_state(port: int) -> dict[str, Any]:
+    """The state the agent's passenger display sends a page (its first Server-Sent Event)."""
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"http://127.0.0.1:{port}/display/events") as resp,
+    ):
+        async for line in resp.content:
+            if line.startswith(b"data: "):
+                state: dict[str, Any] = msgspec.json.decode(line[6:])["state"]
+                return state
+    raise AssertionError("the display sent no state")
+
+
+def test_the_display_language_set_from_central_reaches_the_pages_without_a_restart(
+    mosquitto: Broker, tmp_path: Path, bus: Bus
+) -> None:
+    port = free_port()
+    config = agent_config(mosquitto, bus.data_dir)
+    display = dataclasses.replace(config.display, enabled=True, port=port, language="de")
+    bus.toml.write_text(agent_toml(dataclasses.replace(config, display=display)))
+    central = central_config(mosquitto, tmp_path / "central.sqlite")
+    conn = cli_conn(mosquitto, tmp_path / "central.sqlite")
+    with central_running(central):
+        proc = bus.start()
+        shown = wait_for(lambda: _try_state(port), 30, "the display's first state")
+        assert shown["languages"] == ["de"] and shown["cycle_s"] == 8.0
+        argv = ["display.language=en,de", "display.cycle_s=4"]
+        assert cli("central", "config", "set", BUS, *argv, *conn) == 0
+        state = bus.reported(lambda s: "display.language" in s.config, "applied")
+        assert state.config == {"display.language": "en,de", "display.cycle_s": 4.0}
+        assert state.config_refused == {} and state.counters["config_pending"] == 0
+        shown = asyncio.run(display_state(port))
+        assert shown["languages"] == ["en", "de"] and shown["cycle_s"] == 4.0
+        assert bus.running() is proc and bus.starts == 1, "the language needs no restart"
+        assert bus.kept() == {"display.language": "en,de", "display.cycle_s": 4}
+        assert bus.stop() == 0
+
+
+def _try_state(port: int) -> dict[str, Any] | None:
+    try:
+        return asyncio.run(display_state(port))
+    except aiohttp.ClientConnectionError:
+        return None  # the display is not listening yet
