@@ -98,9 +98,7 @@ def display_languages(text: str) -> tuple[str, ...]:
     langs = tuple(part.strip().lower() for part in text.split(","))
     unknown = [lang for lang in langs if lang not in DISPLAY_LANGUAGES]
     if unknown or not langs:
-        raise ValueError(
-            f"{text!r} is not a list of display languages: give de, en or de,en"
-        )
+        raise ValueError(f"{text!r} is not a list of display languages: give de, en or de,en")
     if len(set(langs)) != len(langs):
         raise ValueError(f"{text!r} names a language twice")
     return langs

@@ -510,7 +510,8 @@ def test_config_set_for_a_group_or_all_sets_each_bus_and_says_which(
         # An unknown group, or a forbidden key for all: refused whole, nothing written.
         assert cli("central", "config", "set", "--group", "nope", "display.language=de", *conn) == 2
         assert "no group 'nope'" in capsys.readouterr().err
-        assert cli("central", "config", "set", "--all", "bus.id=x", "display.language=de", *conn) == 2
+        argv = ["central", "config", "set", "--all", "bus.id=x", "display.language=de", *conn]
+        assert cli(*argv) == 2
         assert "never set remotely" in capsys.readouterr().err
         # --all: every bus central knows (here: by their desired documents).
         assert cli("central", "config", "set", "--all", "--unset", "display.language", *conn) == 0

@@ -2,9 +2,10 @@
 
 Registered under `central` (by busfleet/commands/central.py), with the same --config/--db and
 broker options as the other central tools; each asks the running central. `set` puts settings
-into the desired documents of the buses named, a group's or all (central/remote_config.py); each bus judges the values by
-its own config schema, applies them (live, or by a restart when no trip runs) and reports what
-it runs and what it refused, which `show` sets beside what central wants.
+into the desired documents of the buses named, of a group's or of all (central/remote_config.py);
+each bus judges the values by its own config schema, applies them (live, or by a restart when
+no trip runs) and reports what it runs and what it refused, which `show` sets beside what
+central wants.
 """
 
 from __future__ import annotations

@@ -6,7 +6,8 @@ strip) from the agent and listen on `/display/events` (Server-Sent Events) for t
 the uplink is down. The agent feeds the inputs (`update`, `apply_desired`, `apply_journey`);
 the state is recomputed on every change and once per tick, so announcements expire on the
 bus's clock. The pages speak the state's `languages` (agent.toml's `display.language`, which
-central may set live: `set_language`) unless the kiosk URL says `?lang=`. Other parts serve on the same origin through `add_routes` (the ad media).
+central may set live: `set_language`) unless the kiosk URL says `?lang=`. Other parts serve on
+the same origin through `add_routes` (the ad media).
 
 Each page connection waits on its own flag and always sends the latest state: a slow or
 frozen screen skips intermediate states instead of queueing them.
