@@ -1,16 +1,20 @@
 """Remote configuration at central: agent settings in the buses' desired documents (issue 14).
 
-`busfleet central config set BUS KEY=VALUE... [--unset KEY]` and `config show BUS` arrive as
-`SetConfig` / `ShowConfig` requests (protocols/requests.py); the handlers here are entries of
-the dispatcher's table (central/service/dispatch.py). Central checks what it can know: the
+`busfleet central config set BUS|--group G|--all KEY=VALUE... [--unset KEY]` and `config show BUS`
+arrive as
+`SetConfig` / `ShowConfig` requests (protocols/requests.py); the handlers here are entries
+of the dispatcher's table (central/service/dispatch.py). Central checks what it can know: the
 form of a key ("section.key") and of a value (a scalar within sane bounds), and the keys that
 never go over the air (protocols/config_keys.py, the list the bus checks too). It does not
 know the agent's schema: the bus judges each value and reports the refused ones with the
 reason, and the value it runs for each key (`ReportedState.config`, `config_refused`), which
 `config show` sets beside the desired ones.
 
-A request for several buses (a group, later) is checked whole before any bus's document is
-written: a refusal changes nothing.
+`SetConfig` names its buses as the other features name targets (central/groups.py's
+`expand_targets`): a bus id, `bus:B`, `group:G` (its buses now) or `all` (every bus central
+knows); the reply lists each bus and its new desired version. A request for several buses is
+checked whole (settings and targets) before any bus's document is written, and all of them
+are written in one transaction: a refusal changes nothing.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import msgspec
 
 from central.desired import Published, update_desired
 from central.errors import Refused
+from central.groups import expand_targets
 from central.store.db import CentralStore
 from protocols import codec, topics
 from protocols.config_keys import MAX_KEYS, ConfigValue, refusal
@@ -81,11 +86,16 @@ def _bus(text: str) -> str:
 
 
 def _set(c: Ctx, r: SetConfig) -> Answer:
-    buses = sorted({_bus(b) for b in r.buses})
     values, unset = dict(r.values), list(r.unset)
     check(values, unset)  # before any bus's document is written
-    for bus in buses:
-        c.desired[bus] = set_config(c.store, bus, values, unset)
+    buses = expand_targets(c.store, r.buses)  # GroupError (a Refusal) for a bad target
+    if not buses:
+        raise SettingsRefused(f"no bus to set: {', '.join(r.buses)} names none (yet)")
+    written: Published = {}
+    with c.store.transaction():  # every bus's document, or none (one over MAX_KEYS, say)
+        for bus in buses:
+            written[bus] = set_config(c.store, bus, values, unset)
+    c.desired.update(written)
     rows: list[dict[str, Scalar]] = [{"bus": b, "version": c.desired[b][0]} for b in buses]
     result: dict[str, Scalar] = {"buses": len(buses)}
     if len(buses) == 1:

@@ -152,7 +152,7 @@ class Agent:
         # The passenger display; it shows the applied state's messages even while offline.
         self.display: Display | None = None
         if config.display.enabled:
-            self.display = Display(config.display.host, config.display.port)
+            self.display = Display.from_config(config.display)
             self.display.apply_desired(applied)
         # The driver's terminal: dispatch messages arrive as a command; canned messages,
         # acknowledgements and the emergency alarm leave through the outbox.

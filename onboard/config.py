@@ -83,6 +83,25 @@ class DisplaySection:
     enabled: bool = True  # the passenger display pages (onboard/display/)
     host: str = "127.0.0.1"  # the screens' network: the kiosk browsers connect here
     port: int = 8090  # 0: any free port; not 8080, central's HTTP default on a dev machine
+    # The languages the pages show, "de", "en" or "de,en" (alternating every cycle_s seconds);
+    # a kiosk URL's ?lang= and ?cycle= win. Live when central sets them (remote configuration).
+    language: str = "de"
+    cycle_s: float = 8.0
+
+
+DISPLAY_LANGUAGES = ("de", "en")  # the languages the display pages have texts for
+
+
+def display_languages(text: str) -> tuple[str, ...]:
+    """The languages of a `display.language` value ("de,en" -> ("de", "en")); ValueError says
+    what is wrong with it."""
+    langs = tuple(part.strip().lower() for part in text.split(","))
+    unknown = [lang for lang in langs if lang not in DISPLAY_LANGUAGES]
+    if unknown or not langs:
+        raise ValueError(f"{text!r} is not a list of display languages: give de, en or de,en")
+    if len(set(langs)) != len(langs):
+        raise ValueError(f"{text!r} names a language twice")
+    return langs
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +168,7 @@ RANGES: dict[str, tuple[float, float]] = {
     "ads.lookahead_days": (0, 366),
     "ads.max_accuracy_m": (0, 100_000),
     "display.port": (0, 65_535),
+    "display.cycle_s": (2, 120),  # what the pages accept as ?cycle=
     "driver.port": (0, 65_535),
     "portal.listen_port": (0, 65_535),
     "portal.tls_port": (0, 65_535),
@@ -235,6 +255,10 @@ def build_config(raw: dict[str, Any], path: str = "<config>") -> AgentConfig:
     _choice(config.gps.source, GPS_SOURCES, "gps.source", path)
     _choice(config.can.interface, CAN_INTERFACES, "can.interface", path)
     _choice(config.portal.firewall, tuple(FIREWALLS), "portal.firewall", path)
+    try:
+        display_languages(config.display.language)
+    except ValueError as exc:
+        raise ConfigError(f"display.language {exc}", path=path, key="display.language") from None
     check_link_security(config, path)
     check_portal_blocking(config, path)
     return config
@@ -306,11 +330,13 @@ def load_config(path: str | Path) -> AgentConfig:
 
 
 __all__ = [
+    "DISPLAY_LANGUAGES",
     "AgentConfig",
     "ConfigError",
     "GpsSection",
     "PortalSection",
     "build_config",
+    "display_languages",
     "load_config",
     "parse_config",
 ]

@@ -25,7 +25,7 @@ import asyncio
 import dataclasses
 import logging
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import msgspec
 
@@ -41,6 +41,9 @@ from onboard.store import AgentStore
 from onboard.telemetry import Telemetry
 from protocols.config_keys import ConfigValue, forbidden, refusal
 from protocols.schemas import ReportedState, Scalar
+
+if TYPE_CHECKING:  # the display's server loads aiohttp; the rules here need only its type
+    from onboard.display.server import Display
 
 __all__ = ["LIVE", "RemoteConfig", "flat", "judge", "trip_running"]
 
@@ -60,6 +63,7 @@ class Parts(Protocol):
     outbox: Outbox
     quality: GpsQuality
     portal: PortalService | None
+    display: Display | None
 
 
 Applier = Callable[[Parts, AgentConfig], None]
@@ -103,6 +107,11 @@ def _portal_limits(parts: Parts, config: AgentConfig) -> None:
         service.portal.table.limits = limits
 
 
+def _display_language(parts: Parts, config: AgentConfig) -> None:
+    if parts.display is not None:  # no display on this bus: the value waits in the configuration
+        parts.display.set_language(config.display.language, config.display.cycle_s)
+
+
 # The keys that change while the agent runs, and how; every other key waits for a restart.
 LIVE: dict[str, Applier] = {
     "telemetry.interval_s": _interval,
@@ -121,6 +130,8 @@ LIVE: dict[str, Applier] = {
     "portal.idle_s": _portal_limits,
     "portal.session_s": _portal_limits,
     "portal.volume_mb": _portal_limits,
+    "display.language": _display_language,
+    "display.cycle_s": _display_language,
 }
 
 

@@ -445,8 +445,10 @@ ConfigValue = Annotated[str, msgspec.Meta(max_length=1000)] | int | float | bool
 
 class SetConfig(RequestBase, tag="set_config", frozen=True, kw_only=True):
     """Set agent settings (`values`, by their agent.toml names) and drop others (`unset`: agent.toml
-    rules again) in the desired configuration of each bus of `buses`. Central refuses a bad key
-    form and the keys never set remotely (protocols/config_keys.py); the bus judges values."""
+    rules again) in the desired configuration of each bus `buses` names: targets as a timetable
+    publication takes them (a bus id, "bus:B", "group:G", "all"; central/groups.py). Central
+    refuses a bad key form and the keys never set remotely (protocols/config_keys.py); the bus
+    judges values."""
 
     buses: Annotated[list[Name], msgspec.Meta(min_length=1, max_length=1000)]
     values: Annotated[dict[ConfigKey, ConfigValue], msgspec.Meta(max_length=200)] = msgspec.field(

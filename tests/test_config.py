@@ -12,6 +12,7 @@ from onboard.config import (
     BusSection,
     ConfigError,
     MqttSection,
+    display_languages,
     load_config,
     parse_config,
 )
@@ -94,3 +95,28 @@ def test_integers_are_accepted_where_seconds_are_floats() -> None:
 def test_a_bad_central_config_is_refused() -> None:
     with pytest.raises(CentralConfigError):
         parse_central_config("[central]\nmqtt_port = 'x'")
+
+
+def test_the_display_shows_de_en_or_both_alternating() -> None:
+    assert AgentConfig().display.language == "de"
+    both = parse_config(DEV + '[display]\nlanguage = "de,en"\ncycle_s = 5\n').display
+    assert (both.language, both.cycle_s) == ("de,en", 5.0)
+    assert display_languages(both.language) == ("de", "en")
+    assert display_languages(" EN ") == ("en",)
+
+
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [
+        ('language = "fr"', "give de, en or de,en"),
+        ('language = ""', "give de, en or de,en"),
+        ('language = "de;en"', "give de, en or de,en"),
+        ('language = "de,de"', "twice"),
+        ("language = 1", "must be str"),
+        ("cycle_s = 1", "out of range"),
+    ],
+)
+def test_a_display_language_the_pages_lack_is_refused_at_load(text: str, why: str) -> None:
+    with pytest.raises(ConfigError, match=why) as info:
+        parse_config(f"{DEV}[display]\n{text}\n")
+    assert info.value.key in ("display.language", "display.cycle_s")

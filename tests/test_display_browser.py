@@ -113,6 +113,8 @@ def _blank() -> dict[str, Any]:
         "online": False,
         "diversion": None,
         "ad": None,
+        "languages": ("de",),
+        "cycle_s": 8.0,
     }
 
 
@@ -298,6 +300,29 @@ def test_german_english_and_alternating_languages(
         expect(both.locator("html")).to_have_attribute("lang", lang)
         expect(both.locator("#next-label")).to_have_text(label)
     for p in (english, german, both):
+        p.close()
+
+
+def test_a_page_without_lang_follows_the_agents_display_language_live(
+    browser: Browser, display: ServedDisplay
+) -> None:
+    display.update(journey=journey(0))
+    page = open_page(browser, f"{display.url}/landscape", "landscape")
+    pinned = open_page(browser, f"{display.url}/strip?lang=de", "strip")
+    expect(page.locator("#next-label")).to_have_text("Nächster Halt")
+    # display.language set from central (onboard/remote_config.py calls this): no reload.
+    display.call(lambda: display.display.set_language("en", 8.0))
+    expect(page.locator("html")).to_have_attribute("lang", "en")
+    expect(page.locator("#next-label")).to_have_text("Next stop")
+    version = page.locator("body").get_attribute("data-version")
+    expect(pinned.locator("body")).to_have_attribute("data-version", str(version))
+    expect(pinned.locator("#next-label")).to_have_text("Nächster Halt")  # its URL's ?lang= wins
+    display.call(lambda: display.display.set_language("de,en", 2.0))
+    for lang, label in (("de", "Nächster Halt"), ("en", "Next stop"), ("de", "Nächster Halt")):
+        expect(page.locator("html")).to_have_attribute("lang", lang)
+        expect(page.locator("#next-label")).to_have_text(label)
+    assert not_reloaded(page) and page.errors == []  # type: ignore[attr-defined]
+    for p in (page, pinned):
         p.close()
 
 

@@ -21,12 +21,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import msgspec
 import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from busfleet.broker.launch import Broker
+from busfleet.broker.launch import Broker, free_port
 from busfleet.broker.provision import agent_toml
 from busfleet.cli import main
 from busfleet.commands.config import parse_value
@@ -43,7 +44,7 @@ from onboard.config import (
     parse_config,
 )
 from onboard.errors import ConfigError
-from onboard.remote_config import judge
+from onboard.remote_config import LIVE, judge
 from protocols import codec, topics
 from protocols.config_keys import refusal
 from protocols.requests import ShowConfig
@@ -101,6 +102,18 @@ def test_the_bus_judges_each_key_by_the_agent_config_schema_and_says_why() -> No
     assert refused["bus.data_dir"].startswith("never set remotely: the bus's identity")
     assert "path to a file" in refused["journey.gtfs"]
     assert refused["nosection"].startswith("not a key")
+
+
+def test_the_display_language_is_a_remote_setting_applied_live() -> None:
+    accepted, refused = judge(
+        BASE, {"display.language": "en", "display.cycle_s": 1, "display.port": 9000}
+    )
+    assert accepted == {"display.language": "en", "display.port": 9000}
+    assert "out of range" in refused["display.cycle_s"]
+    accepted, refused = judge(BASE, {"display.language": "fr,de"})
+    assert accepted == {} and "give de, en or de,en" in refused["display.language"]
+    assert {"display.language", "display.cycle_s"} <= set(LIVE)
+    assert "display.port" not in LIVE  # a new port needs the server started again
 
 
 def test_agent_toml_meets_the_same_bounds_as_a_remote_setting() -> None:
@@ -444,3 +457,121 @@ def test_a_restart_waits_until_no_trip_is_running(mosquitto: Broker, tmp_path: P
         assert restart.is_set() and asked == [True, True, False]
     finally:
         agent.store.close()
+
+
+# -- several buses at once: a group, all ----------------------------------------------------------
+
+
+def retained_desired(
+    broker: Broker, buses: list[str], ready: Callable[[DesiredState], bool], what: str
+) -> dict[str, DesiredState]:
+    """The retained desired document of each of `buses` on the broker, once each is `ready`."""
+    docs: dict[str, DesiredState] = {}
+    watcher = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
+    watcher.on_connect = lambda c, *_: [c.subscribe(topics.desired(b), qos=1) for b in buses]
+
+    def on_message(_c: Any, _u: Any, msg: paho.MQTTMessage) -> None:
+        if msg.payload:
+            doc = codec.decode(DesiredState, bytes(msg.payload))
+            docs[doc.bus] = doc
+
+    watcher.on_message = on_message
+    watcher.connect(broker.host, broker.port)
+    watcher.loop_start()
+    try:
+        wait_for(lambda: all(b in docs and ready(docs[b]) for b in buses) or None, 30, what)
+    finally:
+        watcher.loop_stop()
+        watcher.disconnect()
+    return dict(docs)
+
+
+def test_config_set_for_a_group_or_all_sets_each_bus_and_says_which(
+    mosquitto: Broker, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = tmp_path / "central.sqlite"
+    conn = cli_conn(mosquitto, db)
+    with central_running(central_config(mosquitto, db)):
+        assert cli("central", "group", "set", "depot", "bus-g2", "bus-g3", *conn) == 0
+        assert cli("central", "config", "set", "bus-g1", "telemetry.batch_max=50", *conn) == 0
+        capsys.readouterr()
+        argv = ["central", "config", "set", "--group", "depot", "display.language=en", *conn]
+        assert cli(*argv) == 0
+        out = capsys.readouterr().out
+        assert "bus-g2: desired state version" in out and "bus-g3: desired state" in out
+        assert "bus-g1" not in out
+        docs = retained_desired(
+            mosquitto, ["bus-g2", "bus-g3"], lambda d: "display.language" in d.config, "group"
+        )
+        assert {b: d.config for b, d in docs.items()} == {
+            "bus-g2": {"display.language": "en"},
+            "bus-g3": {"display.language": "en"},
+        }
+        # An unknown group, or a forbidden key for all: refused whole, nothing written.
+        assert cli("central", "config", "set", "--group", "nope", "display.language=de", *conn) == 2
+        assert "no group 'nope'" in capsys.readouterr().err
+        argv = ["central", "config", "set", "--all", "bus.id=x", "display.language=de", *conn]
+        assert cli(*argv) == 2
+        assert "never set remotely" in capsys.readouterr().err
+        # --all: every bus central knows (here: by their desired documents).
+        assert cli("central", "config", "set", "--all", "--unset", "display.language", *conn) == 0
+        out = capsys.readouterr().out
+        assert sorted(line.split(":")[0] for line in out.splitlines()) == [
+            "bus-g1", "bus-g2", "bus-g3"
+        ]  # fmt: skip
+        docs = retained_desired(
+            mosquitto,
+            ["bus-g1", "bus-g2", "bus-g3"],
+            lambda d: "display.language" not in d.config,
+            "all",
+        )
+    assert {b: d.config for b, d in docs.items()} == {
+        "bus-g1": {"telemetry.batch_max": 50},
+        "bus-g2": {},
+        "bus-g3": {},
+    }
+
+
+async def display_state(port: int) -> dict[str, Any]:
+    """The state the agent's passenger display sends a page (its first Server-Sent Event)."""
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"http://127.0.0.1:{port}/display/events") as resp,
+    ):
+        async for line in resp.content:
+            if line.startswith(b"data: "):
+                state: dict[str, Any] = msgspec.json.decode(line[6:])["state"]
+                return state
+    raise AssertionError("the display sent no state")
+
+
+def test_the_display_language_set_from_central_reaches_the_pages_without_a_restart(
+    mosquitto: Broker, tmp_path: Path, bus: Bus
+) -> None:
+    port = free_port()
+    config = agent_config(mosquitto, bus.data_dir)
+    display = dataclasses.replace(config.display, enabled=True, port=port, language="de")
+    bus.toml.write_text(agent_toml(dataclasses.replace(config, display=display)))
+    central = central_config(mosquitto, tmp_path / "central.sqlite")
+    conn = cli_conn(mosquitto, tmp_path / "central.sqlite")
+    with central_running(central):
+        proc = bus.start()
+        shown = wait_for(lambda: _try_state(port), 30, "the display's first state")
+        assert shown["languages"] == ["de"] and shown["cycle_s"] == 8.0
+        argv = ["display.language=en,de", "display.cycle_s=4"]
+        assert cli("central", "config", "set", BUS, *argv, *conn) == 0
+        state = bus.reported(lambda s: "display.language" in s.config, "applied")
+        assert state.config == {"display.language": "en,de", "display.cycle_s": 4.0}
+        assert state.config_refused == {} and state.counters["config_pending"] == 0
+        shown = asyncio.run(display_state(port))
+        assert shown["languages"] == ["en", "de"] and shown["cycle_s"] == 4.0
+        assert bus.running() is proc and bus.starts == 1, "the language needs no restart"
+        assert bus.kept() == {"display.language": "en,de", "display.cycle_s": 4}
+        assert bus.stop() == 0
+
+
+def _try_state(port: int) -> dict[str, Any] | None:
+    try:
+        return asyncio.run(display_state(port))
+    except aiohttp.ClientConnectionError:
+        return None  # the display is not listening yet

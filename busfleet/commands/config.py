@@ -1,10 +1,11 @@
-"""`busfleet central config set|show`: agent settings from central, per bus (issue 14).
+"""`busfleet central config set|show`: agent settings from central, per bus or group (issue 14).
 
 Registered under `central` (by busfleet/commands/central.py), with the same --config/--db and
 broker options as the other central tools; each asks the running central. `set` puts settings
-into the buses' desired documents (central/remote_config.py); each bus judges the values by
-its own config schema, applies them (live, or by a restart when no trip runs) and reports what
-it runs and what it refused, which `show` sets beside what central wants.
+into the desired documents of the buses named, of a group's or of all (central/remote_config.py);
+each bus judges the values by its own config schema, applies them (live, or by a restart when
+no trip runs) and reports what it runs and what it refused, which `show` sets beside what
+central wants.
 """
 
 from __future__ import annotations
@@ -40,18 +41,24 @@ def register_central(csub: Parsers, connection_args: ConnectionArgs) -> None:
     set_ = sub.add_parser(
         "set",
         help="set (or unset) settings of one or more buses",
-        description="Set settings in the desired state of each bus named. Values are TOML "
-        'values: 5, 2.5, true, "text" (a bare word is a text too). Example: '
-        "`config set bus-01 telemetry.send_every_s=5 portal.max_clients=40`. "
+        description="Set settings in the desired state of each bus named, of each bus of a "
+        "group (--group, central's groups: `busfleet central group set`), or of every bus "
+        'central knows (--all). Values are TOML values: 5, 2.5, true, "text" (a bare word is '
+        "a text too). Example: `config set bus-01 telemetry.send_every_s=5 "
+        "portal.max_clients=40`, `config set --group depot display.language=de,en`. "
         "--unset drops a setting: agent.toml's value applies again.",
     )
     connection_args(set_)
     set_.add_argument(
         "items",
-        nargs="+",
+        nargs="*",
         metavar="BUS|KEY=VALUE",
-        help="bus ids, then settings (a word with = is a setting)",
+        help="bus ids (or bus:B, group:G), then settings (a word with = is a setting)",
     )
+    set_.add_argument(
+        "--group", action="append", default=[], metavar="G", help="the buses of group G (repeat)"
+    )
+    set_.add_argument("--all", action="store_true", help="every bus central knows")
     set_.add_argument(
         "--unset", action="append", default=[], metavar="KEY", help="drop this setting (repeat)"
     )
@@ -86,6 +93,7 @@ def set_cmd(args: argparse.Namespace) -> int:
 
     prog = f"{PROG} set"
     buses = [item for item in args.items if "=" not in item]
+    buses += [f"group:{g}" for g in args.group] + (["all"] if args.all else [])
     values: dict[str, str | int | float | bool] = {}
     try:
         for item in args.items:
@@ -96,7 +104,7 @@ def set_cmd(args: argparse.Namespace) -> int:
         print(f"{prog}: {exc}", file=sys.stderr)
         return 2
     if not buses:
-        print(f"{prog}: name at least one bus", file=sys.stderr)
+        print(f"{prog}: name at least one bus, --group G or --all", file=sys.stderr)
         return 2
     if not values and not args.unset:
         print(f"{prog}: give KEY=VALUE or --unset KEY", file=sys.stderr)

@@ -74,6 +74,9 @@ class DisplayState:
     diversion: str | None = None
     ad: AdSlot | None = None
     online: bool = False  # the uplink to city hall; the pages work the same without it
+    # What the pages show it in (`display.language`), alternating; a kiosk URL's ?lang= wins.
+    languages: tuple[str, ...] = ("de",)
+    cycle_s: float = 8.0
 
 
 def message_valid(message: PassengerMessage, now: float) -> bool:
@@ -123,6 +126,8 @@ def display_state(
     diversion: str | None = None,
     ad: AdSlot | None = None,
     max_stops: int = MAX_STOPS,
+    languages: tuple[str, ...] = ("de",),
+    cycle_s: float = 8.0,
 ) -> DisplayState:
     """The state the pages show at `now` (unix seconds, the bus's clock).
 
@@ -153,6 +158,8 @@ def display_state(
         diversion=diversion or None,
         ad=local_ad(ad),
         online=online,
+        languages=languages,
+        cycle_s=cycle_s,
     )
 
 

@@ -5,7 +5,9 @@ strip) from the agent and listen on `/display/events` (Server-Sent Events) for t
 `DisplayState`; nothing on the pages comes from outside the bus, so they keep working while
 the uplink is down. The agent feeds the inputs (`update`, `apply_desired`, `apply_journey`);
 the state is recomputed on every change and once per tick, so announcements expire on the
-bus's clock. Other parts serve on the same origin through `add_routes` (the ad media).
+bus's clock. The pages speak the state's `languages` (agent.toml's `display.language`, which
+central may set live: `set_language`) unless the kiosk URL says `?lang=`. Other parts serve on
+the same origin through `add_routes` (the ad media).
 
 Each page connection waits on its own flag and always sends the latest state: a slow or
 frozen screen skips intermediate states instead of queueing them.
@@ -24,6 +26,7 @@ from typing import TYPE_CHECKING, TypedDict, Unpack
 from aiohttp import web
 
 from httpguard import ServerLimits
+from onboard.config import DisplaySection, display_languages
 from onboard.display.model import (
     AdSlot,
     DisplayState,
@@ -64,6 +67,8 @@ class DisplayInputs:
     online: bool = False
     diversion: str | None = None
     ad: AdSlot | None = None
+    languages: tuple[str, ...] = ("de",)  # `display.language`, parsed
+    cycle_s: float = 8.0
 
 
 class Changes(TypedDict, total=False):
@@ -75,6 +80,8 @@ class Changes(TypedDict, total=False):
     online: bool
     diversion: str | None
     ad: AdSlot | None
+    languages: tuple[str, ...]
+    cycle_s: float
 
 
 class Display(LocalSite[DisplayState]):
@@ -94,12 +101,24 @@ class Display(LocalSite[DisplayState]):
         tick_s: float = 1.0,
         heartbeat_s: float = 15.0,
         limits: ServerLimits | None = None,
+        language: str = "de",
+        cycle_s: float = 8.0,
     ) -> None:
         feed: LiveFeed[DisplayState] = LiveFeed(DisplayState(), heartbeat_s=heartbeat_s)
         super().__init__(host, port, feed, tick_s=tick_s, limits=limits)
         self.clock = clock
-        self.inputs = DisplayInputs()
+        self.inputs = DisplayInputs(languages=display_languages(language), cycle_s=cycle_s)
         self._extra_routes: list[web.AbstractRouteDef] = []
+
+    @classmethod
+    def from_config(cls, section: DisplaySection) -> Display:
+        """The display agent.toml's [display] describes (its languages checked already)."""
+        return cls(section.host, section.port, language=section.language, cycle_s=section.cycle_s)
+
+    def set_language(self, language: str, cycle_s: float) -> None:
+        """Show the pages in `language` ("de", "en", "de,en") from now on, at once: a page
+        without ?lang= takes it from the next state it gets (remote configuration)."""
+        self.update(languages=display_languages(language), cycle_s=cycle_s)
 
     # -- inputs ---------------------------------------------------------------------------
     def update(self, **changes: Unpack[Changes]) -> None:
@@ -140,6 +159,8 @@ class Display(LocalSite[DisplayState]):
             online=i.online,
             diversion=i.diversion,
             ad=i.ad,
+            languages=i.languages,
+            cycle_s=i.cycle_s,
         )
         return self.feed.publish(state)
 

@@ -34,13 +34,22 @@
   };
 
   const params = new URLSearchParams(window.location.search);
-  // ?lang=de | en | de,en (alternate every ?cycle= seconds, 8 by default)
-  const langs = (params.get('lang') || 'de')
-    .split(',')
-    .map((s) => s.trim())
-    .filter((s) => Object.prototype.hasOwnProperty.call(TEXT, s));
-  if (langs.length === 0) langs.push('de');
-  const cycleS = Math.min(120, Math.max(2, Number(params.get('cycle')) || 8));
+  // The languages: the kiosk URL's ?lang=de | en | de,en if given, else the agent's
+  // display.language, which comes with every state (and changes live); alternating every
+  // ?cycle= (else the state's cycle_s) seconds, 8 by default.
+  function known(list) {
+    const out = (Array.isArray(list) ? list : [])
+      .map((s) => String(s).trim())
+      .filter((s) => Object.prototype.hasOwnProperty.call(TEXT, s));
+    return out.length ? out : ['de'];
+  }
+  function seconds(value) {
+    return Math.min(120, Math.max(2, Number(value) || 8));
+  }
+  const urlLangs = params.get('lang') ? known(params.get('lang').split(',')) : null;
+  const urlCycle = params.get('cycle');
+  let langs = urlLangs || ['de'];
+  let cycleS = seconds(urlCycle);
   const landscape = document.body.classList.contains('landscape');
   const laterStops = landscape ? 4 : 2;
 
@@ -204,6 +213,16 @@
     document.body.dataset.onRoute = String(state.on_route !== false);
   }
 
+  function takeLanguages(s) {
+    if (!urlCycle) cycleS = seconds(s.cycle_s);
+    if (urlLangs) return;
+    const next = known(s.languages);
+    if (next.join(',') === langs.join(',')) return;
+    langs = next;
+    langIndex = 0;
+    lastCycle = Date.now();
+  }
+
   function tick() {
     setText('clock', hhmm(new Date()));
     if (langs.length > 1 && Date.now() - lastCycle >= cycleS * 1000) {
@@ -233,6 +252,7 @@
       }
       if (!message || typeof message.state !== 'object') return;
       state = message.state;
+      takeLanguages(state);
       document.body.dataset.version = String(message.version);
       render();
     };
