@@ -106,7 +106,8 @@ def refusals(db: Path, bus: str) -> list[dict[str, Any]]:
 def test_central_publishes_v1_then_v2_to_an_online_and_an_offline_bus_and_refuses_bad_bytes(
     mosquitto: Broker, tmp_path: Path, output_dir: Path
 ) -> None:
-    depart = (int(time.time()) + 420) % 86400  # T1 leaves S0 in 7 minutes, T2 ten after
+    # T1 leaves S0 in 7 minutes, T2 ten after (past midnight UTC: hours over 24, as GTFS has)
+    depart = int(time.time()) % 86400 + 420
     v1 = live_feed(tmp_path / "v1.zip", depart=depart)
     v2 = live_feed(tmp_path / "v2.zip", depart=depart, renamed={"S3": RENAMED}, shift_s=SHIFT_S)
     v3 = live_feed(tmp_path / "v3.zip", depart=depart, renamed={"S3": RENAMED, "S2": "Bad Bytes"},
@@ -190,8 +191,8 @@ def test_central_publishes_v1_then_v2_to_an_online_and_an_offline_bus_and_refuse
             assert (first, second) == (1, 2)
             assert switched_b >= back > valid_from
             wait_for(lambda: RENAMED in stop_names(ports["bus-b"]), WAIT, "bus-b shows S3's name")
-            # T2 is planned on v2: five minutes later at every stop (the bus is early and
-            # on time: it waits at S0 for the departure, so the display shows the timetable).
+            # T2 is planned on v2: five minutes later at every stop (the bus is early: the
+            # display expects it at the timetable's times).
             after_b = _expected(display_state(ports["bus-b"]))
             assert set(after_b) == set(before_b) == {"S0", "S1", "S2", "S3"}
             assert all(abs(after_b[s] - before_b[s] - SHIFT_S) < 60 for s in after_b), (

@@ -53,7 +53,7 @@ def gtfs_files(*, last_stop: str = "Stop 3", lead_s: int = 600) -> dict[str, str
 def live_feed(
     path: Path, *, depart: int, renamed: dict[str, str] | None = None, shift_s: int = 0
 ) -> Path:
-    """A feed for simulated buses (tests/test_timetable_live.py), written as a zip to `path`.
+    """A feed for simulated buses (tests/test_timetable_live.py), as a zip at `path`.
 
     Two trips of route R1 on one shape: T1 leaves stop S0 at `depart` (seconds of the UTC day),
     T2 ten minutes later (plus `shift_s`); four stops 500 m apart after a 4 km run-in from the
@@ -70,7 +70,8 @@ def live_feed(
     )
     times = []
     for trip, dep in (("T1", depart), ("T2", depart + 600 + shift_s)):
-        times += [f"{trip},{_hms(dep + 120 * k)},{_hms(dep + 120 * k)},S{k},{k + 1}" for k in range(4)]
+        times += [f"{trip},{_hms(dep + 120 * k)},{_hms(dep + 120 * k)},S{k},{k + 1}"
+                  for k in range(4)]  # fmt: skip
     files = {
         "agency.txt": "agency_name,agency_url,agency_timezone\nBus,http://x,UTC\n",
         "routes.txt": "route_id,route_short_name,route_long_name,route_type\nR1,1,Line,3\n",
