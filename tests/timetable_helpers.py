@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -47,6 +48,47 @@ def gtfs_files(*, last_stop: str = "Stop 3", lead_s: int = 600) -> dict[str, str
         + times
         + "\n",
     }
+
+
+def live_feed(
+    path: Path, *, depart: int, renamed: dict[str, str] | None = None, shift_s: int = 0
+) -> Path:
+    """A feed for simulated buses (tests/test_timetable_live.py), as a zip at `path`.
+
+    Two trips of route R1 on one shape: T1 leaves stop S0 at `depart` (seconds of the UTC day),
+    T2 ten minutes later (plus `shift_s`); four stops 500 m apart after a 4 km run-in from the
+    depot, where the shape starts. A simulated bus starts at the depot: its trip is planned and
+    tracked as it drives to S0, and it has not left S0 (the trip has not started) for minutes,
+    whatever the machine's speed (at most 50 km/h: 4 km take 288 s). `renamed`: stop id -> name.
+    """
+    depot = offset_m(*START, -900.0, 0.0)
+    points = [offset_m(*depot, 0.0, i * 250.0) for i in range(23)]  # 5.5 km due east
+    shape = "\n".join(f"E,{la:.6f},{lo:.6f},{i}" for i, (la, lo) in enumerate(points))
+    names = {f"S{k}": f"Stop {k}" for k in range(4)} | (renamed or {})
+    stops = "\n".join(
+        f"S{k},{names[f'S{k}']},{la:.6f},{lo:.6f}" for k, (la, lo) in enumerate(points[16::2])
+    )
+    times = []
+    for trip, dep in (("T1", depart), ("T2", depart + 600 + shift_s)):
+        times += [f"{trip},{_hms(dep + 120 * k)},{_hms(dep + 120 * k)},S{k},{k + 1}"
+                  for k in range(4)]  # fmt: skip
+    files = {
+        "agency.txt": "agency_name,agency_url,agency_timezone\nBus,http://x,UTC\n",
+        "routes.txt": "route_id,route_short_name,route_long_name,route_type\nR1,1,Line,3\n",
+        "shapes.txt": "shape_id,shape_pt_lat,shape_pt_lon,shape_pt_sequence\n" + shape + "\n",
+        "stops.txt": "stop_id,stop_name,stop_lat,stop_lon\n" + stops + "\n",
+        "trips.txt": "route_id,service_id,trip_id,trip_headsign,shape_id\n"
+        "R1,ALL,T1,Town,E\nR1,ALL,T2,Town,E\n",
+        "calendar.txt": "service_id,monday,tuesday,wednesday,thursday,friday,saturday,sunday,"
+        "start_date,end_date\nALL,1,1,1,1,1,1,1,20200101,20991231\n",
+        "stop_times.txt": "trip_id,arrival_time,departure_time,stop_id,stop_sequence\n"
+        + "\n".join(times)
+        + "\n",
+    }
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, text in files.items():
+            zf.writestr(name, text)
+    return path
 
 
 def package(**kw: str | int) -> tuple[bytes, str]:
