@@ -397,8 +397,8 @@ def _timetable(
         late = entry.timetable != want and now >= start + p.timetable_late_s
         if late and not w.timetable_late:
             text = f"runs {_running(entry)}, should run v{want} since {_utc(start)}"
-            where = {"lat": entry.lat, "lon": entry.lon}
-            changes.append(Change(RAISE, "timetable_out_of_date", now, text=text, **where))
+            kind, lat, lon = "timetable_out_of_date", entry.lat, entry.lon
+            changes.append(Change(RAISE, kind, now, text=text, lat=lat, lon=lon))
     if w.timetable_late and not late:
         changes.append(Change(CLEAR, "timetable_out_of_date", now))
     return seen, late
