@@ -37,6 +37,7 @@ class CentralConfig:
     http_port: int = 0  # its port; 0 = no HTTP server
     alarm_overspeed_kmh: float = 70.0  # faster than this for 5 s raises an overspeed alarm
     alarm_sync_after_s: float = 120.0  # online, not running its desired state this long: alarm
+    alarm_timetable_late_s: float = 600.0  # not on its desired timetable this long after valid_from
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property

@@ -29,6 +29,7 @@ from central.store.db import CentralStore
 from protocols import codec, compact, topics
 from protocols.schemas import (
     Alarm,
+    DesiredState,
     Event,
     EventBatch,
     FleetEntry,
@@ -38,6 +39,8 @@ from protocols.schemas import (
     Scalar,
     TelemetryBatch,
     TelemetryRecord,
+    TimetableRef,
+    TimetableState,
     Vehicle,
 )
 
@@ -371,3 +374,96 @@ def test_a_drivers_emergency_from_an_outage_still_raises_the_highest_alarm() -> 
     center.on_events("bus-1", events(("emergency", 4, {}), backfill=True), ENTRY, T0)
     (alarm,) = center.alarms()
     assert (alarm.kind, alarm.severity) == ("emergency", 4)
+
+
+# -- the timetable a bus runs (issue 14) ----------------------------------------------------
+
+TT = msgspec.structs.replace(
+    ENTRY, timetable_desired=2, timetable_valid_from=T0, timetable=1, timetable_source="central"
+)
+
+
+def tt_changes(
+    timeline: list[tuple[float, FleetEntry]], p: AlarmParams = P, w: BusWatch | None = None
+) -> list[tuple[float, str, str]]:
+    """(seconds after T0, what, text) of every timetable alarm change along `timeline`."""
+    w, out = w or BusWatch(), []
+    for t, entry in timeline:
+        w, changes = rules.watch_tick(w, entry, T0 + t, p)
+        out += [(t, c.what, c.text) for c in changes if c.kind == "timetable_out_of_date"]
+    return out
+
+
+def test_a_bus_on_an_older_timetable_ten_minutes_after_valid_from_is_out_of_date() -> None:
+    on_v2 = msgspec.structs.replace(TT, timetable=2)
+    got = tt_changes([(-60, TT), (0, TT), (599, TT), (600, TT), (700, TT), (800, on_v2)])
+    assert got == [
+        (600, RAISE, "runs v1, should run v2 since 2027-01-15 08:00 UTC"),
+        (800, CLEAR, ""),
+    ]
+    later = AlarmParams(timetable_late_s=900.0)  # central.toml's alarm_timetable_late_s
+    assert [t for t, *_ in tt_changes([(600, TT), (899, TT), (900, TT)], later)] == [900]
+
+
+def test_a_bus_offline_for_days_on_the_old_timetable_is_out_of_date_too() -> None:
+    away = msgspec.structs.replace(TT, online=False, last_seen=T0 - 3 * 86_400)
+    got = tt_changes([(0, away), (3 * 86_400, away)])
+    assert got == [(3 * 86_400, RAISE, "runs v1, should run v2 since 2027-01-15 08:00 UTC")]
+    local = msgspec.structs.replace(away, timetable=None, timetable_source="local")
+    assert tt_changes([(601, local)])[0][2].startswith("runs a local bootstrap feed,")
+    nothing = msgspec.structs.replace(away, timetable=None)
+    assert tt_changes([(601, nothing)])[0][2].startswith("runs no timetable,")
+
+
+def test_a_timetable_published_at_once_counts_from_when_central_first_saw_it_desired() -> None:
+    at_once = msgspec.structs.replace(TT, timetable_valid_from=None)
+    got = tt_changes([(100, at_once), (699, at_once), (700, at_once)])
+    assert [(t, what) for t, what, _ in got] == [(700, RAISE)]
+    # No timetable desired at all: nothing is out of date, whatever the bus runs.
+    none = msgspec.structs.replace(TT, timetable_desired=None, timetable_valid_from=None)
+    assert tt_changes([(0, none), (10_000, none)]) == []
+
+
+def test_the_out_of_date_alarm_follows_the_desired_version_and_its_time() -> None:
+    v3_later = msgspec.structs.replace(TT, timetable_desired=3, timetable_valid_from=T0 + 3600)
+    got = tt_changes([(600, TT), (700, v3_later), (3600 + 600, v3_later)])
+    assert [(t, what) for t, what, _ in got] == [(600, RAISE), (700, CLEAR), (4200, RAISE)]
+    assert got[-1][2] == "runs v1, should run v3 since 2027-01-15 09:00 UTC"
+
+
+def test_ingest_raises_timetable_out_of_date_on_central_clock_and_clears_it_when_caught_up(
+    tmp_path: Path,
+) -> None:
+    store = CentralStore(tmp_path / "central.sqlite")
+    ingest = Ingest(store)
+    ref = TimetableRef(version=2, sha256="a" * 64, size=10, url="http://c/t.zip", valid_from=T0)
+    desired = DesiredState(bus="bus-1", version=4, timetable=ref)
+    ingest.handle(topics.desired("bus-1"), codec.encode(desired), T0 - 100)
+
+    def report(running: int, t: float) -> None:
+        tt = TimetableState(running=running, staged=2, source="central")
+        state = ReportedState(bus="bus-1", version=4, t=t, timetable=tt)
+        ingest.handle(topics.reported("bus-1"), codec.encode(state), t)
+
+    report(1, T0 - 90)
+    birth, death = (Presence(bus="bus-1", online=o, session=1, t=T0 - 80) for o in (True, False))
+    ingest.handle(topics.presence("bus-1"), codec.encode(birth), T0 - 80)
+    ingest.handle(topics.presence("bus-1"), codec.encode(death), T0 - 70)  # and away for good
+    ingest.tick(T0 + 590)
+    assert not ingest.buses["bus-1"].entry.online
+    assert ingest.alarms.alarms() == []
+    ingest.tick(T0 + 610)
+    late = [a for a in ingest.alarms.alarms() if a.kind == "timetable_out_of_date"]
+    assert [(a.state, a.severity, a.text) for a in late] == [
+        (ACTIVE, 2, "runs v1, should run v2 since 2027-01-15 08:00 UTC")
+    ]
+    store.close()
+    # A central restarted meanwhile, and the bus is back on v2: the alarm it left clears.
+    store = CentralStore(tmp_path / "central.sqlite")
+    ingest = Ingest(store)
+    ingest.handle(topics.desired("bus-1"), codec.encode(desired), T0 + 700)
+    report(2, T0 + 710)
+    ingest.tick(T0 + 720)
+    late = [a for a in ingest.alarms.alarms() if a.kind == "timetable_out_of_date"]
+    assert [a.state for a in late] == [CLEARED]
+    store.close()

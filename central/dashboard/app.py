@@ -41,6 +41,7 @@ from central.dashboard.messages import (
     EditPlaylist,
     FleetUpdated,
     LinkStatus,
+    PublishVersion,
     ReplyReceived,
 )
 from central.dashboard.screens.alarms import AlarmsScreen
@@ -51,6 +52,12 @@ from central.dashboard.screens.help import HelpScreen
 from central.dashboard.screens.map import MapScreen
 from central.dashboard.screens.media import MediaScreen
 from central.dashboard.screens.reports import ReportsScreen
+from central.dashboard.screens.timetables import (
+    TimetablesScreen,
+    publish_form,
+    publish_request,
+    published_text,
+)
 from central.dashboard.state import UNACKED, apply, apply_alarms, per_bus
 from central.dashboard.text import clean
 from central.dashboard.view import DashboardView, Query, Shapes, Stops
@@ -89,6 +96,7 @@ class DashboardApp(App[None]):
         "map": MapScreen,
         "reports": ReportsScreen,
         "media": MediaScreen,
+        "timetables": TimetablesScreen,
     }
     DEFAULT_MODE = "fleet"
     COMMANDS = App.COMMANDS | {DispatchCommands}
@@ -98,6 +106,7 @@ class DashboardApp(App[None]):
         Binding("3", "switch_mode('map')", "Map"),
         Binding("4", "switch_mode('reports')", "Reports"),
         Binding("5", "switch_mode('media')", "Media"),
+        Binding("6", "switch_mode('timetables')", "Timetables"),
         Binding("n", "new_message", "Message"),
         Binding("g", "import_gtfs", "Import GTFS", show=False),
         Binding("question_mark,f1", "help", "Help"),
@@ -308,6 +317,18 @@ class DashboardApp(App[None]):
     def on_edit_playlist(self, message: EditPlaylist) -> None:
         self.edit_playlist(message.playlist, message.media, message.seconds, message.media_names)
 
+    def on_publish_version(self, message: PublishVersion) -> None:
+        def publish(values: dict[str, str]) -> Awaitable[DispatchReply] | None:
+            try:
+                request = publish_request(message.version, values, self.clock())
+            except ValueError as exc:
+                self.notify(str(exc), title="publish_timetable refused", severity="error")
+                return None
+            return self.act(request, published_text(request))
+
+        form = publish_form(message.version, sorted(self.fleet), message.groups)
+        self.push_screen(form, self._then(publish))
+
     # -- workflows --------------------------------------------------------------------------
     def open_bus(self, bus: str | None) -> None:
         if bus:
@@ -512,6 +533,7 @@ KEY_SCOPES: list[tuple[str, type]] = [
     ("map canvas", BrailleMap),
     ("reports", ReportsScreen),
     ("media", MediaScreen),
+    ("timetables", TimetablesScreen),
     ("dialogs", FormScreen),
     ("help", HelpScreen),
 ]

@@ -38,6 +38,11 @@ class DispatchCommands(Provider):
                 "punctuality, proof of play, feedback",
             ),
             ("Media and playlists", partial(app.switch_mode, "media"), "assign a playlist"),
+            (
+                "Timetables",
+                partial(app.switch_mode, "timetables"),
+                "versions, what changed, publish",
+            ),
             # the app's own key actions (n, g, ?), run by name as its bindings run them
             (
                 "New passenger message",

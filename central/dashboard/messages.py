@@ -83,3 +83,11 @@ class EditPlaylist(Message):
     media: str = ""
     seconds: Scalar = None
     media_names: list[str] = field(default_factory=list)
+
+
+@dataclass
+class PublishVersion(Message):
+    """The dispatcher wants to publish timetable `version` (the app asks from when, to whom)."""
+
+    version: int
+    groups: list[str] = field(default_factory=list)  # the groups central knows, to suggest

@@ -18,10 +18,19 @@ from typing import Any, Protocol, cast
 from textual.app import App
 
 from central.dashboard.state import AlarmState, BusAlarms, FleetState
-from protocols.requests import Detail, DispatchReply, Listing, Report
+from protocols.requests import (
+    Detail,
+    DispatchReply,
+    ListGroups,
+    Listing,
+    ListTimetables,
+    Report,
+    ShowTimetable,
+)
 from protocols.schemas import CentralStats
 
-Query = Detail | Listing | Report  # central's read-only requests
+# central's read-only requests
+Query = Detail | Listing | Report | ListTimetables | ShowTimetable | ListGroups
 Shapes = list[list[tuple[float, float]]]
 Stops = list[tuple[str, str, float, float]]
 

@@ -18,6 +18,7 @@ clear alarms they are newer than.
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
@@ -47,6 +48,7 @@ __all__ = [
     "from_event",
     "hold_step",
     "step",
+    "timetable_start",
     "watch_reported",
     "watch_telemetry",
     "watch_tick",
@@ -97,6 +99,7 @@ KINDS: Final[dict[str, KindInfo]] = {
     "gps_lost": KindInfo(2, "GPS lost"),
     "backlog": KindInfo(2, "outbox backlog growing"),
     "out_of_sync": KindInfo(2, "out of sync with its desired state"),
+    "timetable_out_of_date": KindInfo(2, "runs another timetable than it should"),
     "data_dropped": KindInfo(2, "outbox over budget: data dropped", latched=True),
 }
 GENERIC = KindInfo(3, "alarm from the bus", latched=True)
@@ -121,10 +124,14 @@ def info(kind: str) -> KindInfo:
 
 @dataclass(frozen=True, slots=True)
 class AlarmParams:
-    """Thresholds; central.toml sets the first two (`alarm_overspeed_kmh`, `alarm_sync_after_s`)."""
+    """Thresholds; central.toml sets the first three (`alarm_overspeed_kmh`,
+    `alarm_sync_after_s`, `alarm_timetable_late_s`)."""
 
     overspeed_kmh: float = 70.0
     sync_after_s: float = 120.0  # online and not running its desired version for this long
+    # Not running its desired timetable this long after the version's valid_from (or, for one
+    # published "at once", after central first saw it desired): out of date, online or not.
+    timetable_late_s: float = 600.0
     overspeed_s: float = 5.0  # over the limit this long raises
     door_speed_kmh: float = 5.0  # a door open above this speed counts as "while moving"
     door_s: float = 2.0
@@ -238,6 +245,9 @@ class BusWatch:
     rejected: bool = False
     backlog: tuple[int, ...] = ()  # the outbox counts of the last reports that differed
     backlog_alarm: bool = False
+    # The desired timetable version and when central first saw it desired (by its clock).
+    timetable_seen: tuple[int, float] | None = None
+    timetable_late: bool = False
 
 
 def _speed_kmh(r: TelemetryRecord) -> float | None:
@@ -339,6 +349,70 @@ def watch_tick(
         out = True
         text = f"runs v{entry.reported_version}, desired v{entry.desired_version}"
         changes.append(Change(RAISE, "out_of_sync", now, text=text, lat=entry.lat, lon=entry.lon))
-    if (online, unsync_since, out) == (w.online, w.unsync_since, w.out_of_sync):
+    seen, late = _timetable(w, entry, now, p, changes)
+    if (online, unsync_since, out, seen, late) == (
+        w.online,
+        w.unsync_since,
+        w.out_of_sync,
+        w.timetable_seen,
+        w.timetable_late,
+    ):
         return w, changes
-    return replace(w, online=online, unsync_since=unsync_since, out_of_sync=out), changes
+    return replace(
+        w,
+        online=online,
+        unsync_since=unsync_since,
+        out_of_sync=out,
+        timetable_seen=seen,
+        timetable_late=late,
+    ), changes
+
+
+def timetable_start(entry: FleetEntry, seen_t: float) -> float:
+    """When the bus should switch to its desired timetable (central's clock): the version's
+    valid_from, or when central first saw it desired (`seen_t`) if it is valid at once."""
+    return entry.timetable_valid_from if entry.timetable_valid_from is not None else seen_t
+
+
+def _timetable(
+    w: BusWatch, entry: FleetEntry, now: float, p: AlarmParams, changes: list[Change]
+) -> tuple[tuple[int, float] | None, bool]:
+    """Out of date: the bus runs another timetable than its desired one `timetable_late_s`
+    after it should have switched.
+
+    Judged by central's clock on what the bus last reported, so a bus offline for days is out
+    of date too. The alarm follows the condition: it clears when the bus runs the desired
+    version, and also when no timetable is desired any more or another version is desired
+    whose time has not come yet (raised again if that passes too). A central restarted
+    forgets when it first saw a version valid at once: it counts from its start again (and
+    starts from `timetable_late` for a bus whose alarm it left open, so that it can clear).
+    """
+    want = entry.timetable_desired
+    seen: tuple[int, float] | None = None
+    late = False
+    if want is not None:
+        kept = w.timetable_seen
+        seen = kept if kept is not None and kept[0] == want else (want, now)
+        start = timetable_start(entry, seen[1])
+        late = entry.timetable != want and now >= start + p.timetable_late_s
+        if late and not w.timetable_late:
+            text = f"runs {_running(entry)}, should run v{want} since {_utc(start)}"
+            kind, lat, lon = "timetable_out_of_date", entry.lat, entry.lon
+            changes.append(Change(RAISE, kind, now, text=text, lat=lat, lon=lon))
+    if w.timetable_late and not late:
+        changes.append(Change(CLEAR, "timetable_out_of_date", now))
+    return seen, late
+
+
+def _running(entry: FleetEntry) -> str:
+    """What the bus reports it runs, for an alarm's text."""
+    if entry.timetable is not None:
+        return f"v{entry.timetable}"
+    return "a local bootstrap feed" if entry.timetable_source == "local" else "no timetable"
+
+
+def _utc(t: float) -> str:
+    try:
+        return dt.datetime.fromtimestamp(t, dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    except (OverflowError, OSError, ValueError):
+        return f"{t:.0f}"

@@ -64,6 +64,9 @@ class AlarmCenter:
         self._next_tick = 0.0
         self._next_sweep = 0.0
         self._open.update(alarm_db.open_alarms(store))
+        for bus, kind, _ in self._open:  # left open by the central before: clearable
+            if kind == "timetable_out_of_date":
+                self.watch[bus] = BusWatch(timetable_late=True)
 
     # -- inputs -----------------------------------------------------------------------------
     def on_telemetry(self, bus: str, batch: TelemetryBatch, entry: FleetEntry, now: float) -> None:

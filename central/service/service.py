@@ -146,7 +146,9 @@ class CentralService:
         self.store = CentralStore(config.db)
         self.ingest = Ingest(self.store, config.offline_after_s)
         self.ingest.alarms.params = AlarmParams(
-            overspeed_kmh=config.alarm_overspeed_kmh, sync_after_s=config.alarm_sync_after_s
+            overspeed_kmh=config.alarm_overspeed_kmh,
+            sync_after_s=config.alarm_sync_after_s,
+            timetable_late_s=config.alarm_timetable_late_s,
         )
         # Dispatchers' requests; every desired version they write goes to fleet state.
         self.dispatch = Dispatch(self.store, config, self.ingest.alarms, self.ingest.on_desired)

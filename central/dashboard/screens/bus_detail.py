@@ -1,5 +1,6 @@
-"""One bus: vehicle data with units, health, assignment, playlist and messages, recent
-events, command history (with each command's answer) and its alarms.
+"""One bus: vehicle data with units, health, assignment, playlist and messages, its
+timetable (desired and from when, running, staged, refused), recent events, command history
+(with each command's answer) and its alarms.
 
 Central answers a `detail` request; the screen asks again every REFRESH_S while it is shown,
 so a command's acknowledgement appears by itself.
@@ -20,7 +21,7 @@ from textual.widgets import DataTable, Static
 from central.dashboard.screens.base import DispatchScreen
 from central.dashboard.text import clock, line, lines, plain
 from protocols.requests import Detail, DispatchReply
-from protocols.schemas import Scalar
+from protocols.schemas import FleetEntry, Scalar
 
 REFRESH_S = 2.0
 # vehicle.* results: (label, unit, scale)
@@ -63,6 +64,31 @@ def _value(v: Scalar, unit: str, scale: float) -> str:
     return str(v)
 
 
+def timetable_text(e: FleetEntry | None) -> Text:
+    """The bus's timetable from its fleet entry: what central wants it to run and from when,
+    what it runs and holds staged, and why it refused the last package (the bus's words)."""
+    out = [plain("Timetable", "bold")]
+    if e is None:
+        return lines([*out, plain("no news from this bus yet")])
+    if e.timetable_desired is None:
+        desired = "none published"
+    else:
+        when = e.timetable_valid_from
+        since = "at once" if when is None else f"from {clock(when, '%Y-%m-%d %H:%M')}"
+        desired = f"v{e.timetable_desired} {since}"
+    source = {"local": "local bootstrap feed", "central": "from central"}.get(
+        e.timetable_source, e.timetable_source
+    )
+    running = "—" if e.timetable is None else f"v{e.timetable}"
+    out.append(plain(f"{'desired':<8} {desired}"))
+    out.append(plain(f"{'runs':<8} {running}{f' ({source})' if source else ''}"))
+    staged = "—" if e.timetable_staged is None else f"v{e.timetable_staged}"
+    out.append(plain(f"{'staged':<8} {staged}"))
+    if e.timetable_error:
+        out.append(line(("refused  ", "red bold"), (e.timetable_error, "red")))
+    return lines(out)
+
+
 class BusDetailScreen(DispatchScreen):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "app.pop_screen", "Back"),
@@ -85,6 +111,7 @@ class BusDetailScreen(DispatchScreen):
             yield Static("loading…", id="vehicle", classes="box")
             yield Static("", id="health", classes="box")
             yield Static("", id="assignment", classes="box")
+            yield Static("", id="timetable", classes="box")
         yield Static("Commands (c: send one)", classes="section")
         yield DataTable(id="commands", cursor_type="row")
         yield Static("Recent events", classes="section")
@@ -132,6 +159,7 @@ class BusDetailScreen(DispatchScreen):
             parts.append(line(status, seen))
         parts.append(plain(f"open alarms: {', '.join(a.kind for a in alarms) or 'none'}"))
         self.query_one("#detail-title", Static).update(Text(" · ", end="").join(parts))
+        self.query_one("#timetable", Static).update(timetable_text(e))
 
     def show_detail(self, reply: DispatchReply) -> None:
         r = reply.result

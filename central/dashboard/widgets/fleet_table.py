@@ -27,6 +27,7 @@ COLUMNS = (  # (key, label, width): fixed widths, so lines do not jump as values
     ("alarm", "Alarm", 16),
     ("bus", "Bus", 10),
     ("status", "Status", 7),
+    ("timetable", "TT", 7),  # here the bus, route and trip still fit in 80 columns
     ("route", "Route", 10),
     ("trip", "Trip", 22),
     ("stop", "Next stop", 22),
@@ -59,6 +60,20 @@ def _delay(seconds: int | None) -> str:
     return f"{sign}{m}:{s:02d}"
 
 
+def timetable_cell(e: FleetEntry) -> str:
+    """The timetable a bus runs, compactly: "v3", "v3→4" while another is staged or desired,
+    "local" for a bootstrap feed, "—" for none; "!" after it when the bus refused a package."""
+    if e.timetable is not None:
+        runs = f"v{e.timetable}"
+    else:
+        runs = "local" if e.timetable_source == "local" else "—"
+    nxt = next(
+        (v for v in (e.timetable_staged, e.timetable_desired) if v not in (None, e.timetable)),
+        None,
+    )
+    return f"{runs}{'' if nxt is None else f'→{nxt}'}{'!' if e.timetable_error else ''}"
+
+
 def cells(
     e: FleetEntry, now: float, alarm: BusAlarms | None = None, stop_names: Mapping[str, str] = {}
 ) -> tuple[str, ...]:
@@ -77,6 +92,7 @@ def cells(
         alarm.label if alarm else "",
         e.bus,
         "online" if e.online else "OFFLINE",
+        timetable_cell(e),
         e.route_id or "",
         e.trip_id or "",
         stop or "",
@@ -216,6 +232,8 @@ class FleetTable(ScrollView, can_focus=True):
                 styles[0] = base + ACKED
         if not e.online:
             styles[KEYS.index("status")] = base + Style(color="red", dim=False)
+        if e.timetable_error:
+            styles[KEYS.index("timetable")] = base + Style(bold=True, color="red")
         if e.doors_open and (e.speed or 0) > 1.5:
             styles[KEYS.index("doors")] = base + Style(bold=True, color="red")
         if cursor:
