@@ -16,8 +16,6 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}  # '+30m' and friends
-
 
 def connection_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="central TOML file (see deploy/central.example.toml)")
@@ -56,24 +54,6 @@ def dispatcher_name(name: str | None) -> str:
     raw = name or getpass.getuser() or "dispatcher"
     clean = re.sub(r"[^A-Za-z0-9_.-]", "-", raw).strip("-._")[:64]
     return clean or "dispatcher"
-
-
-def parse_when(text: str, now: float) -> float:
-    """'+30m' / '+2h' / '+1d' / '+90s' from now, or ISO 8601 (naive: local time)."""
-    import datetime as dt
-
-    if text.startswith("+") and text[-1:] in UNITS:
-        try:
-            return now + float(text[1:-1]) * UNITS[text[-1]]
-        except ValueError:
-            pass
-    try:
-        when = dt.datetime.fromisoformat(text)
-    except ValueError:
-        raise ValueError(f"not a time: {text!r} (ISO 8601, or +30m, +2h, +1d)") from None
-    if when.tzinfo is None:
-        when = when.astimezone()  # the local time of city hall
-    return when.timestamp()
 
 
 def _answered(prog: str, asking: Coroutine[Any, Any, T]) -> T | int:

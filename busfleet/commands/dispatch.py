@@ -16,7 +16,8 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from busfleet.commands._common import ask_central, dispatcher_name, parse_when
+from busfleet.commands._common import ask_central, dispatcher_name
+from central.when import parse_when
 
 if TYPE_CHECKING:
     from pathlib import Path

@@ -99,8 +99,9 @@ def register_central(csub: Parsers, connection_args: ConnectionArgs) -> None:
 def create_cmd(args: argparse.Namespace) -> int:
     import time
 
-    from busfleet.commands._common import ask_central, parse_when
+    from busfleet.commands._common import ask_central
     from central.diversions import parse_path, parse_temp_stop
+    from central.when import parse_when
     from protocols.requests import CreateDiversion, TempStopSpec
 
     prog = f"{PROG} create"

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     ConnectionArgs = Callable[[argparse.ArgumentParser], None]
     Parsers = argparse._SubParsersAction[argparse.ArgumentParser]
 
-from busfleet.commands._common import UNITS
+from central.when import UNITS
 
 
 def register_central(csub: Parsers, connection_args: ConnectionArgs) -> None:

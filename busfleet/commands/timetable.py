@@ -13,7 +13,8 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from busfleet.commands._common import ask_central, parse_when, read_central
+from busfleet.commands._common import ask_central, read_central
+from central.when import parse_when
 
 if TYPE_CHECKING:
     from protocols.requests import ReadRequest

@@ -10,8 +10,6 @@ the form live here and the app only decides. A refusal comes back as a notificat
 
 from __future__ import annotations
 
-import datetime as dt
-import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -26,6 +24,7 @@ from central.dashboard.messages import PublishVersion
 from central.dashboard.screens.base import DispatchScreen
 from central.dashboard.screens.form import Field, FormScreen
 from central.dashboard.text import clock, line, lines, plain
+from central.when import parse_when
 from protocols.requests import (
     DispatchReply,
     ListGroups,
@@ -44,40 +43,19 @@ __all__ = [
 ]
 
 KINDS = ("routes", "stops", "trips")
-UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-_HHMM = re.compile(r"(\d{1,2}):(\d{2})")
 MAX_PAGES = 50  # a central that keeps answering "next" is not followed forever
 
 
 def parse_valid_from(text: str, now: float) -> float | None:
-    """When buses switch, from the form: empty or "now" at once (None); "HH:MM" the next time
-    the clock here shows it (today, or tomorrow if it has passed); "+30m", "+2h", "+1d" from
-    now; or ISO 8601 (local time unless it has an offset). ValueError says what is allowed."""
+    """When buses switch, from the form: empty or "now" at once (None), else as
+    central/when.py reads it. ValueError says what is allowed."""
     text = text.strip()
     if text in ("", "now"):
         return None
-    if text.startswith("+") and text[-1:] in UNITS:
-        try:
-            return now + float(text[1:-1]) * UNITS[text[-1]]
-        except ValueError:
-            pass
-    if m := _HHMM.fullmatch(text):
-        hour, minute = int(m[1]), int(m[2])
-        if hour < 24 and minute < 60:
-            today = dt.datetime.fromtimestamp(now).replace(
-                hour=hour, minute=minute, second=0, microsecond=0
-            )
-            when = today if today.timestamp() >= now else today + dt.timedelta(days=1)
-            return when.timestamp()
     try:
-        when = dt.datetime.fromisoformat(text)
-    except ValueError:
-        raise ValueError(
-            f"valid from: not a time: {text!r} (empty for now, HH:MM, +30m, or ISO 8601)"
-        ) from None
-    if when.tzinfo is None:
-        when = when.astimezone()  # the local time of city hall
-    return when.timestamp()
+        return parse_when(text, now)
+    except ValueError as exc:
+        raise ValueError(f"valid from: {exc} (or empty for now)") from None
 
 
 def publish_form(version: int, buses: Sequence[str], groups: Sequence[str]) -> FormScreen:
