@@ -467,3 +467,50 @@ def test_ingest_raises_timetable_out_of_date_on_central_clock_and_clears_it_when
     late = [a for a in ingest.alarms.alarms() if a.kind == "timetable_out_of_date"]
     assert [a.state for a in late] == [CLEARED]
     store.close()
+
+
+def test_every_condition_alarm_a_central_left_open_clears_after_a_restart(tmp_path: Path) -> None:
+    db = tmp_path / "central.sqlite"
+
+    def send(ingest: Ingest, topic: str, body: bytes, now: float) -> None:
+        ingest.handle(topic, body, now)
+
+    def drive(ingest: Ingest, t0: float, kmh: float, doors: bool, seq: int) -> None:
+        records = [record(t0 + i, kmh, doors=doors, seq=seq + i) for i in range(15)]
+        batch = compact.encode_batch(TelemetryBatch(bus="bus-1", records=records))
+        send(ingest, topics.telemetry("bus-1"), batch, t0 + 15)
+
+    def report(ingest: Ingest, version: int, t: float, outbox: int, **kw: object) -> None:
+        state = ReportedState(bus="bus-1", version=version, t=t, counters={"outbox": outbox}, **kw)  # type: ignore[arg-type]
+        send(ingest, topics.reported("bus-1"), codec.encode(state), t)
+
+    ingest = Ingest(CentralStore(db))
+    birth = Presence(bus="bus-1", online=True, session=1, t=T0)
+    send(ingest, topics.presence("bus-1"), codec.encode(birth), T0)
+    send(ingest, topics.desired("bus-1"), codec.encode(DesiredState(bus="bus-1", version=3)), T0)
+    drive(ingest, T0, 95.0, True, 1)  # speeding with a door open
+    for i, waiting in enumerate((400, 500, 600)):
+        report(ingest, 0, T0 + 16 + i, waiting, rejected_version=3, error="bad")
+    ingest.tick(T0 + 20)
+    report(ingest, 0, T0 + 150, 600, rejected_version=3, error="bad")
+    ingest.tick(T0 + 150)  # online and not running its desired version for minutes
+    death = Presence(bus="bus-1", online=False, session=1, t=T0 + 201)
+    send(ingest, topics.presence("bus-1"), codec.encode(death), T0 + 201)
+    ingest.tick(T0 + 202)
+    raised = {"offline", "overspeed", "door_open_moving", "state_rejected", "backlog"}
+    raised.add("out_of_sync")
+    assert {a.kind for a in ingest.alarms.alarms() if a.state == ACTIVE} == raised
+    ingest.store.close()
+
+    # A new central; the bus comes back and every condition has ended.
+    ingest = Ingest(CentralStore(db))
+    t = T0 + 1000
+    send(ingest, topics.desired("bus-1"), codec.encode(DesiredState(bus="bus-1", version=3)), t)
+    birth = Presence(bus="bus-1", online=True, session=2, t=t)
+    send(ingest, topics.presence("bus-1"), codec.encode(birth), t)
+    drive(ingest, t, 30.0, False, 100)
+    report(ingest, 3, t + 16, 0)
+    ingest.tick(t + 17)
+    left = {a.kind: a.state for a in ingest.alarms.alarms()}
+    assert left == dict.fromkeys(raised, CLEARED)
+    ingest.store.close()

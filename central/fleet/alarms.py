@@ -47,6 +47,7 @@ __all__ = [
     "KindInfo",
     "from_event",
     "hold_step",
+    "resumed",
     "step",
     "timetable_start",
     "watch_reported",
@@ -250,6 +251,22 @@ class BusWatch:
     timetable_late: bool = False
 
 
+def resumed(kinds: Iterable[str]) -> BusWatch:
+    """The watch of a bus whose alarms of `kinds` a central before this one left open: each
+    condition starts as raised, so that it clears when it ends (and is not raised twice).
+    Kinds cleared by events or latched need nothing here."""
+    open_ = set(kinds)
+    return BusWatch(
+        online=False if "offline" in open_ else None,
+        door=Hold(None, "door_open_moving" in open_),
+        speed=Hold(None, "overspeed" in open_),
+        out_of_sync="out_of_sync" in open_,
+        rejected="state_rejected" in open_,
+        backlog_alarm="backlog" in open_,
+        timetable_late="timetable_out_of_date" in open_,
+    )
+
+
 def _speed_kmh(r: TelemetryRecord) -> float | None:
     if r.veh is not None and r.veh.speed_kmh is not None:
         return r.veh.speed_kmh  # the wheel speed: what a tachograph would say
@@ -310,8 +327,10 @@ def watch_reported(
     if growing and not alarm:
         alarm = True
         changes.append(Change(RAISE, "backlog", t, text=f"{backlog[-1]} records waiting on board"))
-    elif alarm and (
-        backlog[-1] < p.backlog_min or (len(backlog) > 1 and backlog[-1] < backlog[-2])
+    elif (
+        alarm
+        and backlog
+        and (backlog[-1] < p.backlog_min or (len(backlog) > 1 and backlog[-1] < backlog[-2]))
     ):
         alarm = False
         changes.append(Change(CLEAR, "backlog", t))

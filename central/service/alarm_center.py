@@ -33,6 +33,7 @@ from central.fleet.alarms import (
     AlarmParams,
     BusWatch,
     Change,
+    resumed,
 )
 from central.fleet.state import MAX_AHEAD_S, not_ahead
 from central.store import alarms as alarm_db
@@ -64,9 +65,10 @@ class AlarmCenter:
         self._next_tick = 0.0
         self._next_sweep = 0.0
         self._open.update(alarm_db.open_alarms(store))
-        for bus, kind, _ in self._open:  # left open by the central before: clearable
-            if kind == "timetable_out_of_date":
-                self.watch[bus] = BusWatch(timetable_late=True)
+        left: dict[str, list[str]] = {}  # left open by the central before: clearable
+        for bus, kind, _ in self._open:
+            left.setdefault(bus, []).append(kind)
+        self.watch.update((bus, resumed(kinds)) for bus, kinds in left.items())
 
     # -- inputs -----------------------------------------------------------------------------
     def on_telemetry(self, bus: str, batch: TelemetryBatch, entry: FleetEntry, now: float) -> None:
