@@ -12,7 +12,6 @@ import contextlib
 import dataclasses
 import json
 import signal
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -21,24 +20,25 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import aiomqtt
-
 from busfleet.broker.launch import (
     Broker,
     die_with_parent,
+    free_port,
     mosquitto_path,
     run_broker,
     run_embedded,
     run_mosquitto,
 )
+from busfleet.demo_figures import database_figures, fleet_entries, rejected_by_central, timetable
 from busfleet.simbus import DEFAULT_GTFS
 from central import client
 from central.config import CentralConfig
-from protocols import codec, topics
-from protocols.errors import ProtocolError
-from protocols.gtfs.feed import demo_trips, read_feed
-from protocols.requests import Assign
-from protocols.schemas import Assignment, CentralStats
+from central.errors import CentralError
+from hw_sim.feed_today import TripNow, trips_now, write_feed_today
+from protocols.errors import GtfsError
+from protocols.gtfs.feed import Feed, demo_trips, read_feed
+from protocols.requests import Assign, ImportGtfs, PublishTimetable
+from protocols.schemas import Assignment
 
 CENTRAL_START_S = 30.0  # a cold start of `central serve` (imports, database) on a small board
 # `--broker`: auto is mosquitto if installed, else the embedded one (amqtt, MQTT 3.1.1)
@@ -48,6 +48,12 @@ BROKERS: dict[str, Callable[..., contextlib.AbstractContextManager[Broker]]] = {
     "embedded": run_embedded,
 }
 
+Say = Callable[[str], None]
+
+
+class DemoFailed(Exception):
+    """The demo could not be set up: central cannot be asked, or it refused; says why."""
+
 
 @dataclass
 class Fleet:
@@ -56,10 +62,17 @@ class Fleet:
     workdir: Path
     broker: Broker
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    timetable_version: int | None = None  # the version central published (timetable mode)
+    trips: dict[str, str] = field(default_factory=dict)  # bus -> the trip it drives
 
     @property
     def db(self) -> Path:
         return self.workdir / "central.sqlite"
+
+    @property
+    def feed_today(self) -> Path:
+        """The bundled feed mapped onto today (hw_sim/feed_today.py), as central imports it."""
+        return self.workdir / "feed-today.zip"
 
     def spawn(self, name: str, args: list[str]) -> None:
         log = (self.workdir / "logs").joinpath(f"{name}.log")
@@ -101,26 +114,125 @@ def broker_args(broker: Broker) -> list[str]:
     ]
 
 
-async def assign_all(fleet: Fleet, assignments: dict[str, Assignment]) -> None:
-    config = dataclasses.replace(
+def central_config(fleet: Fleet) -> CentralConfig:
+    """How the demo reaches its central, as a dispatcher's tool would."""
+    return dataclasses.replace(
         CentralConfig(),
         db=str(fleet.db),
         mqtt_host=fleet.broker.host,
         mqtt_port=fleet.broker.port,
         mqtt_protocol=5 if fleet.broker.kind == "mosquitto" else 4,
     )
+
+
+async def assign_all(fleet: Fleet, assignments: dict[str, Assignment]) -> None:
     # Central was just started: wait for it to come online, then ask it over one connection.
-    async with client.connect(config, "demo", presence_wait_s=CENTRAL_START_S) as central:
+    async with client.connect(
+        central_config(fleet), "demo", presence_wait_s=CENTRAL_START_S
+    ) as central:
         for bus, a in assignments.items():
             request = Assign(bus=bus, trip=a.trip_id, block=a.block_id, route=a.route_id)
             reply = await central.ask(client.envelope(request))
             if not reply.ok:
-                raise RuntimeError(f"central refused the assignment of {bus}: {reply.error}")
+                raise DemoFailed(f"central refused the assignment of {bus}: {reply.error}")
+
+
+async def import_and_publish(fleet: Fleet, feed: Path) -> int:
+    """Upload `feed` to central, import it and publish the new version to all buses, as
+    `busfleet central import-gtfs` and `busfleet central timetable publish` ask; the version."""
+    async with client.connect(
+        central_config(fleet), "demo", presence_wait_s=CENTRAL_START_S
+    ) as central:
+
+        async def ask(request: ImportGtfs | PublishTimetable) -> dict[str, object]:
+            reply = await central.ask(client.envelope(request))
+            if not reply.ok:
+                raise DemoFailed(f"central refused {type(request).__name__}: {reply.error}")
+            return dict(reply.result)
+
+        upload = await client.upload(lambda r: central.ask(client.envelope(r)), feed)
+        imported = await ask(ImportGtfs(upload=upload, name=feed.name))
+        version = imported.get("timetable_version")
+        if not isinstance(version, int):
+            raise DemoFailed(f"central's import named no timetable version: {imported}")
+        await ask(PublishTimetable(version=version, valid_from=None, to=["all"]))
+        return version
 
 
 def pick_trips(gtfs: Path, n: int) -> list[str]:
     """n trips on distinct routes, each bus a different one."""
     return demo_trips(read_feed(gtfs), n)
+
+
+def along(feed: Feed, trip_id: str, index: int) -> TripNow:
+    """A demo trip from a little way along (different for each `index`), whenever it runs."""
+    length = feed.trip_path(trip_id)[0].length_m
+    return TripNow(trip_id, feed.trips[trip_id].route_id, length * (index * 0.13 % 0.6), length)
+
+
+def trips_for(feed: Feed, buses: int, now: float, say: Say) -> list[TripNow]:
+    """A trip running now for each bus and where its schedule has it (`trips_now`); if too
+    few run, demo trips from a little way along, whenever they are scheduled."""
+    chosen = trips_now(feed, now, buses)
+    if len(chosen) < buses:
+        say(f"only {len(chosen)} trips run now: the other buses drive off schedule")
+    taken = {t.trip_id for t in chosen}
+    spare = [tid for tid in demo_trips(feed, buses + len(taken)) if tid not in taken]
+    for i, tid in enumerate(spare[: buses - len(chosen)], start=len(chosen)):
+        chosen.append(along(feed, tid, i))
+    return chosen
+
+
+def publish_today(fleet: Fleet, gtfs: Path, say: Say) -> Path:
+    """Map `gtfs` onto today, have central import and publish it; the mapped feed."""
+    today = write_feed_today(gtfs, fleet.feed_today, time.time())
+    say(
+        f"timetable: {gtfs.name} mapped onto today, {today.service_date} (the service of "
+        f"{today.reference_date:%A %Y-%m-%d}, its clock {today.timezone})"
+    )
+    fleet.timetable_version = asyncio.run(import_and_publish(fleet, fleet.feed_today))
+    say(f"central: imported and published timetable version {fleet.timetable_version}")
+    return fleet.feed_today
+
+
+def _setup(
+    fleet: Fleet, buses: int, rate_hz: float, gtfs: Path, timetable_now: bool, say: Say
+) -> None:
+    serve = ["central", "serve", "--db", str(fleet.db), *broker_args(fleet.broker)]
+    if timetable_now:  # buses download the timetable from central's HTTP server
+        serve += ["--http-port", str(free_port())]
+    fleet.spawn("central", serve)
+    say(f"central: serving, database {fleet.db}")
+    if timetable_now:
+        gtfs = publish_today(fleet, gtfs, say)
+    feed = read_feed(gtfs)
+    if timetable_now:
+        chosen = trips_for(feed, buses, time.time(), say)
+    else:
+        chosen = [along(feed, tid, i) for i, tid in enumerate(demo_trips(feed, buses))]
+    assignments = {}
+    for i, trip in enumerate(chosen):
+        bus_id = f"bus-{i + 1:02d}"
+        spawn_bus(
+            fleet,
+            bus_id,
+            trip.trip_id,
+            i,
+            rate_hz=rate_hz,
+            gtfs=gtfs,
+            start_fraction=trip.start_fraction,
+            local_feed=not timetable_now,
+        )
+        fleet.trips[bus_id] = trip.trip_id
+        route = feed.routes[trip.route_id]
+        say(
+            f"{bus_id}: driving trip {trip.trip_id} (route {route.short_name}) from "
+            f"{trip.start_fraction:.0%} of its way"
+        )
+        assignments[bus_id] = Assignment(trip_id=trip.trip_id, route_id=route.route_id)
+    # Dispatch assigns each bus the trip it drives, as a dispatcher would: through its
+    # desired state; the buses report it back and the dashboard shows route and trip.
+    asyncio.run(assign_all(fleet, assignments))
 
 
 @contextlib.contextmanager
@@ -132,8 +244,16 @@ def start_fleet(
     rate_hz: float = 1.0,
     gtfs: Path = DEFAULT_GTFS,
     progress: bool = True,
+    timetable_now: bool = False,
 ) -> Iterator[Fleet]:
-    """Central and `buses` simulated buses on `broker`, until the block ends."""
+    """Central and `buses` simulated buses on `broker`, until the block ends.
+
+    `timetable_now` (the demo): central imports `gtfs` mapped onto today (hw_sim/feed_today.py)
+    and publishes it; the buses have no copy of their own, get it from central, and drive
+    trips running now from where their schedule has them. Otherwise each bus reads `gtfs`
+    itself and drives a demo trip from a little way along, whenever that is scheduled.
+    DemoFailed if central cannot be asked or refuses.
+    """
 
     def say(text: str) -> None:
         if progress:
@@ -141,19 +261,10 @@ def start_fleet(
 
     fleet = Fleet(workdir, broker)
     try:
-        fleet.spawn("central", ["central", "serve", "--db", str(fleet.db), *broker_args(broker)])
-        say(f"central: serving, database {fleet.db}")
-        feed = read_feed(gtfs)
-        assignments = {}
-        for i, trip in enumerate(demo_trips(feed, buses)):
-            bus_id = f"bus-{i + 1:02d}"
-            spawn_bus(fleet, bus_id, trip, i, rate_hz=rate_hz, gtfs=gtfs)
-            route = feed.routes[feed.trips[trip].route_id]
-            say(f"{bus_id}: driving trip {trip} (route {route.short_name})")
-            assignments[bus_id] = Assignment(trip_id=trip, route_id=route.route_id)
-        # Dispatch assigns each bus the trip it drives, as a dispatcher would: through its
-        # desired state; the buses report it back and the dashboard shows route and trip.
-        asyncio.run(assign_all(fleet, assignments))
+        try:
+            _setup(fleet, buses, rate_hz, gtfs, timetable_now, say)
+        except (CentralError, GtfsError) as exc:
+            raise DemoFailed(str(exc)) from exc
         say(f"logs in {workdir / 'logs'}")
         yield fleet
     finally:
@@ -169,8 +280,14 @@ def spawn_bus(
     *,
     rate_hz: float = 1.0,
     gtfs: Path = DEFAULT_GTFS,
+    start_fraction: float | None = None,
+    local_feed: bool = True,
 ) -> None:
-    """Start one simulated bus; its ground truth goes to <workdir>/<bus>.truth.jsonl."""
+    """Start one simulated bus; its ground truth goes to <workdir>/<bus>.truth.jsonl.
+
+    `start_fraction` None: a little way along, different for each `index`; `local_feed`
+    False: the agent has no copy of the feed and waits for central's timetable."""
+    fraction = (index * 0.13) % 0.6 if start_fraction is None else start_fraction
     fleet.spawn(
         bus_id,
         [
@@ -189,9 +306,10 @@ def spawn_bus(
             "--rate",
             str(rate_hz),
             "--start-fraction",
-            str((index * 0.13) % 0.6),
+            f"{fraction:.6f}",
             "--truth-log",
             str(fleet.workdir / f"{bus_id}.truth.jsonl"),
+            *([] if local_feed else ["--no-local-feed"]),
             *broker_args(fleet.broker),
         ],
     )
@@ -201,53 +319,30 @@ def spawn_bus(
 def running_fleet(
     workdir: Path, buses: int, *, rate_hz: float = 1.0, broker_kind: str = "auto"
 ) -> Iterator[Fleet]:
-    """A broker (`BROKERS`: mosquitto, else embedded), central and the simulated buses."""
+    """A broker (`BROKERS`: mosquitto, else embedded), central with today's timetable and the
+    simulated buses on it."""
     if broker_kind == "mosquitto" and not mosquitto_path():
         raise SystemExit("busfleet demo: --broker mosquitto, but mosquitto is not installed")
     with BROKERS[broker_kind](workdir / "broker") as broker:
         print(f"[demo] broker: {broker.kind} on {broker.host}:{broker.port}", file=sys.stderr)
-        with start_fleet(workdir, broker, buses, rate_hz=rate_hz) as fleet:
+        with start_fleet(workdir, broker, buses, rate_hz=rate_hz, timetable_now=True) as fleet:
             yield fleet
 
 
-def figures(fleet: Fleet) -> dict[str, int]:
-    """What central has stored so far, read from its database."""
-    if not fleet.db.exists():
-        return {"buses_seen": 0, "positions_stored": 0}
-    with contextlib.closing(sqlite3.connect(f"file:{fleet.db}?mode=ro", uri=True)) as db:
-        try:
-            buses, positions = db.execute(
-                "SELECT COUNT(DISTINCT bus), COUNT(lat) FROM telemetry"
-            ).fetchone()
-        except sqlite3.OperationalError:  # central has not created its tables yet
-            return {"buses_seen": 0, "positions_stored": 0}
-    return {"buses_seen": int(buses), "positions_stored": int(positions)}
-
-
-def rejected_by_central(fleet: Fleet) -> int:
-    """Central's rejection counter, from the retained stats it publishes (1 if unreadable)."""
-    try:
-        stats = asyncio.run(_central_stats(fleet.broker))
-    except (aiomqtt.MqttError, ProtocolError, TimeoutError) as exc:
-        print(f"[demo] cannot read central's stats: {exc}", file=sys.stderr)
-        return 1
-    return int(stats.counters.get("rejected", 0))
-
-
-async def _central_stats(broker: Broker) -> CentralStats:
-    protocol = (
-        aiomqtt.ProtocolVersion.V5 if broker.kind == "mosquitto" else aiomqtt.ProtocolVersion.V311
-    )
-    async with aiomqtt.Client(broker.host, broker.port, protocol=protocol) as client:
-        await client.subscribe(topics.central_stats())
-        async with asyncio.timeout(5):
-            async for message in client.messages:
-                # amqtt also hands a new subscriber retained messages of other topics
-                if message.topic.matches(topics.central_stats()) and isinstance(
-                    message.payload, bytes
-                ):
-                    return codec.decode(CentralStats, message.payload)
-    raise TimeoutError("no stats from central")
+def final_figures(fleet: Fleet) -> dict[str, int | None]:
+    """The last line's figures: central's database, the buses' timetable and delays as
+    central's fleet entries have them, and `errors` (processes that died, and what central
+    rejected)."""
+    crashed = fleet.crashed()
+    for name in crashed:
+        print(
+            f"[demo] {name} exited unexpectedly, see {fleet.workdir}/logs/{name}.log",
+            file=sys.stderr,
+        )
+    result: dict[str, int | None] = {**database_figures(fleet.db)}
+    result.update(timetable(fleet_entries(fleet.broker), fleet.timetable_version))
+    result["errors"] = len(crashed) + rejected_by_central(fleet.broker)
+    return result
 
 
 def run_headless(
@@ -258,41 +353,39 @@ def run_headless(
             workdir = Path(
                 stack.enter_context(tempfile.TemporaryDirectory(prefix="busfleet-demo-"))
             )
-        with running_fleet(workdir, buses, rate_hz=rate_hz, broker_kind=broker_kind) as fleet:
-            start = time.monotonic()
-            next_report = start + 5
-            try:
-                while (elapsed := time.monotonic() - start) < seconds:
-                    time.sleep(0.2)
-                    if time.monotonic() >= next_report:
-                        next_report += 5
-                        f = figures(fleet)
-                        print(
-                            f"[demo] {elapsed:4.0f}/{seconds:.0f} s: {f['buses_seen']} buses seen, "
-                            f"{f['positions_stored']} positions stored",
-                            file=sys.stderr,
-                            flush=True,
-                        )
-            except KeyboardInterrupt:
-                print("[demo] interrupted", file=sys.stderr)
-            crashed = fleet.crashed()
-            for name in crashed:
-                print(
-                    f"[demo] {name} exited unexpectedly, see {workdir}/logs/{name}.log",
-                    file=sys.stderr,
-                )
-            result = figures(fleet)
-            result["errors"] = len(crashed) + rejected_by_central(fleet)
-        print(json.dumps(result), flush=True)
+        try:
+            fleet = stack.enter_context(
+                running_fleet(workdir, buses, rate_hz=rate_hz, broker_kind=broker_kind)
+            )
+        except DemoFailed as exc:
+            print(f"[demo] cannot start: {exc}", file=sys.stderr)
+            print(json.dumps({"errors": 1}), flush=True)
+            return 1
+        start = time.monotonic()
+        next_report = start + 5
+        try:
+            while (elapsed := time.monotonic() - start) < seconds:
+                time.sleep(0.2)
+                if time.monotonic() >= next_report:
+                    next_report += 5
+                    f = database_figures(fleet.db)
+                    print(
+                        f"[demo] {elapsed:4.0f}/{seconds:.0f} s: {f['buses_seen']} buses seen, "
+                        f"{f['positions_stored']} positions stored, "
+                        f"{f['stops_passed']} stops passed",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+        except KeyboardInterrupt:
+            print("[demo] interrupted", file=sys.stderr)
+        result = final_figures(fleet)
+    print(json.dumps(result), flush=True)
     return 0 if result["errors"] == 0 else 1
 
 
 def run_interactive(
     buses: int, workdir: Path | None, rate_hz: float, broker_kind: str = "auto"
 ) -> int:
-    import dataclasses
-
-    from central.config import CentralConfig
     from central.dashboard.app import create_app
 
     with contextlib.ExitStack() as stack:
@@ -300,16 +393,14 @@ def run_interactive(
             workdir = Path(
                 stack.enter_context(tempfile.TemporaryDirectory(prefix="busfleet-demo-"))
             )
-        fleet = stack.enter_context(
-            running_fleet(workdir, buses, rate_hz=rate_hz, broker_kind=broker_kind)
-        )
-        config = dataclasses.replace(
-            CentralConfig(),
-            mqtt_host=fleet.broker.host,
-            mqtt_port=fleet.broker.port,
-            mqtt_username="dispatcher",
-            mqtt_protocol=5 if fleet.broker.kind == "mosquitto" else 4,
-        )
+        try:
+            fleet = stack.enter_context(
+                running_fleet(workdir, buses, rate_hz=rate_hz, broker_kind=broker_kind)
+            )
+        except DemoFailed as exc:
+            print(f"[demo] cannot start: {exc}", file=sys.stderr)
+            return 1
+        config = dataclasses.replace(central_config(fleet), mqtt_username="dispatcher")
         with contextlib.suppress(KeyboardInterrupt):
             create_app(config).run()
     return 0
