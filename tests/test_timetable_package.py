@@ -26,7 +26,8 @@ def test_the_same_timetable_gives_the_same_bytes_and_reads_back_as_the_feed() ->
     files = cairns_files()
     one, two = build_package(files), build_package(dict(reversed(list(files.items()))))
     assert one == two and package_sha256(one) == package_sha256(two)
-    assert len(one) < CAIRNS.stat().st_size * 1.5
+    # What a bus downloads over the cellular link: well under the feed's own zip.
+    assert len(one) < CAIRNS.stat().st_size / 2
     feed, original = read_package(one), read_feed(CAIRNS)
     assert feed.trips.keys() == original.trips.keys()
     assert feed.stops == original.stops
