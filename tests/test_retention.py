@@ -302,3 +302,15 @@ async def until(check: Callable[[], bool], what: str, seconds: float = 30) -> No
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         await asyncio.sleep(0.02)
+
+
+def test_a_file_that_is_no_central_database_is_a_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    other = tmp_path / "other.sqlite"
+    other.write_bytes(b"not a database at all" * 100)
+    assert main(["central", "retention", "--db", str(other), "--dry-run"]) == 2
+    assert "other.sqlite" in capsys.readouterr().err
+    assert main(["central", "retention", "--db", str(tmp_path / "none.sqlite")]) == 2
+    assert "no database" in capsys.readouterr().err
+    assert not (tmp_path / "none.sqlite").exists()

@@ -9,6 +9,7 @@ service holds it.
 from __future__ import annotations
 
 import argparse
+import sqlite3
 import sys
 import time
 from collections.abc import Callable
@@ -63,11 +64,14 @@ def retention_cmd(args: argparse.Namespace) -> int:
         return 2
     policy = RetentionPolicy.from_config(config)
     now = time.time()
-    if args.dry_run:
-        return _show(config.db, policy, now)
     try:
+        if args.dry_run:
+            return _show(config.db, policy, now)
         with offline_claim(config.db):
             return _purge(config.db, policy, now, config.retention_batch_rows)
+    except sqlite3.DatabaseError as exc:  # not central's database, or a damaged one
+        print(f"{prog}: {config.db}: {exc}", file=sys.stderr)
+        return 2
     except CentralRunning:
         print(
             f"{prog}: a central service runs on {config.db}; it purges on its own schedule"
