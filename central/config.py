@@ -35,8 +35,6 @@ class CentralConfig:
     timetable_url: str = ""
     http_host: str = "127.0.0.1"  # central's HTTP server (GTFS-Realtime): address to bind
     http_port: int = 0  # its port; 0 = no HTTP server
-    alarm_overspeed_kmh: float = 70.0  # faster than this for 5 s raises an overspeed alarm
-    alarm_sync_after_s: float = 120.0  # online, not running its desired state this long: alarm
     # Retention (central/retention.py), days per kind; 0 = keep forever. Positions go first:
     # a bus's positions reveal its driver's working day, so they are kept only as long as
     # complaints and incidents are investigated. The telemetry rows (vehicle data) go later.
@@ -48,6 +46,8 @@ class CentralConfig:
     retention_portal_stats_days: int = 400  # counts and volumes only, nothing personal
     retention_every_s: float = 3600.0  # purge at most this often (and at start)
     retention_batch_rows: int = 5000  # rows per transaction: the ingest waits at most for one
+    alarm_overspeed_kmh: float = 70.0  # faster than this for 5 s raises an overspeed alarm
+    alarm_sync_after_s: float = 120.0  # online, not running its desired state this long: alarm
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
