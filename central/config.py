@@ -35,6 +35,17 @@ class CentralConfig:
     timetable_url: str = ""
     http_host: str = "127.0.0.1"  # central's HTTP server (GTFS-Realtime): address to bind
     http_port: int = 0  # its port; 0 = no HTTP server
+    # Retention (central/retention.py), days per kind; 0 = keep forever. Positions go first:
+    # a bus's positions reveal its driver's working day, so they are kept only as long as
+    # complaints and incidents are investigated. The telemetry rows (vehicle data) go later.
+    retention_positions_days: int = 30
+    retention_vehicle_days: int = 90  # 0 or at least retention_positions_days
+    retention_events_days: int = 90  # journey, driver, alarm and command events
+    retention_plays_days: int = 400  # proof of play: a year's invoices and a month to dispute
+    retention_feedback_days: int = 365  # passengers' free text: a year to answer and report on
+    retention_portal_stats_days: int = 400  # counts and volumes only, nothing personal
+    retention_every_s: float = 3600.0  # purge at most this often (and at start)
+    retention_batch_rows: int = 5000  # rows per transaction: the ingest waits at most for one
     alarm_overspeed_kmh: float = 70.0  # faster than this for 5 s raises an overspeed alarm
     alarm_sync_after_s: float = 120.0  # online, not running its desired state this long: alarm
     alarm_timetable_late_s: float = 600.0  # not on its desired timetable this long after valid_from
@@ -65,7 +76,27 @@ def parse_central_config(text: str, path: str = "<string>") -> CentralConfig:
         if not isinstance(value, want):
             raise CentralConfigError(f"{path}: central.{key} must be {want.__name__}")
         values[key] = value
-    return CentralConfig(**values)
+    config = CentralConfig(**values)
+    _check_retention(config, path)
+    return config
+
+
+def _check_retention(config: CentralConfig, path: str) -> None:
+    """Retention settings that cannot be honoured are refused, not bent."""
+    for f in fields(CentralConfig):
+        if f.name.startswith("retention_") and getattr(config, f.name) < 0:
+            raise CentralConfigError(f"{path}: central.{f.name} must not be negative")
+    if config.retention_batch_rows < 1 or config.retention_every_s <= 0:
+        raise CentralConfigError(
+            f"{path}: central.retention_batch_rows and retention_every_s must be positive"
+        )
+    positions, vehicle = config.retention_positions_days, config.retention_vehicle_days
+    if vehicle and not 0 < positions <= vehicle:
+        raise CentralConfigError(
+            f"{path}: central.retention_positions_days must be between 1 and"
+            f" retention_vehicle_days ({vehicle}): a telemetry row holds both, and the"
+            " positions go with the row at the latest"
+        )
 
 
 def load_central_config(path: str | Path) -> CentralConfig:

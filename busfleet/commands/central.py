@@ -128,6 +128,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
     config.register_central(csub, connection_args)
 
+    from busfleet.commands import retention  # how long central keeps each kind of data
+
+    retention.register_central(csub, connection_args)
+
 
 def serve_cmd(args: argparse.Namespace) -> int:
     import dataclasses

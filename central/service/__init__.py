@@ -6,6 +6,7 @@
     dispatch     dispatchers' typed requests: a table of handlers, each answered once
     queries      what a dispatcher may look at: bus detail, listings, reports (shapes the answer)
     sync         desired documents that change with the clock (message expiry, diversion windows)
+    retention_task  purging what is past its days (central/retention.py), in small transactions
     serve        the service and its HTTP server as one process (`busfleet central serve`)
 
 Nothing here imports the dashboard; nothing outside this room publishes to a bus. Servers are

@@ -44,6 +44,7 @@ from central.desired import Published
 from central.fleet.alarms import AlarmParams
 from central.service.dispatch import Dispatch
 from central.service.ingest import Ingest
+from central.service.retention_task import RetentionTask
 from central.service.sync import SYNC_INTERVAL_S, DesiredSync
 from central.store.claim import service_claim
 from central.store.db import CentralStore
@@ -153,6 +154,7 @@ class CentralService:
         # Dispatchers' requests; every desired version they write goes to fleet state.
         self.dispatch = Dispatch(self.store, config, self.ingest.alarms, self.ingest.on_desired)
         self.sync = DesiredSync(self.store)  # message expiry, diversion windows
+        self.retention = RetentionTask(self.store, config)  # central/retention.py
         for bus, payload in self.store.all_desired():  # fleet state starts with the versions
             self.ingest.on_desired(bus, codec.decode(DesiredState, payload))
         self.ready = asyncio.Event()  # subscribed and ingesting
@@ -243,6 +245,7 @@ class CentralService:
                 tg.create_task(self._publish(), name="publish")
                 tg.create_task(self._requests(requests), name="dispatch")
                 tg.create_task(self._sync(), name="desired-sync")
+                tg.create_task(self.retention.run(), name="retention")
         finally:
             closing.set()
             inbox.close()
@@ -260,6 +263,7 @@ class CentralService:
         out = dict(self.ingest.counters)
         out.update({f"dispatch_{k}": v for k, v in self.dispatch.counters.items()})
         out.update({f"alarms_{k}": v for k, v in self.ingest.alarms.counters.items()})
+        out.update(self.retention.counters)  # retention_purged_{kind}, retention_runs
         return out
 
     def _send(self, topic: str, payload: bytes, qos: int, retain: bool = False) -> None:

@@ -27,6 +27,8 @@ What each module owns:
     gtfs        reading the timetable       gtfs_load    replacing it with an imported feed
     queries     read-only views over many tables: bus detail, lists, reports, driver log,
                 journey events
+    retention   what each kind keeps past its days, purged in small transactions; the
+                per-bus marks that keep a purged record from being stored again
 
 SQLite today; the functions take the store, not a connection, so that another database
 (PostgreSQL, for several central instances) can come behind the same API.

@@ -39,7 +39,12 @@ class CentralStore(TelemetryTables, DesiredTables):
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self.db = sqlite_utils.Database(conn)
         self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
+        # FULL, not NORMAL: the ingest sends a bus its receipt (and the bus forgets the
+        # records) as soon as the commit returns. In WAL mode a NORMAL commit is not yet on
+        # disk then, and a power cut can roll it back; FULL syncs the WAL at every commit.
+        # Every connection of the store gets it: `for_thread` ones commit imports and
+        # requests, and any of them may be the one whose commit precedes a receipt.
+        self.db.execute("PRAGMA synchronous=FULL")
         self.db.execute("PRAGMA busy_timeout=5000")
         if migrate:
             self._migrate()
@@ -68,9 +73,8 @@ class CentralStore(TelemetryTables, DesiredTables):
         with transaction(conn):  # one migrator at a time; the others wait, then see it done
             version = int(conn.execute("PRAGMA user_version").fetchone()[0])
             for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-                for statement in script.split(";"):
-                    if statement.strip():
-                        conn.execute(statement)
+                for statement in _statements(script):
+                    conn.execute(statement)
                 conn.execute(f"PRAGMA user_version = {number}")
 
     def transaction(self) -> contextlib.AbstractContextManager[None]:
@@ -82,3 +86,16 @@ class CentralStore(TelemetryTables, DesiredTables):
 
     def close(self) -> None:
         self.db.conn.close()
+
+
+def _statements(script: str) -> Iterator[str]:
+    """The statements of a migration script; a trigger's body (`BEGIN ...; END`) is one."""
+    pending = ""
+    for piece in script.split(";"):
+        pending += piece + ";"
+        if sqlite3.complete_statement(pending):
+            if pending.strip(" \n;"):
+                yield pending
+            pending = ""
+    if pending.strip(" \n;"):
+        yield pending

@@ -157,4 +157,23 @@ MIGRATIONS: list[str] = [
     ) WITHOUT ROWID;
     CREATE INDEX bus_group_members_bus ON bus_group_members (bus);
     """,
+    # 8: retention (central/store/retention.py). Positions are cleared from telemetry rows
+    # before the rows go: a partial index finds those still holding one. Events are purged per
+    # kind. Per bus and table, the highest sequence number purged: a record at or below it
+    # that comes again (a lost receipt, a `resend` command) is ignored like any duplicate, so
+    # a purged record is never stored twice. (PostgreSQL: the same as a BEFORE INSERT trigger
+    # function that returns NULL.)
+    """
+    CREATE INDEX telemetry_positions ON telemetry (t) WHERE lat IS NOT NULL;
+    CREATE INDEX events_kind_t ON events (kind, t);
+    CREATE TABLE retention_marks (
+        tbl TEXT NOT NULL, bus TEXT NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY (tbl, bus)
+    ) WITHOUT ROWID;
+    CREATE TRIGGER telemetry_purged BEFORE INSERT ON telemetry
+    WHEN NEW.seq <= (SELECT seq FROM retention_marks WHERE tbl = 'telemetry' AND bus = NEW.bus)
+    BEGIN SELECT RAISE(IGNORE); END;
+    CREATE TRIGGER events_purged BEFORE INSERT ON events
+    WHEN NEW.seq <= (SELECT seq FROM retention_marks WHERE tbl = 'events' AND bus = NEW.bus)
+    BEGIN SELECT RAISE(IGNORE); END;
+    """,
 ]
