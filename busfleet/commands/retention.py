@@ -52,6 +52,7 @@ def retention_cmd(args: argparse.Namespace) -> int:
     from central.errors import CentralRunning
     from central.retention import RetentionPolicy
     from central.store.claim import offline_claim
+    from central.store.db import is_central_database
 
     prog = "busfleet central retention"
     try:
@@ -65,6 +66,9 @@ def retention_cmd(args: argparse.Namespace) -> int:
     policy = RetentionPolicy.from_config(config)
     now = time.time()
     try:
+        if not is_central_database(config.db):  # before anything could create central's tables
+            print(f"{prog}: {config.db} is not central's database", file=sys.stderr)
+            return 2
         if args.dry_run:
             return _show(config.db, policy, now)
         with offline_claim(config.db):
@@ -106,7 +110,7 @@ def _purge(db: str, policy: RetentionPolicy, now: float, batch_rows: int) -> int
     from central.retention import purge
     from central.store.db import CentralStore
 
-    store = CentralStore(db)
+    store = CentralStore(db)  # central's (checked): brought up to the schema retention needs
     removed: dict[str, int] = {}
     try:
         for kind, rows in purge(store, policy, now, batch_rows):
