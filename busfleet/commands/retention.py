@@ -3,7 +3,9 @@
 The running service purges on its own schedule (central/service/retention_task.py). This
 tool works on the database itself: `--dry-run` only reads it (safe beside a running service);
 a purge takes the database's offline claim (central/store/claim.py) and refuses while a
-service holds it.
+service holds it, and migrates the schema first (an upgrade of a big database does it here,
+before the service starts). Either refuses a file that is not central's database, before
+opening it as central's store (which would create central's tables in it).
 """
 
 from __future__ import annotations
@@ -33,7 +35,10 @@ def register_central(
         "retention_plays_days, retention_feedback_days, retention_portal_stats_days; 0 = "
         "forever). The running service purges on its own schedule. --dry-run lists, per kind, "
         "the rows that would go and their oldest and newest times; without it, the purge runs "
-        "now, in small transactions, and only while no central service runs on the database.",
+        "now, in small transactions, and only while no central service runs on the database; "
+        "it brings the database's schema up to date first (an upgrade's indexes are built "
+        "here, not at the service's start: deploy/README.md). A file that is not central's "
+        "database is refused and left as it is.",
     )
     connection_args(p)
     p.add_argument("--dry-run", action="store_true", help="show what would go; change nothing")

@@ -93,6 +93,8 @@ def is_central_database(path: str | Path) -> bool:
     1 or more) and it has central's telemetry. Only reads: a tool pointed at another file must
     refuse before `CentralStore` creates central's tables in it (or turns on WAL). A file that
     is no SQLite database raises sqlite3.DatabaseError."""
+    if not Path(path).is_file():  # connecting would create it
+        return False
     conn = sqlite3.connect(str(path), isolation_level=None)
     try:
         conn.execute("PRAGMA query_only = 1")
