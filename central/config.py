@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -81,15 +82,35 @@ def parse_central_config(text: str, path: str = "<string>") -> CentralConfig:
     return config
 
 
+# Bounds of the retention task's settings: a purge far more often than a minute only costs the
+# ingest, far less often than weekly lets a backlog grow; a batch of 100 rows barely advances, one
+# of 100,000 holds the write lock (and the ingest) for seconds.
+RETENTION_EVERY_S = (60.0, 7 * 86_400.0)
+RETENTION_BATCH_ROWS = (100, 100_000)
+RETENTION_MAX_DAYS = 36_500  # a century; 0 keeps a kind forever
+
+
 def _check_retention(config: CentralConfig, path: str) -> None:
     """Retention settings that cannot be honoured are refused, not bent."""
     for f in fields(CentralConfig):
-        if f.name.startswith("retention_") and getattr(config, f.name) < 0:
-            raise CentralConfigError(f"{path}: central.{f.name} must not be negative")
-    if config.retention_batch_rows < 1 or config.retention_every_s <= 0:
-        raise CentralConfigError(
-            f"{path}: central.retention_batch_rows and retention_every_s must be positive"
-        )
+        value = getattr(config, f.name)
+        if not f.name.startswith("retention_"):
+            continue
+        key = f"{path}: central.{f.name}"
+        if isinstance(value, bool):  # TOML's true is no number of days (Python says 1)
+            raise CentralConfigError(f"{key} must be a number, not {str(value).lower()}")
+        if not math.isfinite(value):  # asyncio.sleep(nan) returns at once: a purge loop
+            raise CentralConfigError(f"{key} must be a finite number, not {value}")
+        if f.name.endswith("_days") and not 0 <= value <= RETENTION_MAX_DAYS:
+            raise CentralConfigError(
+                f"{key} must be between 0 (keep forever) and {RETENTION_MAX_DAYS} days"
+            )
+    for name, (low, high) in (
+        ("retention_every_s", RETENTION_EVERY_S),
+        ("retention_batch_rows", RETENTION_BATCH_ROWS),
+    ):
+        if not low <= getattr(config, name) <= high:
+            raise CentralConfigError(f"{path}: central.{name} must be between {low:g} and {high:g}")
     positions, vehicle = config.retention_positions_days, config.retention_vehicle_days
     if vehicle and not 0 < positions <= vehicle:
         raise CentralConfigError(

@@ -12,7 +12,10 @@ central/config.py and deploy/README.md):
 
 Telemetry holds a position and vehicle data in one row: the position is cleared after its
 days, the row deleted after the vehicle data's (never fewer days: the config refuses it).
-Purging never breaks exactly-once: see central/store/retention.py.
+Positions are kept elsewhere too, and cleared after the same days: the agent puts the bus's
+`lat`/`lon` into events (every `play`, `gps_lost`, a driver's message), and central into each
+alarm (cleared once the alarm is closed; the alarm itself stays, for reports). Purging never
+breaks exactly-once: see central/store/retention.py.
 
 The running service purges on its own schedule (central/service/retention_task.py); while
 none runs, `busfleet central retention` purges now, and `--dry-run` shows what would go.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import sqlite3
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -21,11 +22,13 @@ from central.retention import DAY_S, RetentionPolicy, plan, purge
 from central.service.ingest import Ingest
 from central.service.retention_task import RetentionTask
 from central.service.service import CentralService
+from central.store import alarms as alarm_db
 from central.store.claim import service_claim
 from central.store.db import CentralStore
 from protocols import codec, topics
 from protocols.ranges import expand
 from protocols.schemas import (
+    Alarm,
     Event,
     EventBatch,
     Position,
@@ -203,7 +206,9 @@ def test_a_purged_record_sent_again_is_a_duplicate_not_stored_twice(ingest: Inge
     assert kinds(ingest.store)["stop_arrival"] == [102]
     assert ingest.counters["records"] == 0
     assert ingest.counters["events"] == 0
-    assert ingest.counters["duplicates"] == 10
+    # 1-3 and 100-101 were purged, 4-7 and 102 are stored: told apart in the counters
+    assert ingest.counters["purged_resends"] == 5
+    assert ingest.counters["duplicates"] == 5
     receipts = {r.bus: expand(r.ranges) for r in ingest.take_receipts()}
     assert receipts == {"b1": [1, 2, 3, 4, 5, 6, 7, 100, 101, 102]}, "the bus may forget them"
     # A record above the purged ones is new, whatever its age.
@@ -214,9 +219,13 @@ def test_a_purged_record_sent_again_is_a_duplicate_not_stored_twice(ingest: Inge
 def test_a_row_that_arrived_recently_is_kept_whatever_its_clock_said(tmp_path: Path) -> None:
     ingest = Ingest(CentralStore(tmp_path / "central.sqlite"))
     ingest.handle(topics.telemetry("b1"), telemetry("b1", range(1, 3), 0.0), now=NEW)  # 1970
+    located = Event(seq=1, t=0.0, kind="gps_lost", data={"lat": -16.9, "lon": 145.7})
+    ingest.handle(topics.events("b1"), codec.encode(EventBatch(bus="b1", events=[located])), NEW)
     removed = purge_all(ingest.store, RetentionPolicy.from_config(CentralConfig()))
-    assert removed == {"positions": 2}
+    assert removed == {}
     assert ingest.store.seqs("b1") == [1, 2], "a wrong clock does not purge fresh rows"
+    assert positions(ingest.store) == {1: True, 2: True}, "nor clear their positions"
+    assert "lat" in event_data(ingest.store, 1)
 
 
 async def test_the_task_purges_at_start_and_on_its_schedule(tmp_path: Path) -> None:
@@ -314,3 +323,169 @@ def test_a_file_that_is_no_central_database_is_a_clear_error(
     assert main(["central", "retention", "--db", str(tmp_path / "none.sqlite")]) == 2
     assert "no database" in capsys.readouterr().err
     assert not (tmp_path / "none.sqlite").exists()
+
+
+def event_data(store: CentralStore, seq: int, bus: str = "b1") -> dict[str, Any]:
+    row = store.db.execute("SELECT data FROM events WHERE bus = ? AND seq = ?", (bus, seq))
+    data: dict[str, Any] = json.loads(row.fetchone()[0])
+    return data
+
+
+def located(seq: int, t: float, kind: str, **data: Any) -> Event:
+    return Event(seq=seq, t=t, kind=kind, data={"lat": -16.92, "lon": 145.77, **data})
+
+
+def alarm(alarm_id: str, state: str, t: float) -> Alarm:
+    return Alarm(
+        id=alarm_id, bus="b1", kind="overspeed", subject=alarm_id, severity=3, state=state,
+        raised_t=t, t=t, lat=-16.92, lon=145.77,
+    )  # fmt: skip
+
+
+def test_positions_in_events_and_closed_alarms_are_cleared_after_the_positions_days(
+    tmp_path: Path,
+) -> None:
+    """The agent puts where the bus was into play, gps_lost and driver events, central into
+    alarms: kept longer than telemetry's positions, they must not keep the positions."""
+    store = CentralStore(tmp_path / "central.sqlite")
+    ingest = Ingest(store)
+    batch = [
+        located(1, MIDDLE, "play", item="ad"),  # plays are kept 400 days, positions 30
+        located(2, MIDDLE, "gps_lost", reason="silent"),  # events 90 days
+        located(3, MIDDLE, "driver_message", code="late"),
+        located(4, NEW, "play", item="ad"),  # within the positions' days
+        Event(seq=5, t=MIDDLE, kind="stop_arrival", data={"stop": "s1"}),  # no position
+    ]
+    ingest.handle(topics.events("b1"), codec.encode(EventBatch(bus="b1", events=batch)), MIDDLE)
+    ingest.handle(topics.events("b1"), events("b1", range(6, 7), NEW, "play"), NEW)
+    for a in (alarm("closed-old", "closed", MIDDLE), alarm("open-old", "active", MIDDLE),
+              alarm("closed-new", "closed", NEW)):  # fmt: skip
+        assert alarm_db.add_alarm(store, a, codec.encode(a).decode())
+    policy = RetentionPolicy.from_config(CentralConfig())
+    expired = {e.kind: e for e in plan(store, policy, NOW)}
+    assert expired["positions"].rows == 4  # three events, one alarm
+    assert purge_all(store, policy) == {"positions": 4}
+
+    assert event_data(store, 1) == {"item": "ad"}, "the proof of play stays, not where"
+    assert event_data(store, 2) == {"reason": "silent"}
+    assert event_data(store, 3) == {"code": "late"}
+    assert event_data(store, 4)["lat"] == -16.92
+    assert event_data(store, 5) == {"stop": "s1"}
+    bodies = {a.id: a for a in map(alarm_from_store(store), ("closed-old", "open-old",
+                                                              "closed-new"))}  # fmt: skip
+    assert (bodies["closed-old"].lat, bodies["closed-old"].state) == (None, "closed")
+    assert bodies["open-old"].lat == -16.92, "an alarm still open keeps where it is"
+    assert bodies["closed-new"].lat == -16.92
+    assert purge_all(store, policy) == {}, "cleared rows are not found again"
+
+
+def alarm_from_store(store: CentralStore) -> Callable[[str], Alarm]:
+    def read(alarm_id: str) -> Alarm:
+        body = alarm_db.alarm_body(store, alarm_id)
+        assert body is not None
+        return codec.decode(Alarm, body.encode())
+
+    return read
+
+
+def test_clearing_positions_reads_only_the_rows_holding_one(tmp_path: Path) -> None:
+    """Every query of the positions step searches the index of the rows still holding one:
+    not a scan, nor a walk down the time index through every old row already cleared."""
+    store = CentralStore(tmp_path / "central.sqlite")
+    ingest = Ingest(store)
+    feed(ingest)
+    statements: list[str] = []
+    store.db.conn.set_trace_callback(statements.append)
+    purge_all(store, RetentionPolicy({"positions": 30}))
+    plan(store, RetentionPolicy({"positions": 30}), NOW)
+    store.db.conn.set_trace_callback(None)
+    selects = [s for s in statements if s.lstrip().upper().startswith("SELECT")]
+    tables = {t for s in selects for t in ("telemetry", "events", "alarms") if f"FROM {t}" in s}
+    assert tables == {"telemetry", "events", "alarms"}
+    for sql in selects:
+        steps = [r[3] for r in store.db.execute(f"EXPLAIN QUERY PLAN {sql}")]
+        table = next(t for t in tables if f"FROM {t}" in sql)
+        assert steps == [f"SEARCH {table} USING INDEX {table}_positions (t<?)"], sql
+
+
+@pytest.mark.parametrize("kind", ["events", "plays", "feedback", "portal_stats"])
+def test_a_purge_mark_drops_only_records_of_its_own_retention_kind(
+    tmp_path: Path, kind: str
+) -> None:
+    """A late record of another kind, below a purged one's sequence number, is still stored."""
+    store = CentralStore(tmp_path / "central.sqlite")
+    ingest = Ingest(store)
+    event_kind = SPECIAL.get(kind, "stop_arrival")
+    ingest.handle(topics.events("b1"), events("b1", range(10, 11), OLD - 10, event_kind), OLD)
+    assert purge_all(store, RetentionPolicy({kind: 90})) == {kind: 1}
+    ingest.counters.clear()
+    late = NOW - 10 * DAY_S  # created before seq 10's purge, within every kind's days
+    for other in ("stop_arrival", *SPECIAL.values()):
+        ingest.handle(topics.events("b1"), events("b1", range(5, 6), late, other), now=NOW)
+        stored = 5 in kinds(store).get(other, [])
+        assert stored is (other != event_kind), other
+        store.db.execute("DELETE FROM events WHERE seq = 5")
+    assert ingest.counters["purged_resends"] == 1
+    assert ingest.counters["events"] == 3
+    assert ingest.counters["duplicates"] == 0
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "retention_events_days = true",  # TOML's true, which Python takes for 1 day
+        "retention_feedback_days = false",  # false is no 0 (forever) either
+        "retention_events_days = 1_000_000",
+        "retention_every_s = nan",  # asyncio.sleep(nan) returns at once: a busy loop
+        "retention_every_s = inf",
+        "retention_every_s = 1",
+        "retention_every_s = 1e9",
+        "retention_batch_rows = 10",
+        "retention_batch_rows = 10_000_000",
+    ],
+)
+def test_retention_settings_that_are_no_sensible_number_are_refused(text: str) -> None:
+    with pytest.raises(CentralConfigError, match=r"central\.retention_\w+ must be"):
+        parse_central_config(f"[central]\n{text}\n")
+
+
+async def test_a_locked_database_stops_a_purge_not_the_task(tmp_path: Path) -> None:
+    """An import holding the write lock past the busy timeout: counted, tried again."""
+    db = tmp_path / "central.sqlite"
+    store = CentralStore(db)
+    ingest = Ingest(store)
+    old = time.time() - 200 * DAY_S
+    ingest.handle(topics.events("b1"), events("b1", range(1, 4), old, "x"), old)
+    store.db.execute("PRAGMA busy_timeout = 50")
+    importer = sqlite3.connect(db, isolation_level=None)
+    importer.execute("BEGIN IMMEDIATE")
+    task = RetentionTask(store, dataclasses.replace(CentralConfig(), retention_every_s=0.05))
+    task.pause_s = 0.0
+    running = asyncio.create_task(task.run())
+    try:
+        await until(lambda: task.counters["retention_errors"] >= 2, "purges failing on the lock")
+        assert not running.done(), "the task goes on"
+        assert len(kinds(store)["x"]) == 3
+        importer.execute("COMMIT")
+        await until(lambda: task.counters["retention_purged_events"] == 3, "the purge after it")
+        assert kinds(store) == {}
+    finally:
+        importer.close()
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+
+
+@pytest.mark.parametrize("dry_run", [True, False])
+def test_the_command_leaves_an_sqlite_file_that_is_not_centrals_alone(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], dry_run: bool
+) -> None:
+    other = tmp_path / "notes.sqlite"
+    conn = sqlite3.connect(other)
+    conn.execute("CREATE TABLE notes (text TEXT)")
+    conn.commit()
+    conn.close()
+    before = other.read_bytes()
+    argv = ["central", "retention", "--db", str(other), *(["--dry-run"] if dry_run else [])]
+    assert main(argv) == 2
+    assert "notes.sqlite is not central's database" in capsys.readouterr().err
+    assert other.read_bytes() == before, "no table created, no journal mode changed"

@@ -3,7 +3,9 @@
 The running service purges on its own schedule (central/service/retention_task.py). This
 tool works on the database itself: `--dry-run` only reads it (safe beside a running service);
 a purge takes the database's offline claim (central/store/claim.py) and refuses while a
-service holds it.
+service holds it, and migrates the schema first (an upgrade of a big database does it here,
+before the service starts). Either refuses a file that is not central's database, before
+opening it as central's store (which would create central's tables in it).
 """
 
 from __future__ import annotations
@@ -33,7 +35,10 @@ def register_central(
         "retention_plays_days, retention_feedback_days, retention_portal_stats_days; 0 = "
         "forever). The running service purges on its own schedule. --dry-run lists, per kind, "
         "the rows that would go and their oldest and newest times; without it, the purge runs "
-        "now, in small transactions, and only while no central service runs on the database.",
+        "now, in small transactions, and only while no central service runs on the database; "
+        "it brings the database's schema up to date first (an upgrade's indexes are built "
+        "here, not at the service's start: deploy/README.md). A file that is not central's "
+        "database is refused and left as it is.",
     )
     connection_args(p)
     p.add_argument("--dry-run", action="store_true", help="show what would go; change nothing")
@@ -52,6 +57,7 @@ def retention_cmd(args: argparse.Namespace) -> int:
     from central.errors import CentralRunning
     from central.retention import RetentionPolicy
     from central.store.claim import offline_claim
+    from central.store.db import is_central_database
 
     prog = "busfleet central retention"
     try:
@@ -65,6 +71,9 @@ def retention_cmd(args: argparse.Namespace) -> int:
     policy = RetentionPolicy.from_config(config)
     now = time.time()
     try:
+        if not is_central_database(config.db):  # before anything could create central's tables
+            print(f"{prog}: {config.db} is not central's database", file=sys.stderr)
+            return 2
         if args.dry_run:
             return _show(config.db, policy, now)
         with offline_claim(config.db):
@@ -106,7 +115,7 @@ def _purge(db: str, policy: RetentionPolicy, now: float, batch_rows: int) -> int
     from central.retention import purge
     from central.store.db import CentralStore
 
-    store = CentralStore(db)
+    store = CentralStore(db)  # central's (checked): brought up to the schema retention needs
     removed: dict[str, int] = {}
     try:
         for kind, rows in purge(store, policy, now, batch_rows):

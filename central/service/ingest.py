@@ -22,11 +22,13 @@ import logging
 import sqlite3
 import time
 from collections.abc import Iterable
+from typing import Any
 
 import msgspec
 
 from central.fleet import state as fleet
 from central.service.alarm_center import AlarmCenter
+from central.store import retention as retention_db
 from central.store.db import CentralStore
 from central.store.telemetry import record_row
 from protocols import codec, compact, topics
@@ -157,7 +159,7 @@ class Ingest:
         new = self.store.add_records(rows)
         self._pending[bus].extend(r.seq for r in batch.records)
         self.counters["records"] += new
-        self.counters["duplicates"] += len(rows) - new
+        self._count_not_stored("telemetry", rows, new)
         self._set(bus, fleet.on_telemetry(self._state(bus), batch, new, now))
         self.alarms.on_telemetry(bus, batch, self.buses[bus].entry, now)
 
@@ -180,13 +182,21 @@ class Ingest:
         new = self.store.add_events(rows)
         self._pending[bus].extend(e.seq for e in batch.events)
         self.counters["events"] += new
-        self.counters["duplicates"] += len(rows) - new
+        self._count_not_stored("events", rows, new)
         for e in batch.events:
             if e.kind == "cmd_ack":
                 self._command_answer(bus, e.data, e.t)
             elif e.kind == "portal_stats" and not batch.backfill:
                 self._set(bus, fleet.on_portal_stats(self._state(bus), e.data.get("clients")))
         self.alarms.on_events(bus, batch, self._state(bus).entry, now)
+
+    def _count_not_stored(self, table: str, rows: list[tuple[Any, ...]], new: int) -> None:
+        """Rows not stored: duplicates of stored ones, or sent again after a purge (retention)."""
+        dropped = len(rows) - new
+        resent = retention_db.purged_resends(self.store, table, rows) if dropped else 0
+        self.counters["duplicates"] += dropped - resent
+        if resent:
+            self.counters["purged_resends"] += resent
 
     def _check_times(self, bus: str, times: Iterable[float], now: float) -> None:
         """Count times the bus's clock cannot have meant (stored all the same)."""

@@ -4,7 +4,8 @@ At start and then every `retention_every_s`, the purge (central/retention.py) ru
 transaction of at most `retention_batch_rows` rows at a time and sleeps PAUSE_S between them,
 so the ingest's group commits get the write lock in between: a purge of a month of backlog
 slows the ingest a little for a while, it never stops it. What went is logged and counted
-(`retention_purged_{kind}` in CentralStats).
+(`retention_purged_{kind}` in CentralStats); a purge that fails (the database locked too
+long) is counted (`retention_errors`) and tried again at the next run.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import sqlite3
 import time
 
 from central.config import CentralConfig
@@ -41,12 +43,21 @@ class RetentionTask:
             await asyncio.sleep(self.every_s)
 
     async def purge_once(self, now: float) -> dict[str, int]:
-        """One purge at `now`; returns the rows removed per kind."""
+        """One purge at `now`; returns the rows removed per kind.
+
+        A purge that cannot get the write lock in time (an import holds it: "database is
+        locked" after the busy timeout) or write at all is logged, counted
+        (`retention_errors`) and tried again at the next run: the service goes on, and the
+        batches done so far are committed, each a transaction of its own."""
         removed: collections.Counter[str] = collections.Counter()
-        for kind, rows in purge(self.store, self.policy, now, self.batch_rows):
-            removed[kind] += rows
-            self.counters[f"retention_purged_{kind}"] += rows
-            await asyncio.sleep(self.pause_s)
+        try:
+            for kind, rows in purge(self.store, self.policy, now, self.batch_rows):
+                removed[kind] += rows
+                self.counters[f"retention_purged_{kind}"] += rows
+                await asyncio.sleep(self.pause_s)
+        except sqlite3.OperationalError as exc:
+            self.counters["retention_errors"] += 1
+            log.warning("retention: purge stopped (%s); again in %.0f s", exc, self.every_s)
         self.counters["retention_runs"] += 1
         if removed:
             log.info("retention purged %s", ", ".join(f"{n} {kind}" for kind, n in removed.items()))

@@ -26,7 +26,7 @@ from central.store.schema import MIGRATIONS
 from central.store.telemetry import TelemetryTables
 from central.store.tx import transaction
 
-__all__ = ["CentralStore"]
+__all__ = ["CentralStore", "is_central_database"]
 
 
 class CentralStore(TelemetryTables, DesiredTables):
@@ -86,6 +86,23 @@ class CentralStore(TelemetryTables, DesiredTables):
 
     def close(self) -> None:
         self.db.conn.close()
+
+
+def is_central_database(path: str | Path) -> bool:
+    """Whether the SQLite file at `path` is central's database: its schema has run (user_version
+    1 or more) and it has central's telemetry. Only reads: a tool pointed at another file must
+    refuse before `CentralStore` creates central's tables in it (or turns on WAL). A file that
+    is no SQLite database raises sqlite3.DatabaseError."""
+    if not Path(path).is_file():  # connecting would create it
+        return False
+    conn = sqlite3.connect(str(path), isolation_level=None)
+    try:
+        conn.execute("PRAGMA query_only = 1")
+        version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+        table = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'telemetry'"
+        return version >= 1 and conn.execute(table).fetchone() is not None
+    finally:
+        conn.close()
 
 
 def _statements(script: str) -> Iterator[str]:

@@ -157,15 +157,23 @@ MIGRATIONS: list[str] = [
     ) WITHOUT ROWID;
     CREATE INDEX bus_group_members_bus ON bus_group_members (bus);
     """,
-    # 8: retention (central/store/retention.py). Positions are cleared from telemetry rows
-    # before the rows go: a partial index finds those still holding one. Events are purged per
-    # kind. Per bus and table, the highest sequence number purged: a record at or below it
-    # that comes again (a lost receipt, a `resend` command) is ignored like any duplicate, so
-    # a purged record is never stored twice. (PostgreSQL: the same as a BEFORE INSERT trigger
-    # function that returns NULL.)
+    # 8: retention (central/store/retention.py). Positions are cleared before the rows go:
+    # from telemetry rows, from the data of events (`play`, `gps_lost`, a driver's message)
+    # and from the documents of closed alarms; partial indexes find those still holding one
+    # (json_valid first: a row that is no JSON is never an error, only not found). Events are
+    # purged per kind. Per bus and retention kind (telemetry; events, plays, feedback,
+    # portal_stats: the CASE below is central/store/retention.py's `_EVENT_KINDS`), the
+    # highest sequence number purged: a record of that kind at or below it that comes again
+    # (a lost receipt, a `resend` command) is ignored like any duplicate, so a purged record
+    # is never stored twice, and a late record of another kind is still stored.
+    # (PostgreSQL: the same as a BEFORE INSERT trigger function that returns NULL.)
     """
     CREATE INDEX telemetry_positions ON telemetry (t) WHERE lat IS NOT NULL;
     CREATE INDEX events_kind_t ON events (kind, t);
+    CREATE INDEX events_positions ON events (t) WHERE json_valid(data)
+        AND (json_type(data, '$.lat') IS NOT NULL OR json_type(data, '$.lon') IS NOT NULL);
+    CREATE INDEX alarms_positions ON alarms (t) WHERE state = 'closed' AND json_valid(body)
+        AND (json_type(body, '$.lat') IS NOT NULL OR json_type(body, '$.lon') IS NOT NULL);
     CREATE TABLE retention_marks (
         tbl TEXT NOT NULL, bus TEXT NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY (tbl, bus)
     ) WITHOUT ROWID;
@@ -173,7 +181,11 @@ MIGRATIONS: list[str] = [
     WHEN NEW.seq <= (SELECT seq FROM retention_marks WHERE tbl = 'telemetry' AND bus = NEW.bus)
     BEGIN SELECT RAISE(IGNORE); END;
     CREATE TRIGGER events_purged BEFORE INSERT ON events
-    WHEN NEW.seq <= (SELECT seq FROM retention_marks WHERE tbl = 'events' AND bus = NEW.bus)
+    WHEN NEW.seq <= (
+        SELECT seq FROM retention_marks WHERE bus = NEW.bus AND tbl = CASE NEW.kind
+            WHEN 'play' THEN 'plays' WHEN 'passenger_feedback' THEN 'feedback'
+            WHEN 'portal_stats' THEN 'portal_stats' ELSE 'events' END
+    )
     BEGIN SELECT RAISE(IGNORE); END;
     """,
 ]
