@@ -7,11 +7,13 @@ or tomorrow if it has passed); or ISO 8601 (local time of city hall unless it ha
 from __future__ import annotations
 
 import datetime as dt
+import math
 import re
 
-__all__ = ["UNITS", "parse_when"]
+__all__ = ["MAX_AHEAD_S", "UNITS", "parse_when"]
 
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+MAX_AHEAD_S = 366 * 86400.0  # "+N" reaches at most a year ahead
 _HHMM = re.compile(r"(\d{1,2}):(\d{2})")
 
 
@@ -20,9 +22,11 @@ def parse_when(text: str, now: float) -> float:
     text = text.strip()
     if text.startswith("+") and text[-1:] in UNITS:
         try:
-            return now + float(text[1:-1]) * UNITS[text[-1]]
+            ahead = float(text[1:-1]) * UNITS[text[-1]]
         except ValueError:
-            pass
+            ahead = math.nan
+        if 0 <= ahead <= MAX_AHEAD_S:  # never NaN, inf or back in time ("+-5m")
+            return now + ahead
     if m := _HHMM.fullmatch(text):
         hour, minute = int(m[1]), int(m[2])
         if hour < 24 and minute < 60:

@@ -25,7 +25,9 @@ def test_relative_clock_and_iso_times() -> None:
     )
 
 
-@pytest.mark.parametrize("text", ["soon", "+m", "+5x", "25:00", "7:60", ""])
+@pytest.mark.parametrize(
+    "text", ["soon", "+m", "+5x", "25:00", "7:60", "", "+nanm", "+infh", "+1e308d", "+-5m", "+400d"]
+)
 def test_what_is_not_a_time_says_what_is(text: str) -> None:
     with pytest.raises(ValueError, match="HH:MM, \\+30m"):
         parse_when(text, NOW)
