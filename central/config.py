@@ -72,10 +72,14 @@ def parse_central_config(text: str, path: str = "<string>") -> CentralConfig:
     values: dict[str, Any] = {}
     for key, value in section.items():
         want = type(getattr(defaults, key))
-        if want is float and isinstance(value, int) and not isinstance(value, bool):
+        if isinstance(value, bool) and want is not bool:  # TOML's true is no number (Python: 1)
+            raise CentralConfigError(f"{path}: central.{key} must be {want.__name__}, not {value}")
+        if want is float and isinstance(value, int):
             value = float(value)
         if not isinstance(value, want):
             raise CentralConfigError(f"{path}: central.{key} must be {want.__name__}")
+        if want is float and not math.isfinite(value):  # asyncio.sleep(nan) returns at once
+            raise CentralConfigError(f"{path}: central.{key} must be a finite number, not {value}")
         values[key] = value
     config = CentralConfig(**values)
     _check_retention(config, path)
@@ -97,10 +101,6 @@ def _check_retention(config: CentralConfig, path: str) -> None:
         if not f.name.startswith("retention_"):
             continue
         key = f"{path}: central.{f.name}"
-        if isinstance(value, bool):  # TOML's true is no number of days (Python says 1)
-            raise CentralConfigError(f"{key} must be a number, not {str(value).lower()}")
-        if not math.isfinite(value):  # asyncio.sleep(nan) returns at once: a purge loop
-            raise CentralConfigError(f"{key} must be a finite number, not {value}")
         if f.name.endswith("_days") and not 0 <= value <= RETENTION_MAX_DAYS:
             raise CentralConfigError(
                 f"{key} must be between 0 (keep forever) and {RETENTION_MAX_DAYS} days"

@@ -92,9 +92,20 @@ def test_integers_are_accepted_where_seconds_are_floats() -> None:
     assert parse_config(DEV + "[telemetry]\ninterval_s = 2").telemetry.interval_s == 2.0
 
 
-def test_a_bad_central_config_is_refused() -> None:
-    with pytest.raises(CentralConfigError):
-        parse_central_config("[central]\nmqtt_port = 'x'")
+@pytest.mark.parametrize(
+    "text",
+    [
+        "mqtt_port = 'x'",
+        "mqtt_port = true",  # TOML's true, which Python takes for 1
+        "offline_after_s = false",
+        "alarm_overspeed_kmh = nan",
+        "alarm_sync_after_s = inf",
+    ],
+)
+def test_a_bad_central_config_is_refused(text: str) -> None:
+    key = text.split()[0]
+    with pytest.raises(CentralConfigError, match=f"central.{key} must be"):
+        parse_central_config(f"[central]\n{text}")
 
 
 def test_the_display_shows_de_en_or_both_alternating() -> None:
