@@ -67,6 +67,11 @@ class Notifier:
     def status(self, text: str) -> bool:
         return self.notify(f"STATUS={text}")
 
+    def extend_start(self, seconds: float, status: str) -> bool:
+        """Ask systemd for `seconds` more before it gives up on the start (a long, known task
+        such as a schema upgrade, which TimeoutStartSec did not foresee)."""
+        return self.notify(f"EXTEND_TIMEOUT_USEC={int(seconds * 1_000_000)}", f"STATUS={status}")
+
 
 def watchdog_interval(
     environ: Mapping[str, str] | None = None, pid: int | None = None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -165,3 +166,33 @@ async def test_an_agent_whose_telemetry_loop_stopped_withholds_the_watchdog_ping
         pinging.cancel()
         running.cancel()
         await asyncio.gather(pinging, running, return_exceptions=True)
+
+
+def test_central_asks_systemd_for_time_before_a_schema_upgrade_and_not_otherwise(
+    systemd_socket: tuple[socket.socket, str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from busfleet.commands.central import _extend_start_for_upgrade
+    from central.store.db import CentralStore, _statements
+    from central.store.schema import MIGRATIONS
+
+    sock, path = systemd_socket
+    monkeypatch.setenv("NOTIFY_SOCKET", path)
+    old = tmp_path / "old.sqlite"  # a database of the previous release: one migration behind
+    with sqlite3.connect(old) as conn:
+        for script in MIGRATIONS[:-1]:
+            for statement in _statements(script):
+                conn.execute(statement)
+        conn.execute(f"PRAGMA user_version = {len(MIGRATIONS) - 1}")
+    _extend_start_for_upgrade(str(old))
+    lines = received(sock)
+    assert lines[0].startswith("EXTEND_TIMEOUT_USEC=")
+    assert int(lines[0].partition("=")[2]) >= 60_000_000
+    assert lines[1] == "STATUS=upgrading the database schema (migrations to run: 1)"
+    CentralStore(old).close()  # upgraded: the next start asks for nothing
+    _extend_start_for_upgrade(str(old))
+    _extend_start_for_upgrade(str(tmp_path / "new.sqlite"))  # created in no time
+    sock.settimeout(0.2)
+    with pytest.raises(TimeoutError):
+        sock.recv(4096)

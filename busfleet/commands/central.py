@@ -153,8 +153,32 @@ def serve_cmd(args: argparse.Namespace) -> int:
         config = dataclasses.replace(config, http_port=args.http_port)
     from central.service.serve import serve  # the service with its HTTP server
 
+    _extend_start_for_upgrade(config.db)
     run_service(serve(config, CentralService(config, group=args.group)))
     return 0
+
+
+UPGRADE_S_PER_GB = 60.0  # measured ~5 s per GB (migration 8's indexes); a slow disk has room
+
+
+def _extend_start_for_upgrade(db: str) -> None:
+    """A schema upgrade of a big database outlasts the unit's TimeoutStartSec (60 s), and
+    systemd would kill it and start it again, forever: ask for time by the file's size."""
+    import logging
+    from pathlib import Path
+
+    from busfleet.watchdog import Notifier
+    from central.store.db import pending_migrations
+
+    pending = pending_migrations(db)
+    path = Path(db)
+    if not pending or not path.is_file():  # a new database is created in no time
+        return
+    gb = path.stat().st_size / 1e9
+    seconds = 60.0 + gb * UPGRADE_S_PER_GB
+    status = f"upgrading the database schema (migrations to run: {pending})"
+    logging.getLogger("busfleet.central").info("%s, %.1f GB: allowing %.0f s", status, gb, seconds)
+    Notifier().extend_start(seconds, status)
 
 
 def dash_cmd(args: argparse.Namespace) -> int:

@@ -88,6 +88,19 @@ class CentralStore(TelemetryTables, DesiredTables):
         self.db.conn.close()
 
 
+def pending_migrations(path: str | Path) -> int:
+    """How many schema migrations opening the database at `path` would run (all of them for a
+    new file). Only reads."""
+    if str(path) == ":memory:" or not Path(path).is_file():
+        return len(MIGRATIONS)
+    conn = sqlite3.connect(str(path), isolation_level=None)
+    try:
+        conn.execute("PRAGMA query_only = 1")
+        return max(0, len(MIGRATIONS) - int(conn.execute("PRAGMA user_version").fetchone()[0]))
+    finally:
+        conn.close()
+
+
 def is_central_database(path: str | Path) -> bool:
     """Whether the SQLite file at `path` is central's database: its schema has run (user_version
     1 or more) and it has central's telemetry. Only reads: a tool pointed at another file must
