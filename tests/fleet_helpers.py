@@ -7,6 +7,7 @@ import contextlib
 import dataclasses
 import itertools
 import json
+import queue
 import sqlite3
 import subprocess
 import sys
@@ -49,6 +50,22 @@ def rows(db: Path, sql: str, *params: Any) -> list[tuple[Any, ...]]:
             return conn.execute(sql, params).fetchall()
         except sqlite3.OperationalError:
             return []
+
+
+def first_message(broker: Broker, topic: str, timeout: float) -> bytes:
+    """The payload of the first message on `topic` (a retained one comes at once); queue.Empty
+    after `timeout` s."""
+    got: queue.Queue[bytes] = queue.Queue()
+    client = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
+    client.on_connect = lambda c, *_: c.subscribe(topic)
+    client.on_message = lambda _c, _u, m: got.put(bytes(m.payload))
+    client.connect(broker.host, broker.port)
+    client.loop_start()
+    try:
+        return got.get(timeout=timeout)
+    finally:
+        client.loop_stop()
+        client.disconnect()
 
 
 class FleetWatcher:
