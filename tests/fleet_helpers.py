@@ -25,7 +25,7 @@ from central.config import CentralConfig
 from onboard.link.outbox import Outbox
 from protocols import codec, topics
 from protocols.geo import haversine_m
-from protocols.schemas import FleetEntry, Position, TelemetryRecord
+from protocols.schemas import FleetEntry, Position, ReportedState, TelemetryRecord
 
 T = TypeVar("T")
 
@@ -85,6 +85,26 @@ class FleetWatcher:
 
     def online(self) -> set[str]:
         return {b for b, e in dict(self.entries).items() if e.online}
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+class ReportedLog:
+    """Every reported state one bus publishes, in order (the retained one first): the bus's
+    own account of what it ran when, by its clock (`ReportedState.t`)."""
+
+    def __init__(self, broker: Broker, bus: str) -> None:
+        self.states: list[ReportedState] = []
+        self.client = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
+        self.client.on_message = self._on_message
+        self.client.on_connect = lambda c, *_: c.subscribe(topics.reported(bus), qos=1)
+        self.client.connect(broker.host, broker.port)
+        self.client.loop_start()
+
+    def _on_message(self, _c: Any, _u: Any, msg: paho.MQTTMessage) -> None:
+        self.states.append(codec.decode(ReportedState, msg.payload))
 
     def close(self) -> None:
         self.client.loop_stop()
