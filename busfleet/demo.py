@@ -41,6 +41,12 @@ from protocols.requests import Assign, ImportGtfs, PublishTimetable
 from protocols.schemas import Assignment
 
 CENTRAL_START_S = 30.0  # a cold start of `central serve` (imports, database) on a small board
+# A bus of the demo starts at most this far before its next stop. From a standstill it is there
+# in about 20 s, dwells 8 to 25 s and is past the stop's zone some 7 s later: a one-minute run
+# sees it serve a stop. Further (trips_now's next stop may be 800 m away), a bus arrives only
+# after 30 to 60 s and few or none of a minute's run leave a stop. Nearer than trips_now's
+# MIN_AHEAD_M (80 m), the agent might not track before the bus is there.
+APPROACH_M = 120.0
 # `--broker`: auto is mosquitto if installed, else the embedded one (amqtt, MQTT 3.1.1)
 BROKERS: dict[str, Callable[..., contextlib.AbstractContextManager[Broker]]] = {
     "auto": run_broker,
@@ -171,9 +177,10 @@ def along(feed: Feed, trip_id: str, index: int) -> TripNow:
 
 
 def trips_for(feed: Feed, buses: int, now: float, say: Say) -> list[TripNow]:
-    """A trip running now for each bus and where its schedule has it (`trips_now`); if too
-    few run, demo trips from a little way along, whenever they are scheduled."""
-    chosen = trips_now(feed, now, buses)
+    """A trip running now for each bus and where its schedule has it (`trips_now`), moved up
+    to APPROACH_M before its next stop (`near_a_stop`); if too few run, demo trips from a
+    little way along, whenever they are scheduled."""
+    chosen = [near_a_stop(t) for t in trips_now(feed, now, buses)]
     if len(chosen) < buses:
         say(f"only {len(chosen)} trips run now: the other buses drive off schedule")
     taken = {t.trip_id for t in chosen}
@@ -181,6 +188,16 @@ def trips_for(feed: Feed, buses: int, now: float, say: Say) -> list[TripNow]:
     for i, tid in enumerate(spare[: buses - len(chosen)], start=len(chosen)):
         chosen.append(along(feed, tid, i))
     return chosen
+
+
+def near_a_stop(trip: TripNow) -> TripNow:
+    """`trip` from APPROACH_M before its next stop, if its schedule has it further away: the
+    bus starts a little early (the schedule's time for the distance skipped, a minute or two
+    at most) and serves a stop within the first minute."""
+    skip = trip.next_stop_m - APPROACH_M
+    if skip <= 0 or trip.dist_m + trip.next_stop_m >= trip.length_m:
+        return trip  # near enough, or no stop ahead (then there is nothing to serve anyway)
+    return dataclasses.replace(trip, dist_m=trip.dist_m + skip, next_stop_m=APPROACH_M)
 
 
 def publish_today(fleet: Fleet, gtfs: Path, say: Say) -> Path:
@@ -225,9 +242,10 @@ def _setup(
         )
         fleet.trips[bus_id] = trip.trip_id
         route = feed.routes[trip.route_id]
+        ahead = f", {trip.next_stop_m:.0f} m before a stop" if trip.next_stop_m else ""
         say(
             f"{bus_id}: driving trip {trip.trip_id} (route {route.short_name}) from "
-            f"{trip.start_fraction:.0%} of its way"
+            f"{trip.start_fraction:.0%} of its way{ahead}"
         )
         assignments[bus_id] = Assignment(trip_id=trip.trip_id, route_id=route.route_id)
     # Dispatch assigns each bus the trip it drives, as a dispatcher would: through its

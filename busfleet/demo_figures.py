@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import sqlite3
 import sys
 from pathlib import Path
 
 import aiomqtt
 
 from busfleet.broker.launch import Broker
+from central.store.queries import event_count, telemetry_counts
 from protocols import codec, topics
 from protocols.errors import ProtocolError
 from protocols.schemas import CentralStats, FleetEntry
@@ -29,25 +29,13 @@ READ_S = 10.0  # at most this long for the retained fleet entries
 
 
 def database_figures(db: Path) -> dict[str, int]:
-    """Buses seen, positions stored and stops passed (all buses), from central's database."""
-    empty = {"buses_seen": 0, "positions_stored": 0, "stops_passed": 0}
-    if not db.exists():
-        return empty
-    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
-        try:
-            buses, positions = conn.execute(
-                "SELECT COUNT(DISTINCT bus), COUNT(lat) FROM telemetry"
-            ).fetchone()
-            (stops,) = conn.execute(
-                f"SELECT COUNT(*) FROM events WHERE kind IN ({', '.join('?' * len(STOP_KINDS))})",
-                STOP_KINDS,
-            ).fetchone()
-        except sqlite3.OperationalError:  # central has not created its tables yet
-            return empty
+    """Buses seen, positions stored and stops passed (all buses), from central's database
+    (read-only; zeros while central has not created it)."""
+    buses, positions = telemetry_counts(db) or (0, 0)
     return {
-        "buses_seen": int(buses),
-        "positions_stored": int(positions),
-        "stops_passed": int(stops),
+        "buses_seen": buses,
+        "positions_stored": positions,
+        "stops_passed": event_count(db, STOP_KINDS) or 0,
     }
 
 

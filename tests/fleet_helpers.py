@@ -7,6 +7,7 @@ import contextlib
 import dataclasses
 import itertools
 import json
+import queue
 import sqlite3
 import subprocess
 import sys
@@ -24,7 +25,7 @@ from central.config import CentralConfig
 from onboard.link.outbox import Outbox
 from protocols import codec, topics
 from protocols.geo import haversine_m
-from protocols.schemas import FleetEntry, Position, TelemetryRecord
+from protocols.schemas import FleetEntry, Position, ReportedState, TelemetryRecord
 
 T = TypeVar("T")
 
@@ -51,6 +52,22 @@ def rows(db: Path, sql: str, *params: Any) -> list[tuple[Any, ...]]:
             return []
 
 
+def first_message(broker: Broker, topic: str, timeout: float) -> bytes:
+    """The payload of the first message on `topic` (a retained one comes at once); queue.Empty
+    after `timeout` s."""
+    got: queue.Queue[bytes] = queue.Queue()
+    client = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
+    client.on_connect = lambda c, *_: c.subscribe(topic)
+    client.on_message = lambda _c, _u, m: got.put(bytes(m.payload))
+    client.connect(broker.host, broker.port)
+    client.loop_start()
+    try:
+        return got.get(timeout=timeout)
+    finally:
+        client.loop_stop()
+        client.disconnect()
+
+
 class FleetWatcher:
     """Follows the retained fleet entries that central publishes, as a dashboard does."""
 
@@ -68,6 +85,26 @@ class FleetWatcher:
 
     def online(self) -> set[str]:
         return {b for b, e in dict(self.entries).items() if e.online}
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+class ReportedLog:
+    """Every reported state one bus publishes, in order (the retained one first): the bus's
+    own account of what it ran when, by its clock (`ReportedState.t`)."""
+
+    def __init__(self, broker: Broker, bus: str) -> None:
+        self.states: list[ReportedState] = []
+        self.client = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
+        self.client.on_message = self._on_message
+        self.client.on_connect = lambda c, *_: c.subscribe(topics.reported(bus), qos=1)
+        self.client.connect(broker.host, broker.port)
+        self.client.loop_start()
+
+    def _on_message(self, _c: Any, _u: Any, msg: paho.MQTTMessage) -> None:
+        self.states.append(codec.decode(ReportedState, msg.payload))
 
     def close(self) -> None:
         self.client.loop_stop()

@@ -34,6 +34,10 @@ class CuttableRelay:
     def __exit__(
         self, _t: type[BaseException] | None, _e: BaseException | None, _tb: TracebackType | None
     ) -> None:
+        # close() alone does not wake an accept() blocked in another thread (Linux); shutdown()
+        # does: accept() fails at once and the thread ends.
+        with contextlib.suppress(OSError):
+            self.listener.shutdown(socket.SHUT_RDWR)
         self.listener.close()
         self.cut()
         self._thread.join(5)

@@ -8,7 +8,6 @@ bus's desired state. Alarms never come from backfilled data.
 from __future__ import annotations
 
 import dataclasses
-import queue
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -34,7 +33,7 @@ from protocols import codec, topics
 from protocols.schemas import Alarm, Event, EventBatch
 from tests.ads_helpers import png
 from tests.conftest import DATA
-from tests.fleet_helpers import Procs, rows, wait_for
+from tests.fleet_helpers import Procs, first_message, rows, wait_for
 
 
 # Not a skip: CI has everything installed, so a missing broker is a failure that says why.
@@ -59,20 +58,6 @@ class City:
         return create_app(self.config, user=user)
 
 
-def _first_message(broker: Broker, topic: str, timeout: float) -> bytes:
-    got: queue.Queue[bytes] = queue.Queue()
-    client = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
-    client.on_connect = lambda c, *_: c.subscribe(topic)
-    client.on_message = lambda _c, _u, m: got.put(bytes(m.payload))
-    client.connect(broker.host, broker.port)
-    client.loop_start()
-    try:
-        return got.get(timeout=timeout)
-    finally:
-        client.loop_stop()
-        client.disconnect()
-
-
 @pytest.fixture(scope="module")
 def city(tmp_path_factory: pytest.TempPathFactory) -> Iterator[City]:
     workdir = tmp_path_factory.mktemp("city")
@@ -80,7 +65,7 @@ def city(tmp_path_factory: pytest.TempPathFactory) -> Iterator[City]:
         procs = Procs(workdir, broker.port)
         try:
             procs.central()
-            _first_message(broker, topics.central_stats(), 30)  # central is subscribed
+            first_message(broker, topics.central_stats(), 30)  # central is subscribed
             config_file = workdir / f"{BUS}.toml"
             config_file.write_text(  # no displays, no driver terminal: no ports to fight over
                 f'[bus]\nid = "{BUS}"\ndata_dir = "{workdir / BUS}"\n'
@@ -89,7 +74,7 @@ def city(tmp_path_factory: pytest.TempPathFactory) -> Iterator[City]:
                 "[display]\nenabled = false\n[driver]\nenabled = false\n"
             )
             procs.start(BUS, "agent", "--config", str(config_file))
-            _first_message(broker, topics.reported(BUS), 30)
+            first_message(broker, topics.reported(BUS), 30)
             config = dataclasses.replace(
                 CentralConfig(),
                 mqtt_host=broker.host,
@@ -249,7 +234,7 @@ async def test_a_route_assigned_on_the_dashboard_is_reported_back_by_the_bus(
         await pilot.pause(0.3)
         app.save_screenshot(str(output_dir / "assigned.svg"))
     reported = wait_for(
-        lambda: _first_message(city.broker, topics.reported(BUS), 10), 15, "reported state"
+        lambda: first_message(city.broker, topics.reported(BUS), 10), 15, "reported state"
     )
     assert b'"route_id":"110-423"' in reported
 
@@ -299,7 +284,7 @@ async def test_a_passenger_message_composed_on_the_dashboard_is_shown_by_the_bus
         message_id = note.split()[1]
 
     def shown() -> bool:
-        reported = _first_message(city.broker, topics.reported(BUS), 10)
+        reported = first_message(city.broker, topics.reported(BUS), 10)
         return message_id.encode() in reported
 
     wait_for(shown, 30, f"the bus to report message {message_id} as shown")
@@ -332,5 +317,5 @@ async def test_a_playlist_picked_in_the_media_screen_goes_into_the_bus_desired_s
         await fill(pilot, BUS)
         await pilot.press("enter", "enter")
         await until(pilot, lambda: notified(app, f"{BUS}: desired version"), "the assignment")
-    desired = _first_message(city.broker, topics.desired(BUS), 10)
+    desired = first_message(city.broker, topics.desired(BUS), 10)
     assert b'"playlist":"summer"' in desired

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import queue
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -35,7 +34,7 @@ from central.gtfs_import import import_gtfs
 from central.store.db import CentralStore
 from protocols import codec, topics
 from protocols.schemas import DesiredState, Presence, ReportedState, TimetableState
-from tests.fleet_helpers import Procs
+from tests.fleet_helpers import Procs, first_message
 from tests.test_dashboard_live import fill, notified, until
 from tests.timetable_helpers import gtfs_files
 
@@ -64,20 +63,6 @@ class City:
         state = ReportedState(bus=bus, version=0, t=time.time(), timetable=tt)
         info = self.buses.publish(topics.reported(bus), codec.encode(state), qos=1, retain=True)
         info.wait_for_publish(10)
-
-
-def _first_message(broker: Broker, topic: str, timeout: float) -> bytes:
-    got: queue.Queue[bytes] = queue.Queue()
-    client = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
-    client.on_connect = lambda c, *_: c.subscribe(topic)
-    client.on_message = lambda _c, _u, m: got.put(bytes(m.payload))
-    client.connect(broker.host, broker.port)
-    client.loop_start()
-    try:
-        return got.get(timeout=timeout)
-    finally:
-        client.loop_stop()
-        client.disconnect()
 
 
 def _feed(folder: Path, **kw: Any) -> Path:
@@ -109,7 +94,7 @@ def city(tmp_path_factory: pytest.TempPathFactory) -> Iterator[City]:
                 "central", "central", "serve", "--config", str(config_file), "--db", str(db),
                 "--mqtt-port", str(broker.port),
             )  # fmt: skip
-            _first_message(broker, topics.central_stats(), 30)  # central is subscribed
+            first_message(broker, topics.central_stats(), 30)  # central is subscribed
             buses.connect(broker.host, broker.port)
             buses.loop_start()
             config = dataclasses.replace(
@@ -204,7 +189,7 @@ async def test_a_version_published_from_the_timetables_screen_reaches_the_bus_an
 
         def desired() -> DesiredState:
             return codec.decode(
-                DesiredState, _first_message(city.broker, topics.desired("tt-late"), 10)
+                DesiredState, first_message(city.broker, topics.desired("tt-late"), 10)
             )
 
         doc = desired()

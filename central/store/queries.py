@@ -7,7 +7,10 @@ message. Rows are dicts keyed by column name unless a function says otherwise.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import sqlite3
+from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 from central.store.db import CentralStore
@@ -20,6 +23,7 @@ __all__ = [
     "bus_events",
     "departure_delays",
     "driver_ack_time",
+    "event_count",
     "event_rows_since",
     "feedback_rows",
     "latest_event_of",
@@ -31,6 +35,7 @@ __all__ = [
     "shape_choices",
     "shape_points",
     "stop_rows",
+    "telemetry_counts",
     "trip_rows",
 ]
 
@@ -226,3 +231,44 @@ def latest_event_of(
     )
     row = store.db.execute(sql, [bus, after_seq, *kinds]).fetchone()
     return None if row is None else (row[0], row[1], row[2])
+
+
+# -- from outside central: a reader beside a running central (the demo's figures) ------------
+@contextlib.contextmanager
+def _read_only(path: str | Path) -> Iterator[sqlite3.Connection | None]:
+    """Central's database opened read-only: never created, migrated or written; None when
+    the file is not there yet."""
+    if not Path(path).exists():
+        yield None
+        return
+    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as conn:
+        yield conn
+
+
+def telemetry_counts(path: str | Path) -> tuple[int, int] | None:
+    """(buses with telemetry stored, positions stored) in central's database at `path`,
+    opened read-only; None while central has not created it or its tables yet."""
+    with _read_only(path) as conn:
+        if conn is None:
+            return None
+        try:
+            row = conn.execute("SELECT COUNT(DISTINCT bus), COUNT(lat) FROM telemetry").fetchone()
+        except sqlite3.OperationalError:  # no table yet
+            return None
+    return int(row[0]), int(row[1])
+
+
+def event_count(path: str | Path, kinds: Sequence[str]) -> int | None:
+    """How many events of `kinds` (all buses) central's database at `path` holds, opened
+    read-only; None while central has not created it or its tables yet."""
+    marks = ",".join("?" * len(kinds))
+    with _read_only(path) as conn:
+        if conn is None:
+            return None
+        try:
+            row = conn.execute(
+                f"SELECT COUNT(*) FROM events WHERE kind IN ({marks})", list(kinds)
+            ).fetchone()
+        except sqlite3.OperationalError:  # no table yet
+            return None
+    return int(row[0])
