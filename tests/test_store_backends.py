@@ -1,0 +1,35 @@
+"""Central's store on both backends: SQLite (a file) and PostgreSQL (a real server, started by
+the tests: tests/postgres_helpers.py)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from tests.postgres_helpers import PostgresServer
+
+
+def test_a_postgresql_server_starts_answers_and_is_gone_after() -> None:
+    with PostgresServer() as server:
+        with psycopg.connect(server.url()) as conn:
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+            settings: dict[str, str] = dict(conn.execute("SELECT name, setting FROM pg_settings").fetchall())
+            assert settings["fsync"] == "on" and settings["synchronous_commit"] == "on"
+            pid = conn.info.backend_pid
+            # PostgreSQL refuses root: as root, the cluster runs as an unprivileged user.
+            owner = server.owner.pw_uid if server.owner is not None else os.geteuid()
+            assert _uid_of(pid) == owner
+            assert _uid_of(pid) != 0
+        directory = server.dir
+    assert not directory.exists()
+    with pytest.raises(psycopg.OperationalError):
+        psycopg.connect(server.url(), connect_timeout=5)
+    assert not os.path.exists(f"/proc/{pid}")
+
+
+def _uid_of(pid: int) -> int:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(next(line for line in status.splitlines() if line.startswith("Uid:")).split()[1])
