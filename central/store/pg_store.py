@@ -36,7 +36,9 @@ class PgCentralStore(CentralStore):
 
     backend = "postgresql"
 
-    def __init__(self, url: str, *, migrate: bool = True) -> None:  # noqa: PLW0231 -- no SQLite file to open
+    def __init__(
+        self, url: str, *, migrate: bool = True
+    ) -> None:  # no SQLite file: not super().__init__
         self.path = url
         self.pg = PgDatabase(connect(url))
         # The store modules annotate `db` as sqlite-utils' Database; PgDatabase is the part of
