@@ -11,8 +11,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from central.store import pg_schema, schema
 from central.service.ingest import Ingest
+from central.store import pg_schema, schema
 from central.store.backend import NotPorted
 from central.store.db import CentralStore, pending_migrations
 from central.store.pg_sql import translate
@@ -252,7 +252,7 @@ def test_desired_versions_from_two_connections_never_collide(store: CentralStore
 
 
 def test_centralstore_refuses_a_postgresql_url_with_a_clear_message(postgres_url: str) -> None:
-    with pytest.raises(NotPorted, match="not complete yet.*use a SQLite file"):
+    with pytest.raises(NotPorted, match=r"not complete yet.*use a SQLite file"):
         CentralStore(postgres_url)
     with pytest.raises(NotPorted):
         pending_migrations(postgres_url)
