@@ -33,8 +33,9 @@ raises `NotPorted` naming it; each such statement gets its PostgreSQL form besid
 one, behind a named function of its module (`dialect(store)` says which). And `CentralStore`
 itself refuses a URL: only code that has been ported opens PostgreSQL, through
 `pg_store.open_store`; today that is the store's core (schema, fleet entries, desired and
-reported documents, commands) and the telemetry ingest (records, events, duplicates, purge
-marks, the ranges for receipts), each tested on a real server (tests/test_store_backends.py).
+reported documents, command answers; not `add_command`, a sqlite-utils helper) and the
+telemetry ingest (records, events, duplicates, purge marks, the ranges for receipts), each
+tested on a real server (tests/test_store_backends.py).
 
 Schema: the same migrations, one list per dialect of the same length (schema.py, and
 pg_schema.py beside it): version N is the same tables, columns, keys and indexes on both,
