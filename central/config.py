@@ -15,7 +15,11 @@ class CentralConfigError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class CentralConfig:
-    db: str = "central.sqlite"  # fleet history and state (SQLite, WAL)
+    # Fleet history and state: a SQLite file (WAL; the default, nothing to install), or a
+    # PostgreSQL server, "postgresql://user@host:port/dbname" (central/store/backend.py).
+    # PostgreSQL is being ported (issue 15): so far only the store's core and the telemetry
+    # ingest run on it, and central's commands refuse a URL with a message that says so.
+    db: str = "central.sqlite"
     mqtt_host: str = "127.0.0.1"
     mqtt_port: int = 1883
     mqtt_username: str = "central"

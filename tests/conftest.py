@@ -14,6 +14,9 @@ from busfleet.broker.launch import Broker, run_mosquitto
 settings.register_profile("busfleet", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("busfleet")
 
+# A real PostgreSQL per test process (`postgres`) and a fresh database per test (`postgres_url`).
+pytest_plugins = ["tests.postgres_helpers"]
+
 REPO = Path(__file__).resolve().parent.parent
 DATA = REPO / "data"
 

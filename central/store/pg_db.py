@@ -1,0 +1,144 @@
+"""The store's connection interface on PostgreSQL: the subset of sqlite-utils' `Database` and
+sqlite3's `Connection` that central/store/*.py uses, over one psycopg 3 connection (backend.py
+has the design).
+
+Every statement goes through pg_sql.translate. The connection is in autocommit mode and the
+transactions are the store's own (tx.py's BEGIN IMMEDIATE / COMMIT / ROLLBACK, as on SQLite):
+`BEGIN IMMEDIATE` also takes WRITE_LOCK, a transaction-scoped advisory lock, so that write
+transactions run one at a time across all the connections to the database, as SQLite's write
+lock makes them. Anything else of sqlite-utils or sqlite3 raises NotPorted with its name.
+"""
+
+from __future__ import annotations
+
+import decimal
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any
+
+import psycopg
+from psycopg import pq
+from psycopg.types.numeric import NumericLoader
+
+from central.store.backend import NotPorted
+from central.store.pg_sql import translate
+
+__all__ = ["WRITE_LOCK", "PgConnection", "PgCursor", "PgDatabase", "connect"]
+
+WRITE_LOCK = 0x6275_7366_6C74  # "busflt": the advisory lock of central's write transactions
+
+Params = Sequence[Any] | Mapping[str, Any] | None
+
+
+class _SqliteNumbers(NumericLoader):
+    """numeric (SUM or AVG of integers) as SQLite gives it: an int when whole, else a float."""
+
+    def load(self, data: Any) -> Any:
+        value = super().load(data)
+        if isinstance(value, decimal.Decimal):
+            return int(value) if value == value.to_integral_value() else float(value)
+        return value
+
+
+def connect(url: str) -> psycopg.Connection[tuple[Any, ...]]:
+    """A connection to `url` for the store: autocommit (the store opens its transactions)."""
+    conn = psycopg.connect(url, autocommit=True)
+    conn.adapters.register_loader("numeric", _SqliteNumbers)
+    return conn
+
+
+class PgCursor:
+    """What a statement gave back: rows as tuples, and how many rows it changed."""
+
+    def __init__(self, cur: psycopg.Cursor[tuple[Any, ...]]) -> None:
+        self._cur = cur
+
+    @property
+    def rowcount(self) -> int:
+        return self._cur.rowcount
+
+    @property
+    def description(self) -> Any:
+        return self._cur.description
+
+    def fetchone(self) -> tuple[Any, ...] | None:
+        return self._cur.fetchone() if self._cur.description else None
+
+    def fetchall(self) -> list[tuple[Any, ...]]:
+        return self._cur.fetchall() if self._cur.description else []
+
+    def __iter__(self) -> Iterator[tuple[Any, ...]]:
+        return iter(self.fetchall())
+
+    def __getattr__(self, name: str) -> Any:
+        raise NotPorted(f"sqlite3.Cursor.{name} on PostgreSQL (use RETURNING)")
+
+
+class PgConnection:
+    """sqlite3.Connection's part the store uses: execute, executemany, transactions."""
+
+    def __init__(self, conn: psycopg.Connection[tuple[Any, ...]]) -> None:
+        self.raw = conn
+        self._changes = 0
+
+    @property
+    def in_transaction(self) -> bool:
+        return self.raw.info.transaction_status != pq.TransactionStatus.IDLE
+
+    @property
+    def total_changes(self) -> int:
+        """Rows inserted, updated or deleted through this connection (as sqlite3 counts)."""
+        return self._changes
+
+    def execute(self, sql: str, params: Params = None) -> PgCursor:
+        word = " ".join(sql.split()).upper().rstrip(";")
+        if word in ("BEGIN", "BEGIN IMMEDIATE", "BEGIN DEFERRED", "BEGIN EXCLUSIVE"):
+            cur = self.raw.execute("BEGIN")
+            if word != "BEGIN DEFERRED" and word != "BEGIN":
+                self.raw.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
+            return PgCursor(cur)
+        cur = self.raw.execute(_statement(sql, isinstance(params, Mapping)), params)
+        self._count(cur)
+        return PgCursor(cur)
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any] | Mapping[str, Any]]) -> PgCursor:
+        rows = list(rows)
+        cur = self.raw.cursor()
+        if rows:  # psycopg pipelines the rows; its rowcount is their sum
+            cur.executemany(_statement(sql, isinstance(rows[0], Mapping)), rows)
+            self._count(cur)
+        return PgCursor(cur)
+
+    def close(self) -> None:
+        self.raw.close()
+
+    def _count(self, cur: psycopg.Cursor[tuple[Any, ...]]) -> None:
+        status = (cur.statusmessage or "").split(" ", 1)[0]
+        if status in ("INSERT", "UPDATE", "DELETE") and cur.rowcount > 0:
+            self._changes += cur.rowcount
+
+    def __getattr__(self, name: str) -> Any:
+        raise NotPorted(f"sqlite3.Connection.{name} on PostgreSQL")
+
+
+def _statement(sql: str, named: bool) -> str:
+    """The store's own statement (never text from outside), translated."""
+    return translate(sql, named)
+
+
+class PgDatabase:
+    """sqlite-utils' Database's part the store uses: execute, query, conn."""
+
+    def __init__(self, conn: psycopg.Connection[tuple[Any, ...]]) -> None:
+        self.conn = PgConnection(conn)
+
+    def execute(self, sql: str, params: Params = None) -> PgCursor:
+        return self.conn.execute(sql, params)
+
+    def query(self, sql: str, params: Params = None) -> Iterator[dict[str, Any]]:
+        cur = self.conn.execute(sql, params)
+        names = [c.name for c in cur.description or ()]
+        for row in cur.fetchall():
+            yield dict(zip(names, row, strict=True))
+
+    def __getattr__(self, name: str) -> Any:
+        raise NotPorted(f"sqlite-utils' Database.{name} on PostgreSQL (write its SQL)")
