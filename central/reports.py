@@ -3,10 +3,12 @@
 Plays arrive as bus events of kind `play` (exactly once each: events are keyed on bus and
 sequence number). Reading a month of a fleet's JSON event data for every report would be
 slow, so the report first copies the plays that arrived since its last run (by `received`,
-through the partial index `events_plays`) into the narrow `plays` table, whose index covers
-the report's query. The copy is idempotent (keyed like the events) and looks back a minute
-before its mark, so a worker committing late is never missed. Days are local days in the
-city's timezone, each queried as its own [start, end) range of unix times.
+through the partial index `events_plays`) into the narrow `plays` table. The copy is
+idempotent (keyed like the events) and looks back a minute before its mark, so a worker
+committing late is never missed. Days are local days in the city's timezone, each queried as
+its own [start, end) range of unix times: from `play_hours` (per hour, item, route and bus,
+kept by triggers on `plays`) when the day begins and ends on a whole hour, as in every zone
+with a whole-hour offset; from `plays` otherwise (Adelaide's or India's half hours).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import astuple, dataclass, fields
 
 from central.store import ads as ads_db
+from central.store import queries as query_db
 from central.store.db import CentralStore
 from protocols.ads.playlist import zone
 
@@ -67,7 +70,9 @@ def plays_report(
     out = []
     for day in days(first, last):
         start, end = day_bounds(day, timezone)
-        for row in ads_db.play_totals(store, start, end):
+        whole_hours = not (start % 3600 or end % 3600)
+        totals = query_db.play_hour_totals if whole_hours else ads_db.play_totals
+        for row in totals(store, start, end):
             if item is not None and row[0] != item:
                 continue
             out.append(PlayRow(day.isoformat(), *row))

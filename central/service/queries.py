@@ -170,9 +170,9 @@ def report(store: CentralStore, what: str, args: dict[str, Scalar], now: float) 
         return {"days": days}, {what: rows}
     if what == "punctuality":
         delays: dict[str, list[float]] = {}
-        for route, delay in query_db.departure_delays(store, since):
+        for route, delay, n in query_db.departure_delays(store, since):
             if isinstance(delay, int | float):
-                delays.setdefault(str(route or "?"), []).append(float(delay))
+                delays.setdefault(str(route or "?"), []).extend([float(delay)] * n)
         out: list[Row] = []
         for route, ds in sorted(delays.items()):
             ds.sort()

@@ -30,6 +30,7 @@ __all__ = [
     "latest_event_seq",
     "latest_vehicle",
     "message_list",
+    "play_hour_totals",
     "route_rows",
     "sent_commands",
     "shape_choices",
@@ -168,13 +169,31 @@ def feedback_rows(store: CentralStore, since: float, limit: int = 300) -> list[R
     return _query(store, sql, [since, limit])
 
 
-def departure_delays(store: CentralStore, since: float) -> list[tuple[Any, Any]]:
-    """(route, delay_s) of every departure since `since`, as the buses reported them."""
+def departure_delays(store: CentralStore, since: float) -> list[tuple[Any, Any, int]]:
+    """(route, delay_s, departures) of the departures since `since`, as the buses reported
+    them, one row per route and delay: a month of a fleet's departures is millions of rows,
+    their distinct (route, delay) pairs a few thousand, and only those leave SQLite."""
     sql = (
-        "SELECT json_extract(data, '$.route'), json_extract(data, '$.delay_s') FROM events"
-        " WHERE kind = 'departed' AND t >= ?"
+        "SELECT json_extract(data, '$.route') AS route, json_extract(data, '$.delay_s') AS delay,"
+        " COUNT(*) FROM events WHERE kind = 'departed' AND t >= ? GROUP BY route, delay"
     )
-    return [(r[0], r[1]) for r in store.db.execute(sql, [since])]
+    return [(r[0], r[1], int(r[2])) for r in store.db.execute(sql, [since])]
+
+
+def play_hour_totals(
+    store: CentralStore, start: float, end: float
+) -> list[tuple[str, str, str, int, float]]:
+    """(item, route, bus, plays, seconds on screen) of the plays in [start, end), both whole
+    hours (unix time), from `play_hours`: as central/store/ads.py's `play_totals` over `plays`,
+    but reading one row per hour, item, route and bus instead of one per play."""
+    if start % 3600 or end % 3600:
+        raise ValueError("play_hours has whole hours only")
+    sql = (
+        "SELECT item, route, bus, SUM(plays), SUM(seconds) FROM play_hours"
+        " WHERE hour >= ? AND hour < ? GROUP BY item, route, bus ORDER BY item, route, bus"
+    )
+    rows = store.db.execute(sql, (int(start // 3600), int(end // 3600))).fetchall()
+    return [(str(r[0]), str(r[1]), str(r[2]), int(r[3]), float(r[4])) for r in rows]
 
 
 # -- the driver log ---------------------------------------------------------------------------
