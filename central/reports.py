@@ -57,6 +57,12 @@ def refresh_plays(store: CentralStore) -> int:
     return ads_db.copy_plays(store, SETTLE_S)
 
 
+def refresh_departures(store: CentralStore) -> int:
+    """Copy the departures that arrived since the last call into `departures` (what the
+    punctuality report reads); returns how many."""
+    return query_db.copy_departures(store, SETTLE_S)
+
+
 def plays_report(
     store: CentralStore,
     first: dt.date,
@@ -64,11 +70,15 @@ def plays_report(
     timezone: str = "UTC",
     *,
     item: str | None = None,
+    limit: int | None = None,
 ) -> list[PlayRow]:
-    """Plays from `first` to `last` (inclusive, local days in `timezone`)."""
+    """Plays from `first` to `last` (inclusive, local days in `timezone`); the first `limit`
+    rows only, when given (the later days are not read)."""
     refresh_plays(store)
-    out = []
+    out: list[PlayRow] = []
     for day in days(first, last):
+        if limit is not None and len(out) >= limit:
+            return out[:limit]
         start, end = day_bounds(day, timezone)
         whole_hours = not (start % 3600 or end % 3600)
         totals = query_db.play_hour_totals if whole_hours else ads_db.play_totals
@@ -76,7 +86,7 @@ def plays_report(
             if item is not None and row[0] != item:
                 continue
             out.append(PlayRow(day.isoformat(), *row))
-    return out
+    return out if limit is None else out[:limit]
 
 
 def to_csv(rows: Iterable[PlayRow]) -> str:

@@ -52,8 +52,11 @@ def test_the_plays_per_hour_add_up_to_the_plays_after_copies_and_purges(tmp_path
         rows = report_rows(store, first, last, tz)
         assert len(rows) >= 12  # 4 items, 2 buses, on 2 or 3 local days
         assert rows == from_the_plays(store, first, last, tz), tz
+    whole = plays_report(store, first, last, "UTC")
+    for limit in (1, 5, 9, len(whole), len(whole) + 1):  # the dashboard's first rows only
+        assert plays_report(store, first, last, "UTC", limit=limit) == whole[:limit]
     store.add_events(play_events(500, 60, "bus-3", lag=3 * 86400.0))  # a later copy adds
-    refresh_plays(store)
+    assert refresh_plays(store) == 60  # plays copied, not their hours' updates besides
     hours = store.db.execute("SELECT SUM(plays), COUNT(DISTINCT bus) FROM play_hours").fetchone()
     assert tuple(hours) == (260, 3)
     assert report_rows(store, first, last, "UTC") == from_the_plays(store, first, last, "UTC")

@@ -21,6 +21,7 @@ __all__ = [
     "bus_alarms",
     "bus_commands",
     "bus_events",
+    "copy_departures",
     "departure_delays",
     "driver_ack_time",
     "event_count",
@@ -169,14 +170,38 @@ def feedback_rows(store: CentralStore, since: float, limit: int = 300) -> list[R
     return _query(store, sql, [since, limit])
 
 
+_COPY_DEPARTURES = """
+INSERT OR IGNORE INTO departures (bus, seq, t, route, delay_s)
+SELECT bus, seq, t, CASE WHEN json_valid(data) THEN json_extract(data, '$.route') END,
+       CASE WHEN json_valid(data) THEN json_extract(data, '$.delay_s') END
+FROM events WHERE kind = 'departed' AND received > ?
+"""
+
+
+def copy_departures(store: CentralStore, settle_s: float) -> int:
+    """Copy the `departed` events that arrived since the last copy into `departures` (as
+    central/store/ads.py's `copy_plays` does the plays); returns how many."""
+    conn = store.db.conn
+    with store.transaction():
+        row = conn.execute("SELECT received FROM report_marks WHERE name = 'departures'").fetchone()
+        since = -1.0 if row is None else row[0] - settle_s
+        copied = conn.execute(_COPY_DEPARTURES, (since,)).rowcount
+        newest = conn.execute("SELECT MAX(received) FROM events WHERE kind = 'departed'")
+        received = newest.fetchone()[0]
+        if received is not None:
+            store.db.table("report_marks").upsert(
+                {"name": "departures", "received": received}, pk="name"
+            )
+    return int(copied)
+
+
 def departure_delays(store: CentralStore, since: float) -> list[tuple[Any, Any, int]]:
     """(route, delay_s, departures) of the departures since `since`, as the buses reported
-    them, one row per route and delay: a month of a fleet's departures is millions of rows,
-    their distinct (route, delay) pairs a few thousand, and only those leave SQLite."""
-    sql = (
-        "SELECT json_extract(data, '$.route') AS route, json_extract(data, '$.delay_s') AS delay,"
-        " COUNT(*) FROM events WHERE kind = 'departed' AND t >= ? GROUP BY route, delay"
-    )
+    them, one row per route and delay: a month of a fleet's departures is a million rows,
+    their distinct (route, delay) pairs a few thousand, and only those leave SQLite. From
+    `departures` (the `departed` events' route and delay, copied by `copy_departures`), in
+    the order of its covering index: no sort, no event's JSON read."""
+    sql = "SELECT route, delay_s, COUNT(*) FROM departures WHERE t >= ? GROUP BY route, delay_s"
     return [(r[0], r[1], int(r[2])) for r in store.db.execute(sql, [since])]
 
 
