@@ -3,10 +3,12 @@
 Plays arrive as bus events of kind `play` (exactly once each: events are keyed on bus and
 sequence number). Reading a month of a fleet's JSON event data for every report would be
 slow, so the report first copies the plays that arrived since its last run (by `received`,
-through the partial index `events_plays`) into the narrow `plays` table, whose index covers
-the report's query. The copy is idempotent (keyed like the events) and looks back a minute
-before its mark, so a worker committing late is never missed. Days are local days in the
-city's timezone, each queried as its own [start, end) range of unix times.
+through the partial index `events_plays`) into the narrow `plays` table. The copy is
+idempotent (keyed like the events) and looks back a minute before its mark, so a worker
+committing late is never missed. Days are local days in the city's timezone, each queried as
+its own [start, end) range of unix times: from `play_hours` (per hour, item, route and bus,
+kept by triggers on `plays`) when the day begins and ends on a whole hour, as in every zone
+with a whole-hour offset; from `plays` otherwise (Adelaide's or India's half hours).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import astuple, dataclass, fields
 
 from central.store import ads as ads_db
+from central.store import queries as query_db
 from central.store.db import CentralStore
 from protocols.ads.playlist import zone
 
@@ -54,6 +57,12 @@ def refresh_plays(store: CentralStore) -> int:
     return ads_db.copy_plays(store, SETTLE_S)
 
 
+def refresh_departures(store: CentralStore) -> int:
+    """Copy the departures that arrived since the last call into `departures` (what the
+    punctuality report reads); returns how many."""
+    return query_db.copy_departures(store, SETTLE_S)
+
+
 def plays_report(
     store: CentralStore,
     first: dt.date,
@@ -61,17 +70,23 @@ def plays_report(
     timezone: str = "UTC",
     *,
     item: str | None = None,
+    limit: int | None = None,
 ) -> list[PlayRow]:
-    """Plays from `first` to `last` (inclusive, local days in `timezone`)."""
+    """Plays from `first` to `last` (inclusive, local days in `timezone`); the first `limit`
+    rows only, when given (the later days are not read)."""
     refresh_plays(store)
-    out = []
+    out: list[PlayRow] = []
     for day in days(first, last):
+        if limit is not None and len(out) >= limit:
+            return out[:limit]
         start, end = day_bounds(day, timezone)
-        for row in ads_db.play_totals(store, start, end):
+        whole_hours = not (start % 3600 or end % 3600)
+        totals = query_db.play_hour_totals if whole_hours else ads_db.play_totals
+        for row in totals(store, start, end):
             if item is not None and row[0] != item:
                 continue
             out.append(PlayRow(day.isoformat(), *row))
-    return out
+    return out if limit is None else out[:limit]
 
 
 def to_csv(rows: Iterable[PlayRow]) -> str:

@@ -14,7 +14,7 @@ from typing import Any
 
 from central.media import MediaLibrary
 from central.playlists import list_playlists
-from central.reports import plays_report
+from central.reports import plays_report, refresh_departures
 from central.store import gtfs as gtfs_db
 from central.store import queries as query_db
 from central.store.db import CentralStore
@@ -29,6 +29,7 @@ Row = dict[str, Scalar]
 Answer = tuple[dict[str, Scalar], dict[str, list[Row]]]  # (result, tables)
 
 MAX_SHAPE_POINTS = 120  # per shape on the map: a terminal cell is far coarser than that
+MAX_PLAY_ROWS = 2000  # the plays report's rows in one answer: the first days' (the CLI pages)
 ON_TIME = (-60, 300)  # seconds early .. late that count as on time (a common transit rule)
 
 
@@ -169,10 +170,11 @@ def report(store: CentralStore, what: str, args: dict[str, Scalar], now: float) 
         rows = _rows(query_db.feedback_rows(store, since, 300))
         return {"days": days}, {what: rows}
     if what == "punctuality":
+        refresh_departures(store)
         delays: dict[str, list[float]] = {}
-        for route, delay in query_db.departure_delays(store, since):
+        for route, delay, n in query_db.departure_delays(store, since):
             if isinstance(delay, int | float):
-                delays.setdefault(str(route or "?"), []).append(float(delay))
+                delays.setdefault(str(route or "?"), []).extend([float(delay)] * n)
         out: list[Row] = []
         for route, ds in sorted(delays.items()):
             ds.sort()
@@ -200,7 +202,7 @@ def report(store: CentralStore, what: str, args: dict[str, Scalar], now: float) 
                 "plays": r.plays,
                 "seconds": round(r.seconds, 1),
             }
-            for r in plays_report(store, first, tz_now, timezone)
+            for r in plays_report(store, first, tz_now, timezone, limit=MAX_PLAY_ROWS)
         ]
-        return {"days": days, "timezone": timezone}, {what: rows[:2000]}
+        return {"days": days, "timezone": timezone}, {what: rows}
     raise ValueError(f"unknown report {what!r}")

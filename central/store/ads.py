@@ -96,9 +96,7 @@ def copy_plays(store: CentralStore, settle_s: float) -> int:
     with store.transaction():
         row = conn.execute("SELECT received FROM report_marks WHERE name = 'plays'").fetchone()
         since = -1.0 if row is None else row[0] - settle_s
-        before = conn.total_changes
-        conn.execute(_COPY, (since,))
-        copied = conn.total_changes - before
+        copied = conn.execute(_COPY, (since,)).rowcount  # not total_changes: play_hours' too
         newest = conn.execute("SELECT MAX(received) FROM events WHERE kind = 'play'").fetchone()
         if newest[0] is not None:
             store.db.table("report_marks").upsert(
