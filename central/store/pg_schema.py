@@ -207,4 +207,71 @@ MIGRATIONS: list[str] = [
     CREATE TRIGGER events_purged BEFORE INSERT ON events
         FOR EACH ROW EXECUTE FUNCTION events_purged();
     """,
+    # 9: reports at a month of a fleet (schema.py has the why): plays by kind and arrival, plays
+    # per hour kept by triggers, departures (route, delay) copied for punctuality.
+    """
+    CREATE FUNCTION json_field(doc text, key text) RETURNS text
+    LANGUAGE plpgsql IMMUTABLE AS $$
+    BEGIN
+        RETURN doc::jsonb ->> key;
+    EXCEPTION WHEN others THEN
+        RETURN NULL;  -- no JSON or no object: not found (SQLite: json_valid)
+    END $$;
+    CREATE FUNCTION json_number(doc text, key text) RETURNS double precision
+    LANGUAGE plpgsql IMMUTABLE AS $$
+    BEGIN
+        RETURN (doc::jsonb ->> key)::double precision;
+    EXCEPTION WHEN others THEN
+        RETURN NULL;
+    END $$;
+    DROP INDEX events_plays;
+    CREATE INDEX events_plays ON events (kind, received) WHERE kind = 'play';
+    CREATE TABLE play_hours (
+        hour bigint NOT NULL, item text NOT NULL, route text NOT NULL, bus text NOT NULL,
+        plays bigint NOT NULL, seconds double precision NOT NULL,
+        PRIMARY KEY (hour, item, route, bus)
+    );
+    INSERT INTO play_hours (hour, item, route, bus, plays, seconds)
+    SELECT trunc(t / 3600)::bigint, item, route, bus, COUNT(*), SUM(seconds) FROM plays
+    GROUP BY 1, 2, 3, 4;
+    CREATE FUNCTION plays_hour_added() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        INSERT INTO play_hours (hour, item, route, bus, plays, seconds)
+        VALUES (trunc(NEW.t / 3600)::bigint, NEW.item, NEW.route, NEW.bus, 1, NEW.seconds)
+        ON CONFLICT (hour, item, route, bus) DO UPDATE
+        SET plays = play_hours.plays + 1, seconds = play_hours.seconds + excluded.seconds;
+        RETURN NULL;
+    END $$;
+    CREATE TRIGGER plays_hour_added AFTER INSERT ON plays
+        FOR EACH ROW EXECUTE FUNCTION plays_hour_added();
+    CREATE FUNCTION plays_hour_removed() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        UPDATE play_hours SET plays = plays - 1, seconds = seconds - OLD.seconds
+        WHERE hour = trunc(OLD.t / 3600)::bigint AND item = OLD.item AND route = OLD.route
+            AND bus = OLD.bus;
+        DELETE FROM play_hours WHERE hour = trunc(OLD.t / 3600)::bigint AND item = OLD.item
+            AND route = OLD.route AND bus = OLD.bus AND plays <= 0;
+        RETURN NULL;
+    END $$;
+    CREATE TRIGGER plays_hour_removed AFTER DELETE ON plays
+        FOR EACH ROW EXECUTE FUNCTION plays_hour_removed();
+    CREATE INDEX events_departed ON events (kind, received) WHERE kind = 'departed';
+    CREATE TABLE departures (
+        bus text NOT NULL, seq bigint NOT NULL, t double precision NOT NULL, route text,
+        delay_s double precision, PRIMARY KEY (bus, seq)
+    );
+    INSERT INTO departures (bus, seq, t, route, delay_s)
+    SELECT bus, seq, t, json_field(data, 'route'), json_number(data, 'delay_s')
+    FROM events WHERE kind = 'departed';
+    INSERT INTO report_marks (name, received)
+    SELECT 'departures', MAX(received) FROM events WHERE kind = 'departed' HAVING COUNT(*) > 0;
+    CREATE INDEX departures_delays ON departures (route, delay_s, t);
+    CREATE FUNCTION events_departed_purged() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        DELETE FROM departures WHERE bus = OLD.bus AND seq = OLD.seq;
+        RETURN NULL;
+    END $$;
+    CREATE TRIGGER events_departed_purged AFTER DELETE ON events
+        FOR EACH ROW WHEN (OLD.kind = 'departed') EXECUTE FUNCTION events_departed_purged();
+    """,
 ]

@@ -226,7 +226,7 @@ MIGRATIONS: list[str] = [
     END;
     CREATE INDEX events_departed ON events (kind, received) WHERE kind = 'departed';
     CREATE TABLE departures (
-        bus TEXT NOT NULL, seq INTEGER NOT NULL, t REAL NOT NULL, route, delay_s,
+        bus TEXT NOT NULL, seq INTEGER NOT NULL, t REAL NOT NULL, route TEXT, delay_s REAL,
         PRIMARY KEY (bus, seq)
     ) WITHOUT ROWID;
     INSERT INTO departures (bus, seq, t, route, delay_s)
