@@ -458,8 +458,18 @@ def _decode_records(bits: str, count: int) -> tuple[list[dict[str, object]], int
                 if pred is None:  # a quiet record before the channel's first value
                     raise _fail("quiet record without a prediction")
                 q = pred
-            elif pred is None:
-                m, pos = _universal_at(bits, pos)
+            elif pred is None:  # a channel's first value: `_universal_at`, inlined
+                j = bits.find("1", pos, pos + _MAX_ZEROS + 1)
+                end = 2 * j - pos + 1 + _LEN_K  # past the length field
+                n = _MAX_BITS + 1  # anything unusual: `_universal_at` raises the right error
+                if j >= 0 and end <= nbits:
+                    n = ((1 << (j - pos + _LEN_K)) | int(bits[j + 1 : end], 2)) - (1 << _LEN_K)
+                if n > _MAX_BITS or end + n - 1 > nbits:
+                    m, pos = _universal_at(bits, pos)
+                elif n > 1:
+                    m, pos = (1 << (n - 1)) | int(bits[end : end + n - 1], 2), end + n - 1
+                else:
+                    m, pos = n, end
                 q = (m >> 1) ^ -(m & 1)
             else:
                 a, n = acc[i], cnt[i]
