@@ -162,6 +162,7 @@ class CentralService:
         # (serve.py: the HTTP server reads it until its own task has ended).
         self.closes_store = True
         self._client: paho.Client | None = None
+        self._stored_topics: dict[str, str] = {}  # each bus's receipt topic, built once
 
     def _filters(self) -> list[str]:
         out = []
@@ -336,7 +337,10 @@ class CentralService:
             started = time.monotonic()
             self.ingest.handle_many(batch)
             for receipt in self.ingest.take_receipts():
-                self._send(topics.stored(receipt.bus), codec.encode(receipt), qos=1)
+                topic = self._stored_topics.get(receipt.bus)
+                if topic is None:  # one per bus that sent records: as many as fleet state's
+                    topic = self._stored_topics[receipt.bus] = topics.stored(receipt.bus)
+                self._send(topic, codec.encode(receipt), qos=1)
             self._send_alarms()
             await asyncio.sleep(max(0.0, started + BATCH_S - time.monotonic()))
 
