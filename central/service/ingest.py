@@ -270,15 +270,19 @@ class Ingest:
 
     def take_dirty(self) -> list[FleetEntry]:
         """Fleet entries changed since the last call; also persisted, so a restart keeps them."""
-        entries = [self.buses[b].entry for b in sorted(self.dirty)]
-        if not entries:  # no write at all: a long import may hold the write lock
+        return [entry for entry, _payload in self.take_dirty_encoded()]
+
+    def take_dirty_encoded(self) -> list[tuple[FleetEntry, bytes]]:
+        """`take_dirty` with each entry's JSON, encoded once for the store and the broker."""
+        encoded = [(e := self.buses[b].entry, codec.encode(e)) for b in sorted(self.dirty)]
+        if not encoded:  # no write at all: a long import may hold the write lock
             return []
         self.store.save_buses(
-            (e.bus, e.online, self.buses[e.bus].session, e.last_seen, codec.encode(e).decode())
-            for e in entries
+            (e.bus, e.online, self.buses[e.bus].session, e.last_seen, payload.decode())
+            for e, payload in encoded
         )
         self.dirty.clear()
-        return entries
+        return encoded
 
 
 class BusMismatch(ProtocolError):
