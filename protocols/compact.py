@@ -513,8 +513,9 @@ def _decode_records(bits: str, count: int) -> tuple[list[dict[str, object]], int
 
 
 def _record(shape: int, v: list[float | int | None]) -> dict[str, object]:
-    # Exact channels (seq, mode, sats) hold ints, the others floats; seq and t are always set,
-    # lat, lon and mode whenever pos is.
+    # Keys in the schema's field order, so that validation reports the same first error as
+    # the JSON path. Exact channels (seq, mode, sats) hold ints, the others floats; seq and t
+    # are always set, lat, lon and mode whenever pos is.
     seq, t, lat, lon, mode, speed, track, hdop, sats, kmh, rpm, coolant, fuel, odo = v
     for name, n in (("seq", seq), ("mode", mode), ("sats", sats)):
         if n is not None and not _INT_MIN <= n <= _INT_MAX:
@@ -525,14 +526,14 @@ def _record(shape: int, v: list[float | int | None]) -> dict[str, object]:
         if not (-90.0 <= y <= 90.0 and -180.0 <= x <= 180.0):
             raise _fail(f"position {y}, {x} out of range")
         out["pos"] = {
-            "lat": y, "lon": x, "mode": mode, "speed": speed, "track": track, "hdop": hdop,
+            "lat": y, "lon": x, "speed": speed, "track": track, "mode": mode, "hdop": hdop,
             "sats": sats, "estimated": bool(shape & _P_EST),
         }  # fmt: skip
     if shape & _VEH:
         out["veh"] = {
-            "speed_kmh": kmh, "rpm": rpm, "coolant_c": coolant, "fuel_pct": fuel,
-            "odometer_m": odo,
+            "speed_kmh": kmh, "rpm": rpm,
             "doors_open": bool(shape & _V_OPEN) if shape & _V_DOORS else None,
+            "coolant_c": coolant, "fuel_pct": fuel, "odometer_m": odo,
         }  # fmt: skip
     return out
 
