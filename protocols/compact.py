@@ -385,6 +385,18 @@ _DECODE_SPECS = tuple(
     (s.need, s.num, s.den, s.linear, s.step, s.wrap, s.quiet, s.exact, s.scale) for s in _SPECS
 )
 _N_CHANNELS = len(_SPECS)
+_Active = tuple[tuple[int, int, int, bool, int, int, bool, bool, float | None], ...]
+_ACTIVE: dict[int, _Active] = {}  # per shape (14 bits: at most 16,384), its channels
+
+
+def _active(shape: int) -> _Active:
+    """The channels a record of `shape` carries, each with its index, in channel order."""
+    out = _ACTIVE.get(shape)
+    if out is None:
+        out = _ACTIVE[shape] = tuple(
+            (i, *spec[1:]) for i, spec in enumerate(_DECODE_SPECS) if shape & spec[0] == spec[0]
+        )
+    return out
 
 
 def _truncated() -> CodecError:
@@ -426,6 +438,7 @@ def _decode_records(bits: str, count: int) -> tuple[list[dict[str, object]], int
     acc = [0] * _N_CHANNELS
     cnt = [1] * _N_CHANNELS
     shape = _ALL_PRESENT
+    active = _active(shape)
     records: list[dict[str, object]] = []
     for _ in range(count):
         if pos >= nbits:
@@ -440,14 +453,10 @@ def _decode_records(bits: str, count: int) -> tuple[list[dict[str, object]], int
                 if pos + _SHAPE_BITS > nbits:
                     raise _truncated()
                 shape = int(bits[pos : pos + _SHAPE_BITS], 2)
+                active = _active(shape)
                 pos += _SHAPE_BITS
-        v: list[float | int | None] = []
-        for i, (need, num, den, linear, step, wrap, spec_quiet, exact, scale) in enumerate(
-            _DECODE_SPECS
-        ):
-            if shape & need != need:
-                v.append(None)
-                continue
+        v: list[float | int | None] = [None] * _N_CHANNELS
+        for i, num, den, linear, step, wrap, spec_quiet, exact, scale in active:
             q_last = last[i]
             if q_last is None:
                 pred = None
@@ -502,12 +511,11 @@ def _decode_records(bits: str, count: int) -> tuple[list[dict[str, object]], int
                 acc[i], cnt[i] = a, n
             prev[i], last[i] = q_last, q
             if exact:
-                v.append(q)
+                v[i] = q
             elif scale is not None and abs(q) < 2**53:
-                v.append(q * scale)
+                v[i] = q * scale
             else:
-                # Integer true division rounds correctly (1234 / 100 is 12.34).
-                v.append(q * den / num)
+                v[i] = q * den / num  # integer true division rounds right: 1234 / 100 = 12.34
         records.append(_record(shape, v))
     return records, pos
 
