@@ -27,11 +27,20 @@ is shared: `machine_cpu_pct` says how busy it was as a whole (200 = both cores).
 
 Measured on the 2-core dev machine (shared with other work, so figures move by tens of per
 cent from run to run): with the agent's default batching (`--batch 10`) 10,000 buses are
-carried at 10,000 records/s, p99 ~110 ms, central ~60 % of a core. With one record a message
-(`--batch 1`) the machine runs out before central reaches 10,000: central tops out near
-3,500-4,500 records/s (~200-350 us of CPU a record: MQTT 5 receive, the pure-Python compact
-decoder, a QoS 1 receipt and a fleet entry per message), and at 10,000 messages/s even the
-bare paho baseline falls behind because the publishers and the broker need the other core.
+carried at 10,000 records/s, p99 ~80 ms, central ~40 % of a core; draining a backlog central
+takes ~30,000 records/s (~30 us of CPU a record) where the bare paho subscriber takes
+~220,000 (~4 us): efficiency ~0.14, goal 0.5. With one record a message (`--batch 1`) central
+tops out near 6,500 records/s at 1 Hz (~110 us of CPU a record; the publishers and the broker
+take most of the other core) and falls behind: the 10,000-bus goal is not met there.
+
+Where central's time goes (py-spy on `central serve` draining a backlog; share of the time a
+thread held the GIL): at 10 records a message the pure-Python compact decoder (~45 %), paho's
+network thread (~25 %: receive, PUBACKs of our receipts), the SQLite insert (~3 % with the
+GIL, ~5 us a record of CPU without it: three B-trees and the retention trigger); at 1 record a
+message paho's thread (~45 %), the decoder (~18 %), the QoS 1 receipt, one a message (~20 %:
+publish, its PUBACK), the ingest's per-message work (~10 %) and the fleet entries (~8 %).
+At 10,000 buses and one record a message each commit also touches one B-tree page per record
+(the telemetry key is (bus, seq)), ~15 us of CPU and ~20 us of wall a record in SQLite.
 
 Run: .venv/bin/python bench/central_ingest.py --buses 10000 --seconds 30 [--batch 10]
 Progress goes to stderr; the last line printed is one JSON object with the figures.

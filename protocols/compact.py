@@ -74,7 +74,7 @@ import msgspec
 
 from protocols.codec import MAX_PAYLOAD, decode
 from protocols.errors import CodecError
-from protocols.schemas import SCHEMA_VERSION, Position, TelemetryBatch, TelemetryRecord, Vehicle
+from protocols.schemas import SCHEMA_VERSION, TelemetryBatch, TelemetryRecord
 from protocols.topics import valid_bus_id
 
 __all__ = ["COMPACT_VERSION", "MAX_RECORDS", "decode_batch", "encode_batch", "mqtt_publish_size"]
@@ -320,59 +320,6 @@ def _fail(message: str) -> CodecError:
     return CodecError(f"compact batch: {message}", schema="TelemetryBatch")
 
 
-class _Reader:
-    """The record bit stream as a '0'/'1' string: str.find and int(s, 2) do the work in C."""
-
-    __slots__ = ("bits", "pos")
-
-    def __init__(self, data: bytes) -> None:
-        # A leading 1 keeps the leading zeros that int.from_bytes would drop.
-        self.bits = bin(int.from_bytes(b"\x01" + data, "big"))[3:]
-        self.pos = 0
-
-    def take(self, n: int) -> int:
-        end = self.pos + n
-        if end > len(self.bits):
-            raise _fail("truncated")
-        value = int(self.bits[self.pos : end], 2) if n else 0
-        self.pos = end
-        return value
-
-    def zeros(self, limit: int) -> int:
-        """Zeros before the next one (which is consumed), or `limit` zeros (consumed)."""
-        j = self.bits.find("1", self.pos, self.pos + limit)
-        if j < 0:
-            if self.pos + limit > len(self.bits):
-                raise _fail("truncated")
-            self.pos += limit
-            return limit
-        n, self.pos = j - self.pos, j + 1
-        return n
-
-    def universal(self) -> int:
-        z = self.zeros(_MAX_ZEROS + 1)
-        if z > _MAX_ZEROS:
-            raise _fail("number too long")
-        n = ((1 << (z + _LEN_K)) | self.take(z + _LEN_K)) - (1 << _LEN_K)
-        if n > _MAX_BITS:
-            raise _fail("number too long")
-        return ((1 << (n - 1)) | self.take(n - 1)) if n else 0
-
-    def rice(self, ch: _Channel) -> int:
-        pred = ch.predict()
-        if pred is None:
-            m = self.universal()
-            q = (m >> 1) ^ -(m & 1)
-            ch.update(q, None)
-            return q
-        k = ch.k()
-        quotient = self.zeros(_ESCAPE)
-        m = self.universal() if quotient == _ESCAPE else (quotient << k) | self.take(k)
-        q = _apply(ch.spec, pred, (m >> 1) ^ -(m & 1))
-        ch.update(q, m)
-        return q
-
-
 def decode_batch(data: bytes) -> TelemetryBatch:
     """A telemetry payload in either format: compact if it starts with COMPACT_VERSION, else
     JSON. Raises CodecError, and only CodecError, for anything that is not a valid batch."""
@@ -387,20 +334,22 @@ def decode_batch(data: bytes) -> TelemetryBatch:
     return _validated(batch)
 
 
-def _validated(batch: TelemetryBatch) -> TelemetryBatch:
-    """The batch checked against the schema's bounds, as the JSON path checks them.
+def _validated(batch: dict[str, object]) -> TelemetryBatch:
+    """The decoded batch checked against the schema's bounds, as the JSON path checks them.
 
     The codec carries any finite number (up to `_MAX_BITS`), and a Struct built in code is not
     validated: without this a compact batch could bring central the seq of 2^63 or the time
-    of 1e300 that the JSON path refuses.
+    of 1e300 that the JSON path refuses. The decoder builds plain dicts and lists, and this one
+    conversion makes (and checks) the Structs: central's ingest takes every record through
+    here, so each is built once.
     """
     try:
-        return msgspec.convert(msgspec.to_builtins(batch), TelemetryBatch)
+        return msgspec.convert(batch, TelemetryBatch)
     except msgspec.ValidationError as exc:
         raise _fail(str(exc)) from exc
 
 
-def _decode_compact(data: bytes) -> TelemetryBatch:
+def _decode_compact(data: bytes) -> dict[str, object]:
     if len(data) < 4:
         raise _fail("truncated header")
     flags, n_bus = data[1], data[2]
@@ -420,59 +369,181 @@ def _decode_compact(data: bytes) -> TelemetryBatch:
             break
     if count > MAX_RECORDS:
         raise _fail(f"{count} records declared; at most {MAX_RECORDS}")
-    r = _Reader(data[pos:])
-    channels = [_Channel(s) for s in _SPECS]
-    records: list[TelemetryRecord] = []
-    shape = _ALL_PRESENT
-    for _ in range(count):
-        quiet = not r.take(1)
-        if not quiet and r.take(1):
-            shape = r.take(_SHAPE_BITS)
-        v: list[float | int | None] = []
-        for c in channels:
-            spec = c.spec
-            if shape & spec.need != spec.need:
-                v.append(None)
-            elif quiet and spec.quiet:
-                q = c.predict()
-                if q is None:  # a quiet record before the channel's first value
-                    raise _fail("quiet record without a prediction")
-                c.update(q, None)
-                v.append(spec.value(q))
-            else:
-                v.append(spec.value(r.rice(c)))
-        records.append(_record(shape, v))
-    rest = r.bits[r.pos :]
+    # The record bit stream as a '0'/'1' string: str.find and int(s, 2) do the work in C. A
+    # leading 1 keeps the leading zeros that int.from_bytes would drop.
+    bits = bin(int.from_bytes(b"\x01" + data[pos:], "big"))[3:]
+    records, end = _decode_records(bits, count)
+    rest = bits[end:]
     if len(rest) >= 8 or "1" in rest:
         raise _fail("data after the last record")
-    return TelemetryBatch(bus=bus, records=records, backfill=bool(flags & _FLAG_BACKFILL))
+    return {"bus": bus, "records": records, "backfill": bool(flags & _FLAG_BACKFILL)}
 
 
-def _record(shape: int, v: list[float | int | None]) -> TelemetryRecord:
-    # Exact channels (seq, mode, sats) hold ints, the others floats; seq and t are always set,
-    # lat, lon and mode whenever pos is.
+# Each channel's spec as a plain tuple, for the decoder's inner loop (the central ingest
+# decodes every record: attribute look-ups and method calls per value were most of its cost).
+_DECODE_SPECS = tuple(
+    (s.need, s.num, s.den, s.linear, s.step, s.wrap, s.quiet, s.exact, s.scale) for s in _SPECS
+)
+_N_CHANNELS = len(_SPECS)
+_Active = tuple[tuple[int, int, int, bool, int, int, bool, bool, float | None], ...]
+_ACTIVE: dict[int, _Active] = {}  # per shape (14 bits: at most 16,384), its channels
+
+
+def _active(shape: int) -> _Active:
+    """The channels a record of `shape` carries, each with its index, in channel order."""
+    out = _ACTIVE.get(shape)
+    if out is None:
+        out = _ACTIVE[shape] = tuple(
+            (i, *spec[1:]) for i, spec in enumerate(_DECODE_SPECS) if shape & spec[0] == spec[0]
+        )
+    return out
+
+
+def _truncated() -> CodecError:
+    return _fail("truncated")
+
+
+def _universal_at(bits: str, pos: int) -> tuple[int, int]:
+    """A number in the universal code at `pos`; returns it and the position after it."""
+    j = bits.find("1", pos, pos + _MAX_ZEROS + 1)
+    if j < 0:
+        if pos + _MAX_ZEROS + 1 > len(bits):
+            raise _truncated()
+        raise _fail("number too long")
+    z = j - pos
+    pos, end = j + 1, j + 1 + z + _LEN_K
+    if end > len(bits):
+        raise _truncated()
+    n = ((1 << (z + _LEN_K)) | int(bits[pos:end], 2)) - (1 << _LEN_K)
+    if n > _MAX_BITS:
+        raise _fail("number too long")
+    if n <= 1:
+        return n, end  # 0 is coded as length 0, 1 as length 1 with no bits below its top
+    pos, end = end, end + n - 1
+    if end > len(bits):
+        raise _truncated()
+    return (1 << (n - 1)) | int(bits[pos:end], 2), end
+
+
+def _decode_records(bits: str, count: int) -> tuple[list[dict[str, object]], int]:
+    """The records of the bit stream as dicts of the schema's fields, and the position after.
+
+    The same coding state as `_Channel` (last, prev, the Rice statistics a and n), kept in
+    lists indexed by channel; `_rice` and `_Channel` are its specification.
+    """
+    nbits = len(bits)
+    pos = 0
+    last: list[int | None] = [None] * _N_CHANNELS
+    prev: list[int | None] = [None] * _N_CHANNELS
+    acc = [0] * _N_CHANNELS
+    cnt = [1] * _N_CHANNELS
+    shape = _ALL_PRESENT
+    active = _active(shape)
+    records: list[dict[str, object]] = []
+    for _ in range(count):
+        if pos >= nbits:
+            raise _truncated()
+        quiet = bits[pos] == "0"
+        pos += 1
+        if not quiet:
+            if pos >= nbits:
+                raise _truncated()
+            pos += 1
+            if bits[pos - 1] == "1":
+                if pos + _SHAPE_BITS > nbits:
+                    raise _truncated()
+                shape = int(bits[pos : pos + _SHAPE_BITS], 2)
+                active = _active(shape)
+                pos += _SHAPE_BITS
+        v: list[float | int | None] = [None] * _N_CHANNELS
+        for i, num, den, linear, step, wrap, spec_quiet, exact, scale in active:
+            q_last = last[i]
+            if q_last is None:
+                pred = None
+            else:
+                q_prev = prev[i]
+                pred = 2 * q_last - q_prev if linear and q_prev is not None else q_last + step
+            if quiet and spec_quiet:
+                if pred is None:  # a quiet record before the channel's first value
+                    raise _fail("quiet record without a prediction")
+                q = pred
+            elif pred is None:  # a channel's first value: `_universal_at`, inlined
+                j = bits.find("1", pos, pos + _MAX_ZEROS + 1)
+                end = 2 * j - pos + 1 + _LEN_K  # past the length field
+                n = _MAX_BITS + 1  # anything unusual: `_universal_at` raises the right error
+                if j >= 0 and end <= nbits:
+                    n = ((1 << (j - pos + _LEN_K)) | int(bits[j + 1 : end], 2)) - (1 << _LEN_K)
+                if n > _MAX_BITS or end + n - 1 > nbits:
+                    m, pos = _universal_at(bits, pos)
+                elif n > 1:
+                    m, pos = (1 << (n - 1)) | int(bits[end : end + n - 1], 2), end + n - 1
+                else:
+                    m, pos = n, end
+                q = (m >> 1) ^ -(m & 1)
+            else:
+                a, n = acc[i], cnt[i]
+                k = (max((a + n - 1) // n, 1) - 1).bit_length()
+                j = bits.find("1", pos, pos + _ESCAPE)
+                if j < 0:
+                    if pos + _ESCAPE > nbits:
+                        raise _truncated()
+                    m, pos = _universal_at(bits, pos + _ESCAPE)
+                elif k:
+                    quotient, pos = j - pos, j + 1 + k
+                    if pos > nbits:
+                        raise _truncated()
+                    m = (quotient << k) | int(bits[pos - k : pos], 2)
+                else:
+                    m, pos = j - pos, j + 1
+                r = (m >> 1) ^ -(m & 1)
+                half = wrap // 2
+                if not half or not 0 <= pred < wrap:  # `_apply`
+                    q = pred + r
+                elif -half <= r < half:
+                    q = (pred + r) % wrap
+                else:
+                    q = pred + r - half if r >= half else pred + r + half
+                a += m
+                n += 1
+                if n >= _RESET:
+                    a >>= 1
+                    n >>= 1
+                acc[i], cnt[i] = a, n
+            prev[i], last[i] = q_last, q
+            if exact:
+                v[i] = q
+            elif scale is not None and abs(q) < 2**53:
+                v[i] = q * scale
+            else:
+                v[i] = q * den / num  # integer true division rounds right: 1234 / 100 = 12.34
+        records.append(_record(shape, v))
+    return records, pos
+
+
+def _record(shape: int, v: list[float | int | None]) -> dict[str, object]:
+    # Keys in the schema's field order, so that validation reports the same first error as
+    # the JSON path. Exact channels (seq, mode, sats) hold ints, the others floats; seq and t
+    # are always set, lat, lon and mode whenever pos is.
     seq, t, lat, lon, mode, speed, track, hdop, sats, kmh, rpm, coolant, fuel, odo = v
     for name, n in (("seq", seq), ("mode", mode), ("sats", sats)):
         if n is not None and not _INT_MIN <= n <= _INT_MAX:
             raise _fail(f"{name} {n} out of range")
-    pos: Position | None = None
+    out: dict[str, object] = {"seq": seq, "t": t}
     if shape & _POS:
         y, x = cast(float, lat), cast(float, lon)
         if not (-90.0 <= y <= 90.0 and -180.0 <= x <= 180.0):
             raise _fail(f"position {y}, {x} out of range")
-        pos = Position(
-            lat=y, lon=x, mode=cast(int, mode), speed=speed, track=track, hdop=hdop,
-            sats=cast("int | None", sats),
-            estimated=bool(shape & _P_EST),
-        )  # fmt: skip
-    veh: Vehicle | None = None
+        out["pos"] = {
+            "lat": y, "lon": x, "speed": speed, "track": track, "mode": mode, "hdop": hdop,
+            "sats": sats, "estimated": bool(shape & _P_EST),
+        }  # fmt: skip
     if shape & _VEH:
-        doors = bool(shape & _V_OPEN) if shape & _V_DOORS else None
-        veh = Vehicle(
-            speed_kmh=kmh, rpm=rpm, coolant_c=coolant, fuel_pct=fuel, odometer_m=odo,
-            doors_open=doors,
-        )  # fmt: skip
-    return TelemetryRecord(seq=cast(int, seq), t=cast(float, t), pos=pos, veh=veh)
+        out["veh"] = {
+            "speed_kmh": kmh, "rpm": rpm,
+            "doors_open": bool(shape & _V_OPEN) if shape & _V_DOORS else None,
+            "coolant_c": coolant, "fuel_pct": fuel, "odometer_m": odo,
+        }  # fmt: skip
+    return out
 
 
 # -- MQTT -------------------------------------------------------------------------------------

@@ -50,6 +50,7 @@ log = logging.getLogger("busfleet.central.ingest")
 # Ranges per receipt: about 35 bytes each in JSON at the largest sequence numbers, so a
 # receipt stays near 70 kB, under the agent's MAX_PAYLOAD and far under the broker's 1 MB.
 RECEIPT_RANGES = 2000
+TOPIC_CACHE = 100_000  # parsed topics kept: a few per bus; a flood of made-up ones clears it
 
 
 class Ingest:
@@ -65,6 +66,7 @@ class Ingest:
         self._pending: dict[str, list[int]] = collections.defaultdict(list)
         self.offline_after: dict[str, float] = {}  # per-bus timeout announced in its birth
         self._last_warning = 0.0
+        self._topics: dict[str, topics.Topic] = {}  # parsed topics (`_parse`)
         self.alarms = AlarmCenter(store)  # fed below; backfilled data never raises an alarm
         for row in store.buses():
             if row["body"]:
@@ -100,10 +102,20 @@ class Ingest:
             self.receipts[bus].extend(seqs)
         self._pending.clear()
 
+    def _parse(self, topic: str) -> topics.Topic:
+        """`topics.parse`, remembered: thousands of buses send on the same few topics each."""
+        parsed = self._topics.get(topic)
+        if parsed is None:
+            parsed = topics.parse(topic)  # TopicError for a bad one, never remembered
+            if len(self._topics) >= TOPIC_CACHE:
+                self._topics.clear()
+            self._topics[topic] = parsed
+        return parsed
+
     def _handle(self, topic: str, payload: bytes, now: float) -> None:
         self.counters["messages"] += 1
         try:
-            parsed = topics.parse(topic)
+            parsed = self._parse(topic)
             bus = parsed.bus_id
             if bus is None:
                 return
@@ -258,15 +270,19 @@ class Ingest:
 
     def take_dirty(self) -> list[FleetEntry]:
         """Fleet entries changed since the last call; also persisted, so a restart keeps them."""
-        entries = [self.buses[b].entry for b in sorted(self.dirty)]
-        if not entries:  # no write at all: a long import may hold the write lock
+        return [entry for entry, _payload in self.take_dirty_encoded()]
+
+    def take_dirty_encoded(self) -> list[tuple[FleetEntry, bytes]]:
+        """`take_dirty` with each entry's JSON, encoded once for the store and the broker."""
+        encoded = [(e := self.buses[b].entry, codec.encode(e)) for b in sorted(self.dirty)]
+        if not encoded:  # no write at all: a long import may hold the write lock
             return []
         self.store.save_buses(
-            (e.bus, e.online, self.buses[e.bus].session, e.last_seen, codec.encode(e).decode())
-            for e in entries
+            (e.bus, e.online, self.buses[e.bus].session, e.last_seen, payload.decode())
+            for e, payload in encoded
         )
         self.dirty.clear()
-        return entries
+        return encoded
 
 
 class BusMismatch(ProtocolError):

@@ -162,6 +162,7 @@ class CentralService:
         # (serve.py: the HTTP server reads it until its own task has ended).
         self.closes_store = True
         self._client: paho.Client | None = None
+        self._stored_topics: dict[str, str] = {}  # each bus's receipt topic, built once
 
     def _filters(self) -> list[str]:
         out = []
@@ -216,21 +217,24 @@ class CentralService:
             loop.call_soon_threadsafe(self.ingest.reject, "TooLarge", detail)
             return True
 
+        # Dispatchers' requests bypass the ingest inbox: few, and answered one by one. They are
+        # told apart by their prefix here, not by a paho per-filter callback: paho matches
+        # every message against those filters, a cost per telemetry message.
+        requests: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue(REQUESTS_LIMIT)
+        request_prefix = topics.all_dispatch_requests().partition("+")[0]
+
         def on_message(_c: paho.Client, _u: Any, message: paho.MQTTMessage) -> None:
-            if not too_large(message):
-                inbox.put(message.topic, bytes(message.payload))
+            if too_large(message):
+                return
+            topic = message.topic
+            if topic.startswith(request_prefix):
+                loop.call_soon_threadsafe(_offer, requests, topic, bytes(message.payload))
+            else:
+                inbox.put(topic, bytes(message.payload))
 
         client.on_connect = on_connect
         client.on_disconnect = on_disconnect
         client.on_message = on_message
-        # Dispatchers' requests bypass the ingest inbox: few, and answered one by one.
-        requests: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue(REQUESTS_LIMIT)
-
-        def on_request(_c: paho.Client, _u: Any, message: paho.MQTTMessage) -> None:
-            if not too_large(message):
-                loop.call_soon_threadsafe(_offer, requests, message.topic, bytes(message.payload))
-
-        client.message_callback_add(topics.all_dispatch_requests(), on_request)
         client.connect_async(
             self.config.mqtt_host,
             self.config.mqtt_port,
@@ -336,7 +340,10 @@ class CentralService:
             started = time.monotonic()
             self.ingest.handle_many(batch)
             for receipt in self.ingest.take_receipts():
-                self._send(topics.stored(receipt.bus), codec.encode(receipt), qos=1)
+                topic = self._stored_topics.get(receipt.bus)
+                if topic is None:  # one per bus that sent records: as many as fleet state's
+                    topic = self._stored_topics[receipt.bus] = topics.stored(receipt.bus)
+                self._send(topic, codec.encode(receipt), qos=1)
             self._send_alarms()
             await asyncio.sleep(max(0.0, started + BATCH_S - time.monotonic()))
 
@@ -353,8 +360,8 @@ class CentralService:
                 log.info("%d commands expired without an answer", expired)
             if not self.ready.is_set():
                 continue  # QoS 0 and retained: all of them go out again on the next connection
-            for i, entry in enumerate(self.ingest.take_dirty(), start=1):
-                self._send(topics.fleet(entry.bus), codec.encode(entry), qos=0, retain=True)
+            for i, (entry, payload) in enumerate(self.ingest.take_dirty_encoded(), start=1):
+                self._send(topics.fleet(entry.bus), payload, qos=0, retain=True)
                 if i % FLEET_CHUNK == 0:  # thousands of buses: let the ingest run in between
                     await asyncio.sleep(0)
             if now - last_stats >= 2.0:

@@ -94,8 +94,11 @@ class TelemetryTables:
     def _add(self, sql: str, rows: Sequence[tuple[Any, ...]]) -> int:
         conn = self.db.conn
         before = conn.total_changes
-        with transaction(conn):
+        if conn.in_transaction:  # the ingest's group commit: no context manager per message
             conn.executemany(sql, rows)
+        else:
+            with transaction(conn):
+                conn.executemany(sql, rows)
         return conn.total_changes - before
 
     def telemetry(self, bus: str | None = None) -> list[dict[str, Any]]:
