@@ -58,6 +58,10 @@ def test_punctuality_gives_the_events_figures_through_duplicates_bad_data_and_pu
             "trip": "t1", "route": route, "delay_s": delay,
         }))  # fmt: skip
     rows.append(departed("bus-9", 1, NOW - 100, {"route": "R1", "delay_s": "late"}))
+    # Text that looks like a number is no delay (a REAL column would take "120" for 120.0, and
+    # "1e999" for infinity, which no report can round).
+    rows.append(departed("bus-9", 4, NOW - 70, {"route": "R1", "delay_s": "120"}))
+    rows.append(departed("bus-9", 5, NOW - 60, {"route": "R2", "delay_s": "1e999"}))
     rows.append(departed("bus-9", 2, NOW - 90, {"route": "R1"}))
     rows.append(departed("bus-9", 3, NOW - 80, "{not json"))
     assert store.add_events(rows) == len(rows)  # the event with no JSON is stored too

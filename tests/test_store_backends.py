@@ -3,6 +3,7 @@ the tests: tests/postgres_helpers.py)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from collections.abc import Iterable, Iterator
@@ -13,7 +14,7 @@ import pytest
 
 from central.service.ingest import Ingest
 from central.store import pg_schema, schema
-from central.store.backend import NotPorted
+from central.store.backend import NotPorted, RolledBack
 from central.store.db import CentralStore, pending_migrations
 from central.store.pg_sql import translate
 from central.store.pg_store import PgCentralStore, open_store
@@ -167,6 +168,50 @@ def test_records_sent_twice_are_stored_once_and_counted_as_duplicates(store: Cen
     assert (row["bus"], row["seq"], row["t"], row["lat"], row["backfill"]) == (
         "b2", 1, 1001.0, -16.9, 0,
     )  # fmt: skip
+
+
+def test_a_statement_failing_on_postgresql_rolls_the_batch_back_and_gives_no_receipt(
+    postgres_url: str,
+) -> None:
+    """On PostgreSQL a failed statement aborts its whole transaction, and COMMIT then answers
+    ROLLBACK without an error: the ingest must not receipt what was never stored."""
+    store = open_store(postgres_url)
+    assert isinstance(store, PgCentralStore)
+    raw = store.pg.conn.raw
+    raw.execute(
+        "CREATE FUNCTION fail_bad() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+        " IF NEW.bus = 'bad' THEN RAISE EXCEPTION 'no space left (a stand-in)'; END IF;"
+        " RETURN NEW; END $$"
+    )
+    raw.execute(
+        "CREATE TRIGGER fail_bad BEFORE INSERT ON events FOR EACH ROW EXECUTE FUNCTION fail_bad()"
+    )
+    if raw.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+        raw.commit()
+    ingest = Ingest(store)
+    batch = [
+        (topics.telemetry("b1"), _batch("b1", range(1, 6))),
+        (topics.events("bad"), _events("bad", [(1, "door", {"open": True})])),
+        (topics.telemetry("b2"), _batch("b2", [1])),
+    ]
+    with pytest.raises(psycopg.Error):
+        ingest.handle_many(batch, now=2000)
+    assert ingest.take_receipts() == []
+    assert store.seqs("b1") == [] and store.count() == 0
+    # The connection is usable again: the next batch is stored and receipted.
+    ingest.handle(topics.telemetry("b1"), _batch("b1", range(1, 6)), now=2001)
+    assert [(r.bus, r.ranges) for r in ingest.take_receipts()] == [("b1", [(1, 5)])]
+    store.close()
+
+
+def test_a_commit_that_postgresql_turns_into_a_rollback_raises(postgres_url: str) -> None:
+    store = open_store(postgres_url)
+    with pytest.raises(RolledBack), store.transaction():
+        store.db.execute("INSERT INTO bus_groups (name, updated) VALUES ('depot', 1)")
+        with contextlib.suppress(psycopg.Error):  # swallowed: the transaction is aborted
+            store.db.execute("INSERT INTO bus_groups (name, updated) VALUES ('depot', 2)")
+    assert store.db.execute("SELECT COUNT(*) FROM bus_groups").fetchone() == (0,)
+    store.close()
 
 
 def test_receipts_carry_the_ranges_stored_duplicates_included(store: CentralStore) -> None:

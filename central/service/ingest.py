@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import collections
 import logging
-import sqlite3
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -29,6 +28,7 @@ import msgspec
 from central.fleet import state as fleet
 from central.service.alarm_center import AlarmCenter
 from central.store import retention as retention_db
+from central.store.backend import is_store_failure
 from central.store.db import CentralStore
 from central.store.telemetry import record_row
 from protocols import codec, compact, topics
@@ -93,9 +93,10 @@ class Ingest:
             for topic, payload in messages:
                 try:
                     self._handle(topic, payload, now)
-                except sqlite3.OperationalError:
-                    raise  # the database failed, not the message: roll the whole batch back
-                except Exception:  # a bug that one message finds must not stop central
+                except Exception as exc:
+                    if is_store_failure(exc):  # the database, not the message: roll it all back
+                        raise
+                    # a bug that one message finds must not stop central
                     self.counters["errors"] += 1
                     log.exception("failed on a message on %s (%d bytes)", topic, len(payload))
         for bus, seqs in self._pending.items():

@@ -8,6 +8,7 @@ an answer is one MQTT message and must stay well under `codec.MAX_PAYLOAD`.
 from __future__ import annotations
 
 import datetime as dt
+import math
 import statistics
 import time
 from typing import Any
@@ -173,7 +174,7 @@ def report(store: CentralStore, what: str, args: dict[str, Scalar], now: float) 
         refresh_departures(store)
         delays: dict[str, list[float]] = {}
         for route, delay, n in query_db.departure_delays(store, since):
-            if isinstance(delay, int | float):
+            if isinstance(delay, int | float) and math.isfinite(delay):
                 delays.setdefault(str(route or "?"), []).extend([float(delay)] * n)
         out: list[Row] = []
         for route, ds in sorted(delays.items()):

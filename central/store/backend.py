@@ -59,15 +59,40 @@ SELECT ... ON CONFLICT DO NOTHING) behind the same `add_records`.
 
 from __future__ import annotations
 
+import sqlite3
+import sys
 from typing import Literal
 
-__all__ = ["Dialect", "NotPorted", "dialect", "is_postgres_url"]
+__all__ = [
+    "Dialect",
+    "NotPorted",
+    "RolledBack",
+    "dialect",
+    "is_postgres_url",
+    "is_store_failure",
+]
 
 Dialect = Literal["sqlite", "postgresql"]
 
 
 class NotPorted(Exception):
     """This part of central does not run on PostgreSQL yet (the message says which)."""
+
+
+class RolledBack(Exception):
+    """The database rolled the transaction back instead of committing it (PostgreSQL answers a
+    COMMIT after a failed statement so, without an error): nothing of it is stored."""
+
+
+def is_store_failure(exc: BaseException) -> bool:
+    """Whether `exc` is the database failing rather than one message being bad: the whole
+    transaction must roll back, and nothing of it may be receipted. On SQLite a failed
+    statement undoes only itself, except an OperationalError (disk full, I/O, locked); on
+    PostgreSQL any error aborts the transaction it is in."""
+    if isinstance(exc, sqlite3.OperationalError | RolledBack):
+        return True
+    psycopg = sys.modules.get("psycopg")  # no psycopg error without psycopg loaded
+    return psycopg is not None and isinstance(exc, psycopg.Error)
 
 
 def is_postgres_url(db: str) -> bool:

@@ -19,7 +19,7 @@ import psycopg
 from psycopg import pq
 from psycopg.types.numeric import NumericLoader
 
-from central.store.backend import NotPorted
+from central.store.backend import NotPorted, RolledBack
 from central.store.pg_sql import translate
 
 __all__ = ["WRITE_LOCK", "PgConnection", "PgCursor", "PgDatabase", "connect"]
@@ -97,6 +97,8 @@ class PgConnection:
                 self.raw.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
             return PgCursor(cur)
         cur = self.raw.execute(_statement(sql, isinstance(params, Mapping)), params)
+        if word == "COMMIT" and cur.statusmessage == "ROLLBACK":
+            raise RolledBack("the transaction was rolled back: a statement in it failed")
         self._count(cur)
         return PgCursor(cur)
 

@@ -220,6 +220,9 @@ MIGRATIONS: list[str] = [
     CREATE FUNCTION json_number(doc text, key text) RETURNS double precision
     LANGUAGE plpgsql IMMUTABLE AS $$
     BEGIN
+        IF jsonb_typeof(doc::jsonb -> key) <> 'number' THEN
+            RETURN NULL;  -- text that looks like a number is none ("NaN", "1e999")
+        END IF;
         RETURN (doc::jsonb ->> key)::double precision;
     EXCEPTION WHEN others THEN
         RETURN NULL;

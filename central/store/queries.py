@@ -173,7 +173,8 @@ def feedback_rows(store: CentralStore, since: float, limit: int = 300) -> list[R
 _COPY_DEPARTURES = """
 INSERT OR IGNORE INTO departures (bus, seq, t, route, delay_s)
 SELECT bus, seq, t, CASE WHEN json_valid(data) THEN json_extract(data, '$.route') END,
-       CASE WHEN json_valid(data) THEN json_extract(data, '$.delay_s') END
+       CASE WHEN json_valid(data) THEN CASE WHEN json_type(data, '$.delay_s')
+            IN ('integer', 'real') THEN json_extract(data, '$.delay_s') END END
 FROM events WHERE kind = 'departed' AND received > ?
 """
 

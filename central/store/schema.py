@@ -231,7 +231,8 @@ MIGRATIONS: list[str] = [
     ) WITHOUT ROWID;
     INSERT INTO departures (bus, seq, t, route, delay_s)
     SELECT bus, seq, t, CASE WHEN json_valid(data) THEN json_extract(data, '$.route') END,
-        CASE WHEN json_valid(data) THEN json_extract(data, '$.delay_s') END
+        CASE WHEN json_valid(data) THEN CASE WHEN json_type(data, '$.delay_s')
+            IN ('integer', 'real') THEN json_extract(data, '$.delay_s') END END
     FROM events WHERE kind = 'departed';
     INSERT INTO report_marks (name, received)
     SELECT 'departures', MAX(received) FROM events WHERE kind = 'departed' HAVING COUNT(*) > 0;
