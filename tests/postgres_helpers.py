@@ -53,7 +53,9 @@ class PostgresServer:
     """One PostgreSQL cluster, started on entry, stopped and deleted on exit."""
 
     def __init__(self) -> None:
-        self.dir = Path(tempfile.mkdtemp(prefix="busfleet-pg-"))
+        stop_abandoned()
+        self.dir = Path(tempfile.mkdtemp(prefix=PREFIX))
+        (self.dir / OWNER_PID).write_text(str(os.getpid()))
         self.data = self.dir / "data"
         self.port = free_port()
         self.host = "127.0.0.1"
@@ -80,6 +82,7 @@ class PostgresServer:
                 "-l", str(self.dir / "server.log"), "-o", options,
             )  # fmt: skip
         except BaseException:
+            self._stop_now()  # a start that timed out may still come up: never leave it
             self._remove()
             raise
         return self
@@ -87,8 +90,15 @@ class PostgresServer:
     def __exit__(self, *exc: object) -> None:
         try:
             self._run("pg_ctl", "stop", "-w", "-m", "fast", "-D", str(self.data))
+        except RuntimeError:
+            self._stop_now()
+            raise
         finally:
             self._remove()
+
+    def _stop_now(self) -> None:
+        with contextlib.suppress(RuntimeError):
+            self._run("pg_ctl", "stop", "-w", "-m", "immediate", "-D", str(self.data))
 
     def create_database(self) -> str:
         """A new empty database; its URL."""
@@ -118,6 +128,26 @@ class PostgresServer:
 
     def _remove(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+PREFIX = "busfleet-pg-"
+OWNER_PID = "owner.pid"  # the test process a cluster belongs to
+
+
+def stop_abandoned() -> None:
+    """Stop and delete the clusters of test processes that died without stopping them (a
+    killed pytest or xdist worker): pg_ctl detaches the server, so nothing else would."""
+    for directory in Path(tempfile.gettempdir()).glob(f"{PREFIX}*"):
+        try:
+            pid = int((directory / OWNER_PID).read_text())
+        except (OSError, ValueError):
+            continue  # being created, or not ours
+        if Path(f"/proc/{pid}").exists():
+            continue
+        server = PostgresServer.__new__(PostgresServer)
+        server.dir, server.data, server.owner = directory, directory / "data", _unprivileged_owner()
+        server._stop_now()
+        server._remove()
 
 
 def _unprivileged_owner() -> pwd.struct_passwd | None:

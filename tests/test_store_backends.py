@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import subprocess
 import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -20,7 +21,7 @@ from central.store.pg_sql import translate
 from central.store.pg_store import PgCentralStore, open_store
 from protocols import codec, topics
 from protocols.schemas import Event, EventBatch, Position, Scalar, TelemetryBatch, TelemetryRecord
-from tests.postgres_helpers import PostgresServer
+from tests.postgres_helpers import OWNER_PID, PostgresServer, stop_abandoned
 
 
 def test_a_postgresql_server_starts_answers_and_is_gone_after() -> None:
@@ -41,6 +42,19 @@ def test_a_postgresql_server_starts_answers_and_is_gone_after() -> None:
     with pytest.raises(psycopg.OperationalError):
         psycopg.connect(server.url(), connect_timeout=5)
     assert not os.path.exists(f"/proc/{pid}")
+
+
+def test_a_cluster_whose_test_process_died_is_stopped_and_removed_by_the_next() -> None:
+    server = PostgresServer().__enter__()
+    gone = subprocess.Popen(["true"])  # a process id that has ended
+    gone.wait()
+    (server.dir / OWNER_PID).write_text(str(gone.pid))  # as if its pytest was killed
+    with psycopg.connect(server.url()) as conn:
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+    stop_abandoned()
+    assert not server.dir.exists()
+    with pytest.raises(psycopg.OperationalError):
+        psycopg.connect(server.url(), connect_timeout=5)
 
 
 def _uid_of(pid: int) -> int:
