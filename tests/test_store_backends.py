@@ -343,3 +343,15 @@ def test_the_translation_keeps_quoted_text_and_rewrites_insert_or_ignore() -> No
     )
     with pytest.raises(NotPorted, match="LIKE"):
         translate("SELECT 1 FROM t WHERE name LIKE ?")
+    # Comments are no SQL: a "?", an apostrophe or a "%" in one changes nothing.
+    assert translate("SELECT a -- the bus's ? 5%\nFROM t /* ? ' */ WHERE a = ?") == (
+        "SELECT a  \nFROM t   WHERE a = %s"
+    )
+    assert translate("SELECT '--?' FROM t WHERE a = ?") == "SELECT '--?' FROM t WHERE a = %s"
+
+
+def test_a_percent_sign_means_modulo_with_or_without_parameters(postgres_url: str) -> None:
+    store = open_store(postgres_url)
+    assert store.db.execute("SELECT 7 % 2").fetchone() == (1,)
+    assert store.db.execute("SELECT ? % 4", [10]).fetchone() == (2,)
+    store.close()

@@ -96,7 +96,9 @@ class PgConnection:
             if word != "BEGIN DEFERRED" and word != "BEGIN":
                 self.raw.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
             return PgCursor(cur)
-        cur = self.raw.execute(_statement(sql, isinstance(params, Mapping)), params)
+        # Parameters always, if only (): psycopg turns the doubled "%" back only when it has some.
+        args = () if params is None else params
+        cur = self.raw.execute(_statement(sql, isinstance(params, Mapping)), args)
         if word == "COMMIT" and cur.statusmessage == "ROLLBACK":
             raise RolledBack("the transaction was rolled back: a statement in it failed")
         self._count(cur)

@@ -32,6 +32,7 @@ _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 @functools.lru_cache(maxsize=512)
 def translate(sql: str, named: bool = False) -> str:
     """`sql` (SQLite's dialect) as psycopg runs it on PostgreSQL; NotPorted if it cannot."""
+    sql = _without_comments(sql)  # a "?", "'" or "%" in a comment is no SQL
     code = _outside_quotes(sql)
     found = _SQLITE_ONLY.search(code)
     if found:
@@ -45,6 +46,28 @@ def translate(sql: str, named: bool = False) -> str:
         text = _INSERT_OR_IGNORE.sub("INSERT INTO", text, count=1).rstrip().rstrip(";")
         text += " ON CONFLICT DO NOTHING"
     return text
+
+
+def _without_comments(sql: str) -> str:
+    """`sql` with its comments (`-- ...` to the line's end, `/* ... */`) outside quoted text
+    and names replaced by a space."""
+    out: list[str] = []
+    quote = ""
+    i = 0
+    while i < len(sql):
+        ch = sql[i]
+        if quote:
+            quote = "" if ch == quote else quote
+        elif ch in "'\"":
+            quote = ch
+        elif sql.startswith("--", i) or sql.startswith("/*", i):
+            end = sql.find("\n", i) if ch == "-" else sql.find("*/", i + 2)
+            i = len(sql) if end < 0 else end + (0 if ch == "-" else 2)
+            out.append(" ")
+            continue
+        out.append(ch)
+        i += 1
+    return "".join(out)
 
 
 def _outside_quotes(sql: str) -> str:
