@@ -115,6 +115,18 @@ def read_central(args: argparse.Namespace, request: ReadRequest, prog: str) -> l
     return answer
 
 
+def print_records(args: argparse.Namespace, request: ReadRequest, prog: str) -> int:
+    """`read_central`'s records on stdout, one JSON object a line; the exit status."""
+    import json
+
+    records = read_central(args, request, prog)
+    if isinstance(records, int):
+        return records
+    for row in records:
+        print(json.dumps(row, ensure_ascii=False))
+    return 0
+
+
 async def _pages(config: CentralConfig, request: ReadRequest) -> list[Record] | DispatchReply:
     """The records of every page; the reply itself if central refused or failed."""
     import sys

@@ -251,14 +251,8 @@ def command_cmd(args: argparse.Namespace) -> int:
 
 def commands_cmd(args: argparse.Namespace) -> int:
     """Asks the running central for the commands (it alone opens the database)."""
-    import json
 
-    from busfleet.commands._common import read_central
+    from busfleet.commands._common import print_records
     from protocols.requests import ListCommands
 
-    records = read_central(args, ListCommands(bus=args.bus), "busfleet central commands")
-    if isinstance(records, int):
-        return records
-    for row in records:
-        print(json.dumps(row))
-    return 0
+    return print_records(args, ListCommands(bus=args.bus), "busfleet central commands")

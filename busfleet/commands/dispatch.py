@@ -262,15 +262,10 @@ def message_cmd(args: argparse.Namespace) -> int:
 
 def messages_cmd(args: argparse.Namespace) -> int:
     """Asks the running central for the messages and the buses they go to now."""
-    from busfleet.commands._common import read_central
+    from busfleet.commands._common import print_records
     from protocols.requests import ListMessages
 
-    records = read_central(args, ListMessages(status=args.status), "busfleet central messages")
-    if isinstance(records, int):
-        return records
-    for row in records:
-        print(json.dumps(row, ensure_ascii=False))
-    return 0
+    return print_records(args, ListMessages(status=args.status), "busfleet central messages")
 
 
 def withdraw_cmd(args: argparse.Namespace) -> int:

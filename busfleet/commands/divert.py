@@ -138,15 +138,10 @@ def create_cmd(args: argparse.Namespace) -> int:
 
 def list_cmd(args: argparse.Namespace) -> int:
     """Asks the running central for the diversions."""
-    from busfleet.commands._common import read_central
+    from busfleet.commands._common import print_records
     from protocols.requests import ListDiversions
 
-    records = read_central(args, ListDiversions(status=args.status), f"{PROG} list")
-    if isinstance(records, int):
-        return records
-    for row in records:
-        print(json.dumps(row, ensure_ascii=False))
-    return 0
+    return print_records(args, ListDiversions(status=args.status), f"{PROG} list")
 
 
 def cancel_cmd(args: argparse.Namespace) -> int:

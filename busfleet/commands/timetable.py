@@ -13,12 +13,10 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from busfleet.commands._common import ask_central, read_central
+from busfleet.commands._common import ask_central, print_records
 from central.when import parse_when
 
 if TYPE_CHECKING:
-    from protocols.requests import ReadRequest
-
     ConnectionArgs = Callable[[argparse.ArgumentParser], None]
     Parsers = argparse._SubParsersAction[argparse.ArgumentParser]
 
@@ -139,19 +137,10 @@ def publish_cmd(args: argparse.Namespace) -> int:
     return 0
 
 
-def _records(args: argparse.Namespace, request: ReadRequest, prog: str) -> int:
-    records = read_central(args, request, prog)
-    if isinstance(records, int):
-        return records
-    for row in records:
-        print(json.dumps(row, ensure_ascii=False))
-    return 0
-
-
 def list_cmd(args: argparse.Namespace) -> int:
     from protocols.requests import ListTimetables
 
-    return _records(args, ListTimetables(), "busfleet central timetable list")
+    return print_records(args, ListTimetables(), "busfleet central timetable list")
 
 
 def show_cmd(args: argparse.Namespace) -> int:
@@ -161,7 +150,7 @@ def show_cmd(args: argparse.Namespace) -> int:
     if args.version < 1 or not 0 <= args.list <= 1000:
         print(f"{prog}: a version is 1 or more; --list 0 to 1000", file=sys.stderr)
         return 2
-    return _records(args, ShowTimetable(version=args.version, max_listed=args.list), prog)
+    return print_records(args, ShowTimetable(version=args.version, max_listed=args.list), prog)
 
 
 def group_set_cmd(args: argparse.Namespace) -> int:
@@ -179,13 +168,13 @@ def group_set_cmd(args: argparse.Namespace) -> int:
 def group_list_cmd(args: argparse.Namespace) -> int:
     from protocols.requests import ListGroups
 
-    return _records(args, ListGroups(), "busfleet central group list")
+    return print_records(args, ListGroups(), "busfleet central group list")
 
 
 def group_show_cmd(args: argparse.Namespace) -> int:
     from protocols.requests import ShowGroup
 
-    return _records(args, ShowGroup(name=args.name), "busfleet central group show")
+    return print_records(args, ShowGroup(name=args.name), "busfleet central group show")
 
 
 def group_delete_cmd(args: argparse.Namespace) -> int:
