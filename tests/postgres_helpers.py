@@ -175,3 +175,18 @@ def postgres_url(postgres: PostgresServer) -> Iterator[str]:
         yield url
     finally:
         postgres.drop_database(url)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def central_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """Central's database setting for a test that runs on both backends: a SQLite file, or a
+    fresh database on this process's PostgreSQL (open it with pg_store.open_store)."""
+    if request.param == "sqlite":
+        yield str(tmp_path / "central.sqlite")
+        return
+    server: PostgresServer = request.getfixturevalue("postgres")
+    url = server.create_database()
+    try:
+        yield url
+    finally:
+        server.drop_database(url)

@@ -47,7 +47,7 @@ from central.service.ingest import Ingest
 from central.service.retention_task import RetentionTask
 from central.service.sync import SYNC_INTERVAL_S, DesiredSync
 from central.store.claim import service_claim
-from central.store.db import CentralStore
+from central.store.pg_store import open_store
 from protocols import codec, topics
 from protocols.requests import CentralPresence
 from protocols.schemas import CentralStats, DesiredState
@@ -144,7 +144,7 @@ class CentralService:
     def __init__(self, config: CentralConfig, *, group: str | None = None) -> None:
         self.config = config
         self.group = group
-        self.store = CentralStore(config.db)
+        self.store = open_store(config.db)
         self.ingest = Ingest(self.store, config.offline_after_s)
         self.ingest.alarms.params = AlarmParams(
             overspeed_kmh=config.alarm_overspeed_kmh,
