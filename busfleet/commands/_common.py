@@ -21,7 +21,8 @@ def connection_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="central TOML file (see deploy/central.example.toml)")
     p.add_argument(
         "--db",
-        help="SQLite file (overrides the config); used by `serve` and by `import-gtfs` while no "
+        help="central's database, a SQLite file or a postgresql://user@host:port/dbname URL "
+        "(overrides the config); used by `serve`, `retention` and by `import-gtfs` while no "
         "central runs, the other tools ask the running central, which has its own",
     )
     p.add_argument("--mqtt-host", help="broker host (overrides the config)")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sqlite3
 import sys
 
 from busfleet.commands._common import ask_central, config_from, connection_args
@@ -21,8 +22,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "serve",
         help="ingest telemetry, keep fleet state",
         description="Run the central service: subscribes to every bus, "
-        "stores telemetry exactly once in SQLite, keeps fleet state and "
-        "publishes it for dashboards.",
+        "stores telemetry exactly once in its database (a SQLite file, or PostgreSQL with "
+        "--db postgresql://user@host:port/dbname), keeps fleet state and publishes it for "
+        "dashboards. Several instances may share one PostgreSQL database (--group).",
     )
     connection_args(serve)
     serve.add_argument("--log-level", default="INFO")
@@ -152,10 +154,26 @@ def serve_cmd(args: argparse.Namespace) -> int:
     if args.http_port is not None:
         config = dataclasses.replace(config, http_port=args.http_port)
     from central.service.serve import serve  # the service with its HTTP server
+    from central.store.backend import NotPorted, is_store_failure
 
-    _extend_start_for_upgrade(config.db)
-    run_service(serve(config, CentralService(config, group=args.group)))
+    try:
+        _extend_start_for_upgrade(config.db)
+        service = CentralService(config, group=args.group)
+    except (NotPorted, sqlite3.Error) as exc:
+        print(f"busfleet central serve: {_where(config.db)}: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:
+        if not is_store_failure(exc):  # psycopg's: a server that cannot be reached, say
+            raise
+        print(f"busfleet central serve: {_where(config.db)}: {exc}", file=sys.stderr)
+        return 2
+    run_service(serve(config, service))
     return 0
+
+
+def _where(db: str) -> str:
+    """The database setting as it may be shown: a URL without its user and password."""
+    return db.rsplit("@", 1)[-1]
 
 
 UPGRADE_S_PER_GB = 60.0  # measured ~5 s per GB (migration 8's indexes); a slow disk has room
@@ -168,8 +186,11 @@ def _extend_start_for_upgrade(db: str) -> None:
     from pathlib import Path
 
     from busfleet.watchdog import Notifier
-    from central.store.db import pending_migrations
+    from central.store.backend import is_postgres_url
+    from central.store.pg_store import pending_migrations
 
+    if is_postgres_url(db):  # no file to size: the server runs the migrations (deploy/)
+        return
     pending = pending_migrations(db)
     path = Path(db)
     if not pending or not path.is_file():  # a new database is created in no time

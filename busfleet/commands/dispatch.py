@@ -182,11 +182,11 @@ def _import_directly(args: argparse.Namespace, prog: str) -> int:
 def _import_into(db: str, args: argparse.Namespace, prog: str) -> int:
     from busfleet.commands._common import config_from
     from central.gtfs_import import GtfsInvalid, import_gtfs
-    from central.store.db import CentralStore
+    from central.store.pg_store import open_store
     from central.timetables import timetable_root
     from protocols.errors import GtfsError
 
-    store = CentralStore(db)
+    store = open_store(db)
     root = timetable_root(config_from(args))  # where central serves the packages from
     try:
         result = import_gtfs(

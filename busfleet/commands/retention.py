@@ -56,8 +56,9 @@ def retention_cmd(args: argparse.Namespace) -> int:
     from central.config import CentralConfigError
     from central.errors import CentralRunning
     from central.retention import RetentionPolicy
+    from central.store.backend import is_postgres_url, is_store_failure
     from central.store.claim import offline_claim
-    from central.store.db import is_central_database
+    from central.store.pg_store import is_central_database
 
     prog = "busfleet central retention"
     try:
@@ -65,36 +66,43 @@ def retention_cmd(args: argparse.Namespace) -> int:
     except CentralConfigError as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
         return 2
-    if config.db == ":memory:" or not Path(config.db).is_file():
+    where = config.db.rsplit("@", 1)[-1]  # a URL's user and password are not shown
+    server = is_postgres_url(config.db)
+    if not server and (config.db == ":memory:" or not Path(config.db).is_file()):
         print(f"{prog}: no database at {config.db}", file=sys.stderr)
         return 2
     policy = RetentionPolicy.from_config(config)
     now = time.time()
     try:
         if not is_central_database(config.db):  # before anything could create central's tables
-            print(f"{prog}: {config.db} is not central's database", file=sys.stderr)
+            print(f"{prog}: {where} is not central's database", file=sys.stderr)
             return 2
         if args.dry_run:
             return _show(config.db, policy, now)
         with offline_claim(config.db):
             return _purge(config.db, policy, now, config.retention_batch_rows)
     except sqlite3.DatabaseError as exc:  # not central's database, or a damaged one
-        print(f"{prog}: {config.db}: {exc}", file=sys.stderr)
+        print(f"{prog}: {where}: {exc}", file=sys.stderr)
         return 2
     except CentralRunning:
         print(
-            f"{prog}: a central service runs on {config.db}; it purges on its own schedule"
+            f"{prog}: a central service runs on {where}; it purges on its own schedule"
             f" (every {config.retention_every_s:.0f} s). --dry-run shows what would go.",
             file=sys.stderr,
         )
+        return 2
+    except Exception as exc:
+        if not is_store_failure(exc):  # psycopg's: the server cannot be reached, say
+            raise
+        print(f"{prog}: {where}: {exc}", file=sys.stderr)
         return 2
 
 
 def _show(db: str, policy: RetentionPolicy, now: float) -> int:
     from central.retention import plan
-    from central.store.db import CentralStore
+    from central.store.pg_store import open_store
 
-    store = CentralStore(db, migrate=False)  # only reads: a running service may share it
+    store = open_store(db, migrate=False)  # only reads: a running service may share it
     try:
         expired = {e.kind: e for e in plan(store, policy, now)}
     finally:
@@ -113,9 +121,9 @@ def _show(db: str, policy: RetentionPolicy, now: float) -> int:
 
 def _purge(db: str, policy: RetentionPolicy, now: float, batch_rows: int) -> int:
     from central.retention import purge
-    from central.store.db import CentralStore
+    from central.store.pg_store import open_store
 
-    store = CentralStore(db)  # central's (checked): brought up to the schema retention needs
+    store = open_store(db)  # central's (checked): brought up to the schema retention needs
     removed: dict[str, int] = {}
     try:
         for kind, rows in purge(store, policy, now, batch_rows):

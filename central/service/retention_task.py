@@ -13,11 +13,11 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-import sqlite3
 import time
 
 from central.config import CentralConfig
 from central.retention import RetentionPolicy, purge
+from central.store.backend import is_store_failure
 from central.store.db import CentralStore
 
 log = logging.getLogger("busfleet.central.retention")
@@ -46,7 +46,8 @@ class RetentionTask:
         """One purge at `now`; returns the rows removed per kind.
 
         A purge that cannot get the write lock in time (an import holds it: "database is
-        locked" after the busy timeout) or write at all is logged, counted
+        locked" after the busy timeout) or write at all (either backend failing: the
+        database's error, backend.is_store_failure) is logged, counted
         (`retention_errors`) and tried again at the next run: the service goes on, and the
         batches done so far are committed, each a transaction of its own."""
         removed: collections.Counter[str] = collections.Counter()
@@ -55,7 +56,9 @@ class RetentionTask:
                 removed[kind] += rows
                 self.counters[f"retention_purged_{kind}"] += rows
                 await asyncio.sleep(self.pause_s)
-        except sqlite3.OperationalError as exc:
+        except Exception as exc:
+            if not is_store_failure(exc):  # a bug: not to be counted away
+                raise
             self.counters["retention_errors"] += 1
             log.warning("retention: purge stopped (%s); again in %.0f s", exc, self.every_s)
         self.counters["retention_runs"] += 1

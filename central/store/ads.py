@@ -46,23 +46,26 @@ WHERE t >= ? AND t < ? GROUP BY item, route, bus ORDER BY item, route, bus
 # -- media ------------------------------------------------------------------------------------
 def add_media(store: CentralStore, row: dict[str, Any]) -> None:
     """Index a media file (`MEDIA_COLUMNS`); a file known by its hash already is kept."""
-    store.db.table("media").insert({c: row[c] for c in MEDIA_COLUMNS}, ignore=True)
+    marks = ", ".join("?" * len(MEDIA_COLUMNS))
+    sql = f"INSERT OR IGNORE INTO media ({_SELECT}) VALUES ({marks})"  # ON CONFLICT on both
+    store.db.execute(sql, [row[c] for c in MEDIA_COLUMNS])
 
 
 def media_row(store: CentralStore, sha256: str) -> dict[str, Any] | None:
-    rows = store.db.table("media").rows_where("sha256 = ?", [sha256], select=_SELECT)
+    rows = store.db.query(f"SELECT {_SELECT} FROM media WHERE sha256 = ?", [sha256])
     return next(iter(rows), None)
 
 
 def media_rows(store: CentralStore) -> list[dict[str, Any]]:
     """Every media file, oldest import first."""
-    return list(store.db.table("media").rows_where(order_by="imported", select=_SELECT))
+    return list(store.db.query(f"SELECT {_SELECT} FROM media ORDER BY imported"))
 
 
 def media_prefixed(store: CentralStore, prefix: str) -> list[str]:
-    """Hashes starting with `prefix` (lower case hex)."""
-    sql = "SELECT sha256 FROM media WHERE sha256 LIKE ?"
-    return [str(r[0]) for r in store.db.execute(sql, [prefix + "%"])]
+    """Hashes starting with `prefix` (lower case hex). Not LIKE: its case rules differ
+    between the backends, and a '%' or '_' in `prefix` would be a wildcard."""
+    sql = "SELECT sha256 FROM media WHERE substr(sha256, 1, ?) = ?"
+    return [str(r[0]) for r in store.db.execute(sql, [len(prefix), prefix])]
 
 
 def media_named(store: CentralStore, name: str) -> list[str]:
@@ -75,8 +78,12 @@ def save_playlist_body(
     store: CentralStore, playlist_id: str, revision: int, body: bytes, updated: float
 ) -> None:
     """Store a playlist's revision, replacing the one stored before."""
-    row = {"id": playlist_id, "revision": revision, "body": body, "updated": updated}
-    store.db.table("playlists").upsert(row, pk="id")
+    store.db.execute(
+        "INSERT INTO playlists (id, revision, body, updated) VALUES (?, ?, ?, ?)"
+        " ON CONFLICT(id) DO UPDATE SET revision = excluded.revision, body = excluded.body,"
+        " updated = excluded.updated",
+        [playlist_id, revision, body, updated],
+    )
 
 
 def playlist_body(store: CentralStore, playlist_id: str) -> bytes | None:

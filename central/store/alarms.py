@@ -77,10 +77,9 @@ def alarm_bodies(
         params.append(bus)
     if open_only:
         where.append("state != 'closed'")
-    rows = store.db.table("alarms").rows_where(
-        " AND ".join(where) or None, params, order_by="raised_t DESC", select="body", limit=limit
-    )
-    return [str(r["body"]) for r in rows]
+    condition = f" WHERE {' AND '.join(where)}" if where else ""
+    sql = f"SELECT body FROM alarms{condition} ORDER BY raised_t DESC LIMIT ?"
+    return [str(r[0]) for r in store.db.execute(sql, [*params, limit])]
 
 
 def retained_bodies(store: CentralStore) -> list[str]:

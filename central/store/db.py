@@ -22,6 +22,7 @@ from pathlib import Path
 import sqlite_utils
 
 from central.store.backend import NotPorted, is_postgres_url
+from central.store.commands import CommandTables
 from central.store.desired import DesiredTables
 from central.store.schema import MIGRATIONS
 from central.store.telemetry import TelemetryTables
@@ -30,7 +31,7 @@ from central.store.tx import transaction
 __all__ = ["CentralStore", "is_central_database"]
 
 
-class CentralStore(TelemetryTables, DesiredTables):
+class CentralStore(CommandTables, TelemetryTables, DesiredTables):
     """The one owner of central's database: open it once per process, pass it around."""
 
     backend = "sqlite"  # pg_store.PgCentralStore: "postgresql"

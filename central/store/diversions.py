@@ -19,21 +19,25 @@ __all__ = [
     "expire_diversions",
 ]
 
+DIVERSION_COLUMNS = ("id", "created", "route_id", "body", "valid_from", "valid_to", "status")
+_INSERT = (
+    f"INSERT INTO diversions ({', '.join(DIVERSION_COLUMNS)})"
+    f" VALUES ({', '.join('?' * len(DIVERSION_COLUMNS))})"
+)
+
 
 def diversion_rows(
     store: CentralStore, *, status: str | None = None
 ) -> list[tuple[bytes, float, str, float | None]]:
     """(body, created, status, ended) of diversions, newest first; only of `status` if given."""
-    where, args = ("status = ?", [status]) if status is not None else (None, [])
-    rows = store.db.table("diversions").rows_where(
-        where, args, order_by="created DESC, id", select="body, created, status, ended"
-    )
-    return [(bytes(r["body"]), r["created"], r["status"], r["ended"]) for r in rows]
+    where, args = (" WHERE status = ?", [status]) if status is not None else ("", [])
+    sql = f"SELECT body, created, status, ended FROM diversions{where} ORDER BY created DESC, id"
+    return [(bytes(r[0]), r[1], r[2], r[3]) for r in store.db.execute(sql, args)]
 
 
 def add_diversion(store: CentralStore, row: dict[str, Any]) -> None:
     """Store a new diversion: id, created, route_id, body, valid_from, valid_to, status."""
-    store.db.table("diversions").insert(row)
+    store.db.execute(_INSERT, [row[c] for c in DIVERSION_COLUMNS])
 
 
 def end_diversion(

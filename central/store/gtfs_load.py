@@ -10,10 +10,12 @@ minutes. The rules (what is an error) are central/gtfs_import.py's.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import sqlite3
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from central.store.backend import Dialect, dialect
 from central.store.db import CentralStore
 
 __all__ = ["TABLES", "FeedWriter", "replacing"]
@@ -37,8 +39,9 @@ class FeedWriter:
 
     def __init__(self, store: CentralStore) -> None:
         self.conn = store.db.conn
+        self.dialect = dialect(store)
         # Each table's width from the schema, so that no statement lists columns by hand.
-        self._width = {t: len(store.db.table(t).columns) for t in TABLES}
+        self._width = {t: _width(store, t) for t in TABLES}
 
     def insert(self, table: str, rows: Iterable[tuple[Any, ...]], *, ignore: bool = True) -> int:
         """Insert rows in the table's column order; returns how many were stored (with
@@ -68,17 +71,28 @@ class FeedWriter:
         """`rows` (each `width` values) sorted by value `key`, then by arrival, through a
         temporary table on disk: bounded memory for files of any size."""
         cols = ", ".join(f"c{i}" for i in range(width))
-        self.conn.execute("DROP TABLE IF EXISTS temp.gtfs_stage")
-        self.conn.execute(f"CREATE TEMP TABLE gtfs_stage (n INTEGER PRIMARY KEY, {cols})")
+        rows = iter(rows)
+        first = next(rows, None)
+        staged = rows if first is None else itertools.chain([first], rows)
+        create, drop = _stage(self.dialect, width, first)
+        self.conn.execute(drop)
+        self.conn.execute(create)
         marks = ",".join("?" * width)
-        self.conn.executemany(f"INSERT INTO gtfs_stage ({cols}) VALUES ({marks})", rows)
+        self.conn.executemany(f"INSERT INTO gtfs_stage ({cols}) VALUES ({marks})", staged)
         # A cursor of its own: the caller reads it while writing through the connection.
         cursor = self.conn.cursor().execute(f"SELECT {cols} FROM gtfs_stage ORDER BY c{key}, n")
+        failed = False
         try:
             yield (tuple(r) for r in cursor)
+        except BaseException:
+            failed = True
+            raise
         finally:
             cursor.close()
-            self.conn.execute("DROP TABLE temp.gtfs_stage")
+            # PostgreSQL: a failed statement aborted the transaction, which takes the table
+            # with it (ON COMMIT DROP); nothing more can run in it.
+            if not (failed and self.dialect == "postgresql"):
+                self.conn.execute(drop)
 
     def describe(self, source: str, imported: float, summary: str) -> None:
         """The feed's row: where it came from, when, its counts (JSON text)."""
@@ -90,6 +104,12 @@ def replacing(store: CentralStore) -> Iterator[FeedWriter]:
     """One transaction that empties the GTFS tables and fills them again; an exception
     rolls it all back (the old feed stays)."""
     conn = store.db.conn
+    if dialect(store) == "postgresql":  # the server sizes its own caches; no WAL file here
+        with store.transaction():
+            for name in TABLES:
+                conn.execute(f"DELETE FROM {name}")
+            yield FeedWriter(store)
+        return
     conn.execute("PRAGMA cache_size = -65536")  # 64 MiB while the big tables fill
     try:
         with store.transaction():
@@ -100,3 +120,35 @@ def replacing(store: CentralStore) -> Iterator[FeedWriter]:
         conn.execute("PRAGMA cache_size = -2000")
     with contextlib.suppress(sqlite3.OperationalError):  # readers may hold it: not needed
         conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+
+
+def _width(store: CentralStore, table: str) -> int:
+    """How many columns `table` has (a query's description: the same on both backends)."""
+    return len(store.db.execute(f"SELECT * FROM {table} LIMIT 0").description)
+
+
+def _stage(which: Dialect, width: int, first: tuple[Any, ...] | None) -> tuple[str, str]:
+    """(CREATE, DROP) of the temporary table `sorted_rows` stages `width` values a row in,
+    numbered in arrival order (`n`). SQLite takes any value in an untyped column; PostgreSQL's
+    columns are typed after the first row's values, so that they read back as they went in."""
+    if which == "sqlite":
+        cols = ", ".join(f"c{i}" for i in range(width))
+        create = f"CREATE TEMP TABLE gtfs_stage (n INTEGER PRIMARY KEY, {cols})"
+        return create, "DROP TABLE IF EXISTS temp.gtfs_stage"
+    values = first if first is not None else ("",) * width
+    cols = ", ".join(f"c{i} {_pg_type(v)}" for i, v in enumerate(values))
+    create = (
+        "CREATE TEMP TABLE gtfs_stage (n bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
+        f" {cols}) ON COMMIT DROP"
+    )
+    return create, "DROP TABLE IF EXISTS pg_temp.gtfs_stage"
+
+
+def _pg_type(value: Any) -> str:
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "bigint"
+    if isinstance(value, float):
+        return "double precision"
+    return "bytea" if isinstance(value, bytes) else "text"

@@ -32,6 +32,10 @@ MESSAGE_COLUMNS = (
     "status",
     "ended",
 )
+_INSERT = (
+    f"INSERT INTO messages ({', '.join(MESSAGE_COLUMNS)})"
+    f" VALUES ({', '.join('?' * len(MESSAGE_COLUMNS))})"
+)
 
 
 def message_rows(
@@ -42,16 +46,16 @@ def message_rows(
     columns: Iterable[str] = MESSAGE_COLUMNS,
 ) -> list[dict[str, Any]]:
     """Messages (their `columns`), newest first; only those of `status` if given."""
-    where, args = ("status = ?", [status]) if status is not None else (None, [])
-    rows = store.db.table("messages").rows_where(
-        where, args, order_by="created DESC, id", select=", ".join(columns), limit=limit
-    )
-    return list(rows)
+    where, args = (" WHERE status = ?", [status]) if status is not None else ("", [])
+    sql = f"SELECT {', '.join(columns)} FROM messages{where} ORDER BY created DESC, id"
+    if limit is not None:
+        sql, args = f"{sql} LIMIT ?", [*args, limit]
+    return list(store.db.query(sql, args))
 
 
 def add_message(store: CentralStore, row: dict[str, Any]) -> None:
     """Store a new message (a row with the columns of `MESSAGE_COLUMNS`)."""
-    store.db.table("messages").insert({c: row.get(c) for c in MESSAGE_COLUMNS})
+    store.db.execute(_INSERT, [row.get(c) for c in MESSAGE_COLUMNS])
 
 
 def end_message(store: CentralStore, message_id: str, status: str, now: float, *, was: str) -> bool:

@@ -12,6 +12,7 @@ lock makes them. Anything else of sqlite-utils or sqlite3 raises NotPorted with 
 from __future__ import annotations
 
 import decimal
+import itertools
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -22,9 +23,10 @@ from psycopg.types.numeric import NumericLoader
 from central.store.backend import NotPorted, RolledBack
 from central.store.pg_sql import translate
 
-__all__ = ["WRITE_LOCK", "PgConnection", "PgCursor", "PgDatabase", "connect"]
+__all__ = ["WRITE_LOCK", "PgConnection", "PgCursor", "PgDatabase", "PgStreamCursor", "connect"]
 
 WRITE_LOCK = 0x6275_7366_6C74  # "busflt": the advisory lock of central's write transactions
+CHUNK_ROWS = 10_000  # executemany sends a long stream of rows in pieces: bounded memory
 
 Params = Sequence[Any] | Mapping[str, Any] | None
 
@@ -105,12 +107,21 @@ class PgConnection:
         return PgCursor(cur)
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any] | Mapping[str, Any]]) -> PgCursor:
-        rows = list(rows)
+        """Every row of `rows` (an iterator of millions of stop times, say) in pieces of
+        CHUNK_ROWS: each piece is read before psycopg sends it (a piece may come from one of
+        this connection's server-side cursors, see `cursor`), and memory stays bounded."""
         cur = self.raw.cursor()
-        if rows:  # psycopg pipelines the rows; its rowcount is their sum
-            cur.executemany(_statement(sql, isinstance(rows[0], Mapping)), rows)
+        pending = iter(rows)
+        while chunk := list(itertools.islice(pending, CHUNK_ROWS)):
+            # psycopg pipelines the rows; its rowcount is their sum
+            cur.executemany(_statement(sql, isinstance(chunk[0], Mapping)), chunk)
             self._count(cur)
         return PgCursor(cur)
+
+    def cursor(self) -> PgStreamCursor:
+        """A cursor that streams its rows from the server (sqlite3's `cursor()`: rows come as
+        they are read, and the connection can run other statements in between)."""
+        return PgStreamCursor(self)
 
     def close(self) -> None:
         self.raw.close()
@@ -122,6 +133,32 @@ class PgConnection:
 
     def __getattr__(self, name: str) -> Any:
         raise NotPorted(f"sqlite3.Connection.{name} on PostgreSQL")
+
+
+class PgStreamCursor:
+    """sqlite3.Cursor's streaming use (`conn.cursor().execute(sql)`, then iterate and close)
+    over a server-side cursor: rows are fetched in batches, so millions need no memory. Inside
+    a transaction the cursor ends with it; outside one it is held (WITH HOLD) until closed."""
+
+    _names = itertools.count(1)
+
+    def __init__(self, conn: PgConnection) -> None:
+        self._conn = conn
+        name = f"central_stream_{next(self._names)}"
+        self._cur: psycopg.ServerCursor[tuple[Any, ...]] = conn.raw.cursor(
+            name, withhold=not conn.in_transaction
+        )
+
+    def execute(self, sql: str, params: Params = None) -> PgStreamCursor:
+        args = () if params is None else params
+        self._cur.execute(_statement(sql, isinstance(params, Mapping)), args)
+        return self
+
+    def __iter__(self) -> Iterator[tuple[Any, ...]]:
+        return iter(self._cur)
+
+    def close(self) -> None:
+        self._cur.close()
 
 
 def _statement(sql: str, named: bool) -> str:

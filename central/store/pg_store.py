@@ -17,11 +17,12 @@ from typing import cast
 import sqlite_utils
 
 from central.store.backend import is_postgres_url
+from central.store import db as sqlite_db
 from central.store.db import CentralStore
 from central.store.pg_db import WRITE_LOCK, PgDatabase, connect
-from central.store.pg_schema import MIGRATIONS
+from central.store.pg_schema import MIGRATIONS, VERSION_TABLE
 
-__all__ = ["PgCentralStore", "open_store"]
+__all__ = ["PgCentralStore", "is_central_database", "open_store", "pending_migrations"]
 
 
 def open_store(db: str | Path, *, migrate: bool = True) -> CentralStore:
@@ -29,6 +30,38 @@ def open_store(db: str | Path, *, migrate: bool = True) -> CentralStore:
     if is_postgres_url(str(db)):
         return PgCentralStore(str(db), migrate=migrate)
     return CentralStore(db, migrate=migrate)
+
+
+def pending_migrations(db: str | Path) -> int:
+    """How many schema migrations opening the database setting `db` would run; only reads."""
+    if not is_postgres_url(str(db)):
+        return sqlite_db.pending_migrations(db)
+    version = _schema_version(str(db))
+    return len(MIGRATIONS) - (version or 0)
+
+
+def is_central_database(db: str | Path) -> bool:
+    """Whether the database setting `db` names central's database (db.py's, for a URL too:
+    its schema has run, and it has central's telemetry). Only reads; a server that cannot be
+    reached raises psycopg's OperationalError."""
+    if not is_postgres_url(str(db)):
+        return sqlite_db.is_central_database(db)
+    version = _schema_version(str(db))
+    if not version:
+        return False
+    with connect(str(db)) as conn:
+        found = conn.execute("SELECT to_regclass('telemetry') IS NOT NULL").fetchone()
+    return bool(found and found[0])
+
+
+def _schema_version(url: str) -> int | None:
+    """The schema version of the database at `url`; None if central's schema never ran."""
+    with connect(url) as conn:
+        table = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (VERSION_TABLE,)).fetchone()
+        if not (table and table[0]):
+            return None
+        row = conn.execute(f"SELECT version FROM {VERSION_TABLE}").fetchone()
+    return None if row is None else int(row[0])
 
 
 class PgCentralStore(CentralStore):

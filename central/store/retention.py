@@ -37,6 +37,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from central.store.backend import Dialect, dialect
 from central.store.db import CentralStore
 from central.store.telemetry import EVENT_COLUMNS
 
@@ -55,12 +56,17 @@ _POSITION_COLUMNS = ("lat", "lon", "speed", "track", "mode", "hdop", "sats", "es
 _JSON_POSITION_KEYS = ("lat", "lon")
 
 
-def _holds_position(column: str) -> str:
+def _holds_position(column: str, which: Dialect) -> str:
+    if which == "postgresql":  # has_position (schema version 8): its partial indexes' term
+        return f"has_position({column})"
     keys = " OR ".join(f"json_type({column}, '$.{k}') IS NOT NULL" for k in _JSON_POSITION_KEYS)
     return f"json_valid({column}) AND ({keys})"
 
 
-def _without_position(column: str) -> str:
+def _without_position(column: str, which: Dialect) -> str:
+    if which == "postgresql":  # a JSON object (has_position said so): jsonb drops the keys
+        keys = " - ".join(f"'{k}'" for k in _JSON_POSITION_KEYS)
+        return f"CAST(CAST({column} AS jsonb) - {keys} AS text)"
     paths = ", ".join(f"'$.{k}'" for k in _JSON_POSITION_KEYS)
     return f"json_remove({column}, {paths})"
 
@@ -75,27 +81,33 @@ class _Source:
     clear: str  # an UPDATE of one row, its key bound
 
 
-_POSITIONS = (
-    _Source(
-        "telemetry",
-        "bus, seq",
-        "lat IS NOT NULL AND t < ? AND received < ?",
-        f"UPDATE telemetry SET {', '.join(f'{c} = NULL' for c in _POSITION_COLUMNS)}"
-        " WHERE bus = ? AND seq = ?",
-    ),
-    _Source(
-        "events",
-        "bus, seq",
-        f"{_holds_position('data')} AND t < ? AND received < ?",
-        f"UPDATE events SET data = {_without_position('data')} WHERE bus = ? AND seq = ?",
-    ),
-    _Source(
-        "alarms",
-        "id",
-        f"state = 'closed' AND {_holds_position('body')} AND t < ?",
-        f"UPDATE alarms SET body = {_without_position('body')} WHERE id = ?",
-    ),
-)
+def _sources(which: Dialect) -> tuple[_Source, ...]:
+    """Where positions are kept, in the SQL of `which` (JSON has no portable functions)."""
+    return (
+        _Source(
+            "telemetry",
+            "bus, seq",
+            "lat IS NOT NULL AND t < ? AND received < ?",
+            f"UPDATE telemetry SET {', '.join(f'{c} = NULL' for c in _POSITION_COLUMNS)}"
+            " WHERE bus = ? AND seq = ?",
+        ),
+        _Source(
+            "events",
+            "bus, seq",
+            f"{_holds_position('data', which)} AND t < ? AND received < ?",
+            f"UPDATE events SET data = {_without_position('data', which)}"
+            " WHERE bus = ? AND seq = ?",
+        ),
+        _Source(
+            "alarms",
+            "id",
+            f"state = 'closed' AND {_holds_position('body', which)} AND t < ?",
+            f"UPDATE alarms SET body = {_without_position('body', which)} WHERE id = ?",
+        ),
+    )
+
+
+_POSITIONS: dict[Dialect, tuple[_Source, ...]] = {d: _sources(d) for d in ("sqlite", "postgresql")}
 # Portable upsert (SQLite 3.24+, PostgreSQL): a mark only ever rises.
 _RAISE_MARK = (
     "INSERT INTO retention_marks (tbl, bus, seq) VALUES (?, ?, ?)"
@@ -133,7 +145,7 @@ def _args(condition: str, cutoff: float) -> tuple[float, ...]:
 
 def expired(store: CentralStore, kind: str, cutoff: float) -> Expired:
     """What `purge_batch` would remove of `kind` before `cutoff`, counted, nothing changed."""
-    positions = [(s.table, s.condition) for s in _POSITIONS]
+    positions = [(s.table, s.condition) for s in _POSITIONS[dialect(store)]]
     where = positions if kind == "positions" else [_where(kind)]
     rows, oldest, newest = 0, None, None
     for table, condition in where:
@@ -153,7 +165,7 @@ def purge_batch(store: CentralStore, kind: str, cutoff: float, limit: int) -> in
     with store.transaction():
         if kind == "positions":
             done = 0
-            for source in _POSITIONS:
+            for source in _POSITIONS[dialect(store)]:
                 if done < limit:
                     keys = _select(store, source.table, source.key, source.condition, cutoff,
                                    limit - done)  # fmt: skip

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from central.store.backend import Dialect, dialect
 from central.store.db import CentralStore
 
 __all__ = [
@@ -62,7 +63,10 @@ def add_items(
 ) -> None:
     """(kind, id, fingerprint, route_id, block_id) of one version."""
     store.db.conn.executemany(
-        "INSERT OR REPLACE INTO timetable_items VALUES (?, ?, ?, ?, ?, ?)",
+        "INSERT INTO timetable_items (version, kind, id, fingerprint, route_id, block_id)"
+        " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(version, kind, id) DO UPDATE SET"
+        " fingerprint = excluded.fingerprint, route_id = excluded.route_id,"
+        " block_id = excluded.block_id",
         ((version, *r) for r in rows),
     )
 
@@ -170,12 +174,12 @@ def changes(
 def add_publication(
     store: CentralStore, version: int, targets: str, ref: bytes, published: float, by: str
 ) -> int:
-    cursor = store.db.execute(
+    row = store.db.execute(  # RETURNING: SQLite 3.35+ and PostgreSQL; no lastrowid there
         "INSERT INTO timetable_publications (version, targets, ref, published, by)"
-        " VALUES (?, ?, ?, ?, ?)",
+        " VALUES (?, ?, ?, ?, ?) RETURNING id",
         [version, targets, ref, published, by],
-    )
-    return int(cursor.lastrowid or 0)
+    ).fetchone()
+    return int(row[0])
 
 
 def publications(store: CentralStore) -> list[dict[str, Any]]:
@@ -214,7 +218,7 @@ def buses_without_timetable(store: CentralStore) -> list[str]:
     """Buses central knows (a fleet entry or a desired document) that were never given a
     timetable: the newcomers a publication to "all" or a group may cover."""
     sql = (
-        "SELECT bus FROM (SELECT bus FROM buses UNION SELECT bus FROM desired)"
+        "SELECT bus FROM (SELECT bus FROM buses UNION SELECT bus FROM desired) AS known"
         " WHERE bus NOT IN (SELECT bus FROM bus_timetables) ORDER BY bus"
     )
     return [str(r[0]) for r in store.db.execute(sql)]
@@ -228,7 +232,12 @@ def buses_per_version(store: CentralStore) -> dict[int, int]:
 
 def current_feed_version(store: CentralStore) -> int | None:
     """The timetable version of the feed in the gtfs_* tables (its summary says it)."""
-    row = store.db.execute(
-        "SELECT json_extract(summary, '$.timetable_version') FROM gtfs_feed"
-    ).fetchone()
+    row = store.db.execute(_FEED_VERSION[dialect(store)]).fetchone()
     return None if row is None or row[0] is None else int(row[0])
+
+
+_FEED_VERSION: dict[Dialect, str] = {
+    "sqlite": "SELECT json_extract(summary, '$.timetable_version') FROM gtfs_feed",
+    # json_field (schema version 9): the key's value as text, NULL when the summary has none
+    "postgresql": "SELECT CAST(json_field(summary, 'timetable_version') AS bigint) FROM gtfs_feed",
+}
