@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import msgspec
 import pytest
@@ -26,6 +25,7 @@ from central.fleet.alarms import (
 from central.service.alarm_center import AlarmCenter
 from central.service.ingest import Ingest
 from central.store.db import CentralStore
+from central.store.pg_store import open_store
 from protocols import codec, compact, topics
 from protocols.schemas import (
     Alarm,
@@ -81,8 +81,9 @@ ENTRY = FleetEntry(bus="bus-1", online=True, lat=-16.9, lon=145.7)
 
 
 @pytest.fixture
-def center() -> AlarmCenter:
-    return AlarmCenter(CentralStore(":memory:"))
+def center(central_db: str) -> AlarmCenter:
+    """The store-backed tests run on both backends (SQLite and PostgreSQL)."""
+    return AlarmCenter(open_store(central_db))
 
 
 def published(center: AlarmCenter) -> dict[str, Alarm | None]:
@@ -273,6 +274,7 @@ KINDS = ["off_route", "gps_lost", "dtc_new", "emergency", "dropped", "doors_open
 def test_backfilled_events_and_telemetry_never_raise_an_alarm(
     items: list[tuple[str, int]], samples: list[tuple[float, bool]]
 ) -> None:
+    # SQLite only: a store per generated example, in memory (the center's rules, not SQL).
     center = AlarmCenter(CentralStore(":memory:"))
     data: dict[str, Scalar] = {"spn": 1, "fmi": 2}
     batch = events(*[(k, s, data) for k, s in items], backfill=True)
@@ -329,11 +331,11 @@ def test_closed_alarms_leave_the_broker_after_the_keep_time(center: AlarmCenter)
     assert published(center) == {}
 
 
-def test_open_alarms_outlive_a_restart_of_central(tmp_path: Path) -> None:
-    store = CentralStore(tmp_path / "central.sqlite")
+def test_open_alarms_outlive_a_restart_of_central(central_db: str) -> None:
+    store = open_store(central_db)
     AlarmCenter(store).on_events("bus-1", events(("gps_lost", 2, {})), ENTRY, T0)
     store.close()
-    store = CentralStore(tmp_path / "central.sqlite")
+    store = open_store(central_db)
     again = AlarmCenter(store)
     again.republish()
     assert [a.kind for a in published(again).values() if a] == ["gps_lost"]
@@ -342,8 +344,8 @@ def test_open_alarms_outlive_a_restart_of_central(tmp_path: Path) -> None:
     store.close()
 
 
-def test_ingest_feeds_alarms_from_live_messages_only() -> None:
-    ingest = Ingest(CentralStore(":memory:"))
+def test_ingest_feeds_alarms_from_live_messages_only(central_db: str) -> None:
+    ingest = Ingest(open_store(central_db))
     birth = Presence(bus="bus-1", online=True, session=1, t=T0)
     ingest.handle(topics.presence("bus-1"), codec.encode(birth), T0)
     lost = events(("dtc_new", 1, {"spn": 100, "fmi": 1}))
@@ -369,8 +371,10 @@ def test_ingest_feeds_alarms_from_live_messages_only() -> None:
     assert kinds == [("dtc", "100/1"), ("offline", ""), ("overspeed", ""), ("state_rejected", "")]
 
 
-def test_a_drivers_emergency_from_an_outage_still_raises_the_highest_alarm() -> None:
-    center = AlarmCenter(CentralStore(":memory:"))
+def test_a_drivers_emergency_from_an_outage_still_raises_the_highest_alarm(
+    central_db: str,
+) -> None:
+    center = AlarmCenter(open_store(central_db))
     center.on_events("bus-1", events(("emergency", 4, {}), backfill=True), ENTRY, T0)
     (alarm,) = center.alarms()
     assert (alarm.kind, alarm.severity) == ("emergency", 4)
@@ -432,9 +436,9 @@ def test_the_out_of_date_alarm_follows_the_desired_version_and_its_time() -> Non
 
 
 def test_ingest_raises_timetable_out_of_date_on_central_clock_and_clears_it_when_caught_up(
-    tmp_path: Path,
+    central_db: str,
 ) -> None:
-    store = CentralStore(tmp_path / "central.sqlite")
+    store = open_store(central_db)
     ingest = Ingest(store)
     ref = TimetableRef(version=2, sha256="a" * 64, size=10, url="http://c/t.zip", valid_from=T0)
     desired = DesiredState(bus="bus-1", version=4, timetable=ref)
@@ -459,7 +463,7 @@ def test_ingest_raises_timetable_out_of_date_on_central_clock_and_clears_it_when
     ]
     store.close()
     # A central restarted meanwhile, and the bus is back on v2: the alarm it left clears.
-    store = CentralStore(tmp_path / "central.sqlite")
+    store = open_store(central_db)
     ingest = Ingest(store)
     ingest.handle(topics.desired("bus-1"), codec.encode(desired), T0 + 700)
     report(2, T0 + 710)
@@ -469,8 +473,8 @@ def test_ingest_raises_timetable_out_of_date_on_central_clock_and_clears_it_when
     store.close()
 
 
-def test_every_condition_alarm_a_central_left_open_clears_after_a_restart(tmp_path: Path) -> None:
-    db = tmp_path / "central.sqlite"
+def test_every_condition_alarm_a_central_left_open_clears_after_a_restart(central_db: str) -> None:
+    db = central_db
 
     def send(ingest: Ingest, topic: str, body: bytes, now: float) -> None:
         ingest.handle(topic, body, now)
@@ -484,7 +488,7 @@ def test_every_condition_alarm_a_central_left_open_clears_after_a_restart(tmp_pa
         state = ReportedState(bus="bus-1", version=version, t=t, counters={"outbox": outbox}, **kw)  # type: ignore[arg-type]
         send(ingest, topics.reported("bus-1"), codec.encode(state), t)
 
-    ingest = Ingest(CentralStore(db))
+    ingest = Ingest(open_store(db))
     birth = Presence(bus="bus-1", online=True, session=1, t=T0)
     send(ingest, topics.presence("bus-1"), codec.encode(birth), T0)
     send(ingest, topics.desired("bus-1"), codec.encode(DesiredState(bus="bus-1", version=3)), T0)
@@ -503,7 +507,7 @@ def test_every_condition_alarm_a_central_left_open_clears_after_a_restart(tmp_pa
     ingest.store.close()
 
     # A new central; the bus comes back and every condition has ended.
-    ingest = Ingest(CentralStore(db))
+    ingest = Ingest(open_store(db))
     t = T0 + 1000
     send(ingest, topics.desired("bus-1"), codec.encode(DesiredState(bus="bus-1", version=3)), t)
     birth = Presence(bus="bus-1", online=True, session=2, t=t)

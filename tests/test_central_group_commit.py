@@ -5,14 +5,13 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from central.service.ingest import Ingest
 from central.service.service import Inbox
-from central.store.db import CentralStore
+from central.store.pg_store import open_store
 from protocols import codec, topics
 from protocols.ranges import expand
 from protocols.schemas import Position, TelemetryBatch, TelemetryRecord
@@ -26,8 +25,9 @@ def batch(bus: str, seqs: range) -> bytes:
 
 
 @pytest.fixture
-def ingest(tmp_path: Path) -> Ingest:
-    return Ingest(CentralStore(tmp_path / "central.sqlite"))
+def ingest(central_db: str) -> Ingest:
+    """The tests taking it run on both backends (SQLite and PostgreSQL)."""
+    return Ingest(open_store(central_db))
 
 
 def test_a_group_of_messages_is_stored_and_receipted_per_bus(ingest: Ingest) -> None:

@@ -1,8 +1,7 @@
-"""Central's ingest on a real SQLite file: exactly once, stale presence, garbage counted."""
+"""Central's ingest on a real SQLite file and on PostgreSQL: exactly once, stale presence,
+garbage counted."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -10,6 +9,7 @@ from hypothesis import strategies as st
 
 from central.service.ingest import Ingest
 from central.store.db import CentralStore
+from central.store.pg_store import open_store
 from protocols import codec, topics
 from protocols.schemas import (
     DesiredState,
@@ -24,8 +24,9 @@ from protocols.schemas import (
 
 
 @pytest.fixture
-def ingest(tmp_path: Path) -> Ingest:
-    return Ingest(CentralStore(tmp_path / "central.sqlite"), offline_after_s=30)
+def ingest(central_db: str) -> Ingest:
+    """The tests taking it run on both backends (SQLite and PostgreSQL)."""
+    return Ingest(open_store(central_db), offline_after_s=30)
 
 
 def batch(bus: str, seqs: range, backfill: bool = False) -> bytes:
@@ -77,12 +78,12 @@ def test_a_bus_cannot_send_telemetry_in_another_bus_name(ingest: Ingest) -> None
     assert ingest.counters["rejected_BusMismatch"] == 1
 
 
-def test_fleet_state_survives_a_restart_of_central(tmp_path: Path) -> None:
-    first = Ingest(CentralStore(tmp_path / "c.sqlite"))
+def test_fleet_state_survives_a_restart_of_central(central_db: str) -> None:
+    first = Ingest(open_store(central_db))
     first.handle(topics.telemetry("b1"), batch("b1", range(1, 4)), now=50)
     first.take_dirty()
     first.store.close()
-    second = Ingest(CentralStore(tmp_path / "c.sqlite"))
+    second = Ingest(open_store(central_db))
     assert second.buses["b1"].entry.records == 3
 
 
@@ -100,6 +101,7 @@ def test_fleet_state_survives_a_restart_of_central(tmp_path: Path) -> None:
     payload=st.binary(max_size=200),
 )
 def test_garbage_payloads_are_counted_and_never_raise(topic: str, payload: bytes) -> None:
+    # SQLite only: a store per generated example, in memory (nothing reaches the database).
     ingest = Ingest(CentralStore(":memory:"))
     ingest.handle(topic, payload, now=1)
     assert ingest.counters["messages"] == 1

@@ -25,6 +25,7 @@ from central.service.service import CentralService
 from central.store import alarms as alarm_db
 from central.store.claim import service_claim
 from central.store.db import CentralStore
+from central.store.pg_store import open_store
 from protocols import codec, topics
 from protocols.ranges import expand
 from protocols.schemas import (
@@ -86,8 +87,9 @@ def positions(store: CentralStore) -> dict[int, bool]:
 
 
 @pytest.fixture
-def ingest(tmp_path: Path) -> Ingest:
-    ingest = Ingest(CentralStore(tmp_path / "central.sqlite"))
+def ingest(central_db: str) -> Ingest:
+    """The tests taking it run on both backends (SQLite and PostgreSQL)."""
+    ingest = Ingest(open_store(central_db))
     feed(ingest)
     return ingest
 
@@ -163,7 +165,7 @@ def test_the_dry_run_command_prints_each_kind_and_deletes_nothing(
     out = capsys.readouterr().out
     for kind in ("positions", "vehicle", "events", "plays", "feedback", "portal_stats"):
         assert any(line.split()[0] == kind for line in out.splitlines()), kind
-    store = CentralStore(db)
+    store = open_store(db)
     assert store.seqs("b1") == [1, 2, 3, 4, 5, 6, 7]  # nothing changed
     assert len(store.db.execute("SELECT * FROM events").fetchall()) == 12
 
@@ -176,15 +178,16 @@ def test_the_purge_command_refuses_while_a_service_runs_and_purges_when_none_doe
     with service_claim(db):
         assert main(["central", "retention", "--db", db]) == 2
     assert "purges on its own schedule" in capsys.readouterr().err
-    assert CentralStore(db).seqs("b1") == [1, 2, 3, 4, 5, 6, 7]
+    assert open_store(db).seqs("b1") == [1, 2, 3, 4, 5, 6, 7]
     assert main(["central", "retention", "--db", db]) == 0  # now: everything is years old
     assert "vehicle: 7 purged" in capsys.readouterr().out
-    assert CentralStore(db).seqs("b1") == []
+    assert open_store(db).seqs("b1") == []
 
 
 def test_a_purge_is_small_transactions_a_batch_of_two_on_seven_rows_is_four(
     tmp_path: Path,
 ) -> None:
+    # SQLite only: counts the COMMITs with sqlite3's trace callback.
     store = CentralStore(tmp_path / "central.sqlite")
     ingest = Ingest(store)
     ingest.handle(topics.events("b1"), events("b1", range(1, 8), OLD, "stop_arrival"), OLD)
@@ -216,8 +219,8 @@ def test_a_purged_record_sent_again_is_a_duplicate_not_stored_twice(ingest: Inge
     assert ingest.store.seqs("b1") == [4, 5, 6, 7, 8]
 
 
-def test_a_row_that_arrived_recently_is_kept_whatever_its_clock_said(tmp_path: Path) -> None:
-    ingest = Ingest(CentralStore(tmp_path / "central.sqlite"))
+def test_a_row_that_arrived_recently_is_kept_whatever_its_clock_said(central_db: str) -> None:
+    ingest = Ingest(open_store(central_db))
     ingest.handle(topics.telemetry("b1"), telemetry("b1", range(1, 3), 0.0), now=NEW)  # 1970
     located = Event(seq=1, t=0.0, kind="gps_lost", data={"lat": -16.9, "lon": 145.7})
     ingest.handle(topics.events("b1"), codec.encode(EventBatch(bus="b1", events=[located])), NEW)
@@ -228,8 +231,8 @@ def test_a_row_that_arrived_recently_is_kept_whatever_its_clock_said(tmp_path: P
     assert "lat" in event_data(ingest.store, 1)
 
 
-async def test_the_task_purges_at_start_and_on_its_schedule(tmp_path: Path) -> None:
-    store = CentralStore(tmp_path / "central.sqlite")
+async def test_the_task_purges_at_start_and_on_its_schedule(central_db: str) -> None:
+    store = open_store(central_db)
     ingest = Ingest(store)
     now = time.time()
     old = now - 200 * DAY_S
@@ -251,10 +254,10 @@ async def test_the_task_purges_at_start_and_on_its_schedule(tmp_path: Path) -> N
 
 
 async def test_the_service_purges_and_says_so_in_its_stats(
-    mosquitto: Broker, tmp_path: Path
+    mosquitto: Broker, central_db: str
 ) -> None:
-    db = tmp_path / "central.sqlite"
-    ingest = Ingest(CentralStore(db))
+    db = central_db
+    ingest = Ingest(open_store(db))
     old = time.time() - 200 * DAY_S
     ingest.handle(topics.telemetry("b1"), telemetry("b1", range(1, 4), old), now=old)
     ingest.store.close()
@@ -298,7 +301,8 @@ def test_retention_that_cannot_be_honoured_is_refused(text: str) -> None:
 
 
 def test_the_store_commits_with_synchronous_full_on_every_connection(tmp_path: Path) -> None:
-    """A receipt follows the commit at once: the commit must be on disk (FULL = 2)."""
+    """A receipt follows the commit at once: the commit must be on disk (FULL = 2). SQLite
+    only: a PRAGMA (PostgreSQL's synchronous_commit is the server's setting)."""
     store = CentralStore(tmp_path / "central.sqlite")
     assert store.db.execute("PRAGMA synchronous").fetchone()[0] == 2
     with store.for_thread() as other:
@@ -343,11 +347,11 @@ def alarm(alarm_id: str, state: str, t: float) -> Alarm:
 
 
 def test_positions_in_events_and_closed_alarms_are_cleared_after_the_positions_days(
-    tmp_path: Path,
+    central_db: str,
 ) -> None:
     """The agent puts where the bus was into play, gps_lost and driver events, central into
     alarms: kept longer than telemetry's positions, they must not keep the positions."""
-    store = CentralStore(tmp_path / "central.sqlite")
+    store = open_store(central_db)
     ingest = Ingest(store)
     batch = [
         located(1, MIDDLE, "play", item="ad"),  # plays are kept 400 days, positions 30
@@ -390,7 +394,8 @@ def alarm_from_store(store: CentralStore) -> Callable[[str], Alarm]:
 
 def test_clearing_positions_reads_only_the_rows_holding_one(tmp_path: Path) -> None:
     """Every query of the positions step searches the index of the rows still holding one:
-    not a scan, nor a walk down the time index through every old row already cleared."""
+    not a scan, nor a walk down the time index through every old row already cleared.
+    SQLite only: sqlite3's trace callback and SQLite's query plans."""
     store = CentralStore(tmp_path / "central.sqlite")
     ingest = Ingest(store)
     feed(ingest)
@@ -410,10 +415,10 @@ def test_clearing_positions_reads_only_the_rows_holding_one(tmp_path: Path) -> N
 
 @pytest.mark.parametrize("kind", ["events", "plays", "feedback", "portal_stats"])
 def test_a_purge_mark_drops_only_records_of_its_own_retention_kind(
-    tmp_path: Path, kind: str
+    central_db: str, kind: str
 ) -> None:
     """A late record of another kind, below a purged one's sequence number, is still stored."""
-    store = CentralStore(tmp_path / "central.sqlite")
+    store = open_store(central_db)
     ingest = Ingest(store)
     event_kind = SPECIAL.get(kind, "stop_arrival")
     ingest.handle(topics.events("b1"), events("b1", range(10, 11), OLD - 10, event_kind), OLD)
@@ -450,7 +455,8 @@ def test_retention_settings_that_are_no_sensible_number_are_refused(text: str) -
 
 
 async def test_a_locked_database_stops_a_purge_not_the_task(tmp_path: Path) -> None:
-    """An import holding the write lock past the busy timeout: counted, tried again."""
+    """An import holding the write lock past the busy timeout: counted, tried again. SQLite
+    only: its busy timeout (on PostgreSQL a purge waits for the write lock, no timeout)."""
     db = tmp_path / "central.sqlite"
     store = CentralStore(db)
     ingest = Ingest(store)
