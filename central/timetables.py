@@ -42,6 +42,7 @@ from central.errors import Refused
 from central.groups import expand_targets, selector
 from central.operator_files import write_durably
 from central.store import timetables as tt_db
+from central.store.backend import is_postgres_url
 from central.store.db import CentralStore
 from protocols import codec
 from protocols.gtfs.package import package_sha256
@@ -87,17 +88,21 @@ def _info(row: dict[str, Any]) -> VersionInfo:
 # -- where packages live and where buses fetch them ----------------------------------------------
 def timetable_root(config: CentralConfig) -> Path:
     """Central's timetable packages: `timetable_dir`, else `timetables/` beside the database
-    (beside the media library, for a database in memory)."""
+    (beside the media library, for a database in memory or on a PostgreSQL server)."""
     if config.timetable_dir:
         return Path(config.timetable_dir)
-    base = Path(config.media_dir) if config.db == ":memory:" else Path(config.db)
+    no_file = config.db == ":memory:" or is_postgres_url(config.db)
+    base = Path(config.media_dir) if no_file else Path(config.db)
     return base.resolve().parent / "timetables"
 
 
 def default_root(store: CentralStore) -> Path | None:
     """Where an import without a configured directory keeps packages: beside the database
-    (None for one in memory: the version is recorded, its package not kept)."""
-    return Path(store.path).resolve().parent / "timetables" if store.shareable else None
+    (None for one in memory or on a server: the version is recorded, its package not kept;
+    central and its tools pass `timetable_root`)."""
+    if not store.shareable or store.backend != "sqlite":
+        return None
+    return Path(store.path).resolve().parent / "timetables"
 
 
 def package_path(root: Path, sha256: str) -> Path:

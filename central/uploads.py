@@ -26,6 +26,7 @@ from pathlib import Path
 
 from central.config import CentralConfig
 from central.errors import Refused
+from central.store.backend import is_postgres_url
 from protocols.requests import Upload
 from protocols.schemas import Scalar
 
@@ -50,8 +51,9 @@ class UploadRefused(Refused):
 
 def staging_dir(config: CentralConfig) -> Path:
     """Where uploads are staged: beside the database (or the media library, for a database
-    in memory)."""
-    base = Path(config.media_dir) if config.db == ":memory:" else Path(config.db)
+    in memory or on a PostgreSQL server)."""
+    no_file = config.db == ":memory:" or is_postgres_url(config.db)
+    base = Path(config.media_dir) if no_file else Path(config.db)
     return base.resolve().parent / "uploads"
 
 

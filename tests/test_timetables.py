@@ -25,6 +25,7 @@ from central.http.timetables import timetable_routes
 from central.service.alarm_center import AlarmCenter
 from central.service.dispatch import Dispatch
 from central.store.db import CentralStore
+from central.store.pg_store import open_store
 from central.timetables import package_path, timetable_root
 from protocols import codec, topics
 from protocols.gtfs.package import read_package
@@ -62,14 +63,15 @@ V3 = {
 
 
 @pytest.fixture
-def dispatch(tmp_path: Path) -> Dispatch:
+def dispatch(tmp_path: Path, central_db: str) -> Dispatch:
+    """The tests taking it run on both backends (SQLite and PostgreSQL)."""
     config = dataclasses.replace(
         CentralConfig(),
-        db=str(tmp_path / "central.sqlite"),
+        db=central_db,
         media_dir=str(tmp_path / "media"),
         http_port=8080,  # the URL buses fetch from
     )
-    store = CentralStore(config.db)
+    store = open_store(config.db)
     return Dispatch(store, config, AlarmCenter(store))
 
 

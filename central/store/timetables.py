@@ -238,6 +238,8 @@ def current_feed_version(store: CentralStore) -> int | None:
 
 _FEED_VERSION: dict[Dialect, str] = {
     "sqlite": "SELECT json_extract(summary, '$.timetable_version') FROM gtfs_feed",
-    # json_field (schema version 9): the key's value as text, NULL when the summary has none
-    "postgresql": "SELECT CAST(json_field(summary, 'timetable_version') AS bigint) FROM gtfs_feed",
+    # the summary is central's own JSON object; NULL when it has no version
+    "postgresql": (
+        "SELECT CAST(CAST(summary AS jsonb) ->> 'timetable_version' AS bigint) FROM gtfs_feed"
+    ),
 }
