@@ -313,14 +313,15 @@ def central_running(config: CentralConfig, timeout: float = 20.0) -> Iterator[Pa
         loop.close()
 
 
-def central_config(broker: Broker, db: Path, **changes: Any) -> CentralConfig:
-    """A central config for a test broker (no credentials) and database."""
+def central_config(broker: Broker, db: Path | str, **changes: Any) -> CentralConfig:
+    """A central config for a test broker (no credentials) and database (a SQLite file, or a
+    PostgreSQL URL)."""
     return dataclasses.replace(
         CentralConfig(), db=str(db), mqtt_host=broker.host, mqtt_port=broker.port, **changes
     )
 
 
-def cli_conn(broker: Broker, db: Path) -> list[str]:
+def cli_conn(broker: Broker, db: Path | str) -> list[str]:
     """The command-line options that point a central tool at this broker and database."""
     return ["--db", str(db), "--mqtt-host", broker.host, "--mqtt-port", str(broker.port)]
 

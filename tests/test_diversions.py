@@ -33,6 +33,7 @@ from central.diversions import (
 from central.gtfs_import import import_gtfs
 from central.http.server import Realtime
 from central.store.db import CentralStore
+from central.store.pg_store import open_store
 from onboard.agent import Agent
 from onboard.config import (
     AdsSection,
@@ -74,6 +75,7 @@ from tests.diversion_helpers import (
     trip_of_route,
 )
 from tests.fleet_helpers import central_config, central_running, cli_conn
+from tests.postgres_helpers import PostgresServer
 
 STOP_KINDS = ("arrived", "departed", "passed")
 
@@ -280,12 +282,25 @@ def test_the_agent_takes_diversions_from_its_desired_state_and_reports_them(
 # -- central -----------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CentralStore]:
-    s = CentralStore(tmp_path_factory.mktemp("central") / "central.sqlite")
-    import_gtfs(s, GTFS)
-    yield s
-    s.close()
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def store(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[CentralStore]:
+    """Central's store with the feed, on both backends (one per module: the import is slow)."""
+    server: PostgresServer | None = None
+    if request.param == "sqlite":
+        db = str(tmp_path_factory.mktemp("central") / "central.sqlite")
+    else:
+        server = request.getfixturevalue("postgres")
+        db = server.create_database()
+    s = open_store(db)
+    try:
+        import_gtfs(s, GTFS)
+        yield s
+    finally:
+        s.close()
+        if server is not None:
+            server.drop_database(db)
 
 
 def _other_route_trip(feed: Feed, plan: TripPlan) -> str:
@@ -454,10 +469,10 @@ async def _retained_desired(broker: Broker, bus: str) -> DesiredState:
 
 
 def test_dispatch_diverts_a_route_from_the_command_line_and_the_bus_gets_it_retained(
-    run: Ride, mosquitto: Broker, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    run: Ride, mosquitto: Broker, central_db: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    db = tmp_path / "central.sqlite"
-    store = CentralStore(db)
+    db = central_db
+    store = open_store(db)
     try:
         import_gtfs(store, GTFS)
         next_desired(store, "bus-d", Assignment(trip_id=run.plan.trip_id))

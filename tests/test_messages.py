@@ -25,6 +25,7 @@ from central.messages import (
     withdraw_message,
 )
 from central.store.db import CentralStore
+from central.store.pg_store import open_store
 from protocols import codec, topics
 from protocols.schemas import Assignment, DesiredState, FleetEntry
 from tests.fleet_helpers import central_config, central_running, cli_conn
@@ -46,8 +47,9 @@ FEED = {
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[CentralStore]:
-    s = CentralStore(tmp_path / "central.sqlite")
+def store(central_db: str) -> Iterator[CentralStore]:
+    """The tests taking it run on both backends (SQLite and PostgreSQL)."""
+    s = open_store(central_db)
     yield s
     s.close()
 
@@ -214,9 +216,9 @@ async def retained_desired(broker: Broker, bus: str) -> DesiredState:
 
 
 async def test_the_message_command_publishes_each_targeted_bus_desired_state(
-    mosquitto: Broker, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    mosquitto: Broker, central_db: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    db = tmp_path / "central.sqlite"
+    db = central_db
     conn = cli_conn(mosquitto, db)
     args = ["central", "message", "--de", "Baustelle", "--en", "Roadworks", "--priority", "3"]
     with central_running(central_config(mosquitto, db)):  # the tools ask it
@@ -273,7 +275,7 @@ async def test_the_expiry_task_publishes_desired_states_without_the_expired_mess
     )
     # The service publishes every stored desired state when it connects, then expires the
     # message on its own client (central/service/sync.py).
-    with central_running(central_config(mosquitto, tmp_path / "central.sqlite")):
+    with central_running(central_config(mosquitto, store.path)):
         assert {m.id for m in (await retained_desired(mosquitto, "bus-07")).messages} == {
             keep.id,
             gone.id,
