@@ -16,9 +16,10 @@ class CentralConfigError(Exception):
 @dataclass(frozen=True, slots=True)
 class CentralConfig:
     # Fleet history and state: a SQLite file (WAL; the default, nothing to install), or a
-    # PostgreSQL server, "postgresql://user@host:port/dbname" (central/store/backend.py).
-    # PostgreSQL is being ported (issue 15): so far only the store's core and the telemetry
-    # ingest run on it, and central's commands refuse a URL with a message that says so.
+    # PostgreSQL server, "postgresql://user@host:port/dbname" (central/store/backend.py), which
+    # several `central serve` instances may share. On a server, timetable packages and uploads
+    # go beside media_dir unless timetable_dir says where (no database file to put them by).
+    # Being ported (issue 15): a report not ported yet is answered with an error saying so.
     db: str = "central.sqlite"
     mqtt_host: str = "127.0.0.1"
     mqtt_port: int = 1883

@@ -24,7 +24,6 @@ from central.http.server import serving
 from central.http.timetables import timetable_routes
 from central.service.alarm_center import AlarmCenter
 from central.service.dispatch import Dispatch
-from central.store.db import CentralStore
 from central.store.pg_store import open_store
 from central.timetables import package_path, timetable_root
 from protocols import codec, topics

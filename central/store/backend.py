@@ -32,10 +32,21 @@ sqlite-utils table helper (`db.table(...)`) or a sqlite3 attribute (`lastrowid`,
 raises `NotPorted` naming it; each such statement gets its PostgreSQL form beside the SQLite
 one, behind a named function of its module (`dialect(store)` says which). And `CentralStore`
 itself refuses a URL: only code that has been ported opens PostgreSQL, through
-`pg_store.open_store`; today that is the store's core (schema, fleet entries, desired and
-reported documents, command answers; not `add_command`, a sqlite-utils helper) and the
-telemetry ingest (records, events, duplicates, purge marks, the ranges for receipts), each
-tested on a real server (tests/test_store_backends.py).
+`pg_store.open_store`.
+
+What is ported (each tested on a real server): the store's core (schema, fleet entries,
+desired and reported documents), the telemetry ingest (records, events, duplicates, purge
+marks, the ranges for receipts: tests/test_store_backends.py, test_central_ingest.py,
+test_central_group_commit.py), and what `busfleet central serve` runs besides: commands
+(commands.py), alarms, messages, diversions, groups, the media library and playlists, GTFS
+import (gtfs_load.py: a server-side cursor streams, a typed temporary table sorts) and
+reading, timetable versions and publications, retention (JSON through `has_position` and
+jsonb), and the service's claim (claim.py: a shared advisory lock per instance). So `central
+serve --db postgresql://...` runs, and so do the commands that open the database themselves
+(`import-gtfs` without a central, `retention`). Not yet: the reports and listings of
+queries.py and the plays copy (ads.py `copy_plays`), which another branch ports; a
+dispatcher's request that reaches one is answered failed=True naming what is not ported
+(central/service/dispatch.py), never a crash of the service.
 
 Schema: the same migrations, one list per dialect of the same length (schema.py, and
 pg_schema.py beside it): version N is the same tables, columns, keys and indexes on both,

@@ -129,9 +129,9 @@ def _refuse_url(db: str | Path) -> None:
     """A PostgreSQL URL is not a file name: only ported code opens one (pg_store.open_store)."""
     if is_postgres_url(str(db)):
         raise NotPorted(
-            "central on PostgreSQL is not complete yet: so far only the store's core and the"
-            " telemetry ingest run on it (central/store/backend.py); use a SQLite file for"
-            f" this, not {str(db).split('@')[-1]!r}"
+            "this part of central opens a SQLite file only (central/store/backend.py says what"
+            " runs on PostgreSQL, through pg_store.open_store); use a SQLite file for this,"
+            f" not {str(db).split('@')[-1]!r}"
         )
 
 

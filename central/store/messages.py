@@ -46,7 +46,8 @@ def message_rows(
     columns: Iterable[str] = MESSAGE_COLUMNS,
 ) -> list[dict[str, Any]]:
     """Messages (their `columns`), newest first; only those of `status` if given."""
-    where, args = (" WHERE status = ?", [status]) if status is not None else ("", [])
+    args: list[object] = [] if status is None else [status]
+    where = "" if status is None else " WHERE status = ?"
     sql = f"SELECT {', '.join(columns)} FROM messages{where} ORDER BY created DESC, id"
     if limit is not None:
         sql, args = f"{sql} LIMIT ?", [*args, limit]

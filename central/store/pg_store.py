@@ -16,8 +16,8 @@ from typing import cast
 
 import sqlite_utils
 
-from central.store.backend import is_postgres_url
 from central.store import db as sqlite_db
+from central.store.backend import is_postgres_url
 from central.store.db import CentralStore
 from central.store.pg_db import WRITE_LOCK, PgDatabase, connect
 from central.store.pg_schema import MIGRATIONS, VERSION_TABLE
