@@ -251,5 +251,5 @@ async def test_a_request_not_ported_to_postgresql_yet_fails_with_a_clear_reason(
         assert reply.ok
     else:
         assert not reply.ok and reply.failed
-        assert "cannot do this on its PostgreSQL database yet" in reply.error
+        assert "cannot do this on PostgreSQL yet" in reply.error
         assert "json_valid(" in reply.error  # names what is not ported

@@ -311,7 +311,7 @@ def test_desired_versions_from_two_connections_never_collide(store: CentralStore
 
 
 def test_centralstore_refuses_a_postgresql_url_with_a_clear_message(postgres_url: str) -> None:
-    with pytest.raises(NotPorted, match=r"not complete yet.*use a SQLite file"):
+    with pytest.raises(NotPorted, match=r"opens a SQLite file only.*use a SQLite file"):
         CentralStore(postgres_url)
     with pytest.raises(NotPorted):
         pending_migrations(postgres_url)
@@ -325,8 +325,11 @@ def test_sqlite_only_sql_on_postgresql_raises_not_ported(postgres_url: str) -> N
         with pytest.raises(NotPorted, match="json_extract"):
             store.db.execute("SELECT json_extract(data, '$.lat') FROM events")
         with pytest.raises(NotPorted, match="table"):
-            store.add_command("c1", "b1", "reboot", "{}", 1.0, 2.0)  # a sqlite-utils helper
-        assert store.commands() == []
+            store.db.table("commands")  # a sqlite-utils helper
+        with pytest.raises(NotPorted, match="lastrowid"):
+            store.db.execute("SELECT 1").lastrowid  # noqa: B018 (sqlite3's attribute)
+        store.add_command("c1", "b1", "reboot", "{}", 1.0, 2.0)  # ported: plain SQL
+        assert [c["id"] for c in store.commands()] == ["c1"]
     finally:
         store.close()
 

@@ -19,8 +19,7 @@ listing does anywhere.
 One handler per request type, in a table: adding a type to the vocabulary without a handler
 fails a test (tests/test_dispatch.py). A refusal (`central.errors.Refused`: the request was
 wrong) goes back as `ok=False`; central's own trouble (anything else) is logged with its
-traceback and answered `failed=True`; so is a part of central not ported to PostgreSQL yet
-(`NotPorted`, central/store/backend.py), with its message and no traceback.
+traceback and answered `failed=True` (NotPorted, not yet on PostgreSQL: without traceback).
 
 `user` is the dispatcher's name in the topic: its broker account, since deploy/'s city ACL
 lets an account publish requests under its own name only (`pattern ... dispatch/%u/request`).
@@ -254,16 +253,13 @@ class Dispatch:
             reply = self._refuse(envelope.id, user, str(exc), now, exc.result, exc.tables)
         except (ProtocolError, ValueError) as exc:  # ValueError: the older rules' way
             reply = self._refuse(envelope.id, user, str(exc), now)
-        except NotPorted as exc:  # central on PostgreSQL without this part yet: no bug to trace
-            log.warning("%s's %s: %s", user, type(request).__name__, exc)
-            self.counters["failed"] += 1
-            error = f"central cannot do this on its PostgreSQL database yet ({exc})"
-            reply = DispatchReply(id=envelope.id, ok=False, t=now, error=error, failed=True)
-        except Exception as exc:
+        except Exception as exc:  # NotPorted: on PostgreSQL not yet, and no bug to trace
+            ported = not isinstance(exc, NotPorted)
             fault = CentralFault(f"central failed to carry out the request: {exc}")
-            log.exception("%s's %s failed", user, type(request).__name__)
+            error = str(fault) if ported else f"central cannot do this on PostgreSQL yet ({exc})"
+            log.log(40 if ported else 30, "%s failed: %s", described(request), exc, exc_info=ported)
             self.counters["failed"] += 1
-            reply = DispatchReply(id=envelope.id, ok=False, t=now, error=str(fault), failed=True)
+            reply = DispatchReply(id=envelope.id, ok=False, t=now, error=error, failed=True)
         out = [*c.out, *self._desired(c.desired)]
         out.extend(self.alarms.take_outgoing())
         out.append((topics.dispatch_reply(user), _fit(reply), False))
