@@ -13,6 +13,7 @@ from central.reports import day_bounds, days, plays_report, refresh_plays
 from central.store import ads as ads_db
 from central.store import retention as retention_db
 from central.store.db import CentralStore
+from central.store.pg_store import open_store
 
 DAY = dt.date(2026, 3, 10)
 START = dt.datetime(2026, 3, 9, 18, tzinfo=dt.UTC).timestamp()  # 18:00 the day before, UTC
@@ -44,8 +45,8 @@ def report_rows(store: CentralStore, first: dt.date, last: dt.date, tz: str) -> 
     return [(r.day, r.item, r.route, r.bus, r.plays, r.seconds) for r in rows]
 
 
-def test_the_plays_per_hour_add_up_to_the_plays_after_copies_and_purges(tmp_path: Path) -> None:
-    store = CentralStore(tmp_path / "central.sqlite")
+def test_the_plays_per_hour_add_up_to_the_plays_after_copies_and_purges(central_db: str) -> None:
+    store = open_store(central_db)
     first, last = DAY - dt.timedelta(days=1), DAY + dt.timedelta(days=1)
     store.add_events(play_events(1, 120, "bus-1") + play_events(1, 80, "bus-2"))
     for tz in ("UTC", "Australia/Brisbane", "Australia/Adelaide", "Asia/Kathmandu"):
