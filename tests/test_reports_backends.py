@@ -19,6 +19,7 @@ from central.service import queries
 from central.store import ads as ads_db
 from central.store import queries as query_db
 from central.store.db import CentralStore
+from central.store.pg_copy import copy_to_postgres
 from central.store.pg_store import PgCentralStore, open_store
 
 NOW = 1_780_000_000.0  # 2026-05-28 20:26:40 UTC
@@ -222,3 +223,29 @@ def test_data_that_is_no_json_is_listed_never_a_failed_report(central_db: str, k
         )
     finally:
         store.close()
+
+
+def test_a_sqlite_database_copied_into_postgresql_answers_every_report_alike(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    lite = open_store(tmp_path / "central.sqlite")
+    pg = open_store(postgres_url)
+    assert isinstance(pg, PgCentralStore)
+    try:
+        fill(lite)
+        assert ads_db.copy_plays(lite, 60.0) == 30  # the report tables too, triggers' included
+        assert query_db.copy_departures(lite, 60.0) == 9
+        copied = copy_to_postgres(lite, pg)
+        assert copied["events"] == 53 and copied["play_hours"] > 0 and copied["gtfs_routes"] == 6
+        hours = "SELECT hour, item, route, bus, plays, seconds FROM play_hours"
+        assert sorted(pg.db.execute(hours)) == sorted(lite.db.execute(hours))
+        assert answers(pg) == answers(lite)
+        assert pg.add_events([("bus-1", 999, NOW, "play", 0, "{}", 0, NOW + 9000)]) == 1
+        assert ads_db.copy_plays(pg, 60.0) == 1  # the triggers are back on after the copy
+        count = "SELECT SUM(plays) FROM play_hours"
+        assert pg.db.execute(count).fetchone()[0] == 31
+        with pytest.raises(ValueError, match="must be empty"):
+            copy_to_postgres(lite, pg)
+    finally:
+        lite.close()
+        pg.close()
