@@ -16,7 +16,7 @@ from collections.abc import Callable
 from central.store.db import CentralStore
 from central.store.pg_store import PgCentralStore
 
-__all__ = ["copy_to_postgres"]
+__all__ = ["copy_to_postgres", "database_bytes"]
 
 ROWS_PER_REPORT = 1_000_000  # progress every this many rows of a table
 
@@ -76,3 +76,9 @@ def copy_to_postgres(
             )
     raw.execute("ANALYZE")  # the planner's statistics, as after any bulk load
     return copied
+
+
+def database_bytes(store: PgCentralStore) -> int:
+    """The size of the store's database on the server's disk."""
+    row = store.pg.conn.raw.execute("SELECT pg_database_size(current_database())").fetchone()
+    return 0 if row is None else int(row[0])
