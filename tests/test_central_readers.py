@@ -104,6 +104,6 @@ def test_only_a_process_that_starts_opens_central_s_database() -> None:
             rel = path.relative_to(ROOT).as_posix()
             if rel.startswith("central/store/"):
                 continue
-            if re.search(r"\bCentralStore\(", path.read_text()):
+            if re.search(r"\b(?:CentralStore|open_store)\(", path.read_text()):
                 opened.add(rel)
     assert opened == allowed
