@@ -25,6 +25,7 @@ Backends (issue 15): the month is always filled into SQLite (--db, or a temporar
 --backend postgresql or both it is then copied into PostgreSQL by COPY (central/store/pg_copy.py:
 the same rows, the report tables included), into --pg-url (an empty database) or, without
 one, a throwaway cluster started as the tests start theirs (tests/postgres_helpers.py).
+`--reuse PATH --backend postgresql` copies an already filled SQLite month instead of filling.
 
 Then each report runs --runs times (median seconds) on each backend, beside the baselines of
 the same run (a full COUNT(*) of telemetry; the count of departures, the rows punctuality
@@ -433,6 +434,8 @@ def main(argv: list[str] | None = None) -> int:
     figures: dict[str, Any] = {"buses": args.buses, "days": args.days}
     figures["service_hours"] = f"{first_h:02d}:00-{last_h:02d}:00"
     backends: dict[str, Any] = {}
+    if args.reuse is not None and args.backend != "sqlite" and not is_postgres_url(args.reuse):
+        return copy_and_measure(args, figures)
     if args.reuse is not None:
         store = open_database(args.reuse)
         name = "postgresql" if is_postgres_url(args.reuse) else "sqlite"
@@ -461,21 +464,51 @@ def main(argv: list[str] | None = None) -> int:
                 backends["sqlite"] = measure(store, args.buses, args.runs, tz)
                 backends["sqlite"]["db_bytes"] = store_bytes(store)
             if args.backend in ("postgresql", "both"):
-                with postgres_database(args.pg_url) as url:
-                    pg = open_store(url)
-                    assert isinstance(pg, PgCentralStore)
-                    try:
-                        t = time.perf_counter()
-                        copied = copy_to_postgres(store, pg, log)
-                        figures["copy"] = {"s": round(time.perf_counter() - t, 1),
-                                           "rows": sum(copied.values())}  # fmt: skip
-                        log(f"-- PostgreSQL (copied in {figures['copy']['s']} s)")
-                        backends["postgresql"] = measure(pg, args.buses, args.runs, tz)
-                        backends["postgresql"]["db_bytes"] = store_bytes(pg)
-                    finally:
-                        pg.close()
+                backends["postgresql"] = on_postgres(store, args, figures, tz)
         finally:
             store.close()
+    return print_figures(figures, backends)
+
+
+def on_postgres(
+    store: CentralStore, args: argparse.Namespace, figures: dict[str, Any], tz: str
+) -> dict[str, Any]:
+    """The filled SQLite month copied into PostgreSQL, and the reports timed there."""
+    with postgres_database(args.pg_url) as url:
+        pg = open_store(url)
+        assert isinstance(pg, PgCentralStore)
+        try:
+            t = time.perf_counter()
+            copied = copy_to_postgres(store, pg, log)
+            figures["copy"] = {"s": round(time.perf_counter() - t, 1),
+                               "rows": sum(copied.values())}  # fmt: skip
+            log(f"-- PostgreSQL (copied in {figures['copy']['s']} s)")
+            out = measure(pg, args.buses, args.runs, tz)
+            out["db_bytes"] = store_bytes(pg)
+            return out
+        finally:
+            pg.close()
+
+
+def copy_and_measure(args: argparse.Namespace, figures: dict[str, Any]) -> int:
+    """--reuse PATH with --backend postgresql or both: the filled SQLite month copied into
+    PostgreSQL (no new fill), the reports timed on the backends asked for."""
+    store = open_database(args.reuse)
+    backends: dict[str, Any] = {}
+    try:
+        tz = gtfs_db.timezone(store) or "UTC"
+        if args.backend == "both":
+            log("-- SQLite")
+            backends["sqlite"] = measure(store, args.buses, args.runs, tz)
+            backends["sqlite"]["db_bytes"] = store_bytes(store)
+        backends["postgresql"] = on_postgres(store, args, figures, tz)
+    finally:
+        store.close()
+    return print_figures(figures, backends)
+
+
+def print_figures(figures: dict[str, Any], backends: dict[str, Any]) -> int:
+    """Both backends side by side on stderr, then the figures as the last line."""
     figures["backends"] = backends
     if len(backends) == 2:
         rows = [b["rows"] for b in backends.values()]
