@@ -38,6 +38,13 @@ Run: .venv/bin/python bench/reports_month.py [--buses 100] [--days 30] [--db PAT
      [--backend sqlite|postgresql|both] [--pg-url URL] [--reuse PATH|URL] [--runs 3].
 The full size is 20.5 M telemetry rows and 17.9 M events (8.4 GB on disk, about 10 minutes
 to fill on 2 cores); --buses/--days scale it down.
+
+Measured (2 shared cores, --backend postgresql: PostgreSQL 15, fsync and synchronous_commit on):
+the copy into PostgreSQL takes 11-12 minutes for 47.3 M rows (VACUUM included), 13.1 GB on
+disk. Slowest reports, SQLite / PostgreSQL: plays_cli_month 0.45 / 0.62 s, its one-item form
+0.36 / 0.57 s, punctuality_31d 0.21 / 0.23 s, driver_log_month 0.16 / 0.13 s; every other
+report under 0.1 s on both; every one answers with as many rows on both. The GTFS-RT feeds do
+not run on PostgreSQL yet (the diversions' store is not ported).
 """
 
 from __future__ import annotations
