@@ -39,28 +39,40 @@ def run_bench(tmp_path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False)
 
 
+# Parts of central not on PostgreSQL yet (backend.py): the GTFS-RT feeds read the diversions.
+NOT_PORTED_YET = {"gtfs_rt_vehicle_positions", "gtfs_rt_trip_updates"}
+
+
 def test_the_month_bench_times_every_report_and_each_answers_on_its_data(tmp_path: Path) -> None:
     db = tmp_path / "central.sqlite"
-    done = run_bench(tmp_path, "--db", str(db))
+    done = run_bench(tmp_path, "--db", str(db), "--backend", "both")
     assert done.returncode == 0, done.stderr[-3000:]
     figures = json.loads(done.stdout.strip().splitlines()[-1])
-    assert set(figures["reports"]) == REPORTS
-    assert set(figures["rows"]) == REPORTS
-    empty = {name for name, rows in figures["rows"].items() if rows == 0}
+    lite, pg = figures["backends"]["sqlite"], figures["backends"]["postgresql"]
+    assert set(lite["reports"]) == set(lite["rows"]) == REPORTS
+    assert set(pg["reports"]) == set(pg["rows"]) == REPORTS - set(pg.get("not_ported", {}))
+    assert set(pg.get("not_ported", {})) <= NOT_PORTED_YET
+    empty = {name for name, rows in lite["rows"].items() if rows == 0}
     assert empty == EMPTY_ON_THE_CAIRNS_FEED
-    assert figures["telemetry_rows"] == 2 * 19 * 360  # 05:00-24:00, every 10 s, two buses
-    assert figures["fill"]["event_rows"] > figures["departures"] > 0
-    assert set(figures["baseline"]) == {"count_telemetry_s", "count_departures_s"}
+    assert figures["same_rows"] is True
+    assert {name: lite["rows"][name] for name in pg["rows"]} == pg["rows"]
+    for backend in (lite, pg):
+        assert backend["telemetry_rows"] == 2 * 19 * 360  # 05:00-24:00, every 10 s, two buses
+        assert figures["fill"]["event_rows"] > backend["departures"] > 0
+        assert set(backend["baseline"]) == {"count_telemetry_s", "count_departures_s"}
+    assert figures["copy"]["rows"] > figures["fill"]["event_rows"]
     assert "baseline full COUNT(*) of telemetry" in done.stderr
 
     again = run_bench(tmp_path, "--reuse", str(db))  # the reports alone, on the same data
     assert again.returncode == 0, again.stderr[-3000:]
     reused = json.loads(again.stdout.strip().splitlines()[-1])
     assert "fill" not in reused
-    assert reused["rows"] == figures["rows"]
+    assert reused["backends"]["sqlite"]["rows"] == lite["rows"]
 
 
-def test_the_month_bench_refuses_a_backend_it_cannot_open_yet(tmp_path: Path) -> None:
+def test_the_month_bench_fills_sqlite_and_says_where_a_postgresql_database_goes(
+    tmp_path: Path,
+) -> None:
     done = run_bench(tmp_path, "--db", "postgresql://bench@localhost/central")
     assert done.returncode != 0
-    assert "only SQLite" in done.stderr
+    assert "--db is the SQLite file" in done.stderr and "--pg-url" in done.stderr

@@ -16,7 +16,9 @@ from busfleet.cli import main
 from central import client
 from central.media import MediaLibrary
 from central.service import dispatch
+from central.store import queries as query_db
 from central.store.db import CentralStore
+from central.store.pg_store import open_store
 from protocols import codec
 from tests.ads_helpers import png
 from tests.fleet_helpers import central_config, central_running, cli_conn
@@ -62,15 +64,22 @@ def test_a_listing_through_the_service_prints_what_the_database_holds_in_pages(
     assert line == "busfleet central playlist show: no playlist 'nothing'"
 
 
-def test_another_thread_gets_its_own_connection_to_the_same_file(tmp_path: Path) -> None:
-    store = CentralStore(tmp_path / "c.sqlite")
+def test_another_thread_gets_its_own_connection_to_the_same_database(central_db: str) -> None:
+    store = open_store(central_db)
     try:
-        store.add_command("c1", "bus-01", "restart", "{}", 1.0, 2.0)
+        record = ("bus-01", 7, 1.0, *[None] * 14, 0, 2.0)
+        assert store.add_records([record]) == 1
         with store.for_thread() as other:
             assert other is not store and other.db.conn is not store.db.conn
-            assert [c["id"] for c in other.commands()] == ["c1"]
+            assert other.seqs("bus-01") == [7]
+            assert query_db.latest_vehicle(other, "bus-01") == query_db.latest_vehicle(
+                store, "bus-01"
+            )
     finally:
         store.close()
+
+
+def test_an_in_memory_database_has_no_second_connection() -> None:
     memory = CentralStore(":memory:")
     try:
         assert not memory.shareable

@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import json
 import statistics
-from pathlib import Path
 
 from central.service.queries import ON_TIME, report
 from central.store import retention as retention_db
-from central.store.db import CentralStore
+from central.store.pg_store import open_store
 
 NOW = 1_780_000_000.0
 DELAYS = [0, 30, 30, 30, 400, -90, 1200, 61, 61, 299.5, 7]
@@ -48,9 +47,9 @@ def expected(rows: list[tuple[object, ...]], since: float) -> list[dict[str, obj
 
 
 def test_punctuality_gives_the_events_figures_through_duplicates_bad_data_and_purges(
-    tmp_path: Path,
+    central_db: str,
 ) -> None:
-    store = CentralStore(tmp_path / "central.sqlite")
+    store = open_store(central_db)
     rows = []
     for i, delay in enumerate(DELAYS * 3):
         route = ("R1", "R2", None, "")[i % 4]

@@ -17,10 +17,12 @@ from central.store.backend import NotPorted
 __all__ = ["translate"]
 
 # SQLite forms with no translation here: each statement using one needs its PostgreSQL text.
+# json_field and json_number are PostgreSQL's (pg_schema.py, migration 9), never SQLite's.
 _SQLITE_ONLY = re.compile(
     r"\b(?:PRAGMA|INSERT\s+OR\s+(?:REPLACE|ABORT|FAIL|ROLLBACK)|REPLACE\s+INTO|ROWID|_ROWID_|"
     r"OID|AUTOINCREMENT|GLOB|LIKE|SQLITE_\w+|ATTACH|VACUUM|LAST_INSERT_ROWID)\b"
-    r"|\b(?:RAISE|JSON\w*|STRFTIME|JULIANDAY|UNIXEPOCH|DATETIME|DATE|TIME|GROUP_CONCAT|PRINTF|"
+    r"|\b(?:RAISE|JSON(?!_FIELD\s*\(|_NUMBER\s*\()\w*|STRFTIME|JULIANDAY|UNIXEPOCH|DATETIME|"
+    r"DATE|TIME|GROUP_CONCAT|PRINTF|"
     r"IFNULL|IIF|INSTR|TOTAL|CHANGES)\s*\("
     r"|\bIS\s+(?:NOT\s+)?\?",
     re.IGNORECASE,

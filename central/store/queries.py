@@ -3,16 +3,23 @@ driver log, and the journey events central/http/journeys.py follows.
 
 Everything a dashboard asks for is bounded (a limit, a time window): an answer is one MQTT
 message. Rows are dicts keyed by column name unless a function says otherwise.
+
+Both backends (backend.py) give the same answers: every ordered read names a total order
+(NULLs first, as SQLite puts them; text by bytes, the C collation deploy/postgresql.md asks
+for), JSON is read in Python where the rows are few, and the two statements that read JSON in
+SQL (`copy_departures`, `driver_ack_time`) have a text per dialect.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from central.store.backend import dialect, is_postgres_url
 from central.store.db import CentralStore
 
 __all__ = [
@@ -33,6 +40,7 @@ __all__ = [
     "message_list",
     "play_hour_totals",
     "route_rows",
+    "save_report_mark",
     "sent_commands",
     "shape_choices",
     "shape_points",
@@ -85,7 +93,7 @@ def bus_commands(store: CentralStore, bus: str, limit: int = 20) -> list[Row]:
     """The commands last sent to the bus, newest first."""
     sql = (
         "SELECT id, name, args, sent, status, reason, answered FROM commands WHERE bus = ?"
-        " ORDER BY sent DESC LIMIT ?"
+        " ORDER BY sent DESC, id DESC LIMIT ?"
     )
     return _query(store, sql, [bus, limit])
 
@@ -94,14 +102,17 @@ def bus_alarms(store: CentralStore, bus: str, limit: int = 20) -> list[Row]:
     """The bus's newest alarms first: id, kind, severity, state, raised_t."""
     sql = (
         "SELECT id, kind, severity, state, raised_t FROM alarms WHERE bus = ?"
-        " ORDER BY raised_t DESC LIMIT ?"
+        " ORDER BY raised_t DESC, id DESC LIMIT ?"
     )
     return _query(store, sql, [bus, limit])
 
 
 # -- the timetable, for pickers and the map ---------------------------------------------------
 def route_rows(store: CentralStore) -> list[Row]:
-    sql = "SELECT route_id, short_name, long_name, color FROM gtfs_routes ORDER BY short_name"
+    sql = (
+        "SELECT route_id, short_name, long_name, color FROM gtfs_routes"
+        " ORDER BY short_name NULLS FIRST, route_id"
+    )
     return _query(store, sql)
 
 
@@ -113,33 +124,47 @@ def trip_rows(store: CentralStore, route: str | None = None, limit: int = 500) -
         "SELECT trip_id, route_id, headsign, direction_id, block_id,"
         " (SELECT departure_s FROM gtfs_stop_times s WHERE s.trip_id = t.trip_id"
         " ORDER BY stop_sequence LIMIT 1) AS start_s"
-        f" FROM gtfs_trips t {where} ORDER BY start_s, trip_id LIMIT ?"
+        f" FROM gtfs_trips t {where} ORDER BY start_s NULLS FIRST, trip_id LIMIT ?"
     )
     return _query(store, sql, [*params, limit])
 
 
 def block_rows(store: CentralStore, limit: int = 1000) -> list[Row]:
-    """Blocks: block_id, trips (how many), routes (comma-separated)."""
+    """Blocks by id: block_id, trips (how many), routes (comma-separated, sorted). The routes
+    are joined here, not by GROUP_CONCAT / string_agg: one text on both backends, in one order."""
     sql = (
-        "SELECT block_id, COUNT(*) AS trips, GROUP_CONCAT(DISTINCT route_id) AS routes"
-        " FROM gtfs_trips WHERE block_id IS NOT NULL GROUP BY block_id"
-        " ORDER BY block_id LIMIT ?"
+        "SELECT block_id, route_id, COUNT(*) FROM gtfs_trips WHERE block_id IN ("
+        "  SELECT DISTINCT block_id FROM gtfs_trips WHERE block_id IS NOT NULL"
+        "  ORDER BY block_id LIMIT ?)"
+        " GROUP BY block_id, route_id ORDER BY block_id, route_id"
     )
-    return _query(store, sql, [limit])
+    out: dict[Any, Row] = {}
+    for block, route, trips in store.db.execute(sql, [limit]):
+        row = out.setdefault(block, {"block_id": block, "trips": 0, "routes": []})
+        row["trips"] += int(trips)
+        if route is not None:
+            row["routes"].append(str(route))
+    for row in out.values():
+        row["routes"] = ",".join(row["routes"])
+    return list(out.values())
 
 
 def stop_rows(store: CentralStore, limit: int = 5000) -> list[Row]:
     """Stops with a position: stop_id, name, lat, lon."""
-    sql = "SELECT stop_id, name, lat, lon FROM gtfs_stops WHERE lat IS NOT NULL LIMIT ?"
+    sql = (
+        "SELECT stop_id, name, lat, lon FROM gtfs_stops WHERE lat IS NOT NULL"
+        " ORDER BY stop_id LIMIT ?"
+    )
     return _query(store, sql, [limit])
 
 
 def shape_choices(store: CentralStore) -> list[tuple[str, Any, str]]:
-    """(route_id, direction_id, shape_id) by route and direction, the most used shape first."""
+    """(route_id, direction_id, shape_id) by route and direction, the most used shape first
+    (of shapes used alike, the first by id)."""
     sql = (
         "SELECT route_id, direction_id, shape_id, COUNT(*) AS n FROM gtfs_trips"
         " WHERE shape_id IS NOT NULL GROUP BY route_id, direction_id, shape_id"
-        " ORDER BY route_id, direction_id, n DESC"
+        " ORDER BY route_id, direction_id NULLS FIRST, n DESC, shape_id"
     )
     return [(r[0], r[1], r[2]) for r in store.db.execute(sql)]
 
@@ -154,29 +179,69 @@ def message_list(store: CentralStore, limit: int = 200) -> list[Row]:
     """Passenger messages, newest first, without their end time."""
     sql = (
         "SELECT id, created, text_de, text_en, priority, targets, valid_from, valid_to,"
-        " status FROM messages ORDER BY created DESC LIMIT ?"
+        " status FROM messages ORDER BY created DESC, id LIMIT ?"
     )
     return _query(store, sql, [limit])
 
 
 # -- reports ----------------------------------------------------------------------------------
 def feedback_rows(store: CentralStore, since: float, limit: int = 300) -> list[Row]:
-    """Passenger feedback since `since`, newest first: t, bus, category, text."""
+    """Passenger feedback since `since`, newest first: t, bus, category, text (each None
+    unless the event's data is a JSON object with a string, number or boolean there: data
+    that is no JSON is listed, never an error)."""
     sql = (
-        "SELECT t, bus, json_extract(data, '$.category') AS category,"
-        " json_extract(data, '$.text') AS text FROM events"
-        " WHERE kind = 'passenger_feedback' AND t >= ? ORDER BY t DESC LIMIT ?"
+        "SELECT t, bus, data FROM events WHERE kind = 'passenger_feedback' AND t >= ?"
+        " ORDER BY t DESC, bus DESC, seq DESC LIMIT ?"
     )
-    return _query(store, sql, [since, limit])
+    out = []
+    for t, bus, data in store.db.execute(sql, [since, limit]):
+        doc = _json_object(data)
+        category, text = (_json_scalar(doc.get(key)) for key in ("category", "text"))
+        out.append({"t": t, "bus": bus, "category": category, "text": text})
+    return out
 
 
-_COPY_DEPARTURES = """
+def _json_object(data: str | bytes | None) -> dict[str, Any]:
+    try:
+        doc = json.loads(data) if data is not None else None
+    except ValueError:
+        return {}
+    return doc if isinstance(doc, dict) else {}
+
+
+def _json_scalar(value: Any) -> str | int | float | bool | None:
+    return value if isinstance(value, str | int | float | bool) else None
+
+
+# The departed events' route and delay (NULLs where the data is no JSON, the route no string
+# or number, the delay no number), in each dialect; PostgreSQL's json_field and json_number
+# (pg_schema.py, migration 9) never raise. The row comparison gives PostgreSQL's scan of the
+# partial index events_departed (kind, received) its start (ads.py's plays copy says why).
+_COPY_DEPARTURES = {
+    "sqlite": """
 INSERT OR IGNORE INTO departures (bus, seq, t, route, delay_s)
 SELECT bus, seq, t, CASE WHEN json_valid(data) THEN json_extract(data, '$.route') END,
        CASE WHEN json_valid(data) THEN CASE WHEN json_type(data, '$.delay_s')
             IN ('integer', 'real') THEN json_extract(data, '$.delay_s') END END
-FROM events WHERE kind = 'departed' AND received > ?
-"""
+FROM events WHERE kind = 'departed' AND received > :since
+""",
+    "postgresql": """
+INSERT OR IGNORE INTO departures (bus, seq, t, route, delay_s)
+SELECT bus, seq, t, json_field(data, 'route'), json_number(data, 'delay_s')
+FROM events WHERE kind = 'departed' AND received > :since
+  AND (kind, received) > ('departed', :since)
+""",
+}
+
+
+def save_report_mark(store: CentralStore, name: str, received: float) -> None:
+    """The newest arrival the report table `name` has copied (`copy_departures`, ads.py's
+    `copy_plays`)."""
+    sql = (
+        "INSERT INTO report_marks (name, received) VALUES (?, ?)"
+        " ON CONFLICT (name) DO UPDATE SET received = excluded.received"
+    )
+    store.db.conn.execute(sql, (name, received))
 
 
 def copy_departures(store: CentralStore, settle_s: float) -> int:
@@ -186,13 +251,11 @@ def copy_departures(store: CentralStore, settle_s: float) -> int:
     with store.transaction():
         row = conn.execute("SELECT received FROM report_marks WHERE name = 'departures'").fetchone()
         since = -1.0 if row is None else row[0] - settle_s
-        copied = conn.execute(_COPY_DEPARTURES, (since,)).rowcount
+        copied = conn.execute(_COPY_DEPARTURES[dialect(store)], {"since": since}).rowcount
         newest = conn.execute("SELECT MAX(received) FROM events WHERE kind = 'departed'")
         received = newest.fetchone()[0]
         if received is not None:
-            store.db.table("report_marks").upsert(
-                {"name": "departures", "received": received}, pk="name"
-            )
+            save_report_mark(store, "departures", received)
     return int(copied)
 
 
@@ -226,12 +289,13 @@ def play_hour_totals(
 def event_rows_since(
     store: CentralStore, since: float, kinds: Sequence[str], bus: str | None = None
 ) -> list[tuple[Any, ...]]:
-    """(bus, t, kind, severity, data, received) of events of `kinds` since `since`."""
+    """(bus, t, kind, severity, data, received) of events of `kinds` since `since`, oldest
+    first."""
     only_bus, params = ("", [since]) if bus is None else (" AND bus = ?", [since, bus])
     marks = ",".join("?" * len(kinds))
     sql = (
         "SELECT bus, t, kind, severity, data, received FROM events"
-        f" WHERE t >= ?{only_bus} AND kind IN ({marks})"
+        f" WHERE t >= ?{only_bus} AND kind IN ({marks}) ORDER BY t, bus, seq"
     )
     return [tuple(r) for r in store.db.execute(sql, [*params, *kinds])]
 
@@ -239,22 +303,28 @@ def event_rows_since(
 def sent_commands(
     store: CentralStore, since: float, name: str, bus: str | None = None
 ) -> list[tuple[Any, ...]]:
-    """(id, bus, sent, args, status, answered) of commands `name` sent since `since`."""
+    """(id, bus, sent, args, status, answered) of commands `name` sent since `since`, oldest
+    first."""
     only_bus, params = ("", [since]) if bus is None else (" AND bus = ?", [since, bus])
     sql = (
         "SELECT id, bus, sent, args, status, answered FROM commands"
-        f" WHERE sent >= ?{only_bus} AND name = ?"
+        f" WHERE sent >= ?{only_bus} AND name = ? ORDER BY sent, bus, id"
     )
     return [tuple(r) for r in store.db.execute(sql, [*params, name])]
 
 
+_ACK_TIME = {
+    "sqlite": "SELECT MIN(t) FROM events WHERE bus = ? AND kind = 'driver_ack'"
+    " AND CASE WHEN json_valid(data) THEN json_extract(data, '$.id') END = ?",
+    "postgresql": "SELECT MIN(t) FROM events WHERE bus = ? AND kind = 'driver_ack'"
+    " AND json_field(data, 'id') = ?",
+}
+
+
 def driver_ack_time(store: CentralStore, bus: str, message_id: str) -> float | None:
-    """When the bus's driver first acknowledged the message, if they did."""
-    sql = (
-        "SELECT MIN(t) FROM events WHERE bus = ? AND kind = 'driver_ack'"
-        " AND json_extract(data, '$.id') = ?"
-    )
-    row = store.db.execute(sql, (bus, message_id)).fetchone()
+    """When the bus's driver first acknowledged the message, if they did (an event whose
+    data is no JSON acknowledges nothing)."""
+    row = store.db.execute(_ACK_TIME[dialect(store)], (bus, message_id)).fetchone()
     return None if row is None or row[0] is None else float(row[0])
 
 
@@ -279,41 +349,46 @@ def latest_event_of(
 
 
 # -- from outside central: a reader beside a running central (the demo's figures) ------------
-@contextlib.contextmanager
-def _read_only(path: str | Path) -> Iterator[sqlite3.Connection | None]:
-    """Central's database opened read-only: never created, migrated or written; None when
-    the file is not there yet."""
-    if not Path(path).exists():
-        yield None
-        return
-    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as conn:
-        yield conn
-
-
-def telemetry_counts(path: str | Path) -> tuple[int, int] | None:
-    """(buses with telemetry stored, positions stored) in central's database at `path`,
-    opened read-only; None while central has not created it or its tables yet."""
-    with _read_only(path) as conn:
-        if conn is None:
-            return None
+def _read_one(db: str | Path, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
+    """One row of `sql` (SQLite's dialect, portable) from central's database `db` (a file or a
+    PostgreSQL URL), opened read-only: never created, migrated or written. None while central
+    has not created it or its tables yet."""
+    if is_postgres_url(str(db)):
+        return _read_one_postgres(str(db), sql, params)
+    if not Path(db).exists():
+        return None
+    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
         try:
-            row = conn.execute("SELECT COUNT(DISTINCT bus), COUNT(lat) FROM telemetry").fetchone()
+            row: tuple[Any, ...] = conn.execute(sql, params).fetchone()
         except sqlite3.OperationalError:  # no table yet
             return None
-    return int(row[0]), int(row[1])
+    return row
 
 
-def event_count(path: str | Path, kinds: Sequence[str]) -> int | None:
-    """How many events of `kinds` (all buses) central's database at `path` holds, opened
-    read-only; None while central has not created it or its tables yet."""
+def _read_one_postgres(url: str, sql: str, params: Sequence[Any]) -> tuple[Any, ...] | None:
+    import psycopg  # only for a URL: a SQLite reader never loads it
+
+    from central.store.pg_sql import translate
+
+    options = "-c default_transaction_read_only=on"
+    try:
+        with psycopg.connect(url, options=options, autocommit=True) as conn:
+            return conn.execute(translate(sql), params).fetchone()
+    except (psycopg.errors.UndefinedTable, psycopg.errors.InvalidCatalogName):
+        return None  # no table, no database yet
+
+
+def telemetry_counts(db: str | Path) -> tuple[int, int] | None:
+    """(buses with telemetry stored, positions stored) in central's database `db` (a file or
+    a PostgreSQL URL), opened read-only; None while central has not created it or its tables
+    yet."""
+    row = _read_one(db, "SELECT COUNT(DISTINCT bus), COUNT(lat) FROM telemetry")
+    return None if row is None else (int(row[0]), int(row[1]))
+
+
+def event_count(db: str | Path, kinds: Sequence[str]) -> int | None:
+    """How many events of `kinds` (all buses) central's database `db` (a file or a PostgreSQL
+    URL) holds, opened read-only; None while central has not created it or its tables yet."""
     marks = ",".join("?" * len(kinds))
-    with _read_only(path) as conn:
-        if conn is None:
-            return None
-        try:
-            row = conn.execute(
-                f"SELECT COUNT(*) FROM events WHERE kind IN ({marks})", list(kinds)
-            ).fetchone()
-        except sqlite3.OperationalError:  # no table yet
-            return None
-    return int(row[0])
+    row = _read_one(db, f"SELECT COUNT(*) FROM events WHERE kind IN ({marks})", list(kinds))
+    return None if row is None else int(row[0])
