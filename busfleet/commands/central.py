@@ -146,6 +146,9 @@ def serve_cmd(args: argparse.Namespace) -> int:
     except CentralConfigError as exc:
         print(f"busfleet central serve: {exc}", file=sys.stderr)
         return 2
+    if args.group and config.mqtt_protocol != 5:  # shared subscriptions, subscription ids
+        print("busfleet central serve: --group needs MQTT 5 (mqtt_protocol = 5)", file=sys.stderr)
+        return 2
     setup_logging("central", args.log_level)
     if args.client_id:
         config = dataclasses.replace(config, client_id=args.client_id)
