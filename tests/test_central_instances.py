@@ -160,6 +160,15 @@ class Group:
             *("--group", GROUP, "--client-id", who, "--http-port", "0"),
         )
 
+    def leads(self, who: str) -> bool:
+        """`who` holds the live role; fails at once, with its log, if an instance has ended."""
+        for name, proc in self.running.items():
+            if proc.poll() is not None and proc.returncode != -signal.SIGKILL:
+                log = self.procs.workdir / f"{name}-{self.starts[name]}.log"
+                tail = log.read_text(errors="replace")[-2000:]
+                raise AssertionError(f"{name} ended ({proc.returncode}):\n{tail}")
+        return leader(self.db) == who
+
     def signal(self, who: str, sig: signal.Signals) -> None:
         self.running[who].send_signal(sig)
         if sig is signal.SIGKILL:
@@ -208,7 +217,7 @@ def test_two_instances_killed_and_restarted_store_every_record_once_and_keep_one
         watch = Watch(broker)
         try:
             group.start("central-a")
-            wait_for(lambda: leader(central_db) == "central-a", 60, "central-a to lead")
+            wait_for(lambda: group.leads("central-a"), 60, "central-a to lead")
             group.start("central-b")
             wait_for(lambda: watch.stats_after("central-b", 0), 60, "central-b's stats")
             buses = {bus: start_bus(procs, bus) for bus in BUSES}
@@ -223,7 +232,7 @@ def test_two_instances_killed_and_restarted_store_every_record_once_and_keep_one
             group.signal("central-a", signal.SIGSTOP)
             stalled = time.monotonic()
             try:
-                wait_for(lambda: leader(central_db) == "central-b", 60, "central-b to lead")
+                wait_for(lambda: group.leads("central-b"), 60, "central-b to lead")
                 wait_for(lambda: watch.records_since(stalled) > 0, 30, "central-b's fleet view")
                 wait_for(lambda: resent(tmp_path), 60, "a bus to send records again")
             finally:
@@ -240,7 +249,7 @@ def test_two_instances_killed_and_restarted_store_every_record_once_and_keep_one
             assert leader(central_db) == "central-b"
             group.signal("central-b", signal.SIGKILL)
             killed = time.monotonic()
-            wait_for(lambda: leader(central_db) == "central-a", 60, "central-a to lead again")
+            wait_for(lambda: group.leads("central-a"), 60, "central-a to lead again")
             wait_for(lambda: watch.records_since(killed) > 0, 30, "central-a's fleet view")
             back = time.time()
             group.start("central-b")

@@ -57,6 +57,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sqlite3
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -164,6 +165,14 @@ class Inbox:
         with self._cond:
             self._closed = True
             self._cond.notify_all()
+
+
+def _busy(exc: BaseException) -> bool:
+    """SQLite's write lock was not had within the busy timeout: another instance of the group
+    (or an import, a purge) held it, or a slow disk made its commits long. Nothing was written:
+    the store's transactions take the lock first (BEGIN IMMEDIATE), and in WAL mode a writer
+    that has it is never busy afterwards. So the work is tried again, not the process ended."""
+    return isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc)
 
 
 def _offer(queue: asyncio.Queue[tuple[str, bytes]], topic: str, payload: bytes) -> None:
@@ -393,8 +402,13 @@ class CentralService:
     async def _sync(self) -> None:
         """Message expiry and diversion windows, every few seconds (central/service/sync.py)."""
         while True:
-            if self._live():
-                self._send_desired(self.sync.step(time.time()))
+            try:
+                if self._live():
+                    self._send_desired(self.sync.step(time.time()))
+            except sqlite3.OperationalError as exc:
+                if not _busy(exc):
+                    raise
+                self._was_busy("desired sync", exc)
             await asyncio.sleep(SYNC_INTERVAL_S)
 
     async def _retention(self) -> None:
@@ -446,7 +460,15 @@ class CentralService:
         while True:
             batch = await inbox.take()
             started = time.monotonic()
-            self.ingest.handle_many(batch)
+            while True:
+                try:
+                    self.ingest.handle_many(batch)
+                    break
+                except sqlite3.OperationalError as exc:
+                    if not _busy(exc):
+                        raise
+                    self._was_busy("ingest", exc)
+                    await asyncio.sleep(BATCH_S)
             for receipt in self.ingest.take_receipts():
                 topic = self._stored_topics.get(receipt.bus)
                 if topic is None:  # one per bus that sent records: as many as fleet state's
@@ -456,31 +478,45 @@ class CentralService:
                 self._send_alarms()
             await asyncio.sleep(max(0.0, started + BATCH_S - time.monotonic()))
 
+    def _was_busy(self, what: str, exc: BaseException) -> None:
+        self.ingest.counters["store_busy"] += 1
+        log.warning("%s: database busy (%s); trying again", what, exc)
+
     async def _publish(self) -> None:
         """Fleet entries to dashboards and stats, coalesced per interval."""
         last_stats = 0.0
         while True:
             await asyncio.sleep(self.config.fleet_publish_s)
-            now = time.time()
-            live = self._live()
+            try:
+                last_stats = await self._publish_once(last_stats)
+            except sqlite3.OperationalError as exc:
+                if not _busy(exc):
+                    raise
+                self._was_busy("publish", exc)  # what it was to write is written next time
+
+    async def _publish_once(self, last_stats: float) -> float:
+        """One round of `_publish`; returns when stats last went out."""
+        now = time.time()
+        live = self._live()
+        if live:
+            self.ingest.tick(now)
+            self._send_alarms()
+            expired = self.store.expire_commands(now)
+            if expired:
+                log.info("%d commands expired without an answer", expired)
+        if not self.ready.is_set():
+            return last_stats  # QoS 0, retained: all of them go out on the next connection
+        if live:
+            await self._publish_fleet()
+        if now - last_stats >= 2.0:
+            last_stats = now
+            stats = codec.encode(CentralStats(t=now, counters=self.counters()))
             if live:
-                self.ingest.tick(now)
-                self._send_alarms()
-                expired = self.store.expire_commands(now)
-                if expired:
-                    log.info("%d commands expired without an answer", expired)
-            if not self.ready.is_set():
-                continue  # QoS 0 and retained: all of them go out again on the next connection
-            if live:
-                await self._publish_fleet()
-            if now - last_stats >= 2.0:
-                last_stats = now
-                stats = codec.encode(CentralStats(t=now, counters=self.counters()))
-                if live:
-                    self._send(topics.central_stats(), stats, qos=0, retain=True)
-                if self.group:
-                    mine = topics.central_instance_stats(self.config.identity)
-                    self._send(mine, stats, qos=0, retain=True)
+                self._send(topics.central_stats(), stats, qos=0, retain=True)
+            if self.group:
+                mine = topics.central_instance_stats(self.config.identity)
+                self._send(mine, stats, qos=0, retain=True)
+        return last_stats
 
     async def _publish_fleet(self) -> None:
         for i, (entry, payload) in enumerate(self.ingest.take_dirty_encoded(), start=1):
