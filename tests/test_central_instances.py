@@ -19,6 +19,7 @@ import itertools
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -33,7 +34,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 from busfleet.broker.launch import Broker, free_port
 from central.store.backend import is_postgres_url
 from protocols import codec, topics
-from protocols.schemas import Alarm, CentralStats, FleetEntry
+from protocols.requests import DispatchReply
+from protocols.schemas import Alarm, CentralStats, DesiredState, FleetEntry
 from tests.fleet_helpers import Procs, broker_on, prefill, rows, wait_for, written_seqs
 
 BUSES = ("bus-a", "bus-b", "bus-c")
@@ -42,6 +44,8 @@ BACKLOG = 3000  # records per bus written before the instances start: the load o
 REPO = Path(__file__).resolve().parent.parent
 FLEET_PREFIX = topics.all_buses(topics.Kind.FLEET).removesuffix("+")
 ALARM_PREFIX = topics.all_alarms().removesuffix("+")
+REPLIES = topics.all_dispatch_requests().removesuffix("/request") + "/reply"
+DESIRED_PREFIX = topics.all_buses(topics.Kind.DESIRED).split("+", 1)[0]
 NMEA = REPO / "data" / "nmea" / "ublox-8.log"  # a real receiver's fixes, replayed in a loop
 
 
@@ -78,6 +82,8 @@ class Watch:
         self.current: dict[str, dict[str, int]] = {}
         self.done: collections.Counter[str] = collections.Counter()
         self.alarms: dict[str, Alarm] = {}
+        self.replies: list[DispatchReply] = []
+        self.desired: list[tuple[str, int]] = []  # (bus, version) of every desired document
         self.client = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
         self.client.on_message = self._on_message
         self.client.on_connect = lambda c, *_: c.subscribe(
@@ -85,6 +91,8 @@ class Watch:
                 (topics.all_buses(topics.Kind.FLEET), 0),
                 (topics.all_central_instance_stats(), 0),
                 (topics.all_alarms(), 0),
+                (REPLIES, 1),
+                (topics.all_buses(topics.Kind.DESIRED), 1),
             ]
         )
         self.client.connect(broker.host, broker.port)
@@ -101,6 +109,11 @@ class Watch:
                     self.alarms[alarm_id] = codec.decode(Alarm, msg.payload)
                 else:
                     self.alarms.pop(alarm_id, None)
+            elif msg.topic.endswith(REPLIES.rsplit("+", 1)[1]):
+                self.replies.append(codec.decode(DispatchReply, msg.payload))
+            elif msg.topic.startswith(DESIRED_PREFIX):
+                desired = codec.decode(DesiredState, msg.payload)
+                self.desired.append((desired.bus, desired.version))
             elif msg.payload:
                 who = msg.topic.rsplit("/", 1)[1]
                 stats = codec.decode(CentralStats, msg.payload)
@@ -332,6 +345,29 @@ def test_two_instances_killed_and_restarted_store_every_record_once_and_keep_one
                 )
                 assert counted[0][0] == counted[0][1]
             assert watch.total("duplicates") > 0
+
+            # One request, one answer, one desired document of its version.
+            conn = ("--db", central_db, "--mqtt-port", str(procs.port))
+            argv = ["central", "assign", "bus-a", "--route", "R1", *conn]
+            assign = subprocess.run(
+                [sys.executable, "-m", "busfleet.cli", *argv],
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=False,
+            )
+            assert assign.returncode == 0, assign.stderr
+            version = int(assign.stdout.split("version ")[1].split()[0])
+            wait_for(lambda: ("bus-a", version) in watch.desired, 30, "the desired document")
+            settled = time.time() + 3  # both instances have run their sync since, and more
+            wait_for(
+                lambda: all(watch.stats_after(w, settled) for w in ("central-a", "central-b")),
+                30,
+                "both instances past the request",
+            )
+            with watch.lock:
+                assert len(watch.replies) == 1, watch.replies
+                assert watch.desired.count(("bus-a", version)) == 1, watch.desired
 
             # One condition, one alarm: bus-c goes silent (its last will says offline).
             buses["bus-c"].kill()
