@@ -99,7 +99,9 @@ def test_two_instances_contending_for_the_role_never_both_play_it(central_db: st
             while not stop.is_set():
                 steps += 1
                 if role.step() and steps % 25 == 0:
-                    role.release()  # hand over now and then
+                    # Stalls past its lease now and then (a released role would hand over at
+                    # once: two samples a moment apart could then see both): the other takes it.
+                    stop.wait(0.7)
                 time.sleep(0.005)
         finally:
             store.close()
@@ -110,7 +112,7 @@ def test_two_instances_contending_for_the_role_never_both_play_it(central_db: st
     ready.wait()
     seen: set[str] = set()
     both = 0
-    deadline = time.monotonic() + 3
+    deadline = time.monotonic() + 4
     while time.monotonic() < deadline:
         playing = {n for n, r in roles.items() if r.holds()}
         seen |= playing

@@ -28,7 +28,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     serve.add_argument("--log-level", default="INFO")
     serve.add_argument(
         "--group",
-        help="share the ingest with other workers of this group (MQTT 5 shared subscription)",
+        help="run as one instance of group G: each stores its share of the ingest (MQTT 5 "
+        "shared subscription); one at a time, by a lease in the database, keeps the fleet view "
+        "and alarms and answers dispatchers (each instance needs its own --client-id)",
     )
     serve.add_argument(
         "--client-id",

@@ -88,7 +88,10 @@ class Ingest:
     def observe_many(self, messages: Iterable[tuple[str, bytes]], now: float | None = None) -> None:
         """The live view only: records another instance of the group stores (or this one, from
         its share) move fleet state and alarms here, and nothing is stored or counted. A
-        message that does not parse is skipped: whoever stores it counts it."""
+        message that does not parse is skipped: whoever stores it counts it. Which records are
+        new is the storing instance's knowledge: a fleet entry's `records` counts here every
+        record seen live (one sent again counts again; the telemetry table is the exact
+        count)."""
         now = time.time() if now is None else now
         for topic, payload in messages:
             try:

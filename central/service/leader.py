@@ -60,7 +60,8 @@ class Leadership:
     def holds(self) -> bool:
         """This instance plays the live role now (checked at every use, so a stalled event
         loop that wakes past the deadline publishes nothing)."""
-        return self._until is not None and time.monotonic() < self._until
+        until = self._until  # read once: `release` may clear it on another thread
+        return until is not None and time.monotonic() < until
 
     def step(self) -> bool:
         """Take or renew the lease once; returns `holds()` after it."""
