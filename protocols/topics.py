@@ -119,6 +119,15 @@ def central_stats() -> str:
     return f"{ROOT}/central/stats"
 
 
+def central_instance_stats(client_id: str) -> str:
+    """One central instance's own counters, in a group of several (central_stats: the leader's)."""
+    return f"{ROOT}/central/stats/{_level(client_id, 'client id')}"
+
+
+def all_central_instance_stats() -> str:
+    return f"{ROOT}/central/stats/+"
+
+
 def central_presence(client_id: str) -> str:
     """A central worker's presence (one per client id: a group has several)."""
     return f"{ROOT}/central/presence/{_level(client_id, 'client id')}"

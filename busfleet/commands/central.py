@@ -30,7 +30,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     serve.add_argument("--log-level", default="INFO")
     serve.add_argument(
         "--group",
-        help="share the ingest with other workers of this group (MQTT 5 shared subscription)",
+        help="run as one instance of group G: each stores its share of the ingest (MQTT 5 "
+        "shared subscription); one at a time, by a lease in the database, keeps the fleet view "
+        "and alarms and answers dispatchers (each instance needs its own --client-id)",
     )
     serve.add_argument(
         "--client-id",
@@ -147,6 +149,9 @@ def serve_cmd(args: argparse.Namespace) -> int:
         config = config_from(args)
     except CentralConfigError as exc:
         print(f"busfleet central serve: {exc}", file=sys.stderr)
+        return 2
+    if args.group and config.mqtt_protocol != 5:  # shared subscriptions, subscription ids
+        print("busfleet central serve: --group needs MQTT 5 (mqtt_protocol = 5)", file=sys.stderr)
         return 2
     setup_logging("central", args.log_level)
     if args.client_id:

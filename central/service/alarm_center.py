@@ -64,11 +64,17 @@ class AlarmCenter:
         self._open: dict[Key, str] = {}  # open alarms -> id, so that most clears cost no query
         self._next_tick = 0.0
         self._next_sweep = 0.0
-        self._open.update(alarm_db.open_alarms(store))
+        self.resume()
+
+    def resume(self) -> None:
+        """Start again from the open alarms the store has (at start, and when an instance of a
+        group takes the live role: central/service/leader.py); the detectors' other state
+        builds up again from what comes."""
+        self._open = dict(alarm_db.open_alarms(self.store))
         left: dict[str, list[str]] = {}  # left open by the central before: clearable
         for bus, kind, _ in self._open:
             left.setdefault(bus, []).append(kind)
-        self.watch.update((bus, resumed(kinds)) for bus, kinds in left.items())
+        self.watch = {bus: resumed(kinds) for bus, kinds in left.items()}
 
     # -- inputs -----------------------------------------------------------------------------
     def on_telemetry(self, bus: str, batch: TelemetryBatch, entry: FleetEntry, now: float) -> None:

@@ -68,7 +68,15 @@ class Ingest:
         self._last_warning = 0.0
         self._topics: dict[str, topics.Topic] = {}  # parsed topics (`_parse`)
         self.alarms = AlarmCenter(store)  # fed below; backfilled data never raises an alarm
-        for row in store.buses():
+        # Whether storing records also feeds them to fleet state and alarms. In a group of
+        # instances (central/service/service.py) it does not: each stores its share, and the
+        # leader feeds the full streams to its live view through `observe_many`.
+        self.live = True
+        self.load_fleet()
+
+    def load_fleet(self) -> None:
+        """Fleet entries as the store has them (at start, and when taking the live role)."""
+        for row in self.store.buses():
             if row["body"]:
                 try:
                     entry = codec.decode(FleetEntry, row["body"].encode())
@@ -76,6 +84,36 @@ class Ingest:
                     log.error("unreadable fleet entry of %s: %s", row["bus"], exc)
                     continue
                 self.buses[row["bus"]] = fleet.BusState(entry=entry, session=row["session"])
+
+    def observe_many(self, messages: Iterable[tuple[str, bytes]], now: float | None = None) -> None:
+        """The live view only: records another instance of the group stores (or this one, from
+        its share) move fleet state and alarms here, and nothing is stored or counted. A
+        message that does not parse is skipped: whoever stores it counts it. Which records are
+        new is the storing instance's knowledge: a fleet entry's `records` counts here every
+        record seen live (one sent again counts again; the telemetry table is the exact
+        count)."""
+        now = time.time() if now is None else now
+        for topic, payload in messages:
+            try:
+                parsed = self._parse(topic)
+                bus = parsed.bus_id
+                if bus is None:
+                    continue
+                if parsed.kind is topics.Kind.TELEMETRY:
+                    batch = compact.decode_batch(payload)
+                    self._check_bus(bus, batch.bus)
+                    self._live_telemetry(bus, batch, len(batch.records), now)
+                elif parsed.kind in (topics.Kind.EVENTS, topics.Kind.COMMAND_ACK):
+                    events = codec.decode(EventBatch, payload)
+                    self._check_bus(bus, events.bus)
+                    self._live_events(bus, events, now)
+            except ProtocolError:
+                continue
+            except Exception as exc:
+                if is_store_failure(exc):  # an alarm's write failed: not the message's fault
+                    raise
+                self.counters["errors"] += 1
+                log.exception("failed on a live message on %s (%d bytes)", topic, len(payload))
 
     def handle(self, topic: str, payload: bytes, now: float | None = None) -> None:
         """Handle one message; what it stores is committed when this returns."""
@@ -173,6 +211,10 @@ class Ingest:
         self._pending[bus].extend(r.seq for r in batch.records)
         self.counters["records"] += new
         self._count_not_stored("telemetry", rows, new)
+        if self.live:
+            self._live_telemetry(bus, batch, new, now)
+
+    def _live_telemetry(self, bus: str, batch: TelemetryBatch, new: int, now: float) -> None:
         self._set(bus, fleet.on_telemetry(self._state(bus), batch, new, now))
         self.alarms.on_telemetry(bus, batch, self.buses[bus].entry, now)
 
@@ -199,7 +241,12 @@ class Ingest:
         for e in batch.events:
             if e.kind == "cmd_ack":
                 self._command_answer(bus, e.data, e.t)
-            elif e.kind == "portal_stats" and not batch.backfill:
+        if self.live:
+            self._live_events(bus, batch, now)
+
+    def _live_events(self, bus: str, batch: EventBatch, now: float) -> None:
+        for e in batch.events:
+            if e.kind == "portal_stats" and not batch.backfill:
                 self._set(bus, fleet.on_portal_stats(self._state(bus), e.data.get("clients")))
         self.alarms.on_events(bus, batch, self._state(bus).entry, now)
 

@@ -3,8 +3,8 @@
 After storing a bus's records, central sends the bus a receipt (`stored`): only then does
 the bus forget them. On every (re)connection central republishes the desired state of every
 bus and the whole fleet view, so a broker that restarted without persistence loses nothing.
-Several workers may share the ingest (`group`): MQTT 5 shared subscriptions spread the bus
-messages over them, and (bus, seq) keys keep storage exactly-once whatever the order.
+Several instances may share the ingest (`group`) and be one system; see "Several instances"
+below.
 Ingest also raises and clears alarms (central/service/alarm_center.py), published retained for the
 dashboards; dispatchers' requests (central/service/dispatch.py) come on their own topic, skip the
 ingest inbox and are answered one at a time.
@@ -23,6 +23,33 @@ central's CPU. The paho thread reads, parses and acknowledges the packets and on
 (topic, payload) to a bounded inbox; the event loop takes the inbox in batches, stores each
 batch in one SQLite transaction (group commit) and only then sends the receipts. Publishing
 from the event loop is paho's thread-safe, non-blocking `publish`: no round trip is awaited.
+
+Several instances (`--group G`, each its own `--client-id`, one broker, one database)
+---------------------------------------------------------------------------------------
+Every instance is an ingest worker: MQTT 5 shared subscriptions spread the record streams
+(telemetry, events, command answers) over the group; each stores its share and sends those
+receipts, and (bus, seq) keys keep storage exactly-once whatever the order and whoever stores a
+resend. A killed instance's unreceipted records come again from the buses (their outboxes
+resend what no receipt covered) and the broker hands them to the others.
+
+One instance at a time, the leader, also plays the live role (a lease in the database:
+central/service/leader.py): it alone keeps the fleet view and the alarms, publishes fleet
+entries, alarms and `central/stats`, answers dispatchers' requests, runs the desired sync,
+command expiry and retention, and republishes the desired documents. For the live view it
+subscribes, while leader only, to the full record streams (not shared) and feeds them to fleet
+state and alarms without storing them again (`Ingest.observe_many`); its own share is stored
+like the others'. The two copies of a record that reach the leader are told apart by MQTT 5
+subscription identifiers (LIVE_SUBSCRIPTION on the full streams); a second client for the live
+stream would need a second broker account, as deploy/'s broker forces the client id to the
+username. Presence, reported and desired documents (retained: the latest is what counts) and
+the requests are subscribed by the leader only too; the requests on the group's shared
+subscription, so that one held for a moment by two instances still reaches only one.
+Taking the role, an instance reloads fleet entries, desired versions and open alarms from the
+store, where the last leader left them, subscribes (the retained documents come again), and
+republishes; losing it, it unsubscribes and publishes nothing of the live role. Each instance
+publishes its own counters on `central/stats/{client_id}` (the duplicates of the system are
+their sum). Without `group` there is one instance, always live: no lease, no extra
+subscription, no extra decoding.
 """
 
 from __future__ import annotations
@@ -30,12 +57,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sqlite3
 import threading
 import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 import paho.mqtt.client as paho
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from central import mqtt
@@ -44,6 +74,7 @@ from central.desired import Published
 from central.fleet.alarms import AlarmParams
 from central.service.dispatch import Dispatch
 from central.service.ingest import Ingest
+from central.service.leader import RENEW_S, Leadership
 from central.service.retention_task import RetentionTask
 from central.service.sync import SYNC_INTERVAL_S, DesiredSync
 from central.store.claim import service_claim
@@ -62,8 +93,11 @@ SUBSCRIPTIONS = (
     topics.Kind.COMMAND_ACK,
     topics.Kind.REPORTED,
 )
-# Retained state every worker needs in full; the record streams can be shared.
+# In a group: the record streams, each instance storing its share; the leader also takes them
+# in full for its live view. The retained documents (the latest is what counts) go to the leader.
 SHAREABLE = (topics.Kind.TELEMETRY, topics.Kind.EVENTS, topics.Kind.COMMAND_ACK)
+LEADER_DOCUMENTS = (topics.Kind.PRESENCE, topics.Kind.REPORTED, topics.Kind.DESIRED)
+LIVE_SUBSCRIPTION = 1  # MQTT 5 subscription identifier of the leader's full record streams
 
 BATCH_S = 0.05  # at most one commit per this interval: under load, one commit for many messages
 MAX_BATCH = 2000  # messages per transaction, so that the event loop turns a few times a second
@@ -133,6 +167,14 @@ class Inbox:
             self._cond.notify_all()
 
 
+def _busy(exc: BaseException) -> bool:
+    """SQLite's write lock was not had within the busy timeout: another instance of the group
+    (or an import, a purge) held it, or a slow disk made its commits long. Nothing was written:
+    the store's transactions take the lock first (BEGIN IMMEDIATE), and in WAL mode a writer
+    that has it is never busy afterwards. So the work is tried again, not the process ended."""
+    return isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc)
+
+
 def _offer(queue: asyncio.Queue[tuple[str, bytes]], topic: str, payload: bytes) -> None:
     try:
         queue.put_nowait((topic, payload))
@@ -158,6 +200,9 @@ class CentralService:
         for bus, payload in self.store.all_desired():  # fleet state starts with the versions
             self.ingest.on_desired(bus, codec.decode(DesiredState, payload))
         self.ready = asyncio.Event()  # subscribed and ingesting
+        # In a group, the live role is the leader's alone; records only stored otherwise.
+        self.leader = Leadership(self.store, config.identity) if group else None
+        self.ingest.live = group is None
         # run() closes the store on its way out, unless whoever shares it closes it later
         # (serve.py: the HTTP server reads it until its own task has ended).
         self.closes_store = True
@@ -165,22 +210,54 @@ class CentralService:
         self._stored_topics: dict[str, str] = {}  # each bus's receipt topic, built once
 
     def _filters(self) -> list[str]:
-        out = []
-        for kind in SUBSCRIPTIONS:
-            flt = topics.all_buses(kind)
-            out.append(topics.shared(self.group, flt) if self.group and kind in SHAREABLE else flt)
-        requests = topics.all_dispatch_requests()  # each request to one worker of a group
-        out.append(topics.shared(self.group, requests) if self.group else requests)
+        """What every instance subscribes to on every connection."""
         if self.group:
-            # A request answered by another worker of the group changed a desired document
-            # that this worker did not write: learn its version as the buses do. (Several
-            # workers as one system, with one fleet view, is issue 15's business.)
-            out.append(topics.all_buses(topics.Kind.DESIRED))
-        return out
+            return [topics.shared(self.group, topics.all_buses(k)) for k in SHAREABLE]
+        return [topics.all_buses(k) for k in SUBSCRIPTIONS] + [topics.all_dispatch_requests()]
+
+    def _live_filters(self) -> tuple[list[str], list[str]]:
+        """In a group, what the leader subscribes to besides: (the full record streams, under
+        LIVE_SUBSCRIPTION; the retained documents and the requests)."""
+        assert self.group
+        streams = [topics.all_buses(k) for k in SHAREABLE]
+        others = [topics.all_buses(k) for k in LEADER_DOCUMENTS]
+        return streams, [*others, topics.shared(self.group, topics.all_dispatch_requests())]
+
+    def _live(self) -> bool:
+        """This instance plays the live role now: always alone, the leader's in a group."""
+        return self.leader is None or self.leader.holds()
+
+    def _subscribe_live(self, on: bool) -> None:
+        """Subscribe to (or leave) the leader's streams and documents (in a group)."""
+        if self._client is None or self.leader is None:
+            return
+        streams, others = self._live_filters()
+        if not on:
+            self._client.unsubscribe([*streams, *others])
+            return
+        props = Properties(PacketTypes.SUBSCRIBE)  # type: ignore[no-untyped-call]  # paho
+        props.SubscriptionIdentifier = LIVE_SUBSCRIPTION
+        self._client.subscribe([(f, SubscribeOptions(qos=1)) for f in streams], properties=props)
+        self._client.subscribe([(f, SubscribeOptions(qos=1)) for f in others])
+
+    def _role_changed(self, live: bool) -> None:
+        """This instance of a group took the live role (or lost it): central/service/leader.py."""
+        if live:  # start from where the last leader left the view, in the store
+            self.ingest.load_fleet()
+            for bus, payload in self.store.all_desired():
+                self.ingest.on_desired(bus, codec.decode(DesiredState, payload))
+            self.ingest.alarms.resume()
+            if self.ready.is_set():
+                self._subscribe_live(True)
+                self._republish()
+        else:
+            self._subscribe_live(False)
+            self.ingest.alarms.take_outgoing()  # the next leader publishes what is to be
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         inbox = Inbox(loop)
+        live_inbox = Inbox(loop)  # in a group, the leader's full record streams
         connected: asyncio.Queue[bool] = asyncio.Queue()  # connection changes, in order
         client = mqtt.paho_client(self.config)
         self._client = client
@@ -223,12 +300,18 @@ class CentralService:
         requests: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue(REQUESTS_LIMIT)
         request_prefix = topics.all_dispatch_requests().partition("+")[0]
 
+        grouped = self.group is not None
+
         def on_message(_c: paho.Client, _u: Any, message: paho.MQTTMessage) -> None:
             if too_large(message):
                 return
             topic = message.topic
             if topic.startswith(request_prefix):
                 loop.call_soon_threadsafe(_offer, requests, topic, bytes(message.payload))
+            elif grouped and LIVE_SUBSCRIPTION in getattr(
+                message.properties, "SubscriptionIdentifier", ()
+            ):
+                live_inbox.put(topic, bytes(message.payload))
             else:
                 inbox.put(topic, bytes(message.payload))
 
@@ -249,10 +332,18 @@ class CentralService:
                 tg.create_task(self._publish(), name="publish")
                 tg.create_task(self._requests(requests), name="dispatch")
                 tg.create_task(self._sync(), name="desired-sync")
-                tg.create_task(self.retention.run(), name="retention")
+                if self.leader is None:
+                    tg.create_task(self.retention.run(), name="retention")
+                else:
+                    tg.create_task(self._observe(live_inbox), name="live-view")
+                    tg.create_task(self._retention(), name="retention")
+                    tg.create_task(self.leader.run(self._role_changed), name="leader")
         finally:
             closing.set()
             inbox.close()
+            live_inbox.close()
+            if self.leader is not None and self.leader.holds():
+                self.leader.release()  # the next instance takes the role at once
             gone = CentralPresence(client_id=self.config.identity, online=False, t=time.time())
             with contextlib.suppress(RuntimeError, ValueError):  # not connected: the will said it
                 client.publish(presence, codec.encode(gone), qos=1, retain=True).wait_for_publish(2)
@@ -311,18 +402,49 @@ class CentralService:
     async def _sync(self) -> None:
         """Message expiry and diversion windows, every few seconds (central/service/sync.py)."""
         while True:
-            self._send_desired(self.sync.step(time.time()))
+            try:
+                if self._live():
+                    self._send_desired(self.sync.step(time.time()))
+            except sqlite3.OperationalError as exc:
+                if not _busy(exc):
+                    raise
+                self._was_busy("desired sync", exc)
             await asyncio.sleep(SYNC_INTERVAL_S)
+
+    async def _retention(self) -> None:
+        """In a group: the retention task's purges, by the leader (RetentionTask.run alone)."""
+        due = 0.0
+        while True:
+            now = time.time()
+            if now >= due and self._live() and self.retention.policy.cutoffs(now):
+                await self.retention.purge_once(now)
+                due = now + self.retention.every_s
+            await asyncio.sleep(RENEW_S)
+
+    async def _observe(self, live_inbox: Inbox) -> None:
+        """In a group: the leader's live view of the full record streams (nothing stored)."""
+        while True:
+            batch = await live_inbox.take()
+            if self._live():  # a message that came just after the role was lost: not ours
+                self.ingest.observe_many(batch)
+                self._send_alarms()
+
+    def _republish(self) -> None:
+        """What the live role publishes, all of it again: after a (re)connection (a broker
+        restarted without persistence loses nothing) and on taking the role."""
+        for bus, payload in self.store.all_desired():
+            self._send(topics.desired(bus), payload, qos=1, retain=True)
+        self.ingest.dirty.update(self.ingest.buses)
+        self.ingest.alarms.republish()
 
     async def _connections(self, connected: asyncio.Queue[bool]) -> None:
         while True:
             if not await connected.get():
                 self.ready.clear()
                 continue
-            for bus, payload in self.store.all_desired():
-                self._send(topics.desired(bus), payload, qos=1, retain=True)
-            self.ingest.dirty.update(self.ingest.buses)
-            self.ingest.alarms.republish()
+            if self._live():
+                self._subscribe_live(True)  # in a group: the subscriptions are per connection
+                self._republish()
             here = CentralPresence(client_id=self.config.identity, online=True, t=time.time())
             self._send(
                 topics.central_presence(self.config.identity),
@@ -338,36 +460,71 @@ class CentralService:
         while True:
             batch = await inbox.take()
             started = time.monotonic()
-            self.ingest.handle_many(batch)
+            while True:
+                try:
+                    self.ingest.handle_many(batch)
+                    break
+                except sqlite3.OperationalError as exc:
+                    if not _busy(exc):
+                        raise
+                    self._was_busy("ingest", exc)
+                    await asyncio.sleep(BATCH_S)
             for receipt in self.ingest.take_receipts():
                 topic = self._stored_topics.get(receipt.bus)
                 if topic is None:  # one per bus that sent records: as many as fleet state's
                     topic = self._stored_topics[receipt.bus] = topics.stored(receipt.bus)
                 self._send(topic, codec.encode(receipt), qos=1)
-            self._send_alarms()
+            if self._live():
+                self._send_alarms()
             await asyncio.sleep(max(0.0, started + BATCH_S - time.monotonic()))
+
+    def _was_busy(self, what: str, exc: BaseException) -> None:
+        self.ingest.counters["store_busy"] += 1
+        log.warning("%s: database busy (%s); trying again", what, exc)
 
     async def _publish(self) -> None:
         """Fleet entries to dashboards and stats, coalesced per interval."""
         last_stats = 0.0
         while True:
             await asyncio.sleep(self.config.fleet_publish_s)
-            now = time.time()
+            try:
+                last_stats = await self._publish_once(last_stats)
+            except sqlite3.OperationalError as exc:
+                if not _busy(exc):
+                    raise
+                self._was_busy("publish", exc)  # what it was to write is written next time
+
+    async def _publish_once(self, last_stats: float) -> float:
+        """One round of `_publish`; returns when stats last went out."""
+        now = time.time()
+        live = self._live()
+        if live:
             self.ingest.tick(now)
             self._send_alarms()
             expired = self.store.expire_commands(now)
             if expired:
                 log.info("%d commands expired without an answer", expired)
-            if not self.ready.is_set():
-                continue  # QoS 0 and retained: all of them go out again on the next connection
-            for i, (entry, payload) in enumerate(self.ingest.take_dirty_encoded(), start=1):
-                self._send(topics.fleet(entry.bus), payload, qos=0, retain=True)
-                if i % FLEET_CHUNK == 0:  # thousands of buses: let the ingest run in between
-                    await asyncio.sleep(0)
-            if now - last_stats >= 2.0:
-                last_stats = now
-                stats = CentralStats(t=now, counters=self.counters())
-                self._send(topics.central_stats(), codec.encode(stats), qos=0, retain=True)
+        if not self.ready.is_set():
+            return last_stats  # QoS 0, retained: all of them go out on the next connection
+        if live:
+            await self._publish_fleet()
+        if now - last_stats >= 2.0:
+            last_stats = now
+            stats = codec.encode(CentralStats(t=now, counters=self.counters()))
+            if live:
+                self._send(topics.central_stats(), stats, qos=0, retain=True)
+            if self.group:
+                mine = topics.central_instance_stats(self.config.identity)
+                self._send(mine, stats, qos=0, retain=True)
+        return last_stats
+
+    async def _publish_fleet(self) -> None:
+        for i, (entry, payload) in enumerate(self.ingest.take_dirty_encoded(), start=1):
+            if i % FLEET_CHUNK == 0:  # thousands of buses: let the ingest run in between
+                await asyncio.sleep(0)
+                if not self._live():
+                    return  # the next leader publishes them
+            self._send(topics.fleet(entry.bus), payload, qos=0, retain=True)
 
 
 @contextlib.asynccontextmanager

@@ -277,4 +277,10 @@ MIGRATIONS: list[str] = [
     CREATE TRIGGER events_departed_purged AFTER DELETE ON events
         FOR EACH ROW WHEN (OLD.kind = 'departed') EXECUTE FUNCTION events_departed_purged();
     """,
+    # 10: leases (central/store/lease.py): which instance of a group holds the live role.
+    """
+    CREATE TABLE leases (
+        name text PRIMARY KEY, holder text NOT NULL, expires double precision NOT NULL
+    );
+    """,
 ]

@@ -242,4 +242,10 @@ MIGRATIONS: list[str] = [
         DELETE FROM departures WHERE bus = OLD.bus AND seq = OLD.seq;
     END;
     """,
+    # 10: leases (central/store/lease.py): which instance of a group holds the live role.
+    """
+    CREATE TABLE leases (
+        name TEXT PRIMARY KEY, holder TEXT NOT NULL, expires REAL NOT NULL
+    );
+    """,
 ]
