@@ -69,7 +69,7 @@ from ingest_load import PublisherSpec, bus_id, run_bare_subscriber, run_publishe
 from ingest_measure import CpuMeter, Receipts, figures, latencies, print_table, report
 
 from busfleet.broker.launch import run_mosquitto
-from protocols import topics
+from protocols import compact, topics
 from protocols.compact import decode_batch
 
 MAX_SAMPLED = 1000  # buses whose receipts the bench follows
@@ -368,6 +368,7 @@ def main(argv: list[str] | None = None) -> int:
         log("interrupted: every process the bench started is stopped")
         return 130
     out = report(args, base, cen)
+    out["central_decoder"] = "compiled" if compact.NATIVE else "pure Python"  # same tree, venv
     print_table(out)
     print(json.dumps(out), flush=True)
     return 0

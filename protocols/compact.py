@@ -320,7 +320,7 @@ NATIVE_MODULE = "protocols._compact_native"
 
 def _decoder() -> tuple[_Decoder, bool]:
     """The mypyc-compiled decoder if it was built from protocols/compact_decode.py as it is
-    now (`python -m protocols.compact_build`), else that module in pure Python."""
+    now (`python -m busfleet.compact_build`), else that module in pure Python."""
     try:
         native = importlib.import_module(NATIVE_MODULE)
     except ImportError:

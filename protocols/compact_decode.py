@@ -1,7 +1,7 @@
 """The compact codec's decoder (protocols/compact.py has the format), compiled when it can be.
 
 Central decodes every record a bus sends, and this was most of its CPU (bench/central_ingest.py).
-So this module is written to be compiled by mypyc (`python -m protocols.compact_build`, run by
+So this module is written to be compiled by mypyc (`python -m busfleet.compact_build`, run by
 `./run setup`) into `protocols._compact_native`, and is used as it is, in pure Python, where
 that was not built: `protocols.compact` picks the compiled one only when it was built from
 this very source (a digest of it is compiled in), so a stale build is never used.

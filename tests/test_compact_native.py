@@ -1,4 +1,4 @@
-"""The compiled compact decoder (protocols/compact_build.py) is the pure one, only faster.
+"""The compiled compact decoder (busfleet/compact_build.py) is the pure one, only faster.
 
 Both are built from protocols/compact_decode.py; these tests hold them to the same output
 and the same refusals (message included) on valid batches and on damaged ones, and check

@@ -1,8 +1,8 @@
-"""Compile the compact decoder with mypyc: `python -m protocols.compact_build` (`./run setup`).
+"""Compile the compact decoder with mypyc: `python -m busfleet.compact_build` (`./run setup`).
 
 protocols/compact_decode.py is copied, as `protocols/_compact_native.py` with the SHA-256 of
 its source appended, into a scratch directory, compiled there by mypyc (in the lock, with
-mypy) and the extension alone is put beside this file. `protocols.compact` uses it only if
+mypy) and the extensions are put beside it in protocols/. `protocols.compact` uses it only if
 that digest matches the source it finds, so an edit to the decoder without a rebuild falls
 back to the pure-Python module instead of running stale code. The extension is not in git
 (.gitignore): each machine builds its own, which needs a C compiler and Python's headers
@@ -20,13 +20,15 @@ import sys
 import tempfile
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
+from protocols import compact_decode
+
+HERE = Path(compact_decode.__file__).resolve().parent  # protocols/
 SOURCE = HERE / "compact_decode.py"
 NAME = "_compact_native"
 
 
 def built() -> list[Path]:
-    """The compiled decoder's files in this package: its extension and mypyc's runtime."""
+    """The compiled decoder's files in protocols/: its extension and mypyc's runtime."""
     suffixes = tuple(importlib.machinery.EXTENSION_SUFFIXES)
     return [p for p in HERE.glob(f"{NAME}*") if p.name.endswith(suffixes)]
 
