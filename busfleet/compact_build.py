@@ -4,7 +4,8 @@ protocols/compact_decode.py is copied, as `protocols/_compact_native.py` with th
 its source appended, into a scratch directory, compiled there by mypyc (in the lock, with
 mypy) and the extensions are put beside it in protocols/. `protocols.compact` uses it only if
 that digest matches the source it finds, so an edit to the decoder without a rebuild falls
-back to the pure-Python module instead of running stale code. The extension is not in git
+back to the pure-Python module instead of running stale code (and this script, run again,
+rebuilds it: it compiles only when the compiled decoder is missing or stale). The extension is not in git
 (.gitignore): each machine builds its own, which needs a C compiler and Python's headers
 (Debian: gcc, python3-dev). `--check` only says whether the compiled decoder is in use.
 """
@@ -64,19 +65,26 @@ def build() -> Path:
         return target
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--check", action="store_true", help="exit 1 unless the compiled one is used")
-    args = p.parse_args(argv)
-    if not args.check:
-        print(f"compiled {build()}", file=sys.stderr)
+def in_use() -> bool:
+    """Whether a fresh interpreter's `protocols.compact` takes the compiled decoder."""
     out = subprocess.run(
         [sys.executable, "-c", "from protocols import compact; print(compact.NATIVE)"],
         capture_output=True,
         text=True,
         check=True,
     )
-    native = out.stdout.strip() == "True"
+    return out.stdout.strip() == "True"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--check", action="store_true", help="exit 1 unless the compiled one is used")
+    p.add_argument("--force", action="store_true", help="compile even if it is up to date")
+    args = p.parse_args(argv)
+    native = in_use()
+    if not args.check and (args.force or not native):
+        print(f"compiled {build()}", file=sys.stderr)
+        native = in_use()
     print(f"compact decoder: {'compiled' if native else 'pure Python'}", file=sys.stderr)
     return 0 if native else 1
 
