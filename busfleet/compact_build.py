@@ -4,10 +4,11 @@ protocols/compact_decode.py is copied, as `protocols/_compact_native.py` with th
 its source appended, into a scratch directory, compiled there by mypyc (in the lock, with
 mypy) and the extensions are put beside it in protocols/. `protocols.compact` uses it only if
 that digest matches the source it finds, so an edit to the decoder without a rebuild falls
-back to the pure-Python module instead of running stale code (and this script, run again,
-rebuilds it: it compiles only when the compiled decoder is missing or stale). The extension is not in git
-(.gitignore): each machine builds its own, which needs a C compiler and Python's headers
-(Debian: gcc, python3-dev). `--check` only says whether the compiled decoder is in use.
+back to the pure-Python module instead of running stale code; run again, this script
+compiles only when the compiled decoder is missing or stale (`--force`: always). The
+extensions are not in git (.gitignore): each machine builds its own, which needs a C
+compiler and Python's headers (Debian: gcc, python3-dev). `--check` only says whether the
+compiled decoder is in use.
 """
 
 from __future__ import annotations
