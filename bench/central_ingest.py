@@ -25,22 +25,32 @@ Each phase has two parts:
 CPU figures are per cent of one core (psutil), and CPU microseconds per record. The machine
 is shared: `machine_cpu_pct` says how busy it was as a whole (200 = both cores).
 
-Measured on the 2-core dev machine (shared with other work, so figures move by tens of per
-cent from run to run): with the agent's default batching (`--batch 10`) 10,000 buses are
-carried at 10,000 records/s, p99 ~80 ms, central ~40 % of a core; draining a backlog central
-takes ~30,000 records/s (~30 us of CPU a record) where the bare paho subscriber takes
-~220,000 (~4 us): efficiency ~0.14, goal 0.5. With one record a message (`--batch 1`) central
-tops out near 6,500 records/s at 1 Hz (~110 us of CPU a record; the publishers and the broker
-take most of the other core) and falls behind: the 10,000-bus goal is not met there.
+Measured on the 2-core dev machine, shared with other work (machine_cpu_pct 150-200 % in
+these runs: figures move by tens of per cent from run to run; compare the CPU per record).
+With the compiled compact decoder (busfleet/compact_build.py) and receipts at QoS 0:
 
-Where central's time goes (py-spy on `central serve` draining a backlog; share of the time a
-thread held the GIL): at 10 records a message the pure-Python compact decoder (~45 %), paho's
-network thread (~25 %: receive, PUBACKs of our receipts), the SQLite insert (~3 % with the
-GIL, ~5 us a record of CPU without it: three B-trees and the retention trigger); at 1 record a
-message paho's thread (~45 %), the decoder (~18 %), the QoS 1 receipt, one a message (~20 %:
-publish, its PUBACK), the ingest's per-message work (~10 %) and the fleet entries (~8 %).
-At 10,000 buses and one record a message each commit also touches one B-tree page per record
-(the telemetry key is (bus, seq)), ~15 us of CPU and ~20 us of wall a record in SQLite.
+- `--batch 10` (the agent's default), 10,000 buses: carried at 10,000 records/s, p99
+  150-190 ms, central ~26-29 us of CPU a record (before: 41 us, p99 ~90 ms on a quieter
+  machine). Draining a backlog central takes 22,000-34,000 records/s at ~21-22 us a record
+  (before: 38,000 at 31.5 us) where the bare paho subscriber takes 90,000-210,000 at ~4 us:
+  efficiency 0.14-0.39 by rate, ~0.19 by CPU (before ~0.15); goal 0.5, not met.
+- `--batch 1`, 2,000 buses (central keeps up, so the backlog measures capacity): efficiency
+  0.35 (before 0.28), central ~106 us a record draining (before 130), the bare subscriber ~40.
+- `--batch 1`, 10,000 buses: central falls behind at 5,400 records/s (before ~6,300; ~107 us
+  of CPU a record either way), so every bus goes "offline" (10,000 alarms) and the backlog
+  part measures that cascade, not capacity: the 10,000-bus goal is not met there.
+
+Where central's time goes (cProfile with a CPU clock per thread, sitecustomize on `central
+serve`, 3,000 buses draining a backlog; the profiler inflates small Python calls). At one
+record a message: paho's network thread is about half of central's CPU (its PUBLISH parsing,
+MQTT 5 properties, a PUBACK each: what the bare subscriber pays too); of the event loop's
+half, the ingest ~42 % (decoder now ~4 %, SQLite executemany ~10 %, fleet state ~5 %,
+alarms ~4 %, commit ~3 %) and paho's `publish` ~36 %: a receipt per message and the fleet
+entries (`_publish`, ~27 % with their encoding and save), each a Python-level packet build
+and a wake-up write to paho's socket pair. At ten records a message the event loop is ~64 %
+of central: the ingest ~53 % of it (SQLite ~17 %, alarms ~8 %, decoder ~7 %, fleet state
+~6 %) and publishing ~13 %. What is left is per message and in paho, the fleet entries and
+SQLite, not in the decoder (before: ~45 % of the GIL time at ten records a message).
 
 Run: .venv/bin/python bench/central_ingest.py --buses 10000 --seconds 30 [--batch 10]
 Progress goes to stderr; the last line printed is one JSON object with the figures.
@@ -69,7 +79,7 @@ from ingest_load import PublisherSpec, bus_id, run_bare_subscriber, run_publishe
 from ingest_measure import CpuMeter, Receipts, figures, latencies, print_table, report
 
 from busfleet.broker.launch import run_mosquitto
-from protocols import topics
+from protocols import compact, topics
 from protocols.compact import decode_batch
 
 MAX_SAMPLED = 1000  # buses whose receipts the bench follows
@@ -368,6 +378,7 @@ def main(argv: list[str] | None = None) -> int:
         log("interrupted: every process the bench started is stopped")
         return 130
     out = report(args, base, cen)
+    out["central_decoder"] = "compiled" if compact.NATIVE else "pure Python"  # same tree, venv
     print_table(out)
     print(json.dumps(out), flush=True)
     return 0

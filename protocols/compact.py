@@ -65,40 +65,46 @@ JSON one is, so a number the codec can carry but the schema refuses is a CodecEr
 
 from __future__ import annotations
 
+import hashlib
+import importlib
+import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
+from pathlib import Path
 from typing import cast
 
 import msgspec
 
+from protocols import compact_decode as _d
 from protocols.codec import MAX_PAYLOAD, decode
 from protocols.errors import CodecError
 from protocols.schemas import SCHEMA_VERSION, TelemetryBatch, TelemetryRecord
 from protocols.topics import valid_bus_id
 
-__all__ = ["COMPACT_VERSION", "MAX_RECORDS", "decode_batch", "encode_batch", "mqtt_publish_size"]
+__all__ = [
+    "COMPACT_VERSION",
+    "MAX_RECORDS",
+    "NATIVE",
+    "decode_batch",
+    "encode_batch",
+    "mqtt_publish_size",
+]
 
-COMPACT_VERSION = 2
-MAX_RECORDS = 10_000  # per batch; a larger declared count is rejected before decoding
-_FLAG_BACKFILL = 0x01
-_ESCAPE = 8  # a Rice quotient this large switches to the universal code
-_LEN_K = 4  # first values are 20..45 bits long: an order-4 length code is shorter than EG0
-# Longest number in the universal code: a float near 1.8e308 at 1/1000 is about 1030 bits, and
-# linear prediction can quadruple a residual. Bounds what a hostile length field can ask for.
-_MAX_BITS = 1100
-_MAX_ZEROS = (_MAX_BITS + (1 << _LEN_K)).bit_length() - 1 - _LEN_K  # of a valid length code
-_RESET = 16  # the Rice statistics halve every this many values, to follow the drive
-_INT_MIN, _INT_MAX = -(2**63), 2**64 - 1  # what msgspec's int (and so the JSON path) takes
+log = logging.getLogger("busfleet.protocols.compact")
 
-# Shape bits, most significant first, in the order of the module docstring.
-_SHAPE_BITS = 14
-_POS, _P_SPEED, _P_TRACK, _P_HDOP, _P_SATS, _P_EST = (1 << i for i in range(13, 7, -1))
-_VEH, _V_KMH, _V_RPM, _V_COOL, _V_FUEL, _V_ODO, _V_DOORS, _V_OPEN = (
-    1 << i for i in range(7, -1, -1)
-)
-# Before the first record: pos and veh with every field, not estimated, doors closed.
-_ALL_PRESENT = ((1 << _SHAPE_BITS) - 1) & ~_P_EST & ~_V_OPEN
+# The format's constants and channel table live with the decoder (see its docstring).
+COMPACT_VERSION = _d.COMPACT_VERSION
+MAX_RECORDS = _d.MAX_RECORDS  # per batch; a larger declared count is rejected before decoding
+_FLAG_BACKFILL = _d.FLAG_BACKFILL
+_ESCAPE = _d.ESCAPE
+_LEN_K = _d.LEN_K
+_MAX_BITS = _d.MAX_BITS
+_RESET = _d.RESET
+_SHAPE_BITS = _d.SHAPE_BITS
+_POS, _P_EST, _VEH, _V_DOORS, _V_OPEN = _d.POS, _d.P_EST, _d.VEH, _d.V_DOORS, _d.V_OPEN
+_ALL_PRESENT = _d.ALL_PRESENT
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,21 +146,9 @@ class _Spec:
         return q * self.den / self.num
 
 
-_SPECS = (
-    _Spec(0, 1, step=1, quiet=True, exact=True),  # seq
-    _Spec(0, 1000, linear=True, step=1000, quiet=True),  # t
-    _Spec(_POS, 10**7, linear=True),  # lat
-    _Spec(_POS, 10**7, linear=True),  # lon
-    _Spec(_POS, 1, quiet=True, exact=True),  # mode
-    _Spec(_POS | _P_SPEED, 100, linear=True),  # speed
-    _Spec(_POS | _P_TRACK, 100, wrap=36_000),  # track
-    _Spec(_POS | _P_HDOP, 100, quiet=True),  # hdop
-    _Spec(_POS | _P_SATS, 1, quiet=True, exact=True),  # sats
-    _Spec(_VEH | _V_KMH, 256, linear=True),  # speed_kmh
-    _Spec(_VEH | _V_RPM, 8),  # rpm
-    _Spec(_VEH | _V_COOL, 1, quiet=True),  # coolant_c
-    _Spec(_VEH | _V_FUEL, 5, 2, quiet=True, scale=0.4),  # fuel_pct
-    _Spec(_VEH | _V_ODO, 1, 5, linear=True),  # odometer_m
+_SPECS = tuple(
+    _Spec(need, num, den, linear, step, wrap, quiet, exact, scale)
+    for need, num, den, linear, step, wrap, quiet, exact, scale in _d.CHANNELS
 )
 
 
@@ -320,6 +314,27 @@ def _fail(message: str) -> CodecError:
     return CodecError(f"compact batch: {message}", schema="TelemetryBatch")
 
 
+_Decoder = Callable[[bytes, Callable[[str], bool]], dict[str, object]]
+NATIVE_MODULE = "protocols._compact_native"
+
+
+def _decoder() -> tuple[_Decoder, bool]:
+    """The mypyc-compiled decoder if it was built from protocols/compact_decode.py as it is
+    now (`python -m busfleet.compact_build`), else that module in pure Python."""
+    try:
+        native = importlib.import_module(NATIVE_MODULE)
+    except ImportError:
+        return _d.decode_compact, False
+    digest = hashlib.sha256(Path(_d.__file__).read_bytes()).hexdigest()
+    if getattr(native, "SOURCE_DIGEST", None) != digest:
+        log.warning("%s is stale (built from another compact_decode.py): not used", NATIVE_MODULE)
+        return _d.decode_compact, False
+    return cast(_Decoder, native.decode_compact), True
+
+
+_decode_compact, NATIVE = _decoder()  # NATIVE: the compiled decoder is in use
+
+
 def decode_batch(data: bytes) -> TelemetryBatch:
     """A telemetry payload in either format: compact if it starts with COMPACT_VERSION, else
     JSON. Raises CodecError, and only CodecError, for anything that is not a valid batch."""
@@ -328,8 +343,8 @@ def decode_batch(data: bytes) -> TelemetryBatch:
     if len(data) > MAX_PAYLOAD:
         raise _fail(f"payload of {len(data)} bytes exceeds {MAX_PAYLOAD}")
     try:
-        batch = _decode_compact(data)
-    except (ValueError, OverflowError, IndexError) as exc:  # a CodecError passes unchanged
+        batch = _decode_compact(data, valid_bus_id)
+    except (ValueError, OverflowError, IndexError) as exc:
         raise _fail(str(exc)) from exc
     return _validated(batch)
 
@@ -347,203 +362,6 @@ def _validated(batch: dict[str, object]) -> TelemetryBatch:
         return msgspec.convert(batch, TelemetryBatch)
     except msgspec.ValidationError as exc:
         raise _fail(str(exc)) from exc
-
-
-def _decode_compact(data: bytes) -> dict[str, object]:
-    if len(data) < 4:
-        raise _fail("truncated header")
-    flags, n_bus = data[1], data[2]
-    if flags & ~_FLAG_BACKFILL:
-        raise _fail(f"reserved flags {flags:#04x}")
-    bus = data[3 : 3 + n_bus].decode("ascii")  # UnicodeDecodeError is a ValueError
-    if len(bus) != n_bus or not valid_bus_id(bus):
-        raise _fail(f"invalid bus id {bus!r}")
-    count, pos, shift = 0, 3 + n_bus, 0
-    while True:  # LEB128, three bytes at most for counts up to MAX_RECORDS
-        if pos >= len(data) or shift > 14:
-            raise _fail("bad record count")
-        byte = data[pos]
-        count |= (byte & 0x7F) << shift
-        pos, shift = pos + 1, shift + 7
-        if not byte & 0x80:
-            break
-    if count > MAX_RECORDS:
-        raise _fail(f"{count} records declared; at most {MAX_RECORDS}")
-    # The record bit stream as a '0'/'1' string: str.find and int(s, 2) do the work in C. A
-    # leading 1 keeps the leading zeros that int.from_bytes would drop.
-    bits = bin(int.from_bytes(b"\x01" + data[pos:], "big"))[3:]
-    records, end = _decode_records(bits, count)
-    rest = bits[end:]
-    if len(rest) >= 8 or "1" in rest:
-        raise _fail("data after the last record")
-    return {"bus": bus, "records": records, "backfill": bool(flags & _FLAG_BACKFILL)}
-
-
-# Each channel's spec as a plain tuple, for the decoder's inner loop (the central ingest
-# decodes every record: attribute look-ups and method calls per value were most of its cost).
-_DECODE_SPECS = tuple(
-    (s.need, s.num, s.den, s.linear, s.step, s.wrap, s.quiet, s.exact, s.scale) for s in _SPECS
-)
-_N_CHANNELS = len(_SPECS)
-_Active = tuple[tuple[int, int, int, bool, int, int, bool, bool, float | None], ...]
-_ACTIVE: dict[int, _Active] = {}  # per shape (14 bits: at most 16,384), its channels
-
-
-def _active(shape: int) -> _Active:
-    """The channels a record of `shape` carries, each with its index, in channel order."""
-    out = _ACTIVE.get(shape)
-    if out is None:
-        out = _ACTIVE[shape] = tuple(
-            (i, *spec[1:]) for i, spec in enumerate(_DECODE_SPECS) if shape & spec[0] == spec[0]
-        )
-    return out
-
-
-def _truncated() -> CodecError:
-    return _fail("truncated")
-
-
-def _universal_at(bits: str, pos: int) -> tuple[int, int]:
-    """A number in the universal code at `pos`; returns it and the position after it."""
-    j = bits.find("1", pos, pos + _MAX_ZEROS + 1)
-    if j < 0:
-        if pos + _MAX_ZEROS + 1 > len(bits):
-            raise _truncated()
-        raise _fail("number too long")
-    z = j - pos
-    pos, end = j + 1, j + 1 + z + _LEN_K
-    if end > len(bits):
-        raise _truncated()
-    n = ((1 << (z + _LEN_K)) | int(bits[pos:end], 2)) - (1 << _LEN_K)
-    if n > _MAX_BITS:
-        raise _fail("number too long")
-    if n <= 1:
-        return n, end  # 0 is coded as length 0, 1 as length 1 with no bits below its top
-    pos, end = end, end + n - 1
-    if end > len(bits):
-        raise _truncated()
-    return (1 << (n - 1)) | int(bits[pos:end], 2), end
-
-
-def _decode_records(bits: str, count: int) -> tuple[list[dict[str, object]], int]:
-    """The records of the bit stream as dicts of the schema's fields, and the position after.
-
-    The same coding state as `_Channel` (last, prev, the Rice statistics a and n), kept in
-    lists indexed by channel; `_rice` and `_Channel` are its specification.
-    """
-    nbits = len(bits)
-    pos = 0
-    last: list[int | None] = [None] * _N_CHANNELS
-    prev: list[int | None] = [None] * _N_CHANNELS
-    acc = [0] * _N_CHANNELS
-    cnt = [1] * _N_CHANNELS
-    shape = _ALL_PRESENT
-    active = _active(shape)
-    records: list[dict[str, object]] = []
-    for _ in range(count):
-        if pos >= nbits:
-            raise _truncated()
-        quiet = bits[pos] == "0"
-        pos += 1
-        if not quiet:
-            if pos >= nbits:
-                raise _truncated()
-            pos += 1
-            if bits[pos - 1] == "1":
-                if pos + _SHAPE_BITS > nbits:
-                    raise _truncated()
-                shape = int(bits[pos : pos + _SHAPE_BITS], 2)
-                active = _active(shape)
-                pos += _SHAPE_BITS
-        v: list[float | int | None] = [None] * _N_CHANNELS
-        for i, num, den, linear, step, wrap, spec_quiet, exact, scale in active:
-            q_last = last[i]
-            if q_last is None:
-                pred = None
-            else:
-                q_prev = prev[i]
-                pred = 2 * q_last - q_prev if linear and q_prev is not None else q_last + step
-            if quiet and spec_quiet:
-                if pred is None:  # a quiet record before the channel's first value
-                    raise _fail("quiet record without a prediction")
-                q = pred
-            elif pred is None:  # a channel's first value: `_universal_at`, inlined
-                j = bits.find("1", pos, pos + _MAX_ZEROS + 1)
-                end = 2 * j - pos + 1 + _LEN_K  # past the length field
-                n = _MAX_BITS + 1  # anything unusual: `_universal_at` raises the right error
-                if j >= 0 and end <= nbits:
-                    n = ((1 << (j - pos + _LEN_K)) | int(bits[j + 1 : end], 2)) - (1 << _LEN_K)
-                if n > _MAX_BITS or end + n - 1 > nbits:
-                    m, pos = _universal_at(bits, pos)
-                elif n > 1:
-                    m, pos = (1 << (n - 1)) | int(bits[end : end + n - 1], 2), end + n - 1
-                else:
-                    m, pos = n, end
-                q = (m >> 1) ^ -(m & 1)
-            else:
-                a, n = acc[i], cnt[i]
-                k = (max((a + n - 1) // n, 1) - 1).bit_length()
-                j = bits.find("1", pos, pos + _ESCAPE)
-                if j < 0:
-                    if pos + _ESCAPE > nbits:
-                        raise _truncated()
-                    m, pos = _universal_at(bits, pos + _ESCAPE)
-                elif k:
-                    quotient, pos = j - pos, j + 1 + k
-                    if pos > nbits:
-                        raise _truncated()
-                    m = (quotient << k) | int(bits[pos - k : pos], 2)
-                else:
-                    m, pos = j - pos, j + 1
-                r = (m >> 1) ^ -(m & 1)
-                half = wrap // 2
-                if not half or not 0 <= pred < wrap:  # `_apply`
-                    q = pred + r
-                elif -half <= r < half:
-                    q = (pred + r) % wrap
-                else:
-                    q = pred + r - half if r >= half else pred + r + half
-                a += m
-                n += 1
-                if n >= _RESET:
-                    a >>= 1
-                    n >>= 1
-                acc[i], cnt[i] = a, n
-            prev[i], last[i] = q_last, q
-            if exact:
-                v[i] = q
-            elif scale is not None and abs(q) < 2**53:
-                v[i] = q * scale
-            else:
-                v[i] = q * den / num  # integer true division rounds right: 1234 / 100 = 12.34
-        records.append(_record(shape, v))
-    return records, pos
-
-
-def _record(shape: int, v: list[float | int | None]) -> dict[str, object]:
-    # Keys in the schema's field order, so that validation reports the same first error as
-    # the JSON path. Exact channels (seq, mode, sats) hold ints, the others floats; seq and t
-    # are always set, lat, lon and mode whenever pos is.
-    seq, t, lat, lon, mode, speed, track, hdop, sats, kmh, rpm, coolant, fuel, odo = v
-    for name, n in (("seq", seq), ("mode", mode), ("sats", sats)):
-        if n is not None and not _INT_MIN <= n <= _INT_MAX:
-            raise _fail(f"{name} {n} out of range")
-    out: dict[str, object] = {"seq": seq, "t": t}
-    if shape & _POS:
-        y, x = cast(float, lat), cast(float, lon)
-        if not (-90.0 <= y <= 90.0 and -180.0 <= x <= 180.0):
-            raise _fail(f"position {y}, {x} out of range")
-        out["pos"] = {
-            "lat": y, "lon": x, "speed": speed, "track": track, "mode": mode, "hdop": hdop,
-            "sats": sats, "estimated": bool(shape & _P_EST),
-        }  # fmt: skip
-    if shape & _VEH:
-        out["veh"] = {
-            "speed_kmh": kmh, "rpm": rpm,
-            "doors_open": bool(shape & _V_OPEN) if shape & _V_DOORS else None,
-            "coolant_c": coolant, "fuel_pct": fuel, "odometer_m": odo,
-        }  # fmt: skip
-    return out
 
 
 # -- MQTT -------------------------------------------------------------------------------------
