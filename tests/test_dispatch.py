@@ -44,17 +44,6 @@ def dispatch(tmp_path: Path, central_db: str) -> Dispatch:
     return Dispatch(store, config, AlarmCenter(store))
 
 
-@pytest.fixture
-def sqlite_dispatch(tmp_path: Path) -> Dispatch:
-    """SQLite only: for the reports, whose queries another branch ports to PostgreSQL
-    (central/store/queries.py; on PostgreSQL they answer failed=True, NotPorted, for now)."""
-    config = dataclasses.replace(
-        CentralConfig(), db=str(tmp_path / "central.sqlite"), media_dir=str(tmp_path / "media")
-    )
-    store = open_store(config.db)
-    return Dispatch(store, config, AlarmCenter(store))
-
-
 async def ask(
     d: Dispatch, request: Request, user: str = "alice"
 ) -> tuple[DispatchReply, list[Outgoing]]:
@@ -164,8 +153,7 @@ async def test_a_passenger_message_to_all_reaches_every_known_bus(dispatch: Disp
     assert [m["text_de"] for m in listed.tables["messages"]] == ["Baustelle"]
 
 
-async def test_reports_answer_within_their_window(sqlite_dispatch: Dispatch) -> None:
-    dispatch = sqlite_dispatch
+async def test_reports_answer_within_their_window(dispatch: Dispatch) -> None:
     rows = [
         ("bus-1", 1, T0 - 100, "departed", 0, '{"route": "R1", "delay_s": 30}', 0, T0),
         ("bus-1", 2, T0 - 50, "departed", 0, '{"route": "R1", "delay_s": 600}', 0, T0),
@@ -238,18 +226,3 @@ async def test_a_playlist_comes_as_text_within_a_cap(dispatch: Dispatch) -> None
     big = {"type": "import_playlist", "source": " " * (MAX_SOURCE_CHARS + 1)}
     reply, _ = await ask_raw(dispatch, raw(big))
     assert not reply.ok and "length <= 100000" in reply.error
-
-
-async def test_a_request_not_ported_to_postgresql_yet_fails_with_a_clear_reason(
-    dispatch: Dispatch,
-) -> None:
-    """What runs on PostgreSQL answers; what does not yet (a report's queries: another branch
-    ports them) answers failed=True saying so, never a bare traceback: on SQLite it answers.
-    Goes (or moves to another request) when central/store/queries.py runs on PostgreSQL."""
-    reply, _ = await ask(dispatch, Report(what="punctuality", days=1))
-    if dispatch.store.backend == "sqlite":
-        assert reply.ok
-    else:
-        assert not reply.ok and reply.failed
-        assert "cannot do this on PostgreSQL yet" in reply.error
-        assert "json_valid(" in reply.error  # names what is not ported

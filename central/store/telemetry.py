@@ -113,15 +113,6 @@ class TelemetryTables:
     def count(self) -> int:
         return int(self.db.execute("SELECT COUNT(*) FROM telemetry").fetchone()[0])
 
-    def add_command(
-        self, cmd_id: str, bus: str, name: str, args: str, sent: float, expires: float
-    ) -> None:
-        """A command sent to a bus, waiting for its answer."""
-        self.db.table("commands").insert(
-            {"id": cmd_id, "bus": bus, "name": name, "args": args, "sent": sent,
-             "expires": expires, "status": "sent"}
-        )  # fmt: skip
-
     def answer_command(
         self, bus: str, cmd_id: str, status: str, reason: str | None, t: float
     ) -> bool:
@@ -151,5 +142,5 @@ class TelemetryTables:
 
     def commands(self, bus: str | None = None) -> list[dict[str, Any]]:
         if bus is None:
-            return list(self.db.query("SELECT * FROM commands ORDER BY sent"))
-        return list(self.db.query("SELECT * FROM commands WHERE bus = ? ORDER BY sent", [bus]))
+            return list(self.db.query("SELECT * FROM commands ORDER BY sent, id"))
+        return list(self.db.query("SELECT * FROM commands WHERE bus = ? ORDER BY sent, id", [bus]))
