@@ -43,9 +43,10 @@ import (gtfs_load.py: a server-side cursor streams, a typed temporary table sort
 reading, timetable versions and publications, retention (JSON through `has_position` and
 jsonb), and the service's claim (claim.py: a shared advisory lock per instance). So `central
 serve --db postgresql://...` runs, and so do the commands that open the database themselves
-(`import-gtfs` without a central, `retention`). Not yet: the reports and listings of
-queries.py and the plays copy (ads.py `copy_plays`), which another branch ports; a
-dispatcher's request that reaches one is answered failed=True naming what is not ported
+(`import-gtfs` without a central, `retention`), and the reports and listings of queries.py
+and the report copies (ads.py `copy_plays`, departures; tests/test_reports_backends.py checks
+that every reader answers alike on both). Should a statement still meet `NotPorted`, a
+dispatcher's request that reaches it is answered failed=True naming it
 (central/service/dispatch.py), never a crash of the service.
 
 Schema: the same migrations, one list per dialect of the same length (schema.py, and
