@@ -19,7 +19,6 @@ class CentralConfig:
     # PostgreSQL server, "postgresql://user@host:port/dbname" (central/store/backend.py), which
     # several `central serve` instances may share. On a server, timetable packages and uploads
     # go beside media_dir unless timetable_dir says where (no database file to put them by).
-    # Being ported (issue 15): a report not ported yet is answered with an error saying so.
     db: str = "central.sqlite"
     mqtt_host: str = "127.0.0.1"
     mqtt_port: int = 1883
