@@ -91,3 +91,40 @@ async def test_a_full_inbox_holds_the_network_thread_back_and_loses_nothing() ->
     thread.join(5)
     assert done.is_set()
     assert got == sent
+
+
+def test_a_bus_sending_faster_than_the_hold_gets_one_receipt_for_all_of_it(
+    ingest: Ingest,
+) -> None:
+    """A draining backlog is receipted once per hold interval per bus, not once a message;
+    nothing waits for a bus at 1 Hz, and nothing held is forgotten."""
+    ingest.handle_many([(topics.telemetry("b1"), batch("b1", range(1, 3)))], now=2000)
+    first = ingest.take_receipts(now=100.0, hold_s=0.25)
+    assert [(r.bus, expand(r.ranges)) for r in first] == [("b1", [1, 2])]
+    ingest.handle_many(
+        [
+            (topics.telemetry("b1"), batch("b1", range(3, 5))),
+            (topics.telemetry("b2"), batch("b2", range(1, 2))),
+        ],
+        now=2000,
+    )
+    soon = ingest.take_receipts(now=100.1, hold_s=0.25)
+    assert [(r.bus, expand(r.ranges)) for r in soon] == [("b2", [1])]  # b1 is held
+    assert ingest.receipts_due_in(100.1, 0.25) == pytest.approx(0.15)
+    ingest.handle_many([(topics.telemetry("b1"), batch("b1", range(5, 7)))], now=2000)
+    assert ingest.take_receipts(now=100.2, hold_s=0.25) == []
+    later = ingest.take_receipts(now=100.35, hold_s=0.25)
+    assert [(r.bus, expand(r.ranges)) for r in later] == [("b1", [3, 4, 5, 6])]
+    assert ingest.receipts_due_in(100.35, 0.25) is None  # nothing left waiting
+    assert ingest.store.seqs("b1") == [1, 2, 3, 4, 5, 6]
+
+
+async def test_an_inbox_take_cancelled_by_a_timeout_loses_nothing() -> None:
+    inbox = Inbox(asyncio.get_running_loop())
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.01):
+            await inbox.take()
+    inbox.put("t", b"x")
+    await asyncio.sleep(0)  # put's wake-up (call_soon_threadsafe) runs first
+    async with asyncio.timeout(0):  # ready now: nothing to wait for, nothing to time out
+        assert await inbox.take() == [("t", b"x")]

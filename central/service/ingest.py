@@ -63,6 +63,7 @@ class Ingest:
         # Sequence numbers stored since the last receipts went out, per bus; and those of the
         # transaction in progress, which join them once it committed.
         self.receipts: dict[str, list[int]] = collections.defaultdict(list)
+        self._receipted: dict[str, float] = {}  # when each bus last had one (monotonic)
         self._pending: dict[str, list[int]] = collections.defaultdict(list)
         self.offline_after: dict[str, float] = {}  # per-bus timeout announced in its birth
         self._last_warning = 0.0
@@ -277,16 +278,34 @@ class Ingest:
         else:  # answered already (a resend), expired, or not a command sent to this bus
             self.counters["command_answers_unmatched"] += 1
 
-    def take_receipts(self) -> list[Stored]:
+    def take_receipts(self, now: float | None = None, hold_s: float = 0.0) -> list[Stored]:
         """Receipts for what was stored since the last call: per bus, as many as it takes
-        for each to carry at most RECEIPT_RANGES ranges."""
+        for each to carry at most RECEIPT_RANGES ranges.
+
+        With `hold_s`, a bus that had a receipt less than `hold_s` ago (by `now`, monotonic)
+        gets none yet: what it has stored since waits and goes in one receipt when the time
+        is up (`receipts_due_in`). A bus sending faster than that (a backlog after an
+        outage) gets one receipt per `hold_s` instead of one per message; one at 1 Hz is not
+        held at all."""
         out = []
-        for bus, seqs in self.receipts.items():
-            spans = ranges(seqs)
+        at = time.monotonic() if now is None else now
+        for bus in list(self.receipts):
+            if hold_s:
+                if self._receipted.get(bus, -1e300) > at - hold_s:
+                    continue
+                self._receipted[bus] = at
+            spans = ranges(self.receipts.pop(bus))
             for i in range(0, len(spans), RECEIPT_RANGES):
                 out.append(Stored(bus=bus, ranges=spans[i : i + RECEIPT_RANGES]))
-        self.receipts.clear()
         return out
+
+    def receipts_due_in(self, now: float, hold_s: float) -> float | None:
+        """Seconds until the earliest held receipt may go (0 if one may go now); None if none
+        is waiting."""
+        if not self.receipts:
+            return None
+        first = min(self._receipted.get(bus, -1e300) for bus in self.receipts)
+        return max(0.0, first + hold_s - now)
 
     def _presence(self, bus: str, p: Presence, now: float) -> None:
         self._check_bus(bus, p.bus)
