@@ -63,6 +63,7 @@ import contextlib
 import json
 import math
 import multiprocessing as mp
+import os
 import signal
 import sqlite3
 import subprocess
@@ -75,6 +76,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil  # type: ignore[import-untyped]  # no stubs in the lock
+import psycopg
 from ingest_load import PublisherSpec, bus_id, run_bare_subscriber, run_publisher
 from ingest_measure import CpuMeter, Receipts, figures, latencies, print_table, report
 
@@ -82,6 +84,7 @@ from busfleet.broker.launch import run_mosquitto
 from protocols import compact, topics
 from protocols.compact import decode_batch
 
+REPO = Path(__file__).resolve().parent.parent
 MAX_SAMPLED = 1000  # buses whose receipts the bench follows
 
 
@@ -107,9 +110,30 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--publishers", type=int, default=2, help="publisher processes (2)")
     p.add_argument("--drain", type=float, default=60.0, help="max seconds to wait for stragglers")
     p.add_argument("--workdir", type=Path, help="keep logs and the database here (default: temp)")
+    p.add_argument(
+        "--backend",
+        choices=("sqlite", "postgresql"),
+        default="sqlite",
+        help="central's database: a fresh SQLite file, or a fresh PostgreSQL database (sqlite)",
+    )
+    p.add_argument(
+        "--pg-url",
+        help="a PostgreSQL server to use (postgresql://user@host:port/db; its role needs\n"
+        "CREATEDB: the run creates a database of its own there and drops it after); default:\n"
+        "a throwaway cluster (tests/postgres_helpers.py: fsync and synchronous_commit on)",
+    )
+    p.add_argument(
+        "--instances",
+        type=int,
+        default=1,
+        help="central serve processes on the database (1); more than one run as one group\n"
+        "(--group bench --client-id central-I, MQTT 5 shared subscription)",
+    )
     args = p.parse_args(argv)
-    if min(args.buses, args.seconds, args.publishers, args.batch) < 1:
-        p.error("--buses, --seconds, --publishers and --batch must be at least 1")
+    if min(args.buses, args.seconds, args.publishers, args.batch, args.instances) < 1:
+        p.error("--buses, --seconds, --publishers, --batch and --instances must be at least 1")
+    if args.pg_url and args.backend != "postgresql":
+        p.error("--pg-url goes with --backend postgresql")
     return args
 
 
@@ -122,7 +146,8 @@ class Run:
         self.port = port
         self.ctx = mp.get_context("spawn")  # no fork of a process with a paho thread
         self.children: list[tuple[mp.process.BaseProcess, Connection]] = []
-        self.central: subprocess.Popen[bytes] | None = None
+        self.centrals: list[subprocess.Popen[bytes]] = []
+        self.db: BenchDatabase | None = None
         self.sampled = list(range(0, args.buses, max(1, math.ceil(args.buses / MAX_SAMPLED))))
         self.messages = math.ceil((args.warmup + args.seconds) / args.batch)  # paced, per bus
         # Messages per bus for the backlog.
@@ -168,32 +193,40 @@ class Run:
         conn.recv()
         return conn, proc
 
-    def start_central(self) -> psutil.Process:
-        for suffix in ("", "-wal", "-shm"):  # a kept --workdir may hold an earlier run's
-            (self.workdir / f"central.sqlite{suffix}").unlink(missing_ok=True)
-        db, port = str(self.workdir / "central.sqlite"), str(self.port)
-        command = [sys.executable, "-m", "busfleet.cli", "central", "serve", "--db", db]
-        command += ["--mqtt-port", port, "--log-level", "WARNING"]
-        self.central = subprocess.Popen(
-            command,
-            stdout=subprocess.DEVNULL,
-            stderr=(self.workdir / "central.log").open("ab"),
-        )
-        return psutil.Process(self.central.pid)
+    def start_centrals(self, db: BenchDatabase) -> dict[str, psutil.Process]:
+        """`--instances` central serve processes on `db`; by name (central, or central-I)."""
+        n, port = self.args.instances, str(self.port)
+        out = {}
+        for i in range(n):
+            name = "central" if n == 1 else f"central-{i}"
+            command = [sys.executable, "-m", "busfleet.cli", "central", "serve", "--db", db.setting]
+            command += ["--mqtt-port", port, "--log-level", "WARNING", "--http-port", "0"]
+            if n > 1:
+                command += ["--group", "bench", "--client-id", name]
+            proc = subprocess.Popen(
+                command,
+                stdout=subprocess.DEVNULL,
+                stderr=(self.workdir / f"{name}.log").open("ab"),
+            )
+            self.centrals.append(proc)
+            out[name] = psutil.Process(proc.pid)
+        return out
 
-    def stop_central(self) -> None:
-        if self.central is not None and self.central.poll() is None:
-            with contextlib.suppress(psutil.Error):
-                psutil.Process(self.central.pid).resume()  # if stopped for the backlog
-            self.central.terminate()
+    def stop_centrals(self) -> None:
+        for central in self.centrals:
+            if central.poll() is None:
+                with contextlib.suppress(psutil.Error):
+                    psutil.Process(central.pid).resume()  # if stopped for the backlog
+                central.terminate()
+        for central in self.centrals:
             try:
-                self.central.wait(20)
+                central.wait(20)
             except subprocess.TimeoutExpired:
-                self.central.kill()
-                self.central.wait()
+                central.kill()
+                central.wait()
 
     def close(self) -> None:
-        self.stop_central()
+        self.stop_centrals()
         for proc, conn in self.children:
             with contextlib.suppress(OSError, psutil.Error):
                 psutil.Process(proc.pid).resume()
@@ -225,21 +258,22 @@ def paced(run: Run, procs: dict[str, psutil.Process], name: str) -> dict[str, An
 
 def backlog(
     run: Run,
-    subscriber: psutil.Process,
+    subscribers: dict[str, psutil.Process],
     procs: dict[str, psutil.Process],
     progress: Callable[[], tuple[int, float]],
     expected: int,
-    name: str,
 ) -> dict[str, Any] | None:
-    """Stop the subscriber, queue the backlog at the broker, let go and time the drain.
+    """Stop the subscribers, queue the backlog at the broker, let go and time the drain.
 
     `progress()` gives (records taken so far, time of the last one); `expected` is the total.
+    The CPU is the sum of the subscribers' (central's instances).
     What the broker dropped (its queue for one client holds max_queued_messages) never comes:
     the drain ends when nothing more arrives for 5 s.
     """
     if not run.flood:
         return None
-    subscriber.suspend()
+    for subscriber in subscribers.values():
+        subscriber.suspend()
     try:
         for c in run.publishers:
             c.send(("flood",))
@@ -249,7 +283,8 @@ def backlog(
         meter.begin()
         go = time.time()
     finally:
-        subscriber.resume()
+        for subscriber in subscribers.values():
+            subscriber.resume()
     deadline, last, still = time.time() + run.args.drain, -1, time.time()
     while time.time() < deadline:
         done, _t = progress()
@@ -265,7 +300,7 @@ def backlog(
     done, t_last = progress()
     drained = done - before  # while it had a backlog: its capacity
     seconds = max(t_last - go, 1e-3)
-    cpu_s = cpu.get(name, 0.0) / 100 * cpu["wall"]
+    cpu_s = sum(cpu.get(name, 0.0) for name in subscribers) / 100 * cpu["wall"]
     return {
         "records": records,
         "rate": drained / seconds,
@@ -284,7 +319,7 @@ def baseline_phase(run: Run, broker: psutil.Process) -> dict[str, Any]:
     expected = run.args.buses * run.messages * k + run.flood * run.args.buses * k
     time.sleep(2.0)
     cap = backlog(
-        run, proc, procs, lambda: (int(progress[0]) * k, progress[1]), expected, "subscriber"
+        run, {"subscriber": proc}, procs, lambda: (int(progress[0]) * k, progress[1]), expected
     )
     conn.send(("stop",))
     result = conn.recv()
@@ -302,22 +337,72 @@ def baseline_phase(run: Run, broker: psutil.Process) -> dict[str, Any]:
     return out
 
 
-def db_progress(db: Path) -> tuple[int, float]:
-    with contextlib.closing(sqlite3.connect(db, timeout=10)) as conn:
-        count, last = conn.execute("SELECT COUNT(*), MAX(received) FROM telemetry").fetchone()
+class BenchDatabase:
+    """Central's database for one run, as the bench reads it: records stored, and when."""
+
+    def __init__(self, setting: str) -> None:
+        self.setting = setting  # central serve's --db
+        self.postgres = setting.startswith("postgresql://")
+
+    def _query(self, sql: str, params: tuple[Any, ...] = ()) -> tuple[Any, ...]:
+        if self.postgres:
+            with psycopg.connect(self.setting, autocommit=True) as conn:
+                row = conn.execute(sql.replace("?", "%s"), params).fetchone()
+        else:
+            with contextlib.closing(sqlite3.connect(self.setting, timeout=10)) as conn:
+                row = conn.execute(sql, params).fetchone()
+        assert row is not None
+        return tuple(row)
+
+    def progress(self) -> tuple[int, float]:
+        """Records stored so far, and the `received` time of the last."""
+        count, last = self._query("SELECT COUNT(*), MAX(received) FROM telemetry")
         return int(count), float(last or 0.0)
 
+    def stored(self, w0: float = 0.0, w1: float = math.inf) -> int:
+        """Records stored (received) in [w0, w1)."""
+        if math.isinf(w1):
+            return int(self._query("SELECT COUNT(*) FROM telemetry")[0])
+        sql = "SELECT COUNT(*) FROM telemetry WHERE received >= ? AND received < ?"
+        return int(self._query(sql, (w0, w1))[0])
 
-def central_phase(run: Run, broker: psutil.Process) -> dict[str, Any]:
-    log("central phase: busfleet central serve")
-    central = run.start_central()
-    receipts = Receipts(run.port, run.sampled)
-    db = run.workdir / "central.sqlite"
-    a = run.args
+
+@contextlib.contextmanager
+def fresh_database(args: argparse.Namespace, wd: Path) -> Iterator[BenchDatabase]:
+    """A new, empty database for this run: a SQLite file in the work directory, or a database
+    created for the run on --pg-url's server or on a throwaway cluster, dropped after."""
+    if args.backend == "sqlite":
+        for suffix in ("", "-wal", "-shm"):  # a kept --workdir may hold an earlier run's
+            (wd / f"central.sqlite{suffix}").unlink(missing_ok=True)
+        yield BenchDatabase(str(wd / "central.sqlite"))
+        return
+    if args.pg_url is None:
+        sys.path.insert(0, str(REPO))
+        from tests.postgres_helpers import PostgresServer  # the tests' cluster
+
+        with PostgresServer() as server:
+            log(f"PostgreSQL cluster started in {server.dir}")
+            yield BenchDatabase(server.create_database())
+        return
+    name = f"central_ingest_{os.getpid()}_{int(time.time())}"
+    with psycopg.connect(args.pg_url, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
     try:
-        if not receipts.stats_seen.wait(30):
-            raise RuntimeError("central did not come up (see central.log)")
-        procs = {"central": central, "broker": broker, **run.procs}
+        yield BenchDatabase(args.pg_url.rsplit("/", 1)[0] + "/" + name)
+    finally:
+        with psycopg.connect(args.pg_url, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def central_phase(run: Run, broker: psutil.Process, db: BenchDatabase) -> dict[str, Any]:
+    a = run.args
+    log(f"central phase: busfleet central serve x {a.instances} on {a.backend}")
+    centrals = run.start_centrals(db)
+    receipts = Receipts(run.port, run.sampled, [n for n in centrals if a.instances > 1])
+    try:
+        if not receipts.ready(60):
+            raise RuntimeError("central did not come up (see central*.log)")
+        procs = {**centrals, "broker": broker, **run.procs}
         phase = paced(run, procs, "central")
         expected = len(run.sampled) * run.messages * a.batch
         deadline = time.time() + a.drain
@@ -325,22 +410,20 @@ def central_phase(run: Run, broker: psutil.Process) -> dict[str, Any]:
             time.sleep(0.2)
         published = sum(r["published"] for r in phase["results"])
         total = published + run.flood * a.buses * a.batch
-        cap = backlog(run, central, procs, lambda: db_progress(db), total, "central")
+        cap = backlog(run, centrals, procs, db.progress, total)
         lat = latencies(a, phase["results"], receipts.arrival)
     finally:
         receipts.close()
-        run.stop_central()
+        run.stop_centrals()
     w0, w1 = phase["window"]
-    with contextlib.closing(sqlite3.connect(db)) as conn:
-        (stored_in_window,) = conn.execute(
-            "SELECT COUNT(*) FROM telemetry WHERE received >= ? AND received < ?", (w0, w1)
-        ).fetchone()
-        (total,) = conn.execute("SELECT COUNT(*) FROM telemetry").fetchone()
-    out = figures(stored_in_window / (w1 - w0), lat, phase["cpu"], "central")
+    cpu = phase["cpu"]
+    if a.instances > 1:  # central's CPU: its instances' summed (each is in `cpu` too)
+        cpu["central"] = round(sum(cpu.get(n, 0.0) for n in centrals), 1)
+    out = figures(db.stored(w0, w1) / (w1 - w0), lat, cpu, "central")
     out.update(
         backlog=cap,
         published=published + (cap["records"] if cap else 0),
-        stored=total,
+        stored=db.stored(),
         lag_p99=max(r["lag_p99_s"] for r in phase["results"]),
     )
     return out
@@ -371,13 +454,20 @@ def main(argv: list[str] | None = None) -> int:
                 log(f"encoding the records of {args.buses} buses in {args.publishers} publishers")
                 run.start_publishers()
                 base = baseline_phase(run, mosquitto)
-                cen = central_phase(run, mosquitto)
+                with fresh_database(args, wd) as db:
+                    cen = central_phase(run, mosquitto, db)
             finally:
                 run.close()
     except KeyboardInterrupt:
         log("interrupted: every process the bench started is stopped")
         return 130
     out = report(args, base, cen)
+    out["backend"] = args.backend
+    out["instances"] = args.instances
+    if args.instances > 1:
+        out["central_cpu_pct_per_instance"] = {
+            k: v for k, v in cen["cpu"].items() if k.startswith("central-")
+        }
     out["central_decoder"] = "compiled" if compact.NATIVE else "pure Python"  # same tree, venv
     print_table(out)
     print(json.dumps(out), flush=True)
