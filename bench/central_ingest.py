@@ -340,9 +340,20 @@ def baseline_phase(run: Run, broker: psutil.Process) -> dict[str, Any]:
 class BenchDatabase:
     """Central's database for one run, as the bench reads it: records stored, and when."""
 
-    def __init__(self, setting: str) -> None:
+    def __init__(self, setting: str, server_pid: int | None = None) -> None:
         self.setting = setting  # central serve's --db
         self.postgres = setting.startswith("postgresql://")
+        self.server_pid = server_pid  # the bench's own PostgreSQL cluster: its postmaster
+
+    def server_processes(self) -> dict[str, psutil.Process]:
+        """The processes of the bench's own PostgreSQL cluster (postmaster, backends), by name
+        (postgres-PID); none on SQLite or on --pg-url's server."""
+        if self.server_pid is None:
+            return {}
+        with contextlib.suppress(psutil.Error):
+            main = psutil.Process(self.server_pid)
+            return {f"postgres-{p.pid}": p for p in [main, *main.children()]}
+        return {}
 
     def _query(self, sql: str, params: tuple[Any, ...] = ()) -> tuple[Any, ...]:
         if self.postgres:
@@ -382,7 +393,8 @@ def fresh_database(args: argparse.Namespace, wd: Path) -> Iterator[BenchDatabase
 
         with PostgresServer() as server:
             log(f"PostgreSQL cluster started in {server.dir}")
-            yield BenchDatabase(server.create_database())
+            pid = int((server.data / "postmaster.pid").read_text().split()[0])
+            yield BenchDatabase(server.create_database(), pid)
         return
     name = f"central_ingest_{os.getpid()}_{int(time.time())}"
     with psycopg.connect(args.pg_url, autocommit=True) as conn:
@@ -402,7 +414,7 @@ def central_phase(run: Run, broker: psutil.Process, db: BenchDatabase) -> dict[s
     try:
         if not receipts.ready(60):
             raise RuntimeError("central did not come up (see central*.log)")
-        procs = {**centrals, "broker": broker, **run.procs}
+        procs = {**centrals, "broker": broker, **run.procs, **db.server_processes()}
         phase = paced(run, procs, "central")
         expected = len(run.sampled) * run.messages * a.batch
         deadline = time.time() + a.drain
@@ -419,6 +431,8 @@ def central_phase(run: Run, broker: psutil.Process, db: BenchDatabase) -> dict[s
     cpu = phase["cpu"]
     if a.instances > 1:  # central's CPU: its instances' summed (each is in `cpu` too)
         cpu["central"] = round(sum(cpu.get(n, 0.0) for n in centrals), 1)
+    if db.server_pid is not None:  # the database server's CPU, apart from central's
+        cpu["postgres"] = round(sum(v for k, v in cpu.items() if k.startswith("postgres-")), 1)
     out = figures(db.stored(w0, w1) / (w1 - w0), lat, cpu, "central")
     out.update(
         backlog=cap,
@@ -464,6 +478,11 @@ def main(argv: list[str] | None = None) -> int:
     out = report(args, base, cen)
     out["backend"] = args.backend
     out["instances"] = args.instances
+    server = cen["cpu"].get("postgres")  # only when the bench started the cluster
+    out["postgres_cpu_pct"] = server
+    out["postgres_cpu_us_per_record"] = (
+        round(server / 100 / cen["rate"] * 1e6, 1) if server is not None and cen["rate"] else None
+    )
     if args.instances > 1:
         out["central_cpu_pct_per_instance"] = {
             k: v for k, v in cen["cpu"].items() if k.startswith("central-")
