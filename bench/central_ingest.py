@@ -6,7 +6,12 @@ compact TelemetryBatch messages of `--batch` records, QoS 1) serve two phases, o
 other in the same run:
 
 1. baseline: a bare paho subscriber (MQTT 5, QoS 1, like central) whose callback only counts;
-2. central: the real `busfleet central serve` process on a fresh SQLite file.
+2. central: the real `busfleet central serve` process on a fresh database: a SQLite file
+   (`--backend sqlite`, the default), or a PostgreSQL database created for the run
+   (`--backend postgresql`: on a throwaway cluster the bench starts as the tests start theirs,
+   tests/postgres_helpers.py, fsync and synchronous_commit on; or on `--pg-url`'s server).
+   `--instances N` > 1 starts N of them as one group on that database (`--group bench
+   --client-id central-I`, MQTT 5 shared subscription; one of them leads, service.py).
 
 Each phase has two parts:
 
@@ -25,6 +30,15 @@ Each phase has two parts:
 CPU figures are per cent of one core (psutil), and CPU microseconds per record. The machine
 is shared: `machine_cpu_pct` says how busy it was as a whole (200 = both cores).
 
+With several instances the figures are the group's: the rate is every record stored (the
+database's `received` times, whoever stored it), latency follows the receipts whichever
+instance sent them, central's CPU (at 1 Hz and draining) is the sum over the instances
+(`central_cpu_pct_per_instance` splits it: the leader also keeps the fleet view and the
+alarms of every record, so it costs more), and SIGSTOP/SIGCONT stop and free all of them.
+On the bench's own PostgreSQL cluster `postgres_cpu_pct` / `postgres_cpu_us_per_record` are
+the server's (postmaster and backends) at 1 Hz, not included in central's: a fair comparison
+with SQLite, which runs inside central, adds them.
+
 Measured on the 2-core dev machine, shared with other work (machine_cpu_pct 150-200 % in
 these runs: figures move by tens of per cent from run to run; compare the CPU per record).
 With the compiled compact decoder (busfleet/compact_build.py) and receipts at QoS 0:
@@ -40,6 +54,32 @@ With the compiled compact decoder (busfleet/compact_build.py) and receipts at Qo
   of CPU a record either way), so every bus goes "offline" (10,000 alarms) and the backlog
   part measures that cascade, not capacity: the 10,000-bus goal is not met there.
 
+Both backends, one and two instances (issue 15; 2026-12 on main after the PostgreSQL and
+group merges, compiled decoder; 30 s measured, 2 shared cores; "paho" = the bare subscriber of
+the same run; rate in records/s at 1 Hz, CPU in us a record at 1 Hz, drain in records/s):
+
+  configuration (buses, batch)   rate   p99 ms  CPU   PG CPU  drain   paho drain  eff.  machine
+  sqlite x1 (10,000, 10)        9,995     71   27.3    -     46,100    243,400   0.19     71
+  postgresql x1 (10,000, 10)   10,007    258   52.7    -     16,500    236,000   0.07    155
+                     again     10,015    205   48.5   28.2   19,400    246,700   0.08    144
+  postgresql x2 (10,000, 10)    9,985  1,048   66.2    -     15,000    237,500   0.06    164
+                     again      9,997     96   63.7    -     18,900    267,100   0.07    116
+                     again     10,006    106   65.0   27.5   17,800    255,800   0.07    131
+  sqlite x1 (2,000, 1)          2,001     78  142.9    -      7,900     23,800   0.33     77
+
+(paho at 1 Hz: 7.5-9.1 us a record at batch 10, 72.5 at batch 1.) p99 < 1 s holds in every
+run but the first two-instance one, taken while the machine was at 164 % (the others' tests):
+its repeats, on a quieter machine, are at ~100 ms. Every record published was stored (500,000
+of 500,000) in every run. On PostgreSQL central waits on the database: draining, central uses
+~62-76 % of a core (SQLite: 110 %) for a third to two fifths of SQLite's rate; the insert path,
+timed apart (one executemany of 10 rows a message, group commit of 100 messages, the same
+cluster), takes ~320 us a message (~31,000 records/s; the retention trigger ~17 % of it), a
+round trip a message: the store has to say how many of each message's records were new, so
+its insert cannot be deferred to the commit. Batched over a transaction (1,000 rows a
+statement) the same insert takes 62,000 records/s by executemany, 77,000 by COPY into a
+temporary table and INSERT ... ON CONFLICT DO NOTHING from it: the remedy, if PostgreSQL's
+drain rate matters, is an ingest that stores a transaction's records in one call.
+
 Where central's time goes (cProfile with a CPU clock per thread, sitecustomize on `central
 serve`, 3,000 buses draining a backlog; the profiler inflates small Python calls). At one
 record a message: paho's network thread is about half of central's CPU (its PUBLISH parsing,
@@ -53,6 +93,7 @@ of central: the ingest ~53 % of it (SQLite ~17 %, alarms ~8 %, decoder ~7 %, fle
 SQLite, not in the decoder (before: ~45 % of the GIL time at ten records a message).
 
 Run: .venv/bin/python bench/central_ingest.py --buses 10000 --seconds 30 [--batch 10]
+     [--backend sqlite|postgresql] [--pg-url URL] [--instances N]
 Progress goes to stderr; the last line printed is one JSON object with the figures.
 """
 
@@ -63,6 +104,7 @@ import contextlib
 import json
 import math
 import multiprocessing as mp
+import os
 import signal
 import sqlite3
 import subprocess
@@ -75,6 +117,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil  # type: ignore[import-untyped]  # no stubs in the lock
+import psycopg
 from ingest_load import PublisherSpec, bus_id, run_bare_subscriber, run_publisher
 from ingest_measure import CpuMeter, Receipts, figures, latencies, print_table, report
 
@@ -82,6 +125,7 @@ from busfleet.broker.launch import run_mosquitto
 from protocols import compact, topics
 from protocols.compact import decode_batch
 
+REPO = Path(__file__).resolve().parent.parent
 MAX_SAMPLED = 1000  # buses whose receipts the bench follows
 
 
@@ -107,9 +151,30 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--publishers", type=int, default=2, help="publisher processes (2)")
     p.add_argument("--drain", type=float, default=60.0, help="max seconds to wait for stragglers")
     p.add_argument("--workdir", type=Path, help="keep logs and the database here (default: temp)")
+    p.add_argument(
+        "--backend",
+        choices=("sqlite", "postgresql"),
+        default="sqlite",
+        help="central's database: a fresh SQLite file, or a fresh PostgreSQL database (sqlite)",
+    )
+    p.add_argument(
+        "--pg-url",
+        help="a PostgreSQL server to use (postgresql://user@host:port/db; its role needs\n"
+        "CREATEDB: the run creates a database of its own there and drops it after); default:\n"
+        "a throwaway cluster (tests/postgres_helpers.py: fsync and synchronous_commit on)",
+    )
+    p.add_argument(
+        "--instances",
+        type=int,
+        default=1,
+        help="central serve processes on the database (1); more than one run as one group\n"
+        "(--group bench --client-id central-I, MQTT 5 shared subscription)",
+    )
     args = p.parse_args(argv)
-    if min(args.buses, args.seconds, args.publishers, args.batch) < 1:
-        p.error("--buses, --seconds, --publishers and --batch must be at least 1")
+    if min(args.buses, args.seconds, args.publishers, args.batch, args.instances) < 1:
+        p.error("--buses, --seconds, --publishers, --batch and --instances must be at least 1")
+    if args.pg_url and args.backend != "postgresql":
+        p.error("--pg-url goes with --backend postgresql")
     return args
 
 
@@ -122,7 +187,8 @@ class Run:
         self.port = port
         self.ctx = mp.get_context("spawn")  # no fork of a process with a paho thread
         self.children: list[tuple[mp.process.BaseProcess, Connection]] = []
-        self.central: subprocess.Popen[bytes] | None = None
+        self.centrals: list[subprocess.Popen[bytes]] = []
+        self.db: BenchDatabase | None = None
         self.sampled = list(range(0, args.buses, max(1, math.ceil(args.buses / MAX_SAMPLED))))
         self.messages = math.ceil((args.warmup + args.seconds) / args.batch)  # paced, per bus
         # Messages per bus for the backlog.
@@ -168,32 +234,40 @@ class Run:
         conn.recv()
         return conn, proc
 
-    def start_central(self) -> psutil.Process:
-        for suffix in ("", "-wal", "-shm"):  # a kept --workdir may hold an earlier run's
-            (self.workdir / f"central.sqlite{suffix}").unlink(missing_ok=True)
-        db, port = str(self.workdir / "central.sqlite"), str(self.port)
-        command = [sys.executable, "-m", "busfleet.cli", "central", "serve", "--db", db]
-        command += ["--mqtt-port", port, "--log-level", "WARNING"]
-        self.central = subprocess.Popen(
-            command,
-            stdout=subprocess.DEVNULL,
-            stderr=(self.workdir / "central.log").open("ab"),
-        )
-        return psutil.Process(self.central.pid)
+    def start_centrals(self, db: BenchDatabase) -> dict[str, psutil.Process]:
+        """`--instances` central serve processes on `db`; by name (central, or central-I)."""
+        n, port = self.args.instances, str(self.port)
+        out = {}
+        for i in range(n):
+            name = "central" if n == 1 else f"central-{i}"
+            command = [sys.executable, "-m", "busfleet.cli", "central", "serve", "--db", db.setting]
+            command += ["--mqtt-port", port, "--log-level", "WARNING", "--http-port", "0"]
+            if n > 1:
+                command += ["--group", "bench", "--client-id", name]
+            proc = subprocess.Popen(
+                command,
+                stdout=subprocess.DEVNULL,
+                stderr=(self.workdir / f"{name}.log").open("ab"),
+            )
+            self.centrals.append(proc)
+            out[name] = psutil.Process(proc.pid)
+        return out
 
-    def stop_central(self) -> None:
-        if self.central is not None and self.central.poll() is None:
-            with contextlib.suppress(psutil.Error):
-                psutil.Process(self.central.pid).resume()  # if stopped for the backlog
-            self.central.terminate()
+    def stop_centrals(self) -> None:
+        for central in self.centrals:
+            if central.poll() is None:
+                with contextlib.suppress(psutil.Error):
+                    psutil.Process(central.pid).resume()  # if stopped for the backlog
+                central.terminate()
+        for central in self.centrals:
             try:
-                self.central.wait(20)
+                central.wait(20)
             except subprocess.TimeoutExpired:
-                self.central.kill()
-                self.central.wait()
+                central.kill()
+                central.wait()
 
     def close(self) -> None:
-        self.stop_central()
+        self.stop_centrals()
         for proc, conn in self.children:
             with contextlib.suppress(OSError, psutil.Error):
                 psutil.Process(proc.pid).resume()
@@ -225,21 +299,22 @@ def paced(run: Run, procs: dict[str, psutil.Process], name: str) -> dict[str, An
 
 def backlog(
     run: Run,
-    subscriber: psutil.Process,
+    subscribers: dict[str, psutil.Process],
     procs: dict[str, psutil.Process],
     progress: Callable[[], tuple[int, float]],
     expected: int,
-    name: str,
 ) -> dict[str, Any] | None:
-    """Stop the subscriber, queue the backlog at the broker, let go and time the drain.
+    """Stop the subscribers, queue the backlog at the broker, let go and time the drain.
 
     `progress()` gives (records taken so far, time of the last one); `expected` is the total.
+    The CPU is the sum of the subscribers' (central's instances).
     What the broker dropped (its queue for one client holds max_queued_messages) never comes:
     the drain ends when nothing more arrives for 5 s.
     """
     if not run.flood:
         return None
-    subscriber.suspend()
+    for subscriber in subscribers.values():
+        subscriber.suspend()
     try:
         for c in run.publishers:
             c.send(("flood",))
@@ -249,7 +324,8 @@ def backlog(
         meter.begin()
         go = time.time()
     finally:
-        subscriber.resume()
+        for subscriber in subscribers.values():
+            subscriber.resume()
     deadline, last, still = time.time() + run.args.drain, -1, time.time()
     while time.time() < deadline:
         done, _t = progress()
@@ -265,7 +341,7 @@ def backlog(
     done, t_last = progress()
     drained = done - before  # while it had a backlog: its capacity
     seconds = max(t_last - go, 1e-3)
-    cpu_s = cpu.get(name, 0.0) / 100 * cpu["wall"]
+    cpu_s = sum(cpu.get(name, 0.0) for name in subscribers) / 100 * cpu["wall"]
     return {
         "records": records,
         "rate": drained / seconds,
@@ -284,7 +360,7 @@ def baseline_phase(run: Run, broker: psutil.Process) -> dict[str, Any]:
     expected = run.args.buses * run.messages * k + run.flood * run.args.buses * k
     time.sleep(2.0)
     cap = backlog(
-        run, proc, procs, lambda: (int(progress[0]) * k, progress[1]), expected, "subscriber"
+        run, {"subscriber": proc}, procs, lambda: (int(progress[0]) * k, progress[1]), expected
     )
     conn.send(("stop",))
     result = conn.recv()
@@ -302,22 +378,84 @@ def baseline_phase(run: Run, broker: psutil.Process) -> dict[str, Any]:
     return out
 
 
-def db_progress(db: Path) -> tuple[int, float]:
-    with contextlib.closing(sqlite3.connect(db, timeout=10)) as conn:
-        count, last = conn.execute("SELECT COUNT(*), MAX(received) FROM telemetry").fetchone()
+class BenchDatabase:
+    """Central's database for one run, as the bench reads it: records stored, and when."""
+
+    def __init__(self, setting: str, server_pid: int | None = None) -> None:
+        self.setting = setting  # central serve's --db
+        self.postgres = setting.startswith("postgresql://")
+        self.server_pid = server_pid  # the bench's own PostgreSQL cluster: its postmaster
+
+    def server_processes(self) -> dict[str, psutil.Process]:
+        """The processes of the bench's own PostgreSQL cluster (postmaster, backends), by name
+        (postgres-PID); none on SQLite or on --pg-url's server."""
+        if self.server_pid is None:
+            return {}
+        with contextlib.suppress(psutil.Error):
+            main = psutil.Process(self.server_pid)
+            return {f"postgres-{p.pid}": p for p in [main, *main.children()]}
+        return {}
+
+    def _query(self, sql: str, params: tuple[Any, ...] = ()) -> tuple[Any, ...]:
+        if self.postgres:
+            with psycopg.connect(self.setting, autocommit=True) as conn:
+                row = conn.execute(sql.replace("?", "%s"), params).fetchone()
+        else:
+            with contextlib.closing(sqlite3.connect(self.setting, timeout=10)) as conn:
+                row = conn.execute(sql, params).fetchone()
+        assert row is not None
+        return tuple(row)
+
+    def progress(self) -> tuple[int, float]:
+        """Records stored so far, and the `received` time of the last."""
+        count, last = self._query("SELECT COUNT(*), MAX(received) FROM telemetry")
         return int(count), float(last or 0.0)
 
+    def stored(self, w0: float = 0.0, w1: float = math.inf) -> int:
+        """Records stored (received) in [w0, w1)."""
+        if math.isinf(w1):
+            return int(self._query("SELECT COUNT(*) FROM telemetry")[0])
+        sql = "SELECT COUNT(*) FROM telemetry WHERE received >= ? AND received < ?"
+        return int(self._query(sql, (w0, w1))[0])
 
-def central_phase(run: Run, broker: psutil.Process) -> dict[str, Any]:
-    log("central phase: busfleet central serve")
-    central = run.start_central()
-    receipts = Receipts(run.port, run.sampled)
-    db = run.workdir / "central.sqlite"
-    a = run.args
+
+@contextlib.contextmanager
+def fresh_database(args: argparse.Namespace, wd: Path) -> Iterator[BenchDatabase]:
+    """A new, empty database for this run: a SQLite file in the work directory, or a database
+    created for the run on --pg-url's server or on a throwaway cluster, dropped after."""
+    if args.backend == "sqlite":
+        for suffix in ("", "-wal", "-shm"):  # a kept --workdir may hold an earlier run's
+            (wd / f"central.sqlite{suffix}").unlink(missing_ok=True)
+        yield BenchDatabase(str(wd / "central.sqlite"))
+        return
+    if args.pg_url is None:
+        sys.path.insert(0, str(REPO))
+        from tests.postgres_helpers import PostgresServer  # the tests' cluster
+
+        with PostgresServer() as server:
+            log(f"PostgreSQL cluster started in {server.dir}")
+            pid = int((server.data / "postmaster.pid").read_text().split()[0])
+            yield BenchDatabase(server.create_database(), pid)
+        return
+    name = f"central_ingest_{os.getpid()}_{int(time.time())}"
+    with psycopg.connect(args.pg_url, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
     try:
-        if not receipts.stats_seen.wait(30):
-            raise RuntimeError("central did not come up (see central.log)")
-        procs = {"central": central, "broker": broker, **run.procs}
+        yield BenchDatabase(args.pg_url.rsplit("/", 1)[0] + "/" + name)
+    finally:
+        with psycopg.connect(args.pg_url, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def central_phase(run: Run, broker: psutil.Process, db: BenchDatabase) -> dict[str, Any]:
+    a = run.args
+    log(f"central phase: busfleet central serve x {a.instances} on {a.backend}")
+    centrals = run.start_centrals(db)
+    receipts = Receipts(run.port, run.sampled, [n for n in centrals if a.instances > 1])
+    try:
+        if not receipts.ready(60):
+            raise RuntimeError("central did not come up (see central*.log)")
+        procs = {**centrals, "broker": broker, **run.procs, **db.server_processes()}
         phase = paced(run, procs, "central")
         expected = len(run.sampled) * run.messages * a.batch
         deadline = time.time() + a.drain
@@ -325,22 +463,22 @@ def central_phase(run: Run, broker: psutil.Process) -> dict[str, Any]:
             time.sleep(0.2)
         published = sum(r["published"] for r in phase["results"])
         total = published + run.flood * a.buses * a.batch
-        cap = backlog(run, central, procs, lambda: db_progress(db), total, "central")
+        cap = backlog(run, centrals, procs, db.progress, total)
         lat = latencies(a, phase["results"], receipts.arrival)
     finally:
         receipts.close()
-        run.stop_central()
+        run.stop_centrals()
     w0, w1 = phase["window"]
-    with contextlib.closing(sqlite3.connect(db)) as conn:
-        (stored_in_window,) = conn.execute(
-            "SELECT COUNT(*) FROM telemetry WHERE received >= ? AND received < ?", (w0, w1)
-        ).fetchone()
-        (total,) = conn.execute("SELECT COUNT(*) FROM telemetry").fetchone()
-    out = figures(stored_in_window / (w1 - w0), lat, phase["cpu"], "central")
+    cpu = phase["cpu"]
+    if a.instances > 1:  # central's CPU: its instances' summed (each is in `cpu` too)
+        cpu["central"] = round(sum(cpu.get(n, 0.0) for n in centrals), 1)
+    if db.server_pid is not None:  # the database server's CPU, apart from central's
+        cpu["postgres"] = round(sum(v for k, v in cpu.items() if k.startswith("postgres-")), 1)
+    out = figures(db.stored(w0, w1) / (w1 - w0), lat, cpu, "central")
     out.update(
         backlog=cap,
         published=published + (cap["records"] if cap else 0),
-        stored=total,
+        stored=db.stored(),
         lag_p99=max(r["lag_p99_s"] for r in phase["results"]),
     )
     return out
@@ -371,13 +509,25 @@ def main(argv: list[str] | None = None) -> int:
                 log(f"encoding the records of {args.buses} buses in {args.publishers} publishers")
                 run.start_publishers()
                 base = baseline_phase(run, mosquitto)
-                cen = central_phase(run, mosquitto)
+                with fresh_database(args, wd) as db:
+                    cen = central_phase(run, mosquitto, db)
             finally:
                 run.close()
     except KeyboardInterrupt:
         log("interrupted: every process the bench started is stopped")
         return 130
     out = report(args, base, cen)
+    out["backend"] = args.backend
+    out["instances"] = args.instances
+    server = cen["cpu"].get("postgres")  # only when the bench started the cluster
+    out["postgres_cpu_pct"] = server
+    out["postgres_cpu_us_per_record"] = (
+        round(server / 100 / cen["rate"] * 1e6, 1) if server is not None and cen["rate"] else None
+    )
+    if args.instances > 1:
+        out["central_cpu_pct_per_instance"] = {
+            k: v for k, v in cen["cpu"].items() if k.startswith("central-")
+        }
     out["central_decoder"] = "compiled" if compact.NATIVE else "pure Python"  # same tree, venv
     print_table(out)
     print(json.dumps(out), flush=True)

@@ -7,6 +7,7 @@ import contextlib
 import math
 import threading
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import paho.mqtt.client as paho
@@ -67,18 +68,24 @@ class CpuMeter:
 
 
 class Receipts:
-    """Follows central's receipts for the sampled buses and its stats, on a paho thread."""
+    """Follows central's receipts for the sampled buses and its stats, on a paho thread.
 
-    def __init__(self, port: int, sampled: list[int]) -> None:
+    Central is up when its stats come (the leader's, with `instances` of a group: each one's
+    own too: every instance publishes them once subscribed). A receipt counts whoever sent it.
+    """
+
+    def __init__(self, port: int, sampled: list[int], instances: Sequence[str] = ()) -> None:
         self.arrival: dict[tuple[int, int], float] = {}
         self.stats_seen = threading.Event()
+        self.waiting = {topics.central_instance_stats(i) for i in instances}
+        self.all_seen = threading.Event()
         self.index = {topics.stored(bus_id(b)): b for b in sampled}
         self.client = paho.Client(
             CallbackAPIVersion.VERSION2, client_id="bench-receipts", protocol=paho.MQTTv5
         )
         self.client.on_message = self._on_message
         self.client.connect("127.0.0.1", port)
-        wanted = [*self.index, topics.central_stats()]
+        wanted = [*self.index, topics.central_stats(), *self.waiting]
         for i in range(0, len(wanted), 200):
             self.client.subscribe([(t, 1) for t in wanted[i : i + 200]])
         self.client.loop_start()
@@ -88,11 +95,19 @@ class Receipts:
         bus = self.index.get(msg.topic)
         if bus is None:
             codec.decode(CentralStats, bytes(msg.payload))
-            self.stats_seen.set()  # central is up: it publishes stats once subscribed
+            self.waiting.discard(msg.topic)
+            if msg.topic == topics.central_stats():
+                self.stats_seen.set()  # central is up: it publishes stats once subscribed
+            if self.stats_seen.is_set() and not self.waiting:
+                self.all_seen.set()
             return
         for first, last in codec.decode(Stored, bytes(msg.payload)).ranges:
             for seq in range(first, last + 1):
                 self.arrival.setdefault((bus, seq), now)
+
+    def ready(self, timeout: float) -> bool:
+        """Whether every instance of central came up within `timeout` seconds."""
+        return self.all_seen.wait(timeout)
 
     def close(self) -> None:
         self.client.disconnect()
