@@ -14,7 +14,7 @@ from central.service.service import Inbox
 from central.store.pg_store import open_store
 from protocols import codec, topics
 from protocols.ranges import expand
-from protocols.schemas import Position, TelemetryBatch, TelemetryRecord
+from protocols.schemas import Event, EventBatch, Position, TelemetryBatch, TelemetryRecord
 
 
 def batch(bus: str, seqs: range) -> bytes:
@@ -128,3 +128,21 @@ async def test_an_inbox_take_cancelled_by_a_timeout_loses_nothing() -> None:
     await asyncio.sleep(0)  # put's wake-up (call_soon_threadsafe) runs first
     async with asyncio.timeout(0):  # ready now: nothing to wait for, nothing to time out
         assert await inbox.take() == [("t", b"x")]
+
+
+def test_a_text_with_a_nul_in_it_is_stored_and_its_batch_with_it(ingest: Ingest) -> None:
+    """PostgreSQL's text cannot hold NUL: such an event is stored there with U+FFFD (SQLite
+    keeps it), and the other messages of its batch are stored and receipted on both."""
+    nul = EventBatch(bus="b2", events=[Event(seq=1, t=1000.0, kind="x\x00y", data={"r": "a\x00"})])
+    ingest.handle_many(
+        [
+            (topics.telemetry("b1"), batch("b1", range(1, 3))),
+            (topics.events("b2"), codec.encode(nul)),
+        ],
+        now=2000,
+    )
+    receipts = {r.bus: expand(r.ranges) for r in ingest.take_receipts()}
+    assert receipts == {"b1": [1, 2], "b2": [1]}
+    [(kind,)] = ingest.store.db.execute("SELECT kind FROM events WHERE bus = 'b2'").fetchall()
+    assert kind in ("x\x00y", "x\ufffdy")
+    assert kind == ("x\x00y" if ingest.store.backend == "sqlite" else "x\ufffdy")

@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import decimal
 import itertools
+import logging
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import psycopg
 from psycopg import pq
+from psycopg.adapt import Dumper
 from psycopg.types.numeric import NumericLoader
 
 from central.store.backend import NotPorted, RolledBack
@@ -30,6 +32,10 @@ CHUNK_ROWS = 10_000  # executemany sends a long stream of rows in pieces: bounde
 
 Params = Sequence[Any] | Mapping[str, Any] | None
 
+log = logging.getLogger("busfleet.central.store")
+
+NUL_REPLACEMENT = "\ufffd"  # what a NUL in a text becomes on PostgreSQL
+
 
 class _SqliteNumbers(NumericLoader):
     """numeric (SUM or AVG of integers) as SQLite gives it: an int when whole, else a float."""
@@ -41,10 +47,33 @@ class _SqliteNumbers(NumericLoader):
         return value
 
 
+class _TextWithoutNul(Dumper):
+    """A str parameter as text of unknown type (as psycopg's own), a NUL character in it
+    replaced by U+FFFD: PostgreSQL's text cannot hold NUL (SQLite's can), and one bus's event
+    with a NUL in its kind must not fail the batch it came in (and, unreceipted, come back
+    forever). Counted and logged (`replaced`: the first, then every 1,000th)."""
+
+    replaced = 0
+
+    def dump(self, obj: str) -> bytes:
+        if "\x00" in obj:
+            cls = _TextWithoutNul
+            cls.replaced += 1
+            if cls.replaced % 1000 == 1:
+                log.warning(
+                    "a text with NUL characters stored with U+FFFD instead (%d so far): %r",
+                    cls.replaced,
+                    obj[:80],
+                )
+            obj = obj.replace("\x00", NUL_REPLACEMENT)
+        return obj.encode()
+
+
 def connect(url: str) -> psycopg.Connection[tuple[Any, ...]]:
     """A connection to `url` for the store: autocommit (the store opens its transactions)."""
-    conn = psycopg.connect(url, autocommit=True)
+    conn = psycopg.connect(url, autocommit=True, client_encoding="utf8")
     conn.adapters.register_loader("numeric", _SqliteNumbers)
+    conn.adapters.register_dumper(str, _TextWithoutNul)
     return conn
 
 
