@@ -15,9 +15,12 @@ from typing import Any, TypeVar
 from onboard.errors import ConfigError
 from onboard.gps.backends import GPS_SOURCES
 from onboard.gps.settings import GpsSection
+from onboard.health.settings import HealthSection
+from onboard.logs.settings import LogsSection
 from onboard.portal.firewall import FirewallError, parse_networks
 from onboard.portal.firewalls import FIREWALLS
 from onboard.portal.settings import PortalSection
+from onboard.update.settings import UpdateSection
 from onboard.vehicle.backends import CAN_INTERFACES
 from protocols.topics import valid_bus_id
 
@@ -135,6 +138,9 @@ class AgentConfig:
     driver: DriverSection = field(default_factory=DriverSection)
     portal: PortalSection = field(default_factory=PortalSection)
     journey: JourneySection = field(default_factory=JourneySection)
+    update: UpdateSection = field(default_factory=UpdateSection)
+    health: HealthSection = field(default_factory=HealthSection)
+    logs: LogsSection = field(default_factory=LogsSection)
 
     @property
     def mqtt_username(self) -> str:
@@ -181,6 +187,10 @@ RANGES: dict[str, tuple[float, float]] = {
     "portal.feedback_per_hour": (0, 10_000),
     "portal.sync_every_s": (0.01, 3_600),
     "portal.stats_every_s": (0.01, DAY),
+    "update.health_timeout_s": (10, DAY),
+    "health.interval_s": (1, DAY),
+    "health.data_budget_mb": (0, 10_000_000),
+    "logs.max_mb": (0.1, 100_000),
 }
 
 
@@ -242,6 +252,9 @@ def build_config(raw: dict[str, Any], path: str = "<config>") -> AgentConfig:
         driver=_section(DriverSection, raw.get("driver"), "driver", path),
         portal=_section(PortalSection, raw.get("portal"), "portal", path),
         journey=_section(JourneySection, raw.get("journey"), "journey", path),
+        update=_section(UpdateSection, raw.get("update"), "update", path),
+        health=_section(HealthSection, raw.get("health"), "health", path),
+        logs=_section(LogsSection, raw.get("logs"), "logs", path),
     )
     if not valid_bus_id(config.bus.id):
         raise ConfigError(

@@ -239,6 +239,33 @@ class TimetableState(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=Tr
     error: str | None = None  # why the last package was refused (the old one runs on)
 
 
+# A release's version: dotted numbers ("0.2.0"), compared as tuples (protocols/release.py).
+ReleaseVersion = Annotated[str, msgspec.Meta(pattern=r"^[0-9]{1,6}(\.[0-9]{1,6}){0,3}$")]
+# A TUF target's name in central's repository ("busfleet-0.2.0.tar"): no path, no dot first.
+TargetName = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$")]
+ShortText = Annotated[str, msgspec.Meta(max_length=2000)]
+
+
+class ReleaseRef(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """The software release central wants a bus to run: a target of central's TUF repository,
+    fetched and verified through TUF metadata (onboard/update/), never trusted by this name."""
+
+    version: ReleaseVersion
+    target: TargetName
+    rollout: Annotated[str, msgspec.Meta(max_length=64)] = ""  # the rollout that asked for it
+
+
+class ReleaseState(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """What software a bus runs and where an update stands (protocols/release.py: PHASES)."""
+
+    running: Annotated[str, msgspec.Meta(max_length=64)]  # the agent's version
+    slot: Annotated[str, msgspec.Meta(max_length=128)] = ""  # the slot it runs from
+    previous: Annotated[str, msgspec.Meta(max_length=64)] = ""  # the version it would fall back to
+    wanted: Annotated[str, msgspec.Meta(max_length=64)] = ""  # the desired version being worked on
+    phase: Annotated[str, msgspec.Meta(max_length=32)] = "idle"
+    error: ShortText = ""  # why `wanted` failed or was refused
+
+
 class DesiredState(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     """What central wants a bus to run: one retained document per bus, versioned as a whole."""
 
@@ -254,6 +281,7 @@ class DesiredState(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True
     config: dict[str, str | int | float | bool] = msgspec.field(default_factory=dict)
     diversions: list[Diversion] = msgspec.field(default_factory=list)  # of the bus's routes
     timetable: TimetableRef | None = None  # the published timetable this bus should run
+    release: ReleaseRef | None = None  # the software release this bus should run (issue 16)
 
 
 class ReportedState(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
@@ -275,6 +303,7 @@ class ReportedState(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=Tru
     counters: dict[str, SignedCount] = msgspec.field(default_factory=dict)  # rejected inputs etc.
     journey: JourneyStatus | None = None  # where on its trip the bus is, how late
     timetable: TimetableState | None = None  # which timetable version runs, which is staged
+    release: ReleaseState | None = None  # which software runs, where an update stands
 
 
 class JourneyStatus(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):

@@ -66,7 +66,7 @@ from central.remote_config import CONFIG_HANDLERS
 from central.reports import plays_report
 from central.service import queries
 from central.service.alarm_center import AlarmCenter, Outgoing
-from central.service.timetable_requests import handlers as timetable_handlers
+from central.service.request_tables import handlers as more_handlers
 from central.store import gtfs as gtfs_db
 from central.store.backend import NotPorted
 from central.store.db import CentralStore
@@ -211,7 +211,7 @@ class Dispatch:
             PlaysReport: self._plays_report,
             **CONFIG_HANDLERS,  # central/remote_config.py
         }
-        self.handlers.update(timetable_handlers(config, _page))  # timetables, groups
+        self.handlers.update(more_handlers(config, _page))  # timetables, groups, releases...
         assert set(self.handlers) == set(REQUESTS), "every request type has its handler"
 
     async def handle(self, topic: str, payload: bytes, now: float | None = None) -> list[Outgoing]:
