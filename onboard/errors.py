@@ -76,3 +76,17 @@ class BackendError(ConfigError, LookupError):
         self.kind = kind
         self.name = name
         self.known = known
+
+
+class UpdateError(AgentError):
+    """A software update could not go ahead (onboard/update/)."""
+
+
+class ReleaseRefused(UpdateError):
+    """A release that must never run: unsigned, tampered (wrong hash or length), expired or
+    rolled-back metadata, an unknown target, a version not newer than the running one, a bad
+    manifest. Terminal for that version; the message says which in plain words."""
+
+
+class FetchFailed(UpdateError):
+    """A release could not be fetched now (network, server down): try again later."""
