@@ -27,6 +27,7 @@ from onboard.backoff import Backoff
 from onboard.config import AgentConfig
 from onboard.link.outbox import Outbox, Pending
 from onboard.link.settings import mqtt_settings
+from onboard.version import agent_version
 from protocols import codec, compact, topics
 from protocols.bounds import fit_raw
 from protocols.errors import ProtocolError
@@ -41,7 +42,7 @@ from protocols.schemas import (
 
 log = logging.getLogger("busfleet.onboard.link")
 
-AGENT_VERSION = "0.1.0"
+AGENT_VERSION = agent_version()  # the installed release (onboard/update/)
 WINDOW = 20  # batches sent and not yet confirmed by central
 # Bigger messages on any subscribed topic are dropped unread; the broker is asked not to send
 # them at all (MQTT 5 Maximum Packet Size, onboard/link/settings.py).
