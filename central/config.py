@@ -38,6 +38,9 @@ class CentralConfig:
     # http://{http_host}:{http_port}/timetables
     timetable_dir: str = ""
     timetable_url: str = ""
+    # The TUF repository of software releases (`busfleet release init`), served read-only at
+    # /releases/ by the HTTP server; empty: not served. central re-signs its timestamp.
+    release_repo: str = ""
     http_host: str = "127.0.0.1"  # central's HTTP server (GTFS-Realtime): address to bind
     http_port: int = 0  # its port; 0 = no HTTP server
     # Retention (central/retention.py), days per kind; 0 = keep forever. Positions go first:

@@ -29,6 +29,7 @@ from central.http import gtfs_rt
 from central.http.alerts import service_alerts
 from central.http.journeys import JourneyIndex
 from central.http.media import media_routes
+from central.http.releases import release_routes
 from central.http.timetables import timetable_routes
 from central.store import gtfs as gtfs_db
 from central.store.db import CentralStore
@@ -219,6 +220,7 @@ async def run_http(
     # The ad media library for the buses (Range requests: resumable downloads).
     # Timetable packages the same way (central/http/timetables.py).
     routes = [*media_routes(config.media_dir), *timetable_routes(timetable_root(config)), *routes]
+    routes += release_routes(config.release_repo)  # the TUF repository, read-only (/releases/)
     app = create_app(store, fleet=fleet, routes=routes, counters=counters)
     async with serving(app, config.http_host, config.http_port):
         await asyncio.Event().wait()

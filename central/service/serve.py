@@ -3,7 +3,8 @@
 The service (central/service/service.py: ingest, fleet state, dispatchers' requests and the
 periodic sync of desired documents, all on its one MQTT client) and, when `http_port` is set,
 the HTTP server (GTFS-Realtime, media, /healthz) run as named tasks of one TaskGroup. If one
-of them fails, the process ends and systemd restarts it whole.
+of them fails, the process ends and systemd restarts it whole. With `release_repo` set, a third
+task re-signs the release repository's timestamp (central/service/release_timestamp.py).
 
 The service opened the database; the HTTP server reads it through the same store, on the same
 event loop (one owner, one connection; the dispatch's slow work takes `store.for_thread()`).
@@ -16,6 +17,7 @@ import logging
 
 from central.config import CentralConfig
 from central.http.server import run_http
+from central.service.release_timestamp import TimestampTask
 from central.service.service import CentralService
 
 log = logging.getLogger("busfleet.central.serve")
@@ -32,5 +34,11 @@ async def serve(config: CentralConfig, service: CentralService) -> None:
                 log.info("HTTP on %s:%d", config.http_host, config.http_port)
                 http = run_http(config, service.store, counters=service.ingest.counters)
                 tg.create_task(http, name="http")
+            if config.release_repo:  # re-sign its timestamp: in a group, the leader only
+
+                def live() -> bool:
+                    return service.leader is None or service.leader.holds()
+
+                tg.create_task(TimestampTask(config.release_repo, live).run(), name="releases")
     finally:
         service.store.close()
