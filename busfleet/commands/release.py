@@ -40,9 +40,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     build.add_argument(
         "--wheelhouse", type=Path, help="take dependency wheels from this folder, not PyPI"
     )
-    build.add_argument(
-        "--platform", help="wheels for another machine, e.g. manylinux2014_aarch64"
-    )
+    build.add_argument("--platform", help="wheels for another machine, e.g. manylinux2014_aarch64")
     build.set_defaults(func=build_cmd)
 
     init = rsub.add_parser(

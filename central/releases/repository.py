@@ -41,8 +41,8 @@ from typing import Any, TypeVar
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from securesystemslib.signer import CryptoSigner, Key
 from tuf.api.metadata import (
-    MetaFile,
     Metadata,
+    MetaFile,
     Root,
     Snapshot,
     TargetFile,
@@ -150,9 +150,7 @@ def init(
         raise
 
 
-def _create(
-    paths: _Paths, root_key: Path, when: datetime, lifetimes: dict[str, timedelta]
-) -> Path:
+def _create(paths: _Paths, root_key: Path, when: datetime, lifetimes: dict[str, timedelta]) -> Path:
     for folder in (paths.keys, paths.metadata, paths.targets):
         folder.mkdir(parents=True, exist_ok=True)
     paths.keys.chmod(0o700)
