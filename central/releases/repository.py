@@ -31,6 +31,7 @@ import fcntl
 import hashlib
 import os
 import shutil
+import tarfile
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -320,8 +321,13 @@ def _manifest(release_tar: Path) -> Manifest:
 def _check_wheels(release_tar: Path, manifest: Manifest) -> None:
     """Every wheel the manifest lists is in the tar with its size and sha256: a broken
     release is refused here, once, not by every bus."""
-    import tarfile
+    try:
+        _check_members(release_tar, manifest)
+    except (tarfile.TarError, EOFError) as exc:
+        raise ReleaseRepoError(f"{release_tar}: a broken tar ({exc})") from exc
 
+
+def _check_members(release_tar: Path, manifest: Manifest) -> None:
     with tarfile.open(release_tar, "r:") as tar:
         for wheel in manifest.wheels:
             try:
