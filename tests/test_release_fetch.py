@@ -21,7 +21,7 @@ from onboard.errors import FetchFailed, ReleaseRefused
 from onboard.update.fetch import fetch_release
 from protocols.release import target_name
 from protocols.schemas import ReleaseRef
-from tests.release_helpers import release_tar, repo_server
+from tests.release_repo_helpers import release_tar, repo_server
 
 
 def ref(version: str) -> ReleaseRef:

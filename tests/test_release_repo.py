@@ -27,7 +27,7 @@ from central.releases import repository
 from central.releases.repository import ReleaseRepoError
 from central.service.release_timestamp import TimestampTask
 from central.store.pg_store import open_store
-from tests.release_helpers import release_tar, repo_server
+from tests.release_repo_helpers import release_tar, repo_server
 
 
 @pytest.fixture

@@ -134,7 +134,7 @@ def _packages(project: Path) -> list[str]:
 
 
 def _uv(project: Path) -> str:
-    found = shutil.which("uv") or project / ".tools/uv/bin/uv"
+    found = shutil.which("uv") or project.resolve() / ".tools/uv/bin/uv"
     if not Path(found).exists():
         raise BuildError("uv is needed to build a release (./run setup installs it)")
     return str(found)
@@ -142,9 +142,11 @@ def _uv(project: Path) -> str:
 
 def _pip(project: Path) -> list[str]:
     """An interpreter with pip: the project's tool environment (./run setup), else python3."""
-    for python in (project / ".tools/uv/bin/python", Path(sys.executable)):
+    for python in (project.resolve() / ".tools/uv/bin/python", Path(sys.executable)):
+        if not python.exists():
+            continue
         probe = subprocess.run([python, "-m", "pip", "--version"], capture_output=True)
-        if python.exists() and probe.returncode == 0:
+        if probe.returncode == 0:
             return [str(python), "-m", "pip"]
     return ["python3", "-m", "pip"]
 
