@@ -41,6 +41,7 @@ __all__ = [
     "BusCommandBase",
     "CancelDiversion",
     "CentralPresence",
+    "CommandAnswer",
     "CreateDiversion",
     "DeleteGroup",
     "Detail",
@@ -59,6 +60,7 @@ __all__ = [
     "ListPlaylists",
     "ListTimetables",
     "Listing",
+    "Logs",
     "PlaysReport",
     "PublishTimetable",
     "ReadRequest",
@@ -130,8 +132,24 @@ class DriverMessage(BusCommandBase, tag="driver_message", frozen=True, kw_only=T
     text: DriverText
 
 
-BusCommand = Resend | Announce | Restart | DriverMessage
-BUS_COMMANDS: tuple[type[BusCommandBase], ...] = (Resend, Announce, Restart, DriverMessage)
+# -- the agent's log, read remotely (issue 16: `busfleet central logs`) --
+MAX_LOGS_SINCE_S = 7 * 86400.0  # a week back at most
+MAX_LOGS_GREP = 200  # characters of a plain substring: never a pattern from the network
+MAX_LOGS_BYTES = 64 * 1024  # compressed; base64 makes it 87,384 characters of the answer
+
+
+class Logs(BusCommandBase, tag="logs", frozen=True, kw_only=True):
+    """The agent's log lines of the last `since_s` seconds that contain `grep` (a plain,
+    case-sensitive substring; "" keeps all), the newest that fit `max_bytes` compressed; the
+    answer's data: `log` (zlib, base64; protocols/logtext.py), `lines`, `bytes`, `truncated`."""
+
+    since_s: Annotated[float, msgspec.Meta(gt=0.0, le=MAX_LOGS_SINCE_S)] = 3600.0
+    grep: Annotated[str, msgspec.Meta(max_length=MAX_LOGS_GREP)] = ""
+    max_bytes: Annotated[int, msgspec.Meta(ge=1024, le=MAX_LOGS_BYTES)] = MAX_LOGS_BYTES
+
+
+BusCommand = Resend | Announce | Restart | DriverMessage | Logs
+BUS_COMMANDS: tuple[type[BusCommandBase], ...] = (Resend, Announce, Restart, DriverMessage, Logs)
 COMMAND_NAMES: tuple[str, ...] = tuple(str(c.__struct_config__.tag) for c in BUS_COMMANDS)
 
 
@@ -465,6 +483,15 @@ class ShowConfig(RequestBase, tag="show_config", frozen=True, kw_only=True):
     bus: Name
 
 
+# -- a command's answer, as the bus gave it (issue 16: `busfleet central logs` waits for it) --
+class CommandAnswer(RequestBase, tag="command_answer", frozen=True, kw_only=True):
+    """The status of command `id` sent to `bus` (sent, ok, failed, expired) and, once the bus
+    answered, the data of its answer (a `logs` command's lines)."""
+
+    bus: Name
+    id: Name
+
+
 Request = (
     AckAlarm
     | Assign
@@ -499,6 +526,7 @@ Request = (
     | ShowGroup
     | SetConfig
     | ShowConfig
+    | CommandAnswer
 )
 REQUESTS: tuple[type[RequestBase], ...] = (
     AckAlarm,
@@ -534,6 +562,7 @@ REQUESTS: tuple[type[RequestBase], ...] = (
     ShowGroup,
     SetConfig,
     ShowConfig,
+    CommandAnswer,
 )
 
 
