@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from busfleet.commands._common import config_from, dispatcher_name
-from protocols.requests import MAX_LOGS_BYTES, MAX_LOGS_GREP, MAX_LOGS_SINCE_S
+from protocols.bus_commands import MAX_LOGS_BYTES, MAX_LOGS_GREP, MAX_LOGS_SINCE_S
 
 if TYPE_CHECKING:
     from central.client import Requests
