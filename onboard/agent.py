@@ -46,6 +46,7 @@ from onboard.link.desired import AppliedStore, Outcome, evaluate, reported
 from onboard.link.mqtt import Link
 from onboard.link.outbox import Outbox
 from onboard.link.upkeep import OutboxUpkeep
+from onboard.logs.remote import LogCommands
 from onboard.portal.content import PortalContent, content_from_state
 from onboard.portal.journey import with_journey
 from onboard.portal.service import PortalService, build_portal
@@ -98,6 +99,7 @@ class Agent:
         self.last_sample = time.monotonic()  # the telemetry loop's last tick (see `healthy`)
         self.remote = AgentCommands(self.outbox)
         self.commands = Commands(self.outbox, self.remote.handlers())
+        self.commands.handlers.update(LogCommands.for_agent(config, self.outbox).handlers())
         self.link = Link(config, self.outbox, self.on_desired, self._on_command)
         self.events = EventRecorder(self.outbox, self.link.wake.set)
         self.upkeep = OutboxUpkeep(

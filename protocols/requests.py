@@ -25,7 +25,19 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from protocols.errors import CodecError
+from protocols.bus_commands import (  # commands to a bus, re-exported
+    BUS_COMMANDS,
+    COMMAND_NAMES,
+    Announce,
+    BusCommand,
+    BusCommandBase,
+    DriverMessage,
+    Logs,
+    Resend,
+    Restart,
+    bus_command,
+    command_args,
+)
 from protocols.schemas import SCHEMA_VERSION, Lat, Lon, Scalar
 
 __all__ = [
@@ -41,6 +53,7 @@ __all__ = [
     "BusCommandBase",
     "CancelDiversion",
     "CentralPresence",
+    "CommandAnswer",
     "CreateDiversion",
     "DeleteGroup",
     "Detail",
@@ -59,6 +72,7 @@ __all__ = [
     "ListPlaylists",
     "ListTimetables",
     "Listing",
+    "Logs",
     "PlaysReport",
     "PublishTimetable",
     "ReadRequest",
@@ -100,58 +114,6 @@ PLAYLIST_SOURCE_CHARS = 100_000  # a playlist file; a real one is a few kB
 Encoding = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.-]{1,40}$")]
 Names = Annotated[list[Name], msgspec.Meta(max_length=1000)]
 When = Annotated[float, msgspec.Meta(ge=0.0)]
-DriverText = Annotated[str, msgspec.Meta(min_length=1, max_length=500)]  # the terminal's limit
-
-
-# -- commands to a bus --------------------------------------------------------------------------
-class BusCommandBase(msgspec.Struct, frozen=True, kw_only=True, tag_field="name"):
-    """A one-off order to a bus; its `name` is the tag (Command.name on the wire)."""
-
-
-class Resend(BusCommandBase, tag="resend", frozen=True, kw_only=True):
-    """Send the outbox's history from `since` (unix s) again."""
-
-    since: When
-
-
-class Announce(BusCommandBase, tag="announce", frozen=True, kw_only=True):
-    """Speak and show `text` to the passengers now."""
-
-    text: DriverText
-
-
-class Restart(BusCommandBase, tag="restart", frozen=True, kw_only=True):
-    """Restart the agent (it answers first; systemd starts it again)."""
-
-
-class DriverMessage(BusCommandBase, tag="driver_message", frozen=True, kw_only=True):
-    """Put `text` on the driver's terminal; the driver acknowledges it later."""
-
-    text: DriverText
-
-
-BusCommand = Resend | Announce | Restart | DriverMessage
-BUS_COMMANDS: tuple[type[BusCommandBase], ...] = (Resend, Announce, Restart, DriverMessage)
-COMMAND_NAMES: tuple[str, ...] = tuple(str(c.__struct_config__.tag) for c in BUS_COMMANDS)
-
-
-def command_args(command: BusCommand) -> dict[str, Scalar]:
-    """The command's arguments as carried in `Command.args` (its name aside)."""
-    raw = msgspec.to_builtins(command)
-    raw.pop("name", None)
-    return {k: v for k, v in raw.items() if v is not None}
-
-
-def bus_command(name: str, args: dict[str, Scalar]) -> BusCommand:
-    """The typed command of a `Command`'s name and args; CodecError if it is none we know or
-    its arguments are wrong (the message says which)."""
-    if name not in COMMAND_NAMES:
-        raise CodecError(f"unknown command {name!r}: one of {', '.join(COMMAND_NAMES)}")
-    try:
-        command: BusCommand = msgspec.convert({**args, "name": name}, BusCommand)
-    except msgspec.ValidationError as exc:
-        raise CodecError(f"{name}: {exc}", schema=name) from exc
-    return command
 
 
 # -- dispatchers' requests ----------------------------------------------------------------------
@@ -465,6 +427,15 @@ class ShowConfig(RequestBase, tag="show_config", frozen=True, kw_only=True):
     bus: Name
 
 
+# -- a command's answer, as the bus gave it (issue 16: `busfleet central logs` waits for it) --
+class CommandAnswer(RequestBase, tag="command_answer", frozen=True, kw_only=True):
+    """The status of command `id` sent to `bus` (sent, ok, failed, expired) and, once the bus
+    answered, the data of its answer (a `logs` command's lines)."""
+
+    bus: Name
+    id: Name
+
+
 Request = (
     AckAlarm
     | Assign
@@ -499,6 +470,7 @@ Request = (
     | ShowGroup
     | SetConfig
     | ShowConfig
+    | CommandAnswer
 )
 REQUESTS: tuple[type[RequestBase], ...] = (
     AckAlarm,
@@ -534,6 +506,7 @@ REQUESTS: tuple[type[RequestBase], ...] = (
     ShowGroup,
     SetConfig,
     ShowConfig,
+    CommandAnswer,
 )
 
 

@@ -24,6 +24,7 @@ from protocols.requests import (
     Assign,
     AssignPlaylist,
     CancelDiversion,
+    CommandAnswer,
     CreateDiversion,
     DeleteGroup,
     Detail,
@@ -42,6 +43,7 @@ from protocols.requests import (
     ListMessages,
     ListPlaylists,
     ListTimetables,
+    Logs,
     PlaysReport,
     PublishTimetable,
     Report,
@@ -109,6 +111,7 @@ SAMPLES: list[Request] = [
     ShowGroup(name="depot"),
     SetConfig(buses=["bus-1"], values={"telemetry.send_every_s": 5, "ads.enabled": False}),
     ShowConfig(bus="bus-1"),
+    CommandAnswer(bus="bus-1", id="c-1"),
 ]
 
 
@@ -137,7 +140,13 @@ def test_a_reply_round_trips_with_its_tables() -> None:
 
 @pytest.mark.parametrize(
     "command",
-    [Resend(since=T0), Announce(text="Next stop: Cairns"), Restart(), DriverMessage(text="Hi")],
+    [
+        Resend(since=T0),
+        Announce(text="Next stop: Cairns"),
+        Restart(),
+        DriverMessage(text="Hi"),
+        Logs(since_s=7200.0, grep="link up", max_bytes=4096),
+    ],
     ids=lambda c: type(c).__name__,
 )
 def test_each_bus_command_travels_as_a_command_and_comes_back_typed(command: object) -> None:

@@ -32,6 +32,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"busfleet agent: {exc}", file=sys.stderr)
         return 2
     setup_logging(config.bus.id, args.log_level)
+    from onboard.logs.disk import attach_for_agent
+
+    attach_for_agent(config)  # the log on disk too, for `busfleet central logs`
     agent = Agent(config)
     run_service(agent.run(), healthy=agent.healthy)  # the watchdog pings while it samples
     return 0

@@ -46,6 +46,7 @@ from central.dashboard.messages import (
 )
 from central.dashboard.screens.alarms import AlarmsScreen
 from central.dashboard.screens.bus_detail import BusDetailScreen
+from central.dashboard.screens.bus_log import BusLogScreen
 from central.dashboard.screens.fleet import FleetScreen
 from central.dashboard.screens.form import Field, FormScreen
 from central.dashboard.screens.help import HelpScreen
@@ -72,6 +73,7 @@ from protocols.requests import (
     DispatchRequest,
     ImportGtfs,
     Listing,
+    Logs,
     Request,
     Resend,
     SavePlaylist,
@@ -305,6 +307,7 @@ class DashboardApp(App[None]):
             "playlist": self.choose_playlist,
             "command": self.command,
             "ack": self.ack_bus,
+            "logs": self.show_logs,
         }
         workflows[message.action](message.bus)
 
@@ -333,6 +336,19 @@ class DashboardApp(App[None]):
     def open_bus(self, bus: str | None) -> None:
         if bus:
             self.push_screen(BusDetailScreen(bus))
+
+    def show_logs(self, bus: str | None) -> None:
+        """Send the bus a `logs` command (its last hour) and show its answer when it comes."""
+        if not bus:
+            return
+        screen = BusLogScreen(bus)
+        self.push_screen(screen)
+
+        async def ask() -> None:
+            request = SendCommand(bus=bus, command=Logs(since_s=3600.0), ttl_s=300.0)
+            screen.asked(await self.act(request, "{bus}: log asked for (command {id})"))
+
+        self.run_worker(ask(), group="logs")
 
     def show_on_map(self, bus: str | None) -> None:
         async def show() -> None:
@@ -529,6 +545,7 @@ KEY_SCOPES: list[tuple[str, type]] = [
     ("alarms", AlarmsScreen),
     ("alarm list", AlarmTable),
     ("bus detail", BusDetailScreen),
+    ("bus log", BusLogScreen),
     ("map", MapScreen),
     ("map canvas", BrailleMap),
     ("reports", ReportsScreen),

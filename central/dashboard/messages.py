@@ -50,7 +50,7 @@ class ReplyReceived(Message):
 
 # -- from screens, widgets and the command palette ------------------------------------------
 
-BusActionName = Literal["open", "map", "assign", "playlist", "command", "ack"]
+BusActionName = Literal["open", "map", "assign", "playlist", "command", "ack", "logs"]
 
 
 @dataclass

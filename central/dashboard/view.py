@@ -19,6 +19,7 @@ from textual.app import App
 
 from central.dashboard.state import AlarmState, BusAlarms, FleetState
 from protocols.requests import (
+    CommandAnswer,
     Detail,
     DispatchReply,
     ListGroups,
@@ -30,7 +31,7 @@ from protocols.requests import (
 from protocols.schemas import CentralStats
 
 # central's read-only requests
-Query = Detail | Listing | Report | ListTimetables | ShowTimetable | ListGroups
+Query = Detail | Listing | Report | ListTimetables | ShowTimetable | ListGroups | CommandAnswer
 Shapes = list[list[tuple[float, float]]]
 Stops = list[tuple[str, str, float, float]]
 

@@ -44,6 +44,25 @@ def _rows(rows: list[dict[str, Any]]) -> list[Row]:
     return [{n: _scalar(v) for n, v in r.items()} for r in rows]
 
 
+def _short_data(event: Row, longest: int = 200) -> Row:
+    """An event row whose long text values (a `logs` answer's 87 kB) are said by length: the
+    screen shows a line of each event, and the reply must stay one MQTT message."""
+    data = event.get("data")
+    if not isinstance(data, str) or len(data) <= 4 * longest:
+        return event
+    try:
+        value = codec.decode_json(data)
+    except CodecError:
+        return {**event, "data": data[:longest]}
+    if not isinstance(value, dict):
+        return {**event, "data": data[:longest]}
+    short = {
+        k: f"<{len(v)} characters>" if isinstance(v, str) and len(v) > longest else v
+        for k, v in value.items()
+    }
+    return {**event, "data": codec.encode_json(short)}
+
+
 def bus_detail(store: CentralStore, bus: str, now: float | None = None) -> Answer:
     """Everything the detail screen shows of one bus."""
     now = time.time() if now is None else now
@@ -89,7 +108,7 @@ def bus_detail(store: CentralStore, bus: str, now: float | None = None) -> Answe
     vehicle = query_db.latest_vehicle(store, bus)
     for name, scalar in _rows([vehicle] if vehicle else [{}])[0].items():
         result[f"vehicle.{name}"] = scalar
-    events = _rows(query_db.bus_events(store, bus, 30))
+    events = [_short_data(e) for e in _rows(query_db.bus_events(store, bus, 30))]
     commands = _rows(query_db.bus_commands(store, bus, 20))
     alarms = _rows(query_db.bus_alarms(store, bus, 20))
     result["now"] = now

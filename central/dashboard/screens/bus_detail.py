@@ -98,6 +98,7 @@ class BusDetailScreen(DispatchScreen):
         Binding("p", "playlist", "Playlist"),
         Binding("k", "ack", "Acknowledge"),
         Binding("m", "map", "On map"),
+        Binding("l", "logs", "Bus log"),
     ]
 
     def __init__(self, bus: str) -> None:
@@ -230,3 +231,6 @@ class BusDetailScreen(DispatchScreen):
 
     def action_map(self) -> None:
         self.bus_action("map", self.bus)
+
+    def action_logs(self) -> None:
+        self.bus_action("logs", self.bus)
