@@ -31,6 +31,7 @@ from protocols.schemas import SCHEMA_VERSION, Lat, Lon, Scalar
 __all__ = [
     "BUS_COMMANDS",
     "COMMAND_NAMES",
+    "RELEASE_REQUESTS",
     "REQUESTS",
     "UPLOAD_CHUNK_BYTES",
     "AckAlarm",
@@ -39,7 +40,9 @@ __all__ = [
     "AssignPlaylist",
     "BusCommand",
     "BusCommandBase",
+    "BusReleases",
     "CancelDiversion",
+    "CancelRollout",
     "CentralPresence",
     "CreateDiversion",
     "DeleteGroup",
@@ -70,6 +73,7 @@ __all__ = [
     "RequestBase",
     "Resend",
     "Restart",
+    "RolloutStatus",
     "SavePlaylist",
     "SendCommand",
     "SendMessage",
@@ -79,6 +83,7 @@ __all__ = [
     "ShowGroup",
     "ShowPlaylist",
     "ShowTimetable",
+    "StartRollout",
     "TempStopSpec",
     "Upload",
     "UploadedFile",
@@ -422,6 +427,44 @@ class ShowGroup(Records, tag="show_group", frozen=True, kw_only=True):
     name: Name
 
 
+# -- software rollouts (issue 16) ------------------------------------------------------------
+class StartRollout(RequestBase, tag="start_rollout", frozen=True, kw_only=True):
+    """Roll release `version` out to the buses `to` names (targets as PublishTimetable's) in
+    `waves` ("1,10%,100%": cumulative counts or percentages), halting when `halt_on` buses
+    failed; it supersedes the open rollouts of those buses (central/rollouts.py)."""
+
+    version: Annotated[str, msgspec.Meta(max_length=64)]
+    to: Annotated[list[Target], msgspec.Meta(min_length=1, max_length=1000)]
+    waves: Annotated[str, msgspec.Meta(max_length=200)] = "1,10%,100%"
+    halt_on: Annotated[int, msgspec.Meta(ge=0, le=1_000_000)] = 1
+
+
+class CancelRollout(RequestBase, tag="cancel_rollout", frozen=True, kw_only=True):
+    """Stop a rollout: no further wave; the buses already given the release keep it."""
+
+    rollout: Name
+
+
+class RolloutStatus(Records, tag="rollout_status", frozen=True, kw_only=True):
+    """Where rollouts stand, oldest first (wave k of n, buses per state, why halted); one,
+    with each of its buses, if `rollout` is given."""
+
+    rollout: Name | None = None
+
+
+class BusReleases(Records, tag="bus_releases", frozen=True, kw_only=True):
+    """Which bus runs what: per bus the release central wants on it and what it reports
+    (running version, slot, update phase)."""
+
+
+RELEASE_REQUESTS: tuple[type[RequestBase], ...] = (
+    StartRollout,
+    CancelRollout,
+    RolloutStatus,
+    BusReleases,
+)
+
+
 # The `Records` requests, as one type for the tools that page through their answers.
 ReadRequest = (
     ListCommands
@@ -436,6 +479,8 @@ ReadRequest = (
     | ShowTimetable
     | ListGroups
     | ShowGroup
+    | RolloutStatus  # issue 16
+    | BusReleases
 )
 
 
@@ -499,6 +544,10 @@ Request = (
     | ShowGroup
     | SetConfig
     | ShowConfig
+    | StartRollout  # issue 16: software rollouts
+    | CancelRollout
+    | RolloutStatus
+    | BusReleases
 )
 REQUESTS: tuple[type[RequestBase], ...] = (
     AckAlarm,
@@ -534,6 +583,7 @@ REQUESTS: tuple[type[RequestBase], ...] = (
     ShowGroup,
     SetConfig,
     ShowConfig,
+    *RELEASE_REQUESTS,  # issue 16
 )
 
 
