@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from central.config import CentralConfig
 from central.rollouts import RolloutError, parse_waves, split_waves, wave_sizes
-from central.service.alarm_center import AlarmCenter, Outgoing
+from central.service.alarm_center import Outgoing
 from central.service.dispatch import Dispatch
 from central.service.ingest import Ingest
 from central.service.rollout_task import ALARM_KIND, RolloutTask
@@ -104,7 +104,7 @@ def test_any_waves_cover_every_bus_once_in_order_each_wave_one_or_more(spec: str
     assert [len(w) for w in waves] == got
 
 
-# -- the engine, on both backends --------------------------------------------------------------------
+# -- the engine, on both backends ------------------------------------------------------------
 @dataclasses.dataclass
 class Central:
     dispatch: Dispatch
@@ -217,7 +217,8 @@ async def test_a_broken_release_halts_at_the_threshold_and_the_next_wave_never_g
     assert status["state"] == "halted" and status["failed"] == 1 and status["pending"] == 3
     assert "bus-1: not healthy in 300 s" in str(status["halted_reason"])
     [alarm] = central.alarms()
-    assert (alarm.bus, alarm.subject, alarm.state, alarm.severity) == ("bus-1", rollout, "active", 3)
+    assert (alarm.bus, alarm.subject, alarm.state) == ("bus-1", rollout, "active")
+    assert alarm.severity == 3
     central.bus_says("bus-1", ReleaseState(running="0.2.0", wanted="0.3.0", phase="failed"))
     assert central.tick() == {} and len(central.alarms()) == 1  # once
     for bus in BUSES[1:]:
@@ -261,9 +262,7 @@ async def test_a_bad_rollout_is_refused_and_a_new_one_supersedes_the_old(
         assert not reply.ok and says in reply.error and out == []
     reply, _ = await central.ask(SetGroup(name="depot", buses=["bus-3", "bus-4"]))
     first, _ = await central.ask(StartRollout(version="0.2.0", to=["all"], waves="1,100%"))
-    second, out = await central.ask(
-        StartRollout(version="0.2.1", to=["group:depot"], waves="100%")
-    )
+    second, out = await central.ask(StartRollout(version="0.2.1", to=["group:depot"], waves="100%"))
     assert second.result["superseded"] == first.result["rollout"]
     assert releases(out) == {"bus-3": "0.2.1", "bus-4": "0.2.1"}
     old = await central.status(str(first.result["rollout"]))

@@ -136,6 +136,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
     retention.register_central(csub, connection_args)
 
+    from busfleet.commands import release_central  # software rollouts (issue 16)
+
+    release_central.register_central(csub, connection_args)
+
 
 def serve_cmd(args: argparse.Namespace) -> int:
     import dataclasses
