@@ -189,14 +189,10 @@ def test_waves_advance_as_buses_update_and_an_offline_bus_updates_when_it_return
     buses = city.buses(*names)
     city.cli("group", "set", "depot-a", *names)
     buses[3].disconnect()  # wa-4, in the last wave, is away (a tunnel, the depot)
-    out = city.cli(
-        "release", "rollout", "0.2.0", "--to", "group:depot-a", "--waves", "1,50%,100%"
-    )
+    out = city.cli("release", "rollout", "0.2.0", "--to", "group:depot-a", "--waves", "1,50%,100%")
     rollout = rollout_id(out)
     assert "wave 1 given to 1" in out
-    wait_for(
-        lambda: city.status(rollout)["updated"] == 3, WAIT, "waves 1 and 2 done, wa-3 updated"
-    )
+    wait_for(lambda: city.status(rollout)["updated"] == 3, WAIT, "waves 1 and 2 done, wa-3 updated")
     status = city.status(rollout)
     assert (status["state"], status["wave"], status["waves"]) == ("running", 3, 3)
     assert [b["state"] for b in status["bus_states"]] == ["updated"] * 3 + ["assigned"]

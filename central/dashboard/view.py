@@ -19,18 +19,23 @@ from textual.app import App
 
 from central.dashboard.state import AlarmState, BusAlarms, FleetState
 from protocols.requests import (
+    BusReleases,
     Detail,
     DispatchReply,
     ListGroups,
     Listing,
     ListTimetables,
     Report,
+    RolloutStatus,
     ShowTimetable,
 )
 from protocols.schemas import CentralStats
 
 # central's read-only requests
-Query = Detail | Listing | Report | ListTimetables | ShowTimetable | ListGroups
+Query = (
+    Detail | Listing | Report | ListTimetables | ShowTimetable | ListGroups
+    | RolloutStatus | BusReleases  # issue 16: software rollouts
+)  # fmt: skip
 Shapes = list[list[tuple[float, float]]]
 Stops = list[tuple[str, str, float, float]]
 
