@@ -29,11 +29,13 @@ a restart or a change of leader.
 
 from __future__ import annotations
 
+import importlib
 import math
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -213,8 +215,20 @@ def check_release(config: CentralConfig | None, version: str) -> None:
     repo = getattr(config, "release_repo", "") if config is not None else ""
     if not repo:
         return
-    # central/releases/repository.py's `list_releases` is to be asked here; until then the
-    # bus's TUF client is the check.
+    try:  # by name: the repository module (and python-tuf) only when one is configured
+        repository = importlib.import_module("central.releases.repository")
+    except ImportError:
+        return  # not on this branch yet: the bus's TUF client is the check
+    try:
+        held = [r.version for r in repository.list_releases(Path(repo))]
+    except Exception as exc:  # the repository's own error, a missing file: refused, said why
+        raise RolloutError(f"cannot read the release repository {repo}: {exc}") from None
+    if version not in held:
+        known = ", ".join(held[-5:]) or "none"
+        raise RolloutError(
+            f"release {version} is not in the release repository (busfleet release add);"
+            f" newest there: {known}"
+        )
 
 
 def start_rollout(

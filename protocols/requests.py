@@ -25,13 +25,14 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from protocols import release_requests as release  # issue 16: software rollouts
 from protocols.errors import CodecError
+from protocols.request_base import Records, RequestBase
 from protocols.schemas import SCHEMA_VERSION, Lat, Lon, Scalar
 
 __all__ = [
     "BUS_COMMANDS",
     "COMMAND_NAMES",
-    "RELEASE_REQUESTS",
     "REQUESTS",
     "UPLOAD_CHUNK_BYTES",
     "AckAlarm",
@@ -40,9 +41,7 @@ __all__ = [
     "AssignPlaylist",
     "BusCommand",
     "BusCommandBase",
-    "BusReleases",
     "CancelDiversion",
-    "CancelRollout",
     "CentralPresence",
     "CreateDiversion",
     "DeleteGroup",
@@ -73,7 +72,6 @@ __all__ = [
     "RequestBase",
     "Resend",
     "Restart",
-    "RolloutStatus",
     "SavePlaylist",
     "SendCommand",
     "SendMessage",
@@ -83,7 +81,6 @@ __all__ = [
     "ShowGroup",
     "ShowPlaylist",
     "ShowTimetable",
-    "StartRollout",
     "TempStopSpec",
     "Upload",
     "UploadedFile",
@@ -160,10 +157,6 @@ def bus_command(name: str, args: dict[str, Scalar]) -> BusCommand:
 
 
 # -- dispatchers' requests ----------------------------------------------------------------------
-class RequestBase(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", omit_defaults=True):
-    """A dispatcher's request to central; its `type` is the tag."""
-
-
 class AckAlarm(RequestBase, tag="ack_alarm", frozen=True, kw_only=True):
     """Take an alarm: the dispatcher (the topic's user) and what they did are recorded."""
 
@@ -309,16 +302,6 @@ class Report(RequestBase, tag="report", frozen=True, kw_only=True):
 # The dashboard's `Listing`/`Report` give flat rows for its pickers and tables; a CLI tool prints
 # whole records (nested lists and objects) as JSON lines, and a long list must not be cut to one
 # MQTT message: it comes in pages.
-Offset = Annotated[int, msgspec.Meta(ge=0)]
-
-
-class Records(RequestBase, frozen=True, kw_only=True):
-    """A read-only request answered with records (`DispatchReply.records`) from `offset`; while
-    the reply's `result["next"]` is there, ask again from it for the rest."""
-
-    offset: Offset = 0
-
-
 class ListCommands(Records, tag="list_commands", frozen=True, kw_only=True):
     """Commands sent to buses with their status, oldest first; `bus` narrows to one."""
 
@@ -427,44 +410,6 @@ class ShowGroup(Records, tag="show_group", frozen=True, kw_only=True):
     name: Name
 
 
-# -- software rollouts (issue 16) ------------------------------------------------------------
-class StartRollout(RequestBase, tag="start_rollout", frozen=True, kw_only=True):
-    """Roll release `version` out to the buses `to` names (targets as PublishTimetable's) in
-    `waves` ("1,10%,100%": cumulative counts or percentages), halting when `halt_on` buses
-    failed; it supersedes the open rollouts of those buses (central/rollouts.py)."""
-
-    version: Annotated[str, msgspec.Meta(max_length=64)]
-    to: Annotated[list[Target], msgspec.Meta(min_length=1, max_length=1000)]
-    waves: Annotated[str, msgspec.Meta(max_length=200)] = "1,10%,100%"
-    halt_on: Annotated[int, msgspec.Meta(ge=0, le=1_000_000)] = 1
-
-
-class CancelRollout(RequestBase, tag="cancel_rollout", frozen=True, kw_only=True):
-    """Stop a rollout: no further wave; the buses already given the release keep it."""
-
-    rollout: Name
-
-
-class RolloutStatus(Records, tag="rollout_status", frozen=True, kw_only=True):
-    """Where rollouts stand, oldest first (wave k of n, buses per state, why halted); one,
-    with each of its buses, if `rollout` is given."""
-
-    rollout: Name | None = None
-
-
-class BusReleases(Records, tag="bus_releases", frozen=True, kw_only=True):
-    """Which bus runs what: per bus the release central wants on it and what it reports
-    (running version, slot, update phase)."""
-
-
-RELEASE_REQUESTS: tuple[type[RequestBase], ...] = (
-    StartRollout,
-    CancelRollout,
-    RolloutStatus,
-    BusReleases,
-)
-
-
 # The `Records` requests, as one type for the tools that page through their answers.
 ReadRequest = (
     ListCommands
@@ -479,8 +424,8 @@ ReadRequest = (
     | ShowTimetable
     | ListGroups
     | ShowGroup
-    | RolloutStatus  # issue 16
-    | BusReleases
+    | release.RolloutStatus  # issue 16
+    | release.BusReleases
 )
 
 
@@ -544,10 +489,10 @@ Request = (
     | ShowGroup
     | SetConfig
     | ShowConfig
-    | StartRollout  # issue 16: software rollouts
-    | CancelRollout
-    | RolloutStatus
-    | BusReleases
+    | release.StartRollout  # issue 16: software rollouts
+    | release.CancelRollout
+    | release.RolloutStatus
+    | release.BusReleases
 )
 REQUESTS: tuple[type[RequestBase], ...] = (
     AckAlarm,
@@ -583,7 +528,7 @@ REQUESTS: tuple[type[RequestBase], ...] = (
     ShowGroup,
     SetConfig,
     ShowConfig,
-    *RELEASE_REQUESTS,  # issue 16
+    *release.RELEASE_REQUESTS,  # issue 16
 )
 
 

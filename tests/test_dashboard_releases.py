@@ -20,7 +20,8 @@ from central.service.rollout_task import RolloutTask
 from central.store.pg_store import open_store
 from protocols import codec, topics
 from protocols.release import EVENT_UPDATE_FAILED
-from protocols.requests import DispatchReply, DispatchRequest, StartRollout
+from protocols.release_requests import StartRollout
+from protocols.requests import DispatchReply, DispatchRequest
 from protocols.schemas import Event, EventBatch, ReleaseState, ReportedState
 from tests.test_dashboard_live import until
 

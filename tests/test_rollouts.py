@@ -25,16 +25,8 @@ from central.service.rollout_task import ALARM_KIND, RolloutTask
 from central.store.pg_store import open_store
 from protocols import codec, topics
 from protocols.release import EVENT_UPDATE_FAILED, EVENT_UPDATE_OK, target_name
-from protocols.requests import (
-    BusReleases,
-    CancelRollout,
-    DispatchReply,
-    DispatchRequest,
-    Request,
-    RolloutStatus,
-    SetGroup,
-    StartRollout,
-)
+from protocols.release_requests import BusReleases, CancelRollout, RolloutStatus, StartRollout
+from protocols.requests import DispatchReply, DispatchRequest, Request, SetGroup
 from protocols.schemas import (
     Alarm,
     DesiredState,

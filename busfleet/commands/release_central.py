@@ -93,7 +93,7 @@ def register_central(csub: Parsers, connection_args: ConnectionArgs) -> None:
 
 
 def rollout_cmd(args: argparse.Namespace) -> int:
-    from protocols.requests import StartRollout
+    from protocols.release_requests import StartRollout
 
     prog = "busfleet central release rollout"
     request = StartRollout(
@@ -116,7 +116,7 @@ def rollout_cmd(args: argparse.Namespace) -> int:
 
 
 def cancel_cmd(args: argparse.Namespace) -> int:
-    from protocols.requests import CancelRollout
+    from protocols.release_requests import CancelRollout
 
     reply = ask_central(
         args, CancelRollout(rollout=args.rollout), "busfleet central release cancel"
@@ -129,7 +129,7 @@ def cancel_cmd(args: argparse.Namespace) -> int:
 
 
 def status_cmd(args: argparse.Namespace) -> int:
-    from protocols.requests import RolloutStatus
+    from protocols.release_requests import RolloutStatus
 
     records = read_central(
         args, RolloutStatus(rollout=args.rollout), "busfleet central release status"
@@ -162,7 +162,7 @@ def progress_line(record: Mapping[str, Any]) -> str:
 
 
 def list_cmd(args: argparse.Namespace) -> int:
-    from protocols.requests import BusReleases
+    from protocols.release_requests import BusReleases
 
     records = read_central(args, BusReleases(), "busfleet central release list")
     if isinstance(records, int):

@@ -18,15 +18,14 @@ from typing import Any, Protocol, cast
 from textual.app import App
 
 from central.dashboard.state import AlarmState, BusAlarms, FleetState
+from protocols.release_requests import BusReleases, RolloutStatus
 from protocols.requests import (
-    BusReleases,
     Detail,
     DispatchReply,
     ListGroups,
     Listing,
     ListTimetables,
     Report,
-    RolloutStatus,
     ShowTimetable,
 )
 from protocols.schemas import CentralStats

@@ -14,14 +14,8 @@ from central.config import CentralConfig
 from central.desired import Published
 from central.rollouts import bus_releases, cancel_rollout, rollout_status, start_rollout
 from central.store.db import CentralStore
-from protocols.requests import (
-    BusReleases,
-    CancelRollout,
-    Record,
-    RequestBase,
-    RolloutStatus,
-    StartRollout,
-)
+from protocols.release_requests import BusReleases, CancelRollout, RolloutStatus, StartRollout
+from protocols.requests import Record, RequestBase
 from protocols.schemas import Scalar
 
 __all__ = ["Context", "handlers"]

@@ -22,7 +22,8 @@ from textual.widgets import DataTable, Static
 
 from central.dashboard.screens.base import DispatchScreen
 from central.dashboard.text import line, lines, plain
-from protocols.requests import BusReleases, Record, RolloutStatus
+from protocols.release_requests import BusReleases, RolloutStatus
+from protocols.requests import Record
 
 __all__ = ["ReleasesScreen", "bus_cells", "halted_text", "rollout_cells"]
 
