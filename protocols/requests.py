@@ -25,6 +25,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from protocols import release_requests as release  # issue 16: software rollouts
 from protocols.bus_commands import (  # commands to a bus, re-exported
     BUS_COMMANDS,
     COMMAND_NAMES,
@@ -38,6 +39,7 @@ from protocols.bus_commands import (  # commands to a bus, re-exported
     bus_command,
     command_args,
 )
+from protocols.request_base import Records, RequestBase
 from protocols.schemas import SCHEMA_VERSION, Lat, Lon, Scalar
 
 __all__ = [
@@ -117,10 +119,6 @@ When = Annotated[float, msgspec.Meta(ge=0.0)]
 
 
 # -- dispatchers' requests ----------------------------------------------------------------------
-class RequestBase(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", omit_defaults=True):
-    """A dispatcher's request to central; its `type` is the tag."""
-
-
 class AckAlarm(RequestBase, tag="ack_alarm", frozen=True, kw_only=True):
     """Take an alarm: the dispatcher (the topic's user) and what they did are recorded."""
 
@@ -266,16 +264,6 @@ class Report(RequestBase, tag="report", frozen=True, kw_only=True):
 # The dashboard's `Listing`/`Report` give flat rows for its pickers and tables; a CLI tool prints
 # whole records (nested lists and objects) as JSON lines, and a long list must not be cut to one
 # MQTT message: it comes in pages.
-Offset = Annotated[int, msgspec.Meta(ge=0)]
-
-
-class Records(RequestBase, frozen=True, kw_only=True):
-    """A read-only request answered with records (`DispatchReply.records`) from `offset`; while
-    the reply's `result["next"]` is there, ask again from it for the rest."""
-
-    offset: Offset = 0
-
-
 class ListCommands(Records, tag="list_commands", frozen=True, kw_only=True):
     """Commands sent to buses with their status, oldest first; `bus` narrows to one."""
 
@@ -398,6 +386,8 @@ ReadRequest = (
     | ShowTimetable
     | ListGroups
     | ShowGroup
+    | release.RolloutStatus  # issue 16
+    | release.BusReleases
 )
 
 
@@ -471,6 +461,10 @@ Request = (
     | SetConfig
     | ShowConfig
     | CommandAnswer
+    | release.StartRollout  # issue 16: software rollouts
+    | release.CancelRollout
+    | release.RolloutStatus
+    | release.BusReleases
 )
 REQUESTS: tuple[type[RequestBase], ...] = (
     AckAlarm,
@@ -507,6 +501,7 @@ REQUESTS: tuple[type[RequestBase], ...] = (
     SetConfig,
     ShowConfig,
     CommandAnswer,
+    *release.RELEASE_REQUESTS,  # issue 16
 )
 
 

@@ -15,6 +15,7 @@ from central.service.dispatch import Dispatch
 from central.store.db import CentralStore
 from protocols import codec, topics
 from protocols.errors import CodecError
+from protocols.release_requests import BusReleases, CancelRollout, RolloutStatus, StartRollout
 from protocols.requests import (
     BUS_COMMANDS,
     COMMAND_NAMES,
@@ -70,6 +71,12 @@ from protocols.schemas import Command
 
 T0 = 1_800_000_000.0
 
+RELEASE_SAMPLES: list[Request] = [
+    StartRollout(version="0.2.0", to=["group:depot"], waves="1,10%,100%", halt_on=2),
+    CancelRollout(rollout="6553f100-a1b2c3"),
+    RolloutStatus(rollout="6553f100-a1b2c3"),
+    BusReleases(offset=10),
+]
 SAMPLES: list[Request] = [
     AckAlarm(alarm="a-1", note="called the driver"),
     Assign(bus="bus-1", trip="T1", route="R1"),
@@ -112,6 +119,7 @@ SAMPLES: list[Request] = [
     SetConfig(buses=["bus-1"], values={"telemetry.send_every_s": 5, "ads.enabled": False}),
     ShowConfig(bus="bus-1"),
     CommandAnswer(bus="bus-1", id="c-1"),
+    *RELEASE_SAMPLES,  # issue 16: software rollouts
 ]
 
 

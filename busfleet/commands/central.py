@@ -140,6 +140,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
     logs.register_central(csub, connection_args)
 
+    from busfleet.commands import release_central  # software rollouts (issue 16)
+
+    release_central.register_central(csub, connection_args)
+
 
 def serve_cmd(args: argparse.Namespace) -> int:
     import dataclasses

@@ -52,6 +52,7 @@ from central.dashboard.screens.form import Field, FormScreen
 from central.dashboard.screens.help import HelpScreen
 from central.dashboard.screens.map import MapScreen
 from central.dashboard.screens.media import MediaScreen
+from central.dashboard.screens.releases import ReleasesScreen
 from central.dashboard.screens.reports import ReportsScreen
 from central.dashboard.screens.timetables import (
     TimetablesScreen,
@@ -99,6 +100,7 @@ class DashboardApp(App[None]):
         "reports": ReportsScreen,
         "media": MediaScreen,
         "timetables": TimetablesScreen,
+        "releases": ReleasesScreen,
     }
     DEFAULT_MODE = "fleet"
     COMMANDS = App.COMMANDS | {DispatchCommands}
@@ -109,6 +111,7 @@ class DashboardApp(App[None]):
         Binding("4", "switch_mode('reports')", "Reports"),
         Binding("5", "switch_mode('media')", "Media"),
         Binding("6", "switch_mode('timetables')", "Timetables"),
+        Binding("7", "switch_mode('releases')", "Releases"),
         Binding("n", "new_message", "Message"),
         Binding("g", "import_gtfs", "Import GTFS", show=False),
         Binding("question_mark,f1", "help", "Help"),
@@ -551,6 +554,7 @@ KEY_SCOPES: list[tuple[str, type]] = [
     ("reports", ReportsScreen),
     ("media", MediaScreen),
     ("timetables", TimetablesScreen),
+    ("releases", ReleasesScreen),
     ("dialogs", FormScreen),
     ("help", HelpScreen),
 ]

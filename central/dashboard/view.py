@@ -18,6 +18,7 @@ from typing import Any, Protocol, cast
 from textual.app import App
 
 from central.dashboard.state import AlarmState, BusAlarms, FleetState
+from protocols.release_requests import BusReleases, RolloutStatus
 from protocols.requests import (
     CommandAnswer,
     Detail,
@@ -31,7 +32,10 @@ from protocols.requests import (
 from protocols.schemas import CentralStats
 
 # central's read-only requests
-Query = Detail | Listing | Report | ListTimetables | ShowTimetable | ListGroups | CommandAnswer
+Query = (
+    Detail | Listing | Report | ListTimetables | ShowTimetable | ListGroups | CommandAnswer
+    | RolloutStatus | BusReleases  # issue 16: software rollouts
+)  # fmt: skip
 Shapes = list[list[tuple[float, float]]]
 Stops = list[tuple[str, str, float, float]]
 

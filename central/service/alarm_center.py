@@ -113,6 +113,11 @@ class AlarmCenter:
         self.watch[bus] = w2
         self._apply(bus, changes, entry, now)
 
+    def on_central(self, bus: str, change: Change, now: float) -> None:
+        """An alarm central itself decides on, raised or cleared like a detector's (a rollout
+        halted: central/service/rollout_task.py); without a position."""
+        self._apply(bus, [change], FleetEntry(bus=bus, online=False), now)
+
     def tick(self, fleet: Iterable[FleetEntry], now: float | None = None) -> None:
         """Offline and out-of-sync checks over the fleet (at most once per TICK_S)."""
         now = time.time() if now is None else now

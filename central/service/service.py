@@ -76,6 +76,7 @@ from central.service.dispatch import Dispatch
 from central.service.ingest import Ingest
 from central.service.leader import RENEW_S, Leadership
 from central.service.retention_task import RetentionTask
+from central.service.rollout_task import RolloutTask
 from central.service.sync import SYNC_INTERVAL_S, DesiredSync
 from central.store.claim import service_claim
 from central.store.pg_store import open_store
@@ -201,6 +202,7 @@ class CentralService:
         self.dispatch = Dispatch(self.store, config, self.ingest.alarms, self.ingest.on_desired)
         self.sync = DesiredSync(self.store)  # message expiry, diversion windows
         self.retention = RetentionTask(self.store, config)  # central/retention.py
+        self.rollouts = RolloutTask(self.store, self.ingest.alarms)  # central/rollouts.py
         for bus, payload in self.store.all_desired():  # fleet state starts with the versions
             self.ingest.on_desired(bus, codec.decode(DesiredState, payload))
         self.ready = asyncio.Event()  # subscribed and ingesting
@@ -336,6 +338,8 @@ class CentralService:
                 tg.create_task(self._publish(), name="publish")
                 tg.create_task(self._requests(requests), name="dispatch")
                 tg.create_task(self._sync(), name="desired-sync")
+                rollouts = self.rollouts.run(self._live, self._send_desired, self._send_alarms)
+                tg.create_task(rollouts, name="rollouts")  # the leader's (issue 16)
                 if self.leader is None:
                     tg.create_task(self.retention.run(), name="retention")
                 else:

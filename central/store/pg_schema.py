@@ -283,4 +283,19 @@ MIGRATIONS: list[str] = [
         name text PRIMARY KEY, holder text NOT NULL, expires double precision NOT NULL
     );
     """,
+    # 11: software rollouts (central/rollouts.py, issue 16)
+    """
+    CREATE TABLE rollouts (
+        id text PRIMARY KEY, version text NOT NULL, targets text NOT NULL, waves text NOT NULL,
+        halt_on bigint NOT NULL, state text NOT NULL, created double precision NOT NULL,
+        by text NOT NULL, halted_reason text NOT NULL, ended double precision, alarm_bus text
+    );
+    CREATE INDEX rollouts_state ON rollouts (state);
+    CREATE TABLE rollout_buses (
+        rollout text NOT NULL, bus text NOT NULL, wave bigint NOT NULL, state text NOT NULL,
+        since double precision NOT NULL, detail text NOT NULL, desired bigint NOT NULL,
+        PRIMARY KEY (rollout, bus)
+    );
+    CREATE INDEX rollout_buses_bus ON rollout_buses (bus);
+    """,
 ]

@@ -248,4 +248,23 @@ MIGRATIONS: list[str] = [
         name TEXT PRIMARY KEY, holder TEXT NOT NULL, expires REAL NOT NULL
     );
     """,
+    # 11: software rollouts (central/rollouts.py, issue 16): a rollout of a release version to
+    # buses in waves (`waves`: each wave's size, JSON), halted when failures reach `halt_on`;
+    # `alarm_bus`: the bus its rollout_halted alarm is raised on. Per bus of a rollout its wave
+    # (0-based), where it stands (pending, assigned, updated, failed, refused) since when, why,
+    # and the desired document version that first carried the release (0: not yet assigned).
+    """
+    CREATE TABLE rollouts (
+        id TEXT PRIMARY KEY, version TEXT NOT NULL, targets TEXT NOT NULL, waves TEXT NOT NULL,
+        halt_on INTEGER NOT NULL, state TEXT NOT NULL, created REAL NOT NULL, by TEXT NOT NULL,
+        halted_reason TEXT NOT NULL, ended REAL, alarm_bus TEXT
+    );
+    CREATE INDEX rollouts_state ON rollouts (state);
+    CREATE TABLE rollout_buses (
+        rollout TEXT NOT NULL, bus TEXT NOT NULL, wave INTEGER NOT NULL, state TEXT NOT NULL,
+        since REAL NOT NULL, detail TEXT NOT NULL, desired INTEGER NOT NULL,
+        PRIMARY KEY (rollout, bus)
+    ) WITHOUT ROWID;
+    CREATE INDEX rollout_buses_bus ON rollout_buses (bus);
+    """,
 ]
