@@ -29,7 +29,6 @@ a restart or a change of leader.
 
 from __future__ import annotations
 
-import importlib
 import math
 import uuid
 from collections.abc import Iterable, Sequence
@@ -42,8 +41,9 @@ import msgspec
 
 from central.config import CentralConfig
 from central.desired import Published, update_desired
-from central.errors import Refused
+from central.errors import CentralError, Refused
 from central.groups import expand_targets
+from central.releases.repository import list_releases
 from central.store import rollouts as db
 from central.store.db import CentralStore
 from protocols import codec
@@ -203,25 +203,20 @@ def bus_outcome(
 
 # -- at central ----------------------------------------------------------------------------------
 def check_release(config: CentralConfig | None, version: str) -> None:
-    """Refuse a version that is none (RolloutError). The hook for central's release
-    repository (issue 16: central/releases/repository.py, `release_repo` in central.toml):
-    once it is on main, a version that is not a target there is refused here too. Without a
-    repository configured every valid version is taken (the bus's TUF client refuses a
-    release that is not signed into the repository anyway)."""
+    """Refuse a version that is none (RolloutError), and with `release_repo` configured one
+    that is not signed into central's release repository (central/releases/repository.py).
+    Without a repository every valid version is taken (the bus's TUF client refuses a release
+    that is not signed into the repository anyway)."""
     try:
         parse_version(version)
     except CodecError as exc:
         raise RolloutError(str(exc)) from None
-    repo = getattr(config, "release_repo", "") if config is not None else ""
+    repo = config.release_repo if config is not None else ""
     if not repo:
         return
-    try:  # by name: the repository module (and python-tuf) only when one is configured
-        repository = importlib.import_module("central.releases.repository")
-    except ImportError:
-        return  # not on this branch yet: the bus's TUF client is the check
     try:
-        held = [r.version for r in repository.list_releases(Path(repo))]
-    except Exception as exc:  # the repository's own error, a missing file: refused, said why
+        held = [r.version for r in list_releases(Path(repo))]
+    except (OSError, CentralError) as exc:  # a missing or broken repository: refused, said why
         raise RolloutError(f"cannot read the release repository {repo}: {exc}") from None
     if version not in held:
         known = ", ".join(held[-5:]) or "none"

@@ -263,3 +263,24 @@ async def test_a_bad_rollout_is_refused_and_a_new_one_supersedes_the_old(
     assert central.tick() == {}  # the cancelled rollout assigns nothing more
     reply, _ = await central.ask(CancelRollout(rollout=str(first.result["rollout"])))
     assert not reply.ok and "cancelled already" in reply.error
+
+
+def test_a_rollout_names_a_release_of_centrals_repository_when_one_is_configured(
+    tmp_path: Path,
+) -> None:
+    """With `release_repo` set, only a version signed into it can be rolled out; a repository
+    that cannot be read refuses with the reason."""
+    from central.releases import repository
+    from central.rollouts import check_release
+    from tests.release_repo_helpers import release_tar
+
+    repo = tmp_path / "repo"
+    repository.init(repo)
+    repository.add(repo, release_tar(tmp_path / "tars", "0.2.0"))
+    config = CentralConfig(release_repo=str(repo))
+    check_release(config, "0.2.0")
+    with pytest.raises(RolloutError, match=r"0\.3\.0 is not in the release repository.*0\.2\.0"):
+        check_release(config, "0.3.0")
+    with pytest.raises(RolloutError, match="cannot read the release repository"):
+        check_release(CentralConfig(release_repo=str(tmp_path / "nowhere")), "0.2.0")
+    check_release(CentralConfig(), "0.3.0")  # no repository: the bus's TUF client checks
