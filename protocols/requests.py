@@ -422,6 +422,15 @@ class ShowGroup(Records, tag="show_group", frozen=True, kw_only=True):
     name: Name
 
 
+# -- fleet health (issue 16) --
+class FleetHealth(Records, tag="fleet_health", frozen=True, kw_only=True):
+    """The newest health report of each bus (or of `bus`), one record a bus, by bus id: its
+    time, whether it came backfilled, and the figures the bus sent (disk, memory, load,
+    temperature, uptime, version and slot, clock, modem)."""
+
+    bus: Name | None = None
+
+
 # The `Records` requests, as one type for the tools that page through their answers.
 ReadRequest = (
     ListCommands
@@ -436,6 +445,7 @@ ReadRequest = (
     | ShowTimetable
     | ListGroups
     | ShowGroup
+    | FleetHealth
 )
 
 
@@ -499,6 +509,7 @@ Request = (
     | ShowGroup
     | SetConfig
     | ShowConfig
+    | FleetHealth
 )
 REQUESTS: tuple[type[RequestBase], ...] = (
     AckAlarm,
@@ -534,6 +545,7 @@ REQUESTS: tuple[type[RequestBase], ...] = (
     ShowGroup,
     SetConfig,
     ShowConfig,
+    FleetHealth,
 )
 
 

@@ -136,6 +136,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
     retention.register_central(csub, connection_args)
 
+    from busfleet.commands import health  # the buses' health reports (issue 16)
+
+    health.register_central(csub, connection_args)
+
 
 def serve_cmd(args: argparse.Namespace) -> int:
     import dataclasses
