@@ -63,7 +63,9 @@ class HealthWatch:
     unsynced: bool = False
     restarting: bool = False
     starts: tuple[float, ...] = ()  # when its recent starts arrived (central's clock)
-    quiet_from: float = 0.0  # no clearing of `restarting` before (a central restarted: unknown)
+    # No clearing of `restarting` before this; None: from a central before this one, which knew
+    # the starts: a whole window from the first tick.
+    quiet_from: float | None = 0.0
 
 
 def _num(value: Scalar | None) -> float | None:
@@ -100,7 +102,7 @@ class HealthAlarms:
     params: HealthParams = field(default_factory=HealthParams)
     watch: dict[str, HealthWatch] = field(default_factory=dict)
 
-    def resume(self, open_kinds: dict[str, list[str]], now: float) -> None:
+    def resume(self, open_kinds: dict[str, list[str]]) -> None:
         """Start from the alarms a central before this one left open: each starts as raised so
         that it clears when its condition ends (`restarting` not before a whole window)."""
         self.watch = {}
@@ -110,7 +112,7 @@ class HealthAlarms:
                     disk_low=DISK_LOW in kinds,
                     unsynced=CLOCK_UNSYNCED in kinds,
                     restarting=RESTARTING in kinds,
-                    quiet_from=now + self.params.restart_window_s,
+                    quiet_from=None,
                 )
 
     def on_events(self, bus: str, events: Iterable[Event], now: float) -> list[Change]:
@@ -134,12 +136,14 @@ class HealthAlarms:
             if not w.starts and not w.restarting:
                 continue
             starts = tuple(t for t in w.starts if t > now - window)
-            restarting = w.restarting
-            if restarting and len(starts) < self.params.restarts and now >= w.quiet_from:
+            restarting, quiet = w.restarting, w.quiet_from
+            if quiet is None:
+                quiet = now + window
+            if restarting and len(starts) < self.params.restarts and now >= quiet:
                 restarting = False
                 out[bus] = [Change(CLEAR, RESTARTING, now)]
-            if (starts, restarting) != (w.starts, w.restarting):
-                self.watch[bus] = replace(w, starts=starts, restarting=restarting)
+            if (starts, restarting, quiet) != (w.starts, w.restarting, w.quiet_from):
+                self.watch[bus] = replace(w, starts=starts, restarting=restarting, quiet_from=quiet)
         return out
 
     def _health(

@@ -77,7 +77,7 @@ class AlarmCenter:
         for bus, kind, _ in self._open:
             left.setdefault(bus, []).append(kind)
         self.watch = {bus: resumed(kinds) for bus, kinds in left.items()}
-        self.health.resume(left, time.time())
+        self.health.resume(left)
 
     # -- inputs -----------------------------------------------------------------------------
     def on_telemetry(self, bus: str, batch: TelemetryBatch, entry: FleetEntry, now: float) -> None:
