@@ -422,13 +422,8 @@ class ShowGroup(Records, tag="show_group", frozen=True, kw_only=True):
     name: Name
 
 
-# -- fleet health (issue 16) --
 class FleetHealth(Records, tag="fleet_health", frozen=True, kw_only=True):
-    """The newest health report of each bus (or of `bus`), one record a bus, by bus id: its
-    time, whether it came backfilled, and the figures the bus sent (disk, memory, load,
-    temperature, uptime, version and slot, clock, modem)."""
-
-    bus: Name | None = None
+    bus: Name | None = None  # each bus's newest health report (central/service/health_requests.py)
 
 
 # The `Records` requests, as one type for the tools that page through their answers.
@@ -445,7 +440,6 @@ ReadRequest = (
     | ShowTimetable
     | ListGroups
     | ShowGroup
-    | FleetHealth
 )
 
 

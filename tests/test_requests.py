@@ -31,6 +31,7 @@ from protocols.requests import (
     DispatchRequest,
     DriverLog,
     DriverMessage,
+    FleetHealth,
     ImportGtfs,
     ImportMedia,
     ImportPlaylist,
@@ -109,6 +110,7 @@ SAMPLES: list[Request] = [
     ShowGroup(name="depot"),
     SetConfig(buses=["bus-1"], values={"telemetry.send_every_s": 5, "ads.enabled": False}),
     ShowConfig(bus="bus-1"),
+    FleetHealth(bus="bus-1"),
 ]
 
 

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from busfleet.commands._common import read_central
+from busfleet.commands._common import ask_central
 
 if TYPE_CHECKING:
     ConnectionArgs = Callable[[argparse.ArgumentParser], None]
@@ -84,9 +84,17 @@ def health_cmd(args: argparse.Namespace) -> int:
     from central.fleet.health import figure_lines
     from protocols.requests import FleetHealth
 
-    records = read_central(args, FleetHealth(bus=args.bus), PROG)
-    if isinstance(records, int):
-        return records
+    records: list[dict[str, Any]] = []
+    offset = 0
+    while True:  # page by page (a record a bus)
+        reply = ask_central(args, FleetHealth(bus=args.bus, offset=offset), PROG)
+        if isinstance(reply, int):
+            return reply
+        records += reply.records
+        more = reply.result.get("next")
+        if not isinstance(more, int) or more <= offset:
+            break
+        offset = more
     if args.json:
         for record in records:
             print(json.dumps(record, ensure_ascii=False))

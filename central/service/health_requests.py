@@ -1,6 +1,8 @@
 """Dispatchers' requests about fleet health (issue 16), as timetable_requests.py.
 
-`FleetHealth` answers the newest health report of each bus (or of one) as records; the bus
+`FleetHealth` answers the newest health report of each bus central has a fleet entry of (or
+of `bus`) as records, a record a bus by bus id: the report's time, whether it came backfilled,
+when central received it, and the figures the bus sent (onboard/health/collect.py); the bus
 detail (`Detail`, central/service/queries.py) carries the same figures as `health.*` results.
 The reports are the buses' `health` events as the ingest stored them (central/store/health.py);
 the alarms they raise are the alarm center's (central/fleet/health.py).
