@@ -62,7 +62,9 @@ class HealthWatch:
     disk_low: bool = False
     unsynced: bool = False
     restarting: bool = False
-    starts: tuple[float, ...] = ()  # when its recent starts arrived (central's clock)
+    # Its recent starts: (the event's sequence number, when it arrived by central's clock). By
+    # sequence number, so that a start sent again (its receipt lost in the restart) counts once.
+    starts: tuple[tuple[int, float], ...] = ()
     # No clearing of `restarting` before this; None: from a central before this one, which knew
     # the starts: a whole window from the first tick.
     quiet_from: float | None = 0.0
@@ -122,8 +124,8 @@ class HealthAlarms:
         for event in events:
             if event.kind == EVENT_HEALTH:
                 w = self._health(w, event.data, now, changes)
-            elif event.kind == EVENT_AGENT_START:
-                w = self._start(w, event.data, now, changes)
+            elif event.kind == EVENT_AGENT_START and all(s[0] != event.seq for s in w.starts):
+                w = self._start(w, event.seq, event.data, now, changes)
         if changes or w != self.watch.get(bus, HealthWatch()):
             self.watch[bus] = w
         return changes
@@ -135,7 +137,7 @@ class HealthAlarms:
         for bus, w in list(self.watch.items()):
             if not w.starts and not w.restarting:
                 continue
-            starts = tuple(t for t in w.starts if t > now - window)
+            starts = tuple(s for s in w.starts if s[1] > now - window)
             restarting, quiet = w.restarting, w.quiet_from
             if quiet is None:
                 quiet = now + window
@@ -164,11 +166,16 @@ class HealthAlarms:
         return w
 
     def _start(
-        self, w: HealthWatch, data: dict[str, Scalar], now: float, changes: list[Change]
+        self,
+        w: HealthWatch,
+        seq: int,
+        data: dict[str, Scalar],
+        now: float,
+        changes: list[Change],
     ) -> HealthWatch:
         p = self.params
-        recent = (t for t in w.starts if t > now - p.restart_window_s)
-        starts = (*recent, now)[-max(p.restarts, 1) :]
+        recent = (s for s in w.starts if s[1] > now - p.restart_window_s)
+        starts = (*recent, (seq, now))[-max(p.restarts, 1) :]
         restarting = w.restarting
         if not restarting and p.restarts > 0 and len(starts) >= p.restarts:
             restarting = True
