@@ -57,6 +57,11 @@ class CentralConfig:
     alarm_overspeed_kmh: float = 70.0  # faster than this for 5 s raises an overspeed alarm
     alarm_sync_after_s: float = 120.0  # online, not running its desired state this long: alarm
     alarm_timetable_late_s: float = 600.0  # not on its desired timetable this long after valid_from
+    # fleet health (central/fleet/health.py): a disk about to fill, a bus that keeps restarting
+    health_disk_free_pct: float = 10.0  # less free (of the bus's data budget, else its disk)
+    health_disk_free_mb: float = 0.0  # fewer MB free; 0: the share alone
+    health_restarts: int = 3  # this many agent starts ...
+    health_restart_window_s: float = 600.0  # ... within this long: a `restarting` alarm
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property

@@ -40,6 +40,7 @@ from onboard.display.server import Display
 from onboard.driver.server import DriverTerminal, position_of
 from onboard.gps.backends import open_gps
 from onboard.gps.quality import GpsQuality, QualityLimits
+from onboard.health.runtime import HealthRuntime
 from onboard.journey.runtime import JourneyRuntime
 from onboard.link.commands import Commands
 from onboard.link.desired import AppliedStore, Outcome, evaluate, reported
@@ -117,6 +118,8 @@ class Agent:
             base_url=config.journey.timetable_url,
         )
         self.timetable.offer(self.outcome.applied.timetable if self.outcome.applied else None)
+        # Fleet health: agent_start at every start, then disk, memory, clock, modem... (issue 16)
+        self.health = HealthRuntime(config.health, config.bus.data_dir, self.record_event)
         self._build_inputs()
         self._build_presentations()
         self._apply_config()
@@ -425,6 +428,7 @@ class Agent:
             "telemetry": self.telemetry.run(),
             "counters": self._counters(),
             "housekeeping": self.upkeep.run(),
+            "health": self.health.run(),
             "remote-config": self.remote_config.run(
                 self.remote.restart_requested, lambda: trip_running(self.journey)
             ),

@@ -372,6 +372,10 @@ class ShowGroup(Records, tag="show_group", frozen=True, kw_only=True):
     name: Name
 
 
+class FleetHealth(Records, tag="fleet_health", frozen=True, kw_only=True):
+    bus: Name | None = None  # each bus's newest health report (central/service/health_requests.py)
+
+
 # The `Records` requests, as one type for the tools that page through their answers.
 ReadRequest = (
     ListCommands
@@ -465,6 +469,7 @@ Request = (
     | release.CancelRollout
     | release.RolloutStatus
     | release.BusReleases
+    | FleetHealth
 )
 REQUESTS: tuple[type[RequestBase], ...] = (
     AckAlarm,
@@ -502,6 +507,7 @@ REQUESTS: tuple[type[RequestBase], ...] = (
     ShowConfig,
     CommandAnswer,
     *release.RELEASE_REQUESTS,  # issue 16
+    FleetHealth,
 )
 
 

@@ -33,6 +33,7 @@ from protocols.requests import (
     DispatchRequest,
     DriverLog,
     DriverMessage,
+    FleetHealth,
     ImportGtfs,
     ImportMedia,
     ImportPlaylist,
@@ -120,6 +121,7 @@ SAMPLES: list[Request] = [
     ShowConfig(bus="bus-1"),
     CommandAnswer(bus="bus-1", id="c-1"),
     *RELEASE_SAMPLES,  # issue 16: software rollouts
+    FleetHealth(bus="bus-1"),
 ]
 
 

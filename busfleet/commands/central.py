@@ -144,6 +144,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
     release_central.register_central(csub, connection_args)
 
+    from busfleet.commands import health  # the buses' health reports (issue 16)
+
+    health.register_central(csub, connection_args)
+
 
 def serve_cmd(args: argparse.Namespace) -> int:
     import dataclasses

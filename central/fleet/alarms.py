@@ -102,6 +102,10 @@ KINDS: Final[dict[str, KindInfo]] = {
     "out_of_sync": KindInfo(2, "out of sync with its desired state"),
     "timetable_out_of_date": KindInfo(2, "runs another timetable than it should"),
     "data_dropped": KindInfo(2, "outbox over budget: data dropped", latched=True),
+    # fleet health (central/fleet/health.py)
+    "disk_low": KindInfo(2, "disk about to fill"),
+    "clock_unsynced": KindInfo(2, "clock not synchronised"),
+    "restarting": KindInfo(3, "agent keeps restarting"),
 }
 GENERIC = KindInfo(3, "alarm from the bus", latched=True)
 

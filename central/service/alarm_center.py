@@ -35,6 +35,7 @@ from central.fleet.alarms import (
     Change,
     resumed,
 )
+from central.fleet.health import HealthAlarms
 from central.fleet.state import MAX_AHEAD_S, not_ahead
 from central.store import alarms as alarm_db
 from central.store.db import CentralStore
@@ -64,6 +65,7 @@ class AlarmCenter:
         self._open: dict[Key, str] = {}  # open alarms -> id, so that most clears cost no query
         self._next_tick = 0.0
         self._next_sweep = 0.0
+        self.health = HealthAlarms()  # disk, clock, restarts (central/fleet/health.py)
         self.resume()
 
     def resume(self) -> None:
@@ -75,6 +77,7 @@ class AlarmCenter:
         for bus, kind, _ in self._open:
             left.setdefault(bus, []).append(kind)
         self.watch = {bus: resumed(kinds) for bus, kinds in left.items()}
+        self.health.resume(left)
 
     # -- inputs -----------------------------------------------------------------------------
     def on_telemetry(self, bus: str, batch: TelemetryBatch, entry: FleetEntry, now: float) -> None:
@@ -104,6 +107,8 @@ class AlarmCenter:
                 continue
             # An event from before the alarm (backfilled, or sent twice) cannot clear it.
             self._apply(bus, [change], entry, now, only_after=True)
+        if not batch.backfill:  # backfilled health is shown, never alarming
+            self._apply(bus, self.health.on_events(bus, batch.events, now), entry, now)
 
     def on_reported(self, bus: str, r: ReportedState, entry: FleetEntry, now: float) -> None:
         w = self.watch.get(bus) or BusWatch()
@@ -131,6 +136,10 @@ class AlarmCenter:
                     self.watch[bus] = w2
                 if changes:
                     self._apply(bus, changes, entry, now)
+            for bus, clears in self.health.tick(now).items():  # a bus stopped restarting
+                for c in clears:
+                    if (key := (bus, c.kind, c.subject)) in self._open:
+                        self._clear(key, c, now, only_after=False)
         if now >= self._next_sweep:
             self._next_sweep = now + SWEEP_S
             self._sweep(now)

@@ -16,6 +16,7 @@ from typing import Any
 from central.media import MediaLibrary
 from central.playlists import list_playlists
 from central.reports import plays_report, refresh_departures
+from central.service.health_requests import health_result
 from central.store import gtfs as gtfs_db
 from central.store import queries as query_db
 from central.store.db import CentralStore
@@ -111,6 +112,7 @@ def bus_detail(store: CentralStore, bus: str, now: float | None = None) -> Answe
     events = [_short_data(e) for e in _rows(query_db.bus_events(store, bus, 30))]
     commands = _rows(query_db.bus_commands(store, bus, 20))
     alarms = _rows(query_db.bus_alarms(store, bus, 20))
+    result.update(health_result(store, bus))  # its newest health report (issue 16)
     result["now"] = now
     return result, {"events": events, "commands": commands, "alarms": alarms, "messages": messages}
 

@@ -73,6 +73,7 @@ from central.config import CentralConfig
 from central.desired import Published
 from central.fleet.alarms import AlarmParams
 from central.service.dispatch import Dispatch
+from central.service.health_requests import health_params
 from central.service.ingest import Ingest
 from central.service.leader import RENEW_S, Leadership
 from central.service.retention_task import RetentionTask
@@ -198,6 +199,7 @@ class CentralService:
             sync_after_s=config.alarm_sync_after_s,
             timetable_late_s=config.alarm_timetable_late_s,
         )
+        self.ingest.alarms.health.params = health_params(config)  # central/fleet/health.py
         # Dispatchers' requests; every desired version they write goes to fleet state.
         self.dispatch = Dispatch(self.store, config, self.ingest.alarms, self.ingest.on_desired)
         self.sync = DesiredSync(self.store)  # message expiry, diversion windows

@@ -9,6 +9,7 @@ so a command's acknowledgement appears by itself.
 from __future__ import annotations
 
 import json
+import time
 from typing import ClassVar
 
 from rich.text import Text
@@ -20,6 +21,7 @@ from textual.widgets import DataTable, Static
 
 from central.dashboard.screens.base import DispatchScreen
 from central.dashboard.text import clock, line, lines, plain
+from central.fleet.health import figure_lines, packed
 from protocols.requests import Detail, DispatchReply
 from protocols.schemas import FleetEntry, Scalar
 
@@ -89,6 +91,18 @@ def timetable_text(e: FleetEntry | None) -> Text:
     return lines(out)
 
 
+def machine_text(r: dict[str, Scalar]) -> Text:
+    """The bus's newest health report (the detail's `health.*` results), packed to fit 80
+    columns; the bus's own words (version, operator) as literal text."""
+    data = {k[7:]: v for k, v in r.items() if k.startswith("health.")}
+    t, now = data.get("t"), r.get("now")
+    when = t if isinstance(t, int | float) and not isinstance(t, bool) else None
+    at = now if isinstance(now, int | float) and not isinstance(now, bool) else time.time()
+    rows = [plain("Machine", "bold")]
+    rows += [plain(text) for text in packed(figure_lines(data, when, at))]
+    return lines(rows)
+
+
 class BusDetailScreen(DispatchScreen):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "app.pop_screen", "Back"),
@@ -113,6 +127,7 @@ class BusDetailScreen(DispatchScreen):
             yield Static("", id="health", classes="box")
             yield Static("", id="assignment", classes="box")
             yield Static("", id="timetable", classes="box")
+        yield Static("", id="machine", classes="box")  # its health report (issue 16)
         yield Static("Commands (c: send one)", classes="section")
         yield DataTable(id="commands", cursor_type="row")
         yield Static("Recent events", classes="section")
@@ -179,6 +194,7 @@ class BusDetailScreen(DispatchScreen):
             if key.startswith("counter."):
                 health.append(plain(f"{key[8:]:<18} {value}"))
         self.query_one("#health", Static).update(lines(health))
+        self.query_one("#machine", Static).update(machine_text(r))
         a = [plain("Assignment", "bold")]
         for key, label in (("route_id", "route"), ("trip_id", "trip"), ("block_id", "block")):
             a.append(plain(f"{label:<9} {r.get(key) or '—'}"))
