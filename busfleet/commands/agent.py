@@ -34,4 +34,5 @@ def run(args: argparse.Namespace) -> int:
     setup_logging(config.bus.id, args.log_level)
     agent = Agent(config)
     run_service(agent.run(), healthy=agent.healthy)  # the watchdog pings while it samples
-    return 0
+    # The launcher (onboard/update/launcher.py) reads it: start the new slot, or roll back.
+    return agent.update.exit_code or 0
