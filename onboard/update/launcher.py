@@ -223,9 +223,10 @@ def _say(text: str) -> None:
 class Launcher:
     """Runs the agent from the current slot, again and again, rolling back failed trials."""
 
-    def __init__(self, slots: Path, agent_args: list[str]) -> None:
+    def __init__(self, slots: Path, agent_args: list[str], *, grace_s: float = GRACE_S) -> None:
         self.slots = slots
         self.agent_args = agent_args
+        self.grace_s = grace_s
         self.tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
         self.child: subprocess.Popen[bytes] | None = None
         self.stopping = False
@@ -279,7 +280,9 @@ class Launcher:
             trial = dataclasses.replace(state.trial, starts=state.trial.starts + 1)
             state = dataclasses.replace(state, trial=trial)
             write_state(self.slots, state)
-            self.deadlines.setdefault(state.current, time.monotonic() + trial.timeout_s + GRACE_S)
+            self.deadlines.setdefault(
+                state.current, time.monotonic() + trial.timeout_s + self.grace_s
+            )
             return state
         if not slot_ok(self.slots, state.current):
             if not slot_ok(self.slots, state.previous):
@@ -357,10 +360,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--slots", required=True, help="the slots directory")
     parser.add_argument("--config", required=True, help="agent TOML file")
     parser.add_argument("--log-level", default="INFO")
+    parser.add_argument(
+        "--trial-grace-s",
+        type=float,
+        default=GRACE_S,
+        help=f"past a trial's time, stop the agent after this much more (default {GRACE_S:g})",
+    )
     args = parser.parse_args(argv)
     agent_args = ["--config", args.config, "--log-level", args.log_level]
     try:
-        return Launcher(Path(args.slots), agent_args).run()
+        return Launcher(Path(args.slots), agent_args, grace_s=args.trial_grace_s).run()
     except SlotError as exc:
         _say(str(exc))
         return 2

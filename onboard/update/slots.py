@@ -99,6 +99,7 @@ def install_release(
             pip += ["--disable-pip-version-check", "--no-index", "--no-cache-dir"]
             _run([*pip, "--find-links", str(wheels), manifest.requirement], timeout_s)
             _check(target, manifest.version, timeout_s)
+            target.chmod(0o755)  # mkdtemp's 0700: the slot is no secret
             _sync_tree(target)
             target.replace(slots / name)
             fsync_dir(slots)
