@@ -34,11 +34,15 @@ def wheelhouse() -> Path:
 
 
 def build_releases(out: Path) -> Path:
-    """busfleet-0.1.0.tar, busfleet-0.2.0.tar and the broken busfleet-0.3.0.tar in `out`."""
+    """busfleet-0.1.0.tar, busfleet-0.2.0.tar and the broken busfleet-0.3.0.tar in `out`
+    (kept: a second call with the same folder builds nothing)."""
+    if all((out / target_name(v)).is_file() for v in (*GOOD, BROKEN)):
+        return out
     out.mkdir(parents=True, exist_ok=True)
     for version in GOOD:
         build_release(REPO, out, version=version, wheelhouse=wheelhouse())
-    build_release(broken_copy(out / "broken-src"), out, version=BROKEN, wheelhouse=wheelhouse())
+    source = broken_copy(out.parent / f"{out.name}-broken-src")
+    build_release(source, out, version=BROKEN, wheelhouse=wheelhouse())
     for version in (*GOOD, BROKEN):
         assert (out / target_name(version)).is_file()
     return out
@@ -46,6 +50,7 @@ def build_releases(out: Path) -> Path:
 
 def broken_copy(into: Path) -> Path:
     """The project's files, with `busfleet agent` exiting with an error at once."""
+    shutil.rmtree(into, ignore_errors=True)
     into.mkdir(parents=True)
     for name in ("pyproject.toml", "README.md", "uv.lock"):
         shutil.copy2(REPO / name, into / name)
@@ -64,5 +69,6 @@ def broken_copy(into: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def releases(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The folder with the three release tars (built once per session, ~6 s)."""
-    return build_releases(tmp_path_factory.mktemp("releases"))
+    """The folder with the three release tars (built once per session, ~6 s; test modules
+    take it with `releases = release_helpers.releases`)."""
+    return build_releases(tmp_path_factory.getbasetemp() / "releases")

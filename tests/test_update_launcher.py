@@ -145,7 +145,7 @@ def test_it_runs_the_current_slot_with_its_name_and_ends_with_the_agents_failure
     assert "old agent says hello" in err  # the agent's stderr goes on to the journal
     [start] = starts(slots)
     assert start["slot"] == OLD and start["trial"] == ""
-    assert start["argv"] == ["-m", "busfleet.cli", "agent", "--config", "/etc/agent.toml",
+    assert start["argv"] == ["-I", "-m", "busfleet.cli", "agent", "--config", "/etc/agent.toml",
                              "--log-level", "INFO"]  # fmt: skip
     assert start["watchdog_pid"] == ""  # so that the agent's own pings count
     assert not list(slots.glob(".tmp-*"))

@@ -304,11 +304,12 @@ class Launcher:
         env.pop("BUSFLEET_TRIAL", None)
         if state.trial is not None:
             env["BUSFLEET_TRIAL"] = "1"
-        argv = [str(slot_python(self.slots, slot)), "-m", "busfleet.cli", "agent"]
+        # -I: the slot's own packages only (not the working directory's, not PYTHONPATH).
+        argv = [str(slot_python(self.slots, slot)), "-I", "-m", "busfleet.cli", "agent"]
         _say(f"starting {slot}" + (" on trial" if state.trial else ""))
         self.tail.clear()
         self.child = child = subprocess.Popen(
-            [*argv, *self.agent_args], env=env, stderr=subprocess.PIPE
+            [*argv, *self.agent_args], env=env, stderr=subprocess.PIPE, cwd=self.slots / slot
         )
         assert child.stderr is not None
         reader = threading.Thread(target=self._pass_through, args=(child.stderr,), daemon=True)

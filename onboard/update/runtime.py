@@ -251,12 +251,23 @@ class UpdateRuntime:
             trial = self.on_trial and state is not None and state.trial is not None
             if trial and state is not None and not await self._prove(state):
                 return
+            if state is not None and state.trial is None:
+                self._prune(state)
         if self.phase == "trial":
             self._set("idle")
         while True:
             await self.changed.wait()
             self.changed.clear()
             await self._follow()
+
+    def _prune(self, state: SlotState) -> None:
+        """Slots a power cut left behind (cut between a switch and its prune): all but the
+        current, the previous and one of the wanted version (installed, not yet switched to)."""
+        assert self.slots is not None
+        wanted = self.wanted.version if self.wanted is not None else ""
+        keep = slotdir.installed(self.slots, wanted) if wanted else None
+        for name in slotdir.prune(self.slots, state, keep=(keep,) if keep else ()):
+            log.info("removed the slot %s (neither current nor previous)", name)
 
     def _state(self) -> SlotState | None:
         assert self.slots is not None
