@@ -192,6 +192,7 @@ class UpdateRuntime:
         self.tried: dict[str, str] = {}  # versions failed in this process (install), why
         self.exit_code: int | None = None  # what `busfleet agent` exits with, when set
         self.previous = ""
+        self.poll_s = SAFE_POLL_S
 
     @classmethod
     def of_agent(
@@ -295,8 +296,6 @@ class UpdateRuntime:
         self.record_event(EVENT_UPDATE_FAILED, data, 3)
         clear_failure(self.slots)
         log.error("release %s was rolled back: %s", version, reason)
-        if self.wanted is not None and self.wanted.version == version:
-            self._set("failed", f"rolled back: {reason}")
 
     async def _prove(self, state: SlotState) -> bool:
         """On trial: healthy within the trial's time -> commit; else exit for a rollback."""
@@ -445,11 +444,15 @@ class UpdateRuntime:
                 inside = False
             else:
                 trip = self.trip_running()
-                self._set("waiting", "a trip is running" if trip else "")
-                if inside and not trip:
+                window = self.settings.maintenance_window
+                if trip:
+                    self._set("waiting", "a trip is running")
+                elif not inside:
+                    self._set("waiting", f"outside the maintenance window {window}")
+                else:
                     return True
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(SAFE_POLL_S):
+                async with asyncio.timeout(self.poll_s):
                     await self.changed.wait()
             if ref != self.wanted:
                 return False
