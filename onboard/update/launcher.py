@@ -353,7 +353,7 @@ class Launcher:
             self.tail.append(line.decode("utf-8", "replace"))
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="launcher.py",
         description="Run the busfleet agent from its current slot; roll back a failed update.",
@@ -367,10 +367,18 @@ def main(argv: list[str] | None = None) -> int:
         default=GRACE_S,
         help=f"past a trial's time, stop the agent after this much more (default {GRACE_S:g})",
     )
-    args = parser.parse_args(argv)
-    agent_args = ["--config", args.config, "--log-level", args.log_level]
+    return parser
+
+
+def agent_args(args: argparse.Namespace) -> list[str]:
+    """What follows `busfleet agent` in the command the launcher runs."""
+    return ["--config", args.config, "--log-level", args.log_level]
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     try:
-        return Launcher(Path(args.slots), agent_args, grace_s=args.trial_grace_s).run()
+        return Launcher(Path(args.slots), agent_args(args), grace_s=args.trial_grace_s).run()
     except SlotError as exc:
         _say(str(exc))
         return 2
