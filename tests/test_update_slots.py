@@ -398,3 +398,20 @@ def test_the_previous_version_reports_a_rolled_back_trial_and_then_clears_the_re
     assert not (slots / FAILURE_FILE).exists()
     assert bus.runtime.report().error == "exited with code 1"  # and it is not tried again
     assert read_state(slots).failed == {"0.2.0": "exited with code 1"}
+
+
+def test_the_slots_command_shows_the_state_and_rolls_back_by_hand(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from busfleet.cli import main
+
+    slots = on_trial(tmp_path, 60)
+    assert main(["slots", "status", "--slots", str(slots)]) == 0
+    out = capsys.readouterr().out
+    assert "current:  0.2.0-bbbbbbbb" in out and f"previous: {OLD}" in out
+    assert "trial:    1/3 starts, 60 s to prove itself" in out
+    assert main(["slots", "rollback", "--slots", str(slots)]) == 0
+    state = read_state(slots)
+    assert (state.current, state.previous, state.trial) == (OLD, "0.2.0-bbbbbbbb", None)
+    assert main(["slots", "status", "--slots", str(tmp_path / "none")]) == 1
+    assert "no slot installed (busfleet slots install)" in capsys.readouterr().err
