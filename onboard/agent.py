@@ -57,6 +57,7 @@ from onboard.remote_config import RemoteConfig, trip_running
 from onboard.store import open_store
 from onboard.telemetry import Telemetry
 from onboard.timetable.runtime import TimetableRuntime
+from onboard.update.runtime import UpdateRuntime
 from onboard.vehicle.can_input import CanInput
 from protocols import codec
 from protocols.ads.fence import accuracy_from_hdop
@@ -122,6 +123,13 @@ class Agent:
         self.health = HealthRuntime(config.health, config.bus.data_dir, self.record_event)
         self._build_inputs()
         self._build_presentations()
+        # Software updates (onboard/update/): fetch, install into a slot, switch, prove, commit.
+        self.update = UpdateRuntime.of_agent(
+            self,
+            lambda: trip_running(self.journey),
+            lambda: self.link.set_reported(self._reported_payload()),
+        )
+        self.update.offer(self.outcome.applied, live=False)
         self._apply_config()
         self.link.set_reported(self._reported_payload())
 
@@ -233,6 +241,8 @@ class Agent:
             self.applied_store.save(outcome.applied)
             log.info("desired state version %d applied", outcome.applied.version)
         self.outcome = outcome
+        if not outcome.error:
+            self.update.offer(outcome.applied)
         self._apply_config()
         if self.display:
             self.display.apply_desired(outcome.applied)
@@ -399,7 +409,7 @@ class Agent:
     def _reported_payload(self) -> bytes:
         state = self.remote_config.reported(reported(self.outcome, self.bus_id, self.counters()))
         timetable = self.timetable.report(local=self.journey_local)
-        state = msgspec.structs.replace(state, timetable=timetable)
+        state = msgspec.structs.replace(state, timetable=timetable, release=self.update.report())
         if self.journey is not None:
             state = msgspec.structs.replace(state, journey=self.journey.status())
         return codec.encode(self.events.bounds.fit(state) or state)
@@ -443,6 +453,7 @@ class Agent:
         }
         parts.update({name: part.run() for name, part in optional.items() if part is not None})
         parts["timetable"] = self._timetables()
+        parts["update"] = self.update.run()
         try:
             async with asyncio.TaskGroup() as tg:
                 tasks = [tg.create_task(coro, name=name) for name, coro in parts.items()]

@@ -50,6 +50,7 @@ class Telemetry:
         self.wake = wake
         self.on_sample = on_sample
         self.records = 0  # stored since start
+        self.first_seq: int | None = None  # the first one's number (an update's health proof)
         self._can_frames_seen = 0
 
     def sample(self) -> TelemetryRecord:
@@ -84,6 +85,7 @@ class Telemetry:
             return None
         seq = self.outbox.put("telemetry", _numbered(fitted))
         self.records += 1
+        self.first_seq = self.first_seq or seq
         self.wake()
         return seq
 

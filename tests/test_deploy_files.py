@@ -15,6 +15,7 @@ import pytest
 from busfleet.broker.accounts import CITY_ACL, central_accounts
 from busfleet.broker.secure import ACL, TEMPLATE, render_mosquitto_config
 from busfleet.cli import build_parser
+from onboard.update import launcher
 from protocols import topics
 
 REPO = Path(__file__).resolve().parent.parent
@@ -98,9 +99,23 @@ def test_a_unit_restarts_forever_under_a_watchdog(unit: str) -> None:
     assert sections["Unit"]["StartLimitIntervalSec"] == ["0"]  # never give up restarting
 
 
+def busfleet_argv(unit: str) -> list[str]:
+    """The busfleet command a unit runs: its ExecStart, or the one the agent's launcher runs
+    from the current slot (`python -m busfleet.cli agent ...`, onboard/update/launcher.py)."""
+    argv = shlex.split(parse_unit(DEPLOY / "systemd" / unit)["Service"]["ExecStart"][0])
+    if argv[0] == "/usr/bin/python3":  # the system's interpreter, whatever the slots hold
+        assert Path(argv[1]).name == "launcher.py", argv
+        return [
+            "busfleet",
+            "agent",
+            *launcher.agent_args(launcher.build_parser().parse_args(argv[2:])),
+        ]
+    return argv
+
+
 @pytest.mark.parametrize("unit", sorted(UNITS))
 def test_a_unit_starts_a_busfleet_command_that_exists(unit: str) -> None:
-    argv = shlex.split(parse_unit(DEPLOY / "systemd" / unit)["Service"]["ExecStart"][0])
+    argv = busfleet_argv(unit)
     assert Path(argv[0]).name == "busfleet"
     assert argv[1 : 1 + len(UNITS[unit])] == UNITS[unit]
     args = build_parser().parse_args(argv[1:])
@@ -315,3 +330,12 @@ def test_every_busfleet_command_in_the_readme_exists() -> None:
     for argv in commands:
         args = parser.parse_args(argv[1:])
         assert callable(args.func), argv
+
+
+def test_the_agents_launcher_may_write_its_slots_and_its_agent_may_notify_systemd() -> None:
+    service = parse_unit(DEPLOY / "systemd" / "busfleet-agent.service")["Service"]
+    argv = shlex.split(service["ExecStart"][0])
+    slots = launcher.build_parser().parse_args(argv[2:]).slots
+    assert slots in service["ReadWritePaths"]  # ProtectSystem=strict: read-only otherwise
+    assert service["NotifyAccess"] == ["all"]  # READY/WATCHDOG come from the launcher's child
+    assert service["KillMode"] == ["mixed"]  # SIGTERM to the launcher, which passes it on

@@ -37,4 +37,5 @@ def run(args: argparse.Namespace) -> int:
     attach_for_agent(config)  # the log on disk too, for `busfleet central logs`
     agent = Agent(config)
     run_service(agent.run(), healthy=agent.healthy)  # the watchdog pings while it samples
-    return 0
+    # The launcher (onboard/update/launcher.py) reads it: start the new slot, or roll back.
+    return agent.update.exit_code or 0
