@@ -61,6 +61,10 @@ FORBIDDEN: dict[str, str] = {
     "portal.nft_template": _PATH,
     "portal.tls_cert": _PATH,
     "portal.tls_key": _PATH + " (a secret)",
+    # The software's trust anchors: whoever could set them could install any code on the bus.
+    "update.repo_url": "where releases come from: set on the bus only (deploy/README.md)",
+    "update.trusted_root": _PATH + " (the TUF root the bus trusts: set at provisioning only)",
+    "logs.file": _PATH,
 }
 
 

@@ -130,6 +130,10 @@ def test_central_and_the_bus_share_the_forbidden_keys_and_the_key_form() -> None
     assert refusal("mqtt.keepalive_s", 20) is None  # the link's timing, not where it goes
     for key in ("mqtt.password_file", "mqtt.insecure_dev_broker", "bus.id", "portal.tls_key"):
         assert (refusal(key, "x") or "").startswith("never set remotely"), key
+    # The software's trust anchors: a remote value could make the bus install anyone's code.
+    for key in ("update.repo_url", "update.trusted_root", "logs.file"):
+        assert (refusal(key, "x") or "").startswith("never set remotely"), key
+    assert refusal("update.maintenance_window", "02:00-04:00") is None
     assert refusal("Telemetry.send_every_s", 1) is not None
     assert refusal("telemetry.send_every_s", float("nan")) == "number out of range"
     assert refusal("display.language", [1]) == "not a text, number or true/false"
