@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, TypeVar
 
+from onboard.audio.settings import AudioSection
 from onboard.errors import ConfigError
 from onboard.gps.backends import GPS_SOURCES
 from onboard.gps.settings import GpsSection
@@ -141,6 +142,7 @@ class AgentConfig:
     update: UpdateSection = field(default_factory=UpdateSection)
     health: HealthSection = field(default_factory=HealthSection)
     logs: LogsSection = field(default_factory=LogsSection)
+    audio: AudioSection = field(default_factory=AudioSection)
 
     @property
     def mqtt_username(self) -> str:
@@ -255,6 +257,7 @@ def build_config(raw: dict[str, Any], path: str = "<config>") -> AgentConfig:
         update=_section(UpdateSection, raw.get("update"), "update", path),
         health=_section(HealthSection, raw.get("health"), "health", path),
         logs=_section(LogsSection, raw.get("logs"), "logs", path),
+        audio=_section(AudioSection, raw.get("audio"), "audio", path),
     )
     if not valid_bus_id(config.bus.id):
         raise ConfigError(
