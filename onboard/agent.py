@@ -33,6 +33,7 @@ from httpguard import ConnectionGuard
 from onboard.ads.http import local_media_routes, local_url
 from onboard.ads.player import PlayRecord, Showing
 from onboard.ads.runtime import AdsRuntime
+from onboard.audio.api import Silent, Speaker
 from onboard.config import AgentConfig, check_link_security, check_portal_blocking
 from onboard.display.journey import journey_view
 from onboard.display.model import AdSlot
@@ -99,7 +100,10 @@ class Agent:
         self.outcome = Outcome(self.applied_store.load())
         self.desired_rejected = 0  # desired documents refused (the last one's error is reported)
         self.last_sample = time.monotonic()  # the telemetry loop's last tick (see `healthy`)
-        self.remote = AgentCommands(self.outbox)
+        self.audio: Speaker = Silent()  # issue 17: the audio's Speaker, once it is built
+        self.remote = AgentCommands(
+            self.outbox, lambda: self.audio, lambda: self.display, self.record_event
+        )
         self.commands = Commands(self.outbox, self.remote.handlers())
         self.commands.handlers.update(LogCommands.for_agent(config, self.outbox).handlers())
         self.link = Link(config, self.outbox, self.on_desired, self._on_command)

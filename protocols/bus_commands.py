@@ -45,9 +45,24 @@ class Resend(BusCommandBase, tag="resend", frozen=True, kw_only=True):
 
 
 class Announce(BusCommandBase, tag="announce", frozen=True, kw_only=True):
-    """Speak and show `text` to the passengers now."""
+    """A live announcement from city hall (issue 17): the bus speaks `de` (and `en`) and shows
+    it on the displays at the same moment. `announcement` is its id, the same on every bus it
+    went to (central/announcements.py). `text` is an older central's one text, taken as `de`;
+    a central sends it beside `de` too, so that an older agent still shows something."""
 
-    text: DriverText
+    de: DriverText | None = None  # required in effect: `de` or `text`
+    en: DriverText | None = None
+    text: DriverText | None = None
+    announcement: Annotated[str, msgspec.Meta(max_length=64)] | None = None
+
+    def __post_init__(self) -> None:
+        if not self.german:
+            raise ValueError("announce needs a German text: `de` (or `text`), 1 to 500 characters")
+
+    @property
+    def german(self) -> str:
+        """The German text (`de`, else an older central's `text`), stripped."""
+        return (self.de or self.text or "").strip()
 
 
 class Restart(BusCommandBase, tag="restart", frozen=True, kw_only=True):

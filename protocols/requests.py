@@ -25,6 +25,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from protocols import announce_requests as live  # issue 17: live announcements
 from protocols import release_requests as release  # issue 16: software rollouts
 from protocols.bus_commands import (  # commands to a bus, re-exported
     BUS_COMMANDS,
@@ -392,6 +393,7 @@ ReadRequest = (
     | ShowGroup
     | release.RolloutStatus  # issue 16
     | release.BusReleases
+    | live.AnnouncementStatus  # issue 17
 )
 
 
@@ -470,6 +472,8 @@ Request = (
     | release.RolloutStatus
     | release.BusReleases
     | FleetHealth
+    | live.LiveAnnounce  # issue 17: live announcements
+    | live.AnnouncementStatus
 )
 REQUESTS: tuple[type[RequestBase], ...] = (
     AckAlarm,
@@ -508,6 +512,7 @@ REQUESTS: tuple[type[RequestBase], ...] = (
     CommandAnswer,
     *release.RELEASE_REQUESTS,  # issue 16
     FleetHealth,
+    *live.ANNOUNCE_REQUESTS,  # issue 17
 )
 
 

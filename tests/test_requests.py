@@ -15,6 +15,7 @@ from central.service.dispatch import Dispatch
 from central.store.db import CentralStore
 from protocols import codec, topics
 from protocols.errors import CodecError
+from protocols.announce_requests import AnnouncementStatus, LiveAnnounce
 from protocols.release_requests import BusReleases, CancelRollout, RolloutStatus, StartRollout
 from protocols.requests import (
     BUS_COMMANDS,
@@ -122,6 +123,8 @@ SAMPLES: list[Request] = [
     CommandAnswer(bus="bus-1", id="c-1"),
     *RELEASE_SAMPLES,  # issue 16: software rollouts
     FleetHealth(bus="bus-1"),
+    LiveAnnounce(to=["group:g1", "route:R1"], de="Bitte vorne einsteigen", en="Board at front"),
+    AnnouncementStatus(id="0123456789ab"),
 ]
 
 
@@ -153,6 +156,7 @@ def test_a_reply_round_trips_with_its_tables() -> None:
     [
         Resend(since=T0),
         Announce(text="Next stop: Cairns"),
+        Announce(de="Nächster Halt", en="Next stop", text="Nächster Halt", announcement="a1"),
         Restart(),
         DriverMessage(text="Hi"),
         Logs(since_s=7200.0, grep="link up", max_bytes=4096),

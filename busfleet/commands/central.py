@@ -80,7 +80,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "command",
         help="send a command to a bus (resend, announce, restart)",
         description="Send a command with an id and an expiry; the bus answers ok, failed or "
-        "expired. Examples: `command bus-01 announce --arg text='Next stop: Cairns'`, "
+        "expired. Examples: `command bus-01 announce --arg de='Bitte vorne einsteigen'` "
+        "(to several buses at once: `central announce`), "
         "`command bus-01 resend --arg since=1795000000`, `command bus-01 restart`.",
     )
     connection_args(command)
@@ -147,6 +148,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from busfleet.commands import health  # the buses' health reports (issue 16)
 
     health.register_central(csub, connection_args)
+
+    from busfleet.commands import announce  # live announcements from city hall (issue 17)
+
+    announce.register_central(csub, connection_args)
 
 
 def serve_cmd(args: argparse.Namespace) -> int:

@@ -78,7 +78,6 @@ from protocols.gtfs.table import Report as FeedReport
 from protocols.requests import (
     REQUESTS,
     AckAlarm,
-    Announce,
     Assign,
     AssignPlaylist,
     CancelDiversion,
@@ -422,11 +421,11 @@ class Dispatch:
     def _command(self, c: Ctx, r: SendCommand) -> Answer:
         bus = _bus(r.bus)
         command = r.command
-        if isinstance(command, Announce | DriverMessage) and not command.text.strip():
+        if isinstance(command, DriverMessage) and not command.text.strip():
             raise Refused(f"{command.__struct_config__.tag} needs a text of 1 to 500 characters")
         name = str(command.__struct_config__.tag)
         args = command_args(command)
-        if isinstance(command, Announce | DriverMessage):
+        if isinstance(command, DriverMessage):  # an Announce checks its own text
             args["text"] = command.text.strip()
         expires = c.now + r.ttl_s
         cmd = Command(id=uuid.uuid4().hex[:16], name=name, t=c.now, expires=expires, args=args)

@@ -7,10 +7,16 @@ from collections.abc import Callable
 from typing import Any
 
 from central.config import CentralConfig
-from central.service import health_requests, log_requests, release_requests, timetable_requests
+from central.service import (
+    announce_requests,
+    health_requests,
+    log_requests,
+    release_requests,
+    timetable_requests,
+)
 from protocols.requests import RequestBase
 
-MODULES = (timetable_requests, release_requests, health_requests, log_requests)
+MODULES = (timetable_requests, release_requests, health_requests, log_requests, announce_requests)
 
 
 def handlers(

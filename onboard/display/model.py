@@ -54,6 +54,29 @@ class Announcement:
 
 
 @dataclass(frozen=True, slots=True)
+class LiveBanner:
+    """A live announcement from city hall (issue 17), shown big while it is spoken and a while
+    after (`until`, the bus's clock: `live_until`); the pages hide it at `until` too."""
+
+    id: str
+    text_de: str
+    text_en: str  # empty: the German text in English too
+    until: float
+
+
+LIVE_MIN_S = 30.0  # a live announcement stays at least this long on the screens
+LIVE_CHARS_PER_S = 12.0  # speech: espeak-ng's default 175 words a minute is about 14
+LIVE_MARGIN_S = 10.0  # after the speech ends, to finish reading
+
+
+def live_until(start: float, text_de: str, text_en: str) -> float:
+    """When a live announcement shown at `start` goes: its speech's length (both languages,
+    estimated from the text) and a margin, at least LIVE_MIN_S."""
+    speech_s = (len(text_de) + len(text_en)) / LIVE_CHARS_PER_S
+    return start + max(LIVE_MIN_S, speech_s + LIVE_MARGIN_S)
+
+
+@dataclass(frozen=True, slots=True)
 class AdSlot:
     item_id: str
     url: str  # a local path on the agent ("/media/..."): the pages never load remote content
@@ -73,6 +96,7 @@ class DisplayState:
     announcements: tuple[Announcement, ...] = ()
     diversion: str | None = None
     ad: AdSlot | None = None
+    live: LiveBanner | None = None  # a live announcement now (issue 17)
     online: bool = False  # the uplink to city hall; the pages work the same without it
     # What the pages show it in (`display.language`), alternating; a kiosk URL's ?lang= wins.
     languages: tuple[str, ...] = ("de",)
@@ -97,8 +121,8 @@ def announcements(messages: Iterable[PassengerMessage], now: float) -> tuple[Ann
     return tuple(
         Announcement(
             id=m.id,
-            text_de=_clip(m.text_de or m.text_en),
-            text_en=_clip(m.text_en),
+            text_de=clip(m.text_de or m.text_en),
+            text_en=clip(m.text_en),
             priority=m.priority,
             valid_to=m.valid_to,
         )
@@ -125,6 +149,7 @@ def display_state(
     online: bool = False,
     diversion: str | None = None,
     ad: AdSlot | None = None,
+    live: LiveBanner | None = None,
     max_stops: int = MAX_STOPS,
     languages: tuple[str, ...] = ("de",),
     cycle_s: float = 8.0,
@@ -157,6 +182,7 @@ def display_state(
         announcements=announcements(messages, now),
         diversion=diversion or None,
         ad=local_ad(ad),
+        live=live if live is not None and now < live.until else None,
         online=online,
         languages=languages,
         cycle_s=cycle_s,
@@ -200,6 +226,7 @@ def to_json(state: DisplayState) -> bytes:
     return msgspec.json.encode(state)
 
 
-def _clip(text: str) -> str:
+def clip(text: str) -> str:
+    """`text` stripped, at most MAX_TEXT characters (cut with an ellipsis)."""
     text = text.strip()
     return text if len(text) <= MAX_TEXT else text[: MAX_TEXT - 1] + "…"

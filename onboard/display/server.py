@@ -31,10 +31,13 @@ from onboard.display.model import (
     AdSlot,
     DisplayState,
     JourneyView,
+    LiveBanner,
     assignment_labels,
+    clip,
     desired_messages,
     display_state,
     from_journey,
+    live_until,
 )
 from onboard.web.live import LiveFeed
 from onboard.web.site import LocalSite
@@ -67,6 +70,7 @@ class DisplayInputs:
     online: bool = False
     diversion: str | None = None
     ad: AdSlot | None = None
+    live: LiveBanner | None = None
     languages: tuple[str, ...] = ("de",)  # `display.language`, parsed
     cycle_s: float = 8.0
 
@@ -80,6 +84,7 @@ class Changes(TypedDict, total=False):
     online: bool
     diversion: str | None
     ad: AdSlot | None
+    live: LiveBanner | None
     languages: tuple[str, ...]
     cycle_s: float
 
@@ -135,6 +140,14 @@ class Display(LocalSite[DisplayState]):
             fallback_destination=destination,
         )
 
+    def show_live(self, announcement: str, text_de: str, text_en: str = "") -> LiveBanner:
+        """Show a live announcement from now (the moment it is spoken) until `live_until`;
+        a newer one replaces it. The texts are clipped as announcements are."""
+        de, en = clip(text_de), clip(text_en)
+        banner = LiveBanner(announcement, de or en, en, live_until(self.clock(), de, en))
+        self.update(live=banner)
+        return banner
+
     def apply_journey(self, state: JourneyState | None) -> None:
         """Take line, destination, next stops, delay (and the stop request, when the tracker
         knows it) from the journey tracker; None: no tracker or no trip (the assignment's
@@ -159,6 +172,7 @@ class Display(LocalSite[DisplayState]):
             online=i.online,
             diversion=i.diversion,
             ad=i.ad,
+            live=i.live,
             languages=i.languages,
             cycle_s=i.cycle_s,
         )

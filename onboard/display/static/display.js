@@ -17,6 +17,7 @@
       early: (m) => m + ' min früher',
       diversion: 'Umleitung',
       off_route: 'Abweichung von der Route',
+      live: 'Durchsage',
     },
     en: {
       next_stop: 'Next stop',
@@ -30,6 +31,7 @@
       early: (m) => m + ' min early',
       diversion: 'Diversion',
       off_route: 'Off route',
+      live: 'Announcement',
     },
   };
 
@@ -157,6 +159,17 @@
     document.body.dataset.announcements = String(items.length);
   }
 
+  // A live announcement from city hall: over the stops while it is spoken, until `until`.
+  function renderLive() {
+    const live = state.live;
+    const on = Boolean(live) && typeof live.until === 'number' && nowS() < live.until;
+    setText('live-text', on ? (lang() === 'en' && live.text_en ? live.text_en : live.text_de) : '');
+    show('live', on);
+    const node = el('live');
+    if (node) node.dataset.id = on ? String(live.id) : '';
+    document.body.dataset.live = String(on);
+  }
+
   function renderAd() {
     const slot = el('ad');
     if (!slot) return;
@@ -207,6 +220,7 @@
     setText('diversion', diversion);
     show('diversion', Boolean(diversion));
     renderAnnouncements();
+    renderLive();
     renderAd();
     document.body.dataset.online = String(Boolean(state.online));
     document.body.dataset.stops = String((state.next_stops || []).length);
