@@ -14,8 +14,8 @@ from central.service.alarm_center import AlarmCenter
 from central.service.dispatch import Dispatch
 from central.store.db import CentralStore
 from protocols import codec, topics
-from protocols.errors import CodecError
 from protocols.announce_requests import AnnouncementStatus, LiveAnnounce
+from protocols.errors import CodecError
 from protocols.release_requests import BusReleases, CancelRollout, RolloutStatus, StartRollout
 from protocols.requests import (
     BUS_COMMANDS,
