@@ -13,6 +13,7 @@ answers "expired" for one that came too late, which is then neither spoken nor s
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -24,6 +25,8 @@ from protocols.requests import Announce, Resend, Restart
 from protocols.schemas import Command, Scalar
 
 __all__ = ["MAX_ANNOUNCEMENT", "AgentCommands", "LiveAnnouncement"]
+
+log = logging.getLogger("busfleet.onboard.remote")
 
 MAX_ANNOUNCEMENT = 500  # characters kept of an announcement
 MAX_KEPT = 20  # announcements kept for the portal (it shows the last few)
@@ -84,7 +87,11 @@ class AgentCommands:
         live = LiveAnnouncement(command.announcement or cmd.id, de, en)
         texts = {"de": de, "en": en} if en else {"de": de}
         utterance = Utterance(kind="live", texts=texts, priority=LIVE, ref=live.id)
-        self.speaker().say(utterance, on_start=lambda _: self._show(live))
+        try:
+            self.speaker().say(utterance, on_start=lambda _: self._show(live))
+        except Exception as exc:  # whatever the audio's trouble: failed, and why
+            log.warning("live announcement %s not taken by the audio: %s", live.id, exc)
+            return Result("failed", f"the audio did not take it: {exc}")
         return Result("ok", data={"announcement": live.id})
 
     def _show(self, live: LiveAnnouncement) -> None:

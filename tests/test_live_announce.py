@@ -84,8 +84,8 @@ class City:
     def display_state(self, bus: str) -> dict[str, Any]:
         url = f"http://127.0.0.1:{self.ports[bus]}/display/state.json"
         with urllib.request.urlopen(url, timeout=10) as response:
-            body: dict[str, Any] = json.loads(response.read())
-        return body.get("state", body)
+            state: dict[str, Any] = json.loads(response.read())["state"]  # {version, state}
+        return state
 
     def display_up(self, bus: str) -> bool:
         try:

@@ -31,6 +31,8 @@ from textual.notifications import SeverityLevel
 from textual.reactive import reactive
 
 from central.config import CentralConfig
+from central.dashboard.announce import DONE as ANNOUNCED
+from central.dashboard.announce import announce_form, announce_request
 from central.dashboard.commands import DispatchCommands
 from central.dashboard.link import Link, NotConnected
 from central.dashboard.messages import (
@@ -113,6 +115,7 @@ class DashboardApp(App[None]):
         Binding("6", "switch_mode('timetables')", "Timetables"),
         Binding("7", "switch_mode('releases')", "Releases"),
         Binding("n", "new_message", "Message"),
+        Binding("v", "live_announce", "Announce"),  # issue 17: spoken and shown on the buses
         Binding("g", "import_gtfs", "Import GTFS", show=False),
         Binding("question_mark,f1", "help", "Help"),
         Binding("ctrl+p", "command_palette", "Palette", show=False),
@@ -514,6 +517,16 @@ class DashboardApp(App[None]):
             ),
             "message {id} to {buses} buses",
         )
+
+    def action_live_announce(self, targets: str = "all") -> None:
+        self.push_screen(announce_form(self.fleet, targets), self._then(self._live_announce))
+
+    def _live_announce(self, v: dict[str, str]) -> Awaitable[DispatchReply] | None:
+        request = announce_request(v)
+        if isinstance(request, str):
+            self.notify(request, title="announce refused", severity="error")
+            return None
+        return self.act(request, ANNOUNCED)
 
     def action_import_gtfs(self) -> None:
         fields = [Field("path", "GTFS zip or folder on this machine (uploaded to central)")]

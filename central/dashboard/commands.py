@@ -50,6 +50,11 @@ class DispatchCommands(Provider):
                 "targets, languages, validity",
             ),
             (
+                "Live announcement",
+                partial(app.run_action, "live_announce"),
+                "spoken and shown on buses now",
+            ),
+            (
                 "Import a GTFS feed",
                 partial(app.run_action, "import_gtfs"),
                 "a file on central's machine",
