@@ -153,6 +153,10 @@ def test_a_live_announcement_reaches_two_targeted_buses_and_not_a_third_spoken_a
             page.goto(f"http://127.0.0.1:{city.ports[first]}/display/landscape?lang=de")
             expect(page.locator("body")).to_have_attribute("data-agent", "up")
             expect(page.locator("#live")).to_be_hidden()
+            strip = browser.new_page(viewport={"width": 1920, "height": 360})
+            strip.set_default_timeout(30_000)
+            strip.goto(f"http://127.0.0.1:{city.ports[second]}/display/strip?lang=en")
+            expect(strip.locator("body")).to_have_attribute("data-agent", "up")
 
             summary = announce(
                 city, "--to", f"group:{GROUP}", "--de", HOSTILE, "--en", ENGLISH, "--wait", "60"
@@ -164,6 +168,10 @@ def test_a_live_announcement_reaches_two_targeted_buses_and_not_a_third_spoken_a
             assert page.locator("#live img, #live b").count() == 0
             assert page.title() != "1"
             page.screenshot(path=output_dir / "live-banner.png")
+            # The strip of the second bus, in English: the English text.
+            expect(strip.locator("#live-text")).to_have_text(ENGLISH)
+            expect(strip.locator("#live .live-label")).to_have_text("Announcement")
+            strip.screenshot(path=output_dir / "live-strip-en.png")
         finally:
             browser.close()
 
