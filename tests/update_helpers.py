@@ -61,6 +61,22 @@ def signed_repo(releases: Path, repo: Path, versions: tuple[str, ...]) -> Path:
     return root
 
 
+def install_all(buses: list[LaunchedBus], tar: Path) -> None:
+    """The first slot of each bus, by hand, at the same time (`busfleet slots install` in a
+    process per bus: the depot installs a row of buses)."""
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "busfleet.cli", *bus.install_args(tar)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        for bus in buses
+    ]
+    for bus, proc in zip(buses, procs, strict=True):
+        out, _ = proc.communicate(timeout=600)
+        assert proc.returncode == 0, f"{bus.bus}: slots install: {out.decode(errors='replace')}"
+
+
 def sign(repo: Path, tar: Path) -> None:
     assert main(["release", "add", str(repo), str(tar)]) == 0
 
@@ -92,10 +108,10 @@ class Central:
         return f"http://127.0.0.1:{self.http_port}/releases"
 
     def start(self) -> None:
+        conf = [str(self.toml)]
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "busfleet.cli", "central", "serve"]
-                + ["--config", str(self.toml)],
+                [sys.executable, "-m", "busfleet.cli", "central", "serve", "--config", *conf],
                 stderr=log,
                 stdout=subprocess.DEVNULL,
                 cwd=self.workdir,
@@ -126,10 +142,11 @@ class Central:
         assert done.returncode == 0, f"{argv}: {done.returncode}\n{done.stdout}\n{done.stderr}"
         return done.stdout
 
-    def rollout(self, version: str, *args: str) -> str:
-        """A rollout by the real command line; its id."""
+    def rollout(self, version: str, *args: str) -> dict[str, Any]:
+        """A rollout by the real command line: its last line (the rollout's id, `assigned`)."""
         out = self.cli("release", "rollout", version, *args)
-        return str(json.loads(out.strip().splitlines()[-1])["rollout"])
+        started: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+        return started
 
     def status(self, rollout: str) -> dict[str, Any]:
         status: dict[str, Any] = json.loads(self.cli("release", "status", rollout, "--json"))
@@ -153,6 +170,28 @@ class Central:
                 self.proc.wait()
 
 
+class TopicLog:
+    """Every message on `patterns` from now on (retained ones first), as (topic, payload)."""
+
+    def __init__(self, broker: Broker, *patterns: str) -> None:
+        self.messages: list[tuple[str, bytes]] = []
+        self.client = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
+        self.client.on_connect = lambda c, *_: c.subscribe([(p, 1) for p in patterns])
+        self.client.on_message = self._on_message
+        self.client.connect(broker.host, broker.port)
+        self.client.loop_start()
+
+    def _on_message(self, _c: Any, _u: Any, msg: paho.MQTTMessage) -> None:
+        self.messages.append((msg.topic, bytes(msg.payload)))
+
+    def on(self, topic: str) -> list[bytes]:
+        return [payload for t, payload in list(self.messages) if t == topic and payload]
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
 def update_section(central: Central, root: Path, health_timeout_s: float = 90) -> UpdateSection:
     """agent.toml [update]: central's repository, trusting its root.json (provisioning)."""
     return UpdateSection(
@@ -164,8 +203,16 @@ class LaunchedBus:
     """One bus as systemd runs it: `python3 launcher.py --slots ... --config agent.toml`,
     watched from outside (its reported state and presence on the broker, its slots)."""
 
-    def __init__(self, broker: Broker, workdir: Path, bus: str, update: UpdateSection) -> None:
+    def __init__(
+        self,
+        broker: Broker,
+        workdir: Path,
+        bus: str,
+        update: UpdateSection,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.broker = broker
+        self.env = {**os.environ, **(env or {})}
         self.bus = bus
         self.slots = workdir / "opt" / "slots"
         self.launcher = workdir / "opt" / "launcher.py"
@@ -203,8 +250,12 @@ class LaunchedBus:
 
     def install(self, tar: Path) -> None:
         """The first slot, installed by hand (deploy/README.md, "On the bus")."""
+        assert main(self.install_args(tar)) == 0
+
+    def install_args(self, tar: Path) -> list[str]:
+        """`busfleet slots install`'s arguments for the first slot."""
         first = ["slots", "install", str(tar), "--slots", str(self.slots)]
-        assert main([*first, "--launcher", str(self.launcher)]) == 0
+        return [*first, "--launcher", str(self.launcher)]
 
     def start(self) -> None:
         assert self.proc is None or self.proc.poll() is not None, "one launcher at a time"
@@ -212,9 +263,17 @@ class LaunchedBus:
         self.presence = None
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
-                [PYTHON, str(self.launcher), "--slots", str(self.slots), "--config", str(self.toml)],
+                [
+                    PYTHON,
+                    str(self.launcher),
+                    "--slots",
+                    str(self.slots),
+                    "--config",
+                    str(self.toml),
+                ],
                 stderr=log,
                 stdout=subprocess.DEVNULL,
+                env=self.env,
                 start_new_session=True,
             )
 
@@ -250,15 +309,16 @@ class LaunchedBus:
         assert found is not None
         return found
 
-    def runs(self, version: str) -> ReleaseState:
-        """Until the running agent reports `version`, idle, and its presence says the same."""
-        now = self.release(lambda r: r.running == version and r.phase == "idle", version)
+    def runs(self, version: str, phase: str = "idle") -> ReleaseState:
+        """Until the running agent reports `version` in `phase`, and its presence (online)
+        names the same agent version."""
+        now = self.release(lambda r: r.running == version and r.phase == phase, version)
         wait_for(
             lambda: self.presence is not None and self.presence.online,
             WAIT,
             f"{self.bus}'s presence",
         )
-        assert self.presence is not None and self.presence.agent == version
+        assert self.presence is not None and self.presence.agent == version, self.presence
         return now
 
     def want(self, version: str) -> None:
