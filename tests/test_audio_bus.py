@@ -132,8 +132,7 @@ async def _drive(agent: Agent) -> None:
         seq += 1
         await asyncio.sleep(0)
     async with asyncio.timeout(60):
-        while not agent.audio.idle:
-            await asyncio.sleep(0.05)
+        await agent.audio.wait_idle()
     audio.cancel()
 
 

@@ -75,6 +75,7 @@ class AudioRuntime:
         self.failed = 0  # parts that could not be made or played
         self.playing: Utterance | None = None
         self._wake = asyncio.Event()
+        self._idle = asyncio.Event()  # set by the playback task when nothing plays or waits
 
     @classmethod
     def from_settings(
@@ -103,12 +104,17 @@ class AudioRuntime:
         dropped = self.queue.put(utterance, on_start, self.clock())
         if dropped is not None:
             self._drop(dropped, "queue full")
+        self._idle.clear()
         self._wake.set()
 
     @property
     def idle(self) -> bool:
         """Nothing plays and nothing waits."""
         return self.playing is None and not len(self.queue)
+
+    async def wait_idle(self) -> None:
+        """Until the playback task has played (or dropped) everything queued so far."""
+        await self._idle.wait()
 
     # -- the one playback task ------------------------------------------------------------
     async def run(self) -> None:
@@ -118,6 +124,7 @@ class AudioRuntime:
                 self._drop(old, "stale")
             if item is None:
                 self._wake.clear()
+                self._idle.set()
                 await self._wake.wait()
                 continue
             self.playing = item.utterance
