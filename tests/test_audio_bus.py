@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,9 +19,11 @@ import pytest
 
 from hw_sim.drive import Drive, DriveParams
 from onboard.agent import Agent
+from onboard.audio.api import Utterance
 from onboard.audio.engine import EspeakNg
-from onboard.audio.runtime import AudioRuntime
+from onboard.audio.runtime import AudioRuntime, NoAudio
 from onboard.audio.settings import AudioSection
+from onboard.audio.stops import StopAnnouncer
 from onboard.audio.wav import Pcm, parse, rms
 from onboard.config import (
     AdsSection,
@@ -240,3 +243,31 @@ def test_the_recorded_file_is_played_where_one_exists_and_the_log_says_each_sour
     recorded = run.by_n[1][0]
     assert recorded.data["media"] == hashlib.sha256(run.recorded).hexdigest()
     assert all("error" not in e.data for e in run.events)
+
+
+def test_a_stop_request_chimes_once_each_time_it_turns_on_and_german_goes_first() -> None:
+    journey = JourneyRuntime(_feed())
+    journey.assign(Assignment(trip_id="T1"), [], time.time())
+    plan = journey.plan
+    assert plan is not None
+    announcer = StopAnnouncer(NoAudio(), lambda: ("en", "de"))
+    drive = Drive(
+        plan.path,
+        [(s.stop_id, s.dist_m) for s in plan.stops],
+        start_t=plan.first_departure_t - 30.0,
+        seed=3,
+        params=CALM,
+    )
+    said: list[Utterance] = []
+    t, n = drive.t, 0
+    while not drive.finished:
+        t, n = t + 1.0, n + 1
+        v = drive.step(t)
+        pos = Position(lat=v.lat, lon=v.lon, speed=v.speed_mps, track=v.heading_deg, hdop=1.0)
+        requested = 20 <= n < 40 or 120 <= n < 125  # the button, twice on this trip
+        result = journey.update(t, pos, stop_requested=requested)
+        said += announcer.on_journey(t, result.events, journey.state, journey.plan)
+    kinds = [u.kind for u in said]
+    assert kinds.count("chime") == 2
+    assert [k for k in kinds if k != "chime"] == [k for k, _, _ in EXPECTED]
+    assert all(list(u.texts) == ["de", "en"] for u in said if u.kind != "chime")
