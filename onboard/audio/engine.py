@@ -14,7 +14,6 @@ so a text starting with "-" is spoken, not taken for an option.
 from __future__ import annotations
 
 import logging
-import shutil
 import subprocess
 import tempfile
 import unicodedata
@@ -161,8 +160,3 @@ class EspeakNg(Engine):
         except (OSError, subprocess.TimeoutExpired) as exc:
             raise SpeechError(f"espeak-ng: {exc}") from exc
         return done.stdout.decode("utf-8", "replace").strip()
-
-
-def which(binary: str) -> str | None:
-    """Where `binary` is on PATH (None: not installed)."""
-    return shutil.which(binary)
