@@ -33,7 +33,14 @@ from httpguard import ConnectionGuard
 from onboard.ads.http import local_media_routes, local_url
 from onboard.ads.player import PlayRecord, Showing
 from onboard.ads.runtime import AdsRuntime
-from onboard.config import AgentConfig, check_link_security, check_portal_blocking
+from onboard.audio.runtime import AudioRuntime, open_audio
+from onboard.audio.stops import StopAnnouncer
+from onboard.config import (
+    AgentConfig,
+    check_link_security,
+    check_portal_blocking,
+    display_languages,
+)
 from onboard.display.journey import journey_view
 from onboard.display.model import AdSlot
 from onboard.display.server import Display
@@ -123,6 +130,19 @@ class Agent:
         self.health = HealthRuntime(config.health, config.bus.data_dir, self.record_event)
         self._build_inputs()
         self._build_presentations()
+        # Spoken announcements (onboard/audio/): one queue for stops (from the journey, below in
+        # _track) and city hall's live ones; `audio` exists (speaking nothing) when disabled.
+        self.audio = open_audio(
+            config.audio, config.bus.data_dir, self.record_event, lambda: self.ads
+        )
+        self.announcer = StopAnnouncer(
+            self.audio,
+            lambda: (
+                self.display.inputs.languages
+                if self.display
+                else display_languages(self.config.display.language)
+            ),
+        )
         # Software updates (onboard/update/): fetch, install into a slot, switch, prove, commit.
         self.update = UpdateRuntime.of_agent(
             self,
@@ -361,6 +381,7 @@ class Agent:
         )
         for e in result.events:
             self.record_event(e.kind, e.data(), severity=e.severity, t=e.t)
+        self.announcer.on_journey(record.t, result.events, journey.state, journey.plan)
         self._present_journey()
         if result.republish:
             self.link.set_reported(self._reported_payload())
@@ -450,6 +471,7 @@ class Agent:
             "driver": self.driver,
             "portal": self.portal,
             "ads": self.ads,
+            "audio": self.audio if isinstance(self.audio, AudioRuntime) else None,
         }
         parts.update({name: part.run() for name, part in optional.items() if part is not None})
         parts["timetable"] = self._timetables()
