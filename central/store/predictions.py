@@ -15,7 +15,7 @@ from typing import NamedTuple
 from central.store.backend import dialect
 from central.store.db import CentralStore
 
-__all__ = ["PASSAGE_KINDS", "Passage", "stop_passages"]
+__all__ = ["PASSAGE_KINDS", "Passage", "stop_passages", "trip_schedule"]
 
 PASSAGE_KINDS = ("arrived", "departed", "passed")
 
@@ -64,3 +64,13 @@ def stop_passages(store: CentralStore, since: float, until: float) -> list[Passa
             continue
         out.append(Passage(str(bus), float(t), str(kind), str(trip), int(index), str(stop)))
     return out
+
+
+def trip_schedule(store: CentralStore, trip_id: str) -> list[tuple[str, int, int, int]]:
+    """(stop_id, stop_sequence, arrival_s, departure_s) of a trip's calls in the imported
+    timetable, in order; seconds from the service day's midnight."""
+    sql = (
+        "SELECT stop_id, stop_sequence, arrival_s, departure_s FROM gtfs_stop_times"
+        " WHERE trip_id = ? ORDER BY stop_sequence"
+    )
+    return [(str(a), int(b), int(c), int(d)) for a, b, c, d in store.db.execute(sql, [trip_id])]
