@@ -365,6 +365,7 @@ class Agent:
         if self.journey is not None:
             assignment = applied.assignment if applied else None
             self.journey.assign(assignment, applied.diversions if applied else (), time.time())
+            self.journey.set_model(applied.predictions if applied else None)  # issue 17
 
     def _track(self, record: TelemetryRecord) -> None:
         """One sample into the journey core; its events into the outbox, its state to each
