@@ -20,6 +20,7 @@ import time
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -27,11 +28,13 @@ from aiohttp import web
 from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 
+from onboard.config import AgentConfig, DisplaySection
 from onboard.display import AdSlot
 from onboard.driver import DriverTerminal
 from onboard.driver.model import CANNED
 from onboard.journey.plan import plan_trip
 from onboard.journey.tracker import JourneyTracker
+from onboard.remote_config import LIVE
 from protocols.gtfs.feed import demo_trips, read_feed
 from protocols.schemas import Command, PassengerMessage
 from tests.test_display_browser import CHROMIUM_ARGS, SIZES, ServedDisplay, journey
@@ -450,6 +453,11 @@ def test_the_terminal_takes_the_display_language_and_refuses_one_it_cannot_speak
             terminal.set_language("fr")
         assert terminal.state.languages == ("en", "de")
         assert all(c.label and c.label_de and c.label != c.label_de for c in CANNED)
+        # display.language set by central reaches the terminal too, live (onboard/remote_config).
+        config = AgentConfig(display=DisplaySection(language="de,en"))
+        parts = SimpleNamespace(display=None, driver=terminal)
+        LIVE["display.language"](parts, config)  # type: ignore[arg-type]
+        assert terminal.state.languages == ("de", "en")
     finally:
         outbox.close()
 
