@@ -198,6 +198,7 @@ class Agent:
                 port=config.driver.port,
                 position=lambda: position_of(self.quality.last_fix),
                 online=self.link.connected.is_set,
+                language=config.display.language,  # the displays' languages, German first
             )
             self.commands.handlers["driver_message"] = self.driver.on_message_command
         # Ads: the applied playlist, played offline in the display's slot; plays are events.
