@@ -9,7 +9,18 @@ from collections.abc import Sequence
 
 # Each module in busfleet/commands registers its subcommands; imports of heavy libraries
 # stay inside the handlers so that `busfleet --help` is fast.
-COMMAND_MODULES = ("demo", "agent", "central", "sim", "gps", "can", "bus", "release", "slots")
+COMMAND_MODULES = (
+    "demo",
+    "agent",
+    "central",
+    "sim",
+    "gps",
+    "can",
+    "bus",
+    "release",
+    "slots",
+    "audio",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import io
 import re
 import time
+import wave
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +28,8 @@ from central.store.db import CentralStore
 
 MB = 1_000_000
 # Per kind: big enough for a 1080p ad, small enough for a cellular uplink and the bus's disk.
-SIZE_CAPS = {"image": 20 * MB, "video": 300 * MB, "html": 2 * MB}
+# Audio: recorded stop announcements (onboard/audio/sources.py), a few seconds of PCM each.
+SIZE_CAPS = {"image": 20 * MB, "video": 300 * MB, "html": 2 * MB, "audio": 20 * MB}
 SNIFF_BYTES = 4096
 SVG_MAX_DEPTH = 64
 
@@ -42,7 +45,7 @@ class MediaRejected(Exception):
 @dataclass(frozen=True, slots=True)
 class MediaType:
     mime: str
-    kind: str  # image | video | html
+    kind: str  # image | video | html | audio
     ext: str
 
 
@@ -54,7 +57,8 @@ SVG = MediaType("image/svg+xml", "image", "svg")
 MP4 = MediaType("video/mp4", "video", "mp4")
 WEBM = MediaType("video/webm", "video", "webm")
 HTML = MediaType("text/html", "html", "html")
-TYPES = {t.mime: t for t in (PNG, JPEG, GIF, WEBP, SVG, MP4, WEBM, HTML)}
+WAV = MediaType("audio/wav", "audio", "wav")
+TYPES = {t.mime: t for t in (PNG, JPEG, GIF, WEBP, SVG, MP4, WEBM, HTML, WAV)}
 
 
 def sniff(head: bytes) -> MediaType:
@@ -67,6 +71,8 @@ def sniff(head: bytes) -> MediaType:
         return GIF
     if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
         return WEBP
+    if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
+        return WAV
     if head[4:8] == b"ftyp":
         return MP4
     if head.startswith(b"\x1a\x45\xdf\xa3"):
@@ -76,7 +82,7 @@ def sniff(head: bytes) -> MediaType:
         return HTML
     if text.startswith((b"<?xml", b"<svg", b"<!--")) and b"<svg" in text:
         return SVG
-    raise MediaRejected("not an image, video or HTML page we accept", reason="type")
+    raise MediaRejected("not an image, video, HTML page or WAV sound we accept", reason="type")
 
 
 _ACTIVE_ELEMENTS = {"script", "foreignobject", "iframe", "embed", "object", "handler", "listener"}
@@ -204,7 +210,33 @@ def validate(data: bytes, caps: dict[str, int] | None = None) -> MediaType:
         )
     if media is SVG:
         check_svg(data)
+    if media is WAV:
+        check_wav(data)
     return media
+
+
+def check_wav(data: bytes) -> None:
+    """Refuse a WAV that is not plain PCM a bus can play (aplay, paplay) and mix: a header
+    that lies (more frames than bytes), compressed or odd formats. MediaRejected(reason="wav")."""
+    try:
+        with wave.open(io.BytesIO(data)) as w:
+            channels, width, rate, frames = (
+                w.getnchannels(),
+                w.getsampwidth(),
+                w.getframerate(),
+                w.getnframes(),
+            )
+            sound = w.readframes(frames)
+    except (wave.Error, EOFError, ValueError) as exc:
+        raise MediaRejected(f"not a PCM WAV file: {exc}", reason="wav") from None
+    if channels not in (1, 2) or width not in (1, 2) or not 8_000 <= rate <= 48_000:
+        raise MediaRejected(
+            f"WAV of {channels} channels, {8 * width} bits, {rate} Hz: give mono or stereo"
+            " 8 or 16 bit PCM at 8-48 kHz",
+            reason="wav",
+        )
+    if frames == 0 or len(sound) != frames * channels * width:
+        raise MediaRejected("WAV without sound, or shorter than its header says", reason="wav")
 
 
 @dataclass(frozen=True, slots=True)

@@ -90,9 +90,15 @@ class Drive:
         params: DriveParams = DEFAULT_PARAMS,
         start_dist_m: float = 0.0,
         odometer_m: float = 0.0,
+        segment_factors: list[float] | None = None,
+        dwells_s: list[float] | None = None,
     ) -> None:
+        # Traffic from hw_sim/traffic.py (`drive_inputs`): per stop k, the factor stretching
+        # the drive from stop k-1 to k, and the dwell at stop k (0: not served).
         self.path = path
         self.stops = list(stops)
+        self._factors = segment_factors
+        self._dwells = dwells_s
         self.params = p = params
         rng = random.Random(seed)
         self._t = start_t
@@ -123,7 +129,11 @@ class Drive:
         halts: list[Halt] = []
         for k, (i, sid, d) in enumerate(ahead):
             dwell = rng.uniform(*p.dwell_s)
-            if k in (0, len(ahead) - 1) or rng.random() < p.stop_prob:
+            ends = k in (0, len(ahead) - 1)
+            serve = ends or rng.random() < p.stop_prob
+            if self._dwells is not None and i < len(self._dwells):
+                dwell, serve = self._dwells[i], ends or self._dwells[i] > 0
+            if serve:
                 halts.append(Halt(min(d, self.path.length_m), dwell, i, sid))
         if not halts:  # no stops ahead: the trip ends at the end of the path
             halts.append(Halt(self.path.length_m, 0.0))
@@ -159,6 +169,12 @@ class Drive:
             for i in range(int(x // _BIN_M), min(n, int((x + length) // _BIN_M) + 1)):
                 limit[i] = min(limit[i], p.max_speed_mps * factor)
             x += length + rng.expovariate(rate)
+        if self._factors is not None:  # traffic: a segment f times slower drives at 1/f
+            for k in range(1, min(len(self.stops), len(self._factors))):
+                f = max(0.2, self._factors[k])
+                first = int(self.stops[k - 1][1] // _BIN_M)
+                for i in range(first, min(n, int(self.stops[k][1] // _BIN_M))):
+                    limit[i] /= f
         for i in range(n):
             limit[i] = min(limit[i], self._curve_limit(i * _BIN_M))
         env = limit[:]

@@ -33,8 +33,14 @@ from httpguard import ConnectionGuard
 from onboard.ads.http import local_media_routes, local_url
 from onboard.ads.player import PlayRecord, Showing
 from onboard.ads.runtime import AdsRuntime
-from onboard.audio.api import Silent, Speaker
-from onboard.config import AgentConfig, check_link_security, check_portal_blocking
+from onboard.audio.runtime import AudioRuntime, open_audio
+from onboard.audio.stops import StopAnnouncer
+from onboard.config import (
+    AgentConfig,
+    check_link_security,
+    check_portal_blocking,
+    display_languages,
+)
 from onboard.display.journey import journey_view
 from onboard.display.model import AdSlot
 from onboard.display.server import Display
@@ -100,7 +106,7 @@ class Agent:
         self.outcome = Outcome(self.applied_store.load())
         self.desired_rejected = 0  # desired documents refused (the last one's error is reported)
         self.last_sample = time.monotonic()  # the telemetry loop's last tick (see `healthy`)
-        self.audio: Speaker = Silent()  # issue 17: the audio's Speaker, once it is built
+        # Live announcements (issue 17): spoken by `audio` (built below), shown on `display`.
         self.remote = AgentCommands(
             self.outbox, lambda: self.audio, lambda: self.display, self.record_event
         )
@@ -127,6 +133,19 @@ class Agent:
         self.health = HealthRuntime(config.health, config.bus.data_dir, self.record_event)
         self._build_inputs()
         self._build_presentations()
+        # Spoken announcements (onboard/audio/): one queue for stops (from the journey, below in
+        # _track) and city hall's live ones; `audio` exists (speaking nothing) when disabled.
+        self.audio = open_audio(
+            config.audio, config.bus.data_dir, self.record_event, lambda: self.ads
+        )
+        self.announcer = StopAnnouncer(
+            self.audio,
+            lambda: (
+                self.display.inputs.languages
+                if self.display
+                else display_languages(self.config.display.language)
+            ),
+        )
         # Software updates (onboard/update/): fetch, install into a slot, switch, prove, commit.
         self.update = UpdateRuntime.of_agent(
             self,
@@ -182,6 +201,7 @@ class Agent:
                 port=config.driver.port,
                 position=lambda: position_of(self.quality.last_fix),
                 online=self.link.connected.is_set,
+                language=config.display.language,  # the displays' languages, German first
             )
             self.commands.handlers["driver_message"] = self.driver.on_message_command
         # Ads: the applied playlist, played offline in the display's slot; plays are events.
@@ -349,6 +369,7 @@ class Agent:
         if self.journey is not None:
             assignment = applied.assignment if applied else None
             self.journey.assign(assignment, applied.diversions if applied else (), time.time())
+            self.journey.set_model(applied.predictions if applied else None)  # issue 17
 
     def _track(self, record: TelemetryRecord) -> None:
         """One sample into the journey core; its events into the outbox, its state to each
@@ -365,6 +386,7 @@ class Agent:
         )
         for e in result.events:
             self.record_event(e.kind, e.data(), severity=e.severity, t=e.t)
+        self.announcer.on_journey(record.t, result.events, journey.state, journey.plan)
         self._present_journey()
         if result.republish:
             self.link.set_reported(self._reported_payload())
@@ -454,6 +476,7 @@ class Agent:
             "driver": self.driver,
             "portal": self.portal,
             "ads": self.ads,
+            "audio": self.audio if isinstance(self.audio, AudioRuntime) else None,
         }
         parts.update({name: part.run() for name, part in optional.items() if part is not None})
         parts["timetable"] = self._timetables()

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from onboard.audio.api import LIVE, Silent, Speaker, Utterance
+from onboard.audio.api import LIVE, Speaker, Utterance
 from onboard.link.commands import Handler, Result, typed_as
 from onboard.link.outbox import Outbox
 from protocols.requests import Announce, Resend, Restart
@@ -64,8 +64,7 @@ class AgentCommands:
         self.outbox = outbox
         self.announcements: list[str] = []
         self.restart_requested = asyncio.Event()
-        silent = Silent()
-        self.speaker = speaker or (lambda: silent)
+        self.speaker = speaker  # None: no audio, shown at once
         self.display = display
         self.record = record
         self.shown: list[LiveAnnouncement] = []  # the newest last (bounded): what went out
@@ -87,6 +86,9 @@ class AgentCommands:
         live = LiveAnnouncement(command.announcement or cmd.id, de, en)
         texts = {"de": de, "en": en} if en else {"de": de}
         utterance = Utterance(kind="live", texts=texts, priority=LIVE, ref=live.id)
+        if self.speaker is None:
+            self._show(live)
+            return Result("ok", data={"announcement": live.id})
         try:
             self.speaker().say(utterance, on_start=lambda _: self._show(live))
         except Exception as exc:  # whatever the audio's trouble: failed, and why

@@ -44,6 +44,7 @@ from protocols.schemas import ReportedState, Scalar
 
 if TYPE_CHECKING:  # the display's server loads aiohttp; the rules here need only its type
     from onboard.display.server import Display
+    from onboard.driver.server import DriverTerminal
 
 __all__ = ["LIVE", "RemoteConfig", "flat", "judge", "trip_running"]
 
@@ -64,6 +65,7 @@ class Parts(Protocol):
     quality: GpsQuality
     portal: PortalService | None
     display: Display | None
+    driver: DriverTerminal | None
 
 
 Applier = Callable[[Parts, AgentConfig], None]
@@ -110,6 +112,8 @@ def _portal_limits(parts: Parts, config: AgentConfig) -> None:
 def _display_language(parts: Parts, config: AgentConfig) -> None:
     if parts.display is not None:  # no display on this bus: the value waits in the configuration
         parts.display.set_language(config.display.language, config.display.cycle_s)
+    if parts.driver is not None:  # the driver's terminal speaks the displays' language
+        parts.driver.set_language(config.display.language)
 
 
 # The keys that change while the agent runs, and how; every other key waits for a restart.

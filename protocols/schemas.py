@@ -19,6 +19,7 @@ from typing import Annotated
 import msgspec
 
 from protocols.ads.playlist import Playlist
+from protocols.predict import PredictionModel
 from protocols.topics import BUS_ID_PATTERN
 
 SCHEMA_VERSION = 1
@@ -282,6 +283,7 @@ class DesiredState(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True
     diversions: list[Diversion] = msgspec.field(default_factory=list)  # of the bus's routes
     timetable: TimetableRef | None = None  # the published timetable this bus should run
     release: ReleaseRef | None = None  # the software release this bus should run (issue 16)
+    predictions: PredictionModel | None = None  # central's model for the bus's routes (issue 17)
 
 
 class ReportedState(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):

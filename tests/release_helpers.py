@@ -4,17 +4,23 @@
 locked dependencies in <project>/.cache/wheelhouse (`./run setup` fills it), so no network is
 needed: 0.1.0 and 0.2.0 are the project as it is, 0.3.0 a copy in which `busfleet agent`
 fails at start (a broken release that must be rolled back).
+
+A bus takes releases only through TUF (onboard/update/fetch.py); `folder_fetch` is the fetch
+that in-process tests of the update runtime inject instead (tests/test_update_slots.py).
 """
 
 from __future__ import annotations
 
 import shutil
+import uuid
 from pathlib import Path
 
 import pytest
 
 from central.releases.build import _packages, build_release
-from protocols.release import target_name
+from onboard.errors import FetchFailed, ReleaseRefused
+from protocols.release import parse_version, target_name
+from protocols.schemas import ReleaseRef
 
 REPO = Path(__file__).resolve().parent.parent
 WHEELHOUSE = REPO / ".cache" / "wheelhouse"
@@ -72,3 +78,19 @@ def releases(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The folder with the three release tars (built once per session, ~6 s; test modules
     take it with `releases = release_helpers.releases`)."""
     return build_releases(tmp_path_factory.getbasetemp() / "releases")
+
+
+def folder_fetch(folder: Path, ref: ReleaseRef, *, running: str) -> Path:
+    """A copy of a release tar from `folder`, unverified, for a runtime built in the test's
+    process (never for an agent: it has no way to take one); the TUF fetch's refusal of a
+    version not newer than the running one. A copy, as the runtime deletes what it fetched
+    once it is installed and `folder` is the session's."""
+    if parse_version(ref.version) <= parse_version(running):
+        raise ReleaseRefused(f"{ref.version} is not newer than the running {running}")
+    path = folder / ref.target
+    if not path.is_file():
+        raise FetchFailed(f"{path}: no such release")
+    copy = folder.parent / f"{folder.name}-fetched" / uuid.uuid4().hex / ref.target
+    copy.parent.mkdir(parents=True)
+    shutil.copyfile(path, copy)
+    return copy

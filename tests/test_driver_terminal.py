@@ -169,7 +169,7 @@ def hold(page: Page, selector: str, seconds: float) -> None:
 def test_the_emergency_needs_a_long_hold_and_shows_only_a_small_pending_mark(
     browser: Browser, served: ServedTerminal, output_dir: Path
 ) -> None:
-    page = open_terminal(browser, f"{served.origin}/driver")
+    page = open_terminal(browser, f"{served.origin}/driver?lang=en")
     hold(page, "#emergency", 0.6)  # a brush against the screen
     page.wait_for_timeout(2500)
     assert served.events() == []
@@ -193,7 +193,7 @@ def test_the_emergency_needs_a_long_hold_and_shows_only_a_small_pending_mark(
 def test_a_canned_message_needs_a_second_tap_and_stays_queued_until_central_has_it(
     browser: Browser, served: ServedTerminal, output_dir: Path
 ) -> None:
-    page = open_terminal(browser, f"{served.origin}/driver")
+    page = open_terminal(browser, f"{served.origin}/driver?lang=en")
     button = page.locator('#canned button[data-code="full_bus"]')
     button.click()
     expect(button).to_have_text("Tap again: Bus full")
@@ -300,7 +300,7 @@ def test_a_driving_bus_s_terminal_talks_with_central_both_ways(
     runner = threading.Thread(target=_run_until_cancelled, args=(loop, spec, feed), daemon=True)
     runner.start()
     try:
-        page = open_terminal(browser, f"http://127.0.0.1:{port}/driver")
+        page = open_terminal(browser, f"http://127.0.0.1:{port}/driver?lang=en")
         wait_for(
             lambda: rows(db, "SELECT 1 FROM reported WHERE bus = ?", spec.bus_id), 30, "the bus"
         )
@@ -336,7 +336,7 @@ def test_a_driving_bus_s_terminal_talks_with_central_both_ways(
         msg_id = out.split()[-1]
         item = page.locator(f'#messages li[data-id="{msg_id}"]')
         expect(item.locator(".text")).to_have_text("Please call dispatch")
-        expect(page.locator("#unacked")).to_have_text("1")
+        expect(page.locator("#unacked-n")).to_have_text("1")
         page.screenshot(path=output_dir / "day.png")
         page.locator("#theme").click()
         expect(page.locator("html")).to_have_attribute("data-theme", "night")

@@ -115,6 +115,41 @@ def test_the_type_comes_from_the_bytes_not_the_name(
     assert library.import_bytes(data, "whatever.txt").mime == mime
 
 
+def _wav(frames: int = 8000, *, rate: int = 16_000, channels: int = 1) -> bytes:
+    import wave
+
+    out = io.BytesIO()
+    with wave.open(out, "wb") as w:
+        w.setnchannels(channels)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(b"\x01\x10" * frames * channels)
+    return out.getvalue()
+
+
+def test_a_recorded_announcement_enters_as_audio_and_a_lying_wav_does_not(
+    library: MediaLibrary,
+) -> None:
+    """Recorded stop announcements (issue 17) are WAV files in the media library; a file that
+    only starts like one (a RIFF/WAVE header over garbage or over fewer frames than it says,
+    a format no bus plays) is refused with the reason."""
+    info = library.import_bytes(_wav(), "next_stop-S1-de.wav")
+    assert (info.mime, info.kind) == ("audio/wav", "audio")
+    good = _wav()
+    bad = {
+        "garbage": b"RIFF\x24\x00\x00\x00WAVE" + b"\x00" * 64,
+        "shorter than its header": good[:-1000],
+        "96 kHz": _wav(rate=96_000),
+        "six channels": _wav(channels=6),
+        "no sound": _wav(0),
+    }
+    for case, data in bad.items():
+        with pytest.raises(MediaRejected) as refused:
+            library.import_bytes(data, f"{case}.wav")
+        assert refused.value.reason == "wav", case
+    assert [m.name for m in library.list()] == ["next_stop-S1-de.wav"]
+
+
 def test_an_svg_as_editors_write_it_is_accepted(library: MediaLibrary) -> None:
     doctype = (b'<!DOCTYPE svg PUBLIC "-//W3C//DTD SVG 1.1//EN" '
                b'"http://www.w3.org/Graphics/SVG/1.1/DTD/svg11.dtd">\n')  # fmt: skip

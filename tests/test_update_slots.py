@@ -39,13 +39,14 @@ from onboard.update.launcher import (
     roll_back,
     write_state,
 )
-from onboard.update.runtime import NOT_INSTALLED, Health, UpdateRuntime, folder_fetch
+from onboard.update.runtime import NOT_INSTALLED, Health, UpdateRuntime
 from onboard.update.settings import UpdateSection
 from onboard.update.window import in_window
 from protocols import codec
 from protocols.release import MANIFEST, target_name
 from protocols.schemas import DesiredState, Event, ReleaseRef
 from tests import release_helpers
+from tests.release_helpers import folder_fetch
 
 releases = release_helpers.releases
 OLD = "0.1.0-aaaaaaaa"

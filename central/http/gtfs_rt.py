@@ -11,10 +11,14 @@ What goes out, and why:
 - The trip is the journey's (a route assignment is matched to a trip on board), else the
   assigned trip. Route, direction and start time are filled from the imported timetable when
   `trips` knows the trip.
-- TripUpdates carry what is known: the delay at the next stop (GTFS-RT propagates it to the
-  later stops) and, as the trip-level delay, the same figure. A bus with a trip but no delay
+- TripUpdates carry a StopTimeUpdate for every stop still ahead, in stop_sequence order, with
+  the predicted arrival (time and uncertainty) and departure from central's model
+  (`predictions`: central/predictions/live.py, the predictor of protocols/predict.py; times
+  never go backwards from one stop to the next), and as the trip-level delay the bus's own.
+  Without predictions (no timetable for the trip) they carry what is known: the delay at the
+  next stop (GTFS-RT propagates it to the later stops). A bus with a trip but no delay
   yet gets its next stop marked NO_DATA; one with neither gets no TripUpdate. A finished trip
-  gets none either.
+  gets none either. Stops a diversion skips are SKIPPED, in their place in the order.
 - One bus never fails the feed for everyone: each entity is built on its own, and one that
   cannot be (a time or a delay that protobuf refuses) is left out, counted
   (`gtfs_rt_skipped` in `counters`) and logged.
@@ -32,6 +36,7 @@ from google.protobuf import json_format  # type: ignore[import-untyped]  # no st
 from google.transit import gtfs_realtime_pb2 as rt
 
 from central.fleet.state import known_delay
+from protocols.predict import StopPrediction
 from protocols.schemas import FleetEntry, JourneyStatus
 
 __all__ = [
@@ -90,6 +95,16 @@ SkippedLookup = Callable[[str, str | None], Sequence[tuple[str, int | None]]]
 
 
 def _no_skips(_trip_id: str, _route_id: str | None) -> Sequence[tuple[str, int | None]]:
+    return ()
+
+
+# (trip_id, the bus's journey, now) -> the predicted calls ahead, in order ([]: none)
+PredictionLookup = Callable[[str, JourneyStatus, float], Sequence[StopPrediction]]
+
+
+def _no_predictions(
+    _trip_id: str, _journey: JourneyStatus, _now: float
+) -> Sequence[StopPrediction]:
     return ()
 
 
@@ -192,9 +207,13 @@ def trip_updates(
     *,
     trips: TripLookup = _no_trips,
     skipped: SkippedLookup = _no_skips,
+    predictions: PredictionLookup = _no_predictions,
     counters: Counters | None = None,
 ) -> Any:
     """A FeedMessage with one TripUpdate per live bus on a trip (entity id = bus id).
+
+    With `predictions` for the trip, a StopTimeUpdate per stop ahead carries its predicted
+    arrival (time, uncertainty in seconds) and departure (none at the last stop).
 
     Stops a diversion skips (`skipped(trip_id, route_id)`: (stop_id, stop_sequence) in stop
     order) and that are still ahead get a StopTimeUpdate with schedule_relationship SKIPPED.
@@ -206,7 +225,13 @@ def trip_updates(
             continue
         journey = journeys.get(entry.bus)
         build = functools.partial(
-            _trip_update, entry=entry, journey=journey, trips=trips, skipped=skipped
+            _trip_update,
+            entry=entry,
+            journey=journey,
+            trips=trips,
+            skipped=skipped,
+            predictions=predictions,
+            now=now,
         )
         _add_entity(feed, entry.bus, build, counters)
     return feed
@@ -219,6 +244,8 @@ def _trip_update(
     journey: JourneyStatus | None,
     trips: TripLookup,
     skipped: SkippedLookup,
+    predictions: PredictionLookup = _no_predictions,
+    now: float = 0.0,
 ) -> bool:
     """Fill `entity` with the bus's TripUpdate; False if it has none to give."""
     trip_id = _current_trip(entry, journey)
@@ -237,6 +264,11 @@ def _trip_update(
         tu.timestamp = int(stamp)
     if delay is not None:
         tu.delay = delay
+    skips = skipped(trip_id, journey.route_id if journey else entry.route_id)
+    ahead = list(predictions(trip_id, journey, now)) if journey is not None and stop_known else []
+    if ahead:
+        _predicted_stops(tu, ahead, skips)
+        return True
     if journey is not None and stop_known:
         stu = tu.stop_time_update.add()
         if journey.stop_sequence is not None:
@@ -248,8 +280,30 @@ def _trip_update(
         else:
             stu.arrival.delay = delay
             stu.departure.delay = delay
-    _skip_stops(tu, skipped(trip_id, journey.route_id if journey else entry.route_id), journey)
+    _skip_stops(tu, skips, journey)
     return True
+
+
+def _predicted_stops(
+    tu: Any, ahead: Sequence[StopPrediction], skips: Sequence[tuple[str, int | None]]
+) -> None:
+    """One StopTimeUpdate per predicted call, a skipped one (a diversion) marked SKIPPED
+    in its place; times in whole seconds, rounded alike so their order holds."""
+    skipped_seq = {q for _, q in skips if q is not None}
+    skipped_ids = {s for s, q in skips if q is None}
+    last = len(ahead) - 1
+    for k, p in enumerate(ahead):
+        stu = tu.stop_time_update.add()
+        stu.stop_sequence = p.sequence
+        stu.stop_id = p.stop_id
+        if p.sequence in skipped_seq or p.stop_id in skipped_ids:
+            stu.schedule_relationship = rt.TripUpdate.StopTimeUpdate.SKIPPED
+            continue
+        stu.arrival.time = round(p.arrival_t)
+        stu.arrival.uncertainty = round(p.uncertainty_s)
+        if k < last:
+            stu.departure.time = round(p.departure_t)
+            stu.departure.uncertainty = round(p.uncertainty_s)
 
 
 def _skip_stops(

@@ -31,6 +31,7 @@ from central.http.journeys import JourneyIndex
 from central.http.media import media_routes
 from central.http.releases import release_routes
 from central.http.timetables import timetable_routes
+from central.predictions.live import TripPredictor
 from central.store import gtfs as gtfs_db
 from central.store.db import CentralStore
 from central.timetables import timetable_root
@@ -83,6 +84,7 @@ class Realtime:
         self.cache_s = cache_s
         self.clock = clock
         self.journeys = JourneyIndex(store)
+        self.predictions = TripPredictor(store, clock=clock)  # every stop ahead (issue 17)
         self._cache: dict[str, tuple[float, Any]] = {}
         self._trips: dict[str, gtfs_rt.TripFacts | None] = {}
         self._feed_imported: float | None = None
@@ -131,6 +133,7 @@ class Realtime:
                 now,
                 trips=self.trip_facts,
                 skipped=lambda t, r: skipped_stops(self.store, diversions, t, r, now),
+                predictions=self.predictions,
                 counters=self.counters,
             )
         else:

@@ -13,6 +13,7 @@ from __future__ import annotations
 from central.desired import Published
 from central.diversions import SYNC_S, DiversionSync
 from central.messages import EXPIRY_CHECK_S, expire_messages
+from central.predictions.publish import ModelSync
 from central.store.db import CentralStore
 from central.timetables import newcomers
 
@@ -27,10 +28,12 @@ class DesiredSync:
     def __init__(self, store: CentralStore) -> None:
         self.store = store
         self.diversions = DiversionSync(store)
+        self.models = ModelSync(store)  # the prediction model, hourly (issue 17)
 
     def step(self, now: float) -> Published:
         """One pass; returns bus -> (version, payload) of every document changed."""
         published = dict(expire_messages(self.store, now))
         published.update(self.diversions.step(now))  # a bus in both: the later version wins
         published.update(newcomers(self.store))  # buses first seen since a timetable went out
+        published.update(self.models.step(now))
         return published

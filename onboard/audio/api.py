@@ -30,18 +30,3 @@ OnStart = Callable[["Utterance"], None]
 class Speaker(Protocol):
     def say(self, utterance: Utterance, on_start: OnStart | None = None) -> None:
         """Queue `utterance`; `on_start(utterance)` when its playback begins."""
-
-
-class Silent:
-    """A bus without audio: nothing is spoken, `on_start` is called at once (what is said is
-    still shown). It keeps what it was given in `said`, the newest last (bounded)."""
-
-    KEEP = 100
-
-    def __init__(self) -> None:
-        self.said: list[Utterance] = []
-
-    def say(self, utterance: Utterance, on_start: OnStart | None = None) -> None:
-        self.said = [*self.said[-(self.KEEP - 1) :], utterance]
-        if on_start is not None:
-            on_start(utterance)

@@ -42,19 +42,23 @@ UPCOMING_MAX = 4
 
 @dataclass(frozen=True, slots=True)
 class Canned:
-    """A message the driver sends with two taps; `severity` as in `protocols.schemas.Event`."""
+    """A message the driver sends with two taps; `severity` as in `protocols.schemas.Event`.
+
+    `label` (English) is what dispatch reads in the event; the terminal shows `label_de` on
+    a German page (the page's other texts are in onboard/driver/static/driver.js)."""
 
     code: str
     label: str
     severity: int
+    label_de: str = ""
 
 
 CANNED: tuple[Canned, ...] = (
-    Canned("delay_traffic", "Delay: traffic", 1),
-    Canned("accident", "Accident", 2),
-    Canned("vehicle_defect", "Vehicle defect", 2),
-    Canned("passenger_incident", "Passenger incident", 2),
-    Canned("full_bus", "Bus full", 1),
+    Canned("delay_traffic", "Delay: traffic", 1, "Verspätung: Verkehr"),
+    Canned("accident", "Accident", 2, "Unfall"),
+    Canned("vehicle_defect", "Vehicle defect", 2, "Fahrzeugdefekt"),
+    Canned("passenger_incident", "Passenger incident", 2, "Vorfall mit Fahrgast"),
+    Canned("full_bus", "Bus full", 1, "Bus voll"),
 )
 CANNED_BY_CODE = {c.code: c for c in CANNED}
 EMERGENCY_SEVERITY = 4  # the highest there is: "emergency" in protocols.schemas.Event
@@ -159,6 +163,9 @@ class DriverState:
     canned: tuple[Canned, ...] = CANNED
     online: bool = False
     pending: int = 0  # items waiting for central's receipt
+    # The page's language: the first of the displays' (`display.language`, German first);
+    # the kiosk URL's ?lang= wins.
+    languages: tuple[str, ...] = ("de",)
 
 
 def adherence(delay_s: float | None) -> tuple[str, str]:
@@ -193,6 +200,7 @@ def driver_state(
     online: bool = False,
     diversion: str | None = None,
     detour_m: tuple[float, float] | None = None,
+    languages: tuple[str, ...] = ("de",),
 ) -> DriverState:
     """The terminal's state at `now` from the journey tracker's state and its plan (the map),
     the dispatch messages the bus holds and what the driver sent. `diversion` is the notice
@@ -230,6 +238,7 @@ def driver_state(
         emergency=emergency,
         online=online,
         pending=sum(not o.delivered for o in outgoing),
+        languages=languages,
     )
     if journey is None:
         return base

@@ -36,6 +36,7 @@ from typing import ClassVar, Protocol
 from aiohttp import web
 
 from httpguard import ServerLimits
+from onboard.config import display_languages
 from onboard.driver.http import CSP, json_body, nonce_of, same_origin_posts
 from onboard.driver.model import (
     CANNED_BY_CODE,
@@ -102,6 +103,7 @@ class DriverTerminal(LocalSite[DriverState]):
         tick_s: float = 1.0,
         heartbeat_s: float = 15.0,
         limits: ServerLimits | None = None,
+        language: str = "de",
     ) -> None:
         feed = LiveFeed(DriverState(), heartbeat_s=heartbeat_s)
         super().__init__(host, port, feed, tick_s=tick_s, limits=limits)
@@ -116,6 +118,14 @@ class DriverTerminal(LocalSite[DriverState]):
         self.diversion: str | None = None
         self.detour_m: tuple[float, float] | None = None
         self._nonces: collections.OrderedDict[str, int] = collections.OrderedDict()
+        self.languages = display_languages(language)
+        self.refresh()
+
+    def set_language(self, language: str) -> None:
+        """Speak `language` (`display.language`: "de", "en", "de,en"; the first one is shown)
+        from now on; a page without ?lang= switches at the next state (remote configuration).
+        ValueError for a language the pages have no texts for."""
+        self.languages = display_languages(language)
         self.refresh()
 
     # -- inputs from the agent -----------------------------------------------------------------
@@ -228,6 +238,7 @@ class DriverTerminal(LocalSite[DriverState]):
             online=self.online(),
             diversion=self.diversion,
             detour_m=self.detour_m,
+            languages=self.languages,
         )
         return self.feed.publish(state)
 

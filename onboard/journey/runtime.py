@@ -31,9 +31,11 @@ from typing import Protocol
 
 from onboard.journey.diversion import Detour, active_for, apply_diversions
 from onboard.journey.plan import TripPlan, plans_for_assignment
+from onboard.journey.predicted import with_predictions
 from onboard.journey.states import JourneyEvent, JourneyState, TrackerParams
 from onboard.journey.tracker import JourneyTracker
 from protocols.gtfs.feed import Feed
+from protocols.predict import ModelTables, PredictionModel
 from protocols.schemas import Assignment, Diversion, JourneyStatus, Position, Scalar
 
 __all__ = [
@@ -133,8 +135,16 @@ class JourneyRuntime:
         self._reported: tuple[object, ...] | None = None
         self._reported_delay: float | None = None
         self._next_feed: Feed | None = None  # a newer timetable, waiting for the trip to end
+        self.model: ModelTables | None = None  # central's predictions; None: timetable + delay
 
     # -- inputs ---------------------------------------------------------------------------
+    def set_model(self, model: PredictionModel | None) -> None:
+        """Central's prediction model (desired state); expected times come from it."""
+        if model is None or not (model.segments or model.dwells):
+            self.model = None
+        elif self.model is None or self.model.model != model:
+            self.model = ModelTables(model)
+
     def assign(
         self,
         assignment: Assignment | None,
@@ -300,7 +310,13 @@ class JourneyRuntime:
     # -- outputs --------------------------------------------------------------------------
     @property
     def state(self) -> JourneyState | None:
-        return self.tracker.state if self.tracker else None
+        """The tracker's state, its expected times predicted when central sent a model."""
+        if self.tracker is None:
+            return None
+        state = self.tracker.state
+        if self.model is not None:
+            state = with_predictions(state, self.tracker.plan, self.model)
+        return state
 
     @property
     def plan(self) -> TripPlan | None:
@@ -367,10 +383,9 @@ class JourneyRuntime:
         The presentations turn this into their own views (onboard/display/journey.py,
         onboard/portal/journey.py); the journey core knows none of them.
         """
-        tracker = self.tracker
-        if tracker is None:
+        tracker, state = self.tracker, self.state
+        if tracker is None or state is None:
             return None
-        state = tracker.state
         ahead = [StopAhead(c.stop_id, c.name, c.expected_t) for c in state.upcoming]
         if self.detour is None or not state.upcoming:
             return tuple(ahead)

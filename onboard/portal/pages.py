@@ -11,7 +11,7 @@ import html
 import time
 from dataclasses import dataclass
 
-from onboard.portal.content import PortalContent
+from onboard.portal.content import Announcement, PortalContent
 from onboard.portal.feedback import CATEGORIES, MAX_TEXT
 
 LANGS = ("de", "en")
@@ -141,6 +141,8 @@ text-decoration:none}.quiet{background:#e8eef5;color:#003b6f}
 label{display:block;margin:10px 0}input[type=checkbox]{width:1.4em;height:1.4em;
 vertical-align:middle;margin-right:8px}select,textarea{width:100%;font:inherit;padding:8px}
 ul{padding-left:1.2em}li{margin:4px 0}.ad{background:#f4f4f4}small{color:#444}
+.ad h2{font-size:1.1em;margin:4px 0}:focus-visible{outline:3px solid #111;outline-offset:2px}
+header :focus-visible{outline-color:#fff}
 """
 
 
@@ -182,7 +184,8 @@ def layout(lang: str, body: str, path: str) -> str:
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{e(t['title'])}</title><style>{CSS}</style></head><body>"
         f"<header><h1>{e(t['title'])}</h1>"
-        f'<a href="{e(path)}?lang={other}" hreflang="{other}">{e(t["other"])}</a></header>'
+        f'<a href="{e(path)}?lang={other}" hreflang="{other}" lang="{other}">{e(t["other"])}</a>'
+        "</header>"
         f"<main>{body}</main></body></html>"
     )
 
@@ -193,7 +196,7 @@ def bus_box(lang: str, content: PortalContent) -> str:
     if content.line or content.destination:
         parts.append(
             f'<p><span class="line">{e(t["line"])} {e(content.line)}</span> '
-            f"&rarr; <strong>{e(content.destination)}</strong></p>"
+            f'<span aria-hidden="true">&rarr;</span> <strong>{e(content.destination)}</strong></p>'
         )
     if content.next_stops:
         stops = "".join(
@@ -208,7 +211,9 @@ def bus_box(lang: str, content: PortalContent) -> str:
         )
         parts.append(f"<h2>{e(t['next'])}</h2><ol>{stops}</ol>")
     if content.announcements:
-        news = "".join(f"<li>{e(a.text(lang))}</li>" for a in content.announcements)
+        news = "".join(
+            f"<li{_lang_of(a, lang)}>{e(a.text(lang))}</li>" for a in content.announcements
+        )
         parts.append(f"<h2>{e(t['news'])}</h2><ul>{news}</ul>")
     box = f'<section class="box" id="trip">{"".join(parts)}</section>' if parts else ""
     if content.ad is not None:
@@ -216,9 +221,15 @@ def bus_box(lang: str, content: PortalContent) -> str:
         image = f'<img src="{e(ad.image)}" alt="" style="max-width:100%">' if ad.image else ""
         box += (
             f'<aside class="box ad" id="ad"><small>{e(t["ad"])}</small>'
-            f"<h3>{e(ad.title)}</h3>{image}<p>{e(ad.text)}</p></aside>"
+            f"<h2>{e(ad.title)}</h2>{image}<p>{e(ad.text)}</p></aside>"
         )
     return box
+
+
+def _lang_of(announcement: Announcement, lang: str) -> str:
+    """A lang attribute where a text is not in the page's language: an English page shows
+    the German text of a message that has no English one (a screen reader switches voice)."""
+    return "" if announcement.text(lang) == announcement.text_en or lang == "de" else ' lang="de"'
 
 
 def terms_page(
@@ -286,14 +297,16 @@ def feedback_page(
         f'<option value="{c}"{" selected" if c == category else ""}>{e(t["c_" + c])}</option>'
         for c in ("", *CATEGORIES)
     )
-    message = f'<p class="err" role="alert">{e(t["fb_" + error])}</p>' if error else ""
+    message = f'<p class="err" role="alert" id="error">{e(t["fb_" + error])}</p>' if error else ""
+    invalid = ' aria-invalid="true" aria-describedby="error"' if error else ""
     body = (
         f"<p>{e(t['fb_intro'])}</p>{message}"
         f'<form method="post" action="/feedback"><input type="hidden" name="lang" value="{lang}">'
         f'<input type="hidden" name="token" value="{e(token)}">'
         f'<label>{e(t["category"])}<select name="category">{options}</select></label>'
         f'<label>{e(t["message"])}<textarea name="text" rows="5" maxlength="{MAX_TEXT}" '
-        f'required>{e(text)}</textarea></label><button type="submit">{e(t["send"])}</button>'
+        f"required{invalid}>{e(text)}</textarea></label>"
+        f'<button type="submit">{e(t["send"])}</button>'
         f'</form><a class="btn quiet" href="/status?lang={lang}">{e(t["back"])}</a>'
     )
     return layout(lang, body, "/feedback")

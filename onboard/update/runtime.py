@@ -74,7 +74,6 @@ log = logging.getLogger("busfleet.onboard.update")
 Fetch = Callable[[ReleaseRef], Path]  # the verified release tar of a ref (blocking)
 RecordEvent = Callable[[str, dict[str, Scalar], int], int]
 NOT_INSTALLED = "not installed in slots (see deploy/README.md)"
-DEV_RELEASES = "BUSFLEET_DEV_RELEASES"  # a folder of release tars, unverified: tests only
 SAFE_POLL_S = 5.0  # how often a waiting switch looks whether the moment is safe
 PROVE_POLL_S = 0.5
 MAX_TAIL = 4000  # characters of a failed version's log tail in its event
@@ -89,15 +88,9 @@ def running_version() -> str:
         return "0"
 
 
-def make_fetch(
-    settings: UpdateSection, work_dir: Path, running: str, environ: Mapping[str, str]
-) -> Fetch | None:
-    """The fetch the runtime uses: central's TUF repository (update.repo_url), or for tests a
-    folder of unverified release tars named by the environment; None: updates are off."""
-    folder = environ.get(DEV_RELEASES, "")
-    if folder:
-        log.warning("%s=%s: releases are taken UNVERIFIED from a folder", DEV_RELEASES, folder)
-        return partial(folder_fetch, Path(folder), running=running)
+def make_fetch(settings: UpdateSection, work_dir: Path, running: str) -> Fetch | None:
+    """The fetch the runtime uses: central's TUF repository (update.repo_url, verified against
+    update.trusted_root); None: updates are off. There is no other way in."""
     if not settings.repo_url:
         return None
     return partial(
@@ -107,17 +100,6 @@ def make_fetch(
         work_dir=work_dir,
         running=running,
     )
-
-
-def folder_fetch(folder: Path, ref: ReleaseRef, *, running: str) -> Path:
-    """A release tar from a folder, unverified (development and tests); the same refusal of
-    an older version as the TUF fetch."""
-    if parse_version(ref.version) <= parse_version(running):
-        raise ReleaseRefused(f"{ref.version} is not newer than the running {running}")
-    path = folder / ref.target
-    if not path.is_file():
-        raise FetchFailed(f"{path}: no such release")
-    return path
 
 
 class AgentParts(Protocol):
@@ -204,7 +186,7 @@ class UpdateRuntime:
         work_dir = Path(config.bus.data_dir) / "releases"
         return cls(
             config.update,
-            fetch=make_fetch(config.update, work_dir, running, os.environ),
+            fetch=make_fetch(config.update, work_dir, running),
             record_event=lambda kind, data, severity: agent.record_event(
                 kind, data, severity=severity
             ),
@@ -427,9 +409,7 @@ class UpdateRuntime:
             write_state(self.slots, dataclasses.replace(state, refused=table))
 
     def _discard(self, release: Path) -> None:
-        """The fetched tar once installed (the TUF fetch's copy; a dev folder's stays)."""
-        if os.environ.get(DEV_RELEASES) and release.parent == Path(os.environ[DEV_RELEASES]):
-            return
+        """The fetched tar once installed (the TUF fetch's copy in the bus's work dir)."""
         with contextlib.suppress(OSError):
             release.unlink()
 

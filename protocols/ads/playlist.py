@@ -37,7 +37,7 @@ ClockTime = Annotated[str, msgspec.Meta(pattern=r"^(([01][0-9]|2[0-3]):[0-5][0-9
 Lat = Annotated[float, msgspec.Meta(ge=-90.0, le=90.0)]
 Lon = Annotated[float, msgspec.Meta(ge=-180.0, le=180.0)]
 Metres = Annotated[float, msgspec.Meta(ge=0.0, le=100_000.0)]
-MediaKind = Literal["image", "video", "html"]
+MediaKind = Literal["image", "video", "html", "audio"]
 
 ALL_WEEKDAYS = (1, 2, 3, 4, 5, 6, 7)
 

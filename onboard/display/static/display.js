@@ -17,6 +17,10 @@
       early: (m) => m + ' min früher',
       diversion: 'Umleitung',
       off_route: 'Abweichung von der Route',
+      title: 'Fahrgastinformation',
+      announcements: 'Durchsagen',
+      later_stops: 'Weitere Halte',
+      ad: 'Anzeige',
       live: 'Durchsage',
     },
     en: {
@@ -31,6 +35,10 @@
       early: (m) => m + ' min early',
       diversion: 'Diversion',
       off_route: 'Off route',
+      title: 'Passenger information',
+      announcements: 'Announcements',
+      later_stops: 'Further stops',
+      ad: 'Advertisement',
       live: 'Announcement',
     },
   };
@@ -58,6 +66,7 @@
   let state = null;
   let langIndex = 0;
   let lastCycle = Date.now();
+  let announcementsKey = '';
 
   const el = (id) => document.getElementById(id);
   const lang = () => langs[langIndex % langs.length];
@@ -99,6 +108,12 @@
     return lang() === 'en' && a.text_en ? a.text_en : a.text_de;
   }
 
+  // The language of an announcement's text when it differs from the page's: an English page
+  // shows the German text of a message that has no English one (screen readers switch voice).
+  function announcementLang(a) {
+    return lang() === 'en' && !a.text_en ? 'de' : '';
+  }
+
   function stillValid(a) {
     return a.valid_to === null || a.valid_to === undefined || nowS() < a.valid_to;
   }
@@ -108,6 +123,13 @@
     for (const node of document.querySelectorAll('[data-i18n]')) {
       const text = t()[node.dataset.i18n];
       if (typeof text === 'string' && node.textContent !== text) node.textContent = text;
+    }
+    // Names for screen readers (regions, lists) in the page's language too.
+    for (const node of document.querySelectorAll('[data-i18n-label]')) {
+      const text = t()[node.dataset.i18nLabel];
+      if (typeof text === 'string' && node.getAttribute('aria-label') !== text) {
+        node.setAttribute('aria-label', text);
+      }
     }
   }
 
@@ -146,24 +168,44 @@
   function renderAnnouncements() {
     const list = el('announcements');
     if (!list) return;
-    const items = [];
-    for (const a of state.announcements || []) {
-      if (!stillValid(a)) continue;
-      const li = document.createElement('li');
-      li.className = a.priority >= 2 ? 'announcement urgent' : 'announcement';
-      li.dataset.id = a.id;
-      li.textContent = announcementText(a);
-      items.push(li);
+    const shown = (state.announcements || []).filter(stillValid);
+    // The list is a live region: rebuilt only when what it says changes, so a screen reader
+    // reads an announcement once, not at every tick.
+    const key = JSON.stringify(shown.map((a) => [a.id, a.priority, announcementText(a)]));
+    if (key !== announcementsKey) {
+      announcementsKey = key;
+      const items = [];
+      for (const a of shown) {
+        const li = document.createElement('li');
+        li.className = a.priority >= 2 ? 'announcement urgent' : 'announcement';
+        li.dataset.id = a.id;
+        li.textContent = announcementText(a);
+        items.push(li);
+      }
+      list.replaceChildren(...items);
+      document.body.dataset.announcements = String(items.length);
     }
-    list.replaceChildren(...items);
-    document.body.dataset.announcements = String(items.length);
+    shown.forEach((a, i) => {
+      const li = list.children[i];
+      const other = announcementLang(a);
+      if (!li || li.lang === other) return;
+      if (other) li.lang = other;
+      else li.removeAttribute('lang'); // lang="" would mean "unknown", not the page's
+    });
   }
 
-  // A live announcement from city hall: over the stops while it is spoken, until `until`.
+  // A live announcement from city hall: over the stops while it is spoken, until `until`, in
+  // every language of the display at once (German first), so its text stays the same while
+  // it is up and a screen reader reads the alert once.
   function renderLive() {
     const live = state.live;
     const on = Boolean(live) && typeof live.until === 'number' && nowS() < live.until;
-    setText('live-text', on ? (lang() === 'en' && live.text_en ? live.text_en : live.text_de) : '');
+    const english = on && Boolean(live.text_en) && langs.includes('en');
+    const german = on && (langs.includes('de') || !english);
+    setText('live-text', german ? live.text_de : '');
+    show('live-text', german);
+    setText('live-text-en', english ? live.text_en : '');
+    show('live-text-en', english);
     show('live', on);
     const node = el('live');
     if (node) node.dataset.id = on ? String(live.id) : '';
@@ -182,6 +224,8 @@
       delete slot.dataset.itemId;
       return;
     }
+    const frame = slot.querySelector('iframe');
+    if (frame && frame.title !== t().ad) frame.title = t().ad;
     if (slot.dataset.itemId === ad.item_id && slot.dataset.url === ad.url) return;
     let media;
     if (/\.(mp4|webm)$/i.test(ad.url)) {
@@ -191,6 +235,7 @@
       media = document.createElement('iframe');
       media.setAttribute('sandbox', 'allow-scripts');
       media.setAttribute('scrolling', 'no');
+      media.title = t().ad;
     } else {
       media = document.createElement('img');
       media.alt = '';

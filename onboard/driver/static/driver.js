@@ -4,21 +4,97 @@
 'use strict';
 
 (function () {
-  const BANDS = {
-    early: 'early',
-    on_time: 'on time',
-    late: 'late',
-    very_late: 'very late',
-    unknown: '',
+  // The page's texts, German and English: the words the passenger displays use, where they
+  // say the same (onboard/display/static/display.js). The canned messages' labels come with
+  // the state (label, label_de: onboard/driver/model.py).
+  const TEXT = {
+    de: {
+      title: 'Fahrerterminal',
+      trip: 'Fahrt',
+      block: 'Umlauf',
+      connecting: 'verbinde \u2026',
+      online: 'online',
+      offline: 'offline',
+      queued: 'wartet',
+      night: 'Nacht',
+      day: 'Tag',
+      next_stop: 'Nächster Halt',
+      at_stop: 'Am Halt',
+      finished: 'Fahrt beendet',
+      no_trip: 'Keine Fahrt',
+      early: 'zu früh',
+      on_time: 'pünktlich',
+      late: 'verspätet',
+      very_late: 'stark verspätet',
+      unknown: '',
+      off_route: 'Abweichung von der Route',
+      diversion: 'Umleitung',
+      later_stops: 'Weitere Halte',
+      map: 'Strecke voraus',
+      waiting: 'Warte auf die Position auf der Route',
+      dispatch: 'Leitstelle',
+      unacked: ' offen',
+      sent: 'Gesendet',
+      acknowledge: 'Bestätigen',
+      acknowledged: 'bestätigt',
+      canned: 'An die Leitstelle',
+      tap_again: 'Nochmals tippen: ',
+      emergency: 'Notruf: 2 s halten',
+    },
+    en: {
+      title: 'Driver terminal',
+      trip: 'Trip',
+      block: 'Block',
+      connecting: 'connecting',
+      online: 'online',
+      offline: 'offline',
+      queued: 'queued',
+      night: 'Night',
+      day: 'Day',
+      next_stop: 'Next stop',
+      at_stop: 'At stop',
+      finished: 'Trip finished',
+      no_trip: 'No trip',
+      early: 'early',
+      on_time: 'on time',
+      late: 'late',
+      very_late: 'very late',
+      unknown: '',
+      off_route: 'Off route',
+      diversion: 'Diversion',
+      later_stops: 'Further stops',
+      map: 'Path ahead',
+      waiting: 'Waiting for the position on the route',
+      dispatch: 'Dispatch',
+      unacked: ' open',
+      sent: 'Sent',
+      acknowledge: 'Acknowledge',
+      acknowledged: 'acknowledged',
+      canned: 'To dispatch',
+      tap_again: 'Tap again: ',
+      emergency: 'Hold 2 s: emergency',
+    },
   };
   const HOLD_MS = 2000; // the emergency button needs a deliberate 2 s hold
   const ARM_MS = 4000; // a canned message needs a second tap within this time
   const SVG = 'http://www.w3.org/2000/svg';
 
+  // The language: the kiosk URL's ?lang=de | en if given, else the first of the agent's
+  // display.language (German first), which comes with every state and changes live.
+  const known = (list) =>
+    (Array.isArray(list) ? list : [])
+      .map((s) => String(s).trim())
+      .filter((s) => Object.prototype.hasOwnProperty.call(TEXT, s));
+  const asked = new URLSearchParams(window.location.search).get('lang');
+  const urlLang = asked ? known(asked.split(','))[0] || null : null;
+  let lang = urlLang || 'de';
+  const t = () => TEXT[lang];
+
   const el = (id) => document.getElementById(id);
   let state = null;
   let cannedCodes = '';
   let messagesKey = '';
+  let sentKey = '';
   const disarmers = [];
   let emergencySending = false;
 
@@ -74,10 +150,45 @@
     return null;
   }
 
+  function labelOf(code) {
+    const canned = ((state && state.canned) || []).find((c) => c.code === code);
+    if (!canned) return code;
+    return lang === 'de' && canned.label_de ? canned.label_de : canned.label;
+  }
+
+  function renderLabels() {
+    document.documentElement.lang = lang;
+    for (const node of document.querySelectorAll('[data-i18n]')) {
+      const text = t()[node.dataset.i18n];
+      if (typeof text === 'string' && node.textContent !== text) node.textContent = text;
+    }
+    for (const node of document.querySelectorAll('[data-i18n-label]')) {
+      const text = t()[node.dataset.i18nLabel];
+      if (typeof text === 'string' && node.getAttribute('aria-label') !== text) {
+        node.setAttribute('aria-label', text);
+      }
+    }
+    setText('theme', document.documentElement.dataset.theme === 'night' ? t().day : t().night);
+    if (!state) {
+      // Until the first state (render() fills these in from it).
+      setText('uplink-text', t().connecting);
+      setText('next-label', t().next_stop);
+      setText('map-empty', t().waiting);
+    }
+  }
+
+  function takeLanguage(s) {
+    if (urlLang) return;
+    const next = known(s.languages)[0] || 'de';
+    if (next === lang) return;
+    lang = next;
+    renderLabels();
+  }
+
   // -- theme -----------------------------------------------------------------------------
   function applyTheme(theme) {
     document.documentElement.dataset.theme = theme;
-    el('theme').textContent = theme === 'night' ? 'Day' : 'Night';
+    el('theme').textContent = theme === 'night' ? t().day : t().night;
     try {
       window.localStorage.setItem('driverTheme', theme);
     } catch (err) {
@@ -103,18 +214,19 @@
     setText('destination', s.destination);
     setText('trip', s.trip_id || '\u2013');
     setText('block', s.block_id || '\u2013');
-    let label = s.at_stop ? 'At stop' : 'Next stop';
-    if (s.finished) label = 'Trip finished';
-    if (!s.trip_id) label = 'No trip';
+    let label = s.at_stop ? t().at_stop : t().next_stop;
+    if (s.finished) label = t().finished;
+    if (!s.trip_id) label = t().no_trip;
     setText('next-label', label);
     setText('next-stop', s.finished ? '' : s.next_stop);
     const adherence = el('adherence');
     adherence.dataset.band = s.adherence;
     setText('adherence-text', s.adherence_text);
-    setText('adherence-label', BANDS[s.adherence] || '');
+    const band = Object.prototype.hasOwnProperty.call(t(), s.adherence) ? t()[s.adherence] : '';
+    setText('adherence-label', typeof band === 'string' ? band : '');
     el('off-route').hidden = s.on_route;
     el('diversion').hidden = !s.diversion;
-    setText('diversion', s.diversion ? 'Diversion: ' + s.diversion : '');
+    setText('diversion', s.diversion ? t().diversion + ': ' + s.diversion : '');
     const stops = el('stops');
     stops.replaceChildren(
       ...s.stops.map((stop) => {
@@ -132,7 +244,7 @@
     const empty = el('map-empty');
     if (!view) {
       empty.hidden = false;
-      empty.textContent = state.trip_id ? 'Waiting for the position on the route' : 'No trip';
+      empty.textContent = state.trip_id ? t().waiting : t().no_trip;
       el('path-behind').setAttribute('points', '');
       el('path-ahead').setAttribute('points', '');
       el('path-detour').setAttribute('points', '');
@@ -177,25 +289,28 @@
   }
 
   function renderMessages(s) {
-    // Rebuilt only when they change: a button replaced under the driver's finger loses the tap.
-    const key = JSON.stringify([s.messages, s.sent]);
+    // Rebuilt only when they change: a button replaced under the driver's finger loses the tap,
+    // and the list is a live region (a screen reader reads what is new, once).
+    renderSent(s);
+    const key = JSON.stringify([lang, s.messages]);
     if (key === messagesKey) return;
     messagesKey = key;
-    const unacked = el('unacked');
-    unacked.hidden = s.unacked === 0;
-    unacked.textContent = String(s.unacked);
+    el('unacked').hidden = s.unacked === 0;
+    setText('unacked-n', String(s.unacked));
     el('messages').replaceChildren(
       ...s.messages.map((m) => {
         const open = m.acked_t === null;
         const row = li(open ? 'open' : 'done');
         row.dataset.id = m.id;
-        row.append(span('text', m.text));
+        const text = span('text', m.text);
+        text.id = 'message-' + m.id;
+        row.append(text);
         let meta = hhmm(m.received_t);
-        if (!open) meta += ' \u00b7 acknowledged ' + hhmm(m.acked_t);
+        if (!open) meta += ' \u00b7 ' + t().acknowledged + ' ' + hhmm(m.acked_t);
         const metaNode = span('meta', meta);
         if (!open) {
           metaNode.append(
-            span(m.ack_pending ? 'pending' : 'ok', m.ack_pending ? ' \u00b7 queued' : ' \u2713'),
+            span(m.ack_pending ? 'pending' : 'ok', m.ack_pending ? ' \u00b7 ' + t().queued : ' \u2713'),
           );
         }
         row.append(metaNode);
@@ -203,7 +318,8 @@
           const button = document.createElement('button');
           button.type = 'button';
           button.className = 'ack';
-          button.textContent = 'Acknowledge';
+          button.textContent = t().acknowledge;
+          button.setAttribute('aria-describedby', 'message-' + m.id);
           button.addEventListener('click', () => {
             button.disabled = true;
             post('/driver/ack', { id: m.id }, 30);
@@ -213,33 +329,40 @@
         return row;
       }),
     );
+  }
+
+  function renderSent(s) {
+    const key = JSON.stringify([lang, s.sent]);
+    if (key === sentKey) return;
+    sentKey = key;
     el('sent').replaceChildren(
       ...s.sent.map((item) => {
         const row = li(item.pending ? 'pending' : '');
-        row.append(span('what', item.label));
-        row.append(span('meta', hhmm(item.t) + (item.pending ? ' queued' : ' \u2713')));
+        row.append(span('what', labelOf(item.code)));
+        row.append(span('meta', hhmm(item.t) + (item.pending ? ' ' + t().queued : ' \u2713')));
         return row;
       }),
     );
   }
 
   function renderCanned(s) {
-    const codes = s.canned.map((c) => c.code).join(',');
+    const codes = lang + ':' + s.canned.map((c) => c.code).join(',');
     if (codes === cannedCodes) return;
     cannedCodes = codes;
     disarmers.length = 0;
     el('canned').replaceChildren(
       ...s.canned.map((c) => {
+        const label = labelOf(c.code);
         const button = document.createElement('button');
         button.type = 'button';
         button.dataset.code = c.code;
-        button.textContent = c.label;
+        button.textContent = label;
         let armed = null;
         const disarm = () => {
           clearTimeout(armed);
           armed = null;
           button.classList.remove('armed');
-          button.textContent = c.label;
+          button.textContent = label;
         };
         disarmers.push(disarm);
         button.addEventListener('click', () => {
@@ -247,7 +370,7 @@
             for (const other of disarmers) other();
             armed = setTimeout(disarm, ARM_MS);
             button.classList.add('armed');
-            button.textContent = 'Tap again: ' + c.label;
+            button.textContent = t().tap_again + label;
             return;
           }
           disarm();
@@ -260,8 +383,8 @@
 
   function renderStatus(s) {
     document.body.dataset.online = s.online ? 'true' : 'false';
-    let text = s.online ? 'online' : 'offline';
-    if (s.pending > 0) text += ' \u00b7 ' + s.pending + ' queued';
+    let text = s.online ? t().online : t().offline;
+    if (s.pending > 0) text += ' \u00b7 ' + s.pending + ' ' + t().queued;
     setText('uplink-text', text);
     let sos = emergencySending ? '\u2026' : '';
     if (s.emergency) sos = (s.emergency.pending ? '\u2026 ' : '\u2713 ') + hhmm(s.emergency.t);
@@ -270,6 +393,7 @@
 
   function render() {
     if (!state) return;
+    takeLanguage(state);
     renderJourney(state);
     renderMap(state.map);
     renderMessages(state);
@@ -330,6 +454,7 @@
     setText('clock', pad(d.getHours()) + ':' + pad(d.getMinutes()) + ':' + pad(d.getSeconds()));
   }
 
+  renderLabels();
   applyTheme(initialTheme());
   el('theme').addEventListener('click', () => {
     applyTheme(document.documentElement.dataset.theme === 'night' ? 'day' : 'night');
