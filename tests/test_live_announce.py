@@ -266,6 +266,7 @@ def test_an_announcement_for_a_bus_away_longer_than_its_ttl_is_expired_and_never
     assert ack.data["result"] == "expired"
     assert city.display_state(third)["live"] is None
     assert not [e for e in city.bus_events(third) if e.kind == "live_announcement"]
+    assert spoken(city, third) == []  # no WAV: never said
     assert [
         r[0] for r in city.central_rows("SELECT status FROM commands WHERE id LIKE ?", f"{ann}-%")
     ] == ["expired"]

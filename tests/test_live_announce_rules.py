@@ -221,6 +221,14 @@ def test_an_audio_that_refuses_fails_the_command_and_nothing_is_shown(tmp_path: 
     assert shown == [] and remote.announcements == []
 
 
+def test_a_bus_without_a_speaker_shows_it_at_once(tmp_path: Path) -> None:
+    display = Display(port=0, clock=lambda: T0)
+    remote = AgentCommands(Outbox(tmp_path / "a.sqlite"), None, lambda: display)
+    cmd = Command(id="c1", name="announce", t=T0, expires=T0 + 60, args={"de": "Hallo"})
+    assert remote.announce(cmd).result == "ok"
+    assert display.state.live is not None and display.state.live.text_de == "Hallo"
+
+
 # -- the display ----------------------------------------------------------------------------------
 def test_the_banner_stays_at_least_half_a_minute_longer_for_a_longer_text_then_goes() -> None:
     assert live_until(T0, "Kurz", "") == T0 + LIVE_MIN_S
