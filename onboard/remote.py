@@ -21,6 +21,7 @@ from typing import Protocol
 from onboard.audio.api import LIVE, Speaker, Utterance
 from onboard.link.commands import Handler, Result, typed_as
 from onboard.link.outbox import Outbox
+from onboard.portal.content import Announcement
 from protocols.requests import Announce, Resend, Restart
 from protocols.schemas import Command, Scalar
 
@@ -62,7 +63,7 @@ class AgentCommands:
         record: Record | None = None,
     ) -> None:
         self.outbox = outbox
-        self.announcements: list[str] = []
+        self.announcements: list[Announcement] = []  # for the portal, in both languages
         self.restart_requested = asyncio.Event()
         self.speaker = speaker  # None: no audio, shown at once
         self.display = display
@@ -98,7 +99,8 @@ class AgentCommands:
 
     def _show(self, live: LiveAnnouncement) -> None:
         """At the moment it is spoken: on the displays, the portal and as an event."""
-        self.announcements = [*self.announcements[-(MAX_KEPT - 1) :], live.de]
+        kept = Announcement(live.de, live.en)
+        self.announcements = [*self.announcements[-(MAX_KEPT - 1) :], kept]
         self.shown = [*self.shown[-(MAX_KEPT - 1) :], live]
         display = self.display()
         if display is not None:

@@ -21,6 +21,7 @@ from onboard.display.model import LIVE_MIN_S, LiveBanner, display_state, live_un
 from onboard.display.server import Display
 from onboard.link.commands import Commands
 from onboard.link.outbox import Outbox
+from onboard.portal.content import Announcement
 from onboard.remote import AgentCommands
 from protocols import codec, topics
 from protocols.announce_requests import AnnouncementStatus, LiveAnnounce
@@ -183,7 +184,7 @@ def test_the_bus_speaks_first_and_shows_it_the_moment_its_playback_begins(bus: B
     assert bus.display.state.live == LiveBanner(
         "a1b2c3d4e5f6", "Umleitung", "Diversion", live_until(T0, "Umleitung", "Diversion")
     )
-    assert bus.remote.announcements == ["Umleitung"]
+    assert bus.remote.announcements == [Announcement("Umleitung", "Diversion")]
     assert bus.events == [
         ("live_announcement", {"id": "a1b2c3d4e5f6", "de": "Umleitung", "en": "Diversion"})
     ]

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from onboard.portal.content import content_from_state
+from onboard.portal.content import Announcement, content_from_state
 from onboard.portal.feedback import (
     CATEGORIES,
     MAX_TEXT,
@@ -424,11 +424,13 @@ def test_the_portal_shows_central_messages_valid_now_by_the_bus_clock() -> None:
             PassengerMessage(id="d", text_de="Auch jetzt", valid_from=100.0, valid_to=300.0),
         ],
     )
-    content = content_from_state(state, ["Driver says hello"], now=200.0)
+    live = Announcement("Umleitung ab Kurhaus", "Diversion from Kurhaus")  # city hall, live
+    content = content_from_state(state, [live], now=200.0)
     assert content.line == "131"
     assert [a.text("en") for a in content.announcements] == [
         "Now",
         "Auch jetzt",
-        "Driver says hello",
+        "Diversion from Kurhaus",
     ]
+    assert content.announcements[-1].text("de") == "Umleitung ab Kurhaus"
     assert content_from_state(None, [], now=0.0).announcements == ()

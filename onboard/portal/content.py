@@ -54,7 +54,7 @@ def no_content() -> PortalContent:
 
 
 def content_from_state(
-    applied: DesiredState | None, announcements: Sequence[str], now: float
+    applied: DesiredState | None, announcements: Sequence[Announcement], now: float
 ) -> PortalContent:
     """What the agent itself knows: its assignment, central's passenger messages valid now
     (checked against the bus's clock, so they expire offline too) and announcements."""
@@ -68,5 +68,5 @@ def content_from_state(
                 m.valid_to is None or now < m.valid_to
             ):
                 messages.append(Announcement(m.text_de, m.text_en))
-    messages += [Announcement(text) for text in announcements[-3:]]
+    messages += announcements[-3:]
     return PortalContent(line=line, announcements=tuple(messages[:5]))
