@@ -1,6 +1,10 @@
 """A simulated bus: the hw_sim GPS on a pty and the hw_sim CAN on a virtual channel, driving a
 GTFS trip, with the real agent reading both through its production code paths.
 
+The bus drives in the simulator's city traffic (hw_sim/traffic.py: rush hours, slow junctions,
+dwell by stop and hour, seeded), its trip's timetable laid on the clock from where it starts,
+so the stop events it records give central's prediction model something to learn.
+
 python-can's `virtual` interface only connects buses inside one process, so the CAN simulator
 and the agent share this process; the GPS crosses a real pty, read by pyserial.
 """
@@ -8,17 +12,20 @@ and the agent share this process; the GPS crosses a real pty, read by pyserial.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import can
 
 from hw_sim.can_sim import CanSimulator
 from hw_sim.drive import Drive
 from hw_sim.gps_sim import GpsSimulator, open_pty, run_gps_pty
+from hw_sim.traffic import SimStop, TrafficModel, drive_inputs
 from hw_sim.truth import VehicleTruth
 from onboard.agent import Agent
 from onboard.config import (
@@ -38,6 +45,7 @@ from protocols.gtfs.feed import Feed, read_feed
 log = logging.getLogger("busfleet.simbus")
 
 DEFAULT_GTFS = Path(__file__).resolve().parent.parent / "data" / "gtfs" / "cairns_gtfs.zip"
+TRAFFIC_SEED = 17  # the city's: every simulated bus drives the same traffic
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +64,7 @@ class SimBusSpec:
     # True: the agent tracks on the simulator's feed (agent.toml's `[journey] gtfs` bootstrap).
     # False: the agent has no copy and waits for the timetable central publishes, as a new bus.
     local_feed: bool = True
+    traffic_seed: int | None = TRAFFIC_SEED  # None: the drive's own random traffic only
 
 
 def agent_config(spec: SimBusSpec, gps_device: str, can_channel: str) -> AgentConfig:
@@ -82,13 +91,51 @@ def agent_config(spec: SimBusSpec, gps_device: str, can_channel: str) -> AgentCo
 
 def make_drive(feed: Feed, spec: SimBusSpec, start_t: float) -> Drive:
     path, stops = feed.trip_path(spec.trip_id)
+    start_m = path.length_m * spec.start_fraction
+    factors, dwells = None, None
+    if spec.traffic_seed is not None and stops:
+        tz = feed.timezone or "UTC"
+        timed = timetable_from(feed, spec.trip_id, start_t, start_m)
+        day = dt.datetime.fromtimestamp(start_t, _zone(tz)).date()
+        traffic = TrafficModel(seed=spec.traffic_seed, tz=tz)
+        key = f"{spec.trip_id}:{spec.bus_id}"
+        factors, dwells = drive_inputs(traffic, timed, trip_key=key, day=day)
     return Drive(
         path,
         [(stop.stop_id, dist) for stop, dist in stops],
         start_t=start_t,
         seed=spec.seed,
-        start_dist_m=path.length_m * spec.start_fraction,
+        start_dist_m=start_m,
+        segment_factors=factors,
+        dwells_s=dwells,
     )
+
+
+def timetable_from(feed: Feed, trip_id: str, start_t: float, start_m: float) -> list[SimStop]:
+    """The trip's calls as unix times, placed so that the bus is on time where it starts
+    (`start_m` along its path at `start_t`): the traffic model's time of day."""
+    _, placed = feed.trip_path(trip_id)
+    calls = feed.stop_times(trip_id)
+    dists = [d for _, d in placed]
+    offset = float(calls[0].departure_s if start_m <= dists[0] else calls[-1].arrival_s)
+    for k in range(1, len(calls)):
+        if dists[k - 1] <= start_m <= dists[k]:  # between stop k-1 and k: the share driven
+            a, b = calls[k - 1], calls[k]
+            share = (start_m - dists[k - 1]) / max(1.0, dists[k] - dists[k - 1])
+            offset = a.departure_s + share * (b.arrival_s - a.departure_s)
+            break
+    base = start_t - offset
+    return [
+        SimStop(c.stop_id, base + c.arrival_s, base + c.departure_s, dist)
+        for c, (_, dist) in zip(calls, placed, strict=True)
+    ]
+
+
+def _zone(tz: str) -> dt.tzinfo:
+    try:
+        return ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError):
+        return dt.UTC
 
 
 async def run_sim_bus(spec: SimBusSpec, feed: Feed | None = None) -> None:

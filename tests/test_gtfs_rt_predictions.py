@@ -103,6 +103,8 @@ def test_trip_updates_predict_every_stop_ahead_from_what_central_learned(tmp_pat
     store.save_reported("bus-1", 1, codec.encode(reported))
     entry = FleetEntry(bus="bus-1", online=True, t=now, lat=-16.9, lon=145.7, trip_id=trip_id)
     realtime = Realtime(store, fleet=lambda: [entry], clock=lambda: now, cache_s=0.0)
+    realtime.models.poll()  # central learns on a worker thread (keeper.py): the first model
+    assert realtime.models.wait(60) and realtime.models.model is not None
     message = parse(realtime.feed("trip-updates").SerializeToString())
     store.close()
 

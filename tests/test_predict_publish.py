@@ -13,6 +13,7 @@ import msgspec
 
 from central.desired import update_desired
 from central.gtfs_import import import_gtfs
+from central.predictions.keeper import ModelKeeper
 from central.predictions.publish import ModelSync
 from central.service.sync import DesiredSync
 from central.store import gtfs as gtfs_db
@@ -44,23 +45,32 @@ def test_buses_get_their_routes_part_of_the_model_for_the_coming_hours(tmp_path:
                 rows.append(("bus-h", len(rows), t + 60 * k, "arrived", 0, data, 0, t))
                 rows.append(("bus-h", len(rows), t + 60 * k + 20, "departed", 0, data, 0, t))
     store.add_events(rows)
-    sync = ModelSync(store, horizon_s=2 * 3600)
-    assert sync.step(now) == {}  # nobody has a desired document with a route yet
+    keeper = ModelKeeper(store)
+    sync = ModelSync(store, keeper, horizon_s=2 * 3600)
+    assert sync.step(now) == {}  # the first learn has begun, off the loop: nothing known yet
+    assert keeper.wait(60) and keeper.model is not None
     on_route = Assignment(route_id=route)
     update_desired(store, "bus-1", lambda d: msgspec.structs.replace(d, assignment=on_route))
     update_desired(store, "bus-2", lambda d: d)  # no assignment
-    assert sync.step(now + 60) == {}  # the refresh is not due
-    published = sync.step(now + 3600)
+    assert set(sync.step(now + 60)) == {"bus-1"}  # the model learned, to the bus with a route
+    assert sync.step(now + 120) == {}  # the same model again: nothing new
+    sync.step(now + 3600)  # the refresh is due: learning again
+    assert keeper.wait(60)
+    published = sync.step(now + 3601)
     assert set(published) == {"bus-1"}
     doc = codec.decode(DesiredState, published["bus-1"][1])
     model = doc.predictions
     assert model is not None and model.tz == TZ and model.segments and model.dwells
     stops = gtfs_db.route_stops(store, route)
     assert all(s.from_stop in stops and s.to_stop in stops for s in model.segments)
-    coming = {bucket_of(now + 3600 + m * 60, TZ, 1800)[1] // 1 for m in range(0, 121, 10)}
+    assert model.built == now + 3600 == keeper.model.built
+    coming = {bucket_of(now + 3601 + m * 60, TZ, 1800)[1] // 1 for m in range(0, 121, 10)}
     buckets = {s.bucket for s in model.segments} - {ALL_DAY}
     assert coming <= buckets and max(buckets) <= max(coming) + 1 and min(buckets) >= min(coming) - 1
     assert any(s.bucket == ALL_DAY for s in model.segments)
     # The service's sync runs it: a fresh one sends the model to bus-1 again (newer build).
-    assert set(DesiredSync(store).step(now + 7200)) == {"bus-1"}
+    desired = DesiredSync(store)
+    desired.step(now + 7200)
+    assert desired.keeper.wait(60)
+    assert set(desired.step(now + 7201)) == {"bus-1"}
     store.close()

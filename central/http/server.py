@@ -31,6 +31,7 @@ from central.http.journeys import JourneyIndex
 from central.http.media import media_routes
 from central.http.releases import release_routes
 from central.http.timetables import timetable_routes
+from central.predictions.keeper import ModelKeeper
 from central.predictions.live import TripPredictor
 from central.store import gtfs as gtfs_db
 from central.store.db import CentralStore
@@ -76,6 +77,7 @@ class Realtime:
         cache_s: float = 1.0,
         clock: Callable[[], float] = time.time,
         counters: MutableMapping[str, int] | None = None,
+        models: ModelKeeper | None = None,
     ) -> None:
         self.store = store
         # Entities left out of a feed (`gtfs_rt_skipped`); the service's counters in `serve`.
@@ -84,7 +86,9 @@ class Realtime:
         self.cache_s = cache_s
         self.clock = clock
         self.journeys = JourneyIndex(store)
-        self.predictions = TripPredictor(store, clock=clock)  # every stop ahead (issue 17)
+        # Every stop ahead (issue 17), from the process's model (the service's: learned once).
+        self.models = models or ModelKeeper(store, clock=clock)
+        self.predictions = TripPredictor(store, self.models, clock=clock)
         self._cache: dict[str, tuple[float, Any]] = {}
         self._trips: dict[str, gtfs_rt.TripFacts | None] = {}
         self._feed_imported: float | None = None
@@ -179,10 +183,17 @@ def create_app(
     routes: Iterable[web.RouteDef] = (),
     cache_s: float = 1.0,
     counters: MutableMapping[str, int] | None = None,
+    models: ModelKeeper | None = None,
 ) -> web.Application:
-    """The aiohttp application: GTFS-RT, /healthz, and any further `routes`."""
+    """The aiohttp application: GTFS-RT, /healthz, and any further `routes`; `models` is
+    the process's prediction model (its own without), learned from the start, off the loop."""
     app = web.Application()
-    realtime = Realtime(store, fleet=fleet, cache_s=cache_s, counters=counters)
+    realtime = Realtime(store, fleet=fleet, cache_s=cache_s, counters=counters, models=models)
+
+    async def start_learning(_app: web.Application) -> None:
+        realtime.models.poll()
+
+    app.on_startup.append(start_learning)
     app.add_routes(realtime_routes(realtime))
     app.add_routes(list(routes))
     return app
@@ -216,14 +227,16 @@ async def run_http(
     fleet: FleetSource | None = None,
     routes: Iterable[web.RouteDef] = (),
     counters: MutableMapping[str, int] | None = None,
+    models: ModelKeeper | None = None,
 ) -> None:
     """Serve central's HTTP on `config.http_host:http_port` until cancelled, from the store
     the process opened (the service's: its handlers run on the same event loop); what it
-    counts goes to `counters` (the service's, published in its stats)."""
+    counts goes to `counters` (the service's, published in its stats); `models`: the service's
+    prediction model keeper, so that GTFS-RT and the buses share one model learned once."""
     # The ad media library for the buses (Range requests: resumable downloads).
     # Timetable packages the same way (central/http/timetables.py).
     routes = [*media_routes(config.media_dir), *timetable_routes(timetable_root(config)), *routes]
     routes += release_routes(config.release_repo)  # the TUF repository, read-only (/releases/)
-    app = create_app(store, fleet=fleet, routes=routes, counters=counters)
+    app = create_app(store, fleet=fleet, routes=routes, counters=counters, models=models)
     async with serving(app, config.http_host, config.http_port):
         await asyncio.Event().wait()

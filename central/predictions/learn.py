@@ -22,7 +22,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from central.store.db import CentralStore
-from central.store.predictions import Passage, stop_passages
+from central.store.predictions import Passage, passages
 from protocols.predict import ALL_DAY, DwellTime, PredictionModel, SegmentTime, bucket_of
 
 __all__ = ["build_model", "learn", "model_for_stops"]
@@ -42,9 +42,12 @@ def learn(
     bucket_s: int = 1800,
     min_n: int = 3,
 ) -> PredictionModel:
-    """The model from the last `days` days of stop events in `store`."""
-    passages = stop_passages(store, now - days * 86_400.0, now)
-    return build_model(passages, tz=tz, bucket_s=bucket_s, min_n=min_n, built=now)
+    """The model from the last `days` days of stop events in `store` (read as a stream)."""
+    events = passages(store, now - days * 86_400.0, now)
+    try:
+        return build_model(events, tz=tz, bucket_s=bucket_s, min_n=min_n, built=now)
+    finally:
+        events.close()
 
 
 def _runs(passages: Iterable[Passage]) -> Iterable[list[Passage]]:

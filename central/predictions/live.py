@@ -1,8 +1,9 @@
 """Predictions for the buses on their trips now, for GTFS-RT (central/http/gtfs_rt.py).
 
-`TripPredictor` keeps the model (learned from the store at most once per `refresh_s`: learning
-reads weeks of stop events) and each trip's timetable, and turns a bus's reported
-`JourneyStatus` into the predictor's live state:
+`TripPredictor` predicts from the model the process's `ModelKeeper` holds (learned off the
+event loop, central/predictions/keeper.py; until the first is ready, an empty one: timetable
++ current delay) with each trip's timetable, and turns a bus's reported `JourneyStatus` into
+the predictor's live state:
 
 - the stop list is the trip's calls on its service day (`start_date`, local midnight of the
   feed's time zone), the index that of the reported stop_sequence;
@@ -18,21 +19,26 @@ refreshed at each stop and whenever the delay moves by 30 s).
 from __future__ import annotations
 
 import datetime as dt
-import logging
 import time
 from collections.abc import Callable
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from central.predictions.learn import learn
+from central.predictions.keeper import ModelKeeper
 from central.store import gtfs as gtfs_db
 from central.store.db import CentralStore
 from central.store.predictions import trip_schedule
-from protocols.predict import LiveState, ModelTables, ScheduledStop, StopPrediction, predict
+from protocols.predict import (
+    LiveState,
+    ModelTables,
+    PredictionModel,
+    ScheduledStop,
+    StopPrediction,
+    predict,
+)
 from protocols.schemas import JourneyStatus
 
 __all__ = ["TripPredictor", "live_state", "service_stops"]
 
-log = logging.getLogger("busfleet.central.predictions")
 SANE_S = 12 * 3600.0  # a status this far outside its trip's scheduled run predicts nothing
 
 
@@ -68,39 +74,35 @@ def live_state(stops: list[ScheduledStop], journey: JourneyStatus) -> LiveState 
 
 
 class TripPredictor:
-    """Predictions per bus from the store's model and timetable (see the module docstring)."""
+    """Predictions per bus from the keeper's model and the store's timetable (see the module
+    docstring)."""
 
     def __init__(
         self,
         store: CentralStore,
+        models: ModelKeeper,
         *,
-        refresh_s: float = 3600.0,
-        days: int = 14,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
-        self.refresh_s = refresh_s
-        self.days = days
+        self.models = models
         self.clock = clock
-        self._tables: ModelTables | None = None
-        self._learned = -float("inf")
-        self._tz = "UTC"
+        self._seen: ModelTables | None = None
+        self._tz: str | None = None
+        self._empty = ModelTables(PredictionModel())
         self._calls: dict[str, list[tuple[str, int, int, int]]] = {}
 
     def tables(self) -> ModelTables:
-        """The model, learned again when older than `refresh_s`."""
-        now = self.clock()
-        if self._tables is None or now - self._learned >= self.refresh_s:
+        """The keeper's latest model (asking it starts a learn when one is due, off the loop);
+        an empty one until the first is learned."""
+        self.models.poll(self.clock())
+        tables = self.models.tables
+        if self._tz is None or tables is not self._seen:  # a new model: maybe a new timetable
+            self._seen = tables
             self._tz = gtfs_db.timezone(self.store) or "UTC"
-            self._calls.clear()  # a new timetable may have come meanwhile
-            model = learn(self.store, now, tz=self._tz, days=self.days)
-            self._tables, self._learned = ModelTables(model), now
-            log.info(
-                "prediction model: %d segment and %d dwell rows",
-                len(model.segments),
-                len(model.dwells),
-            )
-        return self._tables
+            self._calls.clear()
+            self._empty = ModelTables(PredictionModel(tz=self._tz))
+        return self._empty if tables is None else tables
 
     def __call__(self, trip_id: str, journey: JourneyStatus, now: float) -> list[StopPrediction]:
         """The predicted calls ahead of the bus, none before `now`; [] when it cannot say."""
@@ -110,7 +112,7 @@ class TripPredictor:
         if trip_id not in self._calls:
             self._calls[trip_id] = trip_schedule(self.store, trip_id)
         try:
-            stops = service_stops(self._calls[trip_id], journey.start_date, self._tz)
+            stops = service_stops(self._calls[trip_id], journey.start_date, self._tz or "UTC")
         except ValueError:
             return []
         if not stops or not (

@@ -1,8 +1,9 @@
 """The prediction model to the buses: each bus with a route gets, in its desired document, the
 part of central's model about its routes' stops for the coming hours (`DesiredState.
 predictions`), so that its display, portal and driver terminal show the same predicted times
-as GTFS-RT, also offline. Run by the service's desired-state sync (central/service/sync.py):
-learning reads weeks of stop events, so at most once per `refresh_s`.
+as GTFS-RT, also offline. Run by the service's desired-state sync (central/service/sync.py,
+the leader's in a group): each model the process's `ModelKeeper` learns (hourly, off the event
+loop: central/predictions/keeper.py) goes out once, cut to the hours after it was learned.
 
 A part holds the buckets from now to `horizon_s` ahead (and one either side, for the
 interpolation) plus the whole-day rows: a route of 35 stops is a few hundred rows. Nothing is
@@ -17,7 +18,8 @@ from collections.abc import Callable
 import msgspec
 
 from central.desired import Published, update_desired
-from central.predictions.learn import learn, model_for_stops
+from central.predictions.keeper import ModelKeeper
+from central.predictions.learn import model_for_stops
 from central.store import gtfs as gtfs_db
 from central.store.db import CentralStore
 from protocols import codec
@@ -58,29 +60,23 @@ def _giving(part: PredictionModel) -> Callable[[DesiredState], DesiredState]:
 
 
 class ModelSync:
-    """Learn the model now and then and put each bus's part into its desired document."""
+    """Put each bus's part of the keeper's latest model into its desired document, once per
+    model learned."""
 
     def __init__(
-        self,
-        store: CentralStore,
-        *,
-        refresh_s: float = 3600.0,
-        horizon_s: float = 4 * 3600.0,
-        days: int = 14,
+        self, store: CentralStore, models: ModelKeeper, *, horizon_s: float = 4 * 3600.0
     ) -> None:
         self.store = store
-        self.refresh_s = refresh_s
+        self.models = models
         self.horizon_s = horizon_s
-        self.days = days
-        self._last = -float("inf")
+        self._sent: PredictionModel | None = None  # the model last handed out
 
     def step(self, now: float) -> Published:
         """bus -> (version, payload) of the documents given a new model part."""
-        if now - self._last < self.refresh_s:
+        model = self.models.poll(now)
+        if model is None or model is self._sent:
             return {}
-        self._last = now
-        tz = gtfs_db.timezone(self.store) or "UTC"
-        model = learn(self.store, now, tz=tz, days=self.days)
+        self._sent = model
         if not model.segments and not model.dwells:
             return {}
         model = coming_hours(model, now, self.horizon_s)

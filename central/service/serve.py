@@ -32,7 +32,8 @@ async def serve(config: CentralConfig, service: CentralService) -> None:
             tg.create_task(service.run(), name="central")
             if config.http_port:
                 log.info("HTTP on %s:%d", config.http_host, config.http_port)
-                http = run_http(config, service.store, counters=service.ingest.counters)
+                counters, models = service.ingest.counters, service.sync.keeper  # one model
+                http = run_http(config, service.store, counters=counters, models=models)
                 tg.create_task(http, name="http")
             if config.release_repo:  # re-sign its timestamp: in a group, the leader only
 
