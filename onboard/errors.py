@@ -83,9 +83,19 @@ class UpdateError(AgentError):
 
 
 class ReleaseRefused(UpdateError):
-    """A release that must never run: unsigned, tampered (wrong hash or length), expired or
+    """A release that must not run: unsigned, tampered (wrong hash or length), expired or
     rolled-back metadata, an unknown target, a version not newer than the running one, a bad
-    manifest. Terminal for that version; the message says which in plain words."""
+    manifest; the message says which in plain words.
+
+    `lasting`: the release itself is bad (its bytes, its version, its manifest), so the bus
+    never fetches that version again. Not lasting: the repository cannot be trusted now
+    (expired or badly signed metadata, a rollback, a target not listed yet) — a central
+    down past its timestamp's day, a bus clock ahead, an attack in progress — so the bus
+    refuses now, reports it, and looks again later: the same release may be good then."""
+
+    def __init__(self, message: str, *, lasting: bool = True) -> None:
+        super().__init__(message)
+        self.lasting = lasting
 
 
 class FetchFailed(UpdateError):

@@ -78,8 +78,9 @@ async def test_a_target_changed_after_signing_is_refused(repo: Path, tmp_path: P
     data[-600] ^= 0x01  # one bit of the wheel, same length: only the hash can tell
     stored.write_bytes(bytes(data))
     async with repo_server(repo) as url:
-        with pytest.raises(ReleaseRefused, match="tampered: wrong hash or length"):
+        with pytest.raises(ReleaseRefused, match="tampered: wrong hash or length") as refused:
             await fetch(repo, url, tmp_path, "0.2.0")
+        assert refused.value.lasting is True
     assert list((tmp_path / "bus" / "targets").iterdir()) == []  # nothing unverified kept
 
 
@@ -87,8 +88,9 @@ async def test_an_expired_timestamp_is_refused(repo: Path, tmp_path: Path) -> No
     two_days_ago = datetime.now(UTC) - timedelta(days=2)
     repository.refresh_timestamp(repo, expires_in=timedelta(days=1), now=two_days_ago)
     async with repo_server(repo) as url:
-        with pytest.raises(ReleaseRefused, match="expired metadata"):
+        with pytest.raises(ReleaseRefused, match="expired metadata") as refused:
             await fetch(repo, url, tmp_path, "0.2.0")
+        assert refused.value.lasting is False
 
 
 @pytest.mark.parametrize("running", ["0.3.0", "0.2.0"])
@@ -96,8 +98,9 @@ async def test_a_properly_signed_release_not_newer_than_the_running_one_is_refus
     repo: Path, tmp_path: Path, running: str
 ) -> None:
     async with repo_server(repo) as url:
-        with pytest.raises(ReleaseRefused, match=r"older release: 0\.2\.0 is not newer"):
+        with pytest.raises(ReleaseRefused, match=r"older release: 0\.2\.0 is not newer") as refused:
             await fetch(repo, url, tmp_path, "0.2.0", running=running)
+        assert refused.value.lasting is True
     assert not (tmp_path / "bus" / "targets" / "busfleet-0.2.0.tar").exists()
 
 
@@ -108,8 +111,9 @@ async def test_older_metadata_than_the_bus_has_seen_is_refused(repo: Path, tmp_p
     async with repo_server(repo) as url:
         await fetch(repo, url, tmp_path, "0.2.0")  # the bus has seen the newer timestamp
         timestamp.write_bytes(old)
-        with pytest.raises(ReleaseRefused, match="metadata rollback"):
+        with pytest.raises(ReleaseRefused, match="metadata rollback") as refused:
             await fetch(repo, url, tmp_path, "0.2.0")
+        assert refused.value.lasting is False
 
 
 async def test_a_timestamp_signed_by_another_key_is_refused(repo: Path, tmp_path: Path) -> None:
@@ -119,8 +123,9 @@ async def test_a_timestamp_signed_by_another_key_is_refused(repo: Path, tmp_path
     forged.sign(CryptoSigner.generate_ed25519())
     path.write_bytes(forged.to_bytes(JSONSerializer()))
     async with repo_server(repo) as url:
-        with pytest.raises(ReleaseRefused, match="bad signature"):
+        with pytest.raises(ReleaseRefused, match="bad signature") as refused:
             await fetch(repo, url, tmp_path, "0.2.0")
+        assert refused.value.lasting is False
 
 
 async def test_a_release_the_repository_does_not_list_is_refused(
@@ -130,8 +135,11 @@ async def test_a_release_the_repository_does_not_list_is_refused(
     unsigned = release_tar(tmp_path / "dist", "0.4.0")
     (repo / "targets" / unsigned.name).write_bytes(unsigned.read_bytes())
     async with repo_server(repo) as url:
-        with pytest.raises(ReleaseRefused, match=r"unknown target: .* busfleet-0\.4\.0\.tar"):
+        with pytest.raises(
+            ReleaseRefused, match=r"unknown target: .* busfleet-0\.4\.0\.tar"
+        ) as refused:
             await fetch(repo, url, tmp_path, "0.4.0")
+        assert refused.value.lasting is False
 
 
 async def test_a_server_that_is_down_fails_the_fetch_without_refusing(

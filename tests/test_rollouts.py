@@ -284,3 +284,16 @@ def test_a_rollout_names_a_release_of_centrals_repository_when_one_is_configured
     with pytest.raises(RolloutError, match="cannot read the release repository"):
         check_release(CentralConfig(release_repo=str(tmp_path / "nowhere")), "0.2.0")
     check_release(CentralConfig(), "0.3.0")  # no repository: the bus's TUF client checks
+
+
+def test_a_buss_words_reach_the_operators_terminal_inert() -> None:
+    """A halt reason, a failure detail or an error is the bus's text: an escape sequence in
+    it (OSC 52 writes the clipboard, CSI rewrites lines) is shown, never obeyed."""
+    from busfleet.commands._common import terminal_text
+    from busfleet.commands.release_central import progress_line
+
+    hostile = "update failed\x1b]52;c;cm0gLXJmIH4=\x07\x1b[2K\x9b31m"
+    line = progress_line({"id": "r1", "version": "0.3.0", "halted_reason": hostile})
+    assert "update failed" in line
+    assert not any(ch in line for ch in "\x1b\x07\x9b")
+    assert terminal_text(hostile).count("\N{REPLACEMENT CHARACTER}") == 4

@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from onboard.errors import UpdateError
+from onboard.errors import ReleaseRefused, UpdateError
 from onboard.link.outbox import Outbox
 from onboard.recorder import EventRecorder
 from onboard.update import slots as slotdir
@@ -271,6 +271,44 @@ def test_a_bus_on_a_trip_waits_until_it_ends_and_for_its_window_then_switches(
     assert rt.exit_code == RESTART_EXIT  # `busfleet agent` exits with it: the launcher restarts
     assert bus.phases[:3] == ["fetching", "installing", "waiting"] and bus.phases[-1] == "trial"
     assert bus.events("update_failed") == [] and bus.events("update_refused") == []
+
+
+def test_a_repository_not_trusted_now_is_refused_reported_once_and_tried_again(
+    installed: tuple[Path, str], releases: Path, tmp_path: Path
+) -> None:
+    """Expired or badly signed metadata is the repository's state, not the release's (central
+    down past its timestamp's day, a bus clock ahead): refused and reported once, never
+    remembered, and the same release installs once the repository is good again."""
+    slots, name = installed
+    old = "0.1.0-cccccccc"
+    fake_slot(slots, old)
+    write_state(slots, SlotState(current=old))
+    bus = Bus(tmp_path, slots, releases, BUSFLEET_SLOT=old)
+    rt = bus.runtime
+    good = rt.fetch
+    assert good is not None
+    calls: list[str] = []
+
+    def repository_expired_twice(ref: ReleaseRef) -> Path:
+        calls.append(ref.version)
+        if len(calls) <= 2:
+            raise ReleaseRefused("expired metadata: timestamp.json expired", lasting=False)
+        return good(ref)
+
+    rt.fetch = repository_expired_twice
+
+    async def scenario() -> None:
+        task = asyncio.create_task(rt.run())
+        bus.want("0.2.0", desired=3)
+        await until(lambda: rt.phase == "refused", "refused")
+        assert read_state(slots).refused == {}  # not remembered: looked at again
+        await until(bus.restart.is_set, "the switch, once the repository is good")
+        task.cancel()
+
+    asyncio.run(scenario())
+    assert len(calls) == 3 and read_state(slots).current == name
+    refused = bus.events("update_refused")
+    assert [(e.severity, e.data["version"]) for e in refused] == [(2, "0.2.0")]  # once
 
 
 def test_an_older_release_is_refused_reported_once_and_never_fetched_again(

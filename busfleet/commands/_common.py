@@ -149,3 +149,10 @@ async def _pages(config: CentralConfig, request: ReadRequest) -> list[Record] | 
             if not isinstance(after, int) or after <= request.offset:
                 return records
             request = msgspec.structs.replace(request, offset=after)
+
+
+def terminal_text(value: object) -> str:
+    """A value a bus (or anyone but the operator) wrote, for a terminal: control characters
+    replaced, so an escape sequence in it is shown inert, never obeyed (clipboard writes,
+    window titles, lines rewritten)."""
+    return "".join(ch if ch.isprintable() else "\N{REPLACEMENT CHARACTER}" for ch in str(value))

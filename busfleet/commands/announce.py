@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from busfleet.commands._common import ask_central, read_central
+from busfleet.commands._common import ask_central, read_central, terminal_text
 
 if TYPE_CHECKING:
     ConnectionArgs = Callable[[argparse.ArgumentParser], None]
@@ -80,7 +80,7 @@ def announce_cmd(args: argparse.Namespace) -> int:
         if isinstance(rows, int):
             return rows
         for row in rows:
-            why = f" ({row['reason']})" if row["reason"] else ""
+            why = f" ({terminal_text(row['reason'])})" if row["reason"] else ""  # the bus's
             print(f"  {row['bus']}: {row['status']}{why}")
         summary["status"] = {str(row["bus"]): row["status"] for row in rows}
     print(json.dumps(summary, ensure_ascii=False))

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from busfleet.commands._common import ask_central
+from busfleet.commands._common import ask_central, terminal_text
 
 if TYPE_CHECKING:
     ConnectionArgs = Callable[[argparse.ArgumentParser], None]
@@ -118,5 +118,5 @@ def health_cmd(args: argparse.Namespace) -> int:
 
 
 def _clean(text: str) -> str:
-    """A bus's text for a terminal: no control characters (an escape sequence stays inert)."""
-    return "".join(ch if ch.isprintable() else "\N{REPLACEMENT CHARACTER}" for ch in text)
+    """A bus's text for a terminal (busfleet/commands/_common.py)."""
+    return terminal_text(text)

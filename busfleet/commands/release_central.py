@@ -13,7 +13,7 @@ import json
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from busfleet.commands._common import ask_central, read_central
+from busfleet.commands._common import ask_central, read_central, terminal_text
 
 if TYPE_CHECKING:
     ConnectionArgs = Callable[[argparse.ArgumentParser], None]
@@ -142,7 +142,7 @@ def status_cmd(args: argparse.Namespace) -> int:
             continue
         print(progress_line(record))
         for bus in record.get("bus_states") or []:
-            detail = f"  {bus.get('detail')}" if bus.get("detail") else ""
+            detail = f"  {terminal_text(bus['detail'])}" if bus.get("detail") else ""
             print(f"  wave {bus.get('wave')}  {bus.get('bus')}  {bus.get('state')}{detail}")
     if not records and not args.json:
         print("no rollout yet (busfleet central release rollout VERSION)")
@@ -157,7 +157,7 @@ def progress_line(record: Mapping[str, Any]) -> str:
         f"  wave {record.get('wave')}/{record.get('waves')}  {counts or 'no bus'}"
     )
     if record.get("halted_reason"):
-        text += f"  ({record['halted_reason']})"
+        text += f"  ({terminal_text(record['halted_reason'])})"
     return text
 
 
@@ -173,10 +173,11 @@ def list_cmd(args: argparse.Namespace) -> int:
         return 0
     print(f"{'bus':<16} {'runs':<10} {'slot':<8} {'phase':<11} {'wanted':<10} desired")
     for r in records:
-        cells = [r.get(k) or "-" for k in ("bus", "running", "slot", "phase", "wanted", "desired")]
+        keys = ("bus", "running", "slot", "phase", "wanted", "desired")
+        cells = [terminal_text(r.get(k) or "-") for k in keys]  # the bus's own words
         print(
             f"{cells[0]:<16} {cells[1]:<10} {cells[2]:<8} {cells[3]:<11} {cells[4]:<10} {cells[5]}"
         )
         if r.get("error"):
-            print(f"  {r['error']}")
+            print(f"  {terminal_text(r['error'])}")
     return 0

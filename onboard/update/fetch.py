@@ -49,7 +49,8 @@ def fetch_release(
         root = Path(trusted_root).read_bytes()
     except OSError as exc:
         raise ReleaseRefused(
-            f"no trusted root to verify releases with ({trusted_root}: {exc.strerror})"
+            f"no trusted root to verify releases with ({trusted_root}: {exc.strerror})",
+            lasting=False,  # the bus's set-up, not the release: fixed, it may be fetched
         ) from exc
     metadata_dir = Path(work_dir) / "metadata"
     targets_dir = Path(work_dir) / "targets"
@@ -59,7 +60,8 @@ def fetch_release(
     except OSError as exc:
         raise FetchFailed(f"cannot write {work_dir}: {exc.strerror}") from exc
     base = repo_url.rstrip("/")
-    with _only_fetch(Path(work_dir)), _plain_words(ref):
+    # Metadata trouble is the repository's state now, not this release's (lasting=False).
+    with _only_fetch(Path(work_dir)), _plain_words(ref, lasting=False):
         updater = Updater(
             str(metadata_dir),
             f"{base}/metadata/",
@@ -72,11 +74,13 @@ def fetch_release(
         info = updater.get_targetinfo(ref.target)
         if info is None:
             raise ReleaseRefused(
-                f"unknown target: the repository's signed metadata does not list {ref.target}"
+                f"unknown target: the repository's signed metadata does not list {ref.target}",
+                lasting=False,  # not signed in yet, perhaps
             )
         _check_signed_version(ref, info)
         _keep_only(targets_dir, ref.target)
-        path = Path(updater.find_cached_target(info) or updater.download_target(info))
+        with _plain_words(ref, lasting=True):  # the target's own bytes: that release, for good
+            path = Path(updater.find_cached_target(info) or updater.download_target(info))
         _check_manifest(ref, path)
         return path
 
@@ -167,15 +171,16 @@ _REFUSALS: tuple[tuple[type[Exception], str], ...] = (
 
 
 @contextlib.contextmanager
-def _plain_words(ref: ReleaseRef) -> Iterator[None]:
-    """python-tuf's errors as ours: a refusal (terminal) or a failure (try again)."""
+def _plain_words(ref: ReleaseRef, *, lasting: bool) -> Iterator[None]:
+    """python-tuf's errors as ours: a refusal (`lasting` as the caller says: the target's own
+    bytes, or the repository's metadata now) or a failure (try again)."""
     try:
         yield
     except (ReleaseRefused, FetchFailed):
         raise
     except (tuf_errors.RepositoryError, tuf_errors.DownloadLengthMismatchError) as exc:
         what = next(words for kind, words in _REFUSALS if isinstance(exc, kind))
-        raise ReleaseRefused(f"{what}: {ref.target} refused ({exc})") from exc
+        raise ReleaseRefused(f"{what}: {ref.target} refused ({exc})", lasting=lasting) from exc
     except tuf_errors.DownloadError as exc:
         cause = exc.__cause__ or exc.__context__
         detail = f"{exc}" + (f" ({cause})" if cause else "")

@@ -172,6 +172,7 @@ class UpdateRuntime:
         self.phase = "trial" if self.on_trial else "idle"
         self.error = ""
         self.tried: dict[str, str] = {}  # versions failed in this process (install), why
+        self.said: set[tuple[str, str]] = set()  # (version, reason) of refusals reported
         self.exit_code: int | None = None  # what `busfleet agent` exits with, when set
         self.previous = ""
         self.poll_s = SAFE_POLL_S
@@ -235,7 +236,7 @@ class UpdateRuntime:
             if trial and state is not None and not await self._prove(state):
                 return
             if state is not None and state.trial is None:
-                self._prune(state)
+                await self._prune(state)
         if self.phase == "trial":
             self._set("idle")
         while True:
@@ -243,13 +244,15 @@ class UpdateRuntime:
             self.changed.clear()
             await self._follow()
 
-    def _prune(self, state: SlotState) -> None:
+    async def _prune(self, state: SlotState) -> None:
         """Slots a power cut left behind (cut between a switch and its prune): all but the
-        current, the previous and one of the wanted version (installed, not yet switched to)."""
+        current, the previous and one of the wanted version (installed, not yet switched to).
+        In a thread: a slot is a virtual environment of thousands of files on flash."""
         assert self.slots is not None
         wanted = self.wanted.version if self.wanted is not None else ""
         keep = slotdir.installed(self.slots, wanted) if wanted else None
-        for name in slotdir.prune(self.slots, state, keep=(keep,) if keep else ()):
+        kept = (keep,) if keep else ()
+        for name in await asyncio.to_thread(slotdir.prune, self.slots, state, keep=kept):
             log.info("removed the slot %s (neither current nor previous)", name)
 
     def _state(self) -> SlotState | None:
@@ -341,7 +344,7 @@ class UpdateRuntime:
         finally:
             self._discard(release)
         if await self._wait_safe(ref):
-            self._switch(ref, name)
+            await self._switch(ref, name)
 
     def _not_now(self, ref: ReleaseRef) -> tuple[str, str] | None:
         """Why the wanted release is not worked on, as (phase, error), or None."""
@@ -374,18 +377,26 @@ class UpdateRuntime:
             try:
                 return await asyncio.to_thread(self.fetch, ref)
             except ReleaseRefused as exc:
-                self._refuse(ref, str(exc))
-                return None
+                if exc.lasting:
+                    self._refuse(ref, str(exc))
+                    return None
+                # The repository cannot be trusted now (expired or badly signed metadata, a
+                # rollback, no such target yet): refused and reported, never remembered; the
+                # same release may be good once central's repository is.
+                self._refuse(ref, str(exc), lasting=False)
             except (FetchFailed, OSError) as exc:
                 log.warning("release %s: cannot fetch (attempt %d): %s", ref.version, attempt, exc)
                 self._set("fetching", f"cannot fetch yet: {exc}")
         return None  # pragma: no cover - the backoff iterates forever
 
-    def _refuse(self, ref: ReleaseRef, reason: str) -> None:
+    def _refuse(self, ref: ReleaseRef, reason: str, *, lasting: bool = True) -> None:
         assert self.slots is not None
-        log.error("release %s refused: %s", ref.version, reason)
-        self.record_event(EVENT_UPDATE_REFUSED, {"version": ref.version, "reason": reason}, 2)
-        self._remember(refused=(ref.version, reason))
+        if (ref.version, reason) not in self.said:  # a passing refusal, reported once per reason
+            self.said.add((ref.version, reason))
+            log.error("release %s refused: %s", ref.version, reason)
+            self.record_event(EVENT_UPDATE_REFUSED, {"version": ref.version, "reason": reason}, 2)
+        if lasting:
+            self._remember(refused=(ref.version, reason))
         self._set("refused", reason)
 
     def _fail(self, ref: ReleaseRef, reason: str) -> None:
@@ -439,12 +450,15 @@ class UpdateRuntime:
             self.changed.clear()
         return False
 
-    def _switch(self, ref: ReleaseRef, name: str) -> None:
+    async def _switch(self, ref: ReleaseRef, name: str) -> None:
+        """The state file points at the new slot (on trial), the slot before last goes (in a
+        thread: thousands of files), and the agent stops to be started in the new one."""
         assert self.slots is not None
-        state = slotdir.switch(
-            self.slots, name, timeout_s=self.settings.health_timeout_s, desired=self.desired_version
+        timeout_s, desired = self.settings.health_timeout_s, self.desired_version
+        state = await asyncio.to_thread(
+            slotdir.switch, self.slots, name, timeout_s=timeout_s, desired=desired
         )
-        slotdir.prune(self.slots, state)
+        await asyncio.to_thread(slotdir.prune, self.slots, state)
         log.info("switched to %s (release %s): restarting into it", name, ref.version)
         self._set("trial")
         self.exit_code = RESTART_EXIT
