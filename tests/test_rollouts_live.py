@@ -71,9 +71,9 @@ class SimBus:
         c.will_set(topics.presence(self.bus), codec.encode(gone), qos=1, retain=True)
         c.on_connect = lambda cl, *_: cl.subscribe(topics.desired(self.bus), qos=1)
         c.on_message = self._on_desired
+        self.client = c  # before the loop runs: a retained desired document comes at once
         c.connect(self.broker.host, self.broker.port)
         c.loop_start()
-        self.client = c
         here = Presence(bus=self.bus, online=True, session=1, t=time.time())
         c.publish(topics.presence(self.bus), codec.encode(here), qos=1, retain=True)
         self.report(0)
