@@ -215,3 +215,21 @@ def test_csv_and_json_output_parse_back(store: CentralStore) -> None:
         assert len(table) == len(rows) + 1
     trips = report_rows(store, "trips", *JUNE)
     assert sum(r["planned"] for r in trips) == 64
+
+
+def test_the_cli_prints_the_trips_report_as_csv(tmp_path: Any) -> None:
+    import subprocess
+    import sys
+
+    db = tmp_path / "central.sqlite"
+    s = CentralStore(db)
+    seed(s)
+    s.close()
+    cmd = [sys.executable, "-m", "busfleet.cli", "central", "report", "trips", "--db", str(db),
+           "--from", "2026-06-01", "--to", "2026-06-30", "--format", "csv", "--route", "R2"]  # fmt: skip
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=60).stdout
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert len(rows) == 21
+    assert sum(int(r["missed"]) for r in rows) == 2
+    bad = subprocess.run([*cmd[:-4], "--to", "2026-05-01"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "--to is before --from" in bad.stderr
