@@ -173,10 +173,7 @@ def trip_runs(
     for day_s, trip, trip_route, stops in sorted(planned):
         run = runs[(day_s, trip)]
         served = len(run.served & set(range(stops)))
-        if not run.buses:
-            status = "missed"
-        else:
-            status = "operated" if served == stops else "partial"
+        status = "missed" if not run.buses else "operated" if served == stops else "partial"
         delay = run.started_delay
         if run.first_departure is not None:
             delay = run.first_departure - run.scheduled

@@ -226,7 +226,8 @@ def test_the_cli_prints_the_trips_report_as_csv(tmp_path: Any) -> None:
     seed(s)
     s.close()
     cmd = [sys.executable, "-m", "busfleet.cli", "central", "report", "trips", "--db", str(db),
-           "--from", "2026-06-01", "--to", "2026-06-30", "--format", "csv", "--route", "R2"]  # fmt: skip
+           "--from", "2026-06-01", "--to", "2026-06-30", "--format", "csv",
+           "--route", "R2"]  # fmt: skip
     out = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=60).stdout
     rows = list(csv.DictReader(io.StringIO(out)))
     assert len(rows) == 21

@@ -39,8 +39,7 @@ def calendar_rows(
         "SELECT service_id, days, start_date, end_date FROM gtfs_calendar ORDER BY service_id"
     ).fetchall()
     dates = store.db.execute(
-        "SELECT service_id, date, exception_type FROM gtfs_calendar_dates"
-        " ORDER BY service_id, date"
+        "SELECT service_id, date, exception_type FROM gtfs_calendar_dates ORDER BY service_id, date"
     ).fetchall()
     return (
         [(str(a), int(b), str(c), str(d)) for a, b, c, d in services],
