@@ -114,7 +114,7 @@ def _playlist(csub: Parsers, connection_args: ConnectionArgs) -> None:
 def _report(csub: Parsers, connection_args: ConnectionArgs) -> None:
     p = csub.add_parser(
         "report",
-        help="reports for advertisers (plays)",
+        help="reports: plays for advertisers; trips, mileage, punctuality for operators",
         description="Reports from the proof-of-play records the buses sent.",
     )
     sub = p.add_subparsers(dest="report_command", metavar="COMMAND", required=True)
@@ -132,6 +132,9 @@ def _report(csub: Parsers, connection_args: ConnectionArgs) -> None:
     plays.add_argument("--tz", default="UTC", help="timezone of the days (IANA, default UTC)")
     plays.add_argument("--item", help="only this item")
     plays.set_defaults(func=report_plays_cmd)
+    from busfleet.commands import operator_reports  # issue 18: trips, mileage, ...
+
+    operator_reports.register(sub, connection_args)
 
 
 # -- handlers -------------------------------------------------------------------------------
