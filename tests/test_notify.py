@@ -368,3 +368,14 @@ def test_a_bad_notify_file_is_refused_naming_the_key(tmp_path: Path) -> None:
         parse_notify_config('[[rules]]\nname = "r"\nquiet_hours = "late"\n', "n.toml", tmp_path)
     with pytest.raises(NotifyConfigError, match="secret_file"):
         parse_notify_config('[[webhooks]]\nname = "h"\nurl = "http://x"\n', "n.toml", tmp_path)
+
+
+def test_the_deploy_example_parses_and_every_key_is_documented(tmp_path: Path) -> None:
+    example = Path(__file__).parent.parent / "deploy" / "notify.example.toml"
+    for name in ("smtp-password", "ops-chat.secret", "duty-pager.secret"):
+        (tmp_path / name).write_text("x\n")
+    config = parse_notify_config(example.read_text(), str(example), tmp_path)
+    assert [r.name for r in config.rules] == ["off-route and faults", "emergencies"]
+    assert config.rules[1].escalate_webhooks == ("duty-pager",)
+    readme = (example.parent / "README.md").read_text()
+    assert "`central.notify_file`" in readme and "notify.example.toml" in readme
