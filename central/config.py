@@ -62,6 +62,9 @@ class CentralConfig:
     health_disk_free_mb: float = 0.0  # fewer MB free; 0: the share alone
     health_restarts: int = 3  # this many agent starts ...
     health_restart_window_s: float = 600.0  # ... within this long: a `restarting` alarm
+    # Alarm notifications by e-mail and webhook (central/notify/rules.py): a TOML file of rules,
+    # relative to the working directory; empty: none (deploy/notify.example.toml).
+    notify_file: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property

@@ -21,7 +21,7 @@ import dataclasses
 import logging
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from central.fleet import alarms as rules
 from central.fleet.alarms import (
@@ -66,6 +66,8 @@ class AlarmCenter:
         self._next_tick = 0.0
         self._next_sweep = 0.0
         self.health = HealthAlarms()  # disk, clock, restarts (central/fleet/health.py)
+        # Told of every stored change (central/notify/notifier.py `offer`: never blocks).
+        self.notify: Callable[[Alarm], None] | None = None
         self.resume()
 
     def resume(self) -> None:
@@ -277,6 +279,8 @@ class AlarmCenter:
         if alarm.state == CLOSED:
             self._open.pop((alarm.bus, alarm.kind, alarm.subject), None)
         self.changed[alarm.id] = alarm
+        if self.notify is not None:
+            self.notify(alarm)
         return True
 
     def _sweep(self, now: float) -> None:

@@ -72,6 +72,8 @@ from central import mqtt
 from central.config import CentralConfig
 from central.desired import Published
 from central.fleet.alarms import AlarmParams
+from central.notify.notifier import Notifier
+from central.notify.rules import load_notify_config
 from central.service.dispatch import Dispatch
 from central.service.health_requests import health_params
 from central.service.ingest import Ingest
@@ -205,6 +207,13 @@ class CentralService:
         self.sync = DesiredSync(self.store)  # message expiry, diversion windows
         self.retention = RetentionTask(self.store, config)  # central/retention.py
         self.rollouts = RolloutTask(self.store, self.ingest.alarms)  # central/rollouts.py
+        self.notifier: Notifier | None = None  # alarms by e-mail and webhook: the leader's
+        if config.notify_file:
+            self.notifier = Notifier(
+                self.store, load_notify_config(config.notify_file), self._route
+            )
+            notifier = self.notifier
+            self.ingest.alarms.notify = lambda a: notifier.offer(a) if self._live() else None
         for bus, payload in self.store.all_desired():  # fleet state starts with the versions
             self.ingest.on_desired(bus, codec.decode(DesiredState, payload))
         self.ready = asyncio.Event()  # subscribed and ingesting
@@ -230,6 +239,11 @@ class CentralService:
         streams = [topics.all_buses(k) for k in SHAREABLE]
         others = [topics.all_buses(k) for k in LEADER_DOCUMENTS]
         return streams, [*others, topics.shared(self.group, topics.all_dispatch_requests())]
+
+    def _route(self, bus: str) -> str | None:
+        """The route a bus runs now, as fleet state knows it (for notification rules)."""
+        state = self.ingest.buses.get(bus)
+        return None if state is None else state.entry.route_id
 
     def _live(self) -> bool:
         """This instance plays the live role now: always alone, the leader's in a group."""
@@ -342,6 +356,8 @@ class CentralService:
                 tg.create_task(self._sync(), name="desired-sync")
                 rollouts = self.rollouts.run(self._live, self._send_desired, self._send_alarms)
                 tg.create_task(rollouts, name="rollouts")  # the leader's (issue 16)
+                if self.notifier is not None:
+                    tg.create_task(self.notifier.run(), name="notify")
                 if self.leader is None:
                     tg.create_task(self.retention.run(), name="retention")
                 else:
@@ -369,6 +385,8 @@ class CentralService:
         out.update({f"dispatch_{k}": v for k, v in self.dispatch.counters.items()})
         out.update({f"alarms_{k}": v for k, v in self.ingest.alarms.counters.items()})
         out.update(self.retention.counters)  # retention_purged_{kind}, retention_runs
+        if self.notifier is not None:
+            out.update({f"notify_{k}": v for k, v in self.notifier.counters.items()})
         return out
 
     def _send(self, topic: str, payload: bytes, qos: int, retain: bool = False) -> None:

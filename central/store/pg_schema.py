@@ -298,4 +298,15 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX rollout_buses_bus ON rollout_buses (bus);
     """,
+    # 13: alarm notifications (central/notify/, central/store/notify.py; issue 18)
+    """
+    CREATE TABLE notify_deliveries (
+        id text PRIMARY KEY, alarm text NOT NULL, rule text NOT NULL, purpose text NOT NULL,
+        channel text NOT NULL, target text NOT NULL, state text NOT NULL,
+        attempts bigint NOT NULL, created double precision NOT NULL,
+        due double precision NOT NULL, sent double precision, error text NOT NULL
+    );
+    CREATE INDEX notify_deliveries_alarm ON notify_deliveries (alarm);
+    CREATE INDEX notify_deliveries_state ON notify_deliveries (state, due);
+    """,
 ]

@@ -267,4 +267,17 @@ MIGRATIONS: list[str] = [
     ) WITHOUT ROWID;
     CREATE INDEX rollout_buses_bus ON rollout_buses (bus);
     """,
+    # 13: alarm notifications (central/notify/, central/store/notify.py; issue 18): one row per
+    # delivery of an alarm to one e-mail address or webhook: why (`purpose`: alarm, escalation),
+    # where it stands (pending, held for quiet hours, sent, failed), its attempts and last error.
+    """
+    CREATE TABLE notify_deliveries (
+        id TEXT PRIMARY KEY, alarm TEXT NOT NULL, rule TEXT NOT NULL, purpose TEXT NOT NULL,
+        channel TEXT NOT NULL, target TEXT NOT NULL, state TEXT NOT NULL,
+        attempts INTEGER NOT NULL, created REAL NOT NULL, due REAL NOT NULL, sent REAL,
+        error TEXT NOT NULL
+    );
+    CREATE INDEX notify_deliveries_alarm ON notify_deliveries (alarm);
+    CREATE INDEX notify_deliveries_state ON notify_deliveries (state, due);
+    """,
 ]

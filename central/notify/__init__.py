@@ -1,0 +1,1 @@
+"""Alarm notifications by e-mail and webhook (issue 18): rules.py, notifier.py, senders.py."""
