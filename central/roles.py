@@ -105,7 +105,7 @@ def check(store: CentralStore, user: str, request: RequestBase) -> None:
             f"gives it one (busfleet central people set {user} viewer|ads|dispatcher|admin)"
         )
     what = WHAT.get(role, "not record roles")
-    raise Refused(f"{user} is a {role} and may {what}: {tag(request)} is not a {role}'s request")
+    raise Refused(f"{user} has the role {role} and may {what}: not {tag(request)}")
 
 
 def record(store: CentralStore, user: str, request: RequestBase, reply: DispatchReply) -> None:
@@ -119,7 +119,7 @@ def record(store: CentralStore, user: str, request: RequestBase, reply: Dispatch
             store,
             t=reply.t,
             account=user,
-            role=audit.role_of(store, user) or "",
+            role=audit.role_of(store, user) or "",  # once the request is done
             request=tag(request),
             summary=described(request),
             ok=reply.ok,
