@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from busfleet.broker.accounts import CITY_ACL
+from busfleet.broker.provision import read_password_file
 from busfleet.broker.secure import SecureBroker, run_secure_mosquitto
 from busfleet.cli import main
 from central import roles
@@ -45,6 +47,34 @@ from tests.secure_fleet import central_toml
 
 T0 = 1_800_000_000.0
 PEOPLE = {"ada": "admin", "vera": "viewer", "adam": "ads", "dora": "dispatcher"}
+
+
+def test_service_user_makes_a_persons_broker_account_and_says_how_central_learns_the_role(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    acl = tmp_path / "city.acl"
+    acl.write_text(CITY_ACL.read_text())
+    for name, role in PEOPLE.items():
+        argv = ["bus", "service-user", name, "--role", role, "--acl-file", str(acl)]
+        argv += ["--password-file", str(tmp_path / "pw"), "--secret-file", str(tmp_path / name)]
+        assert main(argv) == 0
+        assert f"busfleet central people set {name} {role}" in capsys.readouterr().out
+        assert f"user {name}" not in acl.read_text().splitlines()  # the dispatchers' patterns
+    assert set(read_password_file(tmp_path / "pw")) == set(PEOPLE)
+    with pytest.raises(SystemExit):
+        main(
+            [
+                "bus",
+                "service-user",
+                "x",
+                "--role",
+                "boss",
+                "--password-file",
+                "p",
+                "--secret-file",
+                "s",
+            ]
+        )
 
 
 def test_each_role_may_send_what_its_desk_needs_and_nothing_more() -> None:
