@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from textual.widgets import DataTable, Static
 
 from busfleet.broker.accounts import CITY_ACL
 from busfleet.broker.provision import read_password_file
@@ -21,6 +22,8 @@ from busfleet.broker.secure import SecureBroker, run_secure_mosquitto
 from busfleet.cli import main
 from central import roles
 from central.config import CentralConfig
+from central.dashboard.app import create_app
+from central.dashboard.screens.audit import AuditScreen
 from central.service.alarm_center import AlarmCenter
 from central.service.dispatch import Dispatch
 from central.store import audit
@@ -44,6 +47,7 @@ from protocols.requests import (
 from tests.ads_helpers import png
 from tests.fleet_helpers import Procs, wait_for
 from tests.secure_fleet import central_toml
+from tests.test_dashboard_live import until
 
 T0 = 1_800_000_000.0
 PEOPLE = {"ada": "admin", "vera": "viewer", "adam": "ads", "dora": "dispatcher"}
@@ -253,3 +257,28 @@ def test_on_the_real_broker_a_viewer_is_refused_and_an_ads_user_assigns_playlist
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 1 and "vera (viewer)" in lines[0] and "NOT DONE" in lines[0]
     assert "Assign(bus='bus-01', trip='T1'" in lines[0]
+
+
+async def test_the_dashboards_audit_screen_shows_the_refusal_newest_first(
+    dispatch: Dispatch,
+) -> None:
+    for name, role in PEOPLE.items():
+        assert (await ask(dispatch, "ada", SetRole(name=name, role=role))).ok
+    marked = "[b]x[/b] [@click=app.quit]"  # a person's words: literal, never markup
+    assert not (await ask(dispatch, "vera", Assign(bus="bus-1", trip=marked), T0 + 1)).ok
+
+    async def handler(request: DispatchRequest) -> DispatchReply:
+        out = await dispatch.handle(topics.dispatch_request("dora"), codec.encode(request), T0 + 2)
+        return codec.decode(DispatchReply, out[-1][1])
+
+    app = create_app(CentralConfig(), user="dora", connect=False, clock=lambda: T0, handler=handler)
+    async with app.run_test(size=(80, 30)) as pilot:
+        await pilot.press("8")
+        await until(pilot, lambda: isinstance(app.screen, AuditScreen), "the Audit screen")
+        table = app.screen.query_one("#audit", DataTable)
+        await until(pilot, lambda: table.row_count == len(PEOPLE) + 1, "the audit rows")
+        newest = [str(c) for c in table.get_row_at(0)]
+        assert newest[1:4] == ["vera", "viewer", "assign"]
+        assert newest[4].startswith("NOT DONE: vera has the role")
+        detail = str(app.screen.query_one("#audit-detail", Static).render())
+        assert marked in detail and "NOT DONE" in detail
