@@ -270,11 +270,11 @@ def revoke_cmd(args: argparse.Namespace) -> int:
 
 
 def service_user_cmd(args: argparse.Namespace) -> int:
-    from busfleet.broker.accounts import check_account, set_role
+    from busfleet.broker.accounts import Role, check_account, set_role
     from busfleet.broker.errors import ProvisionError
     from busfleet.broker.provision import add_user
 
-    broker_role = "central" if args.role == "central" else "dispatcher"  # the city ACL's
+    broker_role: Role = "central" if args.role == "central" else "dispatcher"  # the city ACL's
     try:
         check_account(args.name)
         if args.role == "central" or args.acl_file.exists():
