@@ -26,6 +26,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from protocols import announce_requests as live  # issue 17: live announcements
+from protocols import people_requests as people  # issue 18: roles and the audit log
 from protocols import release_requests as release  # issue 16: software rollouts
 from protocols.bus_commands import (  # commands to a bus, re-exported
     BUS_COMMANDS,
@@ -394,6 +395,8 @@ ReadRequest = (
     | release.RolloutStatus  # issue 16
     | release.BusReleases
     | live.AnnouncementStatus  # issue 17
+    | people.ListPeople  # issue 18
+    | people.AuditLog
 )
 
 
@@ -474,6 +477,9 @@ Request = (
     | FleetHealth
     | live.LiveAnnounce  # issue 17: live announcements
     | live.AnnouncementStatus
+    | people.SetRole  # issue 18: roles and the audit log
+    | people.ListPeople
+    | people.AuditLog
 )
 REQUESTS: tuple[type[RequestBase], ...] = (
     AckAlarm,
@@ -513,6 +519,7 @@ REQUESTS: tuple[type[RequestBase], ...] = (
     *release.RELEASE_REQUESTS,  # issue 16
     FleetHealth,
     *live.ANNOUNCE_REQUESTS,  # issue 17
+    *people.PEOPLE_REQUESTS,  # issue 18
 )
 
 

@@ -16,6 +16,7 @@ from central.store.db import CentralStore
 from protocols import codec, topics
 from protocols.announce_requests import AnnouncementStatus, LiveAnnounce
 from protocols.errors import CodecError
+from protocols.people_requests import AuditLog, ListPeople, SetRole
 from protocols.release_requests import BusReleases, CancelRollout, RolloutStatus, StartRollout
 from protocols.requests import (
     BUS_COMMANDS,
@@ -125,6 +126,9 @@ SAMPLES: list[Request] = [
     FleetHealth(bus="bus-1"),
     LiveAnnounce(to=["group:g1", "route:R1"], de="Bitte vorne einsteigen", en="Board at front"),
     AnnouncementStatus(id="0123456789ab"),
+    SetRole(name="vera", role="viewer"),  # issue 18: roles and the audit log
+    ListPeople(),
+    AuditLog(user="vera", since=T0),
 ]
 
 

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 DEPLOY_HELP = "see deploy/README.md"
+PEOPLE_ROLES = ("dispatcher", "ads", "viewer", "admin")  # protocols/people_requests.py ROLES
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -105,10 +106,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     user.add_argument("name", metavar="NAME", help="the account, e.g. central, dispatcher, tools")
     user.add_argument(
         "--role",
-        choices=("central", "dispatcher"),
+        choices=("central", *PEOPLE_ROLES),
         default="dispatcher",
-        help="central: the service or one of its workers; dispatcher: a dashboard or the CLI "
-        "tools (default)",
+        help="central: the service or one of its workers; dispatcher (default), ads, viewer or "
+        "admin: a person's dashboard or CLI tools, whose role central checks (record it with "
+        "`busfleet central people set NAME ROLE`: central alone writes its database)",
     )
     user.add_argument(
         "--password-file",
@@ -268,14 +270,15 @@ def revoke_cmd(args: argparse.Namespace) -> int:
 
 
 def service_user_cmd(args: argparse.Namespace) -> int:
-    from busfleet.broker.accounts import check_account, set_role
+    from busfleet.broker.accounts import Role, check_account, set_role
     from busfleet.broker.errors import ProvisionError
     from busfleet.broker.provision import add_user
 
+    broker_role: Role = "central" if args.role == "central" else "dispatcher"  # the city ACL's
     try:
         check_account(args.name)
         if args.role == "central" or args.acl_file.exists():
-            set_role(args.acl_file, args.name, args.role)  # first: a missing ACL stops here
+            set_role(args.acl_file, args.name, broker_role)  # first: a missing ACL stops here
         add_user(args.password_file, args.name, args.secret_file)
     except (ProvisionError, OSError) as exc:
         print(f"busfleet bus service-user: {exc}", file=sys.stderr)
@@ -284,6 +287,8 @@ def service_user_cmd(args: argparse.Namespace) -> int:
         f"{args.name} ({args.role}): password in {args.secret_file}; reload the broker "
         "(systemctl reload mosquitto)"
     )
+    if args.role != "central":  # central checks each request against the role it recorded
+        print(f"then, as an admin: busfleet central people set {args.name} {args.role}")
     return 0
 
 

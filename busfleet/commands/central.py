@@ -153,6 +153,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
     announce.register_central(csub, connection_args)
 
+    from busfleet.commands import people  # roles and the audit log (issue 18)
+
+    people.register_central(csub, connection_args)
+
 
 def serve_cmd(args: argparse.Namespace) -> int:
     import dataclasses

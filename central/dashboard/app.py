@@ -47,6 +47,7 @@ from central.dashboard.messages import (
     ReplyReceived,
 )
 from central.dashboard.screens.alarms import AlarmsScreen
+from central.dashboard.screens.audit import AuditScreen
 from central.dashboard.screens.bus_detail import BusDetailScreen
 from central.dashboard.screens.bus_log import BusLogScreen
 from central.dashboard.screens.fleet import FleetScreen
@@ -103,6 +104,7 @@ class DashboardApp(App[None]):
         "media": MediaScreen,
         "timetables": TimetablesScreen,
         "releases": ReleasesScreen,
+        "audit": AuditScreen,  # issue 18: who asked what
     }
     DEFAULT_MODE = "fleet"
     COMMANDS = App.COMMANDS | {DispatchCommands}
@@ -114,6 +116,7 @@ class DashboardApp(App[None]):
         Binding("5", "switch_mode('media')", "Media"),
         Binding("6", "switch_mode('timetables')", "Timetables"),
         Binding("7", "switch_mode('releases')", "Releases"),
+        Binding("8", "switch_mode('audit')", "Audit"),
         Binding("n", "new_message", "Message"),
         Binding("v", "live_announce", "Announce"),  # issue 17: spoken and shown on the buses
         Binding("g", "import_gtfs", "Import GTFS", show=False),

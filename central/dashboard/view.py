@@ -18,6 +18,7 @@ from typing import Any, Protocol, cast
 from textual.app import App
 
 from central.dashboard.state import AlarmState, BusAlarms, FleetState
+from protocols.people_requests import AuditLog
 from protocols.release_requests import BusReleases, RolloutStatus
 from protocols.requests import (
     CommandAnswer,
@@ -35,6 +36,7 @@ from protocols.schemas import CentralStats
 Query = (
     Detail | Listing | Report | ListTimetables | ShowTimetable | ListGroups | CommandAnswer
     | RolloutStatus | BusReleases  # issue 16: software rollouts
+    | AuditLog  # issue 18: the audit log
 )  # fmt: skip
 Shapes = list[list[tuple[float, float]]]
 Stops = list[tuple[str, str, float, float]]

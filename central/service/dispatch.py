@@ -24,8 +24,8 @@ traceback and answered `failed=True` (NotPorted, not yet on PostgreSQL: without 
 `user` is the dispatcher's name in the topic: its broker account, since deploy/'s city ACL
 lets an account publish requests under its own name only (`pattern ... dispatch/%u/request`).
 A request whose envelope says another dispatcher (`by`) is refused: nobody acts in another's
-name. One shared `dispatcher` account proves only "a dispatcher"; personal accounts come with
-the issue on a working day in city hall.
+name. The account's role (central/roles.py) is checked before the handler; then the request
+and its answer go to the audit log (roles.record).
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ from typing import Any
 
 import msgspec
 
+from central import roles
 from central.assign import check_assignment, next_desired
 from central.config import CentralConfig
 from central.desired import Published
@@ -230,16 +231,12 @@ class Dispatch:
                 f"{user!r}: a dispatcher asks under its own account only (log in as {envelope.by!r}"
                 " to act as them)"
             )
-            return [
-                (
-                    topics.dispatch_reply(user),
-                    _fit(self._refuse(envelope.id, user, why, now)),
-                    False,
-                )
-            ]
+            reply = self._refuse(envelope.id, user, why, now)
+            return [(topics.dispatch_reply(user), _fit(reply), False)]
         c = Ctx(self.store, user, now)
         try:
             log.info("%s: %s", user, described(request))
+            roles.check(c.store, user, request)  # refused unless the account's role may
             if isinstance(request, SLOW) and self.store.shareable:
                 async with self._threads:  # a few at once: each holds a connection and a core
                     result, tables = await asyncio.to_thread(self._threaded, c, request)
@@ -259,6 +256,7 @@ class Dispatch:
             log.log(40 if ported else 30, "%s failed: %s", described(request), exc, exc_info=ported)
             self.counters["failed"] += 1
             reply = DispatchReply(id=envelope.id, ok=False, t=now, error=error, failed=True)
+        roles.record(self.store, user, request, reply)  # the audit log
         out = [*c.out, *self._desired(c.desired)]
         out.extend(self.alarms.take_outgoing())
         out.append((topics.dispatch_reply(user), _fit(reply), False))

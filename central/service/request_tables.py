@@ -11,12 +11,20 @@ from central.service import (
     announce_requests,
     health_requests,
     log_requests,
+    people_requests,
     release_requests,
     timetable_requests,
 )
 from protocols.requests import RequestBase
 
-MODULES = (timetable_requests, release_requests, health_requests, log_requests, announce_requests)
+MODULES = (
+    timetable_requests,
+    release_requests,
+    health_requests,
+    log_requests,
+    announce_requests,
+    people_requests,  # issue 18
+)
 
 
 def handlers(

@@ -267,6 +267,20 @@ MIGRATIONS: list[str] = [
     ) WITHOUT ROWID;
     CREATE INDEX rollout_buses_bus ON rollout_buses (bus);
     """,
+    # 12: people and the audit log (issue 18, central/roles.py, central/store/audit.py): each
+    # account's role at central (since when, recorded by whom), and per request central
+    # answered (every change, every refusal) who asked as which role, when, what, the answer.
+    """
+    CREATE TABLE people (
+        name TEXT PRIMARY KEY, role TEXT NOT NULL, created REAL NOT NULL, by TEXT NOT NULL
+    );
+    CREATE TABLE audit (
+        id INTEGER PRIMARY KEY, t REAL NOT NULL, account TEXT NOT NULL, role TEXT NOT NULL,
+        request TEXT NOT NULL, summary TEXT NOT NULL, ok INTEGER NOT NULL, answer TEXT NOT NULL
+    );
+    CREATE INDEX audit_t ON audit (t);
+    CREATE INDEX audit_account ON audit (account, t);
+    """,
     # 13: alarm notifications (central/notify/, central/store/notify.py; issue 18): one row per
     # delivery of an alarm to one e-mail address or webhook: why (`purpose`: alarm, escalation),
     # where it stands (pending, held for quiet hours, sent, failed), its attempts and last error.
