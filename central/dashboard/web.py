@@ -1,0 +1,108 @@
+"""The dispatcher dashboard in a browser: textual-serve starts one dashboard process per browser
+session (the same Textual app as in a terminal, drawn by xterm.js in the page) and relays its
+screen and keys over a websocket.
+
+It has no login of its own: whoever reaches its port drives a dashboard under the broker
+identity it was started with. So it binds the loopback interface unless told otherwise, and
+deploy/README.md ("The dashboard in a browser") puts a reverse proxy with TLS and a login in
+front of it. What it checks itself: a websocket must come from a page of its own public URL
+(the Origin header; otherwise any web site open in a dispatcher's browser could drive the
+dashboard through it), and a terminal may be at most MAX_CELLS wide and high.
+"""
+
+from __future__ import annotations
+
+import logging
+import shlex
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from urllib.parse import urlsplit
+
+from aiohttp import web
+from textual_serve.server import Server
+
+log = logging.getLogger("busfleet.central.dashboard.web")
+
+LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
+MAX_CELLS = 1000  # columns or rows a browser may ask for (each costs the session's app memory)
+TITLE = "busfleet dashboard"
+NO_LOGIN = (
+    "this web dashboard has NO LOGIN of its own: anyone who reaches {url} drives a dashboard "
+    "as the broker identity it runs under. Keep it on 127.0.0.1 behind a reverse proxy with "
+    'TLS and a login (deploy/README.md, "The dashboard in a browser").'
+)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class WebError(ValueError):
+    """An option the web dashboard cannot serve with (said to the operator, not a traceback)."""
+
+
+def origin_of(url: str) -> str:
+    """The browser Origin of pages under `url`: scheme://host[:port], lower case."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise WebError(f"public URL {url!r} is not an http:// or https:// URL with a host")
+    host = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
+    default = {"http": 80, "https": 443}[parts.scheme]
+    try:
+        port = parts.port
+    except ValueError as exc:
+        raise WebError(f"public URL {url!r}: {exc}") from None
+    suffix = "" if port in (None, default) else f":{port}"
+    return f"{parts.scheme}://{host.lower()}{suffix}"
+
+
+def _size_ok(value: str | None) -> bool:
+    return value is None or (value.isdigit() and 0 < int(value) <= MAX_CELLS)
+
+
+class DashboardServer(Server):
+    """textual-serve's server for `argv` (one process per session; the command is run by a
+    shell, so it is given as shlex.join of the argument list: no text is ever interpreted)."""
+
+    def __init__(
+        self, argv: Sequence[str], *, host: str, port: int, public_url: str | None
+    ) -> None:
+        if not 0 < port < 65536:
+            raise WebError(f"port {port} is not a TCP port (1-65535)")
+        url_host = f"[{host}]" if ":" in host else host
+        public = public_url.rstrip("/") if public_url else f"http://{url_host}:{port}"
+        self.origin = origin_of(public)
+        super().__init__(shlex.join(argv), host=host, port=port, title=TITLE, public_url=public)
+        self.refused = 0  # websockets refused (wrong origin, absurd size), each logged
+
+    async def _make_app(self) -> web.Application:
+        app = await super()._make_app()
+
+        @web.middleware
+        async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+            if request.path == "/ws":
+                origin = request.headers.get("Origin")
+                if origin is None or origin.lower() != self.origin:
+                    return self._refuse(request, f"origin {origin!r} is not {self.origin}")
+                width, height = request.query.get("width"), request.query.get("height")
+                if not (_size_ok(width) and _size_ok(height)):
+                    return self._refuse(request, f"terminal size {width!r}x{height!r}")
+            return await handler(request)
+
+        app.middlewares.append(guard)
+        return app
+
+    def _refuse(self, request: web.Request, why: str) -> web.Response:
+        self.refused += 1
+        log.warning("refused a dashboard session from %s: %s", request.remote, why)
+        return web.Response(status=403, text=f"refused: {why}\n")
+
+    async def on_startup(self, app: web.Application) -> None:
+        """Say where it serves, and loudly that nobody is asked for a password."""
+        print(f"busfleet central dash --web: serving on {self.public_url}", file=sys.stderr)
+        print(f"WARNING: {NO_LOGIN.format(url=self.public_url)}", file=sys.stderr)
+        if self.host not in LOOPBACK:
+            print(
+                f"WARNING: bound to {self.host}, not the loopback interface: other machines "
+                "reach the dashboard without a login",
+                file=sys.stderr,
+            )
+        sys.stderr.flush()
