@@ -12,6 +12,8 @@ dashboard through it), and a terminal may be at most MAX_CELLS wide and high.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import shlex
 import sys
@@ -19,11 +21,13 @@ from collections.abc import Awaitable, Callable, Sequence
 from urllib.parse import urlsplit
 
 from aiohttp import web
-from textual_serve.server import Server
+from textual_serve.app_service import AppService
+from textual_serve.server import Server, to_int
 
 log = logging.getLogger("busfleet.central.dashboard.web")
 
 LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
+QUIT_S = 10.0  # a session's dashboard process may take this long to quit, then it is killed
 MAX_CELLS = 1000  # columns or rows a browser may ask for (each costs the session's app memory)
 TITLE = "busfleet dashboard"
 NO_LOGIN = (
@@ -58,6 +62,24 @@ def _size_ok(value: str | None) -> bool:
     return value is None or (value.isdigit() and 0 < int(value) <= MAX_CELLS)
 
 
+class _Session(AppService):
+    """One browser session's dashboard process; stopping it waits until the process is gone
+    (killed after QUIT_S), so no dashboard outlives its session or the server."""
+
+    async def stop(self) -> None:
+        await super().stop()
+        process = self._process
+        if process is None or process.returncode is not None:
+            return
+        try:
+            await asyncio.wait_for(process.wait(), QUIT_S)
+        except TimeoutError:
+            log.warning("a dashboard process did not quit within %.0f s: killed", QUIT_S)
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            await process.wait()
+
+
 class DashboardServer(Server):
     """textual-serve's server for `argv` (one process per session; the command is run by a
     shell, so it is given as shlex.join of the argument list: no text is ever interpreted)."""
@@ -72,6 +94,7 @@ class DashboardServer(Server):
         self.origin = origin_of(public)
         super().__init__(shlex.join(argv), host=host, port=port, title=TITLE, public_url=public)
         self.refused = 0  # websockets refused (wrong origin, absurd size), each logged
+        self.sessions: set[asyncio.Task[object]] = set()
 
     async def _make_app(self) -> web.Application:
         app = await super()._make_app()
@@ -94,6 +117,50 @@ class DashboardServer(Server):
         self.refused += 1
         log.warning("refused a dashboard session from %s: %s", request.remote, why)
         return web.Response(status=403, text=f"refused: {why}\n")
+
+    async def handle_websocket(self, request: web.Request) -> web.WebSocketResponse:
+        """textual-serve's session (one dashboard process), with a process that is waited for
+        and a session the server's shutdown can end."""
+        task = asyncio.current_task()
+        assert task is not None
+        self.sessions.add(task)
+        websocket = web.WebSocketResponse(heartbeat=15)
+        width = to_int(request.query.get("width", "80"), 80)
+        height = to_int(request.query.get("height", "24"), 24)
+        session: _Session | None = None
+        try:
+            await websocket.prepare(request)
+            session = _Session(
+                self.command,
+                write_bytes=websocket.send_bytes,
+                write_str=websocket.send_str,
+                close=websocket.close,
+                download_manager=self.download_manager,
+                debug=self.debug,
+            )
+            await session.start(width, height)
+            await self._process_messages(websocket, session)
+        except asyncio.CancelledError:
+            await websocket.close()
+        except Exception:
+            log.exception("a dashboard session failed")
+        finally:
+            if session is not None:
+                await session.stop()
+            self.sessions.discard(task)
+        return websocket
+
+    async def on_shutdown(self, app: web.Application) -> None:
+        """End every session (each waits for its dashboard process) before the loop closes."""
+        running = list(self.sessions)
+        for task in running:
+            task.cancel()
+        if running:
+            await asyncio.wait(running, timeout=QUIT_S + 5)
+
+    def initialize_logging(self) -> None:
+        """Plain lines on stderr (textual-serve's own are wrapped for a terminal)."""
+        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
     async def on_startup(self, app: web.Application) -> None:
         """Say where it serves, and loudly that nobody is asked for a password."""
