@@ -2,18 +2,21 @@
 web dashboard as its own process, and headless Chromium that opens it and sees the fleet
 table with the bus in it. xterm.js paints the terminal on a canvas, so the test reads what it
 paints from xterm's screen buffer (the Terminal object, caught as textual-serve's page makes
-it). A websocket from a page of another origin is refused; stopping the server ends the
-dashboard process of the session.
+it). A websocket from a page of another origin is refused, and so is a second session while
+one is open (one broker account, one connection); stopping the server ends the dashboard
+process of the session.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -99,10 +102,8 @@ def children(pid: int) -> set[int]:
     """The live child processes of `pid` (Linux /proc)."""
     found: set[int] = set()
     for task in Path(f"/proc/{pid}/task").glob("*"):
-        try:
+        with contextlib.suppress(FileNotFoundError):
             found.update(int(c) for c in (task / "children").read_text().split())
-        except FileNotFoundError:
-            pass
     return found
 
 
@@ -114,8 +115,14 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
-async def handshake_status(url: str, origin: str) -> int:
-    """The HTTP status a websocket handshake from a page of `origin` gets (101: accepted)."""
+def handshake_status(url: str, origin: str) -> int:
+    """The HTTP status a websocket handshake from a page of `origin` gets (101: accepted);
+    in a thread of its own (Playwright's sync API runs an event loop in this one)."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, _handshake(url, origin)).result(60)
+
+
+async def _handshake(url: str, origin: str) -> int:
     async with aiohttp.ClientSession() as session:
         try:
             async with session.ws_connect(url, headers={"Origin": origin}) as ws:
@@ -131,9 +138,11 @@ def test_the_web_dashboard_shows_the_fleet_table_in_chromium(city: City, output_
     log_path = city.workdir / "web.log"
     with log_path.open("wb") as log:
         server = subprocess.Popen(
-            [sys.executable, "-m", "busfleet.cli", "central", "dash", "--web", "--port", str(port)]
-            + ["--mqtt-host", city.broker.host, "--mqtt-port", str(city.broker.port)]
-            + ["--name", "dispatcher"],
+            [
+                *(sys.executable, "-m", "busfleet.cli", "central", "dash", "--web"),
+                *("--port", str(port), "--name", "dispatcher"),
+                *("--mqtt-host", city.broker.host, "--mqtt-port", str(city.broker.port)),
+            ],
             stdout=log,
             stderr=subprocess.STDOUT,
         )
@@ -143,7 +152,7 @@ def test_the_web_dashboard_shows_the_fleet_table_in_chromium(city: City, output_
         )
         assert f"serving on {url}" in said and "NO LOGIN" in said, said
 
-        evil = asyncio.run(handshake_status(f"ws://127.0.0.1:{port}/ws", "http://evil.example"))
+        evil = handshake_status(f"ws://127.0.0.1:{port}/ws", "http://evil.example")
         assert evil == 403, "a page of another web site may open a dashboard session"
 
         with sync_playwright() as p:
@@ -167,6 +176,9 @@ def test_the_web_dashboard_shows_the_fleet_table_in_chromium(city: City, output_
                 row = next(line for line in lines if BUS in line)
                 assert header.index("Bus") <= row.index(BUS), (header, row)
                 assert page.locator("body.-first-byte").count() == 1  # textual-serve's sign
+
+                second = handshake_status(f"ws://127.0.0.1:{port}/ws", url)
+                assert second == 503, "a second session under the one broker account"
 
                 sessions = children(server.pid)
                 assert len(sessions) == 1, f"one dashboard process per session: {sessions}"

@@ -75,6 +75,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="the URL browsers use, e.g. https://dash.city.example behind the proxy (default "
         "http://HOST:PORT); only pages of it may open a session",
     )
+    web.add_argument(
+        "--sessions",
+        type=int,
+        default=1,
+        help="browser sessions at once (default 1): each is a dashboard process under the same "
+        "broker account, and deploy/'s broker gives an account one connection",
+    )
     dash.set_defaults(func=dash_cmd)
 
     assign = csub.add_parser(
@@ -283,7 +290,9 @@ def _serve_web(args: argparse.Namespace) -> int:
         if value is not None:
             argv += [option, str(value)]
     try:
-        server = DashboardServer(argv, host=args.host, port=args.port, public_url=args.public_url)
+        server = DashboardServer(
+            argv, host=args.host, port=args.port, public_url=args.public_url, sessions=args.sessions
+        )
     except WebError as exc:
         print(f"busfleet central dash: {exc}", file=sys.stderr)
         return 2

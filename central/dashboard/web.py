@@ -7,7 +7,10 @@ identity it was started with. So it binds the loopback interface unless told oth
 deploy/README.md ("The dashboard in a browser") puts a reverse proxy with TLS and a login in
 front of it. What it checks itself: a websocket must come from a page of its own public URL
 (the Origin header; otherwise any web site open in a dispatcher's browser could drive the
-dashboard through it), and a terminal may be at most MAX_CELLS wide and high.
+dashboard through it), a terminal may be at most MAX_CELLS wide and high, and at most
+`sessions` browser sessions run at once (default one: deploy/'s broker forces each account's
+client id to its name, so a second dashboard under the same account would take the first's
+connection over, back and forth).
 """
 
 from __future__ import annotations
@@ -85,10 +88,19 @@ class DashboardServer(Server):
     shell, so it is given as shlex.join of the argument list: no text is ever interpreted)."""
 
     def __init__(
-        self, argv: Sequence[str], *, host: str, port: int, public_url: str | None
+        self,
+        argv: Sequence[str],
+        *,
+        host: str,
+        port: int,
+        public_url: str | None,
+        sessions: int = 1,
     ) -> None:
         if not 0 < port < 65536:
             raise WebError(f"port {port} is not a TCP port (1-65535)")
+        if not 0 < sessions <= 100:
+            raise WebError(f"sessions {sessions}: between 1 and 100")
+        self.max_sessions = sessions
         url_host = f"[{host}]" if ":" in host else host
         public = public_url.rstrip("/") if public_url else f"http://{url_host}:{port}"
         self.origin = origin_of(public)
@@ -108,15 +120,18 @@ class DashboardServer(Server):
                 width, height = request.query.get("width"), request.query.get("height")
                 if not (_size_ok(width) and _size_ok(height)):
                     return self._refuse(request, f"terminal size {width!r}x{height!r}")
+                if len(self.sessions) >= self.max_sessions:
+                    why = f"{len(self.sessions)} session(s) open, the most --sessions allows"
+                    return self._refuse(request, why, status=503)
             return await handler(request)
 
         app.middlewares.append(guard)
         return app
 
-    def _refuse(self, request: web.Request, why: str) -> web.Response:
+    def _refuse(self, request: web.Request, why: str, status: int = 403) -> web.Response:
         self.refused += 1
         log.warning("refused a dashboard session from %s: %s", request.remote, why)
-        return web.Response(status=403, text=f"refused: {why}\n")
+        return web.Response(status=status, text=f"refused: {why}\n")
 
     async def handle_websocket(self, request: web.Request) -> web.WebSocketResponse:
         """textual-serve's session (one dashboard process), with a process that is waited for
