@@ -12,7 +12,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shlex
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -194,3 +196,67 @@ def test_the_web_dashboard_shows_the_fleet_table_in_chromium(city: City, output_
             server.wait()
     assert "Traceback" not in log_path.read_text(), log_path.read_text()
     assert os.path.exists(output_dir / "web-dashboard.png")
+
+
+# -- without a browser: the command each session runs, the options it refuses ---------------
+
+
+def test_the_session_command_is_the_argument_list_whatever_its_text() -> None:
+    from central.dashboard.web import DashboardServer
+
+    argv = ["/opt/bus fleet/python", "-m", "busfleet.cli", "central", "dash"]
+    argv += ["--config", '/etc/busfleet/it\'s $(touch x); `id` "q".toml', "--name", "a;b|c&"]
+    server = DashboardServer(argv, host="127.0.0.1", port=8101, public_url=None)
+    assert shlex.split(server.command) == argv
+    assert server.origin == "http://127.0.0.1:8101"
+
+
+@pytest.mark.parametrize(
+    ("public_url", "origin"),
+    [
+        ("https://Dash.City.example/alice/", "https://dash.city.example"),
+        ("https://dash.city.example:443/alice", "https://dash.city.example"),
+        ("http://[::1]:8101", "http://[::1]:8101"),
+    ],
+)
+def test_sessions_are_accepted_from_pages_of_the_public_url(public_url: str, origin: str) -> None:
+    from central.dashboard.web import origin_of
+
+    assert origin_of(public_url) == origin
+
+
+@pytest.mark.parametrize(
+    ("options", "said"),
+    [
+        (["--public-url", "ftp://dash.city.example"], "is not an http:// or https:// URL"),
+        (["--public-url", "https://dash:99999"], "public URL"),
+        (["--port", "0"], "is not a TCP port"),
+        (["--sessions", "0"], "between 1 and 100"),
+    ],
+)
+def test_an_option_it_cannot_serve_with_is_said_in_one_line(options: list[str], said: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "busfleet.cli", "central", "dash", "--web", *options],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2, done
+    assert said in done.stderr and "Traceback" not in done.stderr, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
+def test_a_port_taken_is_said_in_one_line() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, "-m", "busfleet.cli", "central", "dash", "--web", "--port", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert done.returncode == 1, done
+    assert f"cannot serve on 127.0.0.1:{port}" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr and "serving on" not in done.stderr, done.stderr

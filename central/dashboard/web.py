@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import logging
 import shlex
+import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from urllib.parse import urlsplit
@@ -182,6 +183,25 @@ class DashboardServer(Server):
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
     async def on_startup(self, app: web.Application) -> None:
+        """Nothing (textual-serve prints its logo here, before the port is even bound)."""
+
+    def serve(self, debug: bool = False) -> None:
+        """Serve until SIGINT or SIGTERM (as textual-serve's), saying so once it is bound."""
+        self.debug = debug
+        self.initialize_logging()
+        loop = asyncio.new_event_loop()
+        loop.add_signal_handler(signal.SIGINT, self.request_exit)
+        loop.add_signal_handler(signal.SIGTERM, self.request_exit)
+        web.run_app(
+            self._make_app(),
+            host=self.host,
+            port=self.port,
+            handle_signals=False,
+            loop=loop,
+            print=self._bound,
+        )
+
+    def _bound(self, *_said: object) -> None:
         """Say where it serves, and loudly that nobody is asked for a password."""
         print(f"busfleet central dash --web: serving on {self.public_url}", file=sys.stderr)
         print(f"WARNING: {NO_LOGIN.format(url=self.public_url)}", file=sys.stderr)
