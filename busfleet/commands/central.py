@@ -60,6 +60,28 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "the name your requests and acknowledgements carry, proven by the broker (default: the "
         "config's mqtt_username, else dispatcher)",
     )
+    web = dash.add_argument_group("in a browser (textual-serve; it has NO login of its own)")
+    web.add_argument(
+        "--web",
+        action="store_true",
+        help="serve the dashboard to browsers: one dashboard process per browser session, all "
+        "as this broker identity; put a reverse proxy with TLS and a login in front "
+        '(deploy/README.md, "The dashboard in a browser")',
+    )
+    web.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    web.add_argument("--port", type=int, default=8085, help="port to bind (default 8085)")
+    web.add_argument(
+        "--public-url",
+        help="the URL browsers use, e.g. https://dash.city.example behind the proxy (default "
+        "http://HOST:PORT); only pages of it may open a session",
+    )
+    web.add_argument(
+        "--sessions",
+        type=int,
+        default=1,
+        help="browser sessions at once (default 1): each is a dashboard process under the same "
+        "broker account, and deploy/'s broker gives an account one connection",
+    )
     dash.set_defaults(func=dash_cmd)
 
     assign = csub.add_parser(
@@ -246,7 +268,46 @@ def dash_cmd(args: argparse.Namespace) -> int:
     except TopicError as exc:
         print(f"busfleet central dash: {exc} (the broker account)", file=sys.stderr)
         return 2
+    if args.web:
+        return _serve_web(args)
     create_app(config, user=user).run()
+    return 0
+
+
+def _serve_web(args: argparse.Namespace) -> int:
+    """`dash --web`: each browser session runs this same command without --web."""
+    import os
+
+    from central.dashboard.web import DashboardServer, WebError
+
+    argv = [sys.executable, "-m", "busfleet.cli", "central", "dash"]
+    given = {
+        "--config": os.path.abspath(args.config) if args.config else None,
+        "--db": args.db,
+        "--mqtt-host": args.mqtt_host,
+        "--mqtt-port": args.mqtt_port,
+        "--mqtt-username": args.mqtt_username,
+        "--mqtt-protocol": args.mqtt_protocol,
+        "--name": args.name,
+    }
+    for option, value in given.items():
+        if value is not None:
+            argv += [option, str(value)]
+    try:
+        server = DashboardServer(
+            argv, host=args.host, port=args.port, public_url=args.public_url, sessions=args.sessions
+        )
+    except WebError as exc:
+        print(f"busfleet central dash: {exc}", file=sys.stderr)
+        return 2
+    try:
+        server.serve()
+    except OSError as exc:  # the port taken, the address not this machine's
+        print(
+            f"busfleet central dash: cannot serve on {args.host}:{args.port}: {exc}",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 
