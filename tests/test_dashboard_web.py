@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -161,6 +162,16 @@ def test_the_web_dashboard_shows_the_fleet_table_in_chromium(city: City, output_
             browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
             try:
                 page = browser.new_page(viewport={"width": 1900, "height": 900})
+                elsewhere: list[str] = []  # the page must load nothing from another site
+
+                def only_here(route: Any) -> None:
+                    if route.request.url.startswith(url.rstrip("/").rsplit(":", 1)[0]):
+                        route.continue_()
+                    else:
+                        elsewhere.append(route.request.url)
+                        route.abort()
+
+                page.route("**/*", only_here)
                 page.add_init_script(CATCH_TERMINAL)
                 page.goto(url)
                 page.wait_for_function(
@@ -172,6 +183,7 @@ def test_the_web_dashboard_shows_the_fleet_table_in_chromium(city: City, output_
                     timeout=WAIT_MS,
                 )
                 lines: list[str] = page.evaluate(SCREEN_LINES)
+                assert elsewhere == [], "the page loaded something from another site"
                 page.screenshot(path=str(output_dir / "web-dashboard.png"))
                 (output_dir / "web-dashboard.txt").write_text("\n".join(lines))
                 header = next(line for line in lines if "Bus" in line and "Status" in line)
