@@ -27,6 +27,7 @@ import msgspec
 
 from protocols import announce_requests as live  # issue 17: live announcements
 from protocols import release_requests as release  # issue 16: software rollouts
+from protocols import report_requests as operator  # issue 18: operator reports, replay
 from protocols.bus_commands import (  # commands to a bus, re-exported
     BUS_COMMANDS,
     COMMAND_NAMES,
@@ -394,6 +395,8 @@ ReadRequest = (
     | release.RolloutStatus  # issue 16
     | release.BusReleases
     | live.AnnouncementStatus  # issue 17
+    | operator.OperatorReport  # issue 18
+    | operator.RouteReplay
 )
 
 
@@ -474,6 +477,8 @@ Request = (
     | FleetHealth
     | live.LiveAnnounce  # issue 17: live announcements
     | live.AnnouncementStatus
+    | operator.OperatorReport  # issue 18: operator reports, route replay
+    | operator.RouteReplay
 )
 REQUESTS: tuple[type[RequestBase], ...] = (
     AckAlarm,
@@ -513,6 +518,7 @@ REQUESTS: tuple[type[RequestBase], ...] = (
     *release.RELEASE_REQUESTS,  # issue 16
     FleetHealth,
     *live.ANNOUNCE_REQUESTS,  # issue 17
+    *operator.REPORT_REQUESTS,  # issue 18
 )
 
 

@@ -12,11 +12,13 @@ from central.service import (
     health_requests,
     log_requests,
     release_requests,
+    report_requests,
     timetable_requests,
 )
 from protocols.requests import RequestBase
 
 MODULES = (timetable_requests, release_requests, health_requests, log_requests, announce_requests)
+MODULES += (report_requests,)  # issue 18: operator reports, route replay
 
 
 def handlers(
