@@ -7,8 +7,8 @@ or backwards and bad bus ids are refused with the reason."""
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import datetime as dt
+import itertools
 from collections.abc import Iterator
 from typing import Any
 
