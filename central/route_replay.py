@@ -41,9 +41,7 @@ def evenly(items: Sequence[T], most: int) -> list[T]:
     return [items[round(i * (n - 1) / (most - 1))] for i in range(most)]
 
 
-def route_replay(
-    store: CentralStore, bus: str, since: float, until: float, most: int
-) -> Replay:
+def route_replay(store: CentralStore, bus: str, since: float, until: float, most: int) -> Replay:
     """Bus `bus`'s positions with since <= t < until, oldest first, `most` at most."""
     rows = op_db.positions(store, bus, since, until, READ_CAP)
     return Replay(evenly(rows, most), len(rows), len(rows) >= READ_CAP)

@@ -54,6 +54,7 @@ from central.dashboard.screens.form import Field, FormScreen
 from central.dashboard.screens.help import HelpScreen
 from central.dashboard.screens.map import MapScreen
 from central.dashboard.screens.media import MediaScreen
+from central.dashboard.screens.operator_reports import OperatorReportsScreen
 from central.dashboard.screens.releases import ReleasesScreen
 from central.dashboard.screens.reports import ReportsScreen
 from central.dashboard.screens.timetables import (
@@ -103,6 +104,7 @@ class DashboardApp(App[None]):
         "media": MediaScreen,
         "timetables": TimetablesScreen,
         "releases": ReleasesScreen,
+        "operator_reports": OperatorReportsScreen,  # issue 18: and the route replay
     }
     DEFAULT_MODE = "fleet"
     COMMANDS = App.COMMANDS | {DispatchCommands}
@@ -114,6 +116,7 @@ class DashboardApp(App[None]):
         Binding("5", "switch_mode('media')", "Media"),
         Binding("6", "switch_mode('timetables')", "Timetables"),
         Binding("7", "switch_mode('releases')", "Releases"),
+        Binding("9", "switch_mode('operator_reports')", "Operator reports"),
         Binding("n", "new_message", "Message"),
         Binding("v", "live_announce", "Announce"),  # issue 17: spoken and shown on the buses
         Binding("g", "import_gtfs", "Import GTFS", show=False),

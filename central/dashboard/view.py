@@ -19,6 +19,7 @@ from textual.app import App
 
 from central.dashboard.state import AlarmState, BusAlarms, FleetState
 from protocols.release_requests import BusReleases, RolloutStatus
+from protocols.report_requests import OperatorReport, RouteReplay
 from protocols.requests import (
     CommandAnswer,
     Detail,
@@ -35,6 +36,7 @@ from protocols.schemas import CentralStats
 Query = (
     Detail | Listing | Report | ListTimetables | ShowTimetable | ListGroups | CommandAnswer
     | RolloutStatus | BusReleases  # issue 16: software rollouts
+    | OperatorReport | RouteReplay  # issue 18: operator reports, route replay
 )  # fmt: skip
 Shapes = list[list[tuple[float, float]]]
 Stops = list[tuple[str, str, float, float]]

@@ -62,7 +62,8 @@ def handlers(config: CentralConfig, page: Page) -> dict[type[RequestBase], Handl
             raise Refused("the last day is before the first")
         if (r.last - r.first).days >= MAX_REPORT_DAYS:
             raise Refused(f"{MAX_REPORT_DAYS} days at most")
-        bus = _bus(r.bus) if _name(r.bus) else None
+        bus = _name(r.bus)
+        bus = None if bus is None else _bus(bus)
         rows = report_rows(c.store, r.kind, r.first, r.last, route=_name(r.route), bus=bus)
         result, tables = page(c, rows, r.offset)
         return {**result, "report": r.kind}, tables

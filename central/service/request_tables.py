@@ -17,8 +17,8 @@ from central.service import (
 )
 from protocols.requests import RequestBase
 
-MODULES = (timetable_requests, release_requests, health_requests, log_requests, announce_requests)
-MODULES += (report_requests,)  # issue 18: operator reports, route replay
+MODULES: tuple[Any, ...] = (timetable_requests, release_requests, health_requests, log_requests)
+MODULES += (announce_requests, report_requests)  # issue 18: operator reports, route replay
 
 
 def handlers(
