@@ -17,6 +17,7 @@ from protocols import codec, topics
 from protocols.announce_requests import AnnouncementStatus, LiveAnnounce
 from protocols.errors import CodecError
 from protocols.release_requests import BusReleases, CancelRollout, RolloutStatus, StartRollout
+from protocols.report_requests import OperatorReport, RouteReplay
 from protocols.requests import (
     BUS_COMMANDS,
     COMMAND_NAMES,
@@ -125,6 +126,8 @@ SAMPLES: list[Request] = [
     FleetHealth(bus="bus-1"),
     LiveAnnounce(to=["group:g1", "route:R1"], de="Bitte vorne einsteigen", en="Board at front"),
     AnnouncementStatus(id="0123456789ab"),
+    OperatorReport(kind="trips", first=dt.date(2026, 6, 1), last=dt.date(2026, 6, 30)),  # issue 18
+    RouteReplay(bus="bus-1", since=T0, until=T0 + 3600, max_points=500),
 ]
 
 
