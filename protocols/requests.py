@@ -28,6 +28,7 @@ import msgspec
 from protocols import announce_requests as live  # issue 17: live announcements
 from protocols import people_requests as people  # issue 18: roles and the audit log
 from protocols import release_requests as release  # issue 16: software rollouts
+from protocols import report_requests as operator  # issue 18: operator reports, replay
 from protocols.bus_commands import (  # commands to a bus, re-exported
     BUS_COMMANDS,
     COMMAND_NAMES,
@@ -397,6 +398,8 @@ ReadRequest = (
     | live.AnnouncementStatus  # issue 17
     | people.ListPeople  # issue 18
     | people.AuditLog
+    | operator.OperatorReport  # issue 18
+    | operator.RouteReplay
 )
 
 
@@ -480,6 +483,8 @@ Request = (
     | people.SetRole  # issue 18: roles and the audit log
     | people.ListPeople
     | people.AuditLog
+    | operator.OperatorReport  # issue 18: operator reports, route replay
+    | operator.RouteReplay
 )
 REQUESTS: tuple[type[RequestBase], ...] = (
     AckAlarm,
@@ -520,6 +525,7 @@ REQUESTS: tuple[type[RequestBase], ...] = (
     FleetHealth,
     *live.ANNOUNCE_REQUESTS,  # issue 17
     *people.PEOPLE_REQUESTS,  # issue 18
+    *operator.REPORT_REQUESTS,  # issue 18
 )
 
 

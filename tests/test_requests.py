@@ -18,6 +18,7 @@ from protocols.announce_requests import AnnouncementStatus, LiveAnnounce
 from protocols.errors import CodecError
 from protocols.people_requests import AuditLog, ListPeople, SetRole
 from protocols.release_requests import BusReleases, CancelRollout, RolloutStatus, StartRollout
+from protocols.report_requests import OperatorReport, RouteReplay
 from protocols.requests import (
     BUS_COMMANDS,
     COMMAND_NAMES,
@@ -129,6 +130,8 @@ SAMPLES: list[Request] = [
     SetRole(name="vera", role="viewer"),  # issue 18: roles and the audit log
     ListPeople(),
     AuditLog(user="vera", since=T0),
+    OperatorReport(kind="trips", first=dt.date(2026, 6, 1), last=dt.date(2026, 6, 30)),  # issue 18
+    RouteReplay(bus="bus-1", since=T0, until=T0 + 3600, max_points=500),
 ]
 
 

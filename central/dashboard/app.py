@@ -55,6 +55,7 @@ from central.dashboard.screens.form import Field, FormScreen
 from central.dashboard.screens.help import HelpScreen
 from central.dashboard.screens.map import MapScreen
 from central.dashboard.screens.media import MediaScreen
+from central.dashboard.screens.operator_reports import OperatorReportsScreen
 from central.dashboard.screens.releases import ReleasesScreen
 from central.dashboard.screens.reports import ReportsScreen
 from central.dashboard.screens.timetables import (
@@ -105,6 +106,7 @@ class DashboardApp(App[None]):
         "timetables": TimetablesScreen,
         "releases": ReleasesScreen,
         "audit": AuditScreen,  # issue 18: who asked what
+        "operator_reports": OperatorReportsScreen,  # issue 18: and the route replay
     }
     DEFAULT_MODE = "fleet"
     COMMANDS = App.COMMANDS | {DispatchCommands}
@@ -117,6 +119,7 @@ class DashboardApp(App[None]):
         Binding("6", "switch_mode('timetables')", "Timetables"),
         Binding("7", "switch_mode('releases')", "Releases"),
         Binding("8", "switch_mode('audit')", "Audit"),
+        Binding("9", "switch_mode('operator_reports')", "Operator reports"),
         Binding("n", "new_message", "Message"),
         Binding("v", "live_announce", "Announce"),  # issue 17: spoken and shown on the buses
         Binding("g", "import_gtfs", "Import GTFS", show=False),

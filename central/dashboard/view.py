@@ -20,6 +20,7 @@ from textual.app import App
 from central.dashboard.state import AlarmState, BusAlarms, FleetState
 from protocols.people_requests import AuditLog
 from protocols.release_requests import BusReleases, RolloutStatus
+from protocols.report_requests import OperatorReport, RouteReplay
 from protocols.requests import (
     CommandAnswer,
     Detail,
@@ -37,6 +38,7 @@ Query = (
     Detail | Listing | Report | ListTimetables | ShowTimetable | ListGroups | CommandAnswer
     | RolloutStatus | BusReleases  # issue 16: software rollouts
     | AuditLog  # issue 18: the audit log
+    | OperatorReport | RouteReplay  # issue 18: operator reports, route replay
 )  # fmt: skip
 Shapes = list[list[tuple[float, float]]]
 Stops = list[tuple[str, str, float, float]]

@@ -13,17 +13,19 @@ from central.service import (
     log_requests,
     people_requests,
     release_requests,
+    report_requests,
     timetable_requests,
 )
 from protocols.requests import RequestBase
 
-MODULES = (
+MODULES: tuple[Any, ...] = (
     timetable_requests,
     release_requests,
     health_requests,
     log_requests,
     announce_requests,
-    people_requests,  # issue 18
+    people_requests,  # issue 18: roles and the audit log
+    report_requests,  # issue 18: operator reports, route replay
 )
 
 
