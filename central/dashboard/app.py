@@ -174,6 +174,8 @@ class DashboardApp(App[None]):
         self.sub_title = f"{self.user} · connecting…" if self.connect else f"{self.user} · offline"
         if self.connect:
             self.run_worker(self.link.run(), name="mqtt", exclusive=True, group="mqtt")
+        elif self.handler is not None:  # no broker: stop names and routes from the handler
+            self._load_names()
 
     def on_fleet_updated(self, message: FleetUpdated) -> None:
         self.apply_update(message.entries, message.stats, message.alarms)
