@@ -41,8 +41,8 @@ COLUMNS = (  # in display order; rank 0 is the most important
     Column("position", "Position", 19, 19, 14),
 )
 KEYS = tuple(c.key for c in COLUMNS)
-GROWS = ("alarm", "bus")
-COMFORTABLE = {"trip": 20, "stop": 24}  # shrunk below this only to keep them on screen  # as wide as their longest text, never cut nor dropped
+GROWS = ("alarm", "bus")  # as wide as their longest text, never cut nor dropped
+COMFORTABLE = {"trip": 20, "stop": 24}  # shrunk below this only to keep them on screen
 
 Layout = tuple[tuple[int, int, bool], ...]  # (index in COLUMNS, width, cut_left) shown
 
@@ -98,7 +98,7 @@ def longest(texts: Iterable[str]) -> int:
 
 
 def delay_text(seconds: int | None) -> str:
-    """A delay as a dispatcher says it: "+3 min" late, "−1 min" early (a real minus sign),
+    """A delay as a dispatcher says it: "+3 min" late, "\N{MINUS SIGN}1 min" early,
     "0 min" on time; whole minutes, rounded."""
     if seconds is None:
         return ""
