@@ -275,7 +275,7 @@ class BrailleMap(Widget, can_focus=True):
         first = (self.follow, self.selected)
         taken: set[tuple[int, int]] = set()
         for bus, cx, cy, style in sorted(placed, key=lambda p: p[0] not in first):
-            label = clean(bus)
+            label = clean(f" {bus}")  # a space between the bus and its id
             cells = [(cx + 1 + i, cy) for i in range(len(label) + 1)]  # a space after it
             if cx + 1 + len(label) > cols and bus not in first:
                 continue

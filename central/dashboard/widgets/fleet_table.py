@@ -189,10 +189,15 @@ class FleetTable(ScrollView, can_focus=True):
     def action_move(self, delta: int) -> None:
         if not self._rows:
             return
+        was, top = self.cursor_row, self.scroll_offset.y
         self.cursor_row = max(0, min(len(self._rows) - 1, self.cursor_row + delta))
         self.cursor_bus = self._rows[self.cursor_row]
         self._follow_cursor()
-        self.refresh()
+        if self.scroll_offset.y == top:  # no scrolling: only the two lines change
+            self.refresh_lines(was + 1)  # + 1: the header line
+            self.refresh_lines(self.cursor_row + 1)
+        else:
+            self.refresh()
 
     def action_page(self, pages: int) -> None:
         self.action_move(pages * max(1, self.size.height - 2))
