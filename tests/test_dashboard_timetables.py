@@ -137,8 +137,8 @@ async def test_the_fleet_table_shows_each_bus_timetable_and_the_detail_says_what
         assert table.cell("tt-local", "timetable") == "local"
         assert table.cell("tt-none", "timetable") == "—"
         # On an 80-column terminal the bus, its timetable, route and trip are all in view.
-        shown = [COLUMNS[i].key for i, _, _ in layout(80, {"bus": 9, "alarm": 0})]
-        assert {"bus", "timetable", "route", "trip"} <= set(shown)
+        keys = [COLUMNS[i].key for i, _, _ in layout(80, {"bus": 9, "alarm": 0})]
+        assert {"bus", "timetable", "route", "trip"} <= set(keys)
         app.post_message(BusAction("tt-staged", "open"))
         await until(pilot, lambda: isinstance(app.screen, BusDetailScreen), "the bus detail")
         box = app.screen.query_one("#timetable", Static)
