@@ -187,6 +187,7 @@ class NoRedraw(RuntimeError):
 
 
 WAIT_S = 5.0
+SLOWEST: list[tuple[float, str, float]] = []  # (ms to the frame, key, ms to take effect)
 
 
 async def presses(app: TimedApp, count: int, rng: random.Random) -> list[float]:
@@ -218,6 +219,7 @@ async def presses(app: TimedApp, count: int, rng: random.Random) -> list[float]:
                 raise NoRedraw(f"press {n} ({key!r}): no frame within {WAIT_S:.0f} s")
         frame = next(f for f in app.frames if f >= took_effect)
         out.append((frame - t0) * 1000)
+        SLOWEST.append((out[-1], key, (took_effect - t0) * 1000))
     return out
 
 
@@ -307,6 +309,8 @@ def main() -> int:
         f"baseline, same run, fleet loaded but idle: p50 {result['baseline_idle_p50_ms']} ms, "
         f"p99 {result['baseline_idle_p99_ms']} ms"
     )
+    for ms, key, effect in sorted(SLOWEST, reverse=True)[:5]:
+        say(f"slow press: {key!r} {ms:.0f} ms to the frame, {effect:.0f} ms to take effect")
     print(json.dumps(result))
     return 0
 

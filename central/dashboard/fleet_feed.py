@@ -7,11 +7,17 @@ behind the fleet and the redraw after it came late (issue 18: p99 over a second 
 buses on a busy machine). Here paho's thread reads and decodes them and keeps the newest per
 bus; the event loop takes what piled up, a dict swap under a lock, when it flushes (link.py).
 A bad entry is counted and logged, never raised.
+
+The two threads share the GIL. An event loop gives it up at every poll and then waits for it
+as long as the interpreter's switch interval (5 ms by default) while paho decodes a burst, for
+each of the dozens of loop turns a key press and its frame take: a convoy that made the p99
+a few hundred ms with the loop 90 % idle. The dashboard's process switches every SWITCH_S.
 """
 
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 import uuid
 from typing import Any
@@ -25,6 +31,8 @@ from protocols.errors import ProtocolError
 from protocols.schemas import FleetEntry
 
 log = logging.getLogger("busfleet.central.dashboard")
+
+SWITCH_S = 0.0005  # the GIL's switch interval while a feed runs (see above)
 
 
 class FleetFeed:
@@ -42,6 +50,7 @@ class FleetFeed:
 
     def start(self) -> None:
         """Connect in the background; paho reconnects by itself (central/mqtt.py's backoff)."""
+        sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_S))
         self.client.connect_async(
             self.config.mqtt_host,
             self.config.mqtt_port,
