@@ -13,7 +13,8 @@ Frames are timed where the app hands them to the terminal (`App._display`; headl
 is written, the rendering is the same). Beside it, the baseline from the same run: the same
 presses with the fleet loaded but not updating. The CPU time of the dashboard's event-loop
 thread says how much of a core it needs, whatever else runs on the machine (the publisher is
-another thread): on a busy machine the latencies grow with the load, this does not.
+another process, as central is): on a busy machine the latencies grow with the load, this
+does not.
 
 Run: .venv/bin/python bench/dashboard.py [--buses 1000] [--presses 200]
 Progress goes to stderr; figures to stdout; the last line is one JSON object.
@@ -25,11 +26,11 @@ import argparse
 import asyncio
 import dataclasses
 import json
+import multiprocessing
 import random
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -68,45 +69,91 @@ class TimedApp(DashboardApp):
         super()._display(screen, renderable)
 
 
-class Publisher(threading.Thread):
-    """Central's side: every bus's fleet entry once a second, spread over the second."""
+def entry(i: int, tick: int) -> FleetEntry:
+    """Bus i's fleet entry at second `tick`: moving, its counters growing."""
+    now = time.time()
+    return FleetEntry(
+        bus=f"bus-{i:04d}",
+        online=i % 37 != 0,
+        last_seen=now,
+        t=now,
+        lat=-16.92 + (i % 40) * 0.002 + tick * 1e-5,
+        lon=145.77 + (i // 40) * 0.002,
+        speed=(i * 7 + tick) % 20,
+        doors_open=tick % 30 == 0,
+        route_id=f"{110 + i % 22}-423",
+        trip_id=f"trip-{i}-{tick // 600}",
+        stop_id=f"stop-{(i + tick // 30) % 400}",
+        delay_s=(i * 13 + tick) % 600 - 120,
+        wifi_clients=i % 25,
+        desired_version=3,
+        reported_version=3 if i % 50 else 2,
+        records=tick * 10 + i,
+    )
+
+
+def client_of(host: str, port: int) -> paho.Client:
+    client = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
+    client.connect(host, port)
+    client.loop_start()
+    return client
+
+
+def publish_every_second(
+    host: str, port: int, buses: int, rate_hz: float, running: Any, stop: Any, sent: Any
+) -> None:
+    """Central's side, in a process of its own (as central is): every bus's fleet entry
+    `rate_hz` times a second, spread over the second in ten slices."""
+    client = client_of(host, port)
+    tick = 0
+    slices = 10
+    per_slice = buses // slices
+    while not stop.is_set():
+        start = time.monotonic()
+        if running.is_set():
+            for s in range(slices):
+                for i in range(s * per_slice, (s + 1) * per_slice):
+                    payload = codec.encode(entry(i, tick))
+                    client.publish(topics.fleet(f"bus-{i:04d}"), payload, retain=True)
+                with sent.get_lock():
+                    sent.value += per_slice
+                time.sleep(max(0.0, start + (s + 1) / slices / rate_hz - time.monotonic()))
+            tick += 1
+        time.sleep(max(0.0, start + 1 / rate_hz - time.monotonic()))
+    client.loop_stop()
+    client.disconnect()
+
+
+class Publisher:
+    """Central's side: the first entries and the alarms from here, then a process of its own
+    publishes every bus once a second. Not a thread of the dashboard's process: the GIL would
+    make the dashboard wait for the publisher, which no dispatcher's dashboard does."""
 
     def __init__(self, broker: Broker, buses: int, rate_hz: float) -> None:
-        super().__init__(name="publisher", daemon=True)
         self.buses, self.rate_hz = buses, rate_hz
-        self.running = threading.Event()
-        self.stop = threading.Event()
-        self.sent = 0
-        self.client = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
-        self.client.connect(broker.host, broker.port)
-        self.client.loop_start()
-
-    def entry(self, i: int, tick: int) -> FleetEntry:
-        now = time.time()
-        return FleetEntry(
-            bus=f"bus-{i:04d}",
-            online=i % 37 != 0,
-            last_seen=now,
-            t=now,
-            lat=-16.92 + (i % 40) * 0.002 + tick * 1e-5,
-            lon=145.77 + (i // 40) * 0.002,
-            speed=(i * 7 + tick) % 20,
-            doors_open=tick % 30 == 0,
-            route_id=f"{110 + i % 22}-423",
-            trip_id=f"trip-{i}-{tick // 600}",
-            stop_id=f"stop-{(i + tick // 30) % 400}",
-            delay_s=(i * 13 + tick) % 600 - 120,
-            wifi_clients=i % 25,
-            desired_version=3,
-            reported_version=3 if i % 50 else 2,
-            records=tick * 10 + i,
+        ctx = multiprocessing.get_context("spawn")
+        self.running = ctx.Event()
+        self.stop = ctx.Event()
+        self._sent = ctx.Value("q", 0)
+        self.client = client_of(broker.host, broker.port)
+        self.process = ctx.Process(
+            target=publish_every_second,
+            args=(broker.host, broker.port, buses, rate_hz, self.running, self.stop, self._sent),
+            name="publisher",
+            daemon=True,
         )
+
+    @property
+    def sent(self) -> int:
+        return int(self._sent.value)
+
+    def start(self) -> None:
+        self.process.start()
 
     def publish_all(self, tick: int) -> None:
         for i in range(self.buses):
-            payload = codec.encode(self.entry(i, tick))
+            payload = codec.encode(entry(i, tick))
             self.client.publish(topics.fleet(f"bus-{i:04d}"), payload, qos=0, retain=True)
-            self.sent += 1
 
     def alarms(self) -> None:
         now = time.time()
@@ -122,25 +169,11 @@ class Publisher(threading.Thread):
             )
             self.client.publish(topics.alarm(a.id), codec.encode(a), qos=1, retain=True)
 
-    def run(self) -> None:
-        tick = 0
-        slices = 10
-        per_slice = self.buses // slices
-        while not self.stop.is_set():
-            start = time.monotonic()
-            if self.running.is_set():
-                for s in range(slices):
-                    for i in range(s * per_slice, (s + 1) * per_slice):
-                        payload = codec.encode(self.entry(i, tick))
-                        self.client.publish(topics.fleet(f"bus-{i:04d}"), payload, retain=True)
-                        self.sent += 1
-                    time.sleep(max(0.0, start + (s + 1) / slices / self.rate_hz - time.monotonic()))
-                tick += 1
-            time.sleep(max(0.0, start + 1 / self.rate_hz - time.monotonic()))
-
     def close(self) -> None:
         self.stop.set()
-        self.join(5)
+        self.process.join(5)
+        if self.process.is_alive():
+            self.process.kill()
         for i in range(self.buses):  # retained entries: leave the broker clean
             self.client.publish(topics.fleet(f"bus-{i:04d}"), b"", retain=True)
         for n in range(5):
@@ -149,27 +182,44 @@ class Publisher(threading.Thread):
         self.client.disconnect()
 
 
+class NoRedraw(RuntimeError):
+    """A key press after which nothing was drawn within WAIT_S: the bench stops and says so."""
+
+
+WAIT_S = 5.0
+SLOWEST: list[tuple[float, str, float]] = []  # (ms to the frame, key, ms to take effect)
+
+
 async def presses(app: TimedApp, count: int, rng: random.Random) -> list[float]:
-    """Latencies (ms) of `count` key presses on the fleet table."""
+    """Latencies (ms) of `count` key presses on the fleet table.
+
+    Down for twenty presses, up for twenty, every tenth one re-sorts; at the first or the last
+    row the key that can move the cursor is pressed instead (a re-sort can put the cursor's
+    bus on the first row: an "up" there changes nothing, and nothing is redrawn for it)."""
     table = app.screen.query_one(FleetTable)
     out = []
     for n in range(count):
         await asyncio.sleep(rng.uniform(0.03, 0.13))
         key = "s" if n % 10 == 9 else ("down" if (n // 20) % 2 == 0 else "up")
+        if key == "up" and table.cursor_row == 0:
+            key = "down"
+        elif key == "down" and table.cursor_row >= len(table.row_keys()) - 1:
+            key = "up"
         before = (table.cursor_row, table.view.sort)
         t0 = time.perf_counter()
         send_key(app, key)
         while (table.cursor_row, table.view.sort) == before:
             await asyncio.sleep(0)
-            if time.perf_counter() - t0 > 5:
-                break  # at the top or bottom: the cursor cannot move
+            if time.perf_counter() - t0 > WAIT_S:
+                raise NoRedraw(f"press {n} ({key!r} at row {before[0]}) took no effect")
         took_effect = time.perf_counter()
         while not app.frames or app.frames[-1] < took_effect:
             await asyncio.sleep(0.0005)
-            if time.perf_counter() - t0 > 5:
-                break
-        frame = next(f for f in app.frames if f >= took_effect) if app.frames else took_effect
+            if time.perf_counter() - took_effect > WAIT_S:
+                raise NoRedraw(f"press {n} ({key!r}): no frame within {WAIT_S:.0f} s")
+        frame = next(f for f in app.frames if f >= took_effect)
         out.append((frame - t0) * 1000)
+        SLOWEST.append((out[-1], key, (took_effect - t0) * 1000))
     return out
 
 
@@ -212,6 +262,7 @@ async def run(broker: Broker, buses: int, count: int, rate_hz: float) -> dict[st
             await asyncio.sleep(3)  # the updates are flowing
             updates_before, sent_before, t_before = app.updates, publisher.sent, time.monotonic()
             cpu0 = time.thread_time()
+            SLOWEST.clear()  # the slowest of the loaded phase are named at the end
             loaded = await presses(app, count, rng)
             elapsed = time.monotonic() - t_before
             loaded_cpu = (time.thread_time() - cpu0) / elapsed
@@ -259,6 +310,8 @@ def main() -> int:
         f"baseline, same run, fleet loaded but idle: p50 {result['baseline_idle_p50_ms']} ms, "
         f"p99 {result['baseline_idle_p99_ms']} ms"
     )
+    for ms, key, effect in sorted(SLOWEST, reverse=True)[:5]:
+        say(f"slow press: {key!r} {ms:.0f} ms to the frame, {effect:.0f} ms to take effect")
     print(json.dumps(result))
     return 0
 

@@ -129,7 +129,7 @@ async def test_the_fleet_screen_shows_every_bus_with_its_alarm_and_sorts_by_alar
             "7800 records stored",
             "OFFLINE",
             "110-423",
-            "+1:00",
+            "+1 min",
             "v1→v2",
             "!emergency",
             "EMERGENCY bus-03 emergency",

@@ -29,7 +29,8 @@ from central.dashboard.messages import BusAction
 from central.dashboard.screens.bus_detail import BusDetailScreen
 from central.dashboard.screens.form import FormScreen
 from central.dashboard.screens.timetables import TimetablesScreen
-from central.dashboard.widgets.fleet_table import COLUMNS, FleetTable
+from central.dashboard.widgets.fleet_columns import COLUMNS, layout
+from central.dashboard.widgets.fleet_table import FleetTable
 from central.gtfs_import import import_gtfs
 from central.store.db import CentralStore
 from protocols import codec, topics
@@ -136,12 +137,8 @@ async def test_the_fleet_table_shows_each_bus_timetable_and_the_detail_says_what
         assert table.cell("tt-local", "timetable") == "local"
         assert table.cell("tt-none", "timetable") == "—"
         # On an 80-column terminal the bus, its timetable, route and trip are all in view.
-        ends = {}
-        x = 0
-        for key, _, width in COLUMNS:
-            ends[key] = x + width
-            x += width + 1
-        assert ends["timetable"] < ends["trip"] <= 80
+        keys = [COLUMNS[i].key for i, _, _ in layout(80, {"bus": 9, "alarm": 0})]
+        assert {"bus", "timetable", "route", "trip"} <= set(keys)
         app.post_message(BusAction("tt-staged", "open"))
         await until(pilot, lambda: isinstance(app.screen, BusDetailScreen), "the bus detail")
         box = app.screen.query_one("#timetable", Static)

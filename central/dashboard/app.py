@@ -159,6 +159,7 @@ class DashboardApp(App[None]):
         self.updates = 0  # fleet updates applied (tests watch it)
         self._pending: dict[str, asyncio.Future[DispatchReply]] = {}
         self._geometry: tuple[Shapes, Stops] | None = None
+        self.shape_routes: list[str] = []  # the route of each of geometry()'s shapes
         self._connected_at: float | None = None
 
     def notify(  # the same call as Textual's, but never markup
@@ -180,6 +181,8 @@ class DashboardApp(App[None]):
         self.sub_title = f"{self.user} · connecting…" if self.connect else f"{self.user} · offline"
         if self.connect:
             self.run_worker(self.link.run(), name="mqtt", exclusive=True, group="mqtt")
+        elif self.handler is not None:  # no broker: stop names and routes from the handler
+            self._load_names()
 
     def on_fleet_updated(self, message: FleetUpdated) -> None:
         self.apply_update(message.entries, message.stats, message.alarms)
@@ -247,11 +250,12 @@ class DashboardApp(App[None]):
         """Route shapes and stops for the map, asked for once."""
         if self._geometry is None:
             reply = await self.request(Listing(what="shapes"))
+            rows = [s for s in reply.tables.get("shapes", []) if s.get("points")]
             shapes = [
                 [(float(a), float(b)) for a, _, b in (p.partition(",") for p in points.split(";"))]
-                for points in (str(s["points"]) for s in reply.tables.get("shapes", []))
-                if points
+                for points in (str(s["points"]) for s in rows)
             ]
+            self.shape_routes = [str(s.get("route") or "") for s in rows]
             stops_reply = await self.request(Listing(what="stops"))
             stops: Stops = [
                 (str(s["stop_id"]), str(s["name"]), float(str(s["lat"])), float(str(s["lon"])))

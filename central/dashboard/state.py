@@ -166,6 +166,7 @@ def rows(
         and (not view.problems_only or not e.online or (e.bus in alarms and alarms[e.bus].open))
     ]
     key = SORTS.get(view.sort, SORTS["bus"])
-    chosen.sort(key=lambda e: e.bus)  # ties keep the bus order
-    chosen.sort(key=lambda e: key(e, alarms.get(e.bus)), reverse=view.reverse)
+    chosen.sort(key=lambda e: e.bus, reverse=view.reverse and key is SORTS["bus"])
+    if key is not SORTS["bus"]:  # ties keep the bus order
+        chosen.sort(key=lambda e: key(e, alarms.get(e.bus)), reverse=view.reverse)
     return [e.bus for e in chosen]

@@ -64,6 +64,8 @@ class DashboardView(Protocol):
     @property
     def link_text(self) -> str: ...
     @property
+    def shape_routes(self) -> list[str]: ...  # the route of each shape geometry() gave
+    @property
     def clock(self) -> Callable[[], float]: ...
 
     async def ask(self, query: Query) -> DispatchReply:

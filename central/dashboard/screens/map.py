@@ -41,7 +41,8 @@ class MapScreen(DispatchScreen):
     @work(group="geometry", exclusive=True, exit_on_error=False)
     async def _load_geometry(self) -> None:
         shapes, stops = await self.dashboard.geometry()
-        self.query_one(BrailleMap).set_geometry(shapes, [Stop(*s) for s in stops])
+        routes = self.dashboard.shape_routes
+        self.query_one(BrailleMap).set_geometry(shapes, [Stop(*s) for s in stops], routes)
         self._geometry_loaded = True
         self.on_state()
 
@@ -50,6 +51,9 @@ class MapScreen(DispatchScreen):
         m.show(self.dashboard.fleet, self.dashboard.bus_alarms)
         follow = f"following {m.follow}" if m.follow else "f: follow the selected bus"
         sel = self.selected or "none"
+        bus = self.dashboard.fleet.get(self.selected or "")
+        if bus is not None and bus.route_id:
+            sel += f" on route {bus.route_id}" + (f" trip {bus.trip_id}" if bus.trip_id else "")
         shapes = f"{len(m.shapes)} shapes" if self._geometry_loaded else "loading shapes…"
         self.query_one("#map-status", Static).update(
             plain(
@@ -62,6 +66,7 @@ class MapScreen(DispatchScreen):
         if bus:
             self.selected = bus
             self.query_one(BrailleMap).follow = bus
+            self.query_one(BrailleMap).selected = bus
         self.on_state()
 
     def selected_bus(self) -> str | None:

@@ -1,5 +1,9 @@
 """The map: route shapes in braille dots (2x4 per character cell), buses and stops on top.
 
+Each route has its colour; the selected bus's route (its trip's) is drawn on top in yellow.
+Every bus is labelled with its id where the label covers no other bus or label (the
+followed and the selected bus always).
+
 A local equirectangular projection around the view's centre is exact enough for a city.
 Pan with the arrows, zoom with + and -, follow a bus (it stays in the middle), 0 fits the
 fleet. Stops appear once zoomed in far enough to tell them apart.
@@ -36,9 +40,12 @@ DOTS = {
     (1, 3): 0x80,
 }
 STOPS_BELOW_M = 12.0  # metres per dot: closer than this, stops are drawn
-LABELS_BELOW_M = 40.0  # and bus ids beside every bus
 MIN_M, MAX_M = 1.0, 2000.0
 LINE = Style(color="bright_black")
+ROUTE_COLOURS = tuple(  # one per route, in turn: tells neighbouring lines apart
+    Style(color=c) for c in ("blue", "magenta", "cyan", "bright_blue", "bright_magenta", "green")
+)
+SELECTED_ROUTE = Style(bold=True, color="yellow")  # the selected bus's trip
 STOP = Style(color="cyan")
 BUS = Style(bold=True, color="green")
 BUS_OFF = Style(color="bright_black")
@@ -82,20 +89,29 @@ class BrailleMap(Widget, can_focus=True):
     m_per_dot: reactive[float] = reactive(50.0)
     center: reactive[tuple[float, float]] = reactive((-16.92, 145.77))
     follow: reactive[str | None] = reactive(None)
+    selected: reactive[str | None] = reactive(None)  # its trip's route is drawn on top
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.shapes: list[list[tuple[float, float]]] = []
+        self.shape_routes: list[str] = []  # the route of each shape ("" unknown)
         self.stops: list[Stop] = []
         self.buses: Mapping[str, FleetEntry] = {}
         self.alarms: Mapping[str, BusAlarms] = {}
         self._fitted = False
-        self._layer: tuple[tuple[object, ...], bytearray] | None = None  # shapes, rasterised
+        # the shapes, rasterised: dots and, per cell, the shape drawn last there (-1: none)
+        self._layer: tuple[tuple[object, ...], bytearray, list[int]] | None = None
 
     def set_geometry(
-        self, shapes: Sequence[list[tuple[float, float]]], stops: Sequence[Stop]
+        self,
+        shapes: Sequence[list[tuple[float, float]]],
+        stops: Sequence[Stop],
+        routes: Sequence[str] | None = None,
     ) -> None:
         self.shapes = [[p for p in shape if on_earth(*p)] for shape in shapes]
+        self.shape_routes = list(routes or [])[: len(self.shapes)]
+        self.shape_routes += [""] * (len(self.shapes) - len(self.shape_routes))
+        self._route_index = {r: i for i, r in enumerate(dict.fromkeys(self.shape_routes))}
         self.stops = [s for s in stops if on_earth(s.lat, s.lon)]
         self._layer = None
         self.refresh()
@@ -150,22 +166,39 @@ class BrailleMap(Widget, can_focus=True):
         self._fitted = True
 
     # -- drawing ----------------------------------------------------------------------------
-    def _shapes_layer(self, cols: int, lines: int) -> bytearray:
-        """The route shapes as braille dots; drawn again only when the view moved."""
-        key = (cols, lines, self.center, self.m_per_dot, len(self.shapes))
+    def selected_route(self) -> str:
+        """The route of the selected bus's trip ("" none)."""
+        e = self.buses.get(self.selected or "")
+        return (e.route_id or "") if e is not None else ""
+
+    def _shapes_layer(self, cols: int, lines: int) -> tuple[bytearray, list[int]]:
+        """The route shapes as braille dots; drawn again only when the view moved. The
+        selected bus's route goes last, so that it stays on top of the others."""
+        chosen = self.selected_route()
+        key = (cols, lines, self.center, self.m_per_dot, len(self.shapes), chosen)
         if self._layer is not None and self._layer[0] == key:
-            return self._layer[1]
+            return self._layer[1], self._layer[2]
         dots = bytearray(cols * lines)
+        owner = [-1] * (cols * lines)
         w, h = cols * 2, lines * 4
-        for shape in self.shapes:
+        order = sorted(range(len(self.shapes)), key=lambda i: self.shape_routes[i] == chosen)
+        for index in order:
             prev: tuple[float, float] | None = None
-            for lat, lon in shape:
+            for lat, lon in self.shapes[index]:
                 p = self.project(lat, lon)
                 if prev is not None:
-                    _line(dots, cols, w, h, prev, p)
+                    _line(dots, owner, index, cols, w, h, prev, p)
                 prev = p
-        self._layer = (key, dots)
-        return dots
+        self._layer = (key, dots, owner)
+        return dots, owner
+
+    def _line_style(self, shape: int, chosen: str) -> Style:
+        route = self.shape_routes[shape] if 0 <= shape < len(self.shape_routes) else ""
+        if chosen and route == chosen:
+            return SELECTED_ROUTE
+        if not route:
+            return LINE
+        return ROUTE_COLOURS[self._route_index.get(route, 0) % len(ROUTE_COLOURS)]
 
     def project(self, lat: float, lon: float) -> tuple[float, float]:
         """Dot coordinates of a point: (0, 0) is the top left dot of the widget."""
@@ -180,14 +213,15 @@ class BrailleMap(Widget, can_focus=True):
         if cols <= 0 or lines <= 0:
             return Text()
         w, h = cols * 2, lines * 4
-        dots = self._shapes_layer(cols, lines)
+        dots, owner = self._shapes_layer(cols, lines)
+        chosen = self.selected_route()
         overlay: dict[tuple[int, int], tuple[str, Style]] = {}
         if self.m_per_dot <= STOPS_BELOW_M:
             for stop in self.stops:
                 x, y = self.project(stop.lat, stop.lon)
                 if 0 <= x < w and 0 <= y < h:
                     overlay[(int(x) // 2, int(y) // 4)] = ("◦", STOP)
-        labels = self.m_per_dot <= LABELS_BELOW_M
+        placed: list[tuple[str, int, int, Style]] = []
         for bus, e in sorted(self.buses.items()):
             if e.lat is None or e.lon is None or not on_earth(e.lat, e.lon):
                 continue
@@ -199,35 +233,71 @@ class BrailleMap(Widget, can_focus=True):
             style = BUS if e.online else BUS_OFF
             if alarm is not None and alarm.unacked:
                 style = BUS_ALARM
-            if bus == self.follow:
+            if bus in (self.follow, self.selected):
                 style = FOLLOWED
             overlay[(cx, cy)] = ("●", style)
-            if labels or bus == self.follow:
-                for i, ch in enumerate(clean(f" {bus}")[: max(0, cols - cx - 1)]):
-                    overlay.setdefault((cx + 1 + i, cy), (ch, style))
+            placed.append((bus, cx, cy, style))
+        self._label(overlay, placed, cols)
         text = Text(no_wrap=True, overflow="crop")
         for row in range(lines):
             base = row * cols
             run: list[str] = []
+            run_style = LINE
             for col in range(cols):
                 over = overlay.get((col, row))
                 if over is None:
                     bits = dots[base + col]
+                    style = self._line_style(owner[base + col], chosen) if bits else run_style
+                    if style != run_style and run:
+                        text.append("".join(run), run_style)
+                        run = []
+                    run_style = style
                     run.append(chr(0x2800 + bits) if bits else " ")
                     continue
                 if run:
-                    text.append("".join(run), LINE)
+                    text.append("".join(run), run_style)
                     run = []
                 text.append(over[0], over[1])
             if run:
-                text.append("".join(run), LINE)
+                text.append("".join(run), run_style)
             if row < lines - 1:
                 text.append("\n")
         return text
 
+    def _label(
+        self,
+        overlay: dict[tuple[int, int], tuple[str, Style]],
+        placed: list[tuple[str, int, int, Style]],
+        cols: int,
+    ) -> None:
+        """Each bus's id beside it where it covers no other bus nor label: the followed and
+        the selected bus first, then the others in id order."""
+        first = (self.follow, self.selected)
+        taken: set[tuple[int, int]] = set()
+        for bus, cx, cy, style in sorted(placed, key=lambda p: p[0] not in first):
+            label = clean(f" {bus}")  # a space between the bus and its id
+            cells = [(cx + 1 + i, cy) for i in range(len(label) + 1)]  # a space after it
+            if cx + 1 + len(label) > cols and bus not in first:
+                continue
+            clash = any(c in taken or (c in overlay and c != (cx, cy)) for c in cells)
+            if clash and bus not in first:
+                continue
+            for cell, ch in zip(cells, label, strict=False):
+                if cell[0] < cols and overlay.get(cell, ("",))[0] != "●":
+                    overlay[cell] = (ch, style)
+            taken.update(cells)
+            taken.add((cx, cy))
+
 
 def _line(
-    dots: bytearray, cols: int, w: int, h: int, a: tuple[float, float], b: tuple[float, float]
+    dots: bytearray,
+    owner: list[int],
+    shape: int,
+    cols: int,
+    w: int,
+    h: int,
+    a: tuple[float, float],
+    b: tuple[float, float],
 ) -> None:
     """Set the dots of segment a-b that fall inside the canvas."""
     (x0, y0), (x1, y1) = a, b
@@ -240,4 +310,6 @@ def _line(
         t = i / steps
         x, y = int(x0 + (x1 - x0) * t), int(y0 + (y1 - y0) * t)
         if 0 <= x < w and 0 <= y < h:
-            dots[(y // 4) * cols + x // 2] |= DOTS[(x % 2, y % 4)]
+            cell = (y // 4) * cols + x // 2
+            dots[cell] |= DOTS[(x % 2, y % 4)]
+            owner[cell] = shape

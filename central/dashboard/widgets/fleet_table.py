@@ -21,27 +21,18 @@ from textual.strip import Strip
 
 from central.dashboard.state import BusAlarms, View, rows
 from central.dashboard.text import clean
+from central.dashboard.widgets.fleet_columns import (
+    COLUMNS,
+    KEYS,
+    Layout,
+    delay_text,
+    fit,
+    layout,
+    line_width,
+    longest,
+)
 from protocols.schemas import FleetEntry
 
-COLUMNS = (  # (key, label, width): fixed widths, so lines do not jump as values change
-    ("alarm", "Alarm", 16),
-    ("bus", "Bus", 10),
-    ("status", "Status", 7),
-    ("timetable", "TT", 7),  # here the bus, route and trip still fit in 80 columns
-    ("route", "Route", 10),
-    ("trip", "Trip", 22),
-    ("stop", "Next stop", 22),
-    ("delay", "Delay", 6),
-    ("speed", "km/h", 4),
-    ("doors", "Doors", 6),
-    ("seen", "Seen", 7),
-    ("wifi", "Wi-Fi", 5),
-    ("sync", "State", 12),
-    ("records", "Records", 8),
-    ("position", "Position", 19),
-)
-KEYS = tuple(c[0] for c in COLUMNS)
-LINE_WIDTH = sum(w + 1 for _, _, w in COLUMNS)
 SORTABLE = ("bus", "alarm", "status", "route", "delay", "speed", "seen", "wifi")
 
 HEADER = Style(bold=True, reverse=True)
@@ -50,14 +41,6 @@ OFFLINE = Style(dim=True)
 ALARM_STYLES = {4: Style(bold=True, color="white", bgcolor="red"), 3: Style(bold=True, color="red")}
 WARNING = Style(color="yellow")
 ACKED = Style(dim=True)
-
-
-def _delay(seconds: int | None) -> str:
-    if seconds is None:
-        return ""
-    sign = "+" if seconds >= 0 else "-"
-    m, s = divmod(abs(seconds), 60)
-    return f"{sign}{m}:{s:02d}"
 
 
 def timetable_cell(e: FleetEntry) -> str:
@@ -96,7 +79,7 @@ def cells(
         e.route_id or "",
         e.trip_id or "",
         stop or "",
-        _delay(e.delay_s),
+        delay_text(e.delay_s),
         speed,
         doors,
         seen,
@@ -138,6 +121,10 @@ class FleetTable(ScrollView, can_focus=True):
         self.cursor_bus: str | None = None
         self._style = Style()
         self._now = 0.0
+        self._content: dict[str, int] = {}
+        self._measured: Mapping[str, FleetEntry] | None = None
+        self._bus_width = 0  # the longest bus id and alarm label
+        self._layout: tuple[tuple[int, dict[str, int]], Layout] | None = None
 
     # -- data -------------------------------------------------------------------------------
     def show(
@@ -162,8 +149,31 @@ class FleetTable(ScrollView, can_focus=True):
         else:
             self.cursor_row = min(self.cursor_row, max(0, len(self._rows) - 1))
             self.cursor_bus = self._rows[self.cursor_row] if self._rows else None
-        self.virtual_size = Size(LINE_WIDTH, len(self._rows) + 1)
+        if self.fleet is not self._measured:  # a new fleet: its longest ids, once
+            self._measured = self.fleet
+            self._bus_width = longest(self.fleet)
+        self._content = {
+            "bus": self._bus_width,
+            "alarm": longest(a.label for a in self.alarms.values()),
+        }
+        self.virtual_size = Size(line_width(self.columns()), len(self._rows) + 1)
         self.refresh()
+
+    def columns(self) -> Layout:
+        """The columns that fit the table's width now, and their widths."""
+        key = (self.scrollable_content_region.width or 200, self._content)
+        if self._layout is None or self._layout[0] != key:
+            self._layout = (key, layout(key[0], self._content))
+        return self._layout[1]
+
+    def on_resize(self) -> None:
+        self._layout = None
+        self.virtual_size = Size(line_width(self.columns()), len(self._rows) + 1)
+        self.refresh()
+
+    def header(self) -> list[str]:
+        """The labels of the columns shown."""
+        return [COLUMNS[i].label for i, _, _ in self.columns()]
 
     def row_keys(self) -> list[str]:
         """The buses shown, in order."""
@@ -179,10 +189,15 @@ class FleetTable(ScrollView, can_focus=True):
     def action_move(self, delta: int) -> None:
         if not self._rows:
             return
+        was, top = self.cursor_row, self.scroll_offset.y
         self.cursor_row = max(0, min(len(self._rows) - 1, self.cursor_row + delta))
         self.cursor_bus = self._rows[self.cursor_row]
         self._follow_cursor()
-        self.refresh()
+        if self.scroll_offset.y == top:  # no scrolling: only the two lines change
+            self.refresh_lines(was + 1)  # + 1: the header line
+            self.refresh_lines(self.cursor_row + 1)
+        else:
+            self.refresh()
 
     def action_page(self, pages: int) -> None:
         self.action_move(pages * max(1, self.size.height - 2))
@@ -210,7 +225,7 @@ class FleetTable(ScrollView, can_focus=True):
         scroll_x, scroll_y = self.scroll_offset
         width = self.size.width
         if y == 0:
-            texts = tuple(label for _, label, _ in COLUMNS)
+            texts = tuple(c.label for c in COLUMNS)
             strip = self._strip(texts, [HEADER] * len(COLUMNS), HEADER)
         else:
             index = scroll_y + y - 1
@@ -240,20 +255,21 @@ class FleetTable(ScrollView, can_focus=True):
             styles = [s + CURSOR for s in styles]
         return self._strip(texts, styles, base + CURSOR if cursor else base)
 
-    @staticmethod
-    def _strip(texts: tuple[str, ...], styles: list[Style], gap: Style) -> Strip:
-        """One line; neighbouring cells of one style share a segment (fewer to filter)."""
+    def _strip(self, texts: tuple[str, ...], styles: list[Style], gap: Style) -> Strip:
+        """One line of the columns shown; neighbouring cells of one style share a segment."""
         segments: list[Segment] = []
         run: list[str] = []
-        current = styles[0]
-        for (_, _, w), text, style in zip(COLUMNS, texts, styles, strict=True):
+        cols = self.columns()
+        current = styles[cols[0][0]] if cols else gap
+        for i, w, cut_left in cols:
+            style = styles[i]
             if style != current:
                 segments.append(Segment("".join(run), current))
                 run, current = [], style
-            run.append(text[:w].ljust(w))
+            run.append(fit(texts[i], w, cut_left))
             if gap != current:
                 segments.append(Segment("".join(run), current))
                 run, current = [], gap
             run.append(" ")
         segments.append(Segment("".join(run), current))
-        return Strip(segments, LINE_WIDTH)
+        return Strip(segments, line_width(cols))
