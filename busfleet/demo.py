@@ -43,6 +43,7 @@ from busfleet.demo_mission import (
     BusPorts,
     Mission,
     MissionRefused,
+    answering,
     display_figures,
     stage_mission,
     urls,
@@ -64,6 +65,7 @@ CENTRAL_START_S = 30.0  # a cold start of `central serve` (imports, database) on
 # after 30 to 60 s and few or none of a minute's run leave a stop. Nearer than trips_now's
 # MIN_AHEAD_M (80 m), the agent might not track before the bus is there.
 APPROACH_M = 120.0
+OPEN_WAIT_S = 20.0  # `--open`: at most this long for a page to answer before it is opened
 # `--broker`: auto is mosquitto if installed, else the embedded one (amqtt, MQTT 3.1.1)
 BROKERS: dict[str, Callable[..., contextlib.AbstractContextManager[Broker]]] = {
     "auto": run_broker,
@@ -450,6 +452,7 @@ def open_pages(fleet: Fleet) -> None:
     import webbrowser
 
     for url in first_bus_urls(fleet).values():
+        answering(url, OPEN_WAIT_S)  # the agent binds its sites a moment after it starts
         if not webbrowser.open_new_tab(url):
             print(f"[demo] no browser to open {url}", file=sys.stderr)
 

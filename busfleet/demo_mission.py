@@ -11,6 +11,8 @@ outside: the buses' passenger displays (`display_figures`), as passengers see th
 from __future__ import annotations
 
 import json
+import time
+import urllib.error
 import urllib.request
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -37,6 +39,7 @@ __all__ = [
     "BusPorts",
     "Mission",
     "MissionRefused",
+    "answering",
     "display_figures",
     "pick_skipped_stop",
     "stage_mission",
@@ -161,6 +164,21 @@ async def stage_mission(
         diversion_route=route,
         diversion_from=starts,
     )
+
+
+def answering(url: str, timeout_s: float) -> bool:
+    """Whether `url` answers (any HTTP status) within `timeout_s`, asked once a second."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=PROBE_TIMEOUT_S):
+                return True
+        except urllib.error.HTTPError:
+            return True
+        except OSError:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(1.0)
 
 
 def _display_state(port: int) -> dict[str, object] | None:
