@@ -29,7 +29,25 @@ from busfleet.broker.launch import (
     run_embedded,
     run_mosquitto,
 )
-from busfleet.demo_figures import database_figures, fleet_entries, rejected_by_central, timetable
+from busfleet.demo_figures import (
+    database_figures,
+    fleet_entries,
+    plays_stored,
+    rejected_by_central,
+    timetable,
+)
+from busfleet.demo_mission import (
+    DIVERSION_AFTER_S,
+    PAGE_NAMES,
+    PLAYLIST,
+    BusPorts,
+    Mission,
+    MissionRefused,
+    answering,
+    display_figures,
+    stage_mission,
+    urls,
+)
 from busfleet.simbus import DEFAULT_GTFS
 from central import client
 from central.config import CentralConfig
@@ -47,6 +65,7 @@ CENTRAL_START_S = 30.0  # a cold start of `central serve` (imports, database) on
 # after 30 to 60 s and few or none of a minute's run leave a stop. Nearer than trips_now's
 # MIN_AHEAD_M (80 m), the agent might not track before the bus is there.
 APPROACH_M = 120.0
+OPEN_WAIT_S = 20.0  # `--open`: at most this long for a page to answer before it is opened
 # `--broker`: auto is mosquitto if installed, else the embedded one (amqtt, MQTT 3.1.1)
 BROKERS: dict[str, Callable[..., contextlib.AbstractContextManager[Broker]]] = {
     "auto": run_broker,
@@ -70,6 +89,8 @@ class Fleet:
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     timetable_version: int | None = None  # the version central published (timetable mode)
     trips: dict[str, str] = field(default_factory=dict)  # bus -> the trip it drives
+    ports: dict[str, BusPorts] = field(default_factory=dict)  # bus -> where its pages are
+    mission: Mission | None = None  # the ads, message and diversion (timetable mode)
 
     @property
     def db(self) -> Path:
@@ -165,6 +186,27 @@ async def import_and_publish(fleet: Fleet, feed: Path) -> int:
         return version
 
 
+async def stage(
+    fleet: Fleet, buses: list[str], feed: Feed, trip_id: str, start_m: float
+) -> Mission:
+    """Ads, a message and a diversion, asked of central (busfleet/demo_mission.py)."""
+    async with client.connect(
+        central_config(fleet), "demo", presence_wait_s=CENTRAL_START_S
+    ) as central:
+        try:
+            return await stage_mission(
+                lambda r: central.ask(client.envelope(r)),
+                fleet.workdir,
+                buses,
+                feed=feed,
+                trip_id=trip_id,
+                start_m=start_m,
+                now=time.time(),
+            )
+        except MissionRefused as exc:
+            raise DemoFailed(str(exc)) from exc
+
+
 def pick_trips(gtfs: Path, n: int) -> list[str]:
     """n trips on distinct routes, each bus a different one."""
     return demo_trips(read_feed(gtfs), n)
@@ -228,8 +270,12 @@ def _setup(
     else:
         chosen = [along(feed, tid, i) for i, tid in enumerate(demo_trips(feed, buses))]
     assignments = {}
+    starts: dict[str, TripNow] = {}
     for i, trip in enumerate(chosen):
         bus_id = f"bus-{i + 1:02d}"
+        # Each bus's display and driver terminal on ports of its own; bus-01 also runs the
+        # passenger Wi-Fi portal, so that a newcomer can open all three.
+        fleet.ports[bus_id] = BusPorts(free_port(), free_port(), free_port() if i == 0 else None)
         spawn_bus(
             fleet,
             bus_id,
@@ -239,8 +285,10 @@ def _setup(
             gtfs=gtfs,
             start_fraction=trip.start_fraction,
             local_feed=not timetable_now,
+            ports=fleet.ports[bus_id],
         )
         fleet.trips[bus_id] = trip.trip_id
+        starts[bus_id] = trip
         route = feed.routes[trip.route_id]
         ahead = f", {trip.next_stop_m:.0f} m before a stop" if trip.next_stop_m else ""
         say(
@@ -251,6 +299,19 @@ def _setup(
     # Dispatch assigns each bus the trip it drives, as a dispatcher would: through its
     # desired state; the buses report it back and the dashboard shows route and trip.
     asyncio.run(assign_all(fleet, assignments))
+    if timetable_now:
+        first = next(iter(starts))
+        fleet.mission = asyncio.run(
+            stage(fleet, list(starts), feed, starts[first].trip_id, starts[first].dist_m)
+        )
+        m = fleet.mission
+        say(
+            f"central: {len(m.media)} generated ads in playlist {PLAYLIST} on every bus, a "
+            f"passenger message to all buses, route {m.diversion_route} diverted in "
+            f"{DIVERSION_AFTER_S:.0f} s"
+        )
+        for name, url in urls(fleet.ports[first]).items():
+            say(f"{first}: {PAGE_NAMES[name]} {url}")
 
 
 @contextlib.contextmanager
@@ -300,11 +361,18 @@ def spawn_bus(
     gtfs: Path = DEFAULT_GTFS,
     start_fraction: float | None = None,
     local_feed: bool = True,
+    ports: BusPorts | None = None,
 ) -> None:
     """Start one simulated bus; its ground truth goes to <workdir>/<bus>.truth.jsonl.
 
     `start_fraction` None: a little way along, different for each `index`; `local_feed`
-    False: the agent has no copy of the feed and waits for central's timetable."""
+    False: the agent has no copy of the feed and waits for central's timetable; `ports`
+    None: display and driver terminal on any free port, no portal."""
+    pages = []
+    if ports is not None:
+        pages = ["--display-port", str(ports.display), "--driver-port", str(ports.driver)]
+        if ports.portal is not None:
+            pages += ["--portal-port", str(ports.portal)]
     fraction = (index * 0.13) % 0.6 if start_fraction is None else start_fraction
     fleet.spawn(
         bus_id,
@@ -328,6 +396,7 @@ def spawn_bus(
             "--truth-log",
             str(fleet.workdir / f"{bus_id}.truth.jsonl"),
             *([] if local_feed else ["--no-local-feed"]),
+            *pages,
             *broker_args(fleet.broker),
         ],
     )
@@ -347,24 +416,54 @@ def running_fleet(
             yield fleet
 
 
-def final_figures(fleet: Fleet) -> dict[str, int | None]:
+def first_bus_urls(fleet: Fleet) -> dict[str, str]:
+    """bus-01's pages: passenger display, driver terminal, Wi-Fi portal."""
+    first = next(iter(fleet.ports), None)
+    return {} if first is None else urls(fleet.ports[first])
+
+
+def mission_figures(fleet: Fleet) -> dict[str, int]:
+    """Plays central stored, and the buses whose displays show the message and a diversion."""
+    message = fleet.mission.message_id if fleet.mission else None
+    return {"plays_stored": plays_stored(fleet.db), **display_figures(fleet.ports, message)}
+
+
+def final_figures(fleet: Fleet) -> dict[str, object]:
     """The last line's figures: central's database, the buses' timetable and delays as
-    central's fleet entries have them, and `errors` (processes that died, and what central
-    rejected)."""
+    central's fleet entries have them, the day's ads, message and diversion (plays stored,
+    the buses whose displays show the message and a diversion), bus-01's `urls`, and `errors`
+    (processes that died, and what central rejected)."""
     crashed = fleet.crashed()
     for name in crashed:
         print(
             f"[demo] {name} exited unexpectedly, see {fleet.workdir}/logs/{name}.log",
             file=sys.stderr,
         )
-    result: dict[str, int | None] = {**database_figures(fleet.db)}
+    result: dict[str, object] = {**database_figures(fleet.db)}
     result.update(timetable(fleet_entries(fleet.broker), fleet.timetable_version))
+    result.update(mission_figures(fleet))
+    result["urls"] = first_bus_urls(fleet)
     result["errors"] = len(crashed) + rejected_by_central(fleet.broker)
     return result
 
 
+def open_pages(fleet: Fleet) -> None:
+    """bus-01's pages in the browser (`--open`)."""
+    import webbrowser
+
+    for url in first_bus_urls(fleet).values():
+        answering(url, OPEN_WAIT_S)  # the agent binds its sites a moment after it starts
+        if not webbrowser.open_new_tab(url):
+            print(f"[demo] no browser to open {url}", file=sys.stderr)
+
+
 def run_headless(
-    buses: int, seconds: float, workdir: Path | None, rate_hz: float, broker_kind: str = "auto"
+    buses: int,
+    seconds: float,
+    workdir: Path | None,
+    rate_hz: float,
+    broker_kind: str = "auto",
+    open_browser: bool = False,
 ) -> int:
     with contextlib.ExitStack() as stack:
         if workdir is None:
@@ -379,6 +478,8 @@ def run_headless(
             print(f"[demo] cannot start: {exc}", file=sys.stderr)
             print(json.dumps({"errors": 1}), flush=True)
             return 1
+        if open_browser:
+            open_pages(fleet)
         start = time.monotonic()
         next_report = start + 5
         try:
@@ -386,11 +487,13 @@ def run_headless(
                 time.sleep(0.2)
                 if time.monotonic() >= next_report:
                     next_report += 5
-                    f = database_figures(fleet.db)
+                    f = {**database_figures(fleet.db), **mission_figures(fleet)}
                     print(
                         f"[demo] {elapsed:4.0f}/{seconds:.0f} s: {f['buses_seen']} buses seen, "
                         f"{f['positions_stored']} positions stored, "
-                        f"{f['stops_passed']} stops passed",
+                        f"{f['stops_passed']} stops passed, {f['plays_stored']} plays stored, "
+                        f"message on {f['messages_shown']} displays, "
+                        f"diversion on {f['diversions_active']}",
                         file=sys.stderr,
                         flush=True,
                     )
@@ -402,7 +505,11 @@ def run_headless(
 
 
 def run_interactive(
-    buses: int, workdir: Path | None, rate_hz: float, broker_kind: str = "auto"
+    buses: int,
+    workdir: Path | None,
+    rate_hz: float,
+    broker_kind: str = "auto",
+    open_browser: bool = False,
 ) -> int:
     from central.dashboard.app import create_app
 
@@ -418,6 +525,8 @@ def run_interactive(
         except DemoFailed as exc:
             print(f"[demo] cannot start: {exc}", file=sys.stderr)
             return 1
+        if open_browser:
+            open_pages(fleet)
         config = dataclasses.replace(central_config(fleet), mqtt_username="dispatcher")
         with contextlib.suppress(KeyboardInterrupt):
             create_app(config).run()

@@ -20,7 +20,14 @@ from protocols import codec, topics
 from protocols.errors import ProtocolError
 from protocols.schemas import CentralStats, FleetEntry
 
-__all__ = ["STOP_KINDS", "database_figures", "fleet_entries", "rejected_by_central", "timetable"]
+__all__ = [
+    "STOP_KINDS",
+    "database_figures",
+    "fleet_entries",
+    "plays_stored",
+    "rejected_by_central",
+    "timetable",
+]
 
 # Journey events of a bus leaving a stop behind: departed after a halt, or passed without one.
 STOP_KINDS = ("departed", "passed")
@@ -37,6 +44,11 @@ def database_figures(db: Path) -> dict[str, int]:
         "positions_stored": positions,
         "stops_passed": event_count(db, STOP_KINDS) or 0,
     }
+
+
+def plays_stored(db: Path) -> int:
+    """Proofs of play central stored (all buses; 0 while it has not created its database)."""
+    return event_count(db, ("play",)) or 0
 
 
 def timetable(entries: dict[str, FleetEntry], version: int | None) -> dict[str, int | None]:

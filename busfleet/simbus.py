@@ -40,6 +40,7 @@ from onboard.config import (
     TelemetrySection,
 )
 from onboard.journey.runtime import JourneyRuntime
+from onboard.portal.settings import PortalSection
 from protocols.gtfs.feed import Feed, read_feed
 
 log = logging.getLogger("busfleet.simbus")
@@ -65,6 +66,11 @@ class SimBusSpec:
     # False: the agent has no copy and waits for the timetable central publishes, as a new bus.
     local_feed: bool = True
     traffic_seed: int | None = TRAFFIC_SEED  # None: the drive's own random traffic only
+    # Many simulated buses share one machine: display and driver terminal on these ports of
+    # 127.0.0.1 (0: any free one, logged); the Wi-Fi portal only with a port (`portal_section`).
+    display_port: int = 0
+    driver_port: int = 0
+    portal_port: int | None = None
 
 
 def agent_config(spec: SimBusSpec, gps_device: str, can_channel: str) -> AgentConfig:
@@ -81,11 +87,26 @@ def agent_config(spec: SimBusSpec, gps_device: str, can_channel: str) -> AgentCo
         can=CanSection(interface="virtual", channel=can_channel),
         # The demo shows buses live: one message a second instead of the cellular default.
         telemetry=TelemetrySection(send_every_s=1.0),
-        # Many simulated buses share one machine: each display takes a free port (logged).
-        display=DisplaySection(port=0),
-        driver=DriverSection(port=0),
+        display=DisplaySection(port=spec.display_port),
+        driver=DriverSection(port=spec.driver_port),
+        portal=portal_section(spec.portal_port),
         # The bus tracks the trip central assigns it (the demo assigns the one it drives).
         journey=JourneySection(gtfs=str(spec.gtfs) if spec.local_feed else ""),
+    )
+
+
+def portal_section(port: int | None) -> PortalSection:
+    """The passenger Wi-Fi portal on 127.0.0.1:`port`, as a browser on this machine reaches
+    it (its address is the Host it answers as itself), with the null firewall: a simulated bus
+    has no passenger network to enforce anything on. None: no portal."""
+    if port is None:
+        return PortalSection()
+    return PortalSection(
+        enabled=True,
+        listen_host="127.0.0.1",
+        listen_port=port,
+        address="127.0.0.1",
+        firewall="null",
     )
 
 

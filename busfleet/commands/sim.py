@@ -61,6 +61,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         " (the simulator still drives the --gtfs feed's trip)",
     )
     bus.add_argument("--truth-log", type=Path, help="write the simulator's ground truth here")
+    bus.add_argument("--display-port", type=int, default=0, help="passenger display (0: any free)")
+    bus.add_argument("--driver-port", type=int, default=0, help="driver terminal (0: any free)")
+    bus.add_argument(
+        "--portal-port", type=int, help="run the Wi-Fi portal on 127.0.0.1:PORT (null firewall)"
+    )
     bus.add_argument("--log-level", default="INFO")
     bus.set_defaults(func=run_bus)
 
@@ -88,6 +93,9 @@ def run_bus(args: argparse.Namespace) -> int:
         truth_log=args.truth_log,
         gtfs=gtfs,
         local_feed=args.local_feed,
+        display_port=args.display_port,
+        driver_port=args.driver_port,
+        portal_port=args.portal_port,
     )
     run_service(run_sim_bus(spec, feed))
     return 0
