@@ -4,10 +4,9 @@ Requests and their replies go through central/client.py (`Requests`), the same c
 tools use; reconnecting follows central's one backoff policy (central/mqtt.py).
 
 Runs as a Textual worker and only posts messages (central/dashboard/messages.py). Fleet
-entries (5,000 buses at 1 Hz) are read off the event loop by paho's thread (fleet_feed.py);
-they, stats and alarms are coalesced: the newest of each goes to the app at most every
-COALESCE_S, so the screen redraws a few times a second whatever the rate. Replies to this
-dashboard's requests go at once.
+entries (1,000 buses at 1 Hz), stats and alarms are coalesced: the newest of each goes to the
+app at most every COALESCE_S, so the screen redraws a few times a second whatever the rate.
+Replies to this dashboard's requests go at once.
 """
 
 from __future__ import annotations
@@ -24,12 +23,11 @@ from textual.message import Message
 from central import mqtt
 from central.client import Requests
 from central.config import CentralConfig
-from central.dashboard.fleet_feed import FleetFeed
 from central.dashboard.messages import FleetUpdated, LinkStatus, ReplyReceived
 from protocols import codec, topics
 from protocols.errors import ProtocolError
 from protocols.requests import DispatchRequest
-from protocols.schemas import Alarm, CentralStats
+from protocols.schemas import Alarm, CentralStats, FleetEntry
 
 log = logging.getLogger("busfleet.central.dashboard")
 
@@ -48,27 +46,23 @@ class Link:
         self.requests: Requests | None = None  # requests to central, while connected
         self.connected = asyncio.Event()  # requests made before wait for it
         # What arrived since the last flush: the newest of each.
-        self._feed: FleetFeed | None = None  # fleet entries, from paho's thread
+        self._fleet: dict[str, FleetEntry] = {}
         self._alarms: dict[str, Alarm | None] = {}
         self._stats: CentralStats | None = None
 
     async def run(self) -> None:
         """Forever: connect, subscribe, pump; reconnect with backoff when the link drops."""
-        self._feed = FleetFeed(self.config, self.user)
-        self._feed.start()
-        try:
-            await self._run()
-        finally:
-            self._feed.stop()
-
-    async def _run(self) -> None:
         retry = mqtt.backoff()
         async for _attempt in retry:
             try:
                 identifier = f"dash-{self.user[:20]}-{uuid.uuid4().hex[:8]}"  # several at once
                 async with mqtt.client(self.config, identifier=identifier) as client:
                     requests = Requests(client, self.user)
-                    for flt in (topics.central_stats(), topics.all_alarms()):
+                    for flt in (
+                        topics.all_buses(topics.Kind.FLEET),
+                        topics.central_stats(),
+                        topics.all_alarms(),
+                    ):
                         await client.subscribe(flt, qos=1)
                     await requests.subscribe()
                     self.requests = requests
@@ -111,7 +105,10 @@ class Link:
             payload = message.payload if isinstance(message.payload, bytes) else b""
             topic = message.topic.value
             try:
-                if topic.startswith(topics.ROOT + "/alarms/"):
+                if topic.startswith(topics.ROOT + "/fleet/"):
+                    entry = codec.decode(FleetEntry, payload)
+                    self._fleet[entry.bus] = entry
+                elif topic.startswith(topics.ROOT + "/alarms/"):
                     alarm_id = topics.alarm_id(topic)
                     self._alarms[alarm_id] = codec.decode(Alarm, payload) if payload else None
                 elif topic == topics.central_stats():
@@ -127,7 +124,6 @@ class Link:
     async def _flush_every(self) -> None:
         while True:
             await asyncio.sleep(COALESCE_S)
-            fleet = self._feed.take() if self._feed is not None else []
-            if fleet or self._alarms or self._stats is not None:
-                self.post(FleetUpdated(fleet, self._stats, self._alarms))
-                self._alarms, self._stats = {}, None
+            if self._fleet or self._alarms or self._stats is not None:
+                self.post(FleetUpdated(list(self._fleet.values()), self._stats, self._alarms))
+                self._fleet, self._alarms, self._stats = {}, {}, None
